@@ -1,0 +1,72 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace drawbridge::agents {
+
+// A file descriptor that closes itself.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+struct ChildSpec {
+  std::vector<std::string> argv;           // argv[0] is looked up in the gateway's PATH
+  std::string cwd;                         // empty: the gateway's working directory
+  std::map<std::string, std::string> env;  // added to (overriding) the inherited environment
+};
+
+// A started child: it leads a new process group whose id is `pid`. The fds are our ends of
+// its stdin/stdout/stderr pipes, all O_CLOEXEC.
+struct Child {
+  pid_t pid = -1;
+  UniqueFd stdin_fd;
+  UniqueFd stdout_fd;
+  UniqueFd stderr_fd;
+};
+
+// Starts `spec` with posix_spawnp: new process group, pipes on 0/1/2, every other fd closed,
+// signal mask empty and signal dispositions default (so the gateway's SIG_IGN for SIGPIPE
+// does not leak into the command). Returns 0, or the errno of the failed step (including an
+// exec or chdir failure inside the child, which glibc reports back).
+int spawn_child(const ChildSpec& spec, Child& child);
+
+// A pidfd for `pid` (Linux 5.3+): readable once the process has exited. -1 if unsupported.
+UniqueFd open_pidfd(pid_t pid);
+
+enum class ReapResult {
+  running,  // not exited yet
+  reaped,   // exited; `wait_status` is set
+  lost,     // somebody else reaped it (waitpid(-1) elsewhere, or SIGCHLD ignored)
+};
+
+// waitpid(pid, WNOHANG), retrying EINTR.
+ReapResult try_reap(pid_t pid, int& wait_status);
+
+// SIGKILLs the process group `pgid` and waits (blocking) for its leader `pid` to be reaped;
+// SIGKILL cannot be caught, so the wait is short.
+void kill_and_reap(pid_t pid);
+
+// kill(-pgid, sig); errors (ESRCH: the group is already gone) are ignored.
+void signal_group(pid_t pgid, int sig);
+
+}  // namespace drawbridge::agents

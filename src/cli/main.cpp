@@ -1,0 +1,284 @@
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "config/config.h"
+#include "runtime/gateway.h"
+#include "server/client.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using drawbridge::runtime::exit_code::config_invalid;
+using drawbridge::runtime::exit_code::crashed;
+using drawbridge::runtime::exit_code::ok;
+using drawbridge::runtime::exit_code::usage;
+using nlohmann::json;
+
+// --config, else $DRAWBRIDGE_CONFIG, else ./drawbridge.json when it exists, else defaults.
+std::string resolve_config_path(const std::string& given) {
+  if (!given.empty()) return given;
+  if (const char* env = std::getenv("DRAWBRIDGE_CONFIG"); env && *env) return env;
+  for (const char* name : {"drawbridge.json", "drawbridge.jsonc"}) {
+    if (fs::exists(name)) return name;
+  }
+  return {};
+}
+
+struct Target {
+  std::string host = "127.0.0.1";
+  int port = 18789;
+  std::string token;
+};
+
+// Where the running gateway is and how to authenticate, from the flags, the environment,
+// the config file and the token the gateway generated in its data folder.
+Target resolve_target(const std::string& config_path, const std::string& url,
+                      const std::string& token) {
+  Target t;
+  auto loaded = drawbridge::config::load_config_file(config_path);
+  if (loaded.parsed.config) {
+    const auto& cfg = *loaded.parsed.config;
+    t.port = cfg.gateway.port;
+    std::string addr = drawbridge::runtime::bind_address(cfg.gateway.bind);
+    t.host = addr == "0.0.0.0" ? "127.0.0.1" : addr == "::" ? "::1" : addr;
+    t.token = cfg.gateway.auth_token;
+    if (t.token.empty()) {
+      std::ifstream in(drawbridge::runtime::token_file_path(cfg.store.data_dir));
+      std::getline(in, t.token);
+    }
+  }
+  if (!url.empty()) {
+    std::string u = url;
+    for (const char* scheme : {"ws://", "http://"}) {
+      if (u.rfind(scheme, 0) == 0) u = u.substr(std::strlen(scheme));
+    }
+    u = u.substr(0, u.find('/'));
+    // host:port, [v6]:port, or a bare host
+    const auto bracket = u.find(']');
+    const auto colon = u.rfind(':');
+    if (colon != std::string::npos && (bracket == std::string::npos || colon > bracket)) {
+      t.host = u.substr(0, colon);
+      t.port = std::atoi(u.c_str() + colon + 1);
+    } else {
+      t.host = u;
+    }
+    if (t.host.size() >= 2 && t.host.front() == '[') t.host = t.host.substr(1, t.host.size() - 2);
+  }
+  if (!token.empty()) t.token = token;
+  return t;
+}
+
+std::string new_idempotency_key() {
+  std::mt19937_64 rng{std::random_device{}()};
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "cli-%016llx%08llx", static_cast<unsigned long long>(rng()),
+                static_cast<unsigned long long>(rng() & 0xffffffff));
+  return buf;
+}
+
+std::string format_duration(std::int64_t ms) {
+  char buf[64];
+  if (ms < 1000) {
+    std::snprintf(buf, sizeof buf, "%lld ms", static_cast<long long>(ms));
+  } else if (ms < 120000) {
+    std::snprintf(buf, sizeof buf, "%.1f s", ms / 1000.0);
+  } else {
+    std::snprintf(buf, sizeof buf, "%lld min", static_cast<long long>(ms / 60000));
+  }
+  return buf;
+}
+
+int print_status(const json& s) {
+  std::cout << "drawbridge " << s.value("version", "?") << " — " << s.value("state", "?")
+            << " (pid " << s.value("pid", 0) << ", up "
+            << format_duration(s.value("uptimeMs", std::int64_t{0})) << ")\n";
+  std::cout << "listening  " << s.value("bind", "?") << ":" << s.value("port", 0) << "\n";
+  std::cout << "data       " << s.value("dataDir", "?") << "\n";
+  if (!s.value("configPath", "").empty()) std::cout << "config     " << s["configPath"].get<std::string>() << "\n";
+  std::cout << "channels  ";
+  for (const auto& c : s.value("channels", json::array())) {
+    std::cout << " " << c.value("id", "?") << " (" << (c.value("ready", false) ? "ready" : "not ready")
+              << ", agent " << c.value("agent", "?") << ")";
+  }
+  std::cout << "\nagents    ";
+  for (const auto& a : s.value("agents", json::array())) {
+    std::cout << " " << a.value("id", "?") << " (" << a.value("type", "?") << ")";
+  }
+  std::cout << "\nwork       " << s.value("activeRuns", json::array()).size() << " active turn(s), "
+            << s.value("queueDepth", 0) << " queued, " << s.value("pendingDeliveries", 0)
+            << " delivery(ies) in flight\n";
+  const auto& st = s.value("store", json::object());
+  std::cout << "store      " << st.value("inboxTotal", 0) << " message(s), "
+            << st.value("inboxUnfinished", 0) << " unfinished, " << st.value("outboxPending", 0)
+            << " reply part(s) pending\n";
+  return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  CLI::App app{
+      "drawbridge: a multi-channel AI agent gateway that never loses a message.\n"
+      "Run `drawbridge run` to start it, then `drawbridge send hello`."};
+  app.set_version_flag("--version", std::string("drawbridge ") + DRAWBRIDGE_VERSION);
+  app.require_subcommand(1);
+  std::string config_path;
+  app.add_option("-c,--config", config_path,
+                 "Config file (JSON with comments); default: $DRAWBRIDGE_CONFIG, then "
+                 "./drawbridge.json");
+
+  auto* run = app.add_subcommand("run", "Run the gateway in the foreground");
+  drawbridge::runtime::RunOptions run_opts;
+  int port = 0;
+  std::string bind, data_dir;
+  run->add_option("-p,--port", port, "Port to listen on (overrides gateway.port)")
+      ->check(CLI::Range(1, 65535));
+  run->add_option("--bind", bind, "loopback, lan or an IP address (overrides gateway.bind)");
+  run->add_option("--data-dir", data_dir, "Data folder (overrides store.dataDir)");
+
+  std::string url, token;
+  auto add_target = [&](CLI::App* sub) {
+    sub->add_option("--url", url, "Gateway address, e.g. ws://127.0.0.1:18789");
+    sub->add_option("--token", token, "Auth token (default: config, env, data folder)");
+  };
+
+  auto* status = app.add_subcommand("status", "Show what the running gateway is doing");
+  add_target(status);
+  bool status_json = false;
+  status->add_flag("--json", status_json, "Print the raw status payload");
+
+  auto* send = app.add_subcommand("send", "Send a message through the local channel and print the reply");
+  add_target(send);
+  std::string session = "main", idem_key;
+  std::vector<std::string> words;
+  bool no_wait = false;
+  int timeout_s = 60;
+  send->add_option("-s,--session", session, "Session key")->capture_default_str();
+  send->add_option("--idempotency-key", idem_key, "Resend safely: the same key is answered once");
+  send->add_flag("--no-wait", no_wait, "Print the acknowledgement and return");
+  send->add_option("--timeout", timeout_s, "Seconds to wait for the reply")->capture_default_str();
+  send->add_option("text", words, "The message")->required();
+
+  auto* config_cmd = app.add_subcommand("config", "Inspect the configuration");
+  config_cmd->require_subcommand(1);
+  auto* validate = config_cmd->add_subcommand("validate", "Check a config file and list every problem");
+  std::string validate_file;
+  validate->add_option("file", validate_file, "File to check (default: the --config file)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return e.get_exit_code() == 0 ? ok : (rc == 0 ? ok : usage);
+  }
+
+  const std::string cfg_path = resolve_config_path(config_path);
+
+  if (*run) {
+    run_opts.config_path = cfg_path;
+    if (port) run_opts.port = port;
+    if (!bind.empty()) run_opts.bind = bind;
+    if (!data_dir.empty()) run_opts.data_dir = data_dir;
+    try {
+      return drawbridge::runtime::run_gateway(run_opts);
+    } catch (const std::exception& e) {
+      spdlog::critical("fatal: {}", e.what());
+      return crashed;
+    }
+  }
+
+  if (*validate) {
+    std::string file = validate_file.empty() ? cfg_path : validate_file;
+    if (file.empty()) {
+      std::cerr << "no config file given and none found (./drawbridge.json); the defaults are valid\n";
+      return ok;
+    }
+    auto loaded = drawbridge::config::load_config_file(file);
+    if (!loaded.io_error.empty()) {
+      std::cerr << loaded.io_error << "\n";
+      return config_invalid;
+    }
+    if (!loaded.parsed.config) {
+      std::cerr << file << ": " << loaded.parsed.errors.size() << " problem(s)\n";
+      for (const auto& e : loaded.parsed.errors) std::cerr << "  " << e.to_string() << "\n";
+      return config_invalid;
+    }
+    std::cout << file << ": valid\n";
+    return ok;
+  }
+
+  Target target = resolve_target(cfg_path, url, token);
+  try {
+    drawbridge::server::GatewayClient client(target.host, target.port);
+    if (*status) {
+      client.connect(target.token, {"operator.read"});
+      json s = client.request("status", json::object());
+      if (status_json) {
+        std::cout << s.dump(2) << "\n";
+        return ok;
+      }
+      return print_status(s);
+    }
+    if (*send) {
+      std::string text;
+      for (const auto& w : words) text += (text.empty() ? "" : " ") + w;
+      if (idem_key.empty()) idem_key = new_idempotency_key();
+      client.connect(target.token, {"operator.write", "operator.read"});
+      json ack = client.request("chat.send", {{"sessionKey", session},
+                                              {"message", text},
+                                              {"idempotencyKey", idem_key}});
+      const std::string run_id = ack.value("runId", "");
+      if (no_wait) {
+        std::cout << ack.dump() << "\n";
+        return ok;
+      }
+      if (ack.value("status", "") == "done") {
+        std::cerr << "(already answered: this idempotency key was sent before; see chat.history)\n";
+        return ok;
+      }
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+      for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        auto ev = left.count() > 0 ? client.next_event(left) : std::nullopt;
+        if (!ev) {
+          std::cerr << "no reply within " << timeout_s << " s; the message is accepted (run "
+                    << run_id << ") and will be answered: see `chat.history`\n";
+          return crashed;
+        }
+        if (ev->value("event", "") != "chat") continue;
+        const auto& p = (*ev)["payload"];
+        if (p.value("runId", "") != run_id) continue;
+        const std::string state = p.value("state", "");
+        if (state == "final") {
+          std::string reply;
+          for (const auto& c : p["message"].value("content", json::array())) {
+            reply += c.value("text", "");
+          }
+          std::cout << reply << "\n";
+          return ok;
+        }
+        if (state == "error" || state == "aborted") {
+          std::cerr << "run " << run_id << " " << state << ": " << p.value("errorMessage", state)
+                    << "\n";
+          return crashed;
+        }
+      }
+    }
+  } catch (const drawbridge::server::ClientError& e) {
+    std::cerr << "drawbridge: " << e.what() << "\n";
+    return crashed;
+  }
+  return ok;
+}

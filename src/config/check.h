@@ -1,0 +1,105 @@
+#pragma once
+
+// Checking JSON values against schema rows, with errors that name where and why.
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.h"
+#include "config/schema.h"
+
+namespace drawbridge::config::check {
+
+using nlohmann::json;
+
+// Where a value sits, in both notations a ConfigError carries.
+struct Location {
+  std::string pointer;  // "/agents/shell/command/1"
+  std::string path;     // "agents.shell.command[1]"
+
+  Location key(std::string_view k) const;
+  Location index(std::size_t i) const;
+};
+
+class Errors {
+ public:
+  void add(const Location& at, std::string message);
+  bool empty() const { return errors_.empty(); }
+  std::size_t size() const { return errors_.size(); }
+  std::vector<ConfigError> take() { return std::move(errors_); }
+
+ private:
+  std::vector<ConfigError> errors_;
+};
+
+// Compact JSON for messages; long values are cut so one bad blob cannot flood the log.
+std::string show(const json& value);
+
+// The closest candidate by edit distance (<= 2, case-insensitive) or prefix, if any.
+std::optional<std::string_view> closest(std::string_view key,
+                                        std::span<const std::string_view> candidates);
+
+// `unknown <what> "k"<context>; did you mean "x"?` or `...; <list_label>: a, b, c`.
+std::string unknown_message(std::string_view what, std::string_view key, std::string_view context,
+                            std::span<const std::string_view> candidates,
+                            std::string_view list_label = "allowed");
+
+// Checks one value against a leaf rule; on failure adds errors and returns false.
+bool check_value(const schema::Rule& rule, const json& value, const Location& at, Errors& errors);
+
+// Checks `object` against the rows under `prefix` ("" or "gateway.") that apply to `kind`,
+// storing every valid value into `target`. Rows of type kCustom are left to the caller; when
+// `open`, keys without a row are accepted.
+template <typename T>
+void check_fields(const json& object, std::string_view prefix,
+                  std::span<const schema::Field<T>> fields, std::string_view kind, bool open,
+                  std::string_view unknown_context, const Location& at, Errors& errors, T& target) {
+  if (!object.is_object()) {
+    errors.add(at, "expected an object, got " + show(object));
+    return;
+  }
+  std::vector<const schema::Field<T>*> level;  // rows directly under prefix
+  for (const auto& field : fields) {
+    if (!field.path.starts_with(prefix) || !schema::applies_to(field.only, kind)) continue;
+    if (field.path.substr(prefix.size()).find('.') != std::string_view::npos) continue;
+    level.push_back(&field);
+  }
+  for (const auto& [key, value] : object.items()) {
+    const schema::Field<T>* row = nullptr;
+    for (const auto* candidate : level) {
+      if (candidate->path.substr(prefix.size()) == key) row = candidate;
+    }
+    if (row == nullptr) {
+      if (open) continue;
+      std::vector<std::string_view> names;
+      for (const auto* candidate : level) names.push_back(candidate->path.substr(prefix.size()));
+      errors.add(at.key(key), unknown_message("key", key, unknown_context, names));
+      continue;
+    }
+    switch (row->rule.type) {
+      case schema::Type::kCustom:
+        break;
+      case schema::Type::kSection:
+        check_fields(value, std::string(row->path) + ".", fields, kind, open, unknown_context,
+                     at.key(key), errors, target);
+        break;
+      default:
+        if (check_value(row->rule, value, at.key(key), errors) && row->set != nullptr) {
+          row->set(target, value);
+        }
+    }
+  }
+  for (const auto* row : level) {
+    const auto key = row->path.substr(prefix.size());
+    if (row->rule.required && !object.contains(std::string(key))) {
+      errors.add(at.key(key), "missing required key; expected " + schema::expected_text(row->rule));
+    }
+  }
+}
+
+}  // namespace drawbridge::config::check

@@ -1,0 +1,127 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace drawbridge::config {
+
+struct ReloadSettings {
+  std::string mode = "hybrid";  // "hybrid" | "off"
+  int debounce_ms = 300;
+  std::int64_t deferral_timeout_ms = 300000;  // 0 = wait without limit
+};
+
+struct GatewaySettings {
+  int port = 18789;
+  std::string bind = "loopback";  // "loopback" | "lan" | an IP address literal
+  std::string auth_token;         // empty: generated and kept in the data folder
+  ReloadSettings reload;
+};
+
+struct CommandsSettings {
+  bool restart = true;  // allow /restart in chat and SIGUSR1 from outside
+};
+
+struct QueueSettings {
+  std::string mode = "followup";  // "steer" | "followup" | "collect" | "interrupt"
+  int cap = 20;
+  std::string drop = "summarize";  // "old" | "new" | "summarize"
+};
+
+struct MessagesSettings {
+  int inbound_debounce_ms = 0;
+  QueueSettings queue;
+};
+
+struct ChannelSettings {
+  std::string id;    // key under `channels`, e.g. "local"
+  bool enabled = true;
+  std::string agent;  // agent id answering this channel; empty: agents.default
+  int max_message_chars = 0;  // split replies into parts of at most this many chars; 0 = no split
+  nlohmann::json raw = nlohmann::json::object();  // the channel's whole object, for adapters
+};
+
+struct AgentSettings {
+  std::string id;
+  std::string type;  // "echo" | "exec" | "openai"
+  // echo
+  int delay_ms = 0;     // wait this long before replying (simulates a slow turn)
+  int chunk_chars = 0;  // stream the reply as deltas of this many chars; 0 = one delta
+  std::string prefix;   // prepended to the echoed text
+  // exec
+  std::vector<std::string> command;  // argv; command[0] is looked up in PATH
+  std::int64_t timeout_ms = 120000;  // exec and openai: a turn running longer is cancelled
+  int kill_grace_ms = 2000;          // SIGTERM, then SIGKILL after this long
+  std::string cwd;
+  std::map<std::string, std::string> env;
+  // openai
+  std::string base_url = "https://api.openai.com/v1";
+  std::string model;
+  std::string api_key;
+  nlohmann::json raw = nlohmann::json::object();
+};
+
+struct StoreSettings {
+  std::string driver = "sqlite";
+  std::string data_dir = "data";  // relative paths resolve against the config file's folder
+};
+
+struct LoggingSettings {
+  std::string level = "info";  // "trace" | "debug" | "info" | "warn" | "error"
+};
+
+struct Config {
+  GatewaySettings gateway;
+  CommandsSettings commands;
+  MessagesSettings messages;
+  std::map<std::string, ChannelSettings> channels;  // by id
+  std::string default_agent = "main";
+  std::map<std::string, AgentSettings> agents;  // by id
+  StoreSettings store;
+  LoggingSettings logging;
+  nlohmann::json raw = nlohmann::json::object();  // the document as loaded (comments stripped)
+};
+
+struct ConfigError {
+  std::string pointer;  // JSON pointer, "/gateway/port"
+  std::string path;     // dotted form for people, "gateway.port"; "channels.x[2]" for arrays
+  std::string message;  // "expected an integer in 1..65535, got \"abc\""
+  std::string to_string() const { return (path.empty() ? "(root)" : path) + ": " + message; }
+};
+
+struct ParseResult {
+  std::optional<Config> config;      // set when errors is empty
+  std::vector<ConfigError> errors;  // every problem found, not only the first
+};
+
+// Parses JSON with comments and validates it whole. Unknown keys are errors with a
+// did-you-mean hint. Defaults fill what is absent: an empty document is a valid config
+// (loopback:18789, local channel, echo agent "main", SQLite under ./data).
+ParseResult parse_config(const std::string& text);
+ParseResult validate_config(const nlohmann::json& doc);
+
+struct LoadResult {
+  ParseResult parsed;
+  std::string path;  // absolute path of the file read; empty when none
+  std::string raw_text;
+  std::string io_error;  // set when the file is missing or cannot be read (parsed is then empty)
+};
+
+// Reads `path` (empty: no file, defaults only), then applies the environment overrides
+// DRAWBRIDGE_GATEWAY_TOKEN / OPENCLAW_GATEWAY_TOKEN and DRAWBRIDGE_GATEWAY_PORT /
+// OPENCLAW_GATEWAY_PORT (an invalid port in the environment is an error at path
+// "env.DRAWBRIDGE_GATEWAY_PORT") and DRAWBRIDGE_DATA_DIR (relative to the current directory),
+// and makes store.data_dir absolute: a relative one resolves against the file's folder, or
+// against the current directory when there is no file.
+LoadResult load_config_file(const std::string& path);
+
+// The JSON Schema-like description used by `config.get` and docs: every key with its type,
+// default and help text.
+nlohmann::json describe_schema();
+
+}  // namespace drawbridge::config

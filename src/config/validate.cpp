@@ -1,0 +1,195 @@
+#include "config/config.h"
+
+#include <algorithm>
+#include <exception>
+#include <set>
+
+#include "config/check.h"
+#include "config/schema.h"
+
+namespace drawbridge::config {
+
+namespace {
+
+using check::Errors;
+using check::Location;
+using nlohmann::json;
+
+std::vector<std::string_view> ids_of(std::span<const schema::Kind> kinds) {
+  std::vector<std::string_view> ids;
+  for (const auto& kind : kinds) ids.push_back(kind.id);
+  return ids;
+}
+
+bool valid_agent_id(const std::string& id) {
+  if (id.empty() || id.size() > 64) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+}
+
+std::string unknown_agent(const std::string& id, const std::set<std::string>& defined) {
+  std::string out = "unknown agent " + check::show(json(id)) + "; defined: ";
+  bool first = true;
+  for (const auto& d : defined) {
+    out += (first ? "" : ", ") + d;
+    first = false;
+  }
+  return out;
+}
+
+void check_channels(const json& channels, const Location& at, Errors& errors, Config& config) {
+  if (!channels.is_object()) {
+    errors.add(at, "expected an object, got " + check::show(channels));
+    return;
+  }
+  const auto kinds = schema::channel_kinds();
+  const auto known = ids_of(kinds);
+  for (const auto& [id, value] : channels.items()) {
+    const auto kind =
+        std::find_if(kinds.begin(), kinds.end(), [&](const schema::Kind& k) { return k.id == id; });
+    if (kind == kinds.end()) {
+      errors.add(at.key(id), check::unknown_message("channel", id, "", known, "known"));
+      continue;
+    }
+    ChannelSettings channel;
+    channel.id = id;
+    channel.raw = value;
+    check::check_fields(value, "", schema::channel_fields(), id, kind->open,
+                        " in channel " + check::show(json(id)), at.key(id), errors, channel);
+    config.channels[id] = std::move(channel);
+  }
+}
+
+// Returns the agent ids defined, valid or not, so that references to them are not reported
+// a second time as unknown.
+std::set<std::string> check_agents(const json& agents, const Location& at, Errors& errors,
+                                   Config& config) {
+  std::set<std::string> defined;
+  if (!agents.is_object()) {
+    errors.add(at, "expected an object, got " + check::show(agents));
+    return defined;
+  }
+  const auto types = ids_of(schema::agent_types());
+  // "type" is checked first: it decides which other rows apply.
+  const auto rows = schema::agent_fields();
+  const auto& type_row =
+      *std::find_if(rows.begin(), rows.end(), [](const auto& row) { return row.path == "type"; });
+  for (const auto& [id, value] : agents.items()) {
+    if (id == "default") continue;
+    if (!valid_agent_id(id)) {
+      errors.add(at.key(id), "invalid agent id " + check::show(json(id)) +
+                                 ": use 1 to 64 of A-Z, a-z, 0-9, \"_\", \"-\"");
+      continue;
+    }
+    defined.insert(id);
+    if (!value.is_object()) {
+      errors.add(at.key(id), "expected an object, got " + check::show(value));
+      continue;
+    }
+    const auto type = value.find("type");
+    if (type == value.end()) {
+      errors.add(at.key(id).key("type"),
+                 "missing required key; expected " + schema::expected_text(type_row.rule));
+      continue;
+    }
+    if (!check::check_value(type_row.rule, *type, at.key(id).key("type"), errors)) continue;
+    AgentSettings agent;
+    agent.id = id;
+    agent.raw = value;
+    const auto& type_name = type->get_ref<const std::string&>();
+    check::check_fields(value, "", schema::agent_fields(), type_name, false,
+                        " for type " + check::show(*type), at.key(id), errors, agent);
+    config.agents[id] = std::move(agent);
+  }
+  if (defined.empty()) {
+    errors.add(at, "no agents defined; add one, e.g. \"main\": {\"type\": \"echo\"}");
+    return defined;
+  }
+  const auto default_id = agents.find("default");
+  if (default_id == agents.end()) {
+    config.default_agent = defined.contains("main") ? "main" : *defined.begin();
+  } else if (!default_id->is_string()) {
+    errors.add(at.key("default"), "expected a string, got " + check::show(*default_id));
+  } else if (!defined.contains(default_id->get<std::string>())) {
+    errors.add(at.key("default"), unknown_agent(default_id->get<std::string>(), defined));
+  } else {
+    config.default_agent = default_id->get<std::string>();
+  }
+  return defined;
+}
+
+ParseResult validate(const json& doc) {
+  ParseResult result;
+  Errors errors;
+  if (!doc.is_object()) {
+    errors.add({}, "expected an object, got " + check::show(doc));
+    result.errors = errors.take();
+    return result;
+  }
+  Config config;
+  config.raw = doc;
+  const Location root;
+  check::check_fields(doc, "", schema::config_fields(), "", false, "", root, errors, config);
+
+  const auto channels = doc.find("channels");
+  check_channels(channels == doc.end() ? schema::default_channels() : *channels,
+                 root.key("channels"), errors, config);
+  const auto agents = doc.find("agents");
+  const auto defined = check_agents(agents == doc.end() ? schema::default_agents() : *agents,
+                                    root.key("agents"), errors, config);
+  if (!defined.empty()) {
+    for (const auto& [id, channel] : config.channels) {
+      if (!channel.agent.empty() && !defined.contains(channel.agent)) {
+        errors.add(root.key("channels").key(id).key("agent"),
+                   unknown_agent(channel.agent, defined));
+      }
+    }
+  }
+
+  result.errors = errors.take();
+  if (result.errors.empty()) result.config = std::move(config);
+  return result;
+}
+
+// nlohmann reports "[json.exception.parse_error.101] parse error at line 3, column 5: ...";
+// people need only the position and the reason.
+std::string describe_parse_error(const std::string& what) {
+  const auto at = what.find("at line ");
+  if (at != std::string::npos) return "invalid JSON " + what.substr(at);
+  const auto colon = what.find(": ");
+  return "invalid JSON: " + (colon == std::string::npos ? what : what.substr(colon + 2));
+}
+
+ParseResult internal_error(const std::exception& e) {
+  ParseResult result;
+  result.errors.push_back({"", "", std::string("internal error while validating: ") + e.what()});
+  return result;
+}
+
+}  // namespace
+
+ParseResult validate_config(const json& doc) {
+  try {
+    return validate(doc);
+  } catch (const std::exception& e) {
+    return internal_error(e);
+  }
+}
+
+ParseResult parse_config(const std::string& text) {
+  json doc;
+  try {
+    doc = json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
+  } catch (const json::parse_error& e) {
+    ParseResult result;
+    result.errors.push_back({"", "", describe_parse_error(e.what())});
+    return result;
+  } catch (const std::exception& e) {
+    return internal_error(e);
+  }
+  return validate_config(doc);
+}
+
+}  // namespace drawbridge::config

@@ -1,0 +1,39 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace drawbridge::pipeline {
+
+struct OutboundPart {
+  std::int64_t outbox_id = 0;
+  std::string idem_key;  // "<inbound id>:<part>" or "send:<key>"
+  std::int64_t inbound_id = 0;
+  int part = 0;
+  bool final_part = false;
+  std::string channel;
+  std::string chat_id;
+  std::string session_key;
+  std::string run_id;
+  std::string text;
+};
+
+enum class SendStatus { sent, retry, failed };
+
+// One chat network account. A channel feeds Pipeline::accept and acknowledges upstream only
+// after accept returned; it sends what the reply dispatcher hands it.
+class Channel {
+ public:
+  virtual ~Channel() = default;
+  virtual const std::string& id() const = 0;
+  virtual void start() = 0;
+  // Stops receiving; `done` runs once the poller (if any) has returned and its cursor is saved.
+  virtual void stop(std::function<void()> done) = 0;
+  virtual bool ready() const = 0;
+  // Delivers one reply part. `done` runs exactly once, on the event loop thread.
+  virtual void send(const OutboundPart& part,
+                    std::function<void(SendStatus status, std::string error)> done) = 0;
+};
+
+}  // namespace drawbridge::pipeline

@@ -1,0 +1,300 @@
+#include "server/http_session.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include <boost/beast/websocket.hpp>
+#include <spdlog/spdlog.h>
+
+#include "server/protocol.h"
+#include "server/rpc_methods.h"
+#include "server/server.h"
+#include "server/ws_connection.h"
+
+namespace drawbridge::server {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using nlohmann::json;
+
+namespace {
+
+// Decodes %XX and '+' in a query component.
+std::string url_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out.push_back(' ');
+    } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(s[i + 1]) &&
+               std::isxdigit(s[i + 2])) {
+      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> query_param(std::string_view target, std::string_view name) {
+  auto q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    std::string_view kv = rest.substr(0, amp);
+    auto eq = kv.find('=');
+    if (kv.substr(0, eq) == name) {
+      return eq == std::string_view::npos ? std::string() : url_decode(kv.substr(eq + 1));
+    }
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+std::string generated_key() {
+  unsigned char raw[12];
+  RAND_bytes(raw, sizeof raw);
+  static const char* hex = "0123456789abcdef";
+  std::string out = "http-";
+  for (unsigned char c : raw) {
+    out.push_back(hex[c >> 4]);
+    out.push_back(hex[c & 15]);
+  }
+  return out;
+}
+
+}  // namespace
+
+HttpSession::HttpSession(Server& server, boost::asio::ip::tcp::socket&& socket)
+    : server_(server), stream_(std::move(socket)) {}
+
+void HttpSession::run() { do_read(); }
+
+void HttpSession::abort_now() {
+  beast::error_code ec;
+  stream_.socket().close(ec);
+}
+
+void HttpSession::do_read() {
+  parser_.emplace();
+  parser_->header_limit(16 * 1024);
+  parser_->body_limit(server_.options().max_http_body_bytes);
+  stream_.expires_after(std::chrono::seconds(60));
+  http::async_read(stream_, buffer_, *parser_,
+                   beast::bind_front_handler(&HttpSession::on_read, shared_from_this()));
+}
+
+void HttpSession::on_read(beast::error_code ec, std::size_t) {
+  if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+      ec == boost::asio::error::operation_aborted) {
+    beast::error_code ignored;
+    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+    return;
+  }
+  if (ec) {
+    // Oversized or malformed request: answer it, then drop the connection.
+    const bool too_big = ec == http::error::body_limit || ec == http::error::header_limit;
+    auto res = std::make_shared<Response>(too_big ? http::status::payload_too_large
+                                                  : http::status::bad_request,
+                                          11);
+    res->set(http::field::content_type, "application/json");
+    res->body() = json{{"ok", false},
+                       {"error",
+                        {{"code", std::string(error_code::invalid_request)},
+                         {"message", "bad HTTP request: " + ec.message()}}}}
+                      .dump();
+    res->keep_alive(false);
+    res->prepare_payload();
+    response_ = res;
+    http::async_write(stream_, *response_,
+                      beast::bind_front_handler(&HttpSession::on_write, shared_from_this(),
+                                                false));
+    return;
+  }
+  if (beast::websocket::is_upgrade(parser_->get())) {
+    if (server_.closing()) {
+      abort_now();
+      return;
+    }
+    auto ws = std::make_shared<WsConnection>(server_, stream_.release_socket(), server_.next_id());
+    ws->run(parser_->release());
+    return;
+  }
+  const Request& req = parser_->get();
+  response_ = std::make_shared<Response>(handle(req));
+  const bool keep_alive = response_->keep_alive() && !server_.closing();
+  response_->keep_alive(keep_alive);
+  http::async_write(stream_, *response_,
+                    beast::bind_front_handler(&HttpSession::on_write, shared_from_this(),
+                                              keep_alive));
+}
+
+void HttpSession::on_write(bool keep_alive, beast::error_code ec, std::size_t) {
+  response_.reset();
+  if (ec) return;
+  if (!keep_alive) {
+    beast::error_code ignored;
+    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+    return;
+  }
+  do_read();
+}
+
+HttpSession::Response HttpSession::handle(const Request& req) {
+  auto reply = [&](http::status status, const json& body) {
+    Response res{status, req.version()};
+    res.set(http::field::server, "drawbridge/" DRAWBRIDGE_VERSION);
+    res.set(http::field::content_type, "application/json");
+    res.keep_alive(req.keep_alive());
+    res.body() = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    res.prepare_payload();
+    return res;
+  };
+  auto error = [&](http::status status, std::string_view code, const std::string& message) {
+    return reply(status, {{"ok", false}, {"error", {{"code", code}, {"message", message}}}});
+  };
+
+  std::string_view target = req.target();
+  std::string_view path = target.substr(0, target.find('?'));
+
+  if (path == "/healthz") {
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      return error(http::status::method_not_allowed, error_code::invalid_request, "use GET");
+    }
+    return reply(http::status::ok, {{"ok", true}, {"status", "live"}});
+  }
+  if (path == "/readyz") {
+    auto r = server_.control().readiness();
+    json body = {{"ok", r.ready}, {"ready", r.ready}};
+    if (!r.ready) body["reason"] = r.reason;
+    return reply(r.ready ? http::status::ok : http::status::service_unavailable, body);
+  }
+  if (path == "/metrics") {
+    Response res{http::status::ok, req.version()};
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.keep_alive(req.keep_alive());
+    res.body() = server_.control().metrics_text();
+    res.prepare_payload();
+    return res;
+  }
+  if (path.starts_with("/v1/")) {
+    auto auth = req[http::field::authorization];
+    const std::string& token = server_.options().token;
+    const std::string expected = "Bearer " + token;
+    if (auth.size() != expected.size() ||
+        CRYPTO_memcmp(auth.data(), expected.data(), expected.size()) != 0) {
+      auto res = error(http::status::unauthorized, error_code::unauthorized,
+                       auth.empty() ? "missing Authorization: Bearer <gateway token>"
+                                    : "gateway token mismatch");
+      res.set(http::field::www_authenticate, "Bearer");
+      return res;
+    }
+    if (path == "/v1/messages") {
+      if (req.method() == http::verb::post) return post_message(req);
+      if (req.method() == http::verb::get) return get_history(req);
+      return error(http::status::method_not_allowed, error_code::invalid_request,
+                   "use POST to send, GET to read the history");
+    }
+  }
+  return error(http::status::not_found, error_code::not_found,
+               "no route for " + std::string(path) +
+                   "; try /healthz, /readyz, /metrics, /v1/messages or a WebSocket upgrade");
+}
+
+HttpSession::Response HttpSession::post_message(const Request& req) {
+  auto reply = [&](http::status status, const json& body) {
+    Response res{status, req.version()};
+    res.set(http::field::content_type, "application/json");
+    res.keep_alive(req.keep_alive());
+    res.body() = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    res.prepare_payload();
+    return res;
+  };
+  auto bad = [&](const std::string& message) {
+    return reply(http::status::bad_request,
+                 {{"ok", false},
+                  {"error", {{"code", error_code::invalid_request}, {"message", message}}}});
+  };
+  json body = json::parse(req.body(), nullptr, false);
+  if (body.is_discarded()) return bad("body: malformed JSON");
+  if (!body.is_object()) return bad("body: expected a JSON object {sessionKey, message}");
+  Params p(body);
+  std::string err;
+  auto session = p.string("sessionKey", false, true, err);
+  auto message = err.empty() ? p.string("message", false, false, err) : std::nullopt;
+  if (err.empty() && !message) message = p.string("text", false, false, err);
+  auto key = err.empty() ? p.string("idempotencyKey", false, true, err) : std::nullopt;
+  auto sender = err.empty() ? p.string("sender", false, false, err) : std::nullopt;
+  if (!err.empty()) return bad("body." + err.substr(std::string("params.").size()));
+  if (!message) return bad("body.message: required");
+  if (!key) {
+    auto header = req["Idempotency-Key"];
+    if (!header.empty()) key = std::string(header);
+  }
+  const bool generated = !key;
+  if (!key) key = generated_key();
+
+  pipeline::InboundMessage m;
+  m.channel = server_.options().local_channel;
+  m.external_id = *key;
+  m.session_key = session.value_or("main");
+  m.sender = sender.value_or("http");
+  m.text = *message;
+  try {
+    auto res = server_.pipeline().accept(m);
+    json out = {{"ok", true},
+                {"runId", res.run_id},
+                {"status", res.status},
+                {"sessionKey", m.session_key},
+                {"idempotencyKey", *key},
+                {"duplicate", res.duplicate}};
+    if (!res.reason.empty()) out["reason"] = res.reason;
+    if (generated) out["idempotencyKeyGenerated"] = true;
+    return reply(res.duplicate ? http::status::ok : http::status::accepted, out);
+  } catch (const std::exception& e) {
+    spdlog::error("POST /v1/messages: {}", e.what());
+    auto res = reply(http::status::service_unavailable,
+                     {{"ok", false},
+                      {"error",
+                       {{"code", error_code::unavailable},
+                        {"message", std::string("not accepted: ") + e.what()},
+                        {"retryable", true}}}});
+    res.set(http::field::retry_after, "1");
+    return res;
+  }
+}
+
+HttpSession::Response HttpSession::get_history(const Request& req) {
+  auto session = query_param(req.target(), "sessionKey").value_or("main");
+  std::size_t limit = 200;
+  if (auto l = query_param(req.target(), "limit")) {
+    try {
+      limit = std::clamp<std::size_t>(std::stoul(*l), 1, 1000);
+    } catch (...) {
+    }
+  }
+  json messages = json::array();
+  http::status status = http::status::ok;
+  json body;
+  try {
+    for (const auto& e : server_.pipeline().store().transcript(session, limit)) {
+      messages.push_back(transcript_message(e));
+    }
+    body = {{"ok", true}, {"sessionKey", session}, {"messages", std::move(messages)}};
+  } catch (const std::exception& e) {
+    status = http::status::service_unavailable;
+    body = {{"ok", false},
+            {"error", {{"code", error_code::unavailable}, {"message", e.what()}}}};
+  }
+  Response res{status, req.version()};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(req.keep_alive());
+  res.body() = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  res.prepare_payload();
+  return res;
+}
+
+}  // namespace drawbridge::server

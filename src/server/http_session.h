@@ -1,0 +1,39 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace drawbridge::server {
+
+class Server;
+
+// A plain HTTP connection (keep-alive): health, readiness, metrics and the local channel's
+// REST door. A WebSocket upgrade hands the socket to a WsConnection.
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(Server& server, boost::asio::ip::tcp::socket&& socket);
+  void run();
+  void abort_now();
+
+ private:
+  using Request = boost::beast::http::request<boost::beast::http::string_body>;
+  using Response = boost::beast::http::response<boost::beast::http::string_body>;
+
+  void do_read();
+  void on_read(boost::beast::error_code ec, std::size_t n);
+  Response handle(const Request& req);
+  Response post_message(const Request& req);
+  Response get_history(const Request& req);
+  void on_write(bool keep_alive, boost::beast::error_code ec, std::size_t n);
+
+  Server& server_;
+  boost::beast::tcp_stream stream_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  std::shared_ptr<Response> response_;
+};
+
+}  // namespace drawbridge::server

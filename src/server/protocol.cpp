@@ -1,0 +1,80 @@
+#include "server/protocol.h"
+
+namespace drawbridge::server {
+
+nlohmann::json RpcError::to_json() const {
+  nlohmann::json e = {{"code", code}, {"message", message}};
+  if (!details.is_null()) e["details"] = details;
+  if (retryable) e["retryable"] = *retryable;
+  if (retry_after_ms) e["retryAfterMs"] = *retry_after_ms;
+  return e;
+}
+
+std::string make_response(const std::string& id, const nlohmann::json& payload) {
+  nlohmann::json f = {{"type", "res"}, {"id", id}, {"ok", true}, {"payload", payload}};
+  return f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string make_error_response(const std::string& id, const RpcError& error) {
+  nlohmann::json f = {{"type", "res"}, {"id", id}, {"ok", false}, {"error", error.to_json()}};
+  return f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string make_event(std::string_view event, const nlohmann::json& payload,
+                       std::optional<std::uint64_t> seq) {
+  nlohmann::json f = {{"type", "event"}, {"event", event}, {"payload", payload}};
+  if (seq) f["seq"] = *seq;
+  return f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+namespace {
+std::string type_name(const nlohmann::json& v) {
+  if (v.is_string()) return "a string";
+  if (v.is_boolean()) return "a boolean";
+  if (v.is_number_integer() || v.is_number_unsigned()) return "an integer";
+  if (v.is_number()) return "a number";
+  if (v.is_array()) return "an array";
+  if (v.is_object()) return "an object";
+  return "null";
+}
+}  // namespace
+
+std::optional<std::string> Params::string(const char* key, bool required, bool non_empty,
+                                          std::string& error) const {
+  if (!p_.is_object() || !p_.contains(key) || p_[key].is_null()) {
+    if (required) error = std::string("params.") + key + ": required";
+    return std::nullopt;
+  }
+  const auto& v = p_[key];
+  if (!v.is_string() || (non_empty && v.get_ref<const std::string&>().empty())) {
+    error = std::string("params.") + key + ": expected a " + (non_empty ? "non-empty " : "") +
+            "string, got " + (v.is_string() ? "\"\"" : type_name(v));
+    return std::nullopt;
+  }
+  return v.get<std::string>();
+}
+
+std::optional<std::int64_t> Params::integer(const char* key, std::int64_t min, std::int64_t max,
+                                            std::string& error) const {
+  if (!p_.is_object() || !p_.contains(key) || p_[key].is_null()) return std::nullopt;
+  const auto& v = p_[key];
+  if (!(v.is_number_integer() || v.is_number_unsigned()) || v.get<std::int64_t>() < min ||
+      v.get<std::int64_t>() > max) {
+    error = std::string("params.") + key + ": expected an integer in " + std::to_string(min) +
+            ".." + std::to_string(max) + ", got " + v.dump();
+    return std::nullopt;
+  }
+  return v.get<std::int64_t>();
+}
+
+std::optional<bool> Params::boolean(const char* key, std::string& error) const {
+  if (!p_.is_object() || !p_.contains(key) || p_[key].is_null()) return std::nullopt;
+  const auto& v = p_[key];
+  if (!v.is_boolean()) {
+    error = std::string("params.") + key + ": expected a boolean, got " + type_name(v);
+    return std::nullopt;
+  }
+  return v.get<bool>();
+}
+
+}  // namespace drawbridge::server

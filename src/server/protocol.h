@@ -1,0 +1,61 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace drawbridge::server {
+
+inline constexpr int kProtocolVersion = 4;
+
+namespace scope {
+inline constexpr std::string_view read = "operator.read";
+inline constexpr std::string_view write = "operator.write";
+inline constexpr std::string_view admin = "operator.admin";
+}  // namespace scope
+
+// The top-level codes OpenClaw's gateway uses; the precise reason goes in details.code.
+namespace error_code {
+inline constexpr std::string_view invalid_request = "INVALID_REQUEST";
+inline constexpr std::string_view forbidden = "FORBIDDEN";
+inline constexpr std::string_view unavailable = "UNAVAILABLE";
+// HTTP-only (REST bodies of the local channel); never sent on the WebSocket.
+inline constexpr std::string_view unauthorized = "UNAUTHORIZED";
+inline constexpr std::string_view not_found = "NOT_FOUND";
+}  // namespace error_code
+
+struct RpcError {
+  std::string code;
+  std::string message;
+  nlohmann::json details;  // null: omitted
+  std::optional<bool> retryable;
+  std::optional<std::int64_t> retry_after_ms;
+
+  nlohmann::json to_json() const;
+};
+
+std::string make_response(const std::string& id, const nlohmann::json& payload);
+std::string make_error_response(const std::string& id, const RpcError& error);
+std::string make_event(std::string_view event, const nlohmann::json& payload,
+                       std::optional<std::uint64_t> seq);
+
+// A method's params, checked field by field; errors name the field ("params.sessionKey:
+// expected a non-empty string").
+class Params {
+ public:
+  explicit Params(const nlohmann::json& params) : p_(params) {}
+  bool is_object() const { return p_.is_object(); }
+  std::optional<std::string> string(const char* key, bool required, bool non_empty,
+                                    std::string& error) const;
+  std::optional<std::int64_t> integer(const char* key, std::int64_t min, std::int64_t max,
+                                      std::string& error) const;
+  std::optional<bool> boolean(const char* key, std::string& error) const;
+
+ private:
+  const nlohmann::json& p_;
+};
+
+}  // namespace drawbridge::server

@@ -1,0 +1,202 @@
+#include "server/rpc_methods.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+namespace drawbridge::server {
+
+namespace {
+
+RpcError invalid(std::string message) {
+  return RpcError{std::string(error_code::invalid_request), std::move(message), nullptr, {}, {}};
+}
+
+RpcError store_unavailable(const std::exception& e) {
+  spdlog::error("store error: {}", e.what());
+  return RpcError{std::string(error_code::unavailable),
+                  std::string("the message store cannot commit right now: ") + e.what(),
+                  nlohmann::json{{"reason", "store-unavailable"}}, true, 1000};
+}
+
+}  // namespace
+
+nlohmann::json transcript_message(const store::TranscriptEntry& e) {
+  nlohmann::json m = {{"role", e.role},
+                      {"content", nlohmann::json::array({{{"type", "text"}, {"text", e.text}}})},
+                      {"timestamp", e.created_at_ms},
+                      {"__openclaw", {{"id", std::to_string(e.id)}, {"seq", e.id}}}};
+  if (!e.run_id.empty()) m["__openclaw"]["runId"] = e.run_id;
+  return m;
+}
+
+RpcMethods::RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::string local_channel)
+    : control_(control), pipeline_(pipeline), local_channel_(std::move(local_channel)) {
+  methods_ = {
+      {"health", {"", &RpcMethods::health}},  // liveness needs no scope
+      {"status", {scope::read, &RpcMethods::status}},
+      {"chat.history", {scope::read, &RpcMethods::chat_history}},
+      {"chat.send", {scope::write, &RpcMethods::chat_send}},
+      {"chat.abort", {scope::write, &RpcMethods::chat_abort}},
+      {"send", {scope::write, &RpcMethods::send}},
+  };
+}
+
+std::vector<std::string> RpcMethods::method_names() const {
+  std::vector<std::string> names{"connect"};
+  for (const auto& [name, m] : methods_) names.push_back(name);
+  return names;
+}
+
+std::vector<std::string> RpcMethods::event_names() {
+  return {"connect.challenge", "chat", "tick", "shutdown", "health"};
+}
+
+bool RpcMethods::has_scope(const std::vector<std::string>& granted, std::string_view required) {
+  for (const auto& s : granted) {
+    if (s == required || s == scope::admin) return true;
+    if (s == scope::write && required == scope::read) return true;
+  }
+  return false;
+}
+
+RpcOutcome RpcMethods::call(const Caller& caller, const std::string& method,
+                            const nlohmann::json& params) {
+  auto it = methods_.find(method);
+  if (it == methods_.end()) {
+    return RpcError{std::string(error_code::invalid_request), "unknown method: " + method,
+                    nullptr, {}, {}};
+  }
+  if (!it->second.scope.empty() && !has_scope(caller.scopes, it->second.scope)) {
+    return RpcError{std::string(error_code::forbidden),
+                    "missing scope: " + std::string(it->second.scope),
+                    nlohmann::json{{"code", "MISSING_SCOPE"},
+                                   {"missingScope", it->second.scope},
+                                   {"requiredScopes", {it->second.scope}}},
+                    {},
+                    {}};
+  }
+  if (!params.is_null() && !params.is_object()) {
+    return invalid("params: expected an object");
+  }
+  return (this->*(it->second.handler))(caller, params);
+}
+
+RpcOutcome RpcMethods::health(const Caller&, const nlohmann::json&) { return control_.health(); }
+
+RpcOutcome RpcMethods::status(const Caller&, const nlohmann::json&) { return control_.status(); }
+
+RpcOutcome RpcMethods::chat_send(const Caller& caller, const nlohmann::json& params) {
+  Params p(params);
+  std::string err;
+  auto session = p.string("sessionKey", true, true, err);
+  auto message = err.empty() ? p.string("message", true, false, err) : std::nullopt;
+  auto key = err.empty() ? p.string("idempotencyKey", true, true, err) : std::nullopt;
+  if (!err.empty()) return invalid(err);
+  if (session->size() > 512) return invalid("params.sessionKey: longer than 512 characters");
+
+  pipeline::InboundMessage m;
+  m.channel = local_channel_;
+  m.external_id = *key;
+  m.session_key = *session;
+  m.sender = caller.client_id;
+  m.text = *message;
+  m.run_id = *key;
+  // Subscribe first: the first delta may follow the ack immediately.
+  if (caller.subscribe) caller.subscribe(*session);
+  try {
+    auto res = pipeline_.accept(m);
+    // Duplicates answer like OpenClaw's dedupe: in_flight while it runs, then its outcome.
+    std::string status = res.status;
+    if (res.duplicate) {
+      if (status == "queued" || status == "in_flight") status = "in_flight";
+      else if (status == "done") status = "ok";
+      else if (status == "aborted") status = "timeout";
+      else if (status == "failed") status = "error";
+    }
+    nlohmann::json out = {{"runId", res.run_id}, {"status", status}};
+    if (res.duplicate && status == "timeout") out["summary"] = "aborted";
+    if (!res.reason.empty()) out["reason"] = res.reason;
+    return out;
+  } catch (const std::invalid_argument& e) {
+    return RpcError{std::string(error_code::unavailable), e.what(), nullptr, false, {}};
+  } catch (const std::exception& e) {
+    return store_unavailable(e);
+  }
+}
+
+RpcOutcome RpcMethods::chat_history(const Caller& caller, const nlohmann::json& params) {
+  Params p(params);
+  std::string err;
+  auto session = p.string("sessionKey", true, true, err);
+  auto limit = err.empty() ? p.integer("limit", 1, 1000, err) : std::nullopt;
+  if (!err.empty()) return invalid(err);
+  if (caller.subscribe) caller.subscribe(*session);
+  try {
+    nlohmann::json messages = nlohmann::json::array();
+    for (const auto& e : pipeline_.store().transcript(*session, limit.value_or(200))) {
+      messages.push_back(transcript_message(e));
+    }
+    nlohmann::json active = nlohmann::json::array();
+    for (const auto& r : pipeline_.active_runs()) {
+      if (r.session_key == *session) active.push_back(r.run_id);
+    }
+    nlohmann::json info = {{"sessionKey", *session}, {"hasActiveRun", !active.empty()}};
+    if (!active.empty()) {
+      info["activeRunIds"] = active;
+      info["status"] = "running";
+    }
+    return nlohmann::json{{"sessionKey", *session},
+                          {"sessionId", *session},
+                          {"messages", std::move(messages)},
+                          {"sessionInfo", std::move(info)}};
+  } catch (const std::exception& e) {
+    return store_unavailable(e);
+  }
+}
+
+RpcOutcome RpcMethods::chat_abort(const Caller&, const nlohmann::json& params) {
+  Params p(params);
+  std::string err;
+  auto session = p.string("sessionKey", true, true, err);
+  auto run_id = err.empty() ? p.string("runId", false, true, err) : std::nullopt;
+  if (!err.empty()) return invalid(err);
+  try {
+    auto aborted = pipeline_.abort(*session, run_id.value_or(""));
+    return nlohmann::json{{"ok", true}, {"aborted", !aborted.empty()}, {"runIds", aborted}};
+  } catch (const std::exception& e) {
+    return store_unavailable(e);
+  }
+}
+
+RpcOutcome RpcMethods::send(const Caller&, const nlohmann::json& params) {
+  Params p(params);
+  std::string err;
+  auto to = p.string("to", true, true, err);
+  auto key = err.empty() ? p.string("idempotencyKey", true, true, err) : std::nullopt;
+  auto message = err.empty() ? p.string("message", false, false, err) : std::nullopt;
+  auto channel = err.empty() ? p.string("channel", false, true, err) : std::nullopt;
+  auto session = err.empty() ? p.string("sessionKey", false, false, err) : std::nullopt;
+  if (!err.empty()) return invalid(err);
+  if (!message || message->empty()) return invalid("params.message: required (text to send)");
+  pipeline::SendRequest req{channel.value_or(local_channel_), *to, *message, *key,
+                            session.value_or("")};
+  if (!pipeline_.has_channel(req.channel)) {
+    return RpcError{std::string(error_code::invalid_request),
+                    "params.channel: channel \"" + req.channel + "\" is not configured",
+                    nullptr,
+                    {},
+                    {}};
+  }
+  try {
+    auto res = pipeline_.send(req);
+    nlohmann::json out = {{"runId", res.run_id}, {"messageId", res.message_id},
+                          {"channel", req.channel}};
+    if (res.duplicate) out["duplicate"] = true;
+    return out;
+  } catch (const std::exception& e) {
+    return store_unavailable(e);
+  }
+}
+
+}  // namespace drawbridge::server

@@ -1,0 +1,346 @@
+#include "server/ws_connection.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include <spdlog/spdlog.h>
+
+#include "server/protocol.h"
+#include "server/server.h"
+
+namespace drawbridge::server {
+
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using nlohmann::json;
+
+namespace {
+
+std::string random_hex(std::size_t bytes) {
+  std::string raw(bytes, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes));
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes * 2);
+  for (unsigned char c : raw) {
+    out.push_back(hex[c >> 4]);
+    out.push_back(hex[c & 15]);
+  }
+  return out;
+}
+
+bool token_matches(const std::string& given, const std::string& expected) {
+  // Constant time for equal lengths; a length mismatch says nothing about the content.
+  if (given.size() != expected.size() || expected.empty()) return false;
+  return CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0;
+}
+
+}  // namespace
+
+WsConnection::WsConnection(Server& server, boost::asio::ip::tcp::socket&& socket,
+                           std::uint64_t id)
+    : server_(server),
+      ws_(std::move(socket)),
+      id_(id),
+      handshake_timer_(server.io()) {
+  caller_.conn_id = "conn-" + std::to_string(id);
+}
+
+void WsConnection::run(beast::http::request<beast::http::string_body> upgrade) {
+  beast::get_lowest_layer(ws_).expires_never();
+  ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+    res.set(beast::http::field::server, "drawbridge/" DRAWBRIDGE_VERSION);
+  }));
+  ws_.read_message_max(server_.options().max_preauth_bytes);
+  ws_.async_accept(upgrade, beast::bind_front_handler(&WsConnection::on_accept,
+                                                      shared_from_this()));
+}
+
+void WsConnection::on_accept(beast::error_code ec) {
+  if (ec) {
+    spdlog::debug("websocket upgrade failed: {}", ec.message());
+    return;
+  }
+  server_.attach(shared_from_this());
+  nonce_ = random_hex(16);
+  send_frame(make_event("connect.challenge", {{"nonce", nonce_}, {"ts", server_.clock().wall_ms()}},
+                        std::nullopt));
+  handshake_timer_.expires_after(std::chrono::milliseconds(server_.options().handshake_timeout_ms));
+  handshake_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec || self->authenticated_ || self->closing_) return;
+    spdlog::info("{}: no connect request in time, closing", self->caller_.conn_id);
+    self->close_after_flush(websocket::close_code::normal, "");
+  });
+  do_read();
+}
+
+void WsConnection::do_read() {
+  ws_.async_read(buffer_, beast::bind_front_handler(&WsConnection::on_read, shared_from_this()));
+}
+
+void WsConnection::on_read(beast::error_code ec, std::size_t) {
+  if (ec) {
+    if (ec == websocket::error::message_too_big) {
+      spdlog::warn("{}: frame over {} bytes {} connect, closing", caller_.conn_id,
+                   ws_.read_message_max(), authenticated_ ? "after" : "before");
+    } else if (ec != websocket::error::closed && ec != boost::asio::error::operation_aborted &&
+               ec != boost::asio::error::eof) {
+      spdlog::debug("{}: read ended: {}", caller_.conn_id, ec.message());
+    }
+    finish();
+    return;
+  }
+  if (!ws_.got_text()) {
+    buffer_.consume(buffer_.size());
+    send_frame(make_error_response(
+        "invalid-frame", RpcError{std::string(error_code::invalid_request),
+                                  "binary frames are not supported; send JSON text frames",
+                                  nullptr, {}, {}}));
+    do_read();
+    return;
+  }
+  std::string text = beast::buffers_to_string(buffer_.data());
+  buffer_.consume(buffer_.size());
+  handle_frame(text);
+  if (!closing_) do_read();
+}
+
+void WsConnection::handle_frame(const std::string& text) {
+  json frame = json::parse(text, nullptr, false);
+  const bool is_req = frame.is_object() && frame.value("type", "") == "req";
+  std::string req_id;
+  if (is_req && frame.contains("id") && frame["id"].is_string()) req_id = frame["id"];
+  if (frame.is_discarded() || !is_req || req_id.empty() || !frame.contains("method") ||
+      !frame["method"].is_string()) {
+    if (!authenticated_) {
+      // As OpenClaw: a first frame that is not a request is a policy violation.
+      spdlog::info("{}: invalid frame before connect, closing", caller_.conn_id);
+      close_after_flush(websocket::close_code::policy_error, "invalid request frame");
+      return;
+    }
+    std::string why = frame.is_discarded() ? "malformed JSON"
+                      : !is_req            ? "expected a request frame {type:\"req\", id, method}"
+                      : req_id.empty()     ? "id: expected a non-empty string"
+                                           : "method: expected a string";
+    RpcError err{std::string(error_code::invalid_request), "invalid frame: " + why, nullptr, {},
+                 {}};
+    send_frame(make_error_response(req_id.empty() ? "invalid-frame" : req_id, err));
+    return;
+  }
+  const std::string method = frame["method"];
+  const json params = frame.contains("params") ? frame["params"] : json(nullptr);
+  if (!authenticated_) {
+    if (method != "connect") {
+      send_frame(make_error_response(
+          req_id, RpcError{std::string(error_code::invalid_request),
+                           "invalid handshake: first request must be connect (got " + method + ")",
+                           nullptr, {}, {}}));
+      close_after_flush(websocket::close_code::policy_error,
+                        "invalid handshake: first request must be connect");
+      return;
+    }
+    handle_connect(req_id, params);
+    return;
+  }
+  if (method == "connect") {
+    send_frame(make_error_response(
+        req_id, RpcError{std::string(error_code::invalid_request),
+                         "connect is only valid as the first request", nullptr, {}, {}}));
+    return;
+  }
+  RpcOutcome out = server_.rpc().call(caller_, method, params);
+  if (auto* payload = std::get_if<json>(&out)) {
+    send_frame(make_response(req_id, *payload));
+  } else {
+    send_frame(make_error_response(req_id, std::get<RpcError>(out)));
+  }
+}
+
+void WsConnection::handle_connect(const std::string& req_id, const json& params) {
+  auto reject = [&](RpcError err, const char* close_reason,
+                    std::uint16_t code = websocket::close_code::policy_error) {
+    spdlog::info("{}: connect refused: {}", caller_.conn_id, err.message);
+    send_frame(make_error_response(req_id, err));
+    close_after_flush(code, close_reason);
+  };
+  if (!params.is_object()) {
+    return reject({std::string(error_code::invalid_request), "params: expected an object",
+                   nullptr, {}, {}},
+                  "invalid connect");
+  }
+  Params p(params);
+  std::string err;
+  auto min_p = p.integer("minProtocol", 1, 1 << 20, err);
+  auto max_p = err.empty() ? p.integer("maxProtocol", 1, 1 << 20, err) : std::nullopt;
+  if (err.empty() && (!min_p || !max_p)) err = "params.minProtocol and params.maxProtocol: required";
+  if (err.empty() && (!params.contains("client") || !params["client"].is_object())) {
+    err = "params.client: expected an object {id, version, platform, mode}";
+  }
+  if (!err.empty()) {
+    return reject({std::string(error_code::invalid_request), err, nullptr, {}, {}},
+                  "invalid connect");
+  }
+  if (*min_p > kProtocolVersion || *max_p < kProtocolVersion) {
+    return reject({std::string(error_code::invalid_request),
+                   "protocol mismatch: this gateway speaks protocol " +
+                       std::to_string(kProtocolVersion) + ", the client asked for " +
+                       std::to_string(*min_p) + ".." + std::to_string(*max_p),
+                   json{{"code", "PROTOCOL_MISMATCH"},
+                        {"clientMinProtocol", *min_p},
+                        {"clientMaxProtocol", *max_p},
+                        {"expectedProtocol", kProtocolVersion}},
+                   false,
+                   {}},
+                  "protocol mismatch", websocket::close_code::protocol_error);
+  }
+  std::string token;
+  if (params.contains("auth") && params["auth"].is_object()) {
+    const auto& a = params["auth"];
+    if (a.contains("token") && a["token"].is_string()) token = a["token"];
+  }
+  if (!token_matches(token, server_.options().token)) {
+    const bool missing = token.empty();
+    return reject({std::string(error_code::invalid_request),
+                   missing ? "unauthorized: gateway token missing (provide gateway auth token)"
+                           : "unauthorized: gateway token mismatch (provide gateway auth token)",
+                   json{{"code", missing ? "AUTH_TOKEN_MISSING" : "AUTH_TOKEN_MISMATCH"},
+                        {"authReason", missing ? "token_missing" : "token_mismatch"},
+                        {"canRetryWithDeviceToken", false},
+                        {"recommendedNextStep",
+                         missing ? "update_auth_configuration" : "update_auth_credentials"}},
+                   false,
+                   {}},
+                  missing ? "unauthorized: gateway token missing"
+                          : "unauthorized: gateway token mismatch");
+  }
+  const auto& client = params["client"];
+  caller_.client_id = client.value("id", std::string("unknown"));
+  std::string role = params.value("role", std::string("operator"));
+  if (role != "operator") {
+    return reject({std::string(error_code::invalid_request),
+                   "invalid role: drawbridge serves the operator role, not \"" + role + "\"",
+                   nullptr, false, {}},
+                  "invalid role");
+  }
+  std::vector<std::string> scopes;
+  if (params.contains("scopes") && params["scopes"].is_array()) {
+    for (const auto& s : params["scopes"]) {
+      if (s.is_string()) scopes.push_back(s);
+    }
+  } else {
+    scopes = {std::string(scope::admin)};
+  }
+  caller_.scopes = scopes;
+  std::weak_ptr<WsConnection> weak = shared_from_this();
+  Server* server = &server_;
+  caller_.subscribe = [server, id = id_](const std::string& session) {
+    server->subscribe(id, session);
+  };
+  authenticated_ = true;
+  handshake_timer_.cancel();
+  ws_.read_message_max(server_.options().max_payload_bytes);
+
+  const auto& opts = server_.options();
+  json hello = {
+      {"type", "hello-ok"},
+      {"protocol", kProtocolVersion},
+      {"server", {{"version", opts.version}, {"connId", caller_.conn_id}}},
+      {"features", {{"methods", server_.rpc().method_names()},
+                    {"events", RpcMethods::event_names()}}},
+      {"snapshot",
+       {{"presence", json::array()},
+        {"health", {{"ok", true}, {"ts", server_.clock().wall_ms()}}},
+        {"stateVersion", {{"presence", 0}, {"health", 0}}},
+        {"uptimeMs", server_.control().uptime_ms()},
+        {"suspension",
+         {{"phase", server_.pipeline().draining() ? "draining" : "accepting"}}}}},
+      {"auth", {{"role", role}, {"scopes", scopes}}},
+      {"policy",
+       {{"maxPayload", opts.max_payload_bytes},
+        {"maxBufferedBytes", opts.max_buffered_bytes},
+        {"tickIntervalMs", opts.tick_interval_ms}}},
+  };
+  send_frame(make_response(req_id, hello));
+  spdlog::debug("{}: connected as {} with {}", caller_.conn_id, caller_.client_id,
+                fmt::join(scopes, ","));
+}
+
+void WsConnection::send_event(std::string_view event, const json& payload) {
+  if (!authenticated_) return;
+  send_frame(make_event(event, payload, ++seq_));
+}
+
+void WsConnection::send_frame(std::string frame) {
+  if (closing_ || finished_) return;
+  queued_bytes_ += frame.size();
+  if (queued_bytes_ > server_.options().max_buffered_bytes) {
+    spdlog::warn("{}: more than {} bytes queued, closing slow consumer", caller_.conn_id,
+                 server_.options().max_buffered_bytes);
+    queue_.clear();
+    queued_bytes_ = 0;
+    close_after_flush(websocket::close_code::policy_error, "slow consumer");
+    return;
+  }
+  queue_.push_back(std::move(frame));
+  if (!writing_) do_write();
+}
+
+void WsConnection::do_write() {
+  if (queue_.empty()) {
+    writing_ = false;
+    if (pending_close_) {
+      auto reason = *pending_close_;
+      pending_close_.reset();
+      writing_ = true;
+      ws_.async_close(reason, [self = shared_from_this()](beast::error_code) {
+        self->writing_ = false;
+        self->finish();
+      });
+    }
+    return;
+  }
+  writing_ = true;
+  ws_.text(true);
+  ws_.async_write(boost::asio::buffer(queue_.front()),
+                  beast::bind_front_handler(&WsConnection::on_write, shared_from_this()));
+}
+
+void WsConnection::on_write(beast::error_code ec, std::size_t) {
+  if (ec) {
+    writing_ = false;
+    queue_.clear();
+    finish();
+    return;
+  }
+  queued_bytes_ -= queue_.front().size();
+  queue_.pop_front();
+  do_write();
+}
+
+void WsConnection::close_after_flush(std::uint16_t code, std::string reason) {
+  if (closing_) return;
+  closing_ = true;
+  handshake_timer_.cancel();
+  pending_close_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason);
+  if (!writing_) do_write();
+}
+
+void WsConnection::shutdown(const json& payload, std::uint16_t code, const std::string& reason) {
+  if (authenticated_) send_event("shutdown", payload);
+  close_after_flush(code, reason);
+}
+
+void WsConnection::abort_now() {
+  beast::error_code ec;
+  beast::get_lowest_layer(ws_).socket().close(ec);
+}
+
+void WsConnection::finish() {
+  if (finished_) return;
+  finished_ = true;
+  handshake_timer_.cancel();
+  server_.detach(id_);
+}
+
+}  // namespace drawbridge::server

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "store/store.h"
+
+namespace drawbridge::store {
+
+// The Store on one SQLite connection: WAL, synchronous=FULL, foreign keys on, statements
+// prepared once at open. Calls may come from any thread; they are serialized.
+class SqliteStore final : public Store {
+ public:
+  // Opens or creates the database file at `path` and brings its schema up to date. Creates no
+  // folder: the caller owns the data folder. ":memory:" gives a private in-memory store.
+  // Throws StoreError naming the path and SQLite's reason.
+  static std::unique_ptr<SqliteStore> open(const std::string& path);
+  ~SqliteStore() override;
+
+  InsertInboundResult insert_inbound(const NewInbound& m, std::int64_t now_ms) override;
+  std::optional<InboxRecord> inbound(std::int64_t id) override;
+  std::vector<InboxRecord> unfinished_inbound() override;
+  void set_inbound_state(std::int64_t id, InboxState state) override;
+
+  std::vector<OutboxRecord> stage_reply(std::int64_t inbound_id,
+                                        const std::vector<std::string>& parts,
+                                        std::int64_t now_ms) override;
+  std::pair<OutboxRecord, bool> stage_outbound(const NewOutbound& m, std::int64_t now_ms) override;
+  std::vector<OutboxRecord> pending_outbox() override;
+  void mark_sent(std::int64_t outbox_id, std::int64_t now_ms) override;
+  void mark_failed(std::int64_t outbox_id, std::int64_t now_ms) override;
+
+  std::vector<TranscriptEntry> transcript(const std::string& session_key,
+                                          std::size_t limit) override;
+
+  StoreCounts counts() override;
+
+  std::optional<std::string> get_value(const std::string& key) override;
+  void set_value(const std::string& key, const std::string& value) override;
+  void erase_value(const std::string& key) override;
+
+ private:
+  struct Impl;
+  explicit SqliteStore(std::unique_ptr<Impl> impl);
+  // Keeps <sqlite3.h> and the statement cache out of every includer.
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace drawbridge::store

@@ -1,0 +1,138 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace drawbridge::store {
+
+// The only exception the store throws: SQLite failures (with SQLite's reason), unknown ids and
+// arguments that would corrupt the dedupe keys. A method that throws has written nothing.
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class InboxState { pending, running, done, aborted, failed };
+const char* to_string(InboxState s);
+
+struct NewInbound {
+  std::string channel;      // channel id, e.g. "local"
+  std::string external_id;  // idempotency key / upstream message id; dedupe key with channel
+  std::string session_key;  // the conversation this message belongs to
+  std::string chat_id;      // where replies go on the channel
+  std::string sender;
+  std::string text;
+  std::string run_id;  // run id to record when the row is new
+};
+
+struct InboxRecord {
+  std::int64_t id = 0;
+  std::string channel;
+  std::string external_id;
+  std::string session_key;
+  std::string chat_id;
+  std::string sender;
+  std::string text;
+  std::string run_id;
+  InboxState state = InboxState::pending;
+  std::int64_t received_at_ms = 0;
+};
+
+struct InsertInboundResult {
+  InboxRecord record;
+  bool duplicate = false;  // true: the row existed already, nothing was written
+};
+
+enum class OutboxState { pending, sent, failed };
+const char* to_string(OutboxState s);
+
+struct OutboxRecord {
+  std::int64_t id = 0;
+  std::string idem_key;         // "<inbound id>:<part>" for replies, "send:<key>" for `send`
+  std::int64_t inbound_id = 0;  // 0 for messages not answering an inbound row
+  int part = 0;
+  bool final_part = false;
+  std::string channel;
+  std::string chat_id;
+  std::string session_key;
+  std::string run_id;
+  std::string text;
+  OutboxState state = OutboxState::pending;
+  std::int64_t created_at_ms = 0;
+  std::int64_t sent_at_ms = 0;
+};
+
+struct NewOutbound {
+  std::string idem_key;
+  std::string channel;
+  std::string chat_id;
+  std::string session_key;
+  std::string run_id;
+  std::string text;
+};
+
+struct TranscriptEntry {
+  std::int64_t id = 0;
+  std::string session_key;
+  std::string role;  // "user" or "assistant"
+  std::string text;
+  std::string run_id;
+  std::int64_t inbound_id = 0;
+  std::int64_t created_at_ms = 0;
+};
+
+struct StoreCounts {
+  std::int64_t inbox_total = 0;
+  std::int64_t inbox_unfinished = 0;  // pending + running
+  std::int64_t outbox_pending = 0;
+  std::int64_t outbox_sent = 0;
+  std::int64_t sessions = 0;
+};
+
+// Durable state of the message path. Every method is one transaction; a method that returns
+// has committed (WAL, synchronous=FULL for commits that acknowledge something upstream).
+// Errors are thrown as StoreError; callers on the event loop catch them at the boundary.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Dedupes by (channel, external_id). A new row also appends the user's transcript entry and
+  // creates the session row, in the same transaction.
+  virtual InsertInboundResult insert_inbound(const NewInbound& m, std::int64_t now_ms) = 0;
+  virtual std::optional<InboxRecord> inbound(std::int64_t id) = 0;
+  // Rows still pending or running, oldest first: what a restart replays.
+  virtual std::vector<InboxRecord> unfinished_inbound() = 0;
+  virtual void set_inbound_state(std::int64_t id, InboxState state) = 0;
+
+  // Closes an inbound row with its reply: appends the assistant transcript entry (the whole
+  // text), writes every part to the outbox as pending with key "<inbound id>:<part>", and marks
+  // the inbox row done, all in one transaction. Calling it again for a closed row writes
+  // nothing and returns the parts already there.
+  virtual std::vector<OutboxRecord> stage_reply(std::int64_t inbound_id,
+                                                const std::vector<std::string>& parts,
+                                                std::int64_t now_ms) = 0;
+  // Outbound message that answers no inbound row (`send`). Deduped by idem_key: a second call
+  // returns the existing row and `false`.
+  virtual std::pair<OutboxRecord, bool> stage_outbound(const NewOutbound& m,
+                                                       std::int64_t now_ms) = 0;
+  virtual std::vector<OutboxRecord> pending_outbox() = 0;
+  virtual void mark_sent(std::int64_t outbox_id, std::int64_t now_ms) = 0;
+  virtual void mark_failed(std::int64_t outbox_id, std::int64_t now_ms) = 0;
+
+  // The newest `limit` entries of a session, returned oldest first.
+  virtual std::vector<TranscriptEntry> transcript(const std::string& session_key,
+                                                  std::size_t limit) = 0;
+
+  virtual StoreCounts counts() = 0;
+
+  // Small named values: lifecycle markers, channel cursors, the generated token.
+  virtual std::optional<std::string> get_value(const std::string& key) = 0;
+  virtual void set_value(const std::string& key, const std::string& value) = 0;
+  virtual void erase_value(const std::string& key) = 0;
+};
+
+}  // namespace drawbridge::store

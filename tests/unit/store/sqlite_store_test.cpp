@@ -1,0 +1,523 @@
+#include "store/sqlite_store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace drawbridge::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A fresh folder per test, removed with everything in it (permissions restored first).
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "drawbridge-store-XXXXXX").string();
+    EXPECT_NE(mkdtemp(pattern.data()), nullptr) << "mkdtemp failed";
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::permissions(path_, fs::perms::owner_all, ec);
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+NewInbound message(const std::string& external_id, const std::string& text = "hello",
+                   const std::string& session_key = "local:alice") {
+  NewInbound m;
+  m.channel = "local";
+  m.external_id = external_id;
+  m.session_key = session_key;
+  m.chat_id = "chat-" + session_key;
+  m.sender = "alice";
+  m.text = text;
+  m.run_id = "run-" + external_id;
+  return m;
+}
+
+NewOutbound send_request(const std::string& key, const std::string& text = "ping") {
+  NewOutbound m;
+  m.idem_key = "send:" + key;
+  m.channel = "local";
+  m.chat_id = "chat-bob";
+  m.session_key = "local:bob";
+  m.run_id = "run-send";
+  m.text = text;
+  return m;
+}
+
+std::string open_error(const std::string& path) {
+  try {
+    SqliteStore::open(path);
+  } catch (const StoreError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// Runs a pragma through a connection of the test's own and returns its first value, if any.
+std::string raw_pragma(const std::string& path, const std::string& pragma) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  std::string value;
+  if (sqlite3_prepare_v2(db, ("PRAGMA " + pragma).c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+      sqlite3_step(stmt) == SQLITE_ROW) {
+    value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return value;
+}
+
+TEST(SqliteStore, NewInboundIsPendingAndStartsTheSessionHistory) {
+  auto store = SqliteStore::open(":memory:");
+  const auto result = store->insert_inbound(message("m1", "hi there"), 1000);
+
+  EXPECT_FALSE(result.duplicate);
+  EXPECT_GT(result.record.id, 0);
+  EXPECT_EQ(result.record.state, InboxState::pending);
+  EXPECT_EQ(result.record.received_at_ms, 1000);
+  EXPECT_EQ(result.record.run_id, "run-m1");
+
+  const auto stored = store->inbound(result.record.id);
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->text, "hi there");
+  EXPECT_EQ(stored->chat_id, "chat-local:alice");
+  EXPECT_EQ(stored->sender, "alice");
+
+  const auto history = store->transcript("local:alice", 10);
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history[0].role, "user");
+  EXPECT_EQ(history[0].text, "hi there");
+  EXPECT_EQ(history[0].inbound_id, result.record.id);
+  EXPECT_EQ(history[0].run_id, "run-m1");
+  EXPECT_EQ(store->counts().sessions, 1);
+}
+
+TEST(SqliteStore, DuplicateInboundIsNotWrittenTwice) {
+  auto store = SqliteStore::open(":memory:");
+  const auto first = store->insert_inbound(message("m1", "original"), 1000);
+  auto again = message("m1", "redelivered");
+  again.run_id = "run-other";
+  const auto second = store->insert_inbound(again, 2000);
+
+  EXPECT_TRUE(second.duplicate);
+  EXPECT_EQ(second.record.id, first.record.id);
+  EXPECT_EQ(second.record.text, "original");
+  EXPECT_EQ(second.record.run_id, "run-m1");
+  EXPECT_EQ(second.record.received_at_ms, 1000);
+  EXPECT_EQ(store->counts().inbox_total, 1);
+  EXPECT_EQ(store->transcript("local:alice", 10).size(), 1u);
+}
+
+TEST(SqliteStore, DuplicateOfAClosedInboundIsStillADuplicate) {
+  auto store = SqliteStore::open(":memory:");
+  const auto first = store->insert_inbound(message("m1"), 1000);
+  store->stage_reply(first.record.id, {"answer"}, 1100);
+
+  const auto second = store->insert_inbound(message("m1"), 5000);
+  EXPECT_TRUE(second.duplicate);
+  EXPECT_EQ(second.record.state, InboxState::done);
+  EXPECT_TRUE(store->unfinished_inbound().empty());
+}
+
+TEST(SqliteStore, SameExternalIdOnAnotherChannelIsANewMessage) {
+  auto store = SqliteStore::open(":memory:");
+  store->insert_inbound(message("42"), 1000);
+  auto other = message("42");
+  other.channel = "telegram";
+  EXPECT_FALSE(store->insert_inbound(other, 1000).duplicate);
+  EXPECT_EQ(store->counts().inbox_total, 2);
+}
+
+TEST(SqliteStore, InboundWithoutDedupeKeyIsRejected) {
+  auto store = SqliteStore::open(":memory:");
+  EXPECT_THROW(store->insert_inbound(message(""), 1000), StoreError);
+  EXPECT_EQ(store->counts().inbox_total, 0);
+}
+
+TEST(SqliteStore, StageReplyWritesEveryPartWithItsKeyAndClosesTheRow) {
+  auto store = SqliteStore::open(":memory:");
+  const auto in = store->insert_inbound(message("m1"), 1000).record;
+
+  const auto rows = store->stage_reply(in.id, {"one ", "two ", "three"}, 2000);
+
+  ASSERT_EQ(rows.size(), 3u);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_GT(rows[i].id, 0);
+    EXPECT_EQ(rows[i].idem_key, std::to_string(in.id) + ":" + std::to_string(i));
+    EXPECT_EQ(rows[i].part, static_cast<int>(i));
+    EXPECT_EQ(rows[i].final_part, i == 2);
+    EXPECT_EQ(rows[i].inbound_id, in.id);
+    EXPECT_EQ(rows[i].channel, "local");
+    EXPECT_EQ(rows[i].chat_id, in.chat_id);
+    EXPECT_EQ(rows[i].session_key, in.session_key);
+    EXPECT_EQ(rows[i].run_id, in.run_id);
+    EXPECT_EQ(rows[i].state, OutboxState::pending);
+    EXPECT_EQ(rows[i].created_at_ms, 2000);
+  }
+  EXPECT_EQ(rows[1].text, "two ");
+  EXPECT_EQ(store->inbound(in.id)->state, InboxState::done);
+
+  const auto pending = store->pending_outbox();
+  ASSERT_EQ(pending.size(), 3u);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(pending[i].id, rows[i].id);
+    EXPECT_EQ(pending[i].idem_key, rows[i].idem_key);
+    EXPECT_EQ(pending[i].final_part, rows[i].final_part);
+    EXPECT_EQ(pending[i].text, rows[i].text);
+  }
+
+  const auto history = store->transcript(in.session_key, 10);
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[1].role, "assistant");
+  EXPECT_EQ(history[1].text, "one two three");
+  EXPECT_EQ(history[1].inbound_id, in.id);
+  EXPECT_EQ(history[1].run_id, in.run_id);
+}
+
+TEST(SqliteStore, StageReplyTwiceReturnsTheFirstPartsAndWritesNothing) {
+  auto store = SqliteStore::open(":memory:");
+  const auto in = store->insert_inbound(message("m1"), 1000).record;
+  const auto first = store->stage_reply(in.id, {"a", "b"}, 2000);
+
+  const auto second = store->stage_reply(in.id, {"something", "else", "entirely"}, 3000);
+
+  ASSERT_EQ(second.size(), 2u);
+  EXPECT_EQ(second[0].id, first[0].id);
+  EXPECT_EQ(second[1].id, first[1].id);
+  EXPECT_EQ(second[0].text, "a");
+  EXPECT_TRUE(second[1].final_part);
+  EXPECT_EQ(store->pending_outbox().size(), 2u);
+  EXPECT_EQ(store->transcript(in.session_key, 10).size(), 2u);
+}
+
+TEST(SqliteStore, StageReplyAfterAPartWasSentReturnsItsState) {
+  auto store = SqliteStore::open(":memory:");
+  const auto in = store->insert_inbound(message("m1"), 1000).record;
+  const auto first = store->stage_reply(in.id, {"a", "b"}, 2000);
+  store->mark_sent(first[0].id, 2100);
+
+  const auto again = store->stage_reply(in.id, {"a", "b"}, 3000);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].state, OutboxState::sent);
+  EXPECT_EQ(again[0].sent_at_ms, 2100);
+  EXPECT_EQ(again[1].state, OutboxState::pending);
+}
+
+TEST(SqliteStore, StageReplyWithNoPartsClosesTheRowSilently) {
+  auto store = SqliteStore::open(":memory:");
+  const auto in = store->insert_inbound(message("m1"), 1000).record;
+
+  EXPECT_TRUE(store->stage_reply(in.id, {}, 2000).empty());
+  EXPECT_EQ(store->inbound(in.id)->state, InboxState::done);
+  EXPECT_TRUE(store->pending_outbox().empty());
+  EXPECT_EQ(store->transcript(in.session_key, 10).size(), 1u);
+  EXPECT_TRUE(store->stage_reply(in.id, {"late"}, 3000).empty());
+}
+
+TEST(SqliteStore, StageReplyForAnAbortedRowWritesNothing) {
+  auto store = SqliteStore::open(":memory:");
+  const auto in = store->insert_inbound(message("m1"), 1000).record;
+  store->set_inbound_state(in.id, InboxState::aborted);
+
+  EXPECT_TRUE(store->stage_reply(in.id, {"too late"}, 2000).empty());
+  EXPECT_EQ(store->inbound(in.id)->state, InboxState::aborted);
+  EXPECT_EQ(store->counts().outbox_pending, 0);
+  EXPECT_EQ(store->transcript(in.session_key, 10).size(), 1u);
+}
+
+TEST(SqliteStore, StageReplyForAnUnknownInboundThrows) {
+  auto store = SqliteStore::open(":memory:");
+  EXPECT_THROW(store->stage_reply(999, {"x"}, 1000), StoreError);
+}
+
+TEST(SqliteStore, FailedStageReplyRollsEverythingBack) {
+  auto store = SqliteStore::open(":memory:");
+  const auto in = store->insert_inbound(message("m1"), 1000).record;
+  // Something else took the key of part 1, so the reply cannot be staged as a whole.
+  auto squatter = send_request("x");
+  squatter.idem_key = std::to_string(in.id) + ":1";
+  squatter.session_key = in.session_key;
+  store->stage_outbound(squatter, 1500);
+
+  EXPECT_THROW(store->stage_reply(in.id, {"a", "b"}, 2000), StoreError);
+
+  EXPECT_EQ(store->inbound(in.id)->state, InboxState::pending);
+  const auto pending = store->pending_outbox();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].idem_key, squatter.idem_key);
+  EXPECT_EQ(store->transcript(in.session_key, 10).size(), 2u);  // user + the squatter
+  // The connection is usable afterwards.
+  EXPECT_FALSE(store->insert_inbound(message("m2"), 3000).duplicate);
+}
+
+TEST(SqliteStore, UnfinishedInboundListsPendingAndRunningOldestFirst) {
+  auto store = SqliteStore::open(":memory:");
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(store->insert_inbound(message("m" + std::to_string(i)), 1000 + i).record.id);
+  }
+  store->set_inbound_state(ids[0], InboxState::running);
+  store->set_inbound_state(ids[1], InboxState::failed);
+  store->stage_reply(ids[2], {"done"}, 2000);
+  store->set_inbound_state(ids[4], InboxState::aborted);
+
+  const auto rows = store->unfinished_inbound();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].id, ids[0]);
+  EXPECT_EQ(rows[0].state, InboxState::running);
+  EXPECT_EQ(rows[1].id, ids[3]);
+  EXPECT_EQ(rows[1].state, InboxState::pending);
+}
+
+TEST(SqliteStore, UnknownIdsAreErrors) {
+  auto store = SqliteStore::open(":memory:");
+  EXPECT_FALSE(store->inbound(7).has_value());
+  EXPECT_THROW(store->set_inbound_state(7, InboxState::done), StoreError);
+  EXPECT_THROW(store->mark_sent(7, 1000), StoreError);
+  EXPECT_THROW(store->mark_failed(7, 1000), StoreError);
+}
+
+TEST(SqliteStore, MarkSentAndMarkFailedTakeRowsOffThePendingList) {
+  auto store = SqliteStore::open(":memory:");
+  const auto in = store->insert_inbound(message("m1"), 1000).record;
+  const auto rows = store->stage_reply(in.id, {"a", "b", "c"}, 2000);
+
+  store->mark_sent(rows[0].id, 2100);
+  store->mark_failed(rows[1].id, 2200);
+
+  const auto pending = store->pending_outbox();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].id, rows[2].id);
+  EXPECT_EQ(pending[0].sent_at_ms, 0);
+  const auto all = store->stage_reply(in.id, {}, 3000);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].state, OutboxState::sent);
+  EXPECT_EQ(all[0].sent_at_ms, 2100);
+  EXPECT_EQ(all[1].state, OutboxState::failed);
+  EXPECT_EQ(all[1].sent_at_ms, 2200);
+}
+
+TEST(SqliteStore, SendIsDedupedByIdempotencyKey) {
+  auto store = SqliteStore::open(":memory:");
+  const auto [first, inserted] = store->stage_outbound(send_request("k1", "ping"), 1000);
+  EXPECT_TRUE(inserted);
+  EXPECT_GT(first.id, 0);
+  EXPECT_EQ(first.inbound_id, 0);
+  EXPECT_EQ(first.part, 0);
+  EXPECT_TRUE(first.final_part);
+  EXPECT_EQ(first.state, OutboxState::pending);
+
+  const auto [second, inserted_again] = store->stage_outbound(send_request("k1", "pong"), 2000);
+  EXPECT_FALSE(inserted_again);
+  EXPECT_EQ(second.id, first.id);
+  EXPECT_EQ(second.text, "ping");
+  EXPECT_EQ(second.created_at_ms, 1000);
+
+  const auto pending = store->pending_outbox();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].inbound_id, 0);
+  EXPECT_EQ(pending[0].idem_key, "send:k1");
+
+  const auto history = store->transcript("local:bob", 10);
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history[0].role, "assistant");
+  EXPECT_EQ(history[0].text, "ping");
+  EXPECT_EQ(history[0].inbound_id, 0);
+}
+
+TEST(SqliteStore, SendWithoutSessionHasNoHistory) {
+  auto store = SqliteStore::open(":memory:");
+  auto m = send_request("k1");
+  m.session_key.clear();
+  EXPECT_TRUE(store->stage_outbound(m, 1000).second);
+  EXPECT_EQ(store->counts().sessions, 0);
+  EXPECT_TRUE(store->transcript("", 10).empty());
+}
+
+TEST(SqliteStore, SendWithoutIdempotencyKeyIsRejected) {
+  auto store = SqliteStore::open(":memory:");
+  auto m = send_request("k1");
+  m.idem_key.clear();
+  EXPECT_THROW(store->stage_outbound(m, 1000), StoreError);
+  EXPECT_TRUE(store->pending_outbox().empty());
+}
+
+TEST(SqliteStore, TranscriptReturnsTheNewestEntriesOldestFirst) {
+  auto store = SqliteStore::open(":memory:");
+  for (int i = 1; i <= 5; ++i) {
+    store->insert_inbound(message("a" + std::to_string(i), "text " + std::to_string(i)), i);
+  }
+  store->insert_inbound(message("b1", "elsewhere", "local:carol"), 10);
+
+  const auto last3 = store->transcript("local:alice", 3);
+  ASSERT_EQ(last3.size(), 3u);
+  EXPECT_EQ(last3[0].text, "text 3");
+  EXPECT_EQ(last3[1].text, "text 4");
+  EXPECT_EQ(last3[2].text, "text 5");
+  EXPECT_LT(last3[0].id, last3[1].id);
+
+  EXPECT_EQ(store->transcript("local:alice", 100).size(), 5u);
+  EXPECT_EQ(store->transcript("local:alice", SIZE_MAX).size(), 5u);
+  EXPECT_TRUE(store->transcript("local:alice", 0).empty());
+  EXPECT_TRUE(store->transcript("local:nobody", 10).empty());
+  ASSERT_EQ(store->transcript("local:carol", 10).size(), 1u);
+  EXPECT_EQ(store->transcript("local:carol", 10)[0].created_at_ms, 10);
+}
+
+TEST(SqliteStore, CountsReflectEveryTable) {
+  auto store = SqliteStore::open(":memory:");
+  const auto a = store->insert_inbound(message("m1"), 1000).record;
+  store->insert_inbound(message("m1"), 1000);
+  const auto b = store->insert_inbound(message("m2"), 1000).record;
+  store->insert_inbound(message("m3", "hi", "local:carol"), 1000);
+  store->set_inbound_state(b.id, InboxState::running);
+  const auto rows = store->stage_reply(a.id, {"x", "y"}, 2000);
+  store->mark_sent(rows[0].id, 2100);
+  store->stage_outbound(send_request("k1"), 2200);
+
+  const auto n = store->counts();
+  EXPECT_EQ(n.inbox_total, 3);
+  EXPECT_EQ(n.inbox_unfinished, 2);
+  EXPECT_EQ(n.outbox_pending, 2);
+  EXPECT_EQ(n.outbox_sent, 1);
+  EXPECT_EQ(n.sessions, 3);  // alice, carol, and bob from the send
+}
+
+TEST(SqliteStore, KeyValueRoundTrip) {
+  auto store = SqliteStore::open(":memory:");
+  EXPECT_FALSE(store->get_value("telegram.offset").has_value());
+  store->set_value("telegram.offset", "100");
+  store->set_value("telegram.offset", "101");
+  store->set_value("empty", "");
+  EXPECT_EQ(store->get_value("telegram.offset"), "101");
+  EXPECT_EQ(store->get_value("empty"), "");
+  store->erase_value("telegram.offset");
+  store->erase_value("never-set");
+  EXPECT_FALSE(store->get_value("telegram.offset").has_value());
+}
+
+TEST(SqliteStore, PendingOutboxIsReplayedAfterReopen) {
+  TempDir dir;
+  const auto path = dir.file("drawbridge.sqlite");
+  std::int64_t replied = 0;
+  std::int64_t waiting = 0;
+  std::vector<OutboxRecord> parts;
+  {
+    auto store = SqliteStore::open(path);
+    replied = store->insert_inbound(message("m1"), 1000).record.id;
+    waiting = store->insert_inbound(message("m2"), 1100).record.id;
+    parts = store->stage_reply(replied, {"first", "second"}, 2000);
+    store->mark_sent(parts[0].id, 2100);
+    store->set_value("clean-shutdown", "no");
+  }
+
+  auto store = SqliteStore::open(path);
+  const auto pending = store->pending_outbox();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].id, parts[1].id);
+  EXPECT_EQ(pending[0].idem_key, std::to_string(replied) + ":1");
+  EXPECT_TRUE(pending[0].final_part);
+  EXPECT_EQ(pending[0].text, "second");
+
+  const auto unfinished = store->unfinished_inbound();
+  ASSERT_EQ(unfinished.size(), 1u);
+  EXPECT_EQ(unfinished[0].id, waiting);
+  EXPECT_TRUE(store->insert_inbound(message("m1"), 9000).duplicate);
+  EXPECT_EQ(store->stage_reply(replied, {"again"}, 9000).size(), 2u);
+  EXPECT_EQ(store->transcript("local:alice", 10).size(), 3u);
+  EXPECT_EQ(store->get_value("clean-shutdown"), "no");
+}
+
+TEST(SqliteStore, CommitsAreVisibleToASecondConnectionOnTheSameFile) {
+  TempDir dir;
+  const auto path = dir.file("drawbridge.sqlite");
+  auto first = SqliteStore::open(path);
+  const auto in = first->insert_inbound(message("m1"), 1000).record;
+
+  auto second = SqliteStore::open(path);
+  ASSERT_TRUE(second->inbound(in.id).has_value());
+  EXPECT_TRUE(second->insert_inbound(message("m1"), 2000).duplicate);
+  second->stage_reply(in.id, {"from the second"}, 2000);
+
+  EXPECT_EQ(first->inbound(in.id)->state, InboxState::done);
+  EXPECT_EQ(first->stage_reply(in.id, {"from the first"}, 3000).at(0).text, "from the second");
+}
+
+TEST(SqliteStore, OpenCreatesTheSchemaInWalMode) {
+  TempDir dir;
+  const auto path = dir.file("drawbridge.sqlite");
+  SqliteStore::open(path);
+  SqliteStore::open(path);  // a second open finds the schema current and leaves it alone
+
+  EXPECT_EQ(raw_pragma(path, "user_version"), "1");
+  EXPECT_EQ(raw_pragma(path, "journal_mode"), "wal");
+}
+
+TEST(SqliteStore, NewerSchemaIsRefused) {
+  TempDir dir;
+  const auto path = dir.file("drawbridge.sqlite");
+  SqliteStore::open(path);
+  raw_pragma(path, "user_version = 99");
+
+  const auto error = open_error(path);
+  EXPECT_TRUE(contains(error, path)) << error;
+  EXPECT_TRUE(contains(error, "newer")) << error;
+}
+
+TEST(SqliteStore, OpenDoesNotCreateTheDataFolder) {
+  TempDir dir;
+  const auto path = dir.file("missing/drawbridge.sqlite");
+  EXPECT_TRUE(contains(open_error(path), path));
+  EXPECT_FALSE(fs::exists(dir.path() / "missing"));
+}
+
+TEST(SqliteStore, OpeningInAnUnwritableFolderNamesThePathAndTheReason) {
+  TempDir dir;
+  std::string path;
+  if (geteuid() == 0) {
+    // Root writes through a 0500 folder; a "folder" that is a regular file stops everyone.
+    std::ofstream(dir.file("not-a-folder")) << "x";
+    path = dir.file("not-a-folder/drawbridge.sqlite");
+  } else {
+    fs::permissions(dir.path(), fs::perms::owner_read | fs::perms::owner_exec);
+    path = dir.file("drawbridge.sqlite");
+  }
+
+  const auto error = open_error(path);
+  EXPECT_TRUE(contains(error, "\"" + path + "\"")) << error;
+  EXPECT_TRUE(contains(error, "unable to open database file")) << error;
+}
+
+TEST(SqliteStore, StateNames) {
+  EXPECT_STREQ(to_string(InboxState::pending), "pending");
+  EXPECT_STREQ(to_string(InboxState::running), "running");
+  EXPECT_STREQ(to_string(InboxState::done), "done");
+  EXPECT_STREQ(to_string(InboxState::aborted), "aborted");
+  EXPECT_STREQ(to_string(InboxState::failed), "failed");
+  EXPECT_STREQ(to_string(OutboxState::pending), "pending");
+  EXPECT_STREQ(to_string(OutboxState::sent), "sent");
+  EXPECT_STREQ(to_string(OutboxState::failed), "failed");
+}
+
+}  // namespace
+}  // namespace drawbridge::store
