@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
       "Run `drawbridge run` to start it, then `drawbridge send hello`."};
   app.set_version_flag("--version", std::string("drawbridge ") + DRAWBRIDGE_VERSION);
   app.require_subcommand(1);
+  app.fallthrough();  // --config is accepted after the subcommand too
   std::string config_path;
   app.add_option("-c,--config", config_path,
                  "Config file (JSON with comments); default: $DRAWBRIDGE_CONFIG, then "
@@ -142,6 +143,7 @@ int main(int argc, char** argv) {
   drawbridge::runtime::RunOptions run_opts;
   int port = 0;
   std::string bind, data_dir;
+  run->fallthrough();
   run->add_option("-p,--port", port, "Port to listen on (overrides gateway.port)")
       ->check(CLI::Range(1, 65535));
   run->add_option("--bind", bind, "loopback, lan or an IP address (overrides gateway.bind)");

@@ -68,6 +68,7 @@ struct AgentSettings {
 
 struct StoreSettings {
   std::string driver = "sqlite";
+  std::string durability = "process";  // "process" | "power", see store::Durability
   std::string data_dir = "data";  // relative paths resolve against the config file's folder
 };
 

@@ -115,6 +115,10 @@ std::span<const Field<Config>> config_fields() {
       {"store.dataDir", non_empty_text(),
        "Folder for the database and generated secrets; relative to the config file's folder",
        DRAWBRIDGE_MEMBER(Config, store.data_dir)},
+      {"store.durability", one_of({"process", "power"}),
+       "process: a commit survives the gateway being killed (WAL, synchronous=NORMAL); power: "
+       "it also survives power loss (synchronous=FULL, one fsync per commit, much slower)",
+       DRAWBRIDGE_MEMBER(Config, store.durability)},
 
       {"logging", section(), "Log output"},
       {"logging.level", one_of({"trace", "debug", "info", "warn", "error"}),

@@ -159,10 +159,12 @@ void Pipeline::start_turn(std::int64_t inbound_id) {
   try {
     store_.set_inbound_state(inbound_id, store::InboxState::running);
     for (auto& e : store_.transcript(session, options_.history_limit)) {
-      // Messages accepted after this one are not part of its history yet.
-      if (e.role == "user" && e.inbound_id > inbound_id) continue;
+      // User messages are journaled when accepted, before earlier turns answered: the history
+      // of this turn is what came before it, then the message itself.
+      if (e.role == "user" && e.inbound_id >= inbound_id) continue;
       req.history.push_back(HistoryEntry{std::move(e.role), std::move(e.text)});
     }
+    req.history.push_back(HistoryEntry{"user", rec->text});
   } catch (const std::exception& e) {
     spdlog::error("inbound {}: cannot start its turn: {}", inbound_id, e.what());
     ++metrics_.errors_total;
@@ -206,6 +208,8 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
   if (it == running_.end() || it->second.info.inbound_id != inbound_id) return;
   RunningTurn rt = std::move(it->second);
   running_.erase(it);
+  // on_done may run inside the turn's own cancel(): destroy the turn later, not under it.
+  executor_.post([turn = std::shared_ptr<Turn>(std::move(rt.turn))] {});
   const Route* route = nullptr;
   if (auto r = routes_.find(rt.channel); r != routes_.end()) route = &r->second;
 
@@ -366,14 +370,17 @@ std::vector<std::string> Pipeline::abort(const std::string& session_key,
 }
 
 std::size_t Pipeline::interrupt_all(const std::string& reason) {
-  std::size_t n = 0;
+  std::vector<std::string> sessions;
   for (auto& [session, rt] : running_) {
     spdlog::warn("interrupting run {} of session {}: {}", rt.info.run_id, session, reason);
     rt.interrupted = true;
-    rt.turn->cancel();
-    ++n;
+    sessions.push_back(session);
   }
-  return n;
+  // cancel() may finish the turn at once, which erases it from running_.
+  for (const auto& session : sessions) {
+    if (auto it = running_.find(session); it != running_.end()) it->second.turn->cancel();
+  }
+  return sessions.size();
 }
 
 std::vector<ActiveRun> Pipeline::active_runs() const {

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -111,7 +112,9 @@ class Gateway final : public server::Control {
     const auto t0 = clock_.now();
     const std::string db_path = (fs::path(data_dir_) / "drawbridge.db").string();
     try {
-      store_ = store::SqliteStore::open(db_path);
+      store_ = store::SqliteStore::open(db_path, cfg_.store.durability == "power"
+                                                     ? store::Durability::power
+                                                     : store::Durability::process);
     } catch (const std::exception& e) {
       spdlog::critical("cannot open the store {}: {}", db_path, e.what());
       return exit_code::crashed;
@@ -134,6 +137,10 @@ class Gateway final : public server::Control {
     so.token = token_;
     so.version = DRAWBRIDGE_VERSION;
     so.local_channel = "local";
+    // A testing knob: conformance tests need a tick sooner than OpenClaw's 30 s.
+    if (const char* t = std::getenv("DRAWBRIDGE_TICK_INTERVAL_MS")) {
+      so.tick_interval_ms = std::clamp(std::atoi(t), 100, 3'600'000);
+    }
     server_ = std::make_unique<server::Server>(io_, clock_, *this, *pipeline_, so);
     if (auto err = server_->listen()) {
       spdlog::critical("{}", *err);
@@ -162,29 +169,24 @@ class Gateway final : public server::Control {
     return {true, {}};
   }
 
+  // The shape of OpenClaw's health snapshot (hello-ok snapshot.health): a failing store is an
+  // error for the caller, not "ok": false.
   json health() override {
     const auto t0 = clock_.now();
     json channels = json::object();
-    for (auto& [id, ch] : channels_) channels[id] = {{"ready", ch->ready()}};
-    bool store_ok = true;
-    std::string store_error;
-    try {
-      store_->counts();
-    } catch (const std::exception& e) {
-      store_ok = false;
-      store_error = e.what();
+    json order = json::array();
+    for (auto& [id, ch] : channels_) {
+      channels[id] = {{"ready", ch->ready()}, {"agent", channel_agent_[id]}};
+      order.push_back(id);
     }
-    json out = {{"ok", store_ok},
-                {"ts", clock_.wall_ms()},
-                {"uptimeMs", uptime_ms()},
-                {"ready", readiness().ready},
-                {"state", state_},
-                {"channels", channels},
-                {"store", {{"ok", store_ok}}}};
-    if (!store_ok) out["store"]["error"] = store_error;
-    out["durationMs"] = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - t0)
-                            .count();
-    return out;
+    store_->counts();  // throws when the store cannot be read
+    return {{"ok", true},
+            {"ts", clock_.wall_ms()},
+            {"durationMs", std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - t0)
+                               .count()},
+            {"channels", channels},
+            {"channelOrder", order},
+            {"defaultAgentId", cfg_.default_agent}};
   }
 
   json status() override {
@@ -372,7 +374,7 @@ class Gateway final : public server::Control {
     for (auto& [id, ch] : channels_) ch->stop(step);
     // OpenClaw closes with 1012 on every shutdown; only restartExpectedMs tells a restart.
     server_->close("gateway stopping", std::nullopt,
-                   boost::beast::websocket::close_code::service_restart, step);
+                   boost::beast::websocket::close_code::service_restart, "service restart", step);
   }
 
   static constexpr std::chrono::milliseconds kStopBudget{20000};

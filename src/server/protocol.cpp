@@ -21,9 +21,10 @@ std::string make_error_response(const std::string& id, const RpcError& error) {
 }
 
 std::string make_event(std::string_view event, const nlohmann::json& payload,
-                       std::optional<std::uint64_t> seq) {
+                       std::optional<std::uint64_t> seq, const nlohmann::json& state_version) {
   nlohmann::json f = {{"type", "event"}, {"event", event}, {"payload", payload}};
   if (seq) f["seq"] = *seq;
+  if (!state_version.is_null()) f["stateVersion"] = state_version;
   return f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -40,7 +40,8 @@ struct RpcError {
 std::string make_response(const std::string& id, const nlohmann::json& payload);
 std::string make_error_response(const std::string& id, const RpcError& error);
 std::string make_event(std::string_view event, const nlohmann::json& payload,
-                       std::optional<std::uint64_t> seq);
+                       std::optional<std::uint64_t> seq,
+                       const nlohmann::json& state_version = nullptr);
 
 // A method's params, checked field by field; errors name the field ("params.sessionKey:
 // expected a non-empty string").

@@ -82,7 +82,13 @@ RpcOutcome RpcMethods::call(const Caller& caller, const std::string& method,
   return (this->*(it->second.handler))(caller, params);
 }
 
-RpcOutcome RpcMethods::health(const Caller&, const nlohmann::json&) { return control_.health(); }
+RpcOutcome RpcMethods::health(const Caller&, const nlohmann::json&) {
+  try {
+    return control_.health();
+  } catch (const std::exception& e) {
+    return store_unavailable(e);
+  }
+}
 
 RpcOutcome RpcMethods::status(const Caller&, const nlohmann::json&) { return control_.status(); }
 
@@ -190,8 +196,8 @@ RpcOutcome RpcMethods::send(const Caller&, const nlohmann::json& params) {
   }
   try {
     auto res = pipeline_.send(req);
-    nlohmann::json out = {{"runId", res.run_id}, {"messageId", res.message_id},
-                          {"channel", req.channel}};
+    nlohmann::json out = {{"runId", *key}, {"messageId", res.message_id},
+                          {"channel", req.channel}, {"chatId", *to}};
     if (res.duplicate) out["duplicate"] = true;
     return out;
   } catch (const std::exception& e) {

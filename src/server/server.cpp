@@ -81,7 +81,18 @@ void Server::schedule_tick() {
   tick_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec || closing_) return;
     json payload = {{"ts", clock_.wall_ms()}};
-    for (auto& [id, c] : connections_) c->send_event("tick", payload);
+    auto conns = connections_;  // a send may close a slow consumer
+    for (auto& [id, c] : conns) c->send_event("tick", payload);
+    // The health snapshot is refreshed and broadcast every other tick (60 s by default).
+    if (++ticks_ % 2 == 0) {
+      try {
+        json health = control_.health();
+        json version = {{"presence", 0}, {"health", ++health_version_}};
+        for (auto& [id, c] : conns) c->send_event("health", health, version);
+      } catch (const std::exception& e) {
+        spdlog::warn("health snapshot failed: {}", e.what());
+      }
+    }
     schedule_tick();
   });
 }
@@ -160,7 +171,7 @@ void Server::on_chat_event(const pipeline::ChatEvent& ev) {
 }
 
 void Server::close(std::string reason, std::optional<std::int64_t> restart_expected_ms,
-                   std::uint16_t code, std::function<void()> done) {
+                   std::uint16_t code, std::string close_reason, std::function<void()> done) {
   if (closing_) {
     done();
     return;
@@ -177,7 +188,7 @@ void Server::close(std::string reason, std::optional<std::int64_t> restart_expec
   json payload = {{"reason", reason}};
   if (restart_expected_ms) payload["restartExpectedMs"] = *restart_expected_ms;
   auto conns = connections_;  // shutdown() may detach synchronously
-  for (auto& [id, c] : conns) c->shutdown(payload, code, reason);
+  for (auto& [id, c] : conns) c->shutdown(payload, code, close_reason);
   // A client that does not answer the close handshake is cut off after a bound.
   close_timer_.expires_after(std::chrono::seconds(2));
   close_timer_.async_wait([this](boost::system::error_code ec) {

@@ -52,7 +52,7 @@ class Server final : public pipeline::ChatEventListener {
   // Sends `shutdown` to every client, closes WebSockets with `code` once their queues are
   // flushed, stops accepting; `done` runs when every connection is gone (bounded).
   void close(std::string reason, std::optional<std::int64_t> restart_expected_ms,
-             std::uint16_t code, std::function<void()> done);
+             std::uint16_t code, std::string close_reason, std::function<void()> done);
   void on_chat_event(const pipeline::ChatEvent& event) override;
   std::size_t connection_count() const { return connections_.size(); }
 
@@ -88,6 +88,8 @@ class Server final : public pipeline::ChatEventListener {
   bool closing_ = false;
   std::function<void()> on_closed_;
   std::uint64_t next_conn_id_ = 0;
+  std::uint64_t ticks_ = 0;
+  std::uint64_t health_version_ = 0;
   std::map<std::uint64_t, std::shared_ptr<WsConnection>> connections_;
   std::unordered_map<std::string, std::set<std::uint64_t>> subscribers_;  // by session key
   std::map<std::uint64_t, std::weak_ptr<HttpSession>> http_sessions_;

@@ -250,7 +250,7 @@ void WsConnection::handle_connect(const std::string& req_id, const json& params)
                     {"events", RpcMethods::event_names()}}},
       {"snapshot",
        {{"presence", json::array()},
-        {"health", {{"ok", true}, {"ts", server_.clock().wall_ms()}}},
+        {"health", json::object()},
         {"stateVersion", {{"presence", 0}, {"health", 0}}},
         {"uptimeMs", server_.control().uptime_ms()},
         {"suspension",
@@ -266,9 +266,10 @@ void WsConnection::handle_connect(const std::string& req_id, const json& params)
                 fmt::join(scopes, ","));
 }
 
-void WsConnection::send_event(std::string_view event, const json& payload) {
+void WsConnection::send_event(std::string_view event, const json& payload,
+                              const json& state_version) {
   if (!authenticated_) return;
-  send_frame(make_event(event, payload, ++seq_));
+  send_frame(make_event(event, payload, ++seq_, state_version));
 }
 
 void WsConnection::send_frame(std::string frame) {

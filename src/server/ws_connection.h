@@ -25,7 +25,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
  public:
   WsConnection(Server& server, boost::asio::ip::tcp::socket&& socket, std::uint64_t id);
   void run(boost::beast::http::request<boost::beast::http::string_body> upgrade);
-  void send_event(std::string_view event, const nlohmann::json& payload);
+  void send_event(std::string_view event, const nlohmann::json& payload,
+                  const nlohmann::json& state_version = nullptr);
   void shutdown(const nlohmann::json& payload, std::uint16_t code, const std::string& reason);
   void abort_now();
   bool authenticated() const { return authenticated_; }

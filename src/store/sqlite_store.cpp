@@ -190,13 +190,14 @@ void migrate(Database& db) {
   tx.commit();
 }
 
-std::unique_ptr<Database> open_database(const std::string& path) {
+std::unique_ptr<Database> open_database(const std::string& path, Durability durability) {
   auto db = std::make_unique<Database>(path);
   try {
     db->set_busy_timeout(5000);
     // journal_mode and foreign_keys are no-ops inside a transaction: set them before migrating.
     db->exec("PRAGMA journal_mode = WAL");
-    db->exec("PRAGMA synchronous = FULL");
+    db->exec(durability == Durability::power ? "PRAGMA synchronous = FULL"
+                                             : "PRAGMA synchronous = NORMAL");
     db->exec("PRAGMA foreign_keys = ON");
     migrate(*db);
   } catch (const StoreError& e) {
@@ -302,8 +303,9 @@ struct SqliteStore::Impl {
   Statement erase_value;
 };
 
-std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path) {
-  return std::unique_ptr<SqliteStore>(new SqliteStore(std::make_unique<Impl>(open_database(path))));
+std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path, Durability durability) {
+  return std::unique_ptr<SqliteStore>(
+      new SqliteStore(std::make_unique<Impl>(open_database(path, durability))));
 }
 
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

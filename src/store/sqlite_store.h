@@ -7,14 +7,23 @@
 
 namespace drawbridge::store {
 
-// The Store on one SQLite connection: WAL, synchronous=FULL, foreign keys on, statements
-// prepared once at open. Calls may come from any thread; they are serialized.
+// How far a commit is durable before the call returns.
+// - process: WAL with synchronous=NORMAL. A commit is in the OS before the call returns, so it
+//   survives the gateway being killed (SIGKILL, OOM, crash) at any point; a power loss or
+//   kernel crash can lose the last commits. Thousands of messages/s.
+// - power: WAL with synchronous=FULL. Every commit is fsynced; survives power loss too, at the
+//   disk's fsync rate (about 70 messages/s on the CI VM, measured in docs/BENCHMARKS.md).
+enum class Durability { process, power };
+
+// The Store on one SQLite connection: WAL, foreign keys on, statements prepared once at open.
+// Calls may come from any thread; they are serialized.
 class SqliteStore final : public Store {
  public:
   // Opens or creates the database file at `path` and brings its schema up to date. Creates no
   // folder: the caller owns the data folder. ":memory:" gives a private in-memory store.
   // Throws StoreError naming the path and SQLite's reason.
-  static std::unique_ptr<SqliteStore> open(const std::string& path);
+  static std::unique_ptr<SqliteStore> open(const std::string& path,
+                                           Durability durability = Durability::process);
   ~SqliteStore() override;
 
   InsertInboundResult insert_inbound(const NewInbound& m, std::int64_t now_ms) override;

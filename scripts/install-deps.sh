@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages drawbridge builds with. Safe to run again: it installs only
+# what is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build ccache pkg-config
+  libboost-dev libboost-system-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
+  libsqlite3-dev libssl-dev libsystemd-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  curl
+)
+if [[ "${1:-}" == "--with-tests" ]]; then
+  packages+=(nodejs npm sqlite3)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  sudo=""
+  [[ $(id -u) -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set-up command 2: installs what is needed (Debian packages; OpenClaw's protocol package, its
+# reference client and Node 24 from npm), builds everything once, and runs every test with ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --with-tests
+tests/conformance/install.sh
+scripts/build.sh -DDRAWBRIDGE_TESTS=ON -DDRAWBRIDGE_BENCH=ON
+cd "${BUILD_DIR:-build}"
+ctest -j2 --output-on-failure --timeout 300 "$@"
