@@ -114,6 +114,10 @@ AcceptResult Pipeline::accept(const InboundMessage& m) {
   if (res.duplicate) {
     ++metrics_.inbound_duplicates;
     out.status = duplicate_status(res.record.state);
+    if (res.record.state == store::InboxState::pending &&
+        lanes_.active(res.record.session_key) == res.record.id) {
+      out.status = "in_flight";
+    }
     return out;
   }
   ++metrics_.inbound_total;
@@ -157,7 +161,9 @@ void Pipeline::start_turn(std::int64_t inbound_id) {
   req.sender = rec->sender;
   req.text = rec->text;
   try {
-    store_.set_inbound_state(inbound_id, store::InboxState::running);
+    // The row stays "pending" while its turn runs: a restart re-runs pending rows either way,
+    // and one commit less per message matters on the hot path. The transcript never holds a
+    // partial reply (the assistant entry is written with the reply), so nothing needs repair.
     for (auto& e : store_.transcript(session, options_.history_limit)) {
       // User messages are journaled when accepted, before earlier turns answered: the history
       // of this turn is what came before it, then the message itself.
@@ -247,7 +253,7 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
       }
     }
   } catch (const std::exception& e) {
-    // The row stays running in the store: the next start replays it.
+    // The row stays unfinished in the store: the next start replays it.
     spdlog::error("run {}: cannot record its outcome: {}", rt.info.run_id, e.what());
     ++metrics_.errors_total;
   }

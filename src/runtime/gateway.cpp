@@ -1,7 +1,6 @@
 #include "runtime/gateway.h"
 
 #include <fcntl.h>
-#include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,6 +28,7 @@
 #include "pipeline/pipeline.h"
 #include "runtime/asio_executor.h"
 #include "server/control.h"
+#include "server/random_id.h"
 #include "server/server.h"
 #include "store/sqlite_store.h"
 
@@ -48,18 +48,6 @@ std::string bind_address(const std::string& bind) {
 }
 
 namespace {
-
-std::string random_token() {
-  unsigned char raw[24];
-  RAND_bytes(raw, sizeof raw);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out.push_back(hex[c >> 4]);
-    out.push_back(hex[c & 15]);
-  }
-  return out;
-}
 
 // Creates the data folder and proves it is writable; returns an error message otherwise.
 std::optional<std::string> prepare_data_dir(const std::string& dir) {
@@ -83,7 +71,7 @@ std::string resolve_token(const config::Config& cfg, const std::string& data_dir
   std::ifstream in(path);
   std::string token;
   if (in && std::getline(in, token) && !token.empty()) return token;
-  token = random_token();
+  token = server::random_hex(24);
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd >= 0) {
     std::string line = token + "\n";

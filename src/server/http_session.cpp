@@ -1,12 +1,12 @@
 #include "server/http_session.h"
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include <boost/beast/websocket.hpp>
 #include <spdlog/spdlog.h>
 
 #include "server/protocol.h"
+#include "server/random_id.h"
 #include "server/rpc_methods.h"
 #include "server/server.h"
 #include "server/ws_connection.h"
@@ -54,17 +54,7 @@ std::optional<std::string> query_param(std::string_view target, std::string_view
   return std::nullopt;
 }
 
-std::string generated_key() {
-  unsigned char raw[12];
-  RAND_bytes(raw, sizeof raw);
-  static const char* hex = "0123456789abcdef";
-  std::string out = "http-";
-  for (unsigned char c : raw) {
-    out.push_back(hex[c >> 4]);
-    out.push_back(hex[c & 15]);
-  }
-  return out;
-}
+std::string generated_key() { return "http-" + random_hex(12); }
 
 }  // namespace
 

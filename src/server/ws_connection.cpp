@@ -1,11 +1,11 @@
 #include "server/ws_connection.h"
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include <spdlog/spdlog.h>
 
 #include "server/protocol.h"
+#include "server/random_id.h"
 #include "server/server.h"
 
 namespace drawbridge::server {
@@ -15,19 +15,6 @@ namespace websocket = beast::websocket;
 using nlohmann::json;
 
 namespace {
-
-std::string random_hex(std::size_t bytes) {
-  std::string raw(bytes, '\0');
-  RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes));
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes * 2);
-  for (unsigned char c : raw) {
-    out.push_back(hex[c >> 4]);
-    out.push_back(hex[c & 15]);
-  }
-  return out;
-}
 
 bool token_matches(const std::string& given, const std::string& expected) {
   // Constant time for equal lengths; a length mismatch says nothing about the content.

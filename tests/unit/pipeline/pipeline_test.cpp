@@ -49,7 +49,7 @@ TEST_F(PipelineTest, AcceptedMessageIsInTheInboxBeforeItsTurnRuns) {
   EXPECT_FALSE(res.duplicate);
   auto row = store_->inbound(res.inbound_id);
   ASSERT_TRUE(row);
-  EXPECT_EQ(row->state, store::InboxState::running);
+  EXPECT_EQ(row->state, store::InboxState::pending);  // until the reply closes it
   ASSERT_EQ(agent_.calls.size(), 1u);
   EXPECT_EQ(agent_.calls[0]->request.text, "hello");
   EXPECT_EQ(agent_.calls[0]->request.history.back().text, "hello");
