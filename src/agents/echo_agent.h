@@ -13,6 +13,7 @@ class EchoAgent final : public pipeline::Agent {
  public:
   EchoAgent(boost::asio::io_context& io, config::AgentSettings settings);
   std::string_view type() const override { return "echo"; }
+  bool wants_history() const override { return false; }
   std::unique_ptr<pipeline::Turn> start(pipeline::TurnRequest request,
                                         pipeline::TurnCallbacks callbacks) override;
 

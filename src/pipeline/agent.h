@@ -48,6 +48,8 @@ class Agent {
  public:
   virtual ~Agent() = default;
   virtual std::string_view type() const = 0;
+  // False when the agent ignores TurnRequest::history: the pipeline then skips reading it.
+  virtual bool wants_history() const { return true; }
   virtual std::unique_ptr<Turn> start(TurnRequest request, TurnCallbacks callbacks) = 0;
 };
 

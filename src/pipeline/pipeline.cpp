@@ -48,6 +48,48 @@ Pipeline::Pipeline(core::Clock& clock, core::Executor& executor, store::Store& s
 Pipeline::~Pipeline() {
   // Queued callbacks of agents and channels check this flag: they may outlive the pipeline.
   *alive_ = false;
+  // Commit what the last round wrote; its callbacks would reach channels that may be gone,
+  // and the next start replays whatever was not delivered.
+  if (batch_open_) {
+    try {
+      store_.commit_batch();
+    } catch (const std::exception& e) {
+      spdlog::error("last commit failed: {}", e.what());
+    }
+  }
+}
+
+void Pipeline::in_batch() {
+  if (batch_open_) return;
+  store_.begin_batch();
+  batch_open_ = true;
+  auto alive = alive_;
+  executor_.post([this, alive] {
+    if (*alive) flush();
+  });
+}
+
+void Pipeline::after_commit(std::function<void(const std::string& error)> after) {
+  after_commit_.push_back(std::move(after));
+}
+
+void Pipeline::flush() {
+  if (!batch_open_) return;
+  batch_open_ = false;
+  auto callbacks = std::exchange(after_commit_, {});
+  std::string error;
+  try {
+    store_.commit_batch();
+  } catch (const std::exception& e) {
+    error = e.what();
+    spdlog::error("commit failed, {} operation(s) not done: {}", callbacks.size(), error);
+    ++metrics_.errors_total;
+    try {
+      store_.rollback_batch();
+    } catch (const std::exception&) {
+    }
+  }
+  for (auto& cb : callbacks) cb(error);
 }
 
 void Pipeline::add_channel(Channel* channel, Agent* agent, int max_message_chars) {
@@ -79,7 +121,7 @@ void Pipeline::start() {
       continue;
     }
     ++replayed;
-    if (lanes_.enqueue(row.session_key, row.id)) start_turn(row.id);
+    if (lanes_.enqueue(row.session_key, row.id)) start_turn(row);
   }
   auto pending = store_.pending_outbox();
   if (replayed || !pending.empty()) {
@@ -95,7 +137,7 @@ void Pipeline::start() {
   for (auto& [key, rows] : chains) dispatch(std::move(rows));
 }
 
-AcceptResult Pipeline::accept(const InboundMessage& m) {
+void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)> done) {
   if (!routes_.count(m.channel)) {
     throw std::invalid_argument("channel \"" + m.channel + "\" is not configured");
   }
@@ -106,7 +148,32 @@ AcceptResult Pipeline::accept(const InboundMessage& m) {
                         m.sender,
                         m.text,
                         m.run_id.empty() ? new_run_id() : m.run_id};
-  auto res = store_.insert_inbound(row, clock_.wall_ms());
+  store::InsertInboundResult res;
+  try {
+    in_batch();
+    res = store_.insert_inbound(row, clock_.wall_ms());
+  } catch (const std::exception& e) {
+    ++metrics_.errors_total;
+    AcceptResult failed;
+    failed.error = e.what();
+    executor_.post([done = std::move(done), failed] { done(failed); });
+    return;
+  }
+  after_commit([this, res, done = std::move(done)](const std::string& error) {
+    if (!error.empty()) {
+      AcceptResult failed;
+      failed.error = error;
+      done(failed);
+      return;
+    }
+    AcceptResult out = on_committed(res);
+    done(out);
+    // The turn starts after the acknowledgement went out: its first delta follows the ack.
+    if (out.status == "started") start_turn(res.record);
+  });
+}
+
+AcceptResult Pipeline::on_committed(const store::InsertInboundResult& res) {
   AcceptResult out;
   out.inbound_id = res.record.id;
   out.run_id = res.record.run_id;
@@ -127,9 +194,8 @@ AcceptResult Pipeline::accept(const InboundMessage& m) {
     out.reason = "gateway-restarting";
     return out;
   }
-  if (lanes_.enqueue(m.session_key, res.record.id)) {
+  if (lanes_.enqueue(res.record.session_key, res.record.id)) {
     out.status = "started";
-    start_turn(res.record.id);
   } else {
     out.status = "queued";
   }
@@ -144,7 +210,12 @@ void Pipeline::start_turn(std::int64_t inbound_id) {
     spdlog::error("cannot load inbound {}: {}", inbound_id, e.what());
     ++metrics_.errors_total;
   }
-  if (!rec) return;
+  if (rec) start_turn(*rec);
+}
+
+void Pipeline::start_turn(const store::InboxRecord& record) {
+  const store::InboxRecord* rec = &record;
+  const std::int64_t inbound_id = rec->id;
   const std::string session = rec->session_key;
   auto route_it = routes_.find(rec->channel);
   if (route_it == routes_.end() || route_it->second.agent == nullptr) {
@@ -164,7 +235,9 @@ void Pipeline::start_turn(std::int64_t inbound_id) {
     // The row stays "pending" while its turn runs: a restart re-runs pending rows either way,
     // and one commit less per message matters on the hot path. The transcript never holds a
     // partial reply (the assistant entry is written with the reply), so nothing needs repair.
-    for (auto& e : store_.transcript(session, options_.history_limit)) {
+    const bool history = route_it->second.agent->wants_history();
+    for (auto& e : history ? store_.transcript(session, options_.history_limit)
+                           : std::vector<store::TranscriptEntry>{}) {
       // User messages are journaled when accepted, before earlier turns answered: the history
       // of this turn is what came before it, then the message itself.
       if (e.role == "user" && e.inbound_id >= inbound_id) continue;
@@ -219,37 +292,50 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
   const Route* route = nullptr;
   if (auto r = routes_.find(rt.channel); r != routes_.end()) route = &r->second;
 
+  if (outcome.kind == TurnOutcome::Kind::aborted && rt.interrupted) {
+    // Interrupted by a drain: the row is still pending and runs again in the next generation.
+    ++metrics_.turns_aborted;
+    finish_turn(session);
+    return;
+  }
   try {
+    in_batch();
     switch (outcome.kind) {
-      case TurnOutcome::Kind::completed: {
-        ++metrics_.turns_completed;
-        auto parts = split_reply(outcome.text, route ? route->max_message_chars : 0);
-        dispatch(store_.stage_reply(inbound_id, parts, clock_.wall_ms()));
-        break;
-      }
+      case TurnOutcome::Kind::completed:
       case TurnOutcome::Kind::failed: {
-        ++metrics_.turns_failed;
-        spdlog::warn("run {} failed: {}", rt.info.run_id, outcome.error);
-        // The user is told why instead of waiting forever; the notice is the reply.
-        std::string notice = "Sorry, I could not answer that: " + outcome.error;
-        dispatch(store_.stage_reply(inbound_id, {notice}, clock_.wall_ms()));
-        break;
+        std::vector<std::string> parts;
+        if (outcome.kind == TurnOutcome::Kind::completed) {
+          ++metrics_.turns_completed;
+          parts = split_reply(outcome.text, route ? route->max_message_chars : 0);
+        } else {
+          ++metrics_.turns_failed;
+          spdlog::warn("run {} failed: {}", rt.info.run_id, outcome.error);
+          // The user is told why instead of waiting forever; the notice is the reply.
+          parts = {"Sorry, I could not answer that: " + outcome.error};
+        }
+        auto rows = store_.stage_reply(inbound_id, parts, clock_.wall_ms());
+        // The turn counts as work until its reply is committed and handed to delivery, so a
+        // drain cannot slip between the two.
+        after_commit([this, rows = std::move(rows), session](const std::string& error) mutable {
+          if (error.empty()) dispatch(std::move(rows));
+          finish_turn(session);
+        });
+        return;
       }
       case TurnOutcome::Kind::aborted: {
         ++metrics_.turns_aborted;
-        if (rt.interrupted) {
-          store_.set_inbound_state(inbound_id, store::InboxState::pending);
-        } else {
-          store_.set_inbound_state(inbound_id, store::InboxState::aborted);
-          ChatEvent ev;
-          ev.state = ChatEvent::State::aborted;
-          ev.run_id = rt.info.run_id;
-          ev.session_key = session;
-          ev.error = outcome.error.empty() ? "aborted" : outcome.error;
-          ev.ts_ms = clock_.wall_ms();
+        store_.set_inbound_state(inbound_id, store::InboxState::aborted);
+        ChatEvent ev;
+        ev.state = ChatEvent::State::aborted;
+        ev.run_id = rt.info.run_id;
+        ev.session_key = session;
+        ev.error = outcome.error.empty() ? "aborted" : outcome.error;
+        ev.ts_ms = clock_.wall_ms();
+        after_commit([this, ev, session](const std::string&) {
           publish(ev);
-        }
-        break;
+          finish_turn(session);
+        });
+        return;
       }
     }
   } catch (const std::exception& e) {
@@ -257,6 +343,10 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
     spdlog::error("run {}: cannot record its outcome: {}", rt.info.run_id, e.what());
     ++metrics_.errors_total;
   }
+  finish_turn(session);
+}
+
+void Pipeline::finish_turn(const std::string& session) {
   next_in_lane(session);
   work_.end(core::WorkKind::turn);
 }
@@ -306,6 +396,7 @@ void Pipeline::dispatch(std::vector<store::OutboxRecord> rows) {
       try {
         switch (st) {
           case SendStatus::sent:
+            in_batch();
             store_.mark_sent(row.id, clock_.wall_ms());
             ++metrics_.replies_sent;
             (*step)(i + 1, options_.retry_initial);
@@ -318,6 +409,7 @@ void Pipeline::dispatch(std::vector<store::OutboxRecord> rows) {
             return;
           }
           case SendStatus::failed:
+            in_batch();
             store_.mark_failed(row.id, clock_.wall_ms());
             ++metrics_.reply_send_failures;
             spdlog::error("reply {} could not be delivered: {}", row.idem_key, err);
@@ -334,16 +426,27 @@ void Pipeline::dispatch(std::vector<store::OutboxRecord> rows) {
   (*step)(0, options_.retry_initial);
 }
 
-SendResult Pipeline::send(const SendRequest& req) {
+void Pipeline::send(const SendRequest& req, std::function<void(SendResult)> done) {
   if (!routes_.count(req.channel)) {
     throw std::invalid_argument("channel \"" + req.channel + "\" is not configured");
   }
   store::NewOutbound row{"send:" + req.channel + ":" + req.idempotency_key, req.channel, req.to,
                          req.session_key.empty() ? req.to : req.session_key, new_run_id(),
                          req.text};
-  auto [rec, inserted] = store_.stage_outbound(row, clock_.wall_ms());
-  if (inserted) dispatch({rec});
-  return SendResult{rec.idem_key, rec.run_id, !inserted};
+  try {
+    in_batch();
+    auto [rec, inserted] = store_.stage_outbound(row, clock_.wall_ms());
+    after_commit([this, rec, inserted, done = std::move(done)](const std::string& error) {
+      SendResult r{rec.idem_key, rec.run_id, !inserted, error};
+      if (error.empty() && inserted) dispatch({rec});
+      done(r);
+    });
+  } catch (const std::exception& e) {
+    ++metrics_.errors_total;
+    SendResult failed;
+    failed.error = e.what();
+    executor_.post([done = std::move(done), failed] { done(failed); });
+  }
 }
 
 std::vector<std::string> Pipeline::abort(const std::string& session_key,
@@ -361,6 +464,7 @@ std::vector<std::string> Pipeline::abort(const std::string& session_key,
     auto rec = store_.inbound(id);
     if (!rec || rec->run_id != run_id) continue;
     lanes_.remove_waiting(session_key, id);
+    in_batch();
     store_.set_inbound_state(id, store::InboxState::aborted);
     ++metrics_.turns_aborted;
     ChatEvent ev;
@@ -369,7 +473,7 @@ std::vector<std::string> Pipeline::abort(const std::string& session_key,
     ev.session_key = session_key;
     ev.error = "aborted before it started";
     ev.ts_ms = clock_.wall_ms();
-    publish(ev);
+    after_commit([this, ev](const std::string&) { publish(ev); });
     aborted.push_back(run_id);
   }
   return aborted;

@@ -39,6 +39,7 @@ struct AcceptResult {
   // "in_flight" / "done" / "aborted" / "failed": a duplicate of a message in that state.
   std::string status;
   std::string reason;  // "gateway-restarting" when queued by a drain
+  std::string error;   // set when the message could not be committed: it was not accepted
 };
 
 struct SendRequest {
@@ -53,6 +54,7 @@ struct SendResult {
   std::string message_id;
   std::string run_id;
   bool duplicate = false;
+  std::string error;  // set when it could not be committed
 };
 
 struct ActiveRun {
@@ -87,10 +89,15 @@ class Pipeline {
   // are sent again. Call once per generation, after the channels are wired.
   void start();
 
-  // Commits the message to the inbox (deduplicated) and schedules its turn. Throws
-  // store::StoreError when the store cannot commit: then nothing was accepted.
-  AcceptResult accept(const InboundMessage& message);
-  SendResult send(const SendRequest& request);
+  // Commits the message to the inbox (deduplicated), then calls `done` and schedules its turn.
+  // Writes of one event-loop round share one commit (group commit): `done` runs after that
+  // commit, never before, so an acknowledgement sent from it is durable. On a store error
+  // `done` gets AcceptResult::error and nothing was accepted. Throws std::invalid_argument
+  // (before writing anything) when the channel is not configured.
+  void accept(const InboundMessage& message, std::function<void(AcceptResult)> done);
+  void send(const SendRequest& request, std::function<void(SendResult)> done);
+  // Commits the writes of the current round now (the runtime calls it before exiting).
+  void flush();
   // Aborts the session's active run (when `run_id` is empty or names it) or drops a waiting
   // run with that id. Returns the ids of the runs aborted.
   std::vector<std::string> abort(const std::string& session_key, const std::string& run_id);
@@ -132,6 +139,13 @@ class Pipeline {
   };
 
   void start_turn(std::int64_t inbound_id);
+  void start_turn(const store::InboxRecord& rec);
+  AcceptResult on_committed(const store::InsertInboundResult& res);
+  void finish_turn(const std::string& session_key);
+  // Opens the round's batch when none is open and schedules its commit after the work queued
+  // now; `after` runs once the batch is committed (ok) or failed (error message).
+  void in_batch();
+  void after_commit(std::function<void(const std::string& error)> after);
   void on_turn_done(const std::string& session_key, std::int64_t inbound_id, TurnOutcome outcome);
   void next_in_lane(const std::string& session_key);
   void dispatch(std::vector<store::OutboxRecord> rows);
@@ -152,6 +166,8 @@ class Pipeline {
   std::unordered_map<std::int64_t, std::vector<store::OutboxRecord>> queued_parts_;
   Metrics metrics_;
   bool draining_ = false;
+  bool batch_open_ = false;
+  std::vector<std::function<void(const std::string&)>> after_commit_;
   std::uint64_t run_counter_ = 0;
   std::unordered_map<std::string, int> run_seq_;  // next chat event seq of runs not yet final
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

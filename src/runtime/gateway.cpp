@@ -345,6 +345,7 @@ class Gateway final : public server::Control {
 
   void finish_stop() {
     stop_timer_.cancel();
+    pipeline_->flush();
     auto remaining = std::make_shared<std::size_t>(channels_.size() + 1);
     auto step = [this, remaining] {
       if (--*remaining != 0) return;

@@ -113,8 +113,11 @@ void HttpSession::on_read(beast::error_code ec, std::size_t) {
     ws->run(parser_->release());
     return;
   }
-  const Request& req = parser_->get();
-  response_ = std::make_shared<Response>(handle(req));
+  if (auto res = handle(parser_->get())) write_response(std::move(*res));
+}
+
+void HttpSession::write_response(Response res) {
+  response_ = std::make_shared<Response>(std::move(res));
   const bool keep_alive = response_->keep_alive() && !server_.closing();
   response_->keep_alive(keep_alive);
   http::async_write(stream_, *response_,
@@ -133,7 +136,7 @@ void HttpSession::on_write(bool keep_alive, beast::error_code ec, std::size_t) {
   do_read();
 }
 
-HttpSession::Response HttpSession::handle(const Request& req) {
+std::optional<HttpSession::Response> HttpSession::handle(const Request& req) {
   auto reply = [&](http::status status, const json& body) {
     Response res{status, req.version()};
     res.set(http::field::server, "drawbridge/" DRAWBRIDGE_VERSION);
@@ -194,11 +197,13 @@ HttpSession::Response HttpSession::handle(const Request& req) {
                    "; try /healthz, /readyz, /metrics, /v1/messages or a WebSocket upgrade");
 }
 
-HttpSession::Response HttpSession::post_message(const Request& req) {
-  auto reply = [&](http::status status, const json& body) {
-    Response res{status, req.version()};
+std::optional<HttpSession::Response> HttpSession::post_message(const Request& req) {
+  // By value: it also builds the answer written after the commit.
+  auto reply = [version = req.version(), keep_alive = req.keep_alive()](http::status status,
+                                                                        const json& body) {
+    Response res{status, version};
     res.set(http::field::content_type, "application/json");
-    res.keep_alive(req.keep_alive());
+    res.keep_alive(keep_alive);
     res.body() = body.dump(-1, ' ', false, json::error_handler_t::replace);
     res.prepare_payload();
     return res;
@@ -233,27 +238,36 @@ HttpSession::Response HttpSession::post_message(const Request& req) {
   m.session_key = session.value_or("main");
   m.sender = sender.value_or("http");
   m.text = *message;
-  try {
-    auto res = server_.pipeline().accept(m);
-    json out = {{"ok", true},
-                {"runId", res.run_id},
-                {"status", res.status},
-                {"sessionKey", m.session_key},
-                {"idempotencyKey", *key},
-                {"duplicate", res.duplicate}};
-    if (!res.reason.empty()) out["reason"] = res.reason;
-    if (generated) out["idempotencyKeyGenerated"] = true;
-    return reply(res.duplicate ? http::status::ok : http::status::accepted, out);
-  } catch (const std::exception& e) {
-    spdlog::error("POST /v1/messages: {}", e.what());
+  auto unavailable = [reply](const std::string& why) {
+    spdlog::error("POST /v1/messages: {}", why);
     auto res = reply(http::status::service_unavailable,
                      {{"ok", false},
                       {"error",
                        {{"code", error_code::unavailable},
-                        {"message", std::string("not accepted: ") + e.what()},
+                        {"message", "not accepted: " + why},
                         {"retryable", true}}}});
     res.set(http::field::retry_after, "1");
     return res;
+  };
+  try {
+    // Answered after the commit: a 202 means the message is durable.
+    server_.pipeline().accept(
+        m, [self = shared_from_this(), reply, unavailable, session = m.session_key, key = *key,
+            generated](const pipeline::AcceptResult& res) {
+          if (!res.error.empty()) return self->write_response(unavailable(res.error));
+          json out = {{"ok", true},
+                      {"runId", res.run_id},
+                      {"status", res.status},
+                      {"sessionKey", session},
+                      {"idempotencyKey", key},
+                      {"duplicate", res.duplicate}};
+          if (!res.reason.empty()) out["reason"] = res.reason;
+          if (generated) out["idempotencyKeyGenerated"] = true;
+          self->write_response(reply(res.duplicate ? http::status::ok : http::status::accepted, out));
+        });
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    return unavailable(e.what());
   }
 }
 

@@ -24,8 +24,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t n);
-  Response handle(const Request& req);
-  Response post_message(const Request& req);
+  // nullopt: the answer is written later (after the commit of an accepted message).
+  std::optional<Response> handle(const Request& req);
+  std::optional<Response> post_message(const Request& req);
+  void write_response(Response res);
   Response get_history(const Request& req);
   void on_write(bool keep_alive, boost::beast::error_code ec, std::size_t n);
 

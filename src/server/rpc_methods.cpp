@@ -36,9 +36,9 @@ RpcMethods::RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::stri
       {"health", {"", &RpcMethods::health}},  // liveness needs no scope
       {"status", {scope::read, &RpcMethods::status}},
       {"chat.history", {scope::read, &RpcMethods::chat_history}},
-      {"chat.send", {scope::write, &RpcMethods::chat_send}},
+      {"chat.send", {scope::write, nullptr, &RpcMethods::chat_send}},
       {"chat.abort", {scope::write, &RpcMethods::chat_abort}},
-      {"send", {scope::write, &RpcMethods::send}},
+      {"send", {scope::write, nullptr, &RpcMethods::send}},
   };
 }
 
@@ -60,26 +60,30 @@ bool RpcMethods::has_scope(const std::vector<std::string>& granted, std::string_
   return false;
 }
 
-RpcOutcome RpcMethods::call(const Caller& caller, const std::string& method,
-                            const nlohmann::json& params) {
+void RpcMethods::call(const Caller& caller, const std::string& method,
+                      const nlohmann::json& params, Respond respond) {
   auto it = methods_.find(method);
   if (it == methods_.end()) {
-    return RpcError{std::string(error_code::invalid_request), "unknown method: " + method,
-                    nullptr, {}, {}};
+    return respond(RpcError{std::string(error_code::invalid_request),
+                            "unknown method: " + method, nullptr, {}, {}});
   }
   if (!it->second.scope.empty() && !has_scope(caller.scopes, it->second.scope)) {
-    return RpcError{std::string(error_code::forbidden),
-                    "missing scope: " + std::string(it->second.scope),
-                    nlohmann::json{{"code", "MISSING_SCOPE"},
-                                   {"missingScope", it->second.scope},
-                                   {"requiredScopes", {it->second.scope}}},
-                    {},
-                    {}};
+    return respond(RpcError{std::string(error_code::forbidden),
+                            "missing scope: " + std::string(it->second.scope),
+                            nlohmann::json{{"code", "MISSING_SCOPE"},
+                                           {"missingScope", it->second.scope},
+                                           {"requiredScopes", {it->second.scope}}},
+                            {},
+                            {}});
   }
   if (!params.is_null() && !params.is_object()) {
-    return invalid("params: expected an object");
+    return respond(invalid("params: expected an object"));
   }
-  return (this->*(it->second.handler))(caller, params);
+  if (it->second.async_handler) {
+    (this->*(it->second.async_handler))(caller, params, std::move(respond));
+    return;
+  }
+  respond((this->*(it->second.handler))(caller, params));
 }
 
 RpcOutcome RpcMethods::health(const Caller&, const nlohmann::json&) {
@@ -92,14 +96,16 @@ RpcOutcome RpcMethods::health(const Caller&, const nlohmann::json&) {
 
 RpcOutcome RpcMethods::status(const Caller&, const nlohmann::json&) { return control_.status(); }
 
-RpcOutcome RpcMethods::chat_send(const Caller& caller, const nlohmann::json& params) {
+void RpcMethods::chat_send(const Caller& caller, const nlohmann::json& params, Respond respond) {
   Params p(params);
   std::string err;
   auto session = p.string("sessionKey", true, true, err);
   auto message = err.empty() ? p.string("message", true, false, err) : std::nullopt;
   auto key = err.empty() ? p.string("idempotencyKey", true, true, err) : std::nullopt;
-  if (!err.empty()) return invalid(err);
-  if (session->size() > 512) return invalid("params.sessionKey: longer than 512 characters");
+  if (!err.empty()) return respond(invalid(err));
+  if (session->size() > 512) {
+    return respond(invalid("params.sessionKey: longer than 512 characters"));
+  }
 
   pipeline::InboundMessage m;
   m.channel = local_channel_;
@@ -110,8 +116,10 @@ RpcOutcome RpcMethods::chat_send(const Caller& caller, const nlohmann::json& par
   m.run_id = *key;
   // Subscribe first: the first delta may follow the ack immediately.
   if (caller.subscribe) caller.subscribe(*session);
-  try {
-    auto res = pipeline_.accept(m);
+  auto on_accepted = [respond](const pipeline::AcceptResult& res) {
+    if (!res.error.empty()) {
+      return respond(store_unavailable(std::runtime_error(res.error)));
+    }
     // Duplicates answer like OpenClaw's dedupe: in_flight while it runs, then its outcome.
     std::string status = res.status;
     if (res.duplicate) {
@@ -123,11 +131,12 @@ RpcOutcome RpcMethods::chat_send(const Caller& caller, const nlohmann::json& par
     nlohmann::json out = {{"runId", res.run_id}, {"status", status}};
     if (res.duplicate && status == "timeout") out["summary"] = "aborted";
     if (!res.reason.empty()) out["reason"] = res.reason;
-    return out;
+    respond(out);
+  };
+  try {
+    pipeline_.accept(m, on_accepted);
   } catch (const std::invalid_argument& e) {
-    return RpcError{std::string(error_code::unavailable), e.what(), nullptr, false, {}};
-  } catch (const std::exception& e) {
-    return store_unavailable(e);
+    respond(RpcError{std::string(error_code::unavailable), e.what(), nullptr, false, {}});
   }
 }
 
@@ -175,7 +184,7 @@ RpcOutcome RpcMethods::chat_abort(const Caller&, const nlohmann::json& params) {
   }
 }
 
-RpcOutcome RpcMethods::send(const Caller&, const nlohmann::json& params) {
+void RpcMethods::send(const Caller&, const nlohmann::json& params, Respond respond) {
   Params p(params);
   std::string err;
   auto to = p.string("to", true, true, err);
@@ -183,26 +192,27 @@ RpcOutcome RpcMethods::send(const Caller&, const nlohmann::json& params) {
   auto message = err.empty() ? p.string("message", false, false, err) : std::nullopt;
   auto channel = err.empty() ? p.string("channel", false, true, err) : std::nullopt;
   auto session = err.empty() ? p.string("sessionKey", false, false, err) : std::nullopt;
-  if (!err.empty()) return invalid(err);
-  if (!message || message->empty()) return invalid("params.message: required (text to send)");
+  if (!err.empty()) return respond(invalid(err));
+  if (!message || message->empty()) {
+    return respond(invalid("params.message: required (text to send)"));
+  }
   pipeline::SendRequest req{channel.value_or(local_channel_), *to, *message, *key,
                             session.value_or("")};
   if (!pipeline_.has_channel(req.channel)) {
-    return RpcError{std::string(error_code::invalid_request),
-                    "params.channel: channel \"" + req.channel + "\" is not configured",
-                    nullptr,
-                    {},
-                    {}};
+    return respond(RpcError{std::string(error_code::invalid_request),
+                            "params.channel: channel \"" + req.channel + "\" is not configured",
+                            nullptr,
+                            {},
+                            {}});
   }
-  try {
-    auto res = pipeline_.send(req);
-    nlohmann::json out = {{"runId", *key}, {"messageId", res.message_id},
-                          {"channel", req.channel}, {"chatId", *to}};
+  pipeline_.send(req, [respond, key = *key, channel = req.channel,
+                       to = *to](const pipeline::SendResult& res) {
+    if (!res.error.empty()) return respond(store_unavailable(std::runtime_error(res.error)));
+    nlohmann::json out = {{"runId", key}, {"messageId", res.message_id}, {"channel", channel},
+                          {"chatId", to}};
     if (res.duplicate) out["duplicate"] = true;
-    return out;
-  } catch (const std::exception& e) {
-    return store_unavailable(e);
-  }
+    respond(out);
+  });
 }
 
 }  // namespace drawbridge::server

@@ -24,13 +24,17 @@ struct Caller {
 };
 
 using RpcOutcome = std::variant<nlohmann::json, RpcError>;
+using Respond = std::function<void(RpcOutcome)>;
 
 // The methods of shared/PROTOCOL.md after the handshake, with their scopes.
 class RpcMethods {
  public:
   RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::string local_channel);
 
-  RpcOutcome call(const Caller& caller, const std::string& method, const nlohmann::json& params);
+  // Answers through `respond`: at once for most methods, after the commit for those that write
+  // (chat.send, send), so an acknowledgement is never sent for something not yet durable.
+  void call(const Caller& caller, const std::string& method, const nlohmann::json& params,
+            Respond respond);
   std::vector<std::string> method_names() const;
   static std::vector<std::string> event_names();
   // operator.admin grants everything, operator.write grants operator.read.
@@ -38,17 +42,19 @@ class RpcMethods {
 
  private:
   using Handler = RpcOutcome (RpcMethods::*)(const Caller&, const nlohmann::json&);
+  using AsyncHandler = void (RpcMethods::*)(const Caller&, const nlohmann::json&, Respond);
   struct Method {
     std::string_view scope;
-    Handler handler;
+    Handler handler = nullptr;
+    AsyncHandler async_handler = nullptr;
   };
 
   RpcOutcome health(const Caller&, const nlohmann::json&);
   RpcOutcome status(const Caller&, const nlohmann::json&);
-  RpcOutcome chat_send(const Caller&, const nlohmann::json&);
+  void chat_send(const Caller&, const nlohmann::json&, Respond);
   RpcOutcome chat_history(const Caller&, const nlohmann::json&);
   RpcOutcome chat_abort(const Caller&, const nlohmann::json&);
-  RpcOutcome send(const Caller&, const nlohmann::json&);
+  void send(const Caller&, const nlohmann::json&, Respond);
 
   Control& control_;
   pipeline::Pipeline& pipeline_;

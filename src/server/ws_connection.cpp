@@ -136,12 +136,14 @@ void WsConnection::handle_frame(const std::string& text) {
                          "connect is only valid as the first request", nullptr, {}, {}}));
     return;
   }
-  RpcOutcome out = server_.rpc().call(caller_, method, params);
-  if (auto* payload = std::get_if<json>(&out)) {
-    send_frame(make_response(req_id, *payload));
-  } else {
-    send_frame(make_error_response(req_id, std::get<RpcError>(out)));
-  }
+  server_.rpc().call(caller_, method, params,
+                     [self = shared_from_this(), req_id](RpcOutcome out) {
+                       if (auto* payload = std::get_if<json>(&out)) {
+                         self->send_frame(make_response(req_id, *payload));
+                       } else {
+                         self->send_frame(make_error_response(req_id, std::get<RpcError>(out)));
+                       }
+                     });
 }
 
 void WsConnection::handle_connect(const std::string& req_id, const json& params) {

@@ -137,7 +137,37 @@ Database::Database(const std::string& path)
       begin_read_(db_.get(), "BEGIN"),
       begin_write_(db_.get(), "BEGIN IMMEDIATE"),
       commit_(db_.get(), "COMMIT"),
-      rollback_(db_.get(), "ROLLBACK") {}
+      rollback_(db_.get(), "ROLLBACK"),
+      savepoint_(db_.get(), "SAVEPOINT op"),
+      release_(db_.get(), "RELEASE op"),
+      rollback_to_(db_.get(), "ROLLBACK TO op") {}
+
+void Database::begin_batch() {
+  if (batch_) return;
+  begin_write_.execute();
+  batch_ = true;
+}
+
+void Database::commit_batch() {
+  if (!batch_) return;
+  batch_ = false;
+  // An error such as SQLITE_FULL may have rolled the whole batch back already.
+  if (sqlite3_get_autocommit(db_.get()) != 0) {
+    throw StoreError("the batch was rolled back by an earlier error; nothing in it was committed");
+  }
+  try {
+    commit_.execute();
+  } catch (const StoreError&) {
+    if (sqlite3_get_autocommit(db_.get()) == 0) rollback_.execute();
+    throw;
+  }
+}
+
+void Database::rollback_batch() {
+  if (!batch_) return;
+  batch_ = false;
+  if (sqlite3_get_autocommit(db_.get()) == 0) rollback_.execute();
+}
 
 void Database::exec(const std::string& sql) {
   char* error = nullptr;
@@ -157,6 +187,11 @@ void Database::set_busy_timeout(int ms) {
 }
 
 Transaction::Transaction(Database& db, Mode mode) : db_(db) {
+  if (db.batch_ && sqlite3_get_autocommit(db.handle()) == 0) {
+    nested_ = true;
+    db.savepoint_.execute();
+    return;
+  }
   (mode == Mode::write ? db.begin_write_ : db.begin_read_).execute();
 }
 
@@ -165,14 +200,20 @@ Transaction::~Transaction() {
   // ROLLBACK would only fail. A destructor has no one to report a rollback failure to.
   if (open_ && sqlite3_get_autocommit(db_.handle()) == 0) {
     try {
-      db_.rollback_.execute();
+      if (nested_) {
+        // Undo this operation only; the rest of the batch stays.
+        db_.rollback_to_.execute();
+        db_.release_.execute();
+      } else {
+        db_.rollback_.execute();
+      }
     } catch (const StoreError&) {
     }
   }
 }
 
 void Transaction::commit() {
-  db_.commit_.execute();
+  (nested_ ? db_.release_ : db_.commit_).execute();
   open_ = false;
 }
 

@@ -91,8 +91,16 @@ class Database {
   void set_busy_timeout(int ms);
   sqlite3* handle() const { return db_.get(); }
 
+  // Group commit: between begin_batch() and commit_batch() every Transaction is a savepoint
+  // inside one write transaction, so many operations share one WAL write (and one fsync).
+  void begin_batch();
+  void commit_batch();
+  void rollback_batch();
+  bool in_batch() const { return batch_; }
+
  private:
   friend class Transaction;
+  bool batch_ = false;
   struct Close {
     void operator()(sqlite3* db) const;
   };
@@ -102,6 +110,9 @@ class Database {
   Statement begin_write_;
   Statement commit_;
   Statement rollback_;
+  Statement savepoint_;
+  Statement release_;
+  Statement rollback_to_;
 };
 
 // BEGIN on construction, ROLLBACK on destruction unless commit() succeeded. `write` takes the
@@ -119,6 +130,7 @@ class Transaction {
  private:
   Database& db_;
   bool open_ = true;
+  bool nested_ = false;  // a savepoint inside a batch
 };
 
 }  // namespace drawbridge::store::sqlite

@@ -496,6 +496,21 @@ std::vector<TranscriptEntry> SqliteStore::transcript(const std::string& session_
   return entries;
 }
 
+void SqliteStore::begin_batch() {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->begin_batch();
+}
+
+void SqliteStore::commit_batch() {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->commit_batch();
+}
+
+void SqliteStore::rollback_batch() {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->rollback_batch();
+}
+
 StoreCounts SqliteStore::counts() {
   Impl& s = *impl_;
   std::lock_guard lock(s.mutex);

@@ -43,6 +43,9 @@ class SqliteStore final : public Store {
                                           std::size_t limit) override;
 
   StoreCounts counts() override;
+  void begin_batch() override;
+  void commit_batch() override;
+  void rollback_batch() override;
 
   std::optional<std::string> get_value(const std::string& key) override;
   void set_value(const std::string& key, const std::string& value) override;

@@ -129,6 +129,15 @@ class Store {
 
   virtual StoreCounts counts() = 0;
 
+  // Group commit. Between begin_batch() and commit_batch() the methods above write into one
+  // transaction (each still all-or-nothing on its own), and commit_batch() makes all of them
+  // durable at once. Nothing written in a batch may be acknowledged before commit_batch()
+  // returns. commit_batch() throws StoreError when the batch could not be committed: then
+  // none of it was.
+  virtual void begin_batch() = 0;
+  virtual void commit_batch() = 0;
+  virtual void rollback_batch() = 0;
+
   // Small named values: lifecycle markers, channel cursors, the generated token.
   virtual std::optional<std::string> get_value(const std::string& key) = 0;
   virtual void set_value(const std::string& key, const std::string& value) = 0;

@@ -28,6 +28,35 @@ class PipelineTest : public ::testing::Test {
     return InboundMessage{"local", key, session, "", "tester", text, key};
   }
 
+  // Accepts and runs the round, so the commit and its callbacks have happened.
+  AcceptResult accept(Pipeline& p, const InboundMessage& m) {
+    AcceptResult out;
+    bool called = false;
+    p.accept(m, [&](AcceptResult r) {
+      out = std::move(r);
+      called = true;
+    });
+    EXPECT_FALSE(called) << "acknowledged before the commit";
+    executor_.run_ready();
+    EXPECT_TRUE(called);
+    return out;
+  }
+  SendResult send(Pipeline& p, SendRequest r) {
+    SendResult out;
+    p.send(r, [&](SendResult res) { out = std::move(res); });
+    executor_.run_ready();
+    return out;
+  }
+  void complete(std::size_t i, const std::string& text) {
+    agent_.complete(i, text);
+    executor_.run_ready();
+  }
+  void finish(std::size_t i, TurnOutcome::Kind kind, const std::string& text,
+              const std::string& error = {}) {
+    agent_.finish(i, kind, text, error);
+    executor_.run_ready();
+  }
+
   std::size_t assistant_entries(const std::string& session) {
     std::size_t n = 0;
     for (const auto& e : store_->transcript(session, 1000)) n += e.role == "assistant";
@@ -44,7 +73,7 @@ class PipelineTest : public ::testing::Test {
 
 TEST_F(PipelineTest, AcceptedMessageIsInTheInboxBeforeItsTurnRuns) {
   auto p = make_pipeline();
-  auto res = p->accept(msg("k1", "s", "hello"));
+  auto res = accept(*p, msg("k1", "s", "hello"));
   EXPECT_EQ(res.status, "started");
   EXPECT_FALSE(res.duplicate);
   auto row = store_->inbound(res.inbound_id);
@@ -57,8 +86,8 @@ TEST_F(PipelineTest, AcceptedMessageIsInTheInboxBeforeItsTurnRuns) {
 
 TEST_F(PipelineTest, CompletedTurnIsRepliedOnceAndClosesTheInboxRow) {
   auto p = make_pipeline();
-  auto res = p->accept(msg("k1", "s", "hello"));
-  agent_.complete(0, "hi!");
+  auto res = accept(*p, msg("k1", "s", "hello"));
+  complete(0, "hi!");
   ASSERT_EQ(channel_.sent.size(), 1u);
   EXPECT_EQ(channel_.sent[0].text, "hi!");
   EXPECT_EQ(channel_.sent[0].idem_key, std::to_string(res.inbound_id) + ":0");
@@ -70,13 +99,13 @@ TEST_F(PipelineTest, CompletedTurnIsRepliedOnceAndClosesTheInboxRow) {
 
 TEST_F(PipelineTest, DuplicateMessageIsNotRunTwice) {
   auto p = make_pipeline();
-  auto first = p->accept(msg("k1", "s", "hello"));
-  auto again = p->accept(msg("k1", "s", "hello"));
+  auto first = accept(*p, msg("k1", "s", "hello"));
+  auto again = accept(*p, msg("k1", "s", "hello"));
   EXPECT_TRUE(again.duplicate);
   EXPECT_EQ(again.run_id, first.run_id);
   EXPECT_EQ(again.status, "in_flight");
-  agent_.complete(0, "hi");
-  auto after = p->accept(msg("k1", "s", "hello"));
+  complete(0, "hi");
+  auto after = accept(*p, msg("k1", "s", "hello"));
   EXPECT_EQ(after.status, "done");
   EXPECT_EQ(agent_.calls.size(), 1u);
   EXPECT_EQ(channel_.sent.size(), 1u);
@@ -85,11 +114,11 @@ TEST_F(PipelineTest, DuplicateMessageIsNotRunTwice) {
 
 TEST_F(PipelineTest, OneTurnPerSessionInArrivalOrder) {
   auto p = make_pipeline();
-  EXPECT_EQ(p->accept(msg("k1", "s", "one")).status, "started");
-  EXPECT_EQ(p->accept(msg("k2", "s", "two")).status, "queued");
-  EXPECT_EQ(p->accept(msg("k3", "other", "x")).status, "started");
+  EXPECT_EQ(accept(*p, msg("k1", "s", "one")).status, "started");
+  EXPECT_EQ(accept(*p, msg("k2", "s", "two")).status, "queued");
+  EXPECT_EQ(accept(*p, msg("k3", "other", "x")).status, "started");
   ASSERT_EQ(agent_.calls.size(), 2u);
-  agent_.complete(0, "r1");
+  complete(0, "r1");
   ASSERT_EQ(agent_.calls.size(), 3u);
   EXPECT_EQ(agent_.calls[2]->request.text, "two");
   // The second turn sees the first exchange, and not messages accepted after it.
@@ -102,18 +131,18 @@ TEST_F(PipelineTest, OneTurnPerSessionInArrivalOrder) {
 
 TEST_F(PipelineTest, HistoryOfAQueuedTurnLeavesOutLaterMessages) {
   auto p = make_pipeline();
-  p->accept(msg("k1", "s", "one"));
-  p->accept(msg("k2", "s", "two"));
-  p->accept(msg("k3", "s", "three"));
-  agent_.complete(0, "r1");
+  accept(*p, msg("k1", "s", "one"));
+  accept(*p, msg("k2", "s", "two"));
+  accept(*p, msg("k3", "s", "three"));
+  complete(0, "r1");
   const auto& h = agent_.calls[1]->request.history;
   for (const auto& e : h) EXPECT_NE(e.text, "three");
 }
 
 TEST_F(PipelineTest, FailedTurnTellsTheUserWhy) {
   auto p = make_pipeline();
-  p->accept(msg("k1", "s", "hello"));
-  agent_.finish(0, TurnOutcome::Kind::failed, "", "command exited with status 2");
+  accept(*p, msg("k1", "s", "hello"));
+  finish(0, TurnOutcome::Kind::failed, "", "command exited with status 2");
   ASSERT_EQ(channel_.sent.size(), 1u);
   EXPECT_EQ(channel_.sent[0].text,
             "Sorry, I could not answer that: command exited with status 2");
@@ -123,7 +152,7 @@ TEST_F(PipelineTest, FailedTurnTellsTheUserWhy) {
 TEST_F(PipelineTest, DeltasAreStreamedWithIncreasingSeqThenTheFinal) {
   auto p = make_pipeline();
   // The fake channel does not publish; listen to the pipeline's own events.
-  auto res = p->accept(msg("k1", "s", "hello"));
+  auto res = accept(*p, msg("k1", "s", "hello"));
   agent_.stream(0, "he");
   agent_.stream(0, "llo");
   ASSERT_EQ(listener_.events.size(), 2u);
@@ -141,9 +170,10 @@ TEST_F(PipelineTest, DeltasAreStreamedWithIncreasingSeqThenTheFinal) {
 
 TEST_F(PipelineTest, AbortingTheActiveRunPublishesAbortedAndStartsTheNext) {
   auto p = make_pipeline();
-  auto first = p->accept(msg("k1", "s", "slow"));
-  p->accept(msg("k2", "s", "next"));
+  auto first = accept(*p, msg("k1", "s", "slow"));
+  accept(*p, msg("k2", "s", "next"));
   auto aborted = p->abort("s", "");
+  executor_.run_ready();
   ASSERT_EQ(aborted, std::vector<std::string>{first.run_id});
   EXPECT_EQ(store_->inbound(first.inbound_id)->state, store::InboxState::aborted);
   ASSERT_FALSE(listener_.events.empty());
@@ -155,10 +185,11 @@ TEST_F(PipelineTest, AbortingTheActiveRunPublishesAbortedAndStartsTheNext) {
 
 TEST_F(PipelineTest, AbortingAWaitingRunDropsItWithoutRunningIt) {
   auto p = make_pipeline();
-  p->accept(msg("k1", "s", "one"));
-  auto second = p->accept(msg("k2", "s", "two"));
+  accept(*p, msg("k1", "s", "one"));
+  auto second = accept(*p, msg("k2", "s", "two"));
   EXPECT_EQ(p->abort("s", second.run_id), std::vector<std::string>{second.run_id});
-  agent_.complete(0, "r1");
+  executor_.run_ready();
+  complete(0, "r1");
   EXPECT_EQ(agent_.calls.size(), 1u);
   EXPECT_EQ(store_->inbound(second.inbound_id)->state, store::InboxState::aborted);
 }
@@ -166,8 +197,8 @@ TEST_F(PipelineTest, AbortingAWaitingRunDropsItWithoutRunningIt) {
 TEST_F(PipelineTest, ChannelAskingForRetryIsRetriedWithBackoffInSimulatedTime) {
   auto p = make_pipeline();
   channel_.script = {SendStatus::retry, SendStatus::retry, SendStatus::sent};
-  p->accept(msg("k1", "s", "hello"));
-  agent_.complete(0, "hi");
+  accept(*p, msg("k1", "s", "hello"));
+  complete(0, "hi");
   EXPECT_EQ(channel_.attempts.size(), 1u);
   EXPECT_EQ(p->pending_deliveries(), 1u);
   executor_.advance(core::Duration(499));
@@ -185,8 +216,8 @@ TEST_F(PipelineTest, ChannelAskingForRetryIsRetriedWithBackoffInSimulatedTime) {
 
 TEST_F(PipelineTest, LongReplyIsSentAsOrderedPartsWithTheirOwnKeys) {
   auto p = make_pipeline(10);
-  auto res = p->accept(msg("k1", "s", "hello"));
-  agent_.complete(0, "aaaa bbbb cccc dddd eeee");
+  auto res = accept(*p, msg("k1", "s", "hello"));
+  complete(0, "aaaa bbbb cccc dddd eeee");
   ASSERT_GE(channel_.sent.size(), 3u);
   std::string joined;
   for (std::size_t i = 0; i < channel_.sent.size(); ++i) {
@@ -203,10 +234,10 @@ TEST_F(PipelineTest, NewGenerationReplaysUnfinishedTurnsAndUndeliveredParts) {
   std::int64_t unanswered = 0;
   {
     auto p = make_pipeline();
-    p->accept(msg("k1", "a", "delivered later"));
-    unanswered = p->accept(msg("k2", "b", "never answered")).inbound_id;
+    accept(*p, msg("k1", "a", "delivered later"));
+    unanswered = accept(*p, msg("k2", "b", "never answered")).inbound_id;
     channel_.script = {SendStatus::retry};
-    agent_.complete(0, "reply a");
+    complete(0, "reply a");
     EXPECT_EQ(channel_.sent.size(), 0u);  // waiting for a retry when the "crash" comes
   }
   agent_.calls.clear();
@@ -218,7 +249,7 @@ TEST_F(PipelineTest, NewGenerationReplaysUnfinishedTurnsAndUndeliveredParts) {
   EXPECT_EQ(channel_.sent[0].text, "reply a");
   ASSERT_EQ(agent_.calls.size(), 1u);
   EXPECT_EQ(agent_.calls[0]->request.text, "never answered");
-  agent_.complete(0, "reply b");
+  complete(0, "reply b");
   EXPECT_EQ(channel_.sent.size(), 2u);
   EXPECT_EQ(store_->inbound(unanswered)->state, store::InboxState::done);
   EXPECT_EQ(assistant_entries("a"), 1u);
@@ -228,7 +259,7 @@ TEST_F(PipelineTest, NewGenerationReplaysUnfinishedTurnsAndUndeliveredParts) {
 TEST_F(PipelineTest, WhileDrainingMessagesAreJournaledAndRunInTheNextGeneration) {
   auto p = make_pipeline();
   p->set_draining(true);
-  auto res = p->accept(msg("k1", "s", "during drain"));
+  auto res = accept(*p, msg("k1", "s", "during drain"));
   EXPECT_EQ(res.status, "queued");
   EXPECT_EQ(res.reason, "gateway-restarting");
   EXPECT_TRUE(agent_.calls.empty());
@@ -240,7 +271,7 @@ TEST_F(PipelineTest, WhileDrainingMessagesAreJournaledAndRunInTheNextGeneration)
 
 TEST_F(PipelineTest, InterruptedTurnGoesBackToPendingWithoutAReply) {
   auto p = make_pipeline();
-  auto res = p->accept(msg("k1", "s", "long"));
+  auto res = accept(*p, msg("k1", "s", "long"));
   EXPECT_EQ(p->interrupt_all("test"), 1u);
   EXPECT_EQ(store_->inbound(res.inbound_id)->state, store::InboxState::pending);
   EXPECT_TRUE(channel_.sent.empty());
@@ -250,10 +281,10 @@ TEST_F(PipelineTest, InterruptedTurnGoesBackToPendingWithoutAReply) {
 TEST_F(PipelineTest, IdleWaiterWakesWhenTheLastReplyIsDelivered) {
   auto p = make_pipeline();
   channel_.script = {SendStatus::retry};
-  p->accept(msg("k1", "s", "x"));
+  accept(*p, msg("k1", "s", "x"));
   bool idle = false;
   p->work().when_idle([&] { idle = true; });
-  agent_.complete(0, "y");
+  complete(0, "y");
   EXPECT_FALSE(idle);  // turn done, delivery still waiting for its retry
   executor_.advance(core::Duration(500));
   EXPECT_TRUE(idle);
@@ -261,8 +292,8 @@ TEST_F(PipelineTest, IdleWaiterWakesWhenTheLastReplyIsDelivered) {
 
 TEST_F(PipelineTest, SendIsDeliveredOnceForOneIdempotencyKey) {
   auto p = make_pipeline();
-  auto first = p->send({"local", "chat-1", "notice", "key-1", ""});
-  auto again = p->send({"local", "chat-1", "notice", "key-1", ""});
+  auto first = send(*p, {"local", "chat-1", "notice", "key-1", ""});
+  auto again = send(*p, {"local", "chat-1", "notice", "key-1", ""});
   EXPECT_FALSE(first.duplicate);
   EXPECT_TRUE(again.duplicate);
   EXPECT_EQ(first.message_id, again.message_id);
@@ -274,7 +305,7 @@ TEST_F(PipelineTest, UnknownChannelIsRefusedAndNothingIsWritten) {
   auto p = make_pipeline();
   InboundMessage m = msg("k1", "s", "x");
   m.channel = "telegram";
-  EXPECT_THROW(p->accept(m), std::invalid_argument);
+  EXPECT_THROW(p->accept(m, [](AcceptResult) {}), std::invalid_argument);
   EXPECT_EQ(store_->counts().inbox_total, 0);
 }
 

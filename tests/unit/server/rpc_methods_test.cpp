@@ -36,6 +36,14 @@ class RpcMethodsTest : public ::testing::Test {
     return c;
   }
 
+  RpcOutcome call(const Caller& c, const std::string& method, const nlohmann::json& params) {
+    std::optional<RpcOutcome> out;
+    rpc_->call(c, method, params, [&](RpcOutcome o) { out = std::move(o); });
+    executor_.run_ready();
+    EXPECT_TRUE(out.has_value()) << method << " never answered";
+    return out ? *out : RpcOutcome{RpcError{"NONE", "no answer", nullptr, {}, {}}};
+  }
+
   const RpcError& error_of(const RpcOutcome& out) {
     static RpcError none{"NONE", "no error", nullptr, {}, {}};
     auto* e = std::get_if<RpcError>(&out);
@@ -54,13 +62,13 @@ class RpcMethodsTest : public ::testing::Test {
 };
 
 TEST_F(RpcMethodsTest, UnknownMethodIsAClearInvalidRequest) {
-  auto out = rpc_->call(caller({"operator.admin"}), "nope.method", nlohmann::json::object());
+  auto out = call(caller({"operator.admin"}), "nope.method", nlohmann::json::object());
   EXPECT_EQ(error_of(out).code, "INVALID_REQUEST");
   EXPECT_EQ(error_of(out).message, "unknown method: nope.method");
 }
 
 TEST_F(RpcMethodsTest, MissingScopeIsForbiddenWithDetails) {
-  auto out = rpc_->call(caller({"operator.read"}), "chat.send",
+  auto out = call(caller({"operator.read"}), "chat.send",
                         {{"sessionKey", "s"}, {"message", "m"}, {"idempotencyKey", "k"}});
   const auto& e = error_of(out);
   EXPECT_EQ(e.code, "FORBIDDEN");
@@ -78,36 +86,37 @@ TEST_F(RpcMethodsTest, ScopesImplyAsInOpenClaw) {
 }
 
 TEST_F(RpcMethodsTest, HealthNeedsNoScope) {
-  auto out = rpc_->call(caller({}), "health", nullptr);
+  auto out = call(caller({}), "health", nullptr);
   ASSERT_TRUE(std::holds_alternative<nlohmann::json>(out));
   EXPECT_EQ(std::get<nlohmann::json>(out)["ok"], true);
 }
 
 TEST_F(RpcMethodsTest, ChatSendNamesTheMissingParam) {
-  auto out = rpc_->call(caller({"operator.write"}), "chat.send",
+  auto out = call(caller({"operator.write"}), "chat.send",
                         {{"message", "m"}, {"idempotencyKey", "k"}});
   EXPECT_EQ(error_of(out).code, "INVALID_REQUEST");
   EXPECT_EQ(error_of(out).message, "params.sessionKey: required");
-  out = rpc_->call(caller({"operator.write"}), "chat.send",
+  out = call(caller({"operator.write"}), "chat.send",
                    {{"sessionKey", 42}, {"message", "m"}, {"idempotencyKey", "k"}});
   EXPECT_EQ(error_of(out).message, "params.sessionKey: expected a non-empty string, got an integer");
 }
 
 TEST_F(RpcMethodsTest, ChatSendUsesTheIdempotencyKeyAsRunIdAndSubscribes) {
-  auto out = rpc_->call(caller({"operator.write"}), "chat.send",
+  auto out = call(caller({"operator.write"}), "chat.send",
                         {{"sessionKey", "s"}, {"message", "m"}, {"idempotencyKey", "key-1"}});
   ASSERT_TRUE(std::holds_alternative<nlohmann::json>(out));
   auto ack = std::get<nlohmann::json>(out);
   EXPECT_EQ(ack["runId"], "key-1");
   EXPECT_EQ(ack["status"], "started");
   EXPECT_EQ(subscribed_, std::vector<std::string>{"s"});
-  auto again = std::get<nlohmann::json>(rpc_->call(
+  auto again = std::get<nlohmann::json>(call(
       caller({"operator.write"}), "chat.send",
       {{"sessionKey", "s"}, {"message", "m"}, {"idempotencyKey", "key-1"}}));
   EXPECT_EQ(again["runId"], "key-1");
   EXPECT_EQ(again["status"], "in_flight");
   agent_.complete(0, "done");
-  auto later = std::get<nlohmann::json>(rpc_->call(
+  executor_.run_ready();
+  auto later = std::get<nlohmann::json>(call(
       caller({"operator.write"}), "chat.send",
       {{"sessionKey", "s"}, {"message", "m"}, {"idempotencyKey", "key-1"}}));
   EXPECT_EQ(later["status"], "ok");
@@ -115,11 +124,12 @@ TEST_F(RpcMethodsTest, ChatSendUsesTheIdempotencyKeyAsRunIdAndSubscribes) {
 }
 
 TEST_F(RpcMethodsTest, ChatHistoryReturnsTranscriptMessages) {
-  rpc_->call(caller({"operator.write"}), "chat.send",
+  call(caller({"operator.write"}), "chat.send",
              {{"sessionKey", "s"}, {"message", "question"}, {"idempotencyKey", "k"}});
   agent_.complete(0, "answer");
+  executor_.run_ready();
   auto out = std::get<nlohmann::json>(
-      rpc_->call(caller({"operator.read"}), "chat.history", {{"sessionKey", "s"}}));
+      call(caller({"operator.read"}), "chat.history", {{"sessionKey", "s"}}));
   ASSERT_EQ(out["messages"].size(), 2u);
   EXPECT_EQ(out["messages"][0]["role"], "user");
   EXPECT_EQ(out["messages"][1]["content"][0]["text"], "answer");
@@ -127,12 +137,12 @@ TEST_F(RpcMethodsTest, ChatHistoryReturnsTranscriptMessages) {
 }
 
 TEST_F(RpcMethodsTest, ParamsThatAreNotAnObjectAreRefused) {
-  auto out = rpc_->call(caller({"operator.admin"}), "chat.history", nlohmann::json::array());
+  auto out = call(caller({"operator.admin"}), "chat.history", nlohmann::json::array());
   EXPECT_EQ(error_of(out).message, "params: expected an object");
 }
 
 TEST_F(RpcMethodsTest, SendToAnUnconfiguredChannelIsRefused) {
-  auto out = rpc_->call(caller({"operator.write"}), "send",
+  auto out = call(caller({"operator.write"}), "send",
                         {{"to", "x"}, {"message", "m"}, {"idempotencyKey", "k"},
                          {"channel", "telegram"}});
   EXPECT_EQ(error_of(out).code, "INVALID_REQUEST");

@@ -521,3 +521,62 @@ TEST(SqliteStore, StateNames) {
 
 }  // namespace
 }  // namespace drawbridge::store
+
+namespace drawbridge::store {
+namespace {
+
+NewInbound batch_msg(const std::string& key) {
+  return NewInbound{"local", key, "s", "s", "u", "text " + key, "run-" + key};
+}
+
+TEST(SqliteStoreBatch, WritesOfABatchBecomeVisibleToOtherConnectionsOnlyAtCommit) {
+  char tmpl[] = "/tmp/drawbridge-batch-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/db.sqlite";
+  {
+    auto writer = SqliteStore::open(path);
+    auto reader = SqliteStore::open(path);
+    writer->begin_batch();
+    auto a = writer->insert_inbound(batch_msg("a"), 1);
+    writer->insert_inbound(batch_msg("b"), 2);
+    EXPECT_TRUE(writer->inbound(a.record.id).has_value());  // its own writes
+    EXPECT_EQ(reader->counts().inbox_total, 0);
+    writer->commit_batch();
+    EXPECT_EQ(reader->counts().inbox_total, 2);
+  }
+  std::filesystem::remove_all(tmpl);
+}
+
+TEST(SqliteStoreBatch, AFailedOperationInsideABatchUndoesOnlyItself) {
+  auto store = SqliteStore::open(":memory:");
+  store->begin_batch();
+  store->insert_inbound(batch_msg("a"), 1);
+  EXPECT_THROW(store->set_inbound_state(9999, InboxState::done), StoreError);
+  store->insert_inbound(batch_msg("b"), 2);
+  store->commit_batch();
+  EXPECT_EQ(store->counts().inbox_total, 2);
+}
+
+TEST(SqliteStoreBatch, RollbackDropsTheWholeBatch) {
+  auto store = SqliteStore::open(":memory:");
+  store->insert_inbound(batch_msg("kept"), 1);
+  store->begin_batch();
+  store->insert_inbound(batch_msg("dropped"), 2);
+  store->rollback_batch();
+  EXPECT_EQ(store->counts().inbox_total, 1);
+  EXPECT_FALSE(store->insert_inbound(batch_msg("dropped"), 3).duplicate);
+}
+
+TEST(SqliteStoreBatch, DuplicateInsideOneBatchIsRecognised) {
+  auto store = SqliteStore::open(":memory:");
+  store->begin_batch();
+  auto first = store->insert_inbound(batch_msg("a"), 1);
+  auto again = store->insert_inbound(batch_msg("a"), 2);
+  store->commit_batch();
+  EXPECT_FALSE(first.duplicate);
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.record.id, first.record.id);
+}
+
+}  // namespace
+}  // namespace drawbridge::store
