@@ -123,9 +123,9 @@ stop_gateway() {
   local pid="$1" i t0=$EPOCHREALTIME
   STOP_RC=""
   kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 100; i++)); do
+  for ((i = 0; i < 5000; i++)); do
     kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
+    sleep 0.002
   done
   if kill -0 "$pid" 2>/dev/null; then
     echo "gateway $pid ignored SIGTERM for 10 s: SIGKILL" >&2

@@ -3,12 +3,21 @@
 //
 //   BM_StoreReply          insert_inbound + stage_reply + mark_sent per message (the three
 //                          commits every answered message needs), file-backed or :memory:
-//   BM_StorePipelinePath   every store call Pipeline makes per echo message today:
+//   BM_StorePipelinePath   every store call Pipeline makes per echo message today (after a
+//                          prefill of 30 messages per session, so the transcript read is full):
 //                          insert_inbound, inbound, set_inbound_state(running),
 //                          transcript(session, 50), stage_reply, mark_sent
 //   BM_StoreTranscript     transcript(session, limit) on a session with a full history
 //   BM_SplitReply          Pipeline::split_reply on a short and a long reply
 //   BM_SessionLanes        enqueue + finish over many sessions
+//   BM_MessageSql          what-if: the SQL of BM_StorePipelinePath (copied from
+//                          src/store/sqlite_store.cpp; keep in sync) run through
+//                          store::sqlite::Database, by transaction layout:
+//                          0 as today (4 write + 2 read transactions per message),
+//                          1 as today without the transcript read,
+//                          2 one write transaction per message,
+//                          3 group commit: 100 messages per transaction (Database::begin_batch);
+//                          second argument 1: PRAGMA locking_mode = EXCLUSIVE
 //
 // Arguments: durability 0 = process (synchronous=NORMAL), 1 = power (synchronous=FULL);
 // storage 0 = file in a fresh temp folder, 1 = ":memory:".
@@ -23,6 +32,7 @@
 
 #include "core/session_lanes.h"
 #include "pipeline/pipeline.h"
+#include "store/sqlite.h"
 #include "store/sqlite_store.h"
 
 namespace fs = std::filesystem;
@@ -95,12 +105,21 @@ void BM_StoreReply(benchmark::State& state) {
   set_labels(state);
 }
 
+// Messages per session written before timing, so transcript(session, 50) reads a full page
+// as it does in a gateway that has been running for a while.
+constexpr int kPrefillPerSession = 30;
+
 void BM_StorePipelinePath(benchmark::State& state) {
   BenchStore bs(state.range(1) != 0, state.range(0) ? Durability::power : Durability::process);
   auto& st = *bs.store;
   const auto sessions = session_keys();
   std::int64_t n = 0;
   const std::vector<std::string> parts{kText};
+  for (; n < kSessions * kPrefillPerSession; ++n) {
+    const auto& session = sessions[static_cast<std::size_t>(n % kSessions)];
+    auto res = st.insert_inbound(inbound_row(session, n, kText), 1000 + n);
+    st.stage_reply(res.record.id, parts, 1000 + n);
+  }
   for (auto _ : state) {
     const auto& session = sessions[static_cast<std::size_t>(n % kSessions)];
     auto res = st.insert_inbound(inbound_row(session, n, kText), 1000 + n);
@@ -157,6 +176,134 @@ void BM_SessionLanes(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// The SQL of one echo message, as SqliteStore runs it (src/store/sqlite_store.cpp).
+struct MessageSql {
+  explicit MessageSql(drawbridge::store::sqlite::Database& db)
+      : insert_inbox(db.prepare(
+            "INSERT INTO inbox (channel, external_id, session_key, chat_id, sender, text, run_id, "
+            "state, received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) "
+            "ON CONFLICT (channel, external_id) DO NOTHING")),
+        inbox_by_id(db.prepare("SELECT id, channel, external_id, session_key, chat_id, sender, "
+                               "text, run_id, state, received_at_ms FROM inbox WHERE id = ?")),
+        set_inbox_state(db.prepare("UPDATE inbox SET state = ? WHERE id = ?")),
+        upsert_session(db.prepare(
+            "INSERT INTO sessions (session_key, created_at_ms, updated_at_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (session_key) DO UPDATE SET updated_at_ms = excluded.updated_at_ms")),
+        insert_transcript(db.prepare(
+            "INSERT INTO transcript (session_key, role, text, run_id, inbound_id, created_at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?)")),
+        transcript_tail(db.prepare(
+            "SELECT id, session_key, role, text, run_id, inbound_id, created_at_ms FROM "
+            "transcript WHERE session_key = ? ORDER BY id DESC LIMIT ?")),
+        insert_outbox(db.prepare(
+            "INSERT INTO outbox (idem_key, inbound_id, part, final_part, channel, chat_id, "
+            "session_key, run_id, text, state, created_at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (idem_key) DO NOTHING")),
+        set_outbox_state(db.prepare("UPDATE outbox SET state = ?, sent_at_ms = ? WHERE id = ?")) {}
+  drawbridge::store::sqlite::Statement insert_inbox, inbox_by_id, set_inbox_state,
+      upsert_session, insert_transcript, transcript_tail, insert_outbox, set_outbox_state;
+};
+
+void BM_MessageSql(benchmark::State& state) {
+  using drawbridge::store::sqlite::Cursor;
+  using drawbridge::store::sqlite::Database;
+  using drawbridge::store::sqlite::Transaction;
+  const int mode = static_cast<int>(state.range(0));
+  std::string dir;
+  {
+    // SqliteStore creates the schema; the benchmark then opens the file on its own.
+    BenchStore bs(false, Durability::process);
+    dir = bs.dir;
+    bs.dir.clear();  // keep the folder
+  }
+  {
+    Database db(dir + "/drawbridge.db");
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = NORMAL");
+    db.exec("PRAGMA foreign_keys = ON");
+    if (state.range(1)) db.exec("PRAGMA locking_mode = EXCLUSIVE");
+    MessageSql q(db);
+    const auto sessions = session_keys();
+    const std::string text = kText;
+    std::int64_t n = 0;
+    // Prefill (see kPrefillPerSession): one user and one assistant entry per message.
+    db.begin_batch();
+    for (; n < kSessions * kPrefillPerSession; ++n) {
+      const auto& session = sessions[static_cast<std::size_t>(n % kSessions)];
+      const std::string key = "bench-" + std::to_string(n);
+      q.insert_inbox.execute(std::string_view("local"), key, session, session,
+                             std::string_view("bench"), text, key, n);
+      const auto id = db.last_insert_rowid();
+      q.upsert_session.execute(session, n, n);
+      q.insert_transcript.execute(session, std::string_view("user"), text, key,
+                                  std::optional<std::int64_t>(id), n);
+      q.insert_transcript.execute(session, std::string_view("assistant"), text, key,
+                                  std::optional<std::int64_t>(id), n);
+      q.set_inbox_state.execute(std::string_view("done"), id);
+    }
+    db.commit_batch();
+    // Inside a batch (modes 2 and 3) every Transaction is a savepoint, as it would be if the
+    // store wrapped an event-loop turn in Database::begin_batch / commit_batch.
+    auto tx = [&](Transaction::Mode m, auto&& body) {
+      Transaction t(db, m);
+      body();
+      t.commit();
+    };
+    for (auto _ : state) {
+      if (mode == 2 || (mode == 3 && n % 100 == 0)) db.begin_batch();
+      const auto& session = sessions[static_cast<std::size_t>(n % kSessions)];
+      const std::string key = "bench-" + std::to_string(n);
+      std::int64_t inbound_id = 0;
+      tx(Transaction::Mode::write, [&] {  // insert_inbound
+        q.insert_inbox.execute(std::string_view("local"), key, session, session,
+                               std::string_view("bench"), text, key, n);
+        inbound_id = db.last_insert_rowid();
+        q.upsert_session.execute(session, n, n);
+        q.insert_transcript.execute(session, std::string_view("user"), text, key,
+                                    std::optional<std::int64_t>(inbound_id), n);
+      });
+      tx(Transaction::Mode::read, [&] {  // inbound
+        Cursor c = q.inbox_by_id.query(inbound_id);
+        c.next();
+        benchmark::DoNotOptimize(c.text(6));
+      });
+      tx(Transaction::Mode::write,
+         [&] { q.set_inbox_state.execute(std::string_view("running"), inbound_id); });
+      if (mode != 1) {
+        tx(Transaction::Mode::read, [&] {  // transcript(session, 50)
+          Cursor c = q.transcript_tail.query(session, std::int64_t{50});
+          while (c.next()) benchmark::DoNotOptimize(c.text(3));
+        });
+      }
+      std::int64_t outbox_id = 0;
+      tx(Transaction::Mode::write, [&] {  // stage_reply
+        Cursor c = q.inbox_by_id.query(inbound_id);
+        c.next();
+        q.upsert_session.execute(session, n, n);
+        q.insert_transcript.execute(session, std::string_view("assistant"), text, key,
+                                    std::optional<std::int64_t>(inbound_id), n);
+        q.insert_outbox.execute(std::to_string(inbound_id) + ":0", inbound_id, std::int64_t{0},
+                                std::int64_t{1}, std::string_view("local"), session, session, key,
+                                text, n);
+        outbox_id = db.last_insert_rowid();
+        q.set_inbox_state.execute(std::string_view("done"), inbound_id);
+      });
+      tx(Transaction::Mode::write, [&] {  // mark_sent
+        q.set_outbox_state.execute(std::string_view("sent"), n, outbox_id);
+      });
+      ++n;
+      if (mode == 2 || (mode == 3 && n % 100 == 0)) db.commit_batch();
+    }
+    if (db.in_batch()) db.commit_batch();
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  static const char* names[] = {"as today", "no transcript read", "1 tx/message",
+                                "100 messages/tx"};
+  state.SetLabel(std::string(names[mode]) + (state.range(1) ? ", exclusive lock" : ""));
+  state.SetItemsProcessed(state.iterations());
+}
+
 }  // namespace
 
 // {durability, storage}
@@ -166,5 +313,9 @@ BENCHMARK(BM_StorePipelinePath)->Args({0, 0})->Args({0, 1})->Unit(benchmark::kMi
 BENCHMARK(BM_StoreTranscript)->Arg(50)->Arg(200)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SplitReply)->Args({32, 0})->Args({32, 4000})->Args({10000, 2000});
 BENCHMARK(BM_SessionLanes);
+// {layout, exclusive}
+BENCHMARK(BM_MessageSql)
+    ->Args({0, 0})->Args({1, 0})->Args({2, 0})->Args({3, 0})->Args({0, 1})->Args({3, 1})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 BENCHMARK_MAIN();

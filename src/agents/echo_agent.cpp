@@ -46,9 +46,12 @@ class EchoTurn final : public pipeline::Turn {
   void emit() {
     if (done_) return;
     done_ = true;
-    std::size_t step = chunk_chars_ > 0 ? static_cast<std::size_t>(chunk_chars_) : reply_.size();
-    for (std::size_t i = 0; i < reply_.size() && step > 0; i += step) {
-      cb_.on_delta(std::string_view(reply_).substr(i, step));
+    // Without chunking the reply arrives whole, as the final event alone.
+    if (chunk_chars_ > 0) {
+      const auto step = static_cast<std::size_t>(chunk_chars_);
+      for (std::size_t i = 0; i < reply_.size(); i += step) {
+        cb_.on_delta(std::string_view(reply_).substr(i, step));
+      }
     }
     cb_.on_done({pipeline::TurnOutcome::Kind::completed, reply_, {}});
   }

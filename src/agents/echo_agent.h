@@ -8,7 +8,8 @@
 namespace drawbridge::agents {
 
 // Replies with the message text (after `prefix`). `delay_ms` makes a turn slow and
-// `chunk_chars` makes it stream, so tests can simulate long, streaming turns.
+// `chunk_chars` makes it stream as deltas of that many bytes (0: the reply comes whole, no
+// delta), so tests can simulate long, streaming turns.
 class EchoAgent final : public pipeline::Agent {
  public:
   EchoAgent(boost::asio::io_context& io, config::AgentSettings settings);

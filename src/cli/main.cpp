@@ -9,6 +9,7 @@
 #include <random>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "config/config.h"
@@ -127,6 +128,8 @@ int print_status(const json& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Logs go to stderr: stdout is for what a command prints (status, replies).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("drawbridge"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   CLI::App app{
       "drawbridge: a multi-channel AI agent gateway that never loses a message.\n"

@@ -430,9 +430,10 @@ void Pipeline::send(const SendRequest& req, std::function<void(SendResult)> done
   if (!routes_.count(req.channel)) {
     throw std::invalid_argument("channel \"" + req.channel + "\" is not configured");
   }
+  // As chat.send, the run id of a send is its idempotency key: clients match events by it.
   store::NewOutbound row{"send:" + req.channel + ":" + req.idempotency_key, req.channel, req.to,
-                         req.session_key.empty() ? req.to : req.session_key, new_run_id(),
-                         req.text};
+                         req.session_key.empty() ? req.to : req.session_key,
+                         req.idempotency_key, req.text};
   try {
     in_batch();
     auto [rec, inserted] = store_.stage_outbound(row, clock_.wall_ms());

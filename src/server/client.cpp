@@ -24,6 +24,11 @@ struct GatewayClient::Impl {
   std::deque<json> events;
   std::uint64_t next_id = 0;
   bool open = false;
+  // A read that timed out stays pending and is picked up by the next read, so a timeout
+  // does not break the stream (cancelling a Beast read would).
+  bool reading = false;
+  bool read_done = false;
+  beast::error_code read_ec;
 
   // Runs one async operation to completion or until the deadline.
   template <typename Start>
@@ -49,9 +54,22 @@ struct GatewayClient::Impl {
   }
 
   json read_frame(std::chrono::milliseconds timeout) {
-    buffer.consume(buffer.size());
-    auto ec = run([&](auto h) { ws.async_read(buffer, h); }, timeout);
-    if (ec == asio::error::timed_out) throw ClientError("TIMEOUT", "timed out waiting for the gateway");
+    if (!reading) {
+      buffer.consume(buffer.size());
+      reading = true;
+      read_done = false;
+      ws.async_read(buffer, [this](beast::error_code ec, std::size_t) {
+        read_done = true;
+        read_ec = ec;
+      });
+    }
+    io.restart();
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!read_done && io.run_one_until(deadline) > 0) {
+    }
+    if (!read_done) throw ClientError("TIMEOUT", "timed out waiting for the gateway");
+    reading = false;
+    auto ec = read_ec;
     if (ec) {
       open = false;
       std::string why = ec.message();

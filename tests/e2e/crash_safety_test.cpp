@@ -66,6 +66,10 @@ TEST(CrashSafety, SigkillAtRandomPointsLosesNothingAndAnswersOnce) {
 
   for (int round = 0; round < kRounds; ++round) {
     gw.start();
+    if (round > 0) {
+      json s = gw.client({"operator.read"})->request("status", json::object());
+      EXPECT_EQ(s.value("cleanStart", true), false) << "round " << round << " after SIGKILL";
+    }
 
     // Resending an acknowledged key after a crash is a duplicate of the first run.
     for (int i = 0; i < 3 && !acked.empty(); ++i) {

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -578,12 +579,41 @@ bool RawWs::send_text(const std::string& text) {
   return !ec;
 }
 
+bool RawWs::send_raw_text_frame(const std::string& text) {
+  // One masked FIN text frame (RFC 6455 5.2), written under Beast: a write the gateway cuts
+  // short must not poison the stream for reading its close frame.
+  std::string frame;
+  frame.push_back(static_cast<char>(0x81));
+  const std::uint64_t n = text.size();
+  if (n < 126) {
+    frame.push_back(static_cast<char>(0x80 | n));
+  } else if (n <= 0xffff) {
+    frame.push_back(static_cast<char>(0x80 | 126));
+    frame.push_back(static_cast<char>(n >> 8));
+    frame.push_back(static_cast<char>(n & 0xff));
+  } else {
+    frame.push_back(static_cast<char>(0x80 | 127));
+    for (int shift = 56; shift >= 0; shift -= 8) frame.push_back(static_cast<char>(n >> shift));
+  }
+  const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
+  frame.append(reinterpret_cast<const char*>(mask), 4);
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    frame.push_back(static_cast<char>(text[i] ^ mask[i % 4]));
+  }
+  auto& d = *impl_;
+  auto& sock = d.ws.next_layer();
+  auto ec = d.run([&](auto h) { asio::async_write(sock, asio::buffer(frame), h); }, 5s);
+  return !ec;
+}
+
 WsFrame RawWs::read(Millis timeout) {
   auto& d = *impl_;
   WsFrame f;
   d.buffer.consume(d.buffer.size());
   auto ec = d.run([&](auto h) { d.ws.async_read(d.buffer, h); }, timeout);
-  if (ec == websocket::error::closed) {
+  // A close frame was received even when answering it failed (the gateway already hung up).
+  if (ec == websocket::error::closed ||
+      (ec && d.ws.reason().code != websocket::close_code::none)) {
     f.closed = true;
     f.close_code = d.ws.reason().code;
     f.close_reason = std::string(d.ws.reason().reason.c_str());

@@ -217,6 +217,8 @@ class RawWs {
   json read_challenge();  // the connect.challenge event
   // Sends a text frame (one frame, no fragmentation); false when the write failed.
   bool send_text(const std::string& text);
+  // The same, written to the socket directly; for frames the gateway may refuse mid-write.
+  bool send_raw_text_frame(const std::string& text);
   WsFrame read(Millis timeout = 5s);
   // Challenge, then `connect`; returns the whole response frame.
   json connect(const std::string& token, const std::vector<std::string>& scopes);

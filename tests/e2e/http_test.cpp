@@ -60,6 +60,9 @@ TEST(Http, PostWithoutTokenIs401) {
   // Nothing was accepted.
   auto m = http(gw.port(), "GET", "/metrics");
   EXPECT_EQ(metric_value(m.body, "drawbridge_inbound_messages_total"), 0.0) << m.body;
+  // Reading the history needs the token too.
+  auto history = http(gw.port(), "GET", "/v1/messages?sessionKey=s");
+  EXPECT_EQ(history.status, 401) << history.body;
 }
 
 TEST(Http, PostWithMalformedJsonIs400) {

@@ -141,6 +141,13 @@ TEST(Lifecycle, ChatSendDuringTheStopIsQueuedForTheRestartAndAnsweredThen) {
   EXPECT_EQ(late["payload"].value("status", ""), "queued") << late.dump();
   EXPECT_EQ(late["payload"].value("reason", ""), "gateway-restarting") << late.dump();
   const std::string late_run = late["payload"].value("runId", "");
+  // The HTTP door journals too.
+  auto post = gw.post_message({{"sessionKey", "late-http"}, {"message", "posted after the bell"},
+                               {"idempotencyKey", "stop-3"}});
+  EXPECT_EQ(post.status, 202) << post.body;
+  EXPECT_EQ(post.json_body().value("status", ""), "queued") << post.body;
+  EXPECT_EQ(post.json_body().value("reason", ""), "gateway-restarting") << post.body;
+  const std::string posted_run = post.json_body().value("runId", "");
 
   WsFrame close = ws.read_until_close(10s);
   EXPECT_EQ(close.close_code, 1012) << close.error << close.close_reason;
@@ -149,19 +156,27 @@ TEST(Lifecycle, ChatSendDuringTheStopIsQueuedForTheRestartAndAnsweredThen) {
   auto st = gw.wait_exit(10s);
   EXPECT_TRUE(st.exited && st.code == 0) << st.describe();
 
-  // The next start answers it, once. chat.history subscribes before it reads, so the reply is
-  // either in the history already or still to come as an event.
+  // The next start answers them, once each. chat.history subscribes before it reads, so a
+  // reply is either in the history already or still to come as an event.
   gw.start();
   auto c = gw.client();
-  json history = c->request("chat.history", {{"sessionKey", "late"}})["messages"];
-  if (entries_of_run(history, "assistant", late_run).empty()) {
-    ChatRun run = await_run(*c, late_run, 5s);
-    EXPECT_EQ(run.state(), "final") << run.terminal.dump();
-    history = c->request("chat.history", {{"sessionKey", "late"}})["messages"];
-  }
+  auto answered = [&](const std::string& session, const std::string& run_id) {
+    json history = c->request("chat.history", {{"sessionKey", session}})["messages"];
+    if (entries_of_run(history, "assistant", run_id).empty()) {
+      ChatRun run = await_run(*c, run_id, 5s);
+      EXPECT_EQ(run.state(), "final") << run.terminal.dump();
+      history = c->request("chat.history", {{"sessionKey", session}})["messages"];
+    }
+    return history;
+  };
+  json history = answered("late", late_run);
   auto replies = entries_of_run(history, "assistant", late_run);
   ASSERT_EQ(replies.size(), 1u) << history.dump(2);
   EXPECT_EQ(entry_text(replies[0]), "after the bell");
+  history = answered("late-http", posted_run);
+  auto posted = entries_of_run(history, "assistant", posted_run);
+  ASSERT_EQ(posted.size(), 1u) << history.dump(2);
+  EXPECT_EQ(entry_text(posted[0]), "posted after the bell");
 }
 
 }  // namespace

@@ -62,7 +62,7 @@ TEST(WebSocket, OversizedFirstFrameClosesWith1009AndTheGatewayKeepsServing) {
     ws.read_challenge();
     std::string big = R"({"type":"req","id":"big","method":"connect","params":{"pad":")" +
                       std::string(65 * 1024, 'x') + "\"}}";
-    ws.send_text(big);  // the gateway may close while this is in flight
+    ws.send_raw_text_frame(big);  // the gateway may close while this is in flight
     WsFrame close = ws.read_until_close();
     EXPECT_TRUE(close.closed) << "expected close 1009, got: " << close.error;
     EXPECT_EQ(close.close_code, 1009) << close.close_reason;
@@ -258,8 +258,10 @@ TEST(WebSocket, SendReachesAClientWatchingTheTargetSession) {
   ASSERT_FALSE(run_id.empty()) << res.dump();
   EXPECT_EQ(res.value("channel", ""), "local") << res.dump();
 
-  ChatRun run = await_run(*watcher, run_id);
-  ASSERT_EQ(run.state(), "final") << run.terminal.dump();
+  // The runId `send` answers is the one its chat event carries.
+  ChatRun run = await_run(*watcher, run_id, 2s);
+  ASSERT_EQ(run.state(), "final") << "no final chat event with runId " << run_id
+                                  << "; other events: " << json(run.other).dump();
   EXPECT_EQ(run.terminal.value("sessionKey", ""), "dm-42");
   EXPECT_EQ(run.text(), "pushed to you");
 
