@@ -11,7 +11,12 @@ packages=(
   curl
 )
 if [[ "${1:-}" == "--with-tests" ]]; then
-  packages+=(nodejs npm sqlite3)
+  packages+=(sqlite3)
+  # Node and npm only fetch OpenClaw's packages (and Node 24) from the npm registry: any
+  # install that provides the commands will do (Debian's, or nodesource's nodejs with npm).
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    packages+=(nodejs npm)
+  fi
 fi
 
 missing=()
