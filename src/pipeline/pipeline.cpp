@@ -42,28 +42,23 @@ std::size_t utf8_prefix(std::string_view s, std::size_t max) {
 }  // namespace
 
 Pipeline::Pipeline(core::Clock& clock, core::Executor& executor, store::Store& store,
-                   PipelineOptions options)
-    : clock_(clock), executor_(executor), store_(store), options_(options) {}
+                   BatchRunner& writer, PipelineOptions options)
+    : clock_(clock), executor_(executor), store_(store), writer_(writer), options_(options) {}
 
 Pipeline::~Pipeline() {
   // Queued callbacks of agents and channels check this flag: they may outlive the pipeline.
   *alive_ = false;
-  // Commit what the last round wrote; its callbacks would reach channels that may be gone,
-  // and the next start replays whatever was not delivered.
-  if (batch_open_) {
-    try {
-      store_.commit_batch();
-    } catch (const std::exception& e) {
-      spdlog::error("last commit failed: {}", e.what());
-    }
-  }
+  // Commit what the last round wrote; its callbacks would reach channels that may be gone
+  // (they check `alive_`), and the next start replays whatever was not delivered.
+  if (batch_open_) flush_and_wait();
 }
 
-void Pipeline::in_batch() {
+void Pipeline::write(StoreOp op) {
+  batch_ops_.push_back(std::move(op));
   if (batch_open_) return;
-  store_.begin_batch();
   batch_open_ = true;
   auto alive = alive_;
+  // The batch closes after the work queued now: every write of this round shares the commit.
   executor_.post([this, alive] {
     if (*alive) flush();
   });
@@ -76,20 +71,24 @@ void Pipeline::after_commit(std::function<void(const std::string& error)> after)
 void Pipeline::flush() {
   if (!batch_open_) return;
   batch_open_ = false;
+  auto ops = std::exchange(batch_ops_, {});
   auto callbacks = std::exchange(after_commit_, {});
-  std::string error;
-  try {
-    store_.commit_batch();
-  } catch (const std::exception& e) {
-    error = e.what();
-    spdlog::error("commit failed, {} operation(s) not done: {}", callbacks.size(), error);
-    ++metrics_.errors_total;
-    try {
-      store_.rollback_batch();
-    } catch (const std::exception&) {
+  const std::size_t n = ops.size();
+  auto alive = alive_;
+  writer_.run(std::move(ops), [this, alive, n, callbacks = std::move(callbacks)](
+                                  std::string error) mutable {
+    if (!*alive) return;
+    if (!error.empty()) {
+      spdlog::error("commit failed, {} write(s) not done: {}", n, error);
+      ++metrics_.errors_total;
     }
-  }
-  for (auto& cb : callbacks) cb(error);
+    for (auto& cb : callbacks) cb(error);
+  });
+}
+
+void Pipeline::flush_and_wait() {
+  flush();
+  writer_.wait_idle();
 }
 
 void Pipeline::add_channel(Channel* channel, Agent* agent, int max_message_chars) {
@@ -148,17 +147,10 @@ void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)>
                         m.sender,
                         m.text,
                         m.run_id.empty() ? new_run_id() : m.run_id};
-  store::InsertInboundResult res;
-  try {
-    in_batch();
-    res = store_.insert_inbound(row, clock_.wall_ms());
-  } catch (const std::exception& e) {
-    ++metrics_.errors_total;
-    AcceptResult failed;
-    failed.error = e.what();
-    executor_.post([done = std::move(done), failed] { done(failed); });
-    return;
-  }
+  auto res = std::make_shared<store::InsertInboundResult>();
+  write([row = std::move(row), res, now = clock_.wall_ms()](store::Store& s) {
+    *res = s.insert_inbound(row, now);
+  });
   after_commit([this, res, done = std::move(done)](const std::string& error) {
     if (!error.empty()) {
       AcceptResult failed;
@@ -166,10 +158,10 @@ void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)>
       done(failed);
       return;
     }
-    AcceptResult out = on_committed(res);
+    AcceptResult out = on_committed(*res);
     done(out);
     // The turn starts after the acknowledgement went out: its first delta follows the ack.
-    if (out.status == "started") start_turn(res.record);
+    if (out.status == "started") start_turn(res->record);
   });
 }
 
@@ -298,8 +290,7 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
     finish_turn(session);
     return;
   }
-  try {
-    in_batch();
+  {
     switch (outcome.kind) {
       case TurnOutcome::Kind::completed:
       case TurnOutcome::Kind::failed: {
@@ -313,18 +304,23 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
           // The user is told why instead of waiting forever; the notice is the reply.
           parts = {"Sorry, I could not answer that: " + outcome.error};
         }
-        auto rows = store_.stage_reply(inbound_id, parts, clock_.wall_ms());
+        auto rows = std::make_shared<std::vector<store::OutboxRecord>>();
+        write([rows, inbound_id, parts = std::move(parts), now = clock_.wall_ms()](
+                  store::Store& s) { *rows = s.stage_reply(inbound_id, parts, now); });
         // The turn counts as work until its reply is committed and handed to delivery, so a
-        // drain cannot slip between the two.
-        after_commit([this, rows = std::move(rows), session](const std::string& error) mutable {
-          if (error.empty()) dispatch(std::move(rows));
+        // drain cannot slip between the two. A failed commit leaves the row unfinished: the
+        // next start runs it again.
+        after_commit([this, rows, session](const std::string& error) {
+          if (error.empty()) dispatch(std::move(*rows));
           finish_turn(session);
         });
         return;
       }
       case TurnOutcome::Kind::aborted: {
         ++metrics_.turns_aborted;
-        store_.set_inbound_state(inbound_id, store::InboxState::aborted);
+        write([inbound_id](store::Store& s) {
+          s.set_inbound_state(inbound_id, store::InboxState::aborted);
+        });
         ChatEvent ev;
         ev.state = ChatEvent::State::aborted;
         ev.run_id = rt.info.run_id;
@@ -338,10 +334,6 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
         return;
       }
     }
-  } catch (const std::exception& e) {
-    // The row stays unfinished in the store: the next start replays it.
-    spdlog::error("run {}: cannot record its outcome: {}", rt.info.run_id, e.what());
-    ++metrics_.errors_total;
   }
   finish_turn(session);
 }
@@ -396,8 +388,9 @@ void Pipeline::dispatch(std::vector<store::OutboxRecord> rows) {
       try {
         switch (st) {
           case SendStatus::sent:
-            in_batch();
-            store_.mark_sent(row.id, clock_.wall_ms());
+            // If this write is lost to a crash the part is sent again at the next start: the
+            // documented window of a duplicate.
+            write([id = row.id, now = clock_.wall_ms()](store::Store& s) { s.mark_sent(id, now); });
             ++metrics_.replies_sent;
             (*step)(i + 1, options_.retry_initial);
             return;
@@ -409,8 +402,9 @@ void Pipeline::dispatch(std::vector<store::OutboxRecord> rows) {
             return;
           }
           case SendStatus::failed:
-            in_batch();
-            store_.mark_failed(row.id, clock_.wall_ms());
+            write([id = row.id, now = clock_.wall_ms()](store::Store& s) {
+              s.mark_failed(id, now);
+            });
             ++metrics_.reply_send_failures;
             spdlog::error("reply {} could not be delivered: {}", row.idem_key, err);
             (*step)(i + 1, options_.retry_initial);
@@ -434,20 +428,16 @@ void Pipeline::send(const SendRequest& req, std::function<void(SendResult)> done
   store::NewOutbound row{"send:" + req.channel + ":" + req.idempotency_key, req.channel, req.to,
                          req.session_key.empty() ? req.to : req.session_key,
                          req.idempotency_key, req.text};
-  try {
-    in_batch();
-    auto [rec, inserted] = store_.stage_outbound(row, clock_.wall_ms());
-    after_commit([this, rec, inserted, done = std::move(done)](const std::string& error) {
-      SendResult r{rec.idem_key, rec.run_id, !inserted, error};
-      if (error.empty() && inserted) dispatch({rec});
-      done(r);
-    });
-  } catch (const std::exception& e) {
-    ++metrics_.errors_total;
-    SendResult failed;
-    failed.error = e.what();
-    executor_.post([done = std::move(done), failed] { done(failed); });
-  }
+  auto result = std::make_shared<std::pair<store::OutboxRecord, bool>>();
+  write([row = std::move(row), result, now = clock_.wall_ms()](store::Store& s) {
+    *result = s.stage_outbound(row, now);
+  });
+  after_commit([this, result, done = std::move(done)](const std::string& error) {
+    const auto& [rec, inserted] = *result;
+    SendResult r{rec.idem_key, rec.run_id, !inserted, error};
+    if (error.empty() && inserted) dispatch({rec});
+    done(r);
+  });
 }
 
 std::vector<std::string> Pipeline::abort(const std::string& session_key,
@@ -465,8 +455,7 @@ std::vector<std::string> Pipeline::abort(const std::string& session_key,
     auto rec = store_.inbound(id);
     if (!rec || rec->run_id != run_id) continue;
     lanes_.remove_waiting(session_key, id);
-    in_batch();
-    store_.set_inbound_state(id, store::InboxState::aborted);
+    write([id](store::Store& s) { s.set_inbound_state(id, store::InboxState::aborted); });
     ++metrics_.turns_aborted;
     ChatEvent ev;
     ev.state = ChatEvent::State::aborted;

@@ -14,6 +14,7 @@
 #include "core/session_lanes.h"
 #include "core/work_tracker.h"
 #include "pipeline/agent.h"
+#include "pipeline/batch_runner.h"
 #include "pipeline/channel.h"
 #include "pipeline/chat_event.h"
 #include "pipeline/metrics.h"
@@ -74,7 +75,9 @@ struct PipelineOptions {
 // channel. Runs on the event loop thread; every state change is committed to the store first.
 class Pipeline {
  public:
-  Pipeline(core::Clock& clock, core::Executor& executor, store::Store& store,
+  // `store` serves the reads of the event loop; writes go through `writer` in batches. Both
+  // may be one store (InlineBatchRunner), or the writer may commit on a thread of its own.
+  Pipeline(core::Clock& clock, core::Executor& executor, store::Store& store, BatchRunner& writer,
            PipelineOptions options = {});
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
@@ -96,8 +99,10 @@ class Pipeline {
   // (before writing anything) when the channel is not configured.
   void accept(const InboundMessage& message, std::function<void(AcceptResult)> done);
   void send(const SendRequest& request, std::function<void(SendResult)> done);
-  // Commits the writes of the current round now (the runtime calls it before exiting).
+  // Hands the writes of the current round to the writer now.
   void flush();
+  // Flushes and waits until everything handed to the writer is committed (for shutdown).
+  void flush_and_wait();
   // Aborts the session's active run (when `run_id` is empty or names it) or drops a waiting
   // run with that id. Returns the ids of the runs aborted.
   std::vector<std::string> abort(const std::string& session_key, const std::string& run_id);
@@ -144,7 +149,7 @@ class Pipeline {
   void finish_turn(const std::string& session_key);
   // Opens the round's batch when none is open and schedules its commit after the work queued
   // now; `after` runs once the batch is committed (ok) or failed (error message).
-  void in_batch();
+  void write(StoreOp op);
   void after_commit(std::function<void(const std::string& error)> after);
   void on_turn_done(const std::string& session_key, std::int64_t inbound_id, TurnOutcome outcome);
   void next_in_lane(const std::string& session_key);
@@ -156,6 +161,7 @@ class Pipeline {
   core::Clock& clock_;
   core::Executor& executor_;
   store::Store& store_;
+  BatchRunner& writer_;
   PipelineOptions options_;
   std::map<std::string, Route> routes_;
   std::vector<ChatEventListener*> listeners_;
@@ -167,6 +173,7 @@ class Pipeline {
   Metrics metrics_;
   bool draining_ = false;
   bool batch_open_ = false;
+  std::vector<StoreOp> batch_ops_;
   std::vector<std::function<void(const std::string&)>> after_commit_;
   std::uint64_t run_counter_ = 0;
   std::unordered_map<std::string, int> run_seq_;  // next chat event seq of runs not yet final

@@ -27,6 +27,7 @@
 #include "core/clock.h"
 #include "pipeline/pipeline.h"
 #include "runtime/asio_executor.h"
+#include "runtime/store_thread.h"
 #include "server/control.h"
 #include "server/random_id.h"
 #include "server/server.h"
@@ -100,20 +101,23 @@ class Gateway final : public server::Control {
     const auto t0 = clock_.now();
     const std::string db_path = (fs::path(data_dir_) / "drawbridge.db").string();
     try {
-      store_ = store::SqliteStore::open(db_path, cfg_.store.durability == "power"
-                                                     ? store::Durability::power
-                                                     : store::Durability::process);
+      const auto durability = cfg_.store.durability == "power" ? store::Durability::power
+                                                               : store::Durability::process;
+      // Two connections: the store thread writes, the event loop reads (WAL lets both run).
+      writer_store_ = store::SqliteStore::open(db_path, durability);
+      store_ = store::SqliteStore::open(db_path, durability);
     } catch (const std::exception& e) {
       spdlog::critical("cannot open the store {}: {}", db_path, e.what());
       return exit_code::crashed;
     }
-    clean_start_ = store_->get_value("clean_shutdown").has_value();
-    store_->erase_value("clean_shutdown");
+    clean_start_ = writer_store_->get_value("clean_shutdown").has_value();
+    writer_store_->erase_value("clean_shutdown");
     if (!clean_start_ && store_->counts().inbox_total > 0) {
       spdlog::warn("the last run did not shut down cleanly: replaying from the store");
     }
 
-    pipeline_ = std::make_unique<pipeline::Pipeline>(clock_, executor_, *store_);
+    store_thread_ = std::make_unique<StoreThread>(io_, *writer_store_);
+    pipeline_ = std::make_unique<pipeline::Pipeline>(clock_, executor_, *store_, *store_thread_);
     if (auto err = build_agents_and_channels()) {
       spdlog::critical("{}", *err);
       return exit_code::config_invalid;
@@ -345,13 +349,14 @@ class Gateway final : public server::Control {
 
   void finish_stop() {
     stop_timer_.cancel();
-    pipeline_->flush();
+    pipeline_->flush_and_wait();
     auto remaining = std::make_shared<std::size_t>(channels_.size() + 1);
     auto step = [this, remaining] {
       if (--*remaining != 0) return;
       if (interrupted_ == 0) {
         try {
-          store_->set_value("clean_shutdown", std::to_string(clock_.wall_ms()));
+          pipeline_->flush_and_wait();
+          writer_store_->set_value("clean_shutdown", std::to_string(clock_.wall_ms()));
         } catch (const std::exception& e) {
           spdlog::error("cannot write the clean-shutdown marker: {}", e.what());
         }
@@ -378,7 +383,10 @@ class Gateway final : public server::Control {
   boost::asio::signal_set signals_;
   boost::asio::steady_timer stop_timer_;
   core::TimePoint started_at_;
-  std::unique_ptr<store::SqliteStore> store_;
+  // Destroyed in reverse: the pipeline flushes through the thread, which commits to the writer.
+  std::unique_ptr<store::SqliteStore> writer_store_;
+  std::unique_ptr<store::SqliteStore> store_;  // reads of the event loop
+  std::unique_ptr<StoreThread> store_thread_;
   std::unique_ptr<pipeline::Pipeline> pipeline_;
   std::map<std::string, std::unique_ptr<pipeline::Agent>> agents_;
   std::map<std::string, std::unique_ptr<pipeline::Channel>> channels_;

@@ -10,9 +10,16 @@ nlohmann::json RpcError::to_json() const {
   return e;
 }
 
+namespace {
+std::string dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+}  // namespace
+
+// Frames are assembled around the payload's own dump: no deep copy of the payload into a
+// frame object on the hot path.
 std::string make_response(const std::string& id, const nlohmann::json& payload) {
-  nlohmann::json f = {{"type", "res"}, {"id", id}, {"ok", true}, {"payload", payload}};
-  return f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return R"({"type":"res","id":)" + dump(id) + R"(,"ok":true,"payload":)" + dump(payload) + "}";
 }
 
 std::string make_error_response(const std::string& id, const RpcError& error) {
@@ -22,10 +29,18 @@ std::string make_error_response(const std::string& id, const RpcError& error) {
 
 std::string make_event(std::string_view event, const nlohmann::json& payload,
                        std::optional<std::uint64_t> seq, const nlohmann::json& state_version) {
-  nlohmann::json f = {{"type", "event"}, {"event", event}, {"payload", payload}};
-  if (seq) f["seq"] = *seq;
-  if (!state_version.is_null()) f["stateVersion"] = state_version;
-  return f.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return make_event_from_dump(event, dump(payload), seq, state_version);
+}
+
+std::string make_event_from_dump(std::string_view event, const std::string& payload_json,
+                                 std::optional<std::uint64_t> seq,
+                                 const nlohmann::json& state_version) {
+  std::string f = R"({"type":"event","event":)" + dump(std::string(event)) + R"(,"payload":)";
+  f += payload_json;
+  if (seq) f += R"(,"seq":)" + std::to_string(*seq);
+  if (!state_version.is_null()) f += R"(,"stateVersion":)" + dump(state_version);
+  f += '}';
+  return f;
 }
 
 namespace {

@@ -42,6 +42,10 @@ std::string make_error_response(const std::string& id, const RpcError& error);
 std::string make_event(std::string_view event, const nlohmann::json& payload,
                        std::optional<std::uint64_t> seq,
                        const nlohmann::json& state_version = nullptr);
+// The same with the payload already serialized (one dump for many connections).
+std::string make_event_from_dump(std::string_view event, const std::string& payload_json,
+                                 std::optional<std::uint64_t> seq,
+                                 const nlohmann::json& state_version = nullptr);
 
 // A method's params, checked field by field; errors name the field ("params.sessionKey:
 // expected a non-empty string").

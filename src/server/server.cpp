@@ -163,9 +163,11 @@ void Server::on_chat_event(const pipeline::ChatEvent& ev) {
       if (!ev.error.empty()) payload["errorMessage"] = ev.error;
       break;
   }
+  const std::string payload_json =
+      payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   for (auto id : subs->second) {
     if (auto c = connections_.find(id); c != connections_.end()) {
-      c->second->send_event("chat", payload);
+      c->second->send_event_dump("chat", payload_json);
     }
   }
 }

@@ -261,6 +261,11 @@ void WsConnection::send_event(std::string_view event, const json& payload,
   send_frame(make_event(event, payload, ++seq_, state_version));
 }
 
+void WsConnection::send_event_dump(std::string_view event, const std::string& payload_json) {
+  if (!authenticated_) return;
+  send_frame(make_event_from_dump(event, payload_json, ++seq_));
+}
+
 void WsConnection::send_frame(std::string frame) {
   if (closing_ || finished_) return;
   queued_bytes_ += frame.size();

@@ -27,6 +27,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   void run(boost::beast::http::request<boost::beast::http::string_body> upgrade);
   void send_event(std::string_view event, const nlohmann::json& payload,
                   const nlohmann::json& state_version = nullptr);
+  void send_event_dump(std::string_view event, const std::string& payload_json);
   void shutdown(const nlohmann::json& payload, std::uint16_t code, const std::string& reason);
   void abort_now();
   bool authenticated() const { return authenticated_; }

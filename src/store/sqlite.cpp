@@ -137,18 +137,20 @@ Database::Database(const std::string& path)
       begin_read_(db_.get(), "BEGIN"),
       begin_write_(db_.get(), "BEGIN IMMEDIATE"),
       commit_(db_.get(), "COMMIT"),
-      rollback_(db_.get(), "ROLLBACK"),
-      savepoint_(db_.get(), "SAVEPOINT op"),
-      release_(db_.get(), "RELEASE op"),
-      rollback_to_(db_.get(), "ROLLBACK TO op") {}
+      rollback_(db_.get(), "ROLLBACK") {}
 
 void Database::begin_batch() {
   if (batch_) return;
   begin_write_.execute();
   batch_ = true;
+  batch_failed_ = false;
 }
 
 void Database::commit_batch() {
+  if (batch_failed_) {
+    batch_failed_ = false;
+    throw StoreError("an operation of the batch failed; the whole batch was rolled back");
+  }
   if (!batch_) return;
   batch_ = false;
   // An error such as SQLITE_FULL may have rolled the whole batch back already.
@@ -164,6 +166,7 @@ void Database::commit_batch() {
 }
 
 void Database::rollback_batch() {
+  batch_failed_ = false;
   if (!batch_) return;
   batch_ = false;
   if (sqlite3_get_autocommit(db_.get()) == 0) rollback_.execute();
@@ -189,7 +192,6 @@ void Database::set_busy_timeout(int ms) {
 Transaction::Transaction(Database& db, Mode mode) : db_(db) {
   if (db.batch_ && sqlite3_get_autocommit(db.handle()) == 0) {
     nested_ = true;
-    db.savepoint_.execute();
     return;
   }
   (mode == Mode::write ? db.begin_write_ : db.begin_read_).execute();
@@ -200,20 +202,19 @@ Transaction::~Transaction() {
   // ROLLBACK would only fail. A destructor has no one to report a rollback failure to.
   if (open_ && sqlite3_get_autocommit(db_.handle()) == 0) {
     try {
-      if (nested_) {
-        // Undo this operation only; the rest of the batch stays.
-        db_.rollback_to_.execute();
-        db_.release_.execute();
-      } else {
-        db_.rollback_.execute();
-      }
+      db_.rollback_.execute();
     } catch (const StoreError&) {
     }
+  }
+  if (open_ && nested_) {
+    // Without savepoints the failed operation cannot be undone alone: the batch goes.
+    db_.batch_ = false;
+    db_.batch_failed_ = true;
   }
 }
 
 void Transaction::commit() {
-  (nested_ ? db_.release_ : db_.commit_).execute();
+  if (!nested_) db_.commit_.execute();
   open_ = false;
 }
 

@@ -91,8 +91,11 @@ class Database {
   void set_busy_timeout(int ms);
   sqlite3* handle() const { return db_.get(); }
 
-  // Group commit: between begin_batch() and commit_batch() every Transaction is a savepoint
-  // inside one write transaction, so many operations share one WAL write (and one fsync).
+  // Group commit: between begin_batch() and commit_batch() every Transaction joins one write
+  // transaction, so many operations share one WAL write (and one fsync). No savepoints: they
+  // copy every page they touch into a sub-journal, which cost more than the operations. So a
+  // batch is all or nothing: an operation that fails inside it rolls the whole batch back,
+  // and commit_batch() then throws.
   void begin_batch();
   void commit_batch();
   void rollback_batch();
@@ -101,6 +104,7 @@ class Database {
  private:
   friend class Transaction;
   bool batch_ = false;
+  bool batch_failed_ = false;
   struct Close {
     void operator()(sqlite3* db) const;
   };
@@ -110,9 +114,6 @@ class Database {
   Statement begin_write_;
   Statement commit_;
   Statement rollback_;
-  Statement savepoint_;
-  Statement release_;
-  Statement rollback_to_;
 };
 
 // BEGIN on construction, ROLLBACK on destruction unless commit() succeeded. `write` takes the
@@ -130,7 +131,7 @@ class Transaction {
  private:
   Database& db_;
   bool open_ = true;
-  bool nested_ = false;  // a savepoint inside a batch
+  bool nested_ = false;  // part of a batch
 };
 
 }  // namespace drawbridge::store::sqlite

@@ -199,6 +199,7 @@ std::unique_ptr<Database> open_database(const std::string& path, Durability dura
     db->exec(durability == Durability::power ? "PRAGMA synchronous = FULL"
                                              : "PRAGMA synchronous = NORMAL");
     db->exec("PRAGMA foreign_keys = ON");
+    db->exec("PRAGMA temp_store = MEMORY");
     migrate(*db);
   } catch (const StoreError& e) {
     throw StoreError("cannot open store \"" + path + "\": " + e.what());
@@ -322,9 +323,14 @@ InsertInboundResult SqliteStore::insert_inbound(const NewInbound& m, std::int64_
   Transaction tx(*s.db, Transaction::Mode::write);
   if (s.insert_inbox.execute(m.channel, m.external_id, m.session_key, m.chat_id, m.sender, m.text,
                              m.run_id, now_ms) == 0) {
-    Cursor c = s.inbox_by_key.query(m.channel, m.external_id);
-    if (!c.next()) throw StoreError("insert_inbound: conflicting inbox row vanished");
-    return {read_inbox(c), true};  // nothing was written; the rollback ends the transaction
+    InboxRecord existing;
+    {
+      Cursor c = s.inbox_by_key.query(m.channel, m.external_id);
+      if (!c.next()) throw StoreError("insert_inbound: conflicting inbox row vanished");
+      existing = read_inbox(c);
+    }
+    tx.commit();  // nothing was written; inside a batch a rollback would undo the batch
+    return {std::move(existing), true};
   }
   InsertInboundResult result;
   InboxRecord& r = result.record;
@@ -432,9 +438,14 @@ std::pair<OutboxRecord, bool> SqliteStore::stage_outbound(const NewOutbound& m,
   Transaction tx(*s.db, Transaction::Mode::write);
   if (s.insert_outbox.execute(m.idem_key, nullptr, 0, 1, m.channel, m.chat_id, m.session_key,
                               m.run_id, m.text, now_ms) == 0) {
-    Cursor c = s.outbox_by_key.query(m.idem_key);
-    if (!c.next()) throw StoreError("stage_outbound: conflicting outbox row vanished");
-    return {read_outbox(c), false};  // nothing was written; the rollback ends the transaction
+    OutboxRecord existing;
+    {
+      Cursor c = s.outbox_by_key.query(m.idem_key);
+      if (!c.next()) throw StoreError("stage_outbound: conflicting outbox row vanished");
+      existing = read_outbox(c);
+    }
+    tx.commit();  // nothing was written; inside a batch a rollback would undo the batch
+    return {std::move(existing), false};
   }
   OutboxRecord r;
   r.id = s.db->last_insert_rowid();

@@ -130,10 +130,10 @@ class Store {
   virtual StoreCounts counts() = 0;
 
   // Group commit. Between begin_batch() and commit_batch() the methods above write into one
-  // transaction (each still all-or-nothing on its own), and commit_batch() makes all of them
-  // durable at once. Nothing written in a batch may be acknowledged before commit_batch()
-  // returns. commit_batch() throws StoreError when the batch could not be committed: then
-  // none of it was.
+  // transaction, and commit_batch() makes all of them durable at once. Nothing written in a
+  // batch may be acknowledged before commit_batch() returns. A batch is all or nothing: a
+  // method that throws inside it rolls the whole batch back, and commit_batch() then throws
+  // StoreError (as it does when the commit itself fails): none of the batch was committed.
   virtual void begin_batch() = 0;
   virtual void commit_batch() = 0;
   virtual void rollback_batch() = 0;

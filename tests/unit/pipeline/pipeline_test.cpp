@@ -15,10 +15,13 @@ using testing::RecordingListener;
 
 class PipelineTest : public ::testing::Test {
  protected:
-  void SetUp() override { store_ = store::SqliteStore::open(":memory:"); }
+  void SetUp() override {
+    store_ = store::SqliteStore::open(":memory:");
+    writer_ = std::make_unique<InlineBatchRunner>(*store_);
+  }
 
   std::unique_ptr<Pipeline> make_pipeline(int max_chars = 0) {
-    auto p = std::make_unique<Pipeline>(clock_, executor_, *store_);
+    auto p = std::make_unique<Pipeline>(clock_, executor_, *store_, *writer_);
     p->add_channel(&channel_, &agent_, max_chars);
     p->add_listener(&listener_);
     return p;
@@ -66,6 +69,7 @@ class PipelineTest : public ::testing::Test {
   core::ManualClock clock_;
   core::ManualExecutor executor_{clock_};
   std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<InlineBatchRunner> writer_;
   FakeAgent agent_;
   FakeChannel channel_;
   RecordingListener listener_;

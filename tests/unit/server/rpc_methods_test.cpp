@@ -22,7 +22,8 @@ class RpcMethodsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     store_ = store::SqliteStore::open(":memory:");
-    pipeline_ = std::make_unique<pipeline::Pipeline>(clock_, executor_, *store_);
+    writer_ = std::make_unique<pipeline::InlineBatchRunner>(*store_);
+    pipeline_ = std::make_unique<pipeline::Pipeline>(clock_, executor_, *store_, *writer_);
     pipeline_->add_channel(&channel_, &agent_, 0);
     rpc_ = std::make_unique<RpcMethods>(control_, *pipeline_, "local");
   }
@@ -53,6 +54,7 @@ class RpcMethodsTest : public ::testing::Test {
   core::ManualClock clock_;
   core::ManualExecutor executor_{clock_};
   std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<pipeline::InlineBatchRunner> writer_;
   testing::FakeAgent agent_;
   testing::FakeChannel channel_;
   FakeControl control_;

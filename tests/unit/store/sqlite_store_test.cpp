@@ -547,12 +547,30 @@ TEST(SqliteStoreBatch, WritesOfABatchBecomeVisibleToOtherConnectionsOnlyAtCommit
   std::filesystem::remove_all(tmpl);
 }
 
-TEST(SqliteStoreBatch, AFailedOperationInsideABatchUndoesOnlyItself) {
+TEST(SqliteStoreBatch, AFailedOperationInsideABatchRollsTheWholeBatchBack) {
   auto store = SqliteStore::open(":memory:");
+  store->insert_inbound(batch_msg("before"), 1);
   store->begin_batch();
-  store->insert_inbound(batch_msg("a"), 1);
+  store->insert_inbound(batch_msg("a"), 2);
   EXPECT_THROW(store->set_inbound_state(9999, InboxState::done), StoreError);
-  store->insert_inbound(batch_msg("b"), 2);
+  EXPECT_THROW(store->commit_batch(), StoreError);
+  EXPECT_EQ(store->counts().inbox_total, 1);
+  // The store is usable again, with or without a batch.
+  store->insert_inbound(batch_msg("after"), 3);
+  store->begin_batch();
+  store->insert_inbound(batch_msg("batched"), 4);
+  store->commit_batch();
+  EXPECT_EQ(store->counts().inbox_total, 3);
+}
+
+TEST(SqliteStoreBatch, ADuplicateInsideABatchDoesNotSpoilIt) {
+  auto store = SqliteStore::open(":memory:");
+  store->insert_inbound(batch_msg("a"), 1);
+  store->begin_batch();
+  EXPECT_TRUE(store->insert_inbound(batch_msg("a"), 2).duplicate);
+  store->insert_inbound(batch_msg("b"), 3);
+  EXPECT_FALSE(store->stage_outbound({"send:k", "local", "c", "s", "r", "t"}, 4).second == false);
+  EXPECT_FALSE(store->stage_outbound({"send:k", "local", "c", "s", "r", "t"}, 5).second);
   store->commit_batch();
   EXPECT_EQ(store->counts().inbox_total, 2);
 }
