@@ -1,0 +1,148 @@
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+
+namespace drawbridge::core {
+
+// Phases of the drain, in the order of shared/DESIGN.md ("The lifecycle").
+enum class DrainPhase {
+  not_started,
+  not_ready,
+  flush_debouncers,
+  wait_followups,
+  mark_draining,
+  wait_turns,
+  abort_remaining,
+  wait_deliveries,
+  stop_channels,
+  close_server,
+  write_clean_marker,
+  done,
+};
+const char* to_string(DrainPhase p);
+
+enum class DrainKind { restart, stop };
+
+// Wording of the one notice each chat with an active turn gets when draining starts.
+enum class DrainNotice {
+  will_finish,    // "restarting after your reply"
+  interrupted,    // "your task was interrupted, send a message to continue"
+  shutting_down,  // a stop
+};
+
+// One piece of work the drain waits for, as the work tracker lists it.
+struct DrainBlocker {
+  std::string task_id;
+  std::string run_id;
+  std::string session;
+  std::string status;
+  std::string label;
+  bool operator==(const DrainBlocker&) const = default;
+};
+
+struct DrainOptions {
+  DrainKind kind = DrainKind::restart;
+  Duration followup_timeout{5'000};
+  // How long to wait for turns and tasks before aborting them; nullopt: no limit. Zero (force)
+  // aborts at once. See deferral_budget() in core/restart_scheduler.h.
+  std::optional<Duration> turn_budget = Duration{300'000};
+  Duration blocker_log_interval{30'000};
+  std::size_t blockers_listed = 8;
+};
+
+enum class DrainEventType {
+  start,
+  followups_idle,
+  turns_idle,
+  deliveries_idle,
+  channels_stopped,
+  server_closed,
+  timer,
+};
+
+struct DrainEvent {
+  DrainEventType type;
+  // For `timer`: what blocks the drain right now (the work tracker's listing).
+  std::vector<DrainBlocker> blockers{};
+};
+
+enum class DrainActionType {
+  set_not_ready,     // /readyz 503, RELOADING=1 or STOPPING=1 to systemd
+  flush_debouncers,  // hand every buffered inbound message to its session
+  await_followups,   // send followups_idle once the followup queues are empty (at once if so)
+  mark_draining,     // new inbound goes to the inbox only; one `notice` per chat with a turn
+  await_turns,       // send turns_idle once no turn or task runs (at once if none does)
+  log_blockers,      // log `blockers` (at most blockers_listed) and `more`
+  abort_turns,       // abort every one of `blockers`; their sessions become resume_pending
+  await_deliveries,  // send deliveries_idle once the outbox is drained
+  stop_channels,     // pollers commit their offsets; send channels_stopped
+  close_server,      // WebSocket close 1012; send server_closed
+  write_clean_marker,
+  finished,
+};
+const char* to_string(DrainActionType t);
+
+struct DrainAction {
+  DrainActionType type;
+  std::vector<DrainBlocker> blockers{};
+  // log_blockers: how many blockers were left out of the list.
+  std::size_t more = 0;
+  // log_blockers: how long the drain has waited on turns so far.
+  Duration waited{};
+  DrainNotice notice = DrainNotice::will_finish;
+};
+
+// "task=t1 run=r1 status=running label=\"x\"; ...; +3 more" for the log and the diagnostic bundle.
+std::string format_blockers(const DrainAction& action);
+
+struct DrainStep {
+  std::vector<DrainAction> actions;
+  DrainPhase phase;
+  // When to send the next `timer` event; nullopt: only the awaited event moves the plan.
+  std::optional<TimePoint> next_deadline;
+};
+
+struct DrainReport {
+  bool followups_drained = true;
+  // Turns were aborted at the budget: no clean-shutdown marker, so the next start repairs them.
+  bool interrupted = false;
+  std::vector<DrainBlocker> aborted;
+  bool clean_marker = false;
+};
+
+// The drain as a sans-IO state machine: the runtime feeds it events and runs the actions it
+// returns, in order. Events that do not belong to the current phase are ignored, so the
+// runtime subscribes to an idle event only when told to (await_*), never before: a stale
+// "idle" from before the debouncers were flushed must not skip a wait.
+class DrainPlan {
+ public:
+  explicit DrainPlan(DrainOptions options = {});
+
+  DrainStep step(const DrainEvent& event, TimePoint now);
+
+  DrainPhase phase() const { return phase_; }
+  std::optional<TimePoint> next_deadline() const;
+  const DrainReport& report() const { return report_; }
+
+ private:
+  DrainStep result(std::vector<DrainAction> actions) const;
+  void enter_wait_turns(TimePoint now, std::vector<DrainAction>& out);
+  void enter_wait_deliveries(std::vector<DrainAction>& out);
+  void on_timer(const std::vector<DrainBlocker>& blockers, TimePoint now,
+                std::vector<DrainAction>& out);
+
+  DrainOptions options_;
+  DrainPhase phase_ = DrainPhase::not_started;
+  TimePoint phase_started_{};
+  TimePoint followups_deadline_{};
+  TimePoint next_log_{};
+  std::optional<TimePoint> budget_end_;
+  DrainReport report_;
+};
+
+}  // namespace drawbridge::core
