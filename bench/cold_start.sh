@@ -25,7 +25,7 @@ while getopts "n:rq:" o; do
 done
 need_bin "$DRAWBRIDGE_BIN"
 
-work="$(bench_mktemp)"
+bench_mktemp work
 config="$work/config.json"
 write_config "$config" info   # info: the "ready in X ms" line is logged at info
 [[ "$quiet" != 0 ]] && wait_quiet "$quiet" 80

@@ -35,19 +35,24 @@ need_bin() {
   fi
 }
 
-# A fresh folder under $BENCH_TMP, removed on exit.
+# bench_mktemp VAR: a fresh folder under $BENCH_TMP in VAR, removed on exit. (Not "$(...)":
+# the folder must be remembered by this shell, not by a subshell.)
 bench_mktemp() {
   local d
-  d="$(mktemp -d "$BENCH_TMP/drawbridge-bench.XXXXXX")"
+  d="$(mktemp -d "$BENCH_TMP/drawbridge-bench.XXXXXX")" || exit 2
   _bench_dirs+=("$d")
-  echo "$d"
+  printf -v "$1" '%s' "$d"
 }
 
-# A TCP port on 127.0.0.1 nobody listens on (bounded tries).
+# A TCP port on 127.0.0.1 nobody listens on (bounded tries), below the kernel's ephemeral range
+# so that no client socket (the load generator's 100 connections) can hold it.
 free_port() {
-  local i p
+  local i p lo
+  lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+  lo=${lo:-32768}
+  ((lo > 20000)) || lo=30000
   for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (lo - 10000)))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0

@@ -20,7 +20,7 @@ while getopts "s:n:q:" o; do
 done
 need_bin "$DRAWBRIDGE_BIN"
 
-work="$(bench_mktemp)"
+bench_mktemp work
 config="$work/config.json"
 write_config "$config" warn
 [[ "$quiet" != 0 ]] && wait_quiet "$quiet" 80

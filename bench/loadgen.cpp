@@ -10,8 +10,9 @@
 // its runId.
 //
 // Everything runs on one io_context thread; the tool reports its own CPU use so a reader can
-// tell whether it was the bottleneck. Exit status: 0 ok, 1 lost or duplicated finals (unless
-// --allow-loss), 2 setup failure (cannot connect / handshake refused), 64 usage.
+// tell whether it was the bottleneck. Exit status: 0 ok, 1 lost or duplicated finals, 3 other
+// errors (error responses, error/aborted runs, dropped connections) (1 and 3 not with
+// --allow-loss), 2 nothing could be sent (cannot connect / handshake refused), 64 usage.
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -477,8 +478,9 @@ int LoadGen::run() {
     std::ofstream out(opt_.json_out);
     out << r.dump(2) << "\n";
   }
-  if (ready_ < opt_.connections && phase_ == Phase::done && sent_ == 0) return 2;
+  if (ready_ == 0 || sent_ == 0) return 2;
   if (!opt_.allow_loss && (r["lost"].get<std::int64_t>() > 0 || duplicates_ > 0)) return 1;
+  if (errors_ > 0 && !opt_.allow_loss) return 3;
   return 0;
 }
 
@@ -781,7 +783,7 @@ json LoadGen::report() const {
       {"deltas", deltas_},
       {"errors", errors_},
       {"erroredMessages", errored},
-      {"lost", lost - 0},
+      {"lost", lost},
       {"duplicates", duplicates_},
       {"unknownFinals", unknown_finals_},
       {"skippedOpenLoop", skipped_},
@@ -889,7 +891,8 @@ int main(int argc, char** argv) {
   app.add_option("--connect-timeout", o.connect_timeout_s, "Seconds to set up a connection");
   app.add_option("--message-bytes", o.message_bytes, "Length of each chat message")
       ->check(CLI::Range(1, 1 << 20));
-  app.add_flag("--allow-loss", o.allow_loss, "Exit 0 even when finals are lost or duplicated");
+  app.add_flag("--allow-loss", o.allow_loss,
+               "Exit 0 even when finals are lost or duplicated or errors occurred");
   app.add_flag("--full-parse", o.full_parse,
                "Parse every frame with nlohmann::json instead of the fast scanner");
   app.add_option("--server-pid", o.server_pid, "Report this process's CPU use over the window");

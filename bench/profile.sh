@@ -23,7 +23,7 @@ done
 need_bin "$DRAWBRIDGE_BIN"
 need_bin "$LOADGEN_BIN"
 command -v perf >/dev/null || { echo "perf is not installed" >&2; exit 2; }
-work="$(bench_mktemp)"
+bench_mktemp work
 [[ -z "$out" ]] && out="$work"
 mkdir -p "$out"
 config="$work/config.json"

@@ -3,18 +3,22 @@
 //
 //   BM_StoreReply          insert_inbound + stage_reply + mark_sent per message (the three
 //                          commits every answered message needs), file-backed or :memory:
-//   BM_StorePipelinePath   every store call Pipeline makes per echo message today (after a
-//                          prefill of 30 messages per session, so the transcript read is full):
+//   BM_StorePipelinePath   every store call Pipeline made per echo message before group commit
+//                          (commit 7a0b60f), each its own transaction (after a prefill of 30
+//                          messages per session, so the transcript read is full):
 //                          insert_inbound, inbound, set_inbound_state(running),
 //                          transcript(session, 50), stage_reply, mark_sent
+//   BM_StoreBatch          the gateway's hot path since group commit: insert_inbound +
+//                          stage_reply + mark_sent per message, B messages per
+//                          begin_batch()/commit_batch() (B = 1, 10, 100), process or power
 //   BM_StoreTranscript     transcript(session, limit) on a session with a full history
 //   BM_SplitReply          Pipeline::split_reply on a short and a long reply
 //   BM_SessionLanes        enqueue + finish over many sessions
 //   BM_MessageSql          what-if: the SQL of BM_StorePipelinePath (copied from
 //                          src/store/sqlite_store.cpp; keep in sync) run through
 //                          store::sqlite::Database, by transaction layout:
-//                          0 as today (4 write + 2 read transactions per message),
-//                          1 as today without the transcript read,
+//                          0 per call, as 7a0b60f (4 write + 2 read transactions/message),
+//                          1 as 0 without the transcript read,
 //                          2 one write transaction per message,
 //                          3 group commit: 100 messages per transaction (Database::begin_batch);
 //                          second argument 1: PRAGMA locking_mode = EXCLUSIVE
@@ -132,6 +136,29 @@ void BM_StorePipelinePath(benchmark::State& state) {
     ++n;
   }
   set_labels(state);
+}
+
+// {durability, messages per batch}
+void BM_StoreBatch(benchmark::State& state) {
+  BenchStore bs(false, state.range(0) ? Durability::power : Durability::process);
+  auto& st = *bs.store;
+  const auto sessions = session_keys();
+  const std::int64_t per_batch = state.range(1);
+  std::int64_t n = 0;
+  const std::vector<std::string> parts{kText};
+  for (auto _ : state) {
+    if (n % per_batch == 0) st.begin_batch();
+    const auto& session = sessions[static_cast<std::size_t>(n % kSessions)];
+    auto res = st.insert_inbound(inbound_row(session, n, kText), 1000 + n);
+    auto rows = st.stage_reply(res.record.id, parts, 1000 + n);
+    st.mark_sent(rows.front().id, 1000 + n);
+    ++n;
+    if (n % per_batch == 0) st.commit_batch();
+  }
+  if (n % per_batch != 0) st.commit_batch();
+  state.SetLabel(std::string(state.range(0) ? "power" : "process") + ", " +
+                 std::to_string(per_batch) + " msg/commit");
+  state.SetItemsProcessed(state.iterations());
 }
 
 void BM_StoreTranscript(benchmark::State& state) {
@@ -298,7 +325,7 @@ void BM_MessageSql(benchmark::State& state) {
   }
   std::error_code ec;
   fs::remove_all(dir, ec);
-  static const char* names[] = {"as today", "no transcript read", "1 tx/message",
+  static const char* names[] = {"per call (7a0b60f)", "no transcript read", "1 tx/message",
                                 "100 messages/tx"};
   state.SetLabel(std::string(names[mode]) + (state.range(1) ? ", exclusive lock" : ""));
   state.SetItemsProcessed(state.iterations());
@@ -310,6 +337,9 @@ void BM_MessageSql(benchmark::State& state) {
 BENCHMARK(BM_StoreReply)->Args({0, 0})->Args({0, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_StoreReply)->Args({1, 0})->Unit(benchmark::kMicrosecond)->MinTime(2.0)->UseRealTime();
 BENCHMARK(BM_StorePipelinePath)->Args({0, 0})->Args({0, 1})->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_StoreBatch)
+    ->Args({0, 1})->Args({0, 10})->Args({0, 100})->Args({1, 10})->Args({1, 100})
+    ->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_StoreTranscript)->Arg(50)->Arg(200)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SplitReply)->Args({32, 0})->Args({32, 4000})->Args({10000, 2000});
 BENCHMARK(BM_SessionLanes);

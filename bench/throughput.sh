@@ -31,7 +31,7 @@ shift $((OPTIND - 1))
 need_bin "$DRAWBRIDGE_BIN"
 need_bin "$LOADGEN_BIN"
 
-work="$(bench_mktemp)"
+bench_mktemp work
 machine_line
 echo "gateway: $DRAWBRIDGE_BIN   loadgen: $LOADGEN_BIN"
 

@@ -11,8 +11,8 @@ namespace drawbridge::store {
 // - process: WAL with synchronous=NORMAL. A commit is in the OS before the call returns, so it
 //   survives the gateway being killed (SIGKILL, OOM, crash) at any point; a power loss or
 //   kernel crash can lose the last commits. Thousands of messages/s.
-// - power: WAL with synchronous=FULL. Every commit is fsynced; survives power loss too, at the
-//   disk's fsync rate (about 70 messages/s on the CI VM, measured in docs/BENCHMARKS.md).
+// - power: WAL with synchronous=FULL. Every commit is fsynced; survives power loss too. With
+//   group commit the cost is one fsync per batch (docs/BENCHMARKS.md).
 enum class Durability { process, power };
 
 // The Store on one SQLite connection: WAL, foreign keys on, statements prepared once at open.
