@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 import { GatewayClient } from '@openclaw/gateway-client';
 import { PROTOCOL_VERSION } from '@openclaw/gateway-protocol/version';
@@ -154,8 +153,11 @@ test('resending the same idempotencyKey returns the same run, not a second turn'
   const again = await client.request('chat.send', { sessionKey: SESSION, message: MESSAGE, idempotencyKey: key });
   assert.equal(again.runId, key, `resend: ${JSON.stringify(again)}`);
   assert.ok(['in_flight', 'ok'].includes(again.status), `resend status: ${JSON.stringify(again)}`);
-  // A second turn would answer within ~50 ms (echo delay) plus streaming: give it ample time.
-  await sleep(1000);
+  // A barrier instead of a wait: turns of one session run in order, so once a later message of
+  // the same session is answered, a second turn for `key` would have answered before it.
+  const barrier = randomUUID();
+  await client.request('chat.send', { sessionKey: SESSION, message: 'barrier', idempotencyKey: barrier });
+  await waitForEvent(chatOf(barrier, 'final'), 10000, 'the final chat event of the barrier');
   const finals = events.filter(chatOf(key, 'final'));
   assert.equal(finals.length, 1, `one final event for ${key}: ${JSON.stringify(finals)}`);
   const history = await client.request('chat.history', { sessionKey: SESSION });

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -57,14 +59,15 @@ bool process_gone(pid_t pid) {
   return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
 }
 
-// A bounded poll on an observable condition: the grandchild dies asynchronously to us.
+// The grandchild dies asynchronously to us: wait for its exit on a pidfd (readable once the
+// process has exited, child or not), bounded.
 bool wait_until_gone(pid_t pid, std::chrono::milliseconds limit = 2000ms) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!process_gone(pid)) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) return errno == ESRCH || process_gone(pid);
+  pollfd p{fd, POLLIN, 0};
+  const int ready = ::poll(&p, 1, static_cast<int>(limit.count()));
+  ::close(fd);
+  return ready == 1 || process_gone(pid);
 }
 
 std::string read_file(const std::filesystem::path& path) {
