@@ -27,6 +27,7 @@
 #include "core/clock.h"
 #include "pipeline/pipeline.h"
 #include "runtime/asio_executor.h"
+#include "runtime/gateway_lock.h"
 #include "runtime/store_thread.h"
 #include "server/control.h"
 #include "server/random_id.h"
@@ -420,6 +421,12 @@ int run_gateway(const RunOptions& options) {
   spdlog::set_level(spdlog::level::from_str(cfg.logging.level));
   if (auto err = prepare_data_dir(cfg.store.data_dir)) {
     spdlog::critical("{}", *err);
+    return exit_code::config_invalid;
+  }
+  std::string lock_error;
+  auto lock = GatewayLock::acquire(cfg.store.data_dir, cfg.gateway.port, lock_error);
+  if (!lock) {
+    spdlog::critical("{}", lock_error);
     return exit_code::config_invalid;
   }
   bool generated = false;

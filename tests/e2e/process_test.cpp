@@ -144,5 +144,23 @@ TEST(Process, SendWithAWrongTokenExits1) {
   EXPECT_NE(r.err.find("token mismatch"), std::string::npos) << r.err;
 }
 
+
+// Two gateways on one data folder would both replay its inbox: the second must refuse.
+TEST(Process, SecondGatewayOnTheSameDataFolderExits78NamingTheHolder) {
+  TempDir dir;
+  Gateway first(dir, json::object());
+  first.start();
+  auto r = run_with_config(dir, R"({"gateway": {"auth": {"token": "x"}}})", first.data_dir());
+  EXPECT_TRUE(r.status.exited && r.status.code == 78) << r.status.describe() << "\n" << r.err;
+  EXPECT_NE(r.err.find("pid " + std::to_string(first.pid())), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("is using the data folder"), std::string::npos) << r.err;
+  EXPECT_TRUE(first.running());
+  // The kernel drops the lock with its holder, also after a kill -9: no stale lock.
+  first.kill9();
+  Gateway second(dir, json::object(), first.data_dir());
+  second.start();
+  EXPECT_TRUE(second.running());
+}
+
 }  // namespace
 }  // namespace drawbridge::e2e
