@@ -62,13 +62,14 @@ free_port() {
   return 1
 }
 
-# write_config FILE LEVEL [EXTRA_JSON_MEMBERS]
+# write_config FILE LEVEL [EXTRA_JSON_MEMBERS] [EXTRA_GATEWAY_MEMBERS]
+# (the last ones go inside "gateway", e.g. '"restart": {"delayMs": 0}')
 write_config() {
-  local extra="${3:-}"
+  local extra="${3:-}" gw="${4:-}"
   cat >"$1" <<JSON
 // drawbridge benchmark config
 {
-  "gateway": {"auth": {"token": "$BENCH_TOKEN"}},
+  "gateway": {"auth": {"token": "$BENCH_TOKEN"}${gw:+, $gw}},
   "logging": {"level": "$2"}${extra:+,
   $extra}
 }
@@ -144,14 +145,15 @@ stop_gateway() {
 # ms between two EPOCHREALTIME values
 ms_between() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b - a) * 1000}'; }
 
-# stats over numbers on stdin: min median p90 max mean (one line)
+# stats over numbers on stdin: min median p90 max mean (one line); $1: decimals (default 2)
 stats_line() {
-  sort -g | awk '{v[NR]=$1; s+=$1} END {
+  sort -g | awk -v d="${1:-2}" '{v[NR]=$1; s+=$1} END {
     if (NR == 0) { print "n=0"; exit }
     med = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2
     r = 0.9 * (NR - 1) + 1; lo = int(r); hi = (lo < NR) ? lo + 1 : lo
     p90 = v[lo] + (v[hi] - v[lo]) * (r - lo)
-    printf "n=%d min=%.2f median=%.2f p90=%.2f max=%.2f mean=%.2f\n", NR, v[1], med, p90, v[NR], s/NR
+    f = "%." d "f"
+    printf "n=%d min=" f " median=" f " p90=" f " max=" f " mean=" f "\n", NR, v[1], med, p90, v[NR], s/NR
   }'
 }
 

@@ -13,17 +13,33 @@
 // tell whether it was the bottleneck. Exit status: 0 ok, 1 lost or duplicated finals, 3 other
 // errors (error responses, error/aborted runs, dropped connections) (1 and 3 not with
 // --allow-loss), 2 nothing could be sent (cannot connect / handshake refused), 64 usage.
+//
+// Restarts (--reconnect): a connection the gateway closes (1012 service restart, 1013 try
+// again later) or that cannot connect is opened again after a short backoff, the handshake is
+// redone, the session's history is read once (chat.history, which also subscribes the new
+// connection to the session's events) to learn which replies were delivered while it was
+// away, and every chat.send whose acknowledgement never came is written again with the SAME
+// idempotency key (the gateway deduplicates). Messages due while a connection is down wait
+// for it, stamped with their due time. A message whose reply was delivered while its
+// connection was down has no latency: it is counted as `finalMissed`, not guessed.
+// --restart-every S sends SIGUSR1 to --server-pid every S seconds while sending.
+// --verify: at the end, reads every session's transcript (GET /v1/messages) and checks that
+// every message sent has exactly one user entry and exactly one assistant reply.
 
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <deque>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -31,6 +47,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -40,12 +57,14 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
+namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
@@ -70,6 +89,13 @@ struct Options {
   std::string json_out;
   std::string session_prefix = "bench";
   std::int64_t max_outstanding = 200000;  // open loop: bound on unanswered messages
+  // Restarts
+  bool reconnect = false;       // reopen closed connections and re-send unacknowledged messages
+  int reconnect_min_ms = 10;    // first reconnect delay (doubled per failed attempt)
+  int reconnect_max_ms = 500;   // largest reconnect delay
+  double give_up_s = 30;        // reconnect: stop when no connection was up for this long
+  double restart_every_s = 0;   // send SIGUSR1 to server_pid this often while sending
+  bool verify = false;          // check every session's transcript at the end
 };
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
@@ -139,13 +165,15 @@ std::optional<std::string_view> string_after(std::string_view s, std::string_vie
 
 // What the load generator needs from one server frame.
 struct Frame {
-  enum class Kind { other, response, chat_event, malformed } kind = Kind::other;
+  enum class Kind { other, response, chat_event, shutdown, malformed } kind = Kind::other;
   std::string id;      // response: request id
   bool ok = false;     // response
   std::string status;  // response: payload.status
   std::string run_id;  // response payload.runId / chat event payload.runId
   std::string state;   // chat event: delta / final / error / aborted
   std::string error;   // response error message / chat errorMessage
+  bool retryable = false;          // response error: error.retryable
+  std::int64_t retry_after_ms = 0; // response error: error.retryAfterMs / shutdown: restartExpectedMs
 };
 
 Frame parse_full(std::string_view text) {
@@ -165,6 +193,14 @@ Frame parse_full(std::string_view text) {
       f.run_id = j["payload"].value("runId", "");
     } else if (!f.ok && j.contains("error") && j["error"].is_object()) {
       f.error = j["error"].value("code", "") + ": " + j["error"].value("message", "");
+      f.retryable = j["error"].value("retryable", false);
+      f.retry_after_ms = j["error"].value("retryAfterMs", std::int64_t{0});
+    }
+  } else if (type == "event" && j.value("event", "") == "shutdown") {
+    f.kind = Frame::Kind::shutdown;
+    if (j.contains("payload") && j["payload"].is_object()) {
+      f.retry_after_ms = j["payload"].value("restartExpectedMs", std::int64_t{0});
+      f.error = j["payload"].value("reason", "");
     }
   } else if (type == "event" && j.value("event", "") == "chat" && j.contains("payload") &&
              j["payload"].is_object()) {
@@ -177,12 +213,24 @@ Frame parse_full(std::string_view text) {
   return f;
 }
 
-// A scan of the frame relying on how the gateway serializes (nlohmann::json, keys sorted:
-// `{"event":..,"payload":..,"seq":..,"type":"event"}` and `{"id":..,"ok":..,"payload":..,
-// "type":"res"}`) and on the load generator's message text holding no JSON syntax. Falls
-// back to a full parse for anything it does not recognise.
+// The members of a frame after its opening brace and, when it comes first, its "type": the
+// gateway writes the envelope either with sorted keys (`{"event":..,"payload":..,"seq":..,
+// "type":"event"}`, `{"id":..,"ok":..,"payload":..,"type":"res"}`) or type first
+// (`{"type":"event","event":..}`, `{"type":"res","id":..}`); both give `"event":..`/`"id":..`.
+std::string_view frame_rest(std::string_view text) {
+  for (std::string_view lead : {std::string_view(R"({"type":"event",)"),
+                                std::string_view(R"({"type":"res",)"), std::string_view("{")}) {
+    if (text.starts_with(lead)) return text.substr(lead.size());
+  }
+  return {};
+}
+
+// A scan of the frame relying on how the gateway serializes (the envelope as above, the
+// payload with sorted keys, nlohmann::json) and on the load generator's message text holding
+// no JSON syntax. Falls back to a full parse for anything it does not recognise.
 Frame parse_fast(std::string_view text) {
-  if (text.starts_with(R"({"event":"chat",)")) {
+  const std::string_view rest = frame_rest(text);
+  if (rest.starts_with(R"("event":"chat",)")) {
     Frame f;
     f.kind = Frame::Kind::chat_event;
     auto state = string_after(text, R"("state":")");
@@ -195,9 +243,10 @@ Frame parse_fast(std::string_view text) {
     if (f.state == "error" || f.state == "aborted") return parse_full(text);
     return f;
   }
-  if (text.starts_with(R"({"event":)")) return Frame{};  // tick, health, ...
-  if (text.starts_with(R"({"id":")")) {
-    auto id = string_after(text, R"({"id":")");
+  if (rest.starts_with(R"("event":"shutdown")")) return parse_full(text);
+  if (rest.starts_with(R"("event":)")) return Frame{};  // tick, health, ...
+  if (rest.starts_with(R"("id":")")) {
+    auto id = string_after(rest, R"("id":")");
     if (!id) return parse_full(text);
     if (text.find(R"(,"ok":true,)") == std::string_view::npos) return parse_full(text);
     Frame f;
@@ -214,9 +263,17 @@ Frame parse_fast(std::string_view text) {
 struct Message {
   Clock::time_point sent;  // open loop: scheduled time
   std::uint32_t conn = 0;
-  std::uint8_t finals = 0;
+  std::uint8_t finals = 0;  // final events received (255: settled by an error)
+  std::uint8_t writes = 0;  // chat.send frames written (more than 1: re-sent after a restart)
   bool acked = false;
   bool measured = false;
+  bool settled = false;  // no longer waited for: a final, an error, or a reply seen elsewhere
+  bool queued = false;   // in its session's backlog, to be written once connected
+  Clock::time_point first_write;  // (--reconnect: for the samples of finals missed)
+  bool missed = false;   // settled without a final event: the reply was delivered while away
+  // --verify: transcript entries carrying this run id
+  std::uint8_t user_entries = 0, assistant_entries = 0;
+  bool verified = false;  // the session's transcript could be read
 };
 
 class LoadGen;
@@ -233,8 +290,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close();
 
   State state = State::connecting;
-  int outstanding = 0;  // closed loop: chat.send requests without a final yet
   std::string session;
+  std::string end_reason;  // why it failed: "1012", "1013", "refused", "reset", ...
   int index() const { return index_; }
 
  private:
@@ -259,7 +316,7 @@ class LoadGen {
 
   // Called by connections.
   void on_ready(Connection& c);
-  void on_setup_failed(Connection& c, const std::string& why);
+  void on_setup_failed(Connection& c, const std::string& why, bool retryable = true);
   void on_dead(Connection& c, const std::string& why);
   void on_frame(Connection& c, std::string_view text);
   std::string connect_frame() const;
@@ -269,14 +326,43 @@ class LoadGen {
  private:
   enum class Phase { connecting, warmup, measuring, draining, done };
 
+  // What survives a reconnect: one per connection index (= per session).
+  struct SessionState {
+    std::string key;                          // sessionKey
+    int outstanding = 0;                      // closed loop: unsettled messages
+    std::unordered_set<std::string> pending;  // written or waiting to be, not settled
+    std::deque<std::string> backlog;          // to write once connected (oldest first)
+    std::unique_ptr<asio::steady_timer> timer;  // reconnect
+    std::unique_ptr<asio::steady_timer> retry;  // re-send after a retryable error
+    Clock::time_point down_since;               // when its connection went (zero: up)
+    Clock::time_point last_down;                // when its connection last went
+    int backoff_ms = 0;
+    bool given_up = false;
+    bool reconnecting = false;
+    std::uint64_t history_seq = 0;
+    std::int64_t history_entries = -1;  // entries the last chat.history returned
+    Clock::time_point history_at;       // when it returned
+  };
+
   void start_load();
   void send_chat(Connection& c, Clock::time_point stamp);
+  std::string new_message(int index, Clock::time_point stamp);
+  void write_message(Connection& c, const std::string& key);
+  void send_new(int index, Clock::time_point stamp);
+  void flush_backlog(int index);
+  void settle(const std::string& key, Message& m, Clock::time_point now);
+  void settle_missed(const std::string& key, Message& m, Clock::time_point now, const char* how);
+  void schedule_reconnect(int index);
+  void reconnect_now(int index);
+  void request_history(Connection& c);
+  void on_history(Connection& c, std::string_view text);
   void on_tick();
   void schedule_tick();
   bool sending() const { return phase_ == Phase::warmup || phase_ == Phase::measuring; }
   void enter_measuring(Clock::time_point now);
   void stop_sending(Clock::time_point now);
   void finish();
+  void verify();
   json report() const;
   void print_human(const json& r) const;
   Connection* next_ready_connection();
@@ -285,16 +371,20 @@ class LoadGen {
   asio::io_context io_;
   asio::steady_timer tick_;
   asio::signal_set signals_;
+  tcp::resolver::results_type endpoints_;
   std::vector<std::shared_ptr<Connection>> conns_;
+  std::vector<SessionState> sess_;
   std::unordered_map<std::string, Message> messages_;
   std::string tag_;
   std::string text_;
+  std::mt19937 rng_{std::random_device{}()};
   Phase phase_ = Phase::connecting;
   int ready_ = 0, setup_failed_ = 0;
   std::string first_setup_error_;
   std::size_t rr_ = 0;
   std::uint64_t seq_ = 0;
   Clock::time_point t_connect_start_, t_start_, t_measure_, t_stop_, t_done_, t_last_final_;
+  Clock::time_point t_last_up_, next_restart_;
   double cpu_at_measure_ = 0, cpu_at_stop_ = 0;
   double srv_cpu_at_measure_ = -1, srv_cpu_at_stop_ = -1;
   std::pair<double, double> srv_sched_measure_{-1, -1}, srv_sched_stop_{-1, -1};
@@ -307,6 +397,16 @@ class LoadGen {
                duplicates_ = 0, unknown_finals_ = 0, deltas_ = 0, dead_conns_ = 0;
   std::int64_t measured_sent_ = 0, measured_finals_ = 0, window_finals_ = 0, skipped_ = 0;
   std::int64_t outstanding_total_ = 0;
+  // restarts
+  std::int64_t disconnects_ = 0, reconnects_ = 0, reconnect_failures_ = 0, resent_ = 0,
+               retryable_errors_ = 0, shutdown_events_ = 0, restarts_signalled_ = 0,
+               missed_ = 0, missed_upgraded_ = 0, notices_ = 0, finals_after_settle_ = 0,
+               history_reads_ = 0, settled_by_history_ = 0, settled_by_ack_ = 0;
+  std::int64_t restart_expected_ms_ = -1;
+  double longest_down_s_ = 0;
+  std::map<std::string, std::int64_t> close_reasons_, ack_statuses_;
+  std::vector<std::string> missed_samples_;
+  json verify_ = nullptr;
   std::vector<double> latencies_ms_;
   std::vector<std::string> error_samples_;
   bool interrupted_ = false;
@@ -382,6 +482,11 @@ void Connection::fail(const std::string& what, beast::error_code ec) {
   if (ec == websocket::error::closed) {
     why += " (close code " + std::to_string(ws_.reason().code) + " " +
            std::string(ws_.reason().reason.c_str()) + ")";
+    end_reason = "close " + std::to_string(ws_.reason().code);
+  } else if (ec == asio::error::connection_refused) {
+    end_reason = "connection refused";
+  } else {
+    end_reason = what + ": " + ec.message();
   }
   if (setup) lg_.on_setup_failed(*this, why);
   else lg_.on_dead(*this, why);
@@ -415,6 +520,72 @@ std::string LoadGen::connect_frame() const {
   return f.dump();
 }
 
+// One GET with the bearer token on a fresh connection, bounded by `timeout` (--verify).
+struct HttpGet {
+  int status = 0;
+  std::string body;
+  std::string error;
+};
+
+HttpGet http_get(const std::string& host, const std::string& port, const std::string& target,
+                 const std::string& token, std::chrono::milliseconds timeout) {
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  HttpGet out;
+  tcp::resolver resolver(io);
+  beast::error_code ec;
+  auto eps = resolver.resolve(host, port, ec);
+  if (ec) {
+    out.error = "resolve: " + ec.message();
+    return out;
+  }
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, host + ":" + port);
+  req.set(http::field::authorization, "Bearer " + token);
+  req.keep_alive(false);
+  beast::flat_buffer buf;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 * 1024 * 1024);
+  stream.expires_after(timeout);
+  stream.async_connect(eps, [&](beast::error_code e, const tcp::endpoint&) {
+    if (e) {
+      out.error = "connect: " + e.message();
+      return;
+    }
+    http::async_write(stream, req, [&](beast::error_code e, std::size_t) {
+      if (e) {
+        out.error = "write: " + e.message();
+        return;
+      }
+      http::async_read(stream, buf, parser, [&](beast::error_code e, std::size_t) {
+        if (e) {
+          out.error = "read: " + e.message();
+          return;
+        }
+        out.status = static_cast<int>(parser.get().result_int());
+        out.body = std::move(parser.get().body());
+      });
+    });
+  });
+  io.run();
+  return out;
+}
+
+std::string url_encode(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char ch : s) {
+    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+      out += static_cast<char>(ch);
+    } else {
+      out += '%';
+      out += hex[ch >> 4];
+      out += hex[ch & 15];
+    }
+  }
+  return out;
+}
+
 int LoadGen::run() {
   // URL: ws://host:port[/path]
   std::string rest = opt_.url;
@@ -434,7 +605,7 @@ int LoadGen::run() {
   }
   tcp::resolver resolver(io_);
   beast::error_code ec;
-  auto endpoints = resolver.resolve(host, port, ec);
+  endpoints_ = resolver.resolve(host, port, ec);
   if (ec) {
     std::cerr << "cannot resolve " << host << ":" << port << ": " << ec.message() << "\n";
     return 2;
@@ -462,14 +633,21 @@ int LoadGen::run() {
   });
 
   t_connect_start_ = Clock::now();
+  t_last_up_ = t_connect_start_;
   conns_.reserve(static_cast<std::size_t>(opt_.connections));
+  sess_.resize(static_cast<std::size_t>(opt_.connections));
   for (int i = 0; i < opt_.connections; ++i) {
+    auto& s = sess_[static_cast<std::size_t>(i)];
+    s.key = opt_.session_prefix + "-" + tag_ + "-" + std::to_string(i);
+    s.timer = std::make_unique<asio::steady_timer>(io_);
+    s.retry = std::make_unique<asio::steady_timer>(io_);
     auto c = std::make_shared<Connection>(*this, io_, i);
-    c->session = opt_.session_prefix + "-" + tag_ + "-" + std::to_string(i);
+    c->session = s.key;
     conns_.push_back(c);
-    c->start(endpoints);
+    c->start(endpoints_);
   }
   io_.run();
+  if (opt_.verify && sent_ > 0) verify();
 
   json r = report();
   print_human(r);
@@ -479,30 +657,156 @@ int LoadGen::run() {
     out << r.dump(2) << "\n";
   }
   if (ready_ == 0 || sent_ == 0) return 2;
-  if (!opt_.allow_loss && (r["lost"].get<std::int64_t>() > 0 || duplicates_ > 0)) return 1;
+  bool bad = r["lost"].get<std::int64_t>() > 0 || duplicates_ > 0;
+  if (verify_.is_object()) {
+    for (const char* k : {"lost", "duplicatedReplies", "duplicatedUserEntries",
+                          "sessionsUnreadable", "sessionsTruncated", "wrongSession"}) {
+      if (verify_.value(k, std::int64_t{0}) > 0) bad = true;
+    }
+  }
+  if (!opt_.allow_loss && bad) return 1;
   if (errors_ > 0 && !opt_.allow_loss) return 3;
   return 0;
 }
 
 void LoadGen::on_ready(Connection& c) {
   c.state = Connection::State::ready;
-  ++ready_;
-  if (ready_ + setup_failed_ == opt_.connections) start_load();
+  const int idx = c.index();
+  auto& s = sess_[static_cast<std::size_t>(idx)];
+  const auto now = Clock::now();
+  s.backoff_ms = 0;
+  t_last_up_ = now;
+  if (!s.reconnecting) {
+    ++ready_;
+    if (phase_ == Phase::connecting && ready_ + setup_failed_ == opt_.connections) start_load();
+    return;
+  }
+  // Back after a restart (or a failed first attempt).
+  s.reconnecting = false;
+  ++reconnects_;
+  if (s.down_since != Clock::time_point{}) {
+    longest_down_s_ = std::max(longest_down_s_, seconds_between(s.down_since, now));
+    s.down_since = {};
+  }
+  if (phase_ == Phase::connecting || phase_ == Phase::done) return;
+  // Replies delivered while away are in the transcript; reading it also subscribes this
+  // connection to the session, so later replies arrive as events.
+  if (!s.pending.empty()) request_history(c);
+  flush_backlog(idx);
 }
 
-void LoadGen::on_setup_failed(Connection& c, const std::string& why) {
-  ++setup_failed_;
-  if (first_setup_error_.empty()) first_setup_error_ = why;
-  note_error("connection " + std::to_string(c.index()) + " setup: " + why);
+void LoadGen::on_setup_failed(Connection& c, const std::string& why, bool retryable) {
+  const int idx = c.index();
+  auto& s = sess_[static_cast<std::size_t>(idx)];
+  if (!s.reconnecting && phase_ == Phase::connecting) {
+    ++setup_failed_;
+    if (first_setup_error_.empty()) first_setup_error_ = why;
+  }
+  if (opt_.reconnect && retryable && phase_ != Phase::done) {
+    if (s.reconnecting) ++reconnect_failures_;
+    ++close_reasons_[c.end_reason.empty() ? why : c.end_reason];
+    if (s.down_since == Clock::time_point{}) s.down_since = Clock::now();
+    schedule_reconnect(idx);
+  } else {
+    note_error("connection " + std::to_string(idx) + " setup: " + why);
+    s.given_up = true;
+    s.reconnecting = false;
+  }
   if (phase_ == Phase::connecting && ready_ + setup_failed_ == opt_.connections) start_load();
 }
 
 void LoadGen::on_dead(Connection& c, const std::string& why) {
-  ++dead_conns_;
-  note_error("connection " + std::to_string(c.index()) + " lost: " + why);
-  // Its outstanding messages stay in messages_ and are counted as lost at the end.
-  outstanding_total_ -= c.outstanding;
-  c.outstanding = 0;
+  const int idx = c.index();
+  auto& s = sess_[static_cast<std::size_t>(idx)];
+  if (!opt_.reconnect) {
+    ++dead_conns_;
+    note_error("connection " + std::to_string(idx) + " lost: " + why);
+    // Its outstanding messages stay in messages_ and are counted as lost at the end.
+    outstanding_total_ -= s.outstanding;
+    s.outstanding = 0;
+    return;
+  }
+  ++disconnects_;
+  ++close_reasons_[c.end_reason.empty() ? why : c.end_reason];
+  s.down_since = Clock::now();
+  s.last_down = s.down_since;
+  // Written but not acknowledged: the gateway may or may not have it. Written again, with the
+  // same idempotency key, once reconnected (oldest first, before the ones never written).
+  std::vector<std::pair<Clock::time_point, const std::string*>> again;
+  for (const auto& key : s.pending) {
+    auto& m = messages_.at(key);
+    if (!m.acked && m.writes > 0 && !m.queued) again.emplace_back(m.sent, &key);
+  }
+  std::sort(again.begin(), again.end());
+  for (auto it = again.rbegin(); it != again.rend(); ++it) {
+    messages_.at(*it->second).queued = true;
+    s.backlog.push_front(*it->second);
+  }
+  if (phase_ != Phase::done) schedule_reconnect(idx);
+}
+
+void LoadGen::schedule_reconnect(int idx) {
+  auto& s = sess_[static_cast<std::size_t>(idx)];
+  s.reconnecting = true;
+  if (phase_ == Phase::done) return;
+  s.backoff_ms = s.backoff_ms == 0 ? opt_.reconnect_min_ms
+                                   : std::min(s.backoff_ms * 2, opt_.reconnect_max_ms);
+  // Jitter, so that the connections of one restart do not all knock at the same instant.
+  std::uniform_int_distribution<int> jitter(0, std::max(0, s.backoff_ms / 2));
+  s.timer->expires_after(std::chrono::milliseconds(s.backoff_ms + jitter(rng_)));
+  s.timer->async_wait([this, idx](beast::error_code ec) {
+    if (ec || phase_ == Phase::done) return;
+    reconnect_now(idx);
+  });
+}
+
+void LoadGen::reconnect_now(int idx) {
+  auto& s = sess_[static_cast<std::size_t>(idx)];
+  if (phase_ == Phase::draining && s.pending.empty()) {
+    s.reconnecting = false;  // nothing left to send or wait for on this session
+    return;
+  }
+  auto c = std::make_shared<Connection>(*this, io_, idx);
+  c->session = s.key;
+  conns_[static_cast<std::size_t>(idx)] = c;
+  c->start(endpoints_);
+}
+
+void LoadGen::request_history(Connection& c) {
+  auto& s = sess_[static_cast<std::size_t>(c.index())];
+  // The unanswered messages are the newest ones: a short tail is enough.
+  const auto limit = std::min<std::size_t>(1000, 2 * s.pending.size() + 10);
+  json f = {{"type", "req"},
+            {"id", "h-" + std::to_string(c.index()) + "-" + std::to_string(++s.history_seq)},
+            {"method", "chat.history"},
+            {"params", {{"sessionKey", s.key}, {"limit", limit}}}};
+  ++history_reads_;
+  c.send_text(f.dump());
+}
+
+void LoadGen::on_history(Connection& c, std::string_view text) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.value("ok", false) || !j.contains("payload") ||
+      !j["payload"].contains("messages") || !j["payload"]["messages"].is_array()) {
+    note_error("chat.history failed: " + std::string(text.substr(0, 160)));
+    return;
+  }
+  const auto now = Clock::now();
+  auto& s = sess_[static_cast<std::size_t>(c.index())];
+  s.history_entries = static_cast<std::int64_t>(j["payload"]["messages"].size());
+  s.history_at = now;
+  for (const auto& e : j["payload"]["messages"]) {
+    if (!e.is_object() || e.value("role", "") != "assistant") continue;
+    auto oc = e.find("__openclaw");
+    if (oc == e.end() || !oc->is_object()) continue;
+    const std::string run = oc->value("runId", "");
+    auto it = messages_.find(run);
+    if (it == messages_.end() || it->second.settled) continue;
+    // Answered while this session had no connection: no final event will come for it (or it
+    // comes late, and then it counts as a final after all).
+    ++settled_by_history_;
+    settle_missed(run, it->second, now, "its reply was in the transcript after reconnecting");
+  }
 }
 
 void LoadGen::start_load() {
@@ -516,15 +820,17 @@ void LoadGen::start_load() {
   }
   if (setup_failed_ > 0) {
     std::cerr << setup_failed_ << " connection(s) failed to set up (first: " << first_setup_error_
-              << "); continuing with " << ready_ << "\n";
+              << (opt_.reconnect ? "); they keep trying" : "); continuing with ")
+              << (opt_.reconnect ? "" : std::to_string(ready_)) << "\n";
   }
   t_start_ = Clock::now();
+  next_restart_ = t_start_ + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(opt_.restart_every_s));
   phase_ = Phase::warmup;
   if (opt_.warmup_s <= 0) enter_measuring(t_start_);
   if (opt_.rate <= 0) {
-    for (auto& c : conns_) {
-      if (c->state != Connection::State::ready) continue;
-      for (int k = 0; k < opt_.inflight; ++k) send_chat(*c, Clock::now());
+    for (int i = 0; i < opt_.connections; ++i) {
+      for (int k = 0; k < opt_.inflight; ++k) send_new(i, Clock::now());
     }
   }
   schedule_tick();
@@ -538,36 +844,124 @@ Connection* LoadGen::next_ready_connection() {
   return nullptr;
 }
 
-void LoadGen::send_chat(Connection& c, Clock::time_point stamp) {
-  if (c.state != Connection::State::ready) return;
-  std::string key = tag_ + "-" + std::to_string(c.index()) + "-" + std::to_string(++seq_);
-  std::string frame;
-  frame.reserve(160 + key.size() * 2 + c.session.size() + text_.size());
-  frame += R"({"type":"req","id":")";
-  frame += key;
-  frame += R"(","method":"chat.send","params":{"sessionKey":")";
-  frame += c.session;
-  frame += R"(","message":")";
-  frame += text_;
-  frame += R"(","idempotencyKey":")";
-  frame += key;
-  frame += R"("}})";
+void LoadGen::send_chat(Connection& c, Clock::time_point stamp) { send_new(c.index(), stamp); }
+
+std::string LoadGen::new_message(int idx, Clock::time_point stamp) {
+  auto& s = sess_[static_cast<std::size_t>(idx)];
+  std::string key = tag_ + "-" + std::to_string(idx) + "-" + std::to_string(++seq_);
   Message m;
   m.sent = stamp;
-  m.conn = static_cast<std::uint32_t>(c.index());
+  m.conn = static_cast<std::uint32_t>(idx);
   m.measured = phase_ == Phase::measuring;
-  messages_.emplace(std::move(key), m);
+  messages_.emplace(key, m);
+  s.pending.insert(key);
   ++sent_;
-  ++c.outstanding;
+  ++s.outstanding;
   ++outstanding_total_;
   if (m.measured) {
     ++measured_sent_;
     if (opt_.messages > 0 && measured_sent_ >= opt_.messages) stop_sending(Clock::now());
   }
+  return key;
+}
+
+void LoadGen::write_message(Connection& c, const std::string& key) {
+  auto& m = messages_.at(key);
+  if (m.writes < 255) ++m.writes;
+  if (m.writes == 1) m.first_write = Clock::now();
+  if (m.writes > 1) ++resent_;
+  const std::string& session = sess_[static_cast<std::size_t>(c.index())].key;
+  std::string frame;
+  frame.reserve(160 + key.size() * 2 + session.size() + text_.size());
+  frame += R"({"type":"req","id":")";
+  frame += key;
+  frame += R"(","method":"chat.send","params":{"sessionKey":")";
+  frame += session;
+  frame += R"(","message":")";
+  frame += text_;
+  frame += R"(","idempotencyKey":")";
+  frame += key;
+  frame += R"("}})";
   c.send_text(std::move(frame));
 }
 
+// A new message for session `idx`: written now, or (--reconnect) when its connection is back.
+void LoadGen::send_new(int idx, Clock::time_point stamp) {
+  auto& c = *conns_[static_cast<std::size_t>(idx)];
+  const bool up = c.state == Connection::State::ready;
+  if (!up && !opt_.reconnect) return;
+  auto& s = sess_[static_cast<std::size_t>(idx)];
+  if (!up && s.given_up) return;
+  std::string key = new_message(idx, stamp);
+  if (up) {
+    write_message(c, key);
+  } else {
+    messages_.at(key).queued = true;
+    s.backlog.push_back(std::move(key));
+  }
+}
+
+void LoadGen::flush_backlog(int idx) {
+  auto& s = sess_[static_cast<std::size_t>(idx)];
+  auto& c = *conns_[static_cast<std::size_t>(idx)];
+  while (c.state == Connection::State::ready && !s.backlog.empty()) {
+    std::string key = std::move(s.backlog.front());
+    s.backlog.pop_front();
+    auto it = messages_.find(key);
+    if (it == messages_.end()) continue;
+    it->second.queued = false;
+    if (it->second.settled || it->second.acked) continue;
+    write_message(c, key);
+  }
+}
+
+void LoadGen::settle(const std::string& key, Message& m, Clock::time_point now) {
+  if (m.settled) return;
+  m.settled = true;
+  const int idx = static_cast<int>(m.conn);
+  auto& s = sess_[static_cast<std::size_t>(idx)];
+  s.pending.erase(key);
+  --s.outstanding;
+  --outstanding_total_;
+  if (opt_.rate <= 0 && sending()) send_new(idx, now);
+  if (phase_ == Phase::draining && outstanding_total_ <= 0) finish();
+}
+
+void LoadGen::settle_missed(const std::string& key, Message& m, Clock::time_point now,
+                            const char* how) {
+  if (m.settled) return;
+  m.missed = true;
+  ++missed_;
+  if (missed_samples_.size() < 8) {
+    const auto& s = sess_[m.conn];
+    std::string when = "never written";
+    if (m.writes > 0 && s.last_down != Clock::time_point{}) {
+      const double ms =
+          std::chrono::duration<double, std::milli>(s.last_down - m.first_write).count();
+      char buf[96];
+      std::snprintf(buf, sizeof buf, "first written %.1f ms before its connection last ended",
+                    ms);
+      when = buf;
+    }
+    std::string hist = "no chat.history since";
+    if (s.history_entries >= 0 && s.history_at > s.last_down) {
+      char buf[120];
+      std::snprintf(buf, sizeof buf, "chat.history %.1f ms after it ended returned %lld entries",
+                    std::chrono::duration<double, std::milli>(s.history_at - s.last_down).count(),
+                    static_cast<long long>(s.history_entries));
+      hist = buf;
+    }
+    const char* ack = m.writes > 1 ? "not before its connection ended (re-sent)"
+                      : m.acked    ? "yes"
+                                   : "no";
+    missed_samples_.push_back(key + ": " + when + ", acknowledged " + ack + ", written " +
+                              std::to_string(m.writes) + "x, " + hist + "; " + how);
+  }
+  settle(key, m, now);
+}
+
 void LoadGen::on_frame(Connection& c, std::string_view text) {
+  if (frame_rest(text).starts_with(R"("id":"h-)")) return on_history(c, text);
   Frame f = opt_.full_parse ? parse_full(text) : parse_fast(text);
   const auto now = Clock::now();
   switch (f.kind) {
@@ -576,35 +970,69 @@ void LoadGen::on_frame(Connection& c, std::string_view text) {
     case Frame::Kind::malformed:
       note_error("malformed frame: " + std::string(text.substr(0, 120)));
       return;
+    case Frame::Kind::shutdown:
+      ++shutdown_events_;
+      restart_expected_ms_ = f.retry_after_ms;
+      return;
     case Frame::Kind::response: {
       if (f.id == "connect") {
         if (!f.ok) {
-          c.state = Connection::State::dead;
-          on_setup_failed(c, "connect refused: " + f.error);
+          c.end_reason = f.retryable ? "connect refused (retryable)" : "connect refused";
+          c.close();
+          on_setup_failed(c, "connect refused: " + f.error, f.retryable);
           return;
         }
         on_ready(c);
         return;
       }
+      auto it = messages_.find(f.id);
       if (!f.ok) {
+        if (opt_.reconnect && f.retryable && it != messages_.end() && !it->second.settled) {
+          // The gateway could not take it now (a restart): written again, same key, soon.
+          ++retryable_errors_;
+          auto& s = sess_[static_cast<std::size_t>(c.index())];
+          if (!it->second.queued) {
+            it->second.queued = true;
+            s.backlog.push_back(f.id);
+          }
+          const auto delay = std::clamp<std::int64_t>(f.retry_after_ms, opt_.reconnect_min_ms,
+                                                      opt_.reconnect_max_ms);
+          s.retry->expires_after(std::chrono::milliseconds(delay));
+          s.retry->async_wait([this, idx = c.index()](beast::error_code ec) {
+            if (ec || phase_ == Phase::done) return;
+            flush_backlog(idx);
+          });
+          return;
+        }
         note_error("chat.send " + f.id + " failed: " + f.error);
-        auto it = messages_.find(f.id);
-        if (it != messages_.end() && it->second.finals == 0) {
+        if (it != messages_.end() && !it->second.settled) {
           // No final will come: stop waiting for it, but it stays "sent without a final".
-          --c.outstanding;
-          --outstanding_total_;
           it->second.finals = 255;  // marks "settled by an error"
-          if (opt_.rate <= 0 && sending()) send_chat(c, now);
+          settle(f.id, it->second, now);
         }
         return;
       }
-      auto it = messages_.find(f.id);
       if (it == messages_.end()) return;
-      it->second.acked = true;
-      ++acked_;
-      if (f.status == "queued") ++queued_acks_;
+      Message& m = it->second;
+      ++ack_statuses_[f.status];
+      if (!m.acked) {
+        m.acked = true;
+        ++acked_;
+        if (f.status == "queued") ++queued_acks_;
+      }
       if (!f.run_id.empty() && f.run_id != f.id) {
         note_error("chat.send " + f.id + " answered runId " + f.run_id + " (expected the key)");
+      }
+      if (!m.settled) {
+        if (f.status == "ok") {
+          // A re-sent message the gateway had already answered (while we were away).
+          ++settled_by_ack_;
+          settle_missed(f.id, m, now, "its re-send was acknowledged \"ok\" (already answered)");
+        } else if (f.status == "dropped" || f.status == "timeout" || f.status == "error") {
+          note_error("chat.send " + f.id + " acknowledged with status " + f.status);
+          m.finals = 255;
+          settle(f.id, m, now);
+        }
       }
       return;
     }
@@ -616,17 +1044,17 @@ void LoadGen::on_frame(Connection& c, std::string_view text) {
       auto it = messages_.find(f.run_id);
       if (f.state == "error" || f.state == "aborted") {
         note_error("run " + f.run_id + " ended " + f.state + ": " + f.error);
-        if (it != messages_.end() && it->second.finals == 0) {
+        if (it != messages_.end() && !it->second.settled) {
           it->second.finals = 255;
-          --c.outstanding;
-          --outstanding_total_;
-          if (opt_.rate <= 0 && sending()) send_chat(c, now);
+          settle(f.run_id, it->second, now);
         }
         return;
       }
       if (f.state != "final") return;
       if (it == messages_.end()) {
-        ++unknown_finals_;
+        // Lifecycle notices ("the gateway is restarting...") are runs of their own.
+        if (f.run_id.starts_with("notice:")) ++notices_;
+        else ++unknown_finals_;
         return;
       }
       Message& m = it->second;
@@ -637,8 +1065,6 @@ void LoadGen::on_frame(Connection& c, std::string_view text) {
       }
       m.finals = 1;
       ++finals_;
-      --c.outstanding;
-      --outstanding_total_;
       t_last_final_ = now;
       if (phase_ == Phase::measuring || phase_ == Phase::draining) {
         if (phase_ == Phase::measuring || opt_.messages > 0) ++window_finals_;
@@ -647,8 +1073,18 @@ void LoadGen::on_frame(Connection& c, std::string_view text) {
         ++measured_finals_;
         latencies_ms_.push_back(std::chrono::duration<double, std::milli>(now - m.sent).count());
       }
-      if (opt_.rate <= 0 && sending()) send_chat(c, now);
-      if (phase_ == Phase::draining && outstanding_total_ <= 0) finish();
+      if (m.settled) {
+        if (m.missed) {
+          // Seen in the transcript first, then its event came after all: a final with latency.
+          m.missed = false;
+          --missed_;
+          ++missed_upgraded_;
+        } else {
+          ++finals_after_settle_;
+        }
+        return;
+      }
+      settle(f.run_id, m, now);
       return;
     }
   }
@@ -671,16 +1107,29 @@ void LoadGen::on_tick() {
       seconds_between(t_measure_, now) >= opt_.duration_s) {
     stop_sending(now);
   }
+  if (sending() && opt_.restart_every_s > 0 && opt_.server_pid > 0 && now >= next_restart_) {
+    if (::kill(opt_.server_pid, SIGUSR1) == 0) ++restarts_signalled_;
+    else note_error("kill(" + std::to_string(opt_.server_pid) + ", SIGUSR1) failed");
+    next_restart_ += std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(opt_.restart_every_s));
+  }
   if (sending() && opt_.rate > 0) {
-    // Open loop: messages are due at t_start + i / rate; each is stamped with its due time.
+    // Open loop: message i is due at t_start + i / rate and stamped with that time, so
+    // floor(elapsed * rate) + 1 messages are due now (message 0 at once). (Before this was
+    // "+ 0": each message went out 1 / rate after its stamp, adding 1 / rate to every latency.)
     const double elapsed = seconds_between(t_start_, now);
-    const auto due = static_cast<std::int64_t>(std::floor(elapsed * opt_.rate));
+    const auto due = static_cast<std::int64_t>(std::floor(elapsed * opt_.rate)) + 1;
     while (sending() && sent_ + skipped_ < due) {
       const auto stamp = t_start_ + std::chrono::duration_cast<Clock::duration>(
                                         std::chrono::duration<double>((sent_ + skipped_) /
                                                                       opt_.rate));
       if (outstanding_total_ >= opt_.max_outstanding) {
         ++skipped_;
+        continue;
+      }
+      if (opt_.reconnect) {
+        // Each session gets every N-th message; one whose connection is down waits for it.
+        send_new(static_cast<int>(rr_++ % conns_.size()), stamp);
         continue;
       }
       Connection* c = next_ready_connection();
@@ -695,7 +1144,22 @@ void LoadGen::on_tick() {
     }
   }
   if (phase_ == Phase::done) return;
-  if (ready_ - dead_conns_ <= 0 && phase_ != Phase::connecting) {
+  if (opt_.reconnect) {
+    bool any = false;
+    for (const auto& c : conns_) {
+      if (c->state == Connection::State::ready) {
+        any = true;
+        break;
+      }
+    }
+    if (any) {
+      t_last_up_ = now;
+    } else if (seconds_between(t_last_up_, now) >= opt_.give_up_s) {
+      note_error("no connection for " + std::to_string(opt_.give_up_s) + " s: giving up");
+      finish();
+      return;
+    }
+  } else if (ready_ - dead_conns_ <= 0 && phase_ != Phase::connecting) {
     note_error("every connection is gone");
     finish();
     return;
@@ -734,7 +1198,121 @@ void LoadGen::finish() {
   t_done_ = Clock::now();
   tick_.cancel();
   signals_.cancel();
+  for (auto& s : sess_) {
+    if (s.timer) s.timer->cancel();
+    if (s.retry) s.retry->cancel();
+  }
   for (auto& c : conns_) c->close();
+}
+
+// After the run: every session's transcript, read over HTTP (a connection of its own, so a
+// WebSocket that the last restart closed does not matter). Each message written must have
+// exactly one user entry and exactly one assistant entry carrying its run id (= its key).
+void LoadGen::verify() {
+  const auto t0 = Clock::now();
+  constexpr std::size_t kLimit = 1000;  // the most GET /v1/messages returns
+  std::vector<std::vector<std::string>> keys(sess_.size());
+  for (const auto& [key, m] : messages_) {
+    if (m.writes > 0) keys[m.conn].push_back(key);
+  }
+  std::int64_t read = 0, unreadable = 0, truncated = 0, unexpected = 0, wrong_session = 0,
+               entries = 0;
+  std::vector<std::string> samples;
+  for (std::size_t i = 0; i < sess_.size(); ++i) {
+    if (keys[i].empty()) continue;
+    const std::string target = "/v1/messages?sessionKey=" + url_encode(sess_[i].key) +
+                               "&limit=" + std::to_string(kLimit);
+    HttpGet g;
+    // Bounded retries: the gateway may be finishing a restart.
+    const auto deadline = Clock::now() + std::chrono::seconds(15);
+    for (;;) {
+      g = http_get(host, port, target, opt_.token, std::chrono::milliseconds(3000));
+      if (g.status == 200 || Clock::now() >= deadline) break;
+      usleep(20000);
+    }
+    json j = g.status == 200 ? json::parse(g.body, nullptr, false) : json();
+    if (g.status != 200 || j.is_discarded() || !j.contains("messages") ||
+        !j["messages"].is_array()) {
+      ++unreadable;
+      if (samples.size() < 3) {
+        samples.push_back(sess_[i].key + ": HTTP " + std::to_string(g.status) + " " + g.error +
+                          " " + g.body.substr(0, 120));
+      }
+      continue;
+    }
+    ++read;
+    const auto& msgs = j["messages"];
+    if (msgs.size() >= kLimit) ++truncated;
+    for (const auto& e : msgs) {
+      ++entries;
+      if (!e.is_object()) continue;
+      const std::string role = e.value("role", "");
+      std::string run;
+      if (auto oc = e.find("__openclaw"); oc != e.end() && oc->is_object()) {
+        run = oc->value("runId", "");
+      }
+      auto it = messages_.find(run);
+      if (it == messages_.end()) {
+        ++unexpected;
+        continue;
+      }
+      if (it->second.conn != i) ++wrong_session;
+      if (role == "user" && it->second.user_entries < 250) ++it->second.user_entries;
+      if (role == "assistant" && it->second.assistant_entries < 250) {
+        ++it->second.assistant_entries;
+      }
+    }
+    for (const auto& k : keys[i]) messages_.at(k).verified = true;
+  }
+  std::int64_t checked = 0, ok = 0, lost = 0, lost_accepted = 0, never_accepted = 0, dup = 0,
+               dup_user = 0, reply_without_user = 0, settled_here = 0;
+  std::vector<std::string> lost_samples, dup_samples;
+  for (auto& [key, m] : messages_) {
+    if (m.writes == 0 || !m.verified) continue;
+    ++checked;
+    const int u = m.user_entries, a = m.assistant_entries;
+    if (u == 1 && a == 1) ++ok;
+    if (a == 0) {
+      ++lost;
+      if (u > 0 || m.acked) ++lost_accepted;
+      else ++never_accepted;
+      if (lost_samples.size() < 5) {
+        lost_samples.push_back(key + " (acked " + (m.acked ? "yes" : "no") + ", writes " +
+                               std::to_string(m.writes) + ", user entries " + std::to_string(u) +
+                               ")");
+      }
+    }
+    if (a > 1) {
+      ++dup;
+      if (dup_samples.size() < 5) dup_samples.push_back(key + " x" + std::to_string(a));
+    }
+    if (u > 1) ++dup_user;
+    if (a > 0 && u == 0) ++reply_without_user;
+    if (a > 0 && !m.settled) {
+      // Answered, but its final event never reached us (it came while we were away).
+      ++settled_here;
+      settle_missed(key, m, Clock::now(), "its reply was found by --verify");
+    }
+  }
+  verify_ = {{"sessionsRead", read},
+             {"sessionsUnreadable", unreadable},
+             {"sessionsTruncated", truncated},
+             {"entries", entries},
+             {"messagesChecked", checked},
+             {"ok", ok},
+             {"lost", lost},
+             {"lostAccepted", lost_accepted},
+             {"lostNeverAccepted", never_accepted},
+             {"duplicatedReplies", dup},
+             {"duplicatedUserEntries", dup_user},
+             {"replyWithoutUserEntry", reply_without_user},
+             {"unexpectedEntries", unexpected},
+             {"wrongSession", wrong_session},
+             {"finalMissedFoundHere", settled_here},
+             {"lostSamples", lost_samples},
+             {"duplicateSamples", dup_samples},
+             {"errorSamples", samples},
+             {"seconds", seconds_between(t0, Clock::now())}};
 }
 
 double percentile(const std::vector<double>& sorted, double p) {
@@ -748,9 +1326,10 @@ double percentile(const std::vector<double>& sorted, double p) {
 json LoadGen::report() const {
   std::vector<double> lat = latencies_ms_;
   std::sort(lat.begin(), lat.end());
-  std::int64_t lost = 0, errored = 0;
+  std::int64_t lost = 0, errored = 0, unsent = 0;
   for (const auto& [key, m] : messages_) {
-    if (m.finals == 0) ++lost;
+    if (!m.settled && m.writes == 0) ++unsent;
+    else if (!m.settled) ++lost;
     if (m.finals == 255) ++errored;
   }
   // Window: measurement start to stop of sending (duration mode) or to the last final of a
@@ -802,7 +1381,35 @@ json LoadGen::report() const {
       {"loadgenCpuPct", window > 0 ? 100.0 * lg_cpu / window : 0.0},
       {"interrupted", interrupted_},
       {"errorSamples", error_samples_},
+      {"finalMissed", missed_},
+      {"notices", notices_},
+      {"ackStatuses", ack_statuses_},
   };
+  if (opt_.reconnect) {
+    // finalMissed: answered (seen in the transcript, or a re-send acknowledged "ok") but the
+    // final event never reached us: it went out while the session had no connection. Those
+    // messages have no latency. unsent: due while the connection was down, never written.
+    r["unsent"] = unsent;
+    r["reconnect"] = {{"restartsSignalled", restarts_signalled_},
+                      {"shutdownEvents", shutdown_events_},
+                      {"restartExpectedMs", restart_expected_ms_},
+                      {"disconnects", disconnects_},
+                      {"reconnects", reconnects_},
+                      {"reconnectFailures", reconnect_failures_},
+                      {"endReasons", close_reasons_},
+                      {"longestDownMs", longest_down_s_ * 1000},
+                      {"resentSameKey", resent_},
+                      {"retryableErrors", retryable_errors_},
+                      {"historyReads", history_reads_},
+                      {"settledByHistory", settled_by_history_},
+                      {"settledByDuplicateAck", settled_by_ack_},
+                      {"missedThenFinal", missed_upgraded_},
+                      {"finalMissedSamples", missed_samples_},
+                      {"finalsAfterSettle", finals_after_settle_},
+                      {"minDelayMs", opt_.reconnect_min_ms},
+                      {"maxDelayMs", opt_.reconnect_max_ms}};
+  }
+  if (verify_.is_object()) r["verify"] = verify_;
   if (opt_.server_pid > 0 && srv_cpu_at_measure_ >= 0 && srv_cpu_at_stop_ >= 0 && window > 0) {
     r["gatewayCpuPct"] = 100.0 * (srv_cpu_at_stop_ - srv_cpu_at_measure_) / window;
   }
@@ -864,6 +1471,56 @@ void LoadGen::print_human(const json& r) const {
                  loadavg_at_start_.substr(0, 14).c_str());
   }
   std::fprintf(stderr, "\n");
+  if (r.contains("reconnect")) {
+    const auto& rc = r["reconnect"];
+    std::fprintf(stderr,
+                 "  restarts: %lld SIGUSR1 sent, %lld shutdown events; %lld disconnects, %lld "
+                 "reconnects (%lld failed attempts), longest down %.1f ms; %lld re-sent with the "
+                 "same key, %lld retryable errors\n",
+                 static_cast<long long>(rc["restartsSignalled"].get<std::int64_t>()),
+                 static_cast<long long>(shutdown_events_), static_cast<long long>(disconnects_),
+                 static_cast<long long>(reconnects_), static_cast<long long>(reconnect_failures_),
+                 longest_down_s_ * 1000, static_cast<long long>(resent_),
+                 static_cast<long long>(retryable_errors_));
+    std::fprintf(stderr,
+                 "  finals missed while reconnecting (answered, no latency): %lld (seen in "
+                 "history %lld, duplicate ack %lld); unsent %lld\n",
+                 static_cast<long long>(missed_), static_cast<long long>(settled_by_history_),
+                 static_cast<long long>(settled_by_ack_),
+                 static_cast<long long>(r["unsent"].get<std::int64_t>()));
+    std::string reasons;
+    for (const auto& [k, v] : close_reasons_) {
+      reasons += (reasons.empty() ? "" : ", ") + k + " x" + std::to_string(v);
+    }
+    if (!reasons.empty()) std::fprintf(stderr, "  connection ends: %s\n", reasons.c_str());
+    for (const auto& s : missed_samples_) std::fprintf(stderr, "  final missed: %s\n", s.c_str());
+  }
+  if (verify_.is_object()) {
+    const auto& v = verify_;
+    std::fprintf(stderr,
+                 "  verify (transcripts of %lld sessions, %lld entries): %lld messages checked, "
+                 "%lld ok, lost %lld (accepted %lld), duplicated replies %lld, duplicated user "
+                 "entries %lld, unreadable sessions %lld, truncated %lld\n",
+                 static_cast<long long>(v["sessionsRead"].get<std::int64_t>()),
+                 static_cast<long long>(v["entries"].get<std::int64_t>()),
+                 static_cast<long long>(v["messagesChecked"].get<std::int64_t>()),
+                 static_cast<long long>(v["ok"].get<std::int64_t>()),
+                 static_cast<long long>(v["lost"].get<std::int64_t>()),
+                 static_cast<long long>(v["lostAccepted"].get<std::int64_t>()),
+                 static_cast<long long>(v["duplicatedReplies"].get<std::int64_t>()),
+                 static_cast<long long>(v["duplicatedUserEntries"].get<std::int64_t>()),
+                 static_cast<long long>(v["sessionsUnreadable"].get<std::int64_t>()),
+                 static_cast<long long>(v["sessionsTruncated"].get<std::int64_t>()));
+    for (const auto& s : v["lostSamples"]) {
+      std::fprintf(stderr, "  lost: %s\n", s.get<std::string>().c_str());
+    }
+    for (const auto& s : v["duplicateSamples"]) {
+      std::fprintf(stderr, "  duplicated: %s\n", s.get<std::string>().c_str());
+    }
+    for (const auto& s : v["errorSamples"]) {
+      std::fprintf(stderr, "  verify error: %s\n", s.get<std::string>().c_str());
+    }
+  }
   for (const auto& e : error_samples_) std::fprintf(stderr, "  error: %s\n", e.c_str());
 }
 
@@ -900,12 +1557,34 @@ int main(int argc, char** argv) {
   app.add_option("--session-prefix", o.session_prefix, "Prefix of the session keys");
   app.add_option("--max-outstanding", o.max_outstanding,
                  "Open loop: skip a due message when this many are unanswered");
+  app.add_flag("--reconnect", o.reconnect,
+               "Survive restarts: reopen closed connections (backoff), redo the handshake, "
+               "re-send unacknowledged chat.send with the same idempotency key");
+  app.add_option("--reconnect-delay-ms", o.reconnect_min_ms,
+                 "First reconnect delay; doubled per failed attempt (plus up to 50% jitter)")
+      ->check(CLI::Range(1, 60000));
+  app.add_option("--reconnect-max-ms", o.reconnect_max_ms, "Largest reconnect delay")
+      ->check(CLI::Range(1, 600000));
+  app.add_option("--give-up", o.give_up_s,
+                 "--reconnect: stop when no connection was up for this many seconds")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--restart-every", o.restart_every_s,
+                 "Send SIGUSR1 to --server-pid every S seconds while sending")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--verify", o.verify,
+               "At the end, read every session's transcript (GET /v1/messages) and check one "
+               "user entry and one reply per message");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 64;
   }
   if (o.messages <= 0 && o.duration_s <= 0) o.duration_s = 10;
+  if (o.restart_every_s > 0 && o.server_pid <= 0) {
+    std::cerr << "--restart-every needs --server-pid\n";
+    return 64;
+  }
+  if (o.reconnect_max_ms < o.reconnect_min_ms) o.reconnect_max_ms = o.reconnect_min_ms;
   LoadGen lg(o);
   return lg.run();
 }

@@ -103,6 +103,11 @@ class ExecRun final : public std::enable_shared_from_this<ExecRun> {
 
   void start(const pipeline::TurnRequest& request) {
     ChildSpec spec{settings_.command, settings_.cwd, settings_.env};
+    // Who is asking, for tools the command calls back with (`drawbridge restart` sends the run
+    // id, so the gateway does not wait for the turn that asked it to restart).
+    spec.env["DRAWBRIDGE_RUN_ID"] = request.run_id;
+    spec.env["DRAWBRIDGE_SESSION_KEY"] = request.session_key;
+    spec.env["DRAWBRIDGE_CHANNEL"] = request.channel;
     Child child;
     int err = spawn_child(spec, child);
     if (err == 0) err = attach(child);

@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <random>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -58,8 +60,14 @@ Target resolve_target(const std::string& config_path, const std::string& url,
       std::getline(in, t.token);
     }
   }
-  if (!url.empty()) {
-    std::string u = url;
+  // The gateway exports its address to the agent commands it runs, so that a tool calling
+  // back (`drawbridge restart` from a turn) finds it whatever its working directory.
+  std::string address = url;
+  if (address.empty()) {
+    if (const char* env = std::getenv("DRAWBRIDGE_GATEWAY_URL"); env && *env) address = env;
+  }
+  if (!address.empty()) {
+    std::string u = address;
     for (const char* scheme : {"ws://", "http://"}) {
       if (u.rfind(scheme, 0) == 0) u = u.substr(std::strlen(scheme));
     }
@@ -99,6 +107,72 @@ std::string format_duration(std::int64_t ms) {
   return buf;
 }
 
+// A field of an older gateway may be absent, or null when there is nothing to say.
+const json* field(const json& s, const char* key) {
+  auto it = s.find(key);
+  return it == s.end() || it->is_null() ? nullptr : &*it;
+}
+
+std::string text_of(const json& s, const char* key, const std::string& otherwise = "?") {
+  const json* v = field(s, key);
+  if (!v) return otherwise;
+  return v->is_string() ? v->get<std::string>() : v->dump();
+}
+
+// The lifecycle lines of `status`: generation, the drain under way, the last restart and the
+// last failed start.
+void print_lifecycle(const json& s) {
+  if (const json* g = field(s, "generation")) {
+    std::cout << "generation " << g->dump() << " (" << text_of(s, "state") << ")\n";
+  }
+  if (const json* d = field(s, "drain"); d && d->is_object()) {
+    std::cout << "drain      " << text_of(*d, "kind") << ", phase " << text_of(*d, "phase");
+    if (const json* started = field(*d, "startedAtMs"); started && started->is_number()) {
+      const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+      std::cout << ", for "
+                << format_duration(
+                       std::max<std::int64_t>(0, now_ms - started->get<std::int64_t>()));
+    }
+    const json* listed = field(*d, "waitingOn");
+    const json waiting = listed && listed->is_array() ? *listed : json::array();
+    const json* more_field = field(*d, "more");
+    const std::int64_t more =
+        more_field && more_field->is_number() ? more_field->get<std::int64_t>() : 0;
+    if (waiting.empty() && more == 0) {
+      std::cout << ", waiting on nothing\n";
+    } else {
+      std::cout << ", waiting on:\n";
+      for (const auto& w : waiting) {
+        std::cout << "             " << text_of(w, "status") << " task " << text_of(w, "taskId")
+                  << ", run " << text_of(w, "runId") << ", session " << text_of(w, "sessionKey");
+        if (const std::string label = text_of(w, "label", ""); !label.empty()) {
+          std::cout << " (" << label << ")";
+        }
+        std::cout << "\n";
+      }
+      if (more > 0) std::cout << "             and " << more << " more\n";
+    }
+  }
+  if (const json* r = field(s, "lastRestart"); r && r->is_object()) {
+    std::cout << "restarted  " << text_of(*r, "reason") << " (" << text_of(*r, "source")
+              << "), generation " << text_of(*r, "generation");
+    if (const json* ms = field(*r, "durationMs"); ms && ms->is_number()) {
+      std::cout << ", took " << format_duration(ms->get<std::int64_t>());
+    }
+    if (const json* i = field(*r, "interrupted"); i && i->is_boolean() && i->get<bool>()) {
+      std::cout << ", turns interrupted";
+    } else if (i && i->is_number() && i->get<std::int64_t>() > 0) {
+      std::cout << ", " << i->get<std::int64_t>() << " turn(s) interrupted";
+    }
+    std::cout << "\n";
+  }
+  if (const json* e = field(s, "lastStartError")) {
+    std::cout << "start error " << (e->is_string() ? e->get<std::string>() : e->dump()) << "\n";
+  }
+}
+
 int print_status(const json& s) {
   std::cout << "drawbridge " << s.value("version", "?") << " — " << s.value("state", "?")
             << " (pid " << s.value("pid", 0) << ", up "
@@ -122,7 +196,141 @@ int print_status(const json& s) {
   std::cout << "store      " << st.value("inboxTotal", 0) << " message(s), "
             << st.value("inboxUnfinished", 0) << " unfinished, " << st.value("outboxPending", 0)
             << " reply part(s) pending\n";
+  print_lifecycle(s);
   return ok;
+}
+
+using Clock = std::chrono::steady_clock;
+
+struct RestartOptions {
+  bool force = false;
+  std::optional<std::int64_t> wait_ms;
+  std::optional<std::int64_t> delay_ms;
+  std::string reason;
+  bool wait = false;
+  int timeout_s = 60;
+  bool json = false;
+};
+
+// One line for people: what the gateway did with the request.
+std::string describe_restart(const json& r) {
+  const std::string status = r.value("status", "");
+  const std::string cycle = " (cycle " + text_of(r, "cycle") + ")";
+  const std::string note = text_of(r, "note", "");
+  if (status == "scheduled") {
+    return "restart scheduled in " + text_of(r, "dueInMs") + " ms" + cycle +
+           (note.empty() ? "" : "; " + note);
+  }
+  if (status == "coalesced") return "restart coalesced with the one scheduled" + cycle;
+  if (status == "deferred") {
+    return "restart deferred: it begins when active work finishes" + cycle;
+  }
+  if (status == "ignored") {
+    return "restart ignored: " + (note.empty() ? "already restarting" : note);
+  }
+  return "restart " + status + cycle + (note.empty() ? "" : "; " + note);
+}
+
+// The status of the gateway through a fresh connection, or nullopt while it cannot answer
+// (restarting: refused, closed, or not listening for a moment).
+std::optional<json> poll_status(const Target& target) {
+  try {
+    drawbridge::server::GatewayClient c(target.host, target.port);
+    c.connect(target.token, {"operator.read"}, std::chrono::seconds(2));
+    return c.request("status", json::object(), std::chrono::seconds(2));
+  } catch (const drawbridge::server::ClientError&) {
+    return std::nullopt;
+  }
+}
+
+int run_restart(const Target& target, const RestartOptions& o) {
+  drawbridge::server::GatewayClient client(target.host, target.port);
+  client.connect(target.token, {"operator.admin"});
+  std::int64_t before = 0;
+  if (o.wait) {
+    json s = client.request("status", json::object());
+    const json* g = field(s, "generation");
+    if (!g || !g->is_number_integer()) {
+      std::cerr << "drawbridge: this gateway does not report its generation; --wait needs a "
+                   "newer gateway (nothing was requested)\n";
+      return crashed;
+    }
+    before = g->get<std::int64_t>();
+  }
+  json params = json::object();
+  if (!o.reason.empty()) params["reason"] = o.reason;
+  if (o.force) params["force"] = true;
+  if (o.wait_ms) params["waitMs"] = *o.wait_ms;
+  if (o.delay_ms) params["delayMs"] = *o.delay_ms;
+  // Set by the exec agent for its turns: a turn asking for the restart is not waited for,
+  // which would otherwise hold the restart until the deferral timeout.
+  if (const char* run_id = std::getenv("DRAWBRIDGE_RUN_ID"); run_id && *run_id) {
+    params["runId"] = run_id;
+  }
+  json res = client.request("gateway.restart.request", params);
+  if (o.json) {
+    std::cout << res.dump(2) << "\n";
+  } else {
+    std::cout << describe_restart(res) << "\n";
+  }
+  if (!o.wait) return ok;
+  if (res.value("status", "") == "ignored" && res.value("note", "") == "stopping") {
+    std::cerr << "drawbridge: the gateway is stopping: no new generation will come\n";
+    return crashed;
+  }
+  client.close();
+
+  const auto deadline = Clock::now() + std::chrono::seconds(o.timeout_s);
+  json last;
+  while (Clock::now() < deadline) {
+    if (auto s = poll_status(target)) {
+      last = *s;
+      const json* g = field(last, "generation");
+      if (g && g->is_number_integer() && g->get<std::int64_t>() > before &&
+          last.value("state", "") == "running") {
+        if (!o.json) std::cout << "generation " << g->dump() << " running\n";
+        return ok;
+      }
+      if (const json* e = field(last, "lastStartError"); e && last.value("state", "") == "failed") {
+        std::cerr << "drawbridge: the new generation did not start: "
+                  << (e->is_string() ? e->get<std::string>() : e->dump()) << "\n";
+        return crashed;
+      }
+    }
+    // A client command polling a process it does not own: there is no event to wait on.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  std::cerr << "drawbridge: no new generation running within " << o.timeout_s << " s";
+  if (!last.is_null()) {
+    std::cerr << " (generation " << text_of(last, "generation") << ", " << text_of(last, "state")
+              << ")";
+  }
+  std::cerr << "\n";
+  return crashed;
+}
+
+int run_stop(const Target& target, const std::string& reason, int timeout_s) {
+  {
+    drawbridge::server::GatewayClient client(target.host, target.port);
+    client.connect(target.token, {"operator.admin"});
+    json params = json::object();
+    if (!reason.empty()) params["reason"] = reason;
+    client.request("gateway.stop", params);
+  }
+  // Stopped means the port is free: a supervisor or a new `drawbridge run` can take it.
+  const auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+  while (Clock::now() < deadline) {
+    if (!drawbridge::server::accepts_connections(target.host, target.port,
+                                                 std::chrono::milliseconds(500))) {
+      std::cout << "stopped\n";
+      return ok;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::cerr << "drawbridge: the gateway still accepts connections on " << target.host << ":"
+            << target.port << " after " << timeout_s << " s (it may be waiting for turns: see "
+            << "`drawbridge status`)\n";
+  return crashed;
 }
 
 }  // namespace
@@ -174,6 +382,42 @@ int main(int argc, char** argv) {
   send->add_flag("--no-wait", no_wait, "Print the acknowledgement and return");
   send->add_option("--timeout", timeout_s, "Seconds to wait for the reply")->capture_default_str();
   send->add_option("text", words, "The message")->required();
+
+  auto* restart = app.add_subcommand(
+      "restart", "Restart the gateway in place once its active turns are done (bounded)");
+  add_target(restart);
+  RestartOptions restart_opts;
+  std::int64_t wait_ms = -1, delay_ms = -1;
+  restart->add_flag("--force", restart_opts.force,
+                    "Do not wait for active turns: interrupt them (they run again afterwards)");
+  restart
+      ->add_option("--wait-ms", wait_ms,
+                   "Wait at most this long for active turns (default: "
+                   "gateway.reload.deferralTimeoutMs; 0 = do not wait)")
+      ->check(CLI::NonNegativeNumber);
+  restart
+      ->add_option("--delay-ms", delay_ms,
+                   "Begin the restart this long after the request (default 2000; requests "
+                   "meanwhile coalesce)")
+      ->check(CLI::Range(0, 60000));
+  restart->add_option("--reason", restart_opts.reason, "Why, for the logs and `status`");
+  restart->add_flag("--wait", restart_opts.wait,
+                    "Return once the new generation is running (exit 1 if not within --timeout)");
+  restart->add_option("--timeout", restart_opts.timeout_s, "Seconds --wait waits")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  restart->add_flag("--json", restart_opts.json, "Print the gateway's answer as JSON");
+
+  auto* stop = app.add_subcommand(
+      "stop", "Stop the gateway once its active turns are done, and wait until it has exited");
+  add_target(stop);
+  std::string stop_reason;
+  int stop_timeout_s = 60;
+  stop->add_option("--reason", stop_reason, "Why, for the logs");
+  stop->add_option("--timeout", stop_timeout_s,
+                   "Seconds to wait for the port to close (exit 1 if it does not)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
 
   auto* config_cmd = app.add_subcommand("config", "Inspect the configuration");
   config_cmd->require_subcommand(1);
@@ -235,6 +479,12 @@ int main(int argc, char** argv) {
       }
       return print_status(s);
     }
+    if (*restart) {
+      if (wait_ms >= 0) restart_opts.wait_ms = wait_ms;
+      if (delay_ms >= 0) restart_opts.delay_ms = delay_ms;
+      return run_restart(target, restart_opts);
+    }
+    if (*stop) return run_stop(target, stop_reason, stop_timeout_s);
     if (*send) {
       std::string text;
       for (const auto& w : words) text += (text.empty() ? "" : " ") + w;

@@ -85,7 +85,9 @@ void check_fields(const json& object, std::string_view prefix,
       case schema::Type::kCustom:
         break;
       case schema::Type::kSection:
-        check_fields(value, std::string(row->path) + ".", fields, kind, open, unknown_context,
+        // A section the table describes is closed even in an open kind: a typo in
+        // channels.telegram.notices is reported, not ignored.
+        check_fields(value, std::string(row->path) + ".", fields, kind, false, unknown_context,
                      at.key(key), errors, target);
         break;
       default:

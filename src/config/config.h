@@ -16,11 +16,17 @@ struct ReloadSettings {
   std::int64_t deferral_timeout_ms = 300000;  // 0 = wait without limit
 };
 
+struct RestartSettings {
+  int delay_ms = 2000;      // a requested restart begins this long after the request
+  int cooldown_ms = 30000;  // least time between the starts of two restarts
+};
+
 struct GatewaySettings {
   int port = 18789;
   std::string bind = "loopback";  // "loopback" | "lan" | an IP address literal
   std::string auth_token;         // empty: generated and kept in the data folder
   ReloadSettings reload;
+  RestartSettings restart;
 };
 
 struct CommandsSettings {
@@ -38,11 +44,21 @@ struct MessagesSettings {
   QueueSettings queue;
 };
 
+// What a chat is told when the gateway's lifecycle touches its turn (one notice per chat).
+struct NoticeSettings {
+  bool enabled = true;
+  std::string restarting = "The gateway is restarting; it will finish your reply first.";
+  std::string interrupted =
+      "Your task was interrupted by a gateway restart. Send a message to continue.";
+  std::string stopping = "The gateway is shutting down; your reply will come when it is back.";
+};
+
 struct ChannelSettings {
   std::string id;    // key under `channels`, e.g. "local"
   bool enabled = true;
   std::string agent;  // agent id answering this channel; empty: agents.default
   int max_message_chars = 0;  // split replies into parts of at most this many chars; 0 = no split
+  NoticeSettings notices;
   nlohmann::json raw = nlohmann::json::object();  // the channel's whole object, for adapters
 };
 

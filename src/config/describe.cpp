@@ -31,7 +31,12 @@ json describe_field(const schema::Field<T>& field) {
     out["expected"] = schema::expected_text(rule);
   }
   if (rule.required) out["required"] = true;
-  if (field.get != nullptr && !rule.required) out["default"] = field.get(T{});
+  if (field.get != nullptr && !rule.required) {
+    json value = field.get(T{});
+    // An empty member behind a non-empty key stands for "absent" (a generated token, the
+    // default agent): "" would be a default that does not validate.
+    if (!(rule.non_empty && value == "")) out["default"] = std::move(value);
+  }
   out["help"] = std::string(field.help);
   return out;
 }

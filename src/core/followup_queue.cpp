@@ -182,6 +182,18 @@ std::size_t FollowupQueue::dropped_count(const std::string& session) const {
   return it == sessions_.end() ? 0 : it->second.dropped;
 }
 
+bool FollowupQueue::remove_waiting(const std::string& session, Item item) {
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return false;
+  auto& waiting = it->second.waiting;
+  auto e = std::find_if(waiting.begin(), waiting.end(),
+                        [item](const Entry& x) { return x.item == item; });
+  if (e == waiting.end()) return false;
+  waiting.erase(e);
+  --pending_count_;
+  return true;
+}
+
 void FollowupQueue::clear() {
   sessions_.clear();
   pending_count_ = 0;

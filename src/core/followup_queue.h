@@ -104,6 +104,9 @@ class FollowupQueue {
   // For a config reload: applies to later enqueues; a queue above a lowered cap is not trimmed.
   void set_options(FollowupOptions options);
   const FollowupOptions& options() const { return options_; }
+  // Takes a waiting item out of its session's queue (chat.abort of a run not started yet);
+  // false when it was not waiting there.
+  bool remove_waiting(const std::string& session, Item item);
   // Forgets every session and the drain (a new generation rebuilds from the store).
   void clear();
 

@@ -98,6 +98,8 @@ class RestartScheduler {
   };
 
   explicit RestartScheduler(RestartSchedulerOptions options = {});
+  // A new generation's config: applies to later requests.
+  void set_options(RestartSchedulerOptions options) { options_ = options; }
 
   ScheduleResult request(const RestartRequest& req, TimePoint now);
 

@@ -7,11 +7,14 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/clock.h"
 #include "core/executor.h"
-#include "core/session_lanes.h"
+#include "core/followup_queue.h"
+#include "core/inbound_debouncer.h"
+#include "core/reply_dispatcher.h"
 #include "core/work_tracker.h"
 #include "pipeline/agent.h"
 #include "pipeline/batch_runner.h"
@@ -65,10 +68,35 @@ struct ActiveRun {
   std::int64_t started_at_ms = 0;
 };
 
+// Where a notice goes: a chat with a turn running (see Pipeline::active_chats).
+struct ActiveChat {
+  std::string channel;
+  std::string chat_id;
+  std::string session_key;
+  std::string run_id;
+  bool detached = false;  // the turn that asked for the restart
+};
+
 struct PipelineOptions {
   std::size_t history_limit = 50;  // transcript entries handed to the agent
   core::Duration retry_initial{500};
   core::Duration retry_max{30000};
+};
+
+// What a generation takes from the config (messages.*, commands.restart).
+struct PipelineSettings {
+  core::Duration inbound_debounce{0};
+  core::FollowupMode queue_mode = core::FollowupMode::followup;
+  core::FollowupOptions queue;
+  bool restart_command = true;  // "/restart" in chat requests a restart
+};
+
+// A chat command the pipeline answered and hands to the runtime.
+struct ChatCommand {
+  std::string name;  // "restart"
+  std::string run_id;
+  std::string session_key;
+  std::string channel;
 };
 
 // The message path of shared/DESIGN.md: inbox -> session lane -> agent turn -> outbox ->
@@ -84,13 +112,23 @@ class Pipeline {
   Pipeline& operator=(const Pipeline&) = delete;
 
   // Wiring (by the runtime, before start()). Not owned.
+  void configure(const PipelineSettings& settings);
   void add_channel(Channel* channel, Agent* agent, int max_message_chars);
+  // Chat commands ("/restart") go here once their answer is committed.
+  void on_command(std::function<void(const ChatCommand&)> handler) {
+    command_handler_ = std::move(handler);
+  }
   void add_listener(ChatEventListener* listener);
   void remove_listener(ChatEventListener* listener);
 
   // Replays the store: unfinished inbound rows go back into their lanes, pending outbox parts
   // are sent again. Call once per generation, after the channels are wired.
   void start();
+  // Ends a generation once it is drained: forgets routes, queues, debounce buffers and
+  // deliveries (the store holds what is left) and drops the callbacks of the old channels and
+  // agents. The runtime then wires the next generation and calls start().
+  void reset();
+  std::uint64_t generation() const { return generation_; }
 
   // Commits the message to the inbox (deduplicated), then calls `done` and schedules its turn.
   // Writes of one event-loop round share one commit (group commit): `done` runs after that
@@ -107,17 +145,43 @@ class Pipeline {
   // run with that id. Returns the ids of the runs aborted.
   std::vector<std::string> abort(const std::string& session_key, const std::string& run_id);
 
+  // --- The drain (shared/DESIGN.md "The lifecycle"), driven by the runtime ---
+  // Hands every debounce buffer to its session now; later messages skip the debouncer until
+  // reset(). Returns how many buffers were flushed.
+  std::size_t flush_debouncers();
+  // Runs `fn` once no followup waits for its session's turn (at once when none does): the
+  // queues handed everything to turns. Event-driven; the caller bounds the wait.
+  void when_followups_drained(std::function<void()> fn);
+  std::size_t followups_pending() const { return followups_.pending_count(); }
   // Draining: accepted messages are journaled but no new turn starts until the next start().
   void set_draining(bool draining) { draining_ = draining; }
   bool draining() const { return draining_; }
+  // Runs `fn` once no reply is reserved, queued or being sent.
+  void when_deliveries_idle(std::function<void()> fn) { replies_.when_idle(std::move(fn)); }
+  // The turn of `run_id` asked for the restart: the drain does not wait for it. False when no
+  // turn of that run is running.
+  bool detach_run(const std::string& run_id);
+  // Ends detached turns now: their row is closed as answered with what they streamed so far,
+  // so the restart they asked for does not run them again. Returns how many.
+  std::size_t finish_detached();
+  // The drain's budget ran out: aborts every running turn (but detached ones); their rows are
+  // closed as aborted and their sessions become resume_pending. Returns the chats affected.
+  std::vector<ActiveChat> abort_for_drain(const std::string& reason);
   // Aborts every active turn; their inbox rows go back to pending so the next generation
-  // runs them again.
+  // runs them again (a stop at its budget).
   std::size_t interrupt_all(const std::string& reason);
+  // Chats with a turn running, one entry per turn.
+  std::vector<ActiveChat> active_chats() const;
+  // A lifecycle notice: sent once, not journaled (best effort); `done` gets the error or "".
+  void send_notice(const ActiveChat& chat, const std::string& text,
+                   std::function<void(std::string error)> done);
 
   core::WorkTracker& work() { return work_; }
   std::vector<ActiveRun> active_runs() const;
-  std::size_t waiting_count() const { return lanes_.waiting_count(); }
-  std::size_t pending_deliveries() const { return work_.count(core::WorkKind::delivery); }
+  std::size_t waiting_count() const { return followups_.pending_count(); }
+  std::size_t debounced_count() const { return debouncers_.buffered_items(); }
+  std::size_t pending_deliveries() const { return replies_.queued() + replies_.in_flight(); }
+  std::size_t reserved_replies() const { return replies_.reservations(); }
   const Metrics& metrics() const { return metrics_; }
   Metrics& metrics() { return metrics_; }
   store::Store& store() { return store_; }
@@ -138,24 +202,45 @@ class Pipeline {
   struct RunningTurn {
     ActiveRun info;
     std::string channel;
+    std::string chat_id;
+    std::vector<std::int64_t> members;  // earlier rows answered by this turn (debounce, collect)
     std::unique_ptr<Turn> turn;
     std::string streamed;
-    bool interrupted = false;  // by a drain: the row goes back to pending
+    core::WorkId work = 0;
+    core::ReplyDispatcher::ReservationId reservation = 0;
+    bool interrupted = false;    // by a stop: the rows go back to pending
+    bool drain_aborted = false;  // by a restart's budget: closed, session resume_pending
+    bool detached = false;       // asked for the restart: closed with what it streamed
+  };
+  // What a turn answers: the lead row (its run id, its reply) and rows merged into it.
+  struct TurnInput {
+    std::int64_t lead = 0;
+    std::vector<std::int64_t> members;
+    std::size_t dropped = 0;  // summarize: messages the queue dropped before these
   };
 
-  void start_turn(std::int64_t inbound_id);
-  void start_turn(const store::InboxRecord& rec);
+  void start_turn(TurnInput input);
+  void start_turn(const store::InboxRecord& rec, TurnInput input);
+  bool run_command(const store::InboxRecord& rec, const TurnInput& input);
   AcceptResult on_committed(const store::InsertInboundResult& res);
-  void finish_turn(const std::string& session_key);
+  // Hands a row (with the rows debounced into it) to its session's followup queue.
+  AcceptResult enqueue(const store::InboxRecord& rec, std::vector<std::int64_t> members);
+  void on_debounce_timer();
+  void arm_debounce_timer();
+  void close_dropped(const std::vector<std::int64_t>& ids, const std::string& session,
+                     const std::string& why);
+  void finish_turn(const std::string& session_key, core::WorkId work);
+  void notify_followup_waiters();
   // Opens the round's batch when none is open and schedules its commit after the work queued
   // now; `after` runs once the batch is committed (ok) or failed (error message).
   void write(StoreOp op);
   void after_commit(std::function<void(const std::string& error)> after);
   void on_turn_done(const std::string& session_key, std::int64_t inbound_id, TurnOutcome outcome);
   void next_in_lane(const std::string& session_key);
-  void dispatch(std::vector<store::OutboxRecord> rows);
-  void send_part(store::OutboxRecord row, core::Duration retry_delay);
-  void send_next_part(const std::string& idem_key_prefix);
+  void dispatch(std::vector<store::OutboxRecord> rows,
+                std::optional<core::ReplyDispatcher::ReservationId> reservation = std::nullopt);
+  void send_part(const std::string& key, core::ReplyDispatcher::Part part,
+                 core::Duration retry_delay);
   std::string new_run_id();
 
   core::Clock& clock_;
@@ -165,19 +250,34 @@ class Pipeline {
   PipelineOptions options_;
   std::map<std::string, Route> routes_;
   std::vector<ChatEventListener*> listeners_;
-  core::SessionLanes lanes_;
+  PipelineSettings settings_;
+  std::function<void(const ChatCommand&)> command_handler_;
+  core::FollowupQueue followups_;
+  core::DebouncerRegistry debouncers_;
+  std::unordered_map<std::int64_t, std::string> debounced_session_;  // buffered row -> session
+  // A lead row -> the rows merged into its turn, until that turn starts.
+  std::unordered_map<std::int64_t, std::vector<std::int64_t>> merged_;
+  std::optional<core::TimerId> debounce_timer_;
+  bool debounce_bypass_ = false;
+  std::vector<std::function<void()>> followup_waiters_;
+  std::unordered_set<std::string> resume_pending_;  // sessions whose last turn a restart aborted
   core::WorkTracker work_;
+  core::ReplyDispatcher replies_;
+  std::unordered_map<std::int64_t, store::OutboxRecord> outbox_rows_;  // parts being delivered
   std::unordered_map<std::string, RunningTurn> running_;  // by session key
-  // Parts of one reply go out in order: the rest wait here until the previous one is sent.
-  std::unordered_map<std::int64_t, std::vector<store::OutboxRecord>> queued_parts_;
   Metrics metrics_;
+  std::uint64_t generation_ = 0;
+  std::int64_t generation_started_ms_ = 0;
   bool draining_ = false;
   bool batch_open_ = false;
   std::vector<StoreOp> batch_ops_;
   std::vector<std::function<void(const std::string&)>> after_commit_;
   std::uint64_t run_counter_ = 0;
   std::unordered_map<std::string, int> run_seq_;  // next chat event seq of runs not yet final
+  // Lives as long as the pipeline: commit callbacks check it.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  // Lives as long as a generation: callbacks of its agents, channels and timers check it.
+  std::shared_ptr<bool> gen_alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace drawbridge::pipeline

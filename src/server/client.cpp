@@ -24,6 +24,7 @@ struct GatewayClient::Impl {
   std::deque<json> events;
   std::uint64_t next_id = 0;
   bool open = false;
+  std::optional<std::uint16_t> close_code;
   // A read that timed out stays pending and is picked up by the next read, so a timeout
   // does not break the stream (cancelling a Beast read would).
   bool reading = false;
@@ -75,6 +76,7 @@ struct GatewayClient::Impl {
       std::string why = ec.message();
       if (ec == websocket::error::closed) {
         auto r = ws.reason();
+        close_code = static_cast<std::uint16_t>(r.code);
         why = "connection closed by the gateway (" + std::to_string(r.code) +
               (r.reason.empty() ? "" : " " + std::string(r.reason.c_str())) + ")";
       }
@@ -105,7 +107,7 @@ struct GatewayClient::Impl {
       if (f.value("type", "") != "res" || f.value("id", "") != id) continue;
       if (f.value("ok", false)) return f.contains("payload") ? f["payload"] : json(nullptr);
       const auto& e = f["error"];
-      throw ClientError(e.value("code", "ERROR"), e.value("message", "request failed"));
+      throw ClientError(e.value("code", "ERROR"), e.value("message", "request failed"), e);
     }
   }
 };
@@ -183,6 +185,24 @@ std::optional<json> GatewayClient::next_event(std::chrono::milliseconds timeout)
       throw;
     }
   }
+}
+
+std::optional<std::uint16_t> GatewayClient::close_code() const {
+  return impl_->close_code;
+}
+
+bool accepts_connections(const std::string& host, int port, std::chrono::milliseconds timeout) {
+  asio::io_context io;
+  asio::ip::tcp::resolver resolver(io);
+  beast::error_code ec;
+  auto results = resolver.resolve(host, std::to_string(port), ec);
+  if (ec) return false;
+  beast::tcp_stream stream(io);
+  stream.expires_after(timeout);
+  bool connected = false;
+  stream.async_connect(results, [&](beast::error_code e, const auto&) { connected = !e; });
+  io.run();
+  return connected;
 }
 
 void GatewayClient::close() {

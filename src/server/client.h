@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -12,9 +13,11 @@
 namespace drawbridge::server {
 
 struct ClientError : std::runtime_error {
-  ClientError(std::string code, const std::string& message)
-      : std::runtime_error(message), code(std::move(code)) {}
+  ClientError(std::string code, const std::string& message, nlohmann::json error = nullptr)
+      : std::runtime_error(message), code(std::move(code)), error(std::move(error)) {}
   std::string code;  // the protocol error code, or "CONNECT" / "TIMEOUT" / "CLOSED"
+  // The error object of an error response (details, retryable, retryAfterMs); null otherwise.
+  nlohmann::json error;
 };
 
 // A small blocking client of the control protocol, for the CLI and the tests.
@@ -34,11 +37,17 @@ class GatewayClient {
                          std::chrono::milliseconds timeout = std::chrono::seconds(10));
   // The next event frame, or nullopt on timeout.
   std::optional<nlohmann::json> next_event(std::chrono::milliseconds timeout);
+  // The WebSocket close code the gateway sent, once a read saw it close the connection.
+  std::optional<std::uint16_t> close_code() const;
   void close();
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// True when a TCP connection to host:port succeeds within `timeout`: the gateway (or something
+// else) still listens there.
+bool accepts_connections(const std::string& host, int port, std::chrono::milliseconds timeout);
 
 }  // namespace drawbridge::server

@@ -2,6 +2,8 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
+
 #include <boost/beast/websocket.hpp>
 #include <spdlog/spdlog.h>
 
@@ -68,6 +70,11 @@ void HttpSession::abort_now() {
   stream_.socket().close(ec);
 }
 
+void HttpSession::end() {
+  ending_ = true;
+  if (!busy_) abort_now();
+}
+
 void HttpSession::do_read() {
   parser_.emplace();
   parser_->header_limit(16 * 1024);
@@ -84,6 +91,7 @@ void HttpSession::on_read(beast::error_code ec, std::size_t) {
     stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
     return;
   }
+  busy_ = true;
   if (ec) {
     // Oversized or malformed request: answer it, then drop the connection.
     const bool too_big = ec == http::error::body_limit || ec == http::error::header_limit;
@@ -118,7 +126,7 @@ void HttpSession::on_read(beast::error_code ec, std::size_t) {
 
 void HttpSession::write_response(Response res) {
   response_ = std::make_shared<Response>(std::move(res));
-  const bool keep_alive = response_->keep_alive() && !server_.closing();
+  const bool keep_alive = response_->keep_alive() && !server_.closing() && !ending_;
   response_->keep_alive(keep_alive);
   http::async_write(stream_, *response_,
                     beast::bind_front_handler(&HttpSession::on_write, shared_from_this(),
@@ -127,8 +135,9 @@ void HttpSession::write_response(Response res) {
 
 void HttpSession::on_write(bool keep_alive, beast::error_code ec, std::size_t) {
   response_.reset();
+  busy_ = false;
   if (ec) return;
-  if (!keep_alive) {
+  if (!keep_alive || ending_) {
     beast::error_code ignored;
     stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
     return;
@@ -213,17 +222,27 @@ std::optional<HttpSession::Response> HttpSession::post_message(const Request& re
                  {{"ok", false},
                   {"error", {{"code", error_code::invalid_request}, {"message", message}}}});
   };
+  if (auto refused = server_.refusal()) {
+    // Between two generations there is no pipeline to commit to: the client retries, with
+    // the same idempotency key, and is answered once.
+    auto res = reply(
+        http::status::service_unavailable,
+        {{"ok", false}, {"error", refused->to_json()}, {"reason", refused->details["reason"]}});
+    const auto seconds = (*refused->retry_after_ms + 999) / 1000;
+    res.set(http::field::retry_after, std::to_string(std::max<std::int64_t>(seconds, 1)));
+    return res;
+  }
   json body = json::parse(req.body(), nullptr, false);
   if (body.is_discarded()) return bad("body: malformed JSON");
   if (!body.is_object()) return bad("body: expected a JSON object {sessionKey, message}");
-  Params p(body);
+  Params p(body, "body");
   std::string err;
   auto session = p.string("sessionKey", false, true, err);
   auto message = err.empty() ? p.string("message", false, false, err) : std::nullopt;
   if (err.empty() && !message) message = p.string("text", false, false, err);
   auto key = err.empty() ? p.string("idempotencyKey", false, true, err) : std::nullopt;
   auto sender = err.empty() ? p.string("sender", false, false, err) : std::nullopt;
-  if (!err.empty()) return bad("body." + err.substr(std::string("params.").size()));
+  if (!err.empty()) return bad(err);
   if (!message) return bad("body.message: required");
   if (!key) {
     auto header = req["Idempotency-Key"];

@@ -17,6 +17,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   HttpSession(Server& server, boost::asio::ip::tcp::socket&& socket);
   void run();
   void abort_now();
+  // Ends the connection: now when it waits for a request, after the answer when one is being
+  // prepared or written.
+  void end();
 
  private:
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
@@ -36,6 +39,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   std::shared_ptr<Response> response_;
+  bool busy_ = false;  // from a request read to its answer written
+  bool ending_ = false;
 };
 
 }  // namespace drawbridge::server

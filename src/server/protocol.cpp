@@ -1,5 +1,7 @@
 #include "server/protocol.h"
 
+#include <limits>
+
 namespace drawbridge::server {
 
 nlohmann::json RpcError::to_json() const {
@@ -58,13 +60,13 @@ std::string type_name(const nlohmann::json& v) {
 std::optional<std::string> Params::string(const char* key, bool required, bool non_empty,
                                           std::string& error) const {
   if (!p_.is_object() || !p_.contains(key) || p_[key].is_null()) {
-    if (required) error = std::string("params.") + key + ": required";
+    if (required) error = name(key) + ": required";
     return std::nullopt;
   }
   const auto& v = p_[key];
   if (!v.is_string() || (non_empty && v.get_ref<const std::string&>().empty())) {
-    error = std::string("params.") + key + ": expected a " + (non_empty ? "non-empty " : "") +
-            "string, got " + (v.is_string() ? "\"\"" : type_name(v));
+    error = name(key) + ": expected a " + (non_empty ? "non-empty " : "") + "string, got " +
+            (v.is_string() ? "\"\"" : type_name(v));
     return std::nullopt;
   }
   return v.get<std::string>();
@@ -74,10 +76,16 @@ std::optional<std::int64_t> Params::integer(const char* key, std::int64_t min, s
                                             std::string& error) const {
   if (!p_.is_object() || !p_.contains(key) || p_[key].is_null()) return std::nullopt;
   const auto& v = p_[key];
-  if (!(v.is_number_integer() || v.is_number_unsigned()) || v.get<std::int64_t>() < min ||
-      v.get<std::int64_t>() > max) {
-    error = std::string("params.") + key + ": expected an integer in " + std::to_string(min) +
-            ".." + std::to_string(max) + ", got " + v.dump();
+  constexpr auto highest = std::numeric_limits<std::int64_t>::max();
+  // An unsigned value above the int64 range would wrap to a negative one.
+  const bool fits = v.is_number_integer() &&
+                    (!v.is_number_unsigned() || v.get<std::uint64_t>() <= std::uint64_t(highest));
+  if (!fits || v.get<std::int64_t>() < min || v.get<std::int64_t>() > max) {
+    const std::string expected =
+        max != highest ? "an integer in " + std::to_string(min) + ".." + std::to_string(max)
+        : min == 0     ? "a non-negative integer"
+                       : "an integer >= " + std::to_string(min);
+    error = name(key) + ": expected " + expected + ", got " + v.dump();
     return std::nullopt;
   }
   return v.get<std::int64_t>();
@@ -87,7 +95,7 @@ std::optional<bool> Params::boolean(const char* key, std::string& error) const {
   if (!p_.is_object() || !p_.contains(key) || p_[key].is_null()) return std::nullopt;
   const auto& v = p_[key];
   if (!v.is_boolean()) {
-    error = std::string("params.") + key + ": expected a boolean, got " + type_name(v);
+    error = name(key) + ": expected a boolean, got " + type_name(v);
     return std::nullopt;
   }
   return v.get<bool>();

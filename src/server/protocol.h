@@ -48,10 +48,12 @@ std::string make_event_from_dump(std::string_view event, const std::string& payl
                                  const nlohmann::json& state_version = nullptr);
 
 // A method's params, checked field by field; errors name the field ("params.sessionKey:
-// expected a non-empty string").
+// expected a non-empty string"). `where` prefixes the names, so a nested object reports
+// "params.restartIntent.waitMs".
 class Params {
  public:
-  explicit Params(const nlohmann::json& params) : p_(params) {}
+  explicit Params(const nlohmann::json& params, std::string where = "params")
+      : p_(params), where_(std::move(where)) {}
   bool is_object() const { return p_.is_object(); }
   std::optional<std::string> string(const char* key, bool required, bool non_empty,
                                     std::string& error) const;
@@ -60,7 +62,10 @@ class Params {
   std::optional<bool> boolean(const char* key, std::string& error) const;
 
  private:
+  std::string name(const char* key) const { return where_ + "." + key; }
+
   const nlohmann::json& p_;
+  std::string where_;
 };
 
 }  // namespace drawbridge::server

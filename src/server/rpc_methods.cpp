@@ -1,6 +1,7 @@
 #include "server/rpc_methods.h"
 
 #include <algorithm>
+#include <limits>
 
 #include <spdlog/spdlog.h>
 
@@ -12,11 +13,19 @@ RpcError invalid(std::string message) {
   return RpcError{std::string(error_code::invalid_request), std::move(message), nullptr, {}, {}};
 }
 
+constexpr std::int64_t kMaxInt = std::numeric_limits<std::int64_t>::max();
+
 RpcError store_unavailable(const std::exception& e) {
   spdlog::error("store error: {}", e.what());
   return RpcError{std::string(error_code::unavailable),
                   std::string("the message store cannot commit right now: ") + e.what(),
                   nlohmann::json{{"reason", "store-unavailable"}}, true, 1000};
+}
+
+RpcError control_failed(std::string_view what, const std::exception& e) {
+  spdlog::error("{} failed: {}", what, e.what());
+  return RpcError{std::string(error_code::unavailable), std::string(what) + " failed: " + e.what(),
+                  nullptr, true, 1000};
 }
 
 }  // namespace
@@ -30,6 +39,42 @@ nlohmann::json transcript_message(const store::TranscriptEntry& e) {
   return m;
 }
 
+std::variant<RestartIntent, std::string> parse_restart_intent(const nlohmann::json& params) {
+  static const nlohmann::json empty = nlohmann::json::object();
+  const nlohmann::json& top = params.is_object() ? params : empty;
+  Params p(top);
+  std::string err;
+  RestartIntent intent;
+  auto reason = p.string("reason", false, false, err);
+  auto force = err.empty() ? p.boolean("force", err) : std::nullopt;
+  auto skip_deferral = err.empty() ? p.boolean("skipDeferral", err) : std::nullopt;
+  auto wait_ms = err.empty() ? p.integer("waitMs", 0, kMaxInt, err) : std::nullopt;
+  auto delay_ms = err.empty() ? p.integer("delayMs", 0, kMaxInt, err) : std::nullopt;
+  auto run_id = err.empty() ? p.string("runId", false, false, err) : std::nullopt;
+  if (!err.empty()) return err;
+
+  const auto nested = top.find("restartIntent");
+  if (nested != top.end() && !nested->is_null()) {
+    if (!nested->is_object()) return std::string("params.restartIntent: expected an object");
+    Params n(*nested, "params.restartIntent");
+    auto n_reason = n.string("reason", false, false, err);
+    auto n_force = err.empty() ? n.boolean("force", err) : std::nullopt;
+    auto n_wait_ms = err.empty() ? n.integer("waitMs", 0, kMaxInt, err) : std::nullopt;
+    if (!err.empty()) return err;
+    if (!reason) reason = n_reason;
+    if (!force) force = n_force;
+    if (!wait_ms) wait_ms = n_wait_ms;
+  }
+
+  intent.reason = reason.value_or("");
+  intent.force = force.value_or(false) || skip_deferral.value_or(false);
+  intent.wait_ms = wait_ms;
+  intent.delay_ms = delay_ms;
+  intent.requested_by_run = run_id.value_or("");
+  intent.source = "rpc";
+  return intent;
+}
+
 RpcMethods::RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::string local_channel)
     : control_(control), pipeline_(pipeline), local_channel_(std::move(local_channel)) {
   methods_ = {
@@ -39,6 +84,9 @@ RpcMethods::RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::stri
       {"chat.send", {scope::write, nullptr, &RpcMethods::chat_send}},
       {"chat.abort", {scope::write, &RpcMethods::chat_abort}},
       {"send", {scope::write, nullptr, &RpcMethods::send}},
+      {"gateway.restart.request", {scope::admin, &RpcMethods::gateway_restart_request}},
+      // A drawbridge extension: OpenClaw stops only through its service manager.
+      {"gateway.stop", {scope::admin, &RpcMethods::gateway_stop}},
   };
 }
 
@@ -213,6 +261,28 @@ void RpcMethods::send(const Caller&, const nlohmann::json& params, Respond respo
     if (res.duplicate) out["duplicate"] = true;
     respond(out);
   });
+}
+
+RpcOutcome RpcMethods::gateway_restart_request(const Caller&, const nlohmann::json& params) {
+  auto parsed = parse_restart_intent(params);
+  if (auto* err = std::get_if<std::string>(&parsed)) return invalid(*err);
+  try {
+    return control_.request_restart(std::get<RestartIntent>(parsed));
+  } catch (const std::exception& e) {
+    return control_failed("gateway.restart.request", e);
+  }
+}
+
+RpcOutcome RpcMethods::gateway_stop(const Caller&, const nlohmann::json& params) {
+  Params p(params);
+  std::string err;
+  auto reason = p.string("reason", false, false, err);
+  if (!err.empty()) return invalid(err);
+  try {
+    return control_.request_stop(reason && !reason->empty() ? *reason : "requested");
+  } catch (const std::exception& e) {
+    return control_failed("gateway.stop", e);
+  }
 }
 
 }  // namespace drawbridge::server

@@ -55,6 +55,8 @@ class RpcMethods {
   RpcOutcome chat_history(const Caller&, const nlohmann::json&);
   RpcOutcome chat_abort(const Caller&, const nlohmann::json&);
   void send(const Caller&, const nlohmann::json&, Respond);
+  RpcOutcome gateway_restart_request(const Caller&, const nlohmann::json&);
+  RpcOutcome gateway_stop(const Caller&, const nlohmann::json&);
 
   Control& control_;
   pipeline::Pipeline& pipeline_;
@@ -63,5 +65,12 @@ class RpcMethods {
 };
 
 nlohmann::json transcript_message(const store::TranscriptEntry& e);
+
+// The params of `gateway.restart.request` as a RestartIntent, or the message naming the field
+// that is wrong. Besides drawbridge's {reason, force, waitMs, delayMs, runId} it honours
+// OpenClaw's `skipDeferral` (same as force) and its nested `restartIntent {reason, force,
+// waitMs}`, whose fields fill what the top level leaves unset. Other keys OpenClaw clients
+// send (`target`, `safe`) are ignored.
+std::variant<RestartIntent, std::string> parse_restart_intent(const nlohmann::json& params);
 
 }  // namespace drawbridge::server

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <algorithm>
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/beast/websocket.hpp>
 #include <spdlog/spdlog.h>
@@ -29,39 +31,100 @@ Server::Server(asio::io_context& io, core::Clock& clock, Control& control,
 
 Server::~Server() { pipeline_.remove_listener(this); }
 
-std::optional<std::string> Server::listen() {
+std::optional<std::string> Server::open_acceptor(const std::string& bind_address, int port,
+                                                 tcp::acceptor& acceptor, bool* in_use) {
   boost::system::error_code ec;
-  auto address = asio::ip::make_address(options_.bind_address, ec);
-  if (ec) return "gateway.bind: \"" + options_.bind_address + "\" is not an IP address";
-  tcp::endpoint ep(address, static_cast<unsigned short>(options_.port));
-  const std::string where = (address.is_v6() ? "[" + options_.bind_address + "]"
-                                             : options_.bind_address) +
-                            ":" + std::to_string(options_.port);
-  acceptor_.open(ep.protocol(), ec);
-  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(ep, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  auto address = asio::ip::make_address(bind_address, ec);
+  if (ec) return "gateway.bind: \"" + bind_address + "\" is not an IP address";
+  tcp::endpoint ep(address, static_cast<unsigned short>(port));
+  const std::string where =
+      (address.is_v6() ? "[" + bind_address + "]" : bind_address) + ":" + std::to_string(port);
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     std::string hint = ec == asio::error::address_in_use
                            ? " (another gateway may be running: try `drawbridge status`, or set "
                              "gateway.port)"
                            : "";
+    if (in_use) *in_use = ec == asio::error::address_in_use;
     boost::system::error_code ignored;
-    acceptor_.close(ignored);
+    acceptor.close(ignored);
     return "cannot listen on " + where + ": " + ec.message() + hint;
   }
+  return std::nullopt;
+}
+
+std::optional<std::string> Server::listen() {
+  if (auto err = open_acceptor(options_.bind_address, options_.port, acceptor_)) return err;
   bound_port_ = acceptor_.local_endpoint().port();
   return std::nullopt;
 }
 
+std::optional<std::string> Server::relisten(const std::string& bind_address, int port) {
+  if (closing_) return "cannot listen on a new address: the server is closing";
+  if (bind_address == options_.bind_address && port == options_.port && acceptor_.is_open()) {
+    return std::nullopt;
+  }
+  tcp::acceptor fresh(io_);
+  bool in_use = false;
+  auto err = open_acceptor(bind_address, port, fresh, &in_use);
+  if (err && in_use && port == bound_port_) {
+    // Linux refuses 127.0.0.1:P while 0.0.0.0:P listens (and the reverse): on the same port
+    // the old acceptor has to go first. If the new address still fails, the old one comes
+    // back, so the gateway stays reachable where it was.
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    err = open_acceptor(bind_address, port, fresh);
+    if (err) {
+      if (auto back = open_acceptor(options_.bind_address, bound_port_, acceptor_)) {
+        spdlog::error("cannot listen on the old address again either: {}", *back);
+      } else if (started_) {
+        do_accept();
+      }
+      return err;
+    }
+  }
+  if (err) return err;
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);  // its pending accept completes with operation_aborted
+  acceptor_ = std::move(fresh);
+  options_.bind_address = bind_address;
+  options_.port = port;
+  bound_port_ = acceptor_.local_endpoint().port();
+  if (started_) do_accept();
+  return std::nullopt;
+}
+
+std::optional<RpcError> Server::refusal() {
+  const LifecycleView life = control_.lifecycle();
+  if (life.accepting_connections) return std::nullopt;
+  const bool stopping = life.state == "stopping";
+  const std::string reason = stopping ? "gateway-stopping" : "gateway-restarting";
+  // A floor, so that clients do not spin on a restart expected "now".
+  const std::int64_t retry_after = std::max<std::int64_t>(life.restart_expected_ms, 250);
+  return RpcError{
+      std::string(error_code::unavailable),
+      stopping ? "the gateway is stopping; retry when it is back"
+               : "the gateway is restarting; retry in " + std::to_string(retry_after) + " ms",
+      json{{"reason", reason}}, true, retry_after};
+}
+
+void Server::set_token(std::string token) {
+  options_.token = std::move(token);
+}
+
 void Server::start() {
+  started_ = true;
   do_accept();
   schedule_tick();
 }
 
 void Server::do_accept() {
-  acceptor_.async_accept(io_, [this](boost::system::error_code ec,
-                                                        tcp::socket socket) {
+  // A completion of an acceptor replaced by relisten() must not re-arm the new one twice.
+  const auto generation = ++accept_generation_;
+  acceptor_.async_accept(io_, [this, generation](boost::system::error_code ec, tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || closing_) return;
       // Out of file descriptors and the like: log, keep accepting.
@@ -72,7 +135,7 @@ void Server::do_accept() {
       track(s);
       s->run();
     }
-    if (!closing_) do_accept();
+    if (!closing_ && generation == accept_generation_) do_accept();
   });
 }
 
@@ -107,6 +170,7 @@ void Server::attach(const std::shared_ptr<WsConnection>& c) {
 
 void Server::detach(std::uint64_t conn_id) {
   connections_.erase(conn_id);
+  ending_.erase(conn_id);
   for (auto it = subscribers_.begin(); it != subscribers_.end();) {
     it->second.erase(conn_id);
     it = it->second.empty() ? subscribers_.erase(it) : std::next(it);
@@ -174,41 +238,66 @@ void Server::on_chat_event(const pipeline::ChatEvent& ev) {
 
 void Server::close(std::string reason, std::optional<std::int64_t> restart_expected_ms,
                    std::uint16_t code, std::string close_reason, std::function<void()> done) {
-  if (closing_) {
-    done();
-    return;
+  if (!closing_) {
+    closing_ = true;
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    tick_timer_.cancel();
+    for (auto& [id, weak] : http_sessions_) {
+      if (auto s = weak.lock()) s->abort_now();
+    }
+    http_sessions_.clear();
   }
-  closing_ = true;
-  on_closed_ = std::move(done);
-  boost::system::error_code ec;
-  acceptor_.close(ec);
-  tick_timer_.cancel();
+  end_connections(reason, restart_expected_ms, code, close_reason, std::move(done));
+}
+
+void Server::disconnect_all(std::string reason, std::optional<std::int64_t> restart_expected_ms,
+                            std::uint16_t code, std::string close_reason,
+                            std::function<void()> done) {
+  // An answer being written (a POST waiting for its commit) is finished first: the client
+  // would otherwise not know its message was accepted.
   for (auto& [id, weak] : http_sessions_) {
-    if (auto s = weak.lock()) s->abort_now();
+    if (auto s = weak.lock()) s->end();
   }
   http_sessions_.clear();
+  end_connections(reason, restart_expected_ms, code, close_reason, std::move(done));
+}
+
+void Server::end_connections(const std::string& reason,
+                             std::optional<std::int64_t> restart_expected_ms, std::uint16_t code,
+                             const std::string& close_reason, std::function<void()> done) {
+  if (done) on_ended_.push_back(std::move(done));
   json payload = {{"reason", reason}};
   if (restart_expected_ms) payload["restartExpectedMs"] = *restart_expected_ms;
   auto conns = connections_;  // shutdown() may detach synchronously
-  for (auto& [id, c] : conns) c->shutdown(payload, code, close_reason);
+  for (auto& [id, c] : conns) {
+    if (!ending_.insert(id).second) continue;  // already closing: one shutdown event each
+    c->shutdown(payload, code, close_reason);
+  }
   // A client that does not answer the close handshake is cut off after a bound.
   close_timer_.expires_after(std::chrono::seconds(2));
   close_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    auto left = connections_;
-    for (auto& [id, c] : left) c->abort_now();
-    connections_.clear();
+    auto left = std::move(ending_);
+    ending_.clear();
+    for (auto id : left) {
+      auto c = connections_.find(id);
+      if (c == connections_.end()) continue;
+      auto conn = c->second;
+      connections_.erase(c);
+      conn->abort_now();
+    }
     maybe_closed();
   });
   maybe_closed();
 }
 
 void Server::maybe_closed() {
-  if (!closing_ || !connections_.empty() || !on_closed_) return;
+  if (!ending_.empty() || on_ended_.empty()) return;
   close_timer_.cancel();
-  auto done = std::move(on_closed_);
-  on_closed_ = nullptr;
-  done();
+  auto waiters = std::move(on_ended_);
+  on_ended_.clear();
+  for (auto& done : waiters) done();
 }
 
 }  // namespace drawbridge::server

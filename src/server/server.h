@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -47,12 +48,25 @@ class Server final : public pipeline::ChatEventListener {
 
   // Binds and listens. Returns a message a user can act on when it cannot.
   std::optional<std::string> listen();
+  // Moves to another address (a new generation whose config changed gateway.bind or
+  // gateway.port): the new acceptor is opened first and the old one closed only when that
+  // worked, so a failure leaves the server listening where it was. Same messages as listen().
+  std::optional<std::string> relisten(const std::string& bind_address, int port);
+  // Connections authenticate against `token` from now on; connected clients are not re-checked.
+  void set_token(std::string token);
   int port() const { return bound_port_; }
   void start();
   // Sends `shutdown` to every client, closes WebSockets with `code` once their queues are
   // flushed, stops accepting; `done` runs when every connection is gone (bounded).
   void close(std::string reason, std::optional<std::int64_t> restart_expected_ms,
              std::uint16_t code, std::string close_reason, std::function<void()> done);
+  // The same for the connections of now, but the server keeps accepting and ticking: an
+  // in-process restart never refuses a TCP connection. Connections opened meanwhile are left
+  // alone (Control::lifecycle() decides whether their `connect` is served). HTTP keep-alive
+  // sessions end after the answer they are writing, if any. `done` runs when the connections
+  // of now are gone (bounded by the same 2 s).
+  void disconnect_all(std::string reason, std::optional<std::int64_t> restart_expected_ms,
+                      std::uint16_t code, std::string close_reason, std::function<void()> done);
   void on_chat_event(const pipeline::ChatEvent& event) override;
   std::size_t connection_count() const { return connections_.size(); }
 
@@ -64,6 +78,9 @@ class Server final : public pipeline::ChatEventListener {
   RpcMethods& rpc() { return rpc_; }
   const ServerOptions& options() const { return options_; }
   bool closing() const { return closing_; }
+  // While Control::lifecycle() refuses new connections (a restart between two generations, a
+  // stop): the retryable UNAVAILABLE a new client gets. nullopt while accepting.
+  std::optional<RpcError> refusal();
   void attach(const std::shared_ptr<WsConnection>& c);
   void detach(std::uint64_t conn_id);
   void track(const std::shared_ptr<HttpSession>& s);
@@ -71,8 +88,15 @@ class Server final : public pipeline::ChatEventListener {
   std::uint64_t next_id() { return ++next_conn_id_; }
 
  private:
+  // `in_use`, when given, tells whether the address was taken (EADDRINUSE).
+  std::optional<std::string> open_acceptor(const std::string& bind_address, int port,
+                                           boost::asio::ip::tcp::acceptor& acceptor,
+                                           bool* in_use = nullptr);
   void do_accept();
   void schedule_tick();
+  void end_connections(const std::string& reason, std::optional<std::int64_t> restart_expected_ms,
+                       std::uint16_t code, const std::string& close_reason,
+                       std::function<void()> done);
   void maybe_closed();
 
   boost::asio::io_context& io_;
@@ -85,8 +109,12 @@ class Server final : public pipeline::ChatEventListener {
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer close_timer_;
   int bound_port_ = 0;
+  bool started_ = false;
+  std::uint64_t accept_generation_ = 0;
   bool closing_ = false;
-  std::function<void()> on_closed_;
+  // Connections being ended by close() or disconnect_all(), and who waits for them.
+  std::set<std::uint64_t> ending_;
+  std::vector<std::function<void()>> on_ended_;
   std::uint64_t next_conn_id_ = 0;
   std::uint64_t ticks_ = 0;
   std::uint64_t health_version_ = 0;

@@ -183,6 +183,11 @@ void WsConnection::handle_connect(const std::string& req_id, const json& params)
                    {}},
                   "protocol mismatch", websocket::close_code::protocol_error);
   }
+  // Before the token: a new generation may bring a new token, and a client should retry
+  // rather than be told that the one it has is wrong.
+  if (auto refused = server_.refusal()) {
+    return reject(std::move(*refused), "try again later", websocket::close_code::try_again_later);
+  }
   std::string token;
   if (params.contains("auth") && params["auth"].is_object()) {
     const auto& a = params["auth"];

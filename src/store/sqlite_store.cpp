@@ -248,7 +248,16 @@ struct SqliteStore::Impl {
         get_value(db->prepare("SELECT value FROM kv WHERE key = ?")),
         set_value(db->prepare("INSERT INTO kv (key, value) VALUES (?, ?) "
                               "ON CONFLICT (key) DO UPDATE SET value = excluded.value")),
-        erase_value(db->prepare("DELETE FROM kv WHERE key = ?")) {}
+        erase_value(db->prepare("DELETE FROM kv WHERE key = ?")),
+        set_session_state(db->prepare(
+            "UPDATE sessions SET state = ?, updated_at_ms = ? WHERE session_key = ?")),
+        sessions_in_state(
+            db->prepare("SELECT session_key FROM sessions WHERE state = ? ORDER BY session_key")),
+        unfinished_sessions(db->prepare("SELECT DISTINCT session_key FROM inbox WHERE state IN "
+                                        "('pending', 'running') ORDER BY session_key")),
+        remove_dangling(db->prepare(
+            "DELETE FROM transcript WHERE role <> 'user' AND inbound_id IN "
+            "(SELECT id FROM inbox WHERE state IN ('pending', 'running'))")) {}
 
   std::optional<InboxRecord> find_inbox(std::int64_t id) {
     Cursor c = inbox_by_id.query(id);
@@ -302,6 +311,10 @@ struct SqliteStore::Impl {
   Statement get_value;
   Statement set_value;
   Statement erase_value;
+  Statement set_session_state;
+  Statement sessions_in_state;
+  Statement unfinished_sessions;
+  Statement remove_dangling;
 };
 
 std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path, Durability durability) {
@@ -568,6 +581,39 @@ void SqliteStore::erase_value(const std::string& key) {
   Transaction tx(*s.db, Transaction::Mode::write);
   s.erase_value.execute(key);
   tx.commit();
+}
+
+void SqliteStore::set_session_state(const std::string& session_key, const std::string& state,
+                                    std::int64_t now_ms) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  Transaction tx(*s.db, Transaction::Mode::write);
+  s.set_session_state.execute(state, now_ms, session_key);
+  tx.commit();
+}
+
+std::vector<std::string> SqliteStore::sessions_in_state(const std::string& state) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  Transaction tx(*s.db, Transaction::Mode::read);
+  std::vector<std::string> out;
+  Cursor c = s.sessions_in_state.query(state);
+  while (c.next()) out.push_back(c.text(0));
+  return out;
+}
+
+Store::Repair SqliteStore::repair_interrupted() {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  Transaction tx(*s.db, Transaction::Mode::write);
+  Repair r;
+  {
+    Cursor c = s.unfinished_sessions.query();
+    while (c.next()) r.sessions.push_back(c.text(0));
+  }
+  r.removed_entries = s.remove_dangling.execute();
+  tx.commit();
+  return r;
 }
 
 }  // namespace drawbridge::store

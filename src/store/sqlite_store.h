@@ -43,6 +43,10 @@ class SqliteStore final : public Store {
                                           std::size_t limit) override;
 
   StoreCounts counts() override;
+  void set_session_state(const std::string& session_key, const std::string& state,
+                         std::int64_t now_ms) override;
+  std::vector<std::string> sessions_in_state(const std::string& state) override;
+  Repair repair_interrupted() override;
   void begin_batch() override;
   void commit_batch() override;
   void rollback_batch() override;

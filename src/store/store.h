@@ -129,6 +129,22 @@ class Store {
 
   virtual StoreCounts counts() = 0;
 
+  // Session lifecycle state: "idle", or "resume_pending" once a restart aborted its turn (the
+  // next turn is told so, then it is "idle" again). Unknown sessions are left alone.
+  virtual void set_session_state(const std::string& session_key, const std::string& state,
+                                 std::int64_t now_ms) = 0;
+  virtual std::vector<std::string> sessions_in_state(const std::string& state) = 0;
+
+  // After a start without the clean-shutdown marker: removes what a turn that never finished
+  // may have left in the transcript (any non-user entry of an inbox row still unfinished), so
+  // the replayed turn starts from a consistent history. Returns the sessions with unfinished
+  // rows (those the replay resumes) and how many entries were removed.
+  struct Repair {
+    std::vector<std::string> sessions;
+    std::int64_t removed_entries = 0;
+  };
+  virtual Repair repair_interrupted() = 0;
+
   // Group commit. Between begin_batch() and commit_batch() the methods above write into one
   // transaction, and commit_batch() makes all of them durable at once. Nothing written in a
   // batch may be acknowledged before commit_batch() returns. A batch is all or nothing: a

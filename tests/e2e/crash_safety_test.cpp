@@ -59,7 +59,10 @@ TEST(CrashSafety, SigkillAtRandomPointsLosesNothingAndAnswersOnce) {
   constexpr int kRounds = 8;
   constexpr int kSessions = 10;
   TempDir dir;
-  Gateway gw(dir, echo_config(/*delay_ms=*/20));
+  // Every message must be answered: no queue cap may drop one (the default cap is 20).
+  json cfg = echo_config(/*delay_ms=*/20);
+  cfg["messages"] = {{"queue", {{"cap", 1000}}}};
+  Gateway gw(dir, cfg);
   std::vector<Acked> acked;
   int next_message = 0;
   int unacked = 0;

@@ -282,7 +282,8 @@ std::string ExitStatus::describe() const {
 }
 
 Process::Process(const std::vector<std::string>& argv, const fs::path& cwd,
-                 const fs::path& out_file, const fs::path& err_file) {
+                 const fs::path& out_file, const fs::path& err_file,
+                 const std::map<std::string, std::string>& extra_env) {
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -290,6 +291,7 @@ Process::Process(const std::vector<std::string>& argv, const fs::path& cwd,
   // DRAWBRIDGE_GATEWAY_PORT, ...) may change what the test sees.
   std::vector<std::string> env_strings = {"PATH=/usr/local/bin:/usr/bin:/bin",
                                           "HOME=" + cwd.string(), "LANG=C.UTF-8"};
+  for (const auto& [k, v] : extra_env) env_strings.push_back(k + "=" + v);
   std::vector<char*> env;
   for (auto& e : env_strings) env.push_back(e.data());
   env.push_back(nullptr);
@@ -419,7 +421,7 @@ bool Gateway::spawn_and_wait_ready(std::string& why) {
       std::vector<std::string>{DRAWBRIDGE_BINARY, "--config", config_file_.string(), "run",
                                "--port", std::to_string(port_), "--data-dir",
                                data_dir_.string()},
-      dir_.path(), out_file_, err_file_);
+      dir_.path(), out_file_, err_file_, env_);
   const auto deadline = Clock::now() + 10s;
   HttpClient probe(port_, 1s);
   while (Clock::now() < deadline) {

@@ -102,7 +102,7 @@ struct ExitStatus {
 class Process {
  public:
   Process(const std::vector<std::string>& argv, const fs::path& cwd, const fs::path& out_file,
-          const fs::path& err_file);
+          const fs::path& err_file, const std::map<std::string, std::string>& extra_env = {});
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -150,6 +150,8 @@ class Gateway {
   const fs::path& data_dir() const { return data_dir_; }
 
   void signal(int sig);
+  // Environment variables for the next start (the environment is otherwise fixed).
+  void set_env(const std::string& name, const std::string& value) { env_[name] = value; }
   // Bounded wait for the exit; throws (with the log) when it still runs at the deadline.
   ExitStatus wait_exit(Millis timeout = 10s);
   ExitStatus kill9();
@@ -182,6 +184,7 @@ class Gateway {
   int runs_ = 0;
   fs::path out_file_, err_file_;
   std::unique_ptr<Process> proc_;
+  std::map<std::string, std::string> env_;
 };
 
 // What one run looked like from a subscribed client.

@@ -84,7 +84,7 @@ TEST(Lifecycle, SigtermDeliversTheRunningTurnThenShutdownThenCloses1012) {
 
   auto st = gw.wait_exit(10s);
   EXPECT_TRUE(st.exited && st.code == 0) << st.describe();
-  EXPECT_NE(gw.log().find("waiting for 1 active turn"), std::string::npos) << gw.log();
+  EXPECT_NE(gw.log().find("1 turn(s) running"), std::string::npos) << gw.log();
 
   // The reply is on record exactly once and nothing is left to replay.
   gw.start();

@@ -20,8 +20,9 @@ class PipelineTest : public ::testing::Test {
     writer_ = std::make_unique<InlineBatchRunner>(*store_);
   }
 
-  std::unique_ptr<Pipeline> make_pipeline(int max_chars = 0) {
+  std::unique_ptr<Pipeline> make_pipeline(int max_chars = 0, PipelineSettings settings = {}) {
     auto p = std::make_unique<Pipeline>(clock_, executor_, *store_, *writer_);
+    p->configure(settings);
     p->add_channel(&channel_, &agent_, max_chars);
     p->add_listener(&listener_);
     return p;
@@ -287,7 +288,7 @@ TEST_F(PipelineTest, IdleWaiterWakesWhenTheLastReplyIsDelivered) {
   channel_.script = {SendStatus::retry};
   accept(*p, msg("k1", "s", "x"));
   bool idle = false;
-  p->work().when_idle([&] { idle = true; });
+  p->when_deliveries_idle([&] { idle = true; });
   complete(0, "y");
   EXPECT_FALSE(idle);  // turn done, delivery still waiting for its retry
   executor_.advance(core::Duration(500));
@@ -311,6 +312,279 @@ TEST_F(PipelineTest, UnknownChannelIsRefusedAndNothingIsWritten) {
   m.channel = "telegram";
   EXPECT_THROW(p->accept(m, [](AcceptResult) {}), std::invalid_argument);
   EXPECT_EQ(store_->counts().inbox_total, 0);
+}
+
+// --- debounce, followup queues and the drain's hooks (issue 3) ---
+
+PipelineSettings debounced(core::Duration window) {
+  PipelineSettings s;
+  s.inbound_debounce = window;
+  return s;
+}
+
+bool has_history(const TurnRequest& r, const std::string& role, const std::string& part) {
+  for (const auto& h : r.history) {
+    if (h.role == role && h.text.find(part) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST_F(PipelineTest, DebouncedMessagesOfOneChatBecomeOneTurn) {
+  auto p = make_pipeline(0, debounced(core::Duration(1000)));
+  p->start();
+  auto a = accept(*p, msg("k1", "s", "first"));
+  executor_.advance(core::Duration(600));
+  auto b = accept(*p, msg("k2", "s", "second"));
+  EXPECT_EQ(a.status, "queued");
+  EXPECT_EQ(a.reason, "debounce");
+  executor_.advance(core::Duration(600));  // 1200 ms after the first, 600 after the second
+  EXPECT_TRUE(agent_.calls.empty()) << "the second message re-armed the window";
+  executor_.advance(core::Duration(400));
+  ASSERT_EQ(agent_.calls.size(), 1u);
+  EXPECT_EQ(agent_.calls[0]->request.text, "first\nsecond");
+  EXPECT_EQ(agent_.calls[0]->request.run_id, "k2");
+  complete(0, "both");
+  EXPECT_EQ(store_->inbound(a.inbound_id)->state, store::InboxState::done);
+  EXPECT_EQ(store_->inbound(b.inbound_id)->state, store::InboxState::done);
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  // The merged run is closed for clients waiting on it, without a second reply.
+  bool merged_final = false;
+  for (const auto& e : listener_.events) {
+    merged_final |= e.run_id == "k1" && e.state == ChatEvent::State::final;
+  }
+  EXPECT_TRUE(merged_final);
+}
+
+TEST_F(PipelineTest, FlushingTheDebouncersHandsBufferedMessagesToTheirSessionsAtOnce) {
+  auto p = make_pipeline(0, debounced(core::Duration(10'000)));
+  p->start();
+  accept(*p, msg("k1", "s1", "buffered one"));
+  accept(*p, msg("k2", "s2", "buffered two"));
+  EXPECT_EQ(p->debounced_count(), 2u);
+  EXPECT_EQ(p->flush_debouncers(), 2u);
+  executor_.run_ready();
+  EXPECT_EQ(p->debounced_count(), 0u);
+  ASSERT_EQ(agent_.calls.size(), 2u);  // no wait for the 10 s window
+  // Later messages skip the debouncer for the rest of the drain.
+  auto c = accept(*p, msg("k3", "s3", "after the flush"));
+  EXPECT_EQ(c.status, "started");
+}
+
+TEST_F(PipelineTest, FollowupWaiterFiresWhenTheLastQueuedMessageIsHandedToATurn) {
+  auto p = make_pipeline();
+  p->start();
+  accept(*p, msg("k1", "s", "one"));
+  accept(*p, msg("k2", "s", "two"));
+  accept(*p, msg("k3", "s", "three"));
+  EXPECT_EQ(p->followups_pending(), 2u);
+  int fired = 0;
+  p->when_followups_drained([&] { ++fired; });
+  complete(0, "r1");
+  EXPECT_EQ(fired, 0);
+  complete(1, "r2");
+  EXPECT_EQ(fired, 1);  // "three" started: nothing waits any more, though a turn still runs
+  EXPECT_EQ(p->active_runs().size(), 1u);
+  bool at_once = false;
+  p->when_followups_drained([&] { at_once = true; });
+  EXPECT_TRUE(at_once);
+}
+
+TEST_F(PipelineTest, CollectModeRunsEverythingThatWaitedAsOneTurn) {
+  PipelineSettings s;
+  s.queue_mode = core::FollowupMode::collect;
+  auto p = make_pipeline(0, s);
+  p->start();
+  accept(*p, msg("k1", "s", "one"));
+  auto b = accept(*p, msg("k2", "s", "two"));
+  auto c = accept(*p, msg("k3", "s", "three"));
+  complete(0, "r1");
+  ASSERT_EQ(agent_.calls.size(), 2u);
+  EXPECT_EQ(agent_.calls[1]->request.text, "two\nthree");
+  complete(1, "r23");
+  EXPECT_EQ(store_->inbound(b.inbound_id)->state, store::InboxState::done);
+  EXPECT_EQ(store_->inbound(c.inbound_id)->state, store::InboxState::done);
+}
+
+TEST_F(PipelineTest, InterruptModeCancelsTheRunningTurnForTheNewestMessage) {
+  PipelineSettings s;
+  s.queue_mode = core::FollowupMode::interrupt;
+  auto p = make_pipeline(0, s);
+  p->start();
+  auto a = accept(*p, msg("k1", "s", "slow question"));
+  auto b = accept(*p, msg("k2", "s", "never mind, this"));
+  EXPECT_EQ(b.reason, "interrupting");
+  executor_.run_ready();
+  EXPECT_TRUE(agent_.calls[0]->cancelled);
+  EXPECT_EQ(store_->inbound(a.inbound_id)->state, store::InboxState::aborted);
+  ASSERT_EQ(agent_.calls.size(), 2u);
+  EXPECT_EQ(agent_.calls[1]->request.text, "never mind, this");
+}
+
+TEST_F(PipelineTest, FullQueueWithSummarizeDropsTheOldestAndTellsTheNextTurn) {
+  PipelineSettings s;
+  s.queue.cap = 1;
+  s.queue.drop = core::DropPolicy::summarize;
+  auto p = make_pipeline(0, s);
+  p->start();
+  accept(*p, msg("k1", "s", "running"));
+  auto b = accept(*p, msg("k2", "s", "dropped"));
+  accept(*p, msg("k3", "s", "kept"));
+  EXPECT_EQ(store_->inbound(b.inbound_id)->state, store::InboxState::aborted);
+  bool aborted_event = false;
+  for (const auto& e : listener_.events) {
+    aborted_event |= e.run_id == "k2" && e.state == ChatEvent::State::aborted;
+  }
+  EXPECT_TRUE(aborted_event) << "the client of the dropped run is told";
+  complete(0, "r1");
+  ASSERT_EQ(agent_.calls.size(), 2u);
+  EXPECT_EQ(agent_.calls[1]->request.text, "kept");
+  EXPECT_TRUE(has_history(agent_.calls[1]->request, "system", "dropped 1 message"));
+}
+
+TEST_F(PipelineTest, FullQueueWithDropNewRefusesTheArrival) {
+  PipelineSettings s;
+  s.queue.cap = 1;
+  s.queue.drop = core::DropPolicy::newest;
+  auto p = make_pipeline(0, s);
+  p->start();
+  accept(*p, msg("k1", "s", "running"));
+  accept(*p, msg("k2", "s", "waits"));
+  auto c = accept(*p, msg("k3", "s", "refused"));
+  EXPECT_EQ(c.status, "dropped");
+  EXPECT_EQ(store_->inbound(c.inbound_id)->state, store::InboxState::aborted);
+}
+
+TEST_F(PipelineTest, ReservationKeepsDeliveriesBusyFromTurnStartToTheLastPartSent) {
+  auto p = make_pipeline();
+  p->start();
+  accept(*p, msg("k1", "s", "x"));
+  bool idle = false;
+  p->when_deliveries_idle([&] { idle = true; });
+  EXPECT_EQ(p->reserved_replies(), 1u);
+  EXPECT_FALSE(idle) << "the running turn holds a reservation for its reply";
+  channel_.script = {SendStatus::retry};
+  complete(0, "y");
+  EXPECT_FALSE(idle);
+  executor_.advance(core::Duration(500));
+  EXPECT_TRUE(idle);
+}
+
+TEST_F(PipelineTest, AbortedByTheDrainClosesTheRowAndTheNextTurnHearsOfIt) {
+  auto p = make_pipeline();
+  p->start();
+  auto a = accept(*p, msg("k1", "s", "long task"));
+  p->set_draining(true);
+  auto chats = p->abort_for_drain("budget");
+  executor_.run_ready();
+  ASSERT_EQ(chats.size(), 1u);
+  EXPECT_EQ(chats[0].session_key, "s");
+  EXPECT_EQ(store_->inbound(a.inbound_id)->state, store::InboxState::aborted);
+  EXPECT_EQ(store_->sessions_in_state("resume_pending"), std::vector<std::string>{"s"});
+  // The next generation: the session's next turn is told, then the flag clears.
+  p->reset();
+  p->add_channel(&channel_, &agent_, 0);
+  p->start();
+  EXPECT_EQ(agent_.calls.size(), 1u) << "an aborted row is not run again";
+  accept(*p, msg("k2", "s", "continue"));
+  ASSERT_EQ(agent_.calls.size(), 2u);
+  EXPECT_TRUE(has_history(agent_.calls[1]->request, "system", "interrupted"));
+  complete(1, "done");
+  EXPECT_TRUE(store_->sessions_in_state("resume_pending").empty());
+}
+
+TEST_F(PipelineTest, TurnThatAskedForTheRestartIsNotWaitedForAndIsAnsweredOnce) {
+  auto p = make_pipeline();
+  p->start();
+  auto a = accept(*p, msg("k1", "s", "please restart"));
+  agent_.stream(0, "restarting now");
+  bool turns_idle = false;
+  p->work().when_idle({core::WorkKind::turn}, [&] { turns_idle = true; });
+  EXPECT_FALSE(turns_idle);
+  EXPECT_TRUE(p->detach_run("k1"));
+  EXPECT_TRUE(turns_idle) << "no self-deadlock: the requester does not count";
+  EXPECT_FALSE(p->detach_run("nope"));
+  EXPECT_EQ(p->finish_detached(), 1u);
+  executor_.run_ready();
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  EXPECT_EQ(channel_.sent[0].text, "restarting now");
+  EXPECT_EQ(store_->inbound(a.inbound_id)->state, store::InboxState::done);
+  p->reset();
+  p->add_channel(&channel_, &agent_, 0);
+  p->start();
+  EXPECT_EQ(agent_.calls.size(), 1u) << "not run again by the restart it asked for";
+}
+
+TEST_F(PipelineTest, RestartCommandIsAnsweredAndHandedToTheRuntime) {
+  auto p = make_pipeline();
+  std::vector<ChatCommand> commands;
+  p->on_command([&](const ChatCommand& c) { commands.push_back(c); });
+  p->start();
+  clock_.advance(core::Duration(10));
+  auto a = accept(*p, msg("k1", "s", " /restart "));
+  executor_.run_ready();
+  EXPECT_TRUE(agent_.calls.empty());
+  ASSERT_EQ(commands.size(), 1u);
+  EXPECT_EQ(commands[0].name, "restart");
+  EXPECT_EQ(commands[0].session_key, "s");
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  EXPECT_EQ(channel_.sent[0].text, "Restarting the gateway.");
+  EXPECT_EQ(store_->inbound(a.inbound_id)->state, store::InboxState::done);
+  EXPECT_EQ(p->work().total(), 0u);
+}
+
+TEST_F(PipelineTest, RestartCommandIsRefusedWhenTurnedOff) {
+  PipelineSettings s;
+  s.restart_command = false;
+  auto p = make_pipeline(0, s);
+  int commands = 0;
+  p->on_command([&](const ChatCommand&) { ++commands; });
+  p->start();
+  accept(*p, msg("k1", "s", "/restart"));
+  executor_.run_ready();
+  EXPECT_EQ(commands, 0);
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  EXPECT_NE(channel_.sent[0].text.find("turned off"), std::string::npos);
+}
+
+TEST_F(PipelineTest, ResetEndsTheGenerationAndStartReplaysWhatWasLeft) {
+  auto p = make_pipeline();
+  p->start();
+  auto a = accept(*p, msg("k1", "s", "running"));
+  auto b = accept(*p, msg("k2", "s", "waiting"));
+  p->set_draining(true);
+  p->interrupt_all("stop");
+  executor_.run_ready();
+  const auto gen = p->generation();
+  p->reset();
+  EXPECT_FALSE(p->has_channel("local"));
+  p->add_channel(&channel_, &agent_, 0);
+  p->start();
+  EXPECT_EQ(p->generation(), gen + 1);
+  ASSERT_EQ(agent_.calls.size(), 2u);
+  EXPECT_EQ(agent_.calls[1]->request.text, "running");
+  complete(1, "r1");
+  ASSERT_EQ(agent_.calls.size(), 3u);
+  EXPECT_EQ(agent_.calls[2]->request.text, "waiting");
+  complete(2, "r2");
+  EXPECT_EQ(store_->inbound(a.inbound_id)->state, store::InboxState::done);
+  EXPECT_EQ(store_->inbound(b.inbound_id)->state, store::InboxState::done);
+}
+
+TEST_F(PipelineTest, NoticeGoesToTheChatWithoutTouchingTheOutbox) {
+  auto p = make_pipeline();
+  p->start();
+  accept(*p, msg("k1", "s", "x"));
+  auto chats = p->active_chats();
+  ASSERT_EQ(chats.size(), 1u);
+  std::string error = "unset";
+  p->send_notice(chats[0], "restarting soon", [&](std::string e) { error = e; });
+  EXPECT_EQ(error, "");
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  EXPECT_EQ(channel_.sent[0].text, "restarting soon");
+  EXPECT_TRUE(store_->pending_outbox().empty());
+  channel_.script = {SendStatus::failed};
+  p->send_notice(chats[0], "again", [&](std::string e) { error = e; });
+  EXPECT_FALSE(error.empty()) << "a failed notice is reported, not retried";
 }
 
 TEST(SplitReply, ShortTextIsOnePartAndEmptyTextNone) {

@@ -16,6 +16,18 @@ class FakeControl final : public Control {
   nlohmann::json status() override { return {{"state", "running"}}; }
   std::string metrics_text() override { return {}; }
   std::int64_t uptime_ms() override { return 1; }
+  nlohmann::json request_restart(const RestartIntent& intent) override {
+    intents.push_back(intent);
+    return {{"ok", true}, {"status", "scheduled"}, {"cycle", 3}, {"dueInMs", 2000}};
+  }
+  nlohmann::json request_stop(const std::string& reason) override {
+    stops.push_back(reason);
+    return {{"ok", true}, {"status", "stopping"}};
+  }
+  LifecycleView lifecycle() override { return {}; }
+
+  std::vector<RestartIntent> intents;
+  std::vector<std::string> stops;
 };
 
 class RpcMethodsTest : public ::testing::Test {
@@ -149,6 +161,130 @@ TEST_F(RpcMethodsTest, SendToAnUnconfiguredChannelIsRefused) {
                          {"channel", "telegram"}});
   EXPECT_EQ(error_of(out).code, "INVALID_REQUEST");
   EXPECT_EQ(error_of(out).message, "params.channel: channel \"telegram\" is not configured");
+}
+
+TEST_F(RpcMethodsTest, ChatSendDuringADrainIsQueuedForTheRestart) {
+  pipeline_->set_draining(true);
+  auto out = call(caller({"operator.write"}), "chat.send",
+                  {{"sessionKey", "s"}, {"message", "m"}, {"idempotencyKey", "key-d"}});
+  ASSERT_TRUE(std::holds_alternative<nlohmann::json>(out));
+  auto ack = std::get<nlohmann::json>(out);
+  EXPECT_EQ(ack["runId"], "key-d");
+  EXPECT_EQ(ack["status"], "queued");
+  EXPECT_EQ(ack["reason"], "gateway-restarting");
+  EXPECT_TRUE(agent_.calls.empty());
+}
+
+TEST_F(RpcMethodsTest, RestartRequestPassesTheIntentToTheGateway) {
+  auto out = call(caller({"operator.admin"}), "gateway.restart.request",
+                  {{"reason", "new plugin"},
+                   {"force", true},
+                   {"waitMs", 5000},
+                   {"delayMs", 0},
+                   {"runId", "run-7"}});
+  ASSERT_TRUE(std::holds_alternative<nlohmann::json>(out)) << error_of(out).message;
+  EXPECT_EQ(std::get<nlohmann::json>(out)["status"], "scheduled");
+  EXPECT_EQ(std::get<nlohmann::json>(out)["cycle"], 3);
+  ASSERT_EQ(control_.intents.size(), 1u);
+  const auto& intent = control_.intents[0];
+  EXPECT_EQ(intent.reason, "new plugin");
+  EXPECT_TRUE(intent.force);
+  EXPECT_EQ(intent.wait_ms, 5000);
+  EXPECT_EQ(intent.delay_ms, 0);
+  EXPECT_EQ(intent.requested_by_run, "run-7");
+  EXPECT_EQ(intent.source, "rpc");
+}
+
+TEST_F(RpcMethodsTest, RestartRequestWithoutParamsLeavesTheDefaultsToTheScheduler) {
+  auto out = call(caller({"operator.admin"}), "gateway.restart.request", nullptr);
+  ASSERT_TRUE(std::holds_alternative<nlohmann::json>(out)) << error_of(out).message;
+  ASSERT_EQ(control_.intents.size(), 1u);
+  const auto& intent = control_.intents[0];
+  EXPECT_EQ(intent.reason, "");
+  EXPECT_FALSE(intent.force);
+  EXPECT_EQ(intent.wait_ms, std::nullopt);
+  EXPECT_EQ(intent.delay_ms, std::nullopt);
+  EXPECT_EQ(intent.requested_by_run, "");
+}
+
+TEST_F(RpcMethodsTest, RestartRequestHonoursOpenClawsSkipDeferral) {
+  call(caller({"operator.admin"}), "gateway.restart.request",
+       {{"reason", "gateway.restart.safe"}, {"skipDeferral", true}});
+  call(caller({"operator.admin"}), "gateway.restart.request", {{"skipDeferral", false}});
+  ASSERT_EQ(control_.intents.size(), 2u);
+  EXPECT_TRUE(control_.intents[0].force);
+  EXPECT_EQ(control_.intents[0].reason, "gateway.restart.safe");
+  EXPECT_FALSE(control_.intents[1].force);
+}
+
+TEST_F(RpcMethodsTest, RestartIntentFillsWhatTheTopLevelLeavesUnset) {
+  // OpenClaw's CLI sends its own keys (`target`) too: they are not an error.
+  call(caller({"operator.admin"}), "gateway.restart.request",
+       {{"reason", "gateway.restart"},
+        {"target", {{"pid", 1}, {"port", 18789}}},
+        {"restartIntent", {{"reason", "ignored"}, {"force", true}, {"waitMs", 30000}}}});
+  call(caller({"operator.admin"}), "gateway.restart.request",
+       {{"force", false}, {"waitMs", 10}, {"restartIntent", {{"force", true}, {"waitMs", 20}}}});
+  ASSERT_EQ(control_.intents.size(), 2u);
+  EXPECT_EQ(control_.intents[0].reason, "gateway.restart");
+  EXPECT_TRUE(control_.intents[0].force);
+  EXPECT_EQ(control_.intents[0].wait_ms, 30000);
+  EXPECT_FALSE(control_.intents[1].force);
+  EXPECT_EQ(control_.intents[1].wait_ms, 10);
+}
+
+TEST_F(RpcMethodsTest, RestartRequestNamesTheFieldOfTheWrongType) {
+  const auto message = [&](const nlohmann::json& params) {
+    auto out = call(caller({"operator.admin"}), "gateway.restart.request", params);
+    EXPECT_EQ(error_of(out).code, "INVALID_REQUEST") << params.dump();
+    return error_of(out).message;
+  };
+  EXPECT_EQ(message({{"waitMs", -1}}), "params.waitMs: expected a non-negative integer, got -1");
+  EXPECT_EQ(message({{"waitMs", "5s"}}),
+            "params.waitMs: expected a non-negative integer, got \"5s\"");
+  EXPECT_EQ(message({{"delayMs", 1.5}}),
+            "params.delayMs: expected a non-negative integer, got 1.5");
+  EXPECT_EQ(message({{"force", "yes"}}), "params.force: expected a boolean, got a string");
+  EXPECT_EQ(message({{"skipDeferral", 1}}),
+            "params.skipDeferral: expected a boolean, got an integer");
+  EXPECT_EQ(message({{"reason", 42}}), "params.reason: expected a string, got an integer");
+  EXPECT_EQ(message({{"runId", false}}), "params.runId: expected a string, got a boolean");
+  EXPECT_EQ(message({{"restartIntent", "force"}}), "params.restartIntent: expected an object");
+  EXPECT_EQ(message({{"restartIntent", {{"waitMs", -5}}}}),
+            "params.restartIntent.waitMs: expected a non-negative integer, got -5");
+  EXPECT_EQ(message({{"restartIntent", {{"force", "true"}}}}),
+            "params.restartIntent.force: expected a boolean, got a string");
+  EXPECT_TRUE(control_.intents.empty());
+}
+
+TEST_F(RpcMethodsTest, RestartAndStopNeedTheAdminScope) {
+  for (const char* method : {"gateway.restart.request", "gateway.stop"}) {
+    auto out = call(caller({"operator.write"}), method, nlohmann::json::object());
+    const auto& e = error_of(out);
+    EXPECT_EQ(e.code, "FORBIDDEN") << method;
+    EXPECT_EQ(e.details["code"], "MISSING_SCOPE") << method;
+    EXPECT_EQ(e.details["missingScope"], "operator.admin") << method;
+  }
+  EXPECT_TRUE(control_.intents.empty());
+  EXPECT_TRUE(control_.stops.empty());
+}
+
+TEST_F(RpcMethodsTest, StopPassesItsReasonOrRequested) {
+  auto out = call(caller({"operator.admin"}), "gateway.stop", {{"reason", "maintenance"}});
+  ASSERT_TRUE(std::holds_alternative<nlohmann::json>(out)) << error_of(out).message;
+  EXPECT_EQ(std::get<nlohmann::json>(out)["status"], "stopping");
+  call(caller({"operator.admin"}), "gateway.stop", nullptr);
+  call(caller({"operator.admin"}), "gateway.stop", {{"reason", ""}});
+  EXPECT_EQ(control_.stops, (std::vector<std::string>{"maintenance", "requested", "requested"}));
+  out = call(caller({"operator.admin"}), "gateway.stop", {{"reason", 7}});
+  EXPECT_EQ(error_of(out).message, "params.reason: expected a string, got an integer");
+  EXPECT_EQ(control_.stops.size(), 3u);
+}
+
+TEST_F(RpcMethodsTest, MethodNamesListRestartAndStop) {
+  const auto names = rpc_->method_names();
+  EXPECT_NE(std::find(names.begin(), names.end(), "gateway.restart.request"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "gateway.stop"), names.end());
 }
 
 }  // namespace

@@ -598,3 +598,52 @@ TEST(SqliteStoreBatch, DuplicateInsideOneBatchIsRecognised) {
 
 }  // namespace
 }  // namespace drawbridge::store
+
+namespace drawbridge::store {
+namespace {
+
+TEST(SqliteStoreLifecycle, SessionStateIsKeptAndListed) {
+  auto s = SqliteStore::open(":memory:");
+  s->insert_inbound(message("a", "x", "s1"), 1);
+  s->insert_inbound(message("b", "x", "s2"), 1);
+  EXPECT_TRUE(s->sessions_in_state("resume_pending").empty());
+  s->set_session_state("s2", "resume_pending", 5);
+  s->set_session_state("unknown", "resume_pending", 5);  // no row: nothing written
+  EXPECT_EQ(s->sessions_in_state("resume_pending"), std::vector<std::string>{"s2"});
+  s->set_session_state("s2", "idle", 6);
+  EXPECT_TRUE(s->sessions_in_state("resume_pending").empty());
+}
+
+TEST(SqliteStoreLifecycle, RepairRemovesWhatAnUnfinishedTurnLeftInTheTranscript) {
+  TempDir dir;
+  const auto path = dir.file("t.db");
+  std::int64_t open_row = 0;
+  {
+    auto s = SqliteStore::open(path);
+    auto done = s->insert_inbound(message("a", "answered", "s1"), 1).record.id;
+    s->stage_reply(done, {"reply"}, 2);
+    open_row = s->insert_inbound(message("b", "cut off", "s2"), 3).record.id;
+  }
+  // A writer that put a partial assistant entry (and a tool call) for a turn that never ended.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const std::string sql =
+      "INSERT INTO transcript (session_key, role, text, run_id, inbound_id, created_at_ms) "
+      "VALUES ('s2', 'assistant', 'half a rep', 'run-b', " + std::to_string(open_row) +
+      ", 4), ('s2', 'tool', '{\"call\":1}', 'run-b', " + std::to_string(open_row) + ", 4)";
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+
+  auto s = SqliteStore::open(path);
+  auto repair = s->repair_interrupted();
+  EXPECT_EQ(repair.sessions, std::vector<std::string>{"s2"});
+  EXPECT_EQ(repair.removed_entries, 2);
+  auto t2 = s->transcript("s2", 10);
+  ASSERT_EQ(t2.size(), 1u);
+  EXPECT_EQ(t2[0].role, "user");
+  EXPECT_EQ(s->transcript("s1", 10).size(), 2u) << "finished turns are left alone";
+  EXPECT_EQ(s->repair_interrupted().removed_entries, 0);
+}
+
+}  // namespace
+}  // namespace drawbridge::store

@@ -1,0 +1,328 @@
+#include "server/server.h"
+
+#include <future>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <gtest/gtest.h>
+
+#include "core/manual_executor.h"
+#include "server/client.h"
+#include "store/sqlite_store.h"
+#include "unit/pipeline/fakes.h"
+
+namespace drawbridge::server {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// Read from the server's thread through lifecycle(), written by the test between requests.
+class FakeControl final : public Control {
+ public:
+  Readiness readiness() override { return {true, {}}; }
+  json health() override { return {{"ok", true}}; }
+  json status() override { return {{"state", "running"}}; }
+  std::string metrics_text() override { return {}; }
+  std::int64_t uptime_ms() override { return 1; }
+  json request_restart(const RestartIntent&) override { return {{"ok", true}}; }
+  json request_stop(const std::string&) override { return {{"ok", true}}; }
+  LifecycleView lifecycle() override {
+    std::lock_guard lock(mu);
+    return view;
+  }
+  void set(LifecycleView v) {
+    std::lock_guard lock(mu);
+    view = std::move(v);
+  }
+
+  std::mutex mu;
+  LifecycleView view;
+};
+
+struct HttpAnswer {
+  int status = 0;
+  std::string retry_after;
+  json body;
+};
+
+HttpAnswer post_message(int port, const std::string& token, const json& body) {
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"),
+                                         static_cast<unsigned short>(port)));
+  http::request<http::string_body> req{http::verb::post, "/v1/messages", 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.set(http::field::authorization, "Bearer " + token);
+  req.set(http::field::content_type, "application/json");
+  req.body() = body.dump();
+  req.prepare_payload();
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(stream, buffer, res);
+  return {static_cast<int>(res.result_int()), std::string(res[http::field::retry_after]),
+          json::parse(res.body(), nullptr, false)};
+}
+
+// The server on its own event-loop thread, as in the gateway; the test talks to it over
+// loopback with the blocking client and runs server calls on that thread through on_io().
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = store::SqliteStore::open(":memory:");
+    writer_ = std::make_unique<pipeline::InlineBatchRunner>(*store_);
+    pipeline_ = std::make_unique<pipeline::Pipeline>(clock_, executor_, *store_, *writer_);
+    pipeline_->add_channel(&channel_, &agent_, 0);
+    ServerOptions options;
+    options.port = 0;
+    options.token = "tok";
+    server_ = std::make_unique<Server>(io_, clock_, control_, *pipeline_, options);
+    auto err = server_->listen();
+    ASSERT_FALSE(err) << *err;
+    server_->start();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    if (thread_.joinable()) {
+      on_io([this] { server_->close("test over", std::nullopt, 1000, "", [] {}); });
+      work_.reset();
+      io_.stop();
+      thread_.join();
+    }
+    server_.reset();
+  }
+
+  template <typename F>
+  auto on_io(F f) -> decltype(f()) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto result = task.get_future();
+    asio::post(io_, [&task] { task(); });
+    return result.get();
+  }
+
+  // Runs `start(done)` on the server's thread; the future is ready when `done` ran.
+  template <typename F>
+  std::future<void> when_done(F start) {
+    auto promise = std::make_shared<std::promise<void>>();
+    auto future = promise->get_future();
+    on_io([&] { start([promise] { promise->set_value(); }); });
+    return future;
+  }
+
+  std::unique_ptr<GatewayClient> connected(const std::string& token = "tok") {
+    auto c = std::make_unique<GatewayClient>("127.0.0.1", port());
+    c->connect(token, {"operator.admin"});
+    return c;
+  }
+
+  int port() {
+    return on_io([this] { return server_->port(); });
+  }
+
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_{
+      asio::make_work_guard(io_)};
+  core::ManualClock clock_;
+  core::ManualExecutor executor_{clock_};
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<pipeline::InlineBatchRunner> writer_;
+  testing::FakeAgent agent_;
+  testing::FakeChannel channel_;
+  FakeControl control_;
+  std::unique_ptr<pipeline::Pipeline> pipeline_;
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+};
+
+TEST_F(ServerTest, DisconnectAllSendsShutdownAndClosesButKeepsAccepting) {
+  auto client = connected();
+  auto done = when_done([this](auto done) {
+    server_->disconnect_all("gateway restarting", 1500,
+                            beast::websocket::close_code::service_restart, "service restart",
+                            std::move(done));
+  });
+  auto ev = client->next_event(5s);
+  ASSERT_TRUE(ev);
+  EXPECT_EQ((*ev)["event"], "shutdown");
+  EXPECT_EQ((*ev)["payload"], json({{"reason", "gateway restarting"}, {"restartExpectedMs", 1500}}));
+  EXPECT_THROW(client->next_event(5s), ClientError);
+  EXPECT_EQ(client->close_code(), 1012);
+  ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(on_io([this] { return server_->connection_count(); }), 0u);
+
+  // The same acceptor serves the next client: nothing was refused.
+  auto again = connected();
+  EXPECT_EQ(again->request("health", json::object())["ok"], true);
+}
+
+TEST_F(ServerTest, CloseDuringDisconnectAllWaitsForTheSameConnections) {
+  auto client = connected();
+  auto first = when_done([this](auto done) {
+    server_->disconnect_all("gateway restarting", 1500, 1012, "service restart", std::move(done));
+  });
+  auto second = when_done([this](auto done) {
+    server_->close("gateway stopping", std::nullopt, 1012, "service restart", std::move(done));
+  });
+  auto ev = client->next_event(5s);
+  ASSERT_TRUE(ev);
+  EXPECT_EQ((*ev)["payload"]["reason"], "gateway restarting");
+  // One shutdown event per connection, then the close.
+  EXPECT_THROW(client->next_event(5s), ClientError);
+  ASSERT_EQ(first.wait_for(5s), std::future_status::ready);
+  ASSERT_EQ(second.wait_for(5s), std::future_status::ready);
+}
+
+TEST_F(ServerTest, ConnectWhileNotAcceptingIsRetryableAndClosedWithTryAgainLater) {
+  control_.set({.state = "restarting", .accepting_connections = false, .restart_expected_ms = 100});
+  GatewayClient client("127.0.0.1", port());
+  try {
+    client.connect("tok", {"operator.admin"});
+    FAIL() << "connect was served while not accepting";
+  } catch (const ClientError& e) {
+    EXPECT_EQ(e.code, "UNAVAILABLE");
+    EXPECT_EQ(e.error["retryable"], true);
+    EXPECT_EQ(e.error["retryAfterMs"], 250);  // the floor: 100 ms would make clients spin
+    EXPECT_EQ(e.error["details"], json({{"reason", "gateway-restarting"}}));
+  }
+  EXPECT_THROW(client.next_event(5s), ClientError);
+  EXPECT_EQ(client.close_code(), 1013);
+
+  control_.set({.state = "running", .accepting_connections = true, .restart_expected_ms = 0});
+  EXPECT_NO_THROW(connected());
+}
+
+TEST_F(ServerTest, ConnectWhileStoppingSaysSo) {
+  control_.set({.state = "stopping", .accepting_connections = false, .restart_expected_ms = 0});
+  GatewayClient client("127.0.0.1", port());
+  try {
+    client.connect("tok", {"operator.admin"});
+    FAIL() << "connect was served while stopping";
+  } catch (const ClientError& e) {
+    EXPECT_EQ(e.code, "UNAVAILABLE");
+    EXPECT_EQ(e.error["details"], json({{"reason", "gateway-stopping"}}));
+  }
+}
+
+TEST_F(ServerTest, PostWhileNotAcceptingIs503WithRetryAfter) {
+  control_.set({.state = "restarting", .accepting_connections = false, .restart_expected_ms = 2500});
+  auto res = post_message(port(), "tok", {{"message", "hi"}, {"idempotencyKey", "k1"}});
+  EXPECT_EQ(res.status, 503);
+  EXPECT_EQ(res.retry_after, "3");
+  EXPECT_EQ(res.body["reason"], "gateway-restarting");
+  EXPECT_EQ(res.body["error"]["code"], "UNAVAILABLE");
+  EXPECT_EQ(res.body["error"]["retryAfterMs"], 2500);
+  EXPECT_EQ(store_->counts().inbox_total, 0);
+
+  control_.set({.state = "restarting", .accepting_connections = false, .restart_expected_ms = 0});
+  EXPECT_EQ(post_message(port(), "tok", {{"message", "hi"}}).retry_after, "1");
+}
+
+TEST_F(ServerTest, DisconnectAllEndsIdleKeepAliveSessions) {
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"),
+                                         static_cast<unsigned short>(port())));
+  http::request<http::empty_body> req{http::verb::get, "/healthz", 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.keep_alive(true);
+  http::write(stream, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(stream, buffer, res);
+  ASSERT_TRUE(res.keep_alive());
+
+  auto done = when_done([this](auto done) {
+    server_->disconnect_all("gateway restarting", 1500, 1012, "service restart", std::move(done));
+  });
+  ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
+  char byte;
+  boost::system::error_code ec;
+  stream.socket().read_some(asio::buffer(&byte, 1), ec);
+  EXPECT_EQ(ec, asio::error::eof);
+}
+
+TEST_F(ServerTest, RelistenMovesToTheNewPortAndFreesTheOld) {
+  const int old_port = port();
+  // A port that is free now: bound and released by the test.
+  int new_port = 0;
+  {
+    asio::io_context io;
+    asio::ip::tcp::acceptor probe(io, {asio::ip::make_address("127.0.0.1"), 0});
+    new_port = probe.local_endpoint().port();
+  }
+  auto err = on_io([&] { return server_->relisten("127.0.0.1", new_port); });
+  ASSERT_FALSE(err) << *err;
+  EXPECT_EQ(port(), new_port);
+  EXPECT_FALSE(accepts_connections("127.0.0.1", old_port, 2s));
+  GatewayClient client("127.0.0.1", new_port);
+  EXPECT_EQ(client.connect("tok", {"operator.read"})["type"], "hello-ok");
+}
+
+TEST_F(ServerTest, RelistenThatFailsKeepsTheOldAddress) {
+  const int old_port = port();
+  asio::io_context io;
+  asio::ip::tcp::acceptor taken(io, {asio::ip::make_address("127.0.0.1"), 0});
+  const int taken_port = taken.local_endpoint().port();
+  auto err = on_io([&] { return server_->relisten("127.0.0.1", taken_port); });
+  ASSERT_TRUE(err);
+  EXPECT_EQ(*err, "cannot listen on 127.0.0.1:" + std::to_string(taken_port) +
+                      ": Address already in use (another gateway may be running: try "
+                      "`drawbridge status`, or set gateway.port)");
+  EXPECT_EQ(port(), old_port);
+  EXPECT_NO_THROW(connected());
+
+  err = on_io([&] { return server_->relisten("localhost", old_port); });
+  ASSERT_TRUE(err);
+  EXPECT_EQ(*err, "gateway.bind: \"localhost\" is not an IP address");
+  EXPECT_NO_THROW(connected());
+}
+
+TEST_F(ServerTest, RelistenToAnotherAddressOnTheSamePort) {
+  const int p = port();
+  // Linux refuses 0.0.0.0:P while 127.0.0.1:P listens: the old acceptor has to go first.
+  auto err = on_io([&] { return server_->relisten("0.0.0.0", p); });
+  ASSERT_FALSE(err) << *err;
+  EXPECT_EQ(port(), p);
+  EXPECT_NO_THROW(connected());
+}
+
+TEST_F(ServerTest, SetTokenAppliesToTheNextConnect) {
+  on_io([this] { server_->set_token("new-token"); });
+  try {
+    connected("tok");
+    FAIL() << "the old token was accepted";
+  } catch (const ClientError& e) {
+    EXPECT_EQ(e.code, "INVALID_REQUEST");
+    EXPECT_EQ(e.error["details"]["code"], "AUTH_TOKEN_MISMATCH");
+  }
+  EXPECT_NO_THROW(connected("new-token"));
+}
+
+TEST_F(ServerTest, CloseStopsAcceptingAndSendsShutdownWithoutRestartExpected) {
+  auto client = connected();
+  const int p = port();
+  auto done = when_done([this](auto done) {
+    server_->close("gateway stopping", std::nullopt,
+                   beast::websocket::close_code::service_restart, "service restart",
+                   std::move(done));
+  });
+  auto ev = client->next_event(5s);
+  ASSERT_TRUE(ev);
+  EXPECT_EQ((*ev)["payload"], json({{"reason", "gateway stopping"}}));
+  EXPECT_THROW(client->next_event(5s), ClientError);
+  EXPECT_EQ(client->close_code(), 1012);
+  ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(accepts_connections("127.0.0.1", p, 2s));
+}
+
+}  // namespace
+}  // namespace drawbridge::server
