@@ -125,7 +125,7 @@ std::optional<core::Duration> env_duration_ms(const char* name) {
   return core::Duration{ms};
 }
 
-std::int64_t to_ms(core::Duration d) { return d.count(); }
+
 
 double ms_since(core::TimePoint t0, core::TimePoint t1) {
   return std::chrono::duration<double, std::milli>(t1 - t0).count();
