@@ -12,9 +12,12 @@
 #              over SESSIONS sessions for SECONDS s, SIGUSR1 every EVERY s; messages lost and
 #              replies duplicated (from the transcripts) must be 0; p99 latency reported.
 #
+#  (baseline, -b S: the same load for S s without restarts, on a fresh gateway, to compare
+#              the latency; not run by default)
+#
 #   bench/restart.sh [-n RUNS] [-t TURN_DELAY_MS] [-r RATE] [-c SESSIONS] [-d SECONDS]
-#                    [-e EVERY_S] [-o latency,idle,load] [-q MAX_WAIT_S] [-L LOG_DIR]
-#                    [-- extra loadgen args]
+#                    [-e EVERY_S] [-b BASELINE_S] [-o latency,idle,load] [-q MAX_WAIT_S]
+#                    [-L LOG_DIR] [-- extra loadgen args]
 # -q S: before each part wait up to S s for the machine to be >= 80% idle (default 0).
 # -L DIR: keep the gateway logs and JSON results there (the work folder is removed on exit).
 # Environment: DRAWBRIDGE_BIN, LOADGEN_BIN, RESTART_PROBE_BIN, BUILD_DIR, BENCH_TMP.
@@ -23,8 +26,8 @@ source "$(dirname "$0")/common.sh"
 RESTART_PROBE_BIN="${RESTART_PROBE_BIN:-$BUILD_DIR/bench/drawbridge_restart_probe}"
 
 runs=20 turn_delay=200 rate=200 sessions=50 seconds=60 every=2 only="latency,idle,load" quiet=0
-keep=""
-while getopts "n:t:r:c:d:e:o:q:L:" o; do
+keep="" baseline=0
+while getopts "n:t:r:c:d:e:b:o:q:L:" o; do
   case "$o" in
     n) runs="$OPTARG" ;;
     t) turn_delay="$OPTARG" ;;
@@ -32,10 +35,11 @@ while getopts "n:t:r:c:d:e:o:q:L:" o; do
     c) sessions="$OPTARG" ;;
     d) seconds="$OPTARG" ;;
     e) every="$OPTARG" ;;
+    b) baseline="$OPTARG" ;;
     o) only="$OPTARG" ;;
     q) quiet="$OPTARG" ;;
     L) keep="$OPTARG" ;;
-    *) echo "usage: $0 [-n RUNS] [-t TURN_DELAY_MS] [-r RATE] [-c SESSIONS] [-d SECONDS] [-e EVERY_S] [-o latency,idle,load] [-q S] [-L DIR] [-- loadgen args]" >&2
+    *) echo "usage: $0 [-n RUNS] [-t TURN_DELAY_MS] [-r RATE] [-c SESSIONS] [-d SECONDS] [-e EVERY_S] [-b BASELINE_S] [-o latency,idle,load] [-q S] [-L DIR] [-- loadgen args]" >&2
        exit 64 ;;
   esac
 done
@@ -167,6 +171,24 @@ if [[ ",$only," == *",load,"* ]]; then
   SUMMARY+=("3. load: $rate msg/s over $sessions sessions, SIGUSR1 every $every s for $seconds s: $gens restarts completed"
             "   $r"
             "   gateway log 'restart took X ms' under load:                   $l")
+fi
+
+# ---- baseline: the same load without restarts ------------------------------------------------
+if [[ "$baseline" != 0 ]]; then
+  cfg="$work/config-baseline.json"
+  write_config "$cfg" info "" "$restart_gw"
+  part_start baseline "$cfg"
+  echo "+ $LOADGEN_BIN --url ws://127.0.0.1:$PORT --token $BENCH_TOKEN --connections $sessions" \
+       "--rate $rate --duration $baseline --warmup 0 --grace 15 --reconnect --verify --server-pid $GW_PID $*"
+  "$LOADGEN_BIN" --url "ws://127.0.0.1:$PORT" --token "$BENCH_TOKEN" --connections "$sessions" \
+    --rate "$rate" --duration "$baseline" --warmup 0 --grace 15 --reconnect --verify \
+    --server-pid "$GW_PID" "$@" >"$work/baseline.json"
+  rc=$?
+  part_stop baseline
+  [[ -n "$keep" ]] && cp "$work/baseline.json" "$keep/"
+  [[ $rc -eq 0 ]] || FAILED=1
+  r=$(jq -r '"sent \(.sent)  verify lost \(.verify.lost // "n/a")  duplicated \(.verify.duplicatedReplies // "n/a")  latency ms p50 \(.latencyMs.p50 * 100 | round / 100)  p90 \(.latencyMs.p90 * 100 | round / 100)  p99 \(.latencyMs.p99 * 100 | round / 100)  max \(.latencyMs.max * 100 | round / 100)"' "$work/baseline.json")
+  SUMMARY+=("   baseline, same load for $baseline s without restarts: $r")
 fi
 
 echo
