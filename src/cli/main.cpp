@@ -14,6 +14,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "cli/config_cmd.h"
 #include "config/config.h"
 #include "runtime/gateway.h"
 #include "server/client.h"
@@ -21,7 +22,6 @@
 namespace {
 
 namespace fs = std::filesystem;
-using drawbridge::runtime::exit_code::config_invalid;
 using drawbridge::runtime::exit_code::crashed;
 using drawbridge::runtime::exit_code::ok;
 using drawbridge::runtime::exit_code::usage;
@@ -419,11 +419,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
 
-  auto* config_cmd = app.add_subcommand("config", "Inspect the configuration");
-  config_cmd->require_subcommand(1);
-  auto* validate = config_cmd->add_subcommand("validate", "Check a config file and list every problem");
-  std::string validate_file;
-  validate->add_option("file", validate_file, "File to check (default: the --config file)");
+  drawbridge::cli::ConfigCommands config_cmd(app, add_target);
 
   try {
     app.parse(argc, argv);
@@ -447,24 +443,11 @@ int main(int argc, char** argv) {
     }
   }
 
-  if (*validate) {
-    std::string file = validate_file.empty() ? cfg_path : validate_file;
-    if (file.empty()) {
-      std::cerr << "no config file given and none found (./drawbridge.json); the defaults are valid\n";
-      return ok;
-    }
-    auto loaded = drawbridge::config::load_config_file(file);
-    if (!loaded.io_error.empty()) {
-      std::cerr << loaded.io_error << "\n";
-      return config_invalid;
-    }
-    if (!loaded.parsed.config) {
-      std::cerr << file << ": " << loaded.parsed.errors.size() << " problem(s)\n";
-      for (const auto& e : loaded.parsed.errors) std::cerr << "  " << e.to_string() << "\n";
-      return config_invalid;
-    }
-    std::cout << file << ": valid\n";
-    return ok;
+  if (config_cmd.selected()) {
+    return config_cmd.run(cfg_path, [&] {
+      const Target t = resolve_target(cfg_path, url, token);
+      return drawbridge::cli::GatewayAddress{t.host, t.port, t.token};
+    });
   }
 
   Target target = resolve_target(cfg_path, url, token);

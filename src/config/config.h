@@ -136,6 +136,11 @@ struct LoadResult {
 // and makes store.data_dir absolute: a relative one resolves against the file's folder, or
 // against the current directory when there is no file.
 LoadResult load_config_file(const std::string& path);
+// The whole file; nullopt and `error` ("cannot read PATH: <strerror>") when it cannot be read.
+std::optional<std::string> read_text_file(const std::string& path, std::string& error);
+// The same for a text already read (the watcher's, or a write about to be made): `path` only
+// places relative paths; empty `path` means no file (defaults only, `text` ignored).
+LoadResult load_config_text(const std::string& path, std::string text);
 
 // The JSON Schema-like description used by `config.get` and docs: every key with its type,
 // default and help text.

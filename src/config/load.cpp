@@ -35,7 +35,9 @@ std::optional<EnvValue> env_value(const char* name, const char* fallback = nullp
 }
 
 // Read with POSIX calls so that the error is errno's own text ("Is a directory", ...).
-std::optional<std::string> read_file(const std::string& path, std::string& error) {
+}  // namespace
+
+std::optional<std::string> read_text_file(const std::string& path, std::string& error) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     error = "cannot read " + path + ": " + std::strerror(errno);
@@ -57,6 +59,8 @@ std::optional<std::string> read_file(const std::string& path, std::string& error
   ::close(fd);
   return text;
 }
+
+namespace {
 
 std::optional<int> parse_port(std::string_view s) {
   if (s.empty() || s.size() > 5) return std::nullopt;
@@ -115,6 +119,17 @@ void apply_environment(const fs::path& base, ParseResult& parsed) {
 }  // namespace
 
 LoadResult load_config_file(const std::string& path) {
+  if (path.empty()) return load_config_text({}, {});
+  LoadResult result;
+  auto text = read_text_file(path, result.io_error);
+  if (!text) {
+    result.path = absolute_path(path, current_dir()).string();
+    return result;
+  }
+  return load_config_text(path, std::move(*text));
+}
+
+LoadResult load_config_text(const std::string& path, std::string text) {
   LoadResult result;
   fs::path base = current_dir();
   try {
@@ -123,9 +138,7 @@ LoadResult load_config_file(const std::string& path) {
     } else {
       const fs::path file = absolute_path(path, current_dir());
       result.path = file.string();
-      auto text = read_file(path, result.io_error);
-      if (!text) return result;
-      result.raw_text = std::move(*text);
+      result.raw_text = std::move(text);
       result.parsed = parse_config(result.raw_text);
       base = file.parent_path();
     }

@@ -97,13 +97,58 @@ void Pipeline::flush_and_wait() {
 void Pipeline::configure(const PipelineSettings& settings) {
   settings_ = settings;
   followups_.set_options(settings.queue);
+  // Live (a config reload): every channel's debouncer follows the new window. A debouncer
+  // that goes away hands what it buffered to the sessions, so nothing waits for a timer that
+  // no longer exists.
+  for (const auto& [id, route] : routes_) {
+    if (debounce_bypass_) break;
+    if (settings_.inbound_debounce > core::Duration::zero()) {
+      debouncers_.add(id, settings_.inbound_debounce);
+    } else {
+      release_batches(debouncers_.remove(id));
+    }
+  }
+  if (!routes_.empty()) arm_debounce_timer();
+}
+
+void Pipeline::remove_channel(const std::string& id) {
+  release_batches(debouncers_.remove(id));
+  routes_.erase(id);
+}
+
+bool Pipeline::set_agent(const std::string& channel, Agent* agent) {
+  auto it = routes_.find(channel);
+  if (it == routes_.end()) return false;
+  it->second.agent = agent;
+  return true;
+}
+
+void Pipeline::release_batches(std::vector<core::InboundDebouncer::Batch> batches) {
+  for (auto& batch : batches) {
+    auto& items = batch.items;
+    if (items.empty()) continue;
+    const auto lead = items.back();
+    std::vector<std::int64_t> members(items.begin(), items.end() - 1);
+    for (auto id : items) debounced_session_.erase(id);
+    std::optional<store::InboxRecord> rec;
+    try {
+      rec = store_.inbound(lead);
+    } catch (const std::exception& e) {
+      spdlog::error("cannot load inbound {}: {}", lead, e.what());
+      ++metrics_.errors_total;
+    }
+    if (rec && routes_.count(rec->channel)) enqueue(*rec, std::move(members));
+  }
 }
 
 void Pipeline::add_channel(Channel* channel, Agent* agent, int max_message_chars) {
+  const bool returning = started_ && !routes_.count(channel->id());
   routes_[channel->id()] = Route{channel, agent, max_message_chars};
-  if (settings_.inbound_debounce > core::Duration::zero()) {
+  if (settings_.inbound_debounce > core::Duration::zero() && !debounce_bypass_) {
     debouncers_.add(channel->id(), settings_.inbound_debounce);
   }
+  // Added by a hot reload while the generation runs: what waited for it runs now.
+  if (returning && !draining_) replay(channel->id());
 }
 
 void Pipeline::add_listener(ChatEventListener* listener) { listeners_.push_back(listener); }
@@ -122,6 +167,7 @@ std::string Pipeline::new_run_id() {
 
 void Pipeline::start() {
   ++generation_;
+  started_ = true;
   generation_started_ms_ = clock_.wall_ms();
   draining_ = false;
   debounce_bypass_ = false;
@@ -131,6 +177,10 @@ void Pipeline::start() {
   } catch (const std::exception& e) {
     spdlog::error("cannot read sessions to resume: {}", e.what());
   }
+  replay(std::nullopt);
+}
+
+void Pipeline::replay(const std::optional<std::string>& only_channel) {
   std::size_t replayed = 0;
   // The task registry of this generation is the inbox: every row not yet answered runs again,
   // in arrival order per session. The queue cap is for live traffic: a replayed row was
@@ -140,6 +190,10 @@ void Pipeline::start() {
   unlimited.cap = std::numeric_limits<std::size_t>::max();
   followups_.set_options(unlimited);
   for (const auto& row : store_.unfinished_inbound()) {
+    if (only_channel && (row.channel != *only_channel || followups_.active(row.session_key))) {
+      // A channel coming back: a session with a live lane carries on from it.
+      continue;
+    }
     if (!routes_.count(row.channel)) {
       spdlog::warn("inbound {} on channel {} waits: the channel is not configured", row.id,
                    row.channel);
@@ -151,9 +205,15 @@ void Pipeline::start() {
   }
   followups_.set_options(live);
   auto pending = store_.pending_outbox();
+  if (only_channel) {
+    std::erase_if(pending, [&](const store::OutboxRecord& r) {
+      return r.channel != *only_channel || outbox_rows_.count(r.id) != 0;
+    });
+  }
   if (replayed || !pending.empty()) {
-    spdlog::info("replaying {} unfinished message(s) and {} undelivered reply part(s)", replayed,
-                 pending.size());
+    spdlog::info("replaying {} unfinished message(s) and {} undelivered reply part(s){}",
+                 replayed, pending.size(),
+                 only_channel ? " of channel " + *only_channel : std::string());
   }
   // Parts of one reply stay together and in order.
   std::map<std::string, std::vector<store::OutboxRecord>> chains;
@@ -188,6 +248,7 @@ void Pipeline::reset() {
   run_seq_.clear();
   routes_.clear();
   draining_ = false;
+  started_ = false;
 }
 
 void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)> done) {
@@ -343,22 +404,9 @@ void Pipeline::arm_debounce_timer() {
 }
 
 void Pipeline::on_debounce_timer() {
-  for (auto& named : debouncers_.due(clock_.now())) {
-    auto& items = named.batch.items;
-    if (items.empty()) continue;
-    const auto lead = items.back();
-    std::vector<std::int64_t> members(items.begin(), items.end() - 1);
-    const auto session = debounced_session_[lead];
-    for (auto id : items) debounced_session_.erase(id);
-    std::optional<store::InboxRecord> rec;
-    try {
-      rec = store_.inbound(lead);
-    } catch (const std::exception& e) {
-      spdlog::error("cannot load inbound {}: {}", lead, e.what());
-      ++metrics_.errors_total;
-    }
-    if (rec) enqueue(*rec, std::move(members));
-  }
+  std::vector<core::InboundDebouncer::Batch> batches;
+  for (auto& named : debouncers_.due(clock_.now())) batches.push_back(std::move(named.batch));
+  release_batches(std::move(batches));
   arm_debounce_timer();
 }
 
@@ -367,22 +415,11 @@ std::size_t Pipeline::flush_debouncers() {
   if (debounce_timer_) executor_.cancel(*debounce_timer_);
   debounce_timer_.reset();
   auto flushed = debouncers_.flush_all();
-  for (auto& named : flushed.batches) {
-    auto& items = named.batch.items;
-    if (items.empty()) continue;
-    const auto lead = items.back();
-    std::vector<std::int64_t> members(items.begin(), items.end() - 1);
-    for (auto id : items) debounced_session_.erase(id);
-    std::optional<store::InboxRecord> rec;
-    try {
-      rec = store_.inbound(lead);
-    } catch (const std::exception& e) {
-      spdlog::error("cannot load inbound {}: {}", lead, e.what());
-      ++metrics_.errors_total;
-    }
-    if (rec) enqueue(*rec, std::move(members));
-  }
-  return flushed.count();
+  const auto count = flushed.count();
+  std::vector<core::InboundDebouncer::Batch> batches;
+  for (auto& named : flushed.batches) batches.push_back(std::move(named.batch));
+  release_batches(std::move(batches));
+  return count;
 }
 
 void Pipeline::when_followups_drained(std::function<void()> fn) {

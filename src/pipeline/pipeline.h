@@ -114,6 +114,11 @@ class Pipeline {
   // Wiring (by the runtime, before start()). Not owned.
   void configure(const PipelineSettings& settings);
   void add_channel(Channel* channel, Agent* agent, int max_message_chars);
+  // A hot reload: the channel's route goes away (its debounced messages go to their sessions
+  // first; later messages for it are journaled and wait for the channel to come back).
+  void remove_channel(const std::string& id);
+  // A hot reload: new turns of `channel` run on `agent`; running turns finish on the old one.
+  bool set_agent(const std::string& channel, Agent* agent);
   // Chat commands ("/restart") go here once their answer is committed.
   void on_command(std::function<void(const ChatCommand&)> handler) {
     command_handler_ = std::move(handler);
@@ -226,6 +231,10 @@ class Pipeline {
   // Hands a row (with the rows debounced into it) to its session's followup queue.
   AcceptResult enqueue(const store::InboxRecord& rec, std::vector<std::int64_t> members);
   void on_debounce_timer();
+  void release_batches(std::vector<core::InboundDebouncer::Batch> batches);
+  // Runs unfinished rows and sends pending parts again: all of them (start) or those of one
+  // channel that was just added back (its sessions with a live lane carry on as they are).
+  void replay(const std::optional<std::string>& only_channel);
   void arm_debounce_timer();
   void close_dropped(const std::vector<std::int64_t>& ids, const std::string& session,
                      const std::string& why);
@@ -268,6 +277,7 @@ class Pipeline {
   Metrics metrics_;
   std::uint64_t generation_ = 0;
   std::int64_t generation_started_ms_ = 0;
+  bool started_ = false;  // between start() and reset(): channels added now are hot-added
   bool draining_ = false;
   bool batch_open_ = false;
   std::vector<StoreOp> batch_ops_;

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -29,12 +30,16 @@
 #include "agents/exec_agent.h"
 #include "channels/local/local_channel.h"
 #include "config/config.h"
+#include "config/diff.h"
+#include "config/document.h"
 #include "core/clock.h"
 #include "core/drain_plan.h"
+#include "core/reload_plan.h"
 #include "core/restart_scheduler.h"
 #include "core/shutdown_budget.h"
 #include "pipeline/pipeline.h"
 #include "runtime/asio_executor.h"
+#include "runtime/config_watcher.h"
 #include "runtime/gateway_lock.h"
 #include "runtime/store_thread.h"
 #include "runtime/watchdog.h"
@@ -131,6 +136,15 @@ double ms_since(core::TimePoint t0, core::TimePoint t1) {
   return std::chrono::duration<double, std::milli>(t1 - t0).count();
 }
 
+// The config a process starts on: the file's text, or the last-known-good copy's when the
+// file is invalid (degraded).
+struct StartedFrom {
+  std::string text;
+  std::string file_hash;  // of the file on disk, when it is not `text`
+  std::string degraded_reason;
+  json file_errors = json::array();
+};
+
 class Gateway final : public server::Control {
  public:
   enum class State { starting, running, draining, restarting, stopping, failed };
@@ -148,7 +162,7 @@ class Gateway final : public server::Control {
 
   Gateway(config::Config cfg, RunOptions options, std::string config_path, std::string data_dir,
           std::string token, std::unique_ptr<GatewayLock> lock,
-          std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> recent_log)
+          std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> recent_log, StartedFrom from)
       : cfg_(std::move(cfg)),
         options_(std::move(options)),
         config_path_(std::move(config_path)),
@@ -163,6 +177,14 @@ class Gateway final : public server::Control {
         watchdog_([this] { on_watchdog(); }) {
     started_at_ = clock_.now();
     scheduler_ = core::RestartScheduler(scheduler_options(cfg_));
+    if (!config_path_.empty()) {
+      applied_text_ = from.text;
+      applied_hash_ = config::content_hash(applied_text_);
+      last_valid_text_ = applied_text_;
+      seen_hash_ = from.file_hash.empty() ? applied_hash_ : from.file_hash;
+    }
+    degraded_reason_ = std::move(from.degraded_reason);
+    file_errors_ = std::move(from.file_errors);
   }
 
   int run() {
@@ -196,6 +218,14 @@ class Gateway final : public server::Control {
     install_signals();
     start_generation_io();
     server_->start();
+    start_watcher();
+    if (!config_path_.empty() && degraded_reason_.empty() &&
+        !fs::exists(config::last_good_path(config_path_))) {
+      // The first good start: from now on there is a copy to fall back to.
+      if (auto saved = config::save_last_good(config_path_, applied_text_); !saved.ok) {
+        spdlog::warn("cannot keep the last-known-good config: {}", saved.error);
+      }
+    }
     spdlog::info("drawbridge {} ready on http://{}:{} (ws://{}:{}), data in {}, ready in {:.1f} ms",
                  DRAWBRIDGE_VERSION, so.bind_address, server_->port(), so.bind_address,
                  server_->port(), data_dir_, ms_since(t0, clock_.now()));
@@ -206,11 +236,37 @@ class Gateway final : public server::Control {
 
   // --- server::Control ---
   server::Readiness readiness() override {
-    if (state_ != State::running) return {false, to_string(state_)};
-    for (auto& [id, ch] : channels_) {
-      if (!ch->ready()) return {false, "channel " + id + " not ready"};
+    server::Readiness r{true, {}, nullptr};
+    if (!file_errors_.empty() || !degraded_reason_.empty()) {
+      // Serving on the config it had; a probe should still see that the file is broken.
+      r.details = {{"config", config_health()}};
     }
-    return {true, {}};
+    if (state_ != State::running) {
+      r.ready = false;
+      r.reason = to_string(state_);
+      return r;
+    }
+    for (auto& [id, ch] : channels_) {
+      if (!ch->ready()) {
+        r.ready = false;
+        r.reason = "channel " + id + " not ready";
+        return r;
+      }
+    }
+    return r;
+  }
+
+  json config_health() const {
+    json c = {{"path", config_path_},
+              {"valid", file_errors_.empty()},
+              {"errors", file_errors_},
+              {"appliedHash", applied_hash_},
+              {"reloadMode", cfg_.gateway.reload.mode},
+              {"watching", watcher_ != nullptr},
+              {"reloads", reloads_total_},
+              {"lastReload", last_reload_}};
+    if (!degraded_reason_.empty()) c["degraded"] = degraded_reason_;
+    return c;
   }
 
   server::LifecycleView lifecycle() override {
@@ -266,7 +322,10 @@ class Gateway final : public server::Control {
   json status() override {
     json channels = json::array();
     for (auto& [id, ch] : channels_) {
-      channels.push_back({{"id", id}, {"ready", ch->ready()}, {"agent", channel_agent_[id]}});
+      channels.push_back({{"id", id},
+                          {"ready", ch->ready()},
+                          {"agent", channel_agent_[id]},
+                          {"starts", channel_starts_[id]}});
     }
     json agents = json::array();
     for (auto& [id, a] : agents_) agents.push_back({{"id", id}, {"type", a->type()}});
@@ -307,6 +366,9 @@ class Gateway final : public server::Control {
                 {"store", store_counts},
                 {"drain", drain_status()},
                 {"lastRestart", last_restart_},
+                {"restarts", restarts_total_},
+                {"config", config_health()},
+                {"degraded", degraded_reason_.empty() ? json(nullptr) : json(degraded_reason_)},
                 {"lastStartError", last_start_error_.empty() ? json(nullptr)
                                                              : json(last_start_error_)}};
     if (auto w = scheduler_.next_wakeup(); w && scheduler_.pending()) {
@@ -409,34 +471,72 @@ class Gateway final : public server::Control {
   std::optional<std::string> wire_generation() {
     pipeline_->configure(pipeline_settings(cfg_));
     for (const auto& [id, a] : cfg_.agents) {
-      if (a.type == "echo") {
-        agents_[id] = std::make_unique<agents::EchoAgent>(io_, a);
-      } else if (a.type == "exec") {
-        agents_[id] = std::make_unique<agents::ExecAgent>(io_, a);
-      } else {
-        return "agents." + id + ".type: \"" + a.type +
-               "\" is not available in this build (available: echo, exec)";
-      }
+      std::string error;
+      auto agent = make_agent(a, error);
+      if (!agent) return error;
+      agents_[id] = std::move(agent);
     }
     for (const auto& [id, ch] : cfg_.channels) {
-      if (!ch.enabled) continue;
-      const std::string agent_id = ch.agent.empty() ? cfg_.default_agent : ch.agent;
-      auto agent = agents_.find(agent_id);
-      if (agent == agents_.end()) return "channels." + id + ".agent: unknown agent " + agent_id;
-      if (id == "local") {
-        channels_[id] = std::make_unique<channels::LocalChannel>(id, *pipeline_);
-      } else {
-        spdlog::warn("channels.{}: this adapter is not available in this build; ignored", id);
-        continue;
-      }
-      channel_agent_[id] = agent_id;
-      pipeline_->add_channel(channels_[id].get(), agent->second.get(), ch.max_message_chars);
+      if (auto err = add_channel(id, cfg_)) return err;
     }
     if (!channels_.count("local")) {
       spdlog::warn("the local channel is disabled: chat.send and POST /v1/messages will refuse "
                    "messages");
     }
     return std::nullopt;
+  }
+
+  std::unique_ptr<pipeline::Agent> make_agent(const config::AgentSettings& a, std::string& error) {
+    if (a.type == "echo") return std::make_unique<agents::EchoAgent>(io_, a);
+    if (a.type == "exec") return std::make_unique<agents::ExecAgent>(io_, a);
+    error = "agents." + a.id + ".type: \"" + a.type +
+            "\" is not available in this build (available: echo, exec)";
+    return nullptr;
+  }
+
+  // What validation cannot know: the parts of `cfg` this build cannot run.
+  static std::vector<config::ConfigError> unbuildable(const config::Config& cfg) {
+    std::vector<config::ConfigError> out;
+    for (const auto& [id, a] : cfg.agents) {
+      if (a.type != "echo" && a.type != "exec") {
+        out.push_back({"/agents/" + id + "/type", "agents." + id + ".type",
+                       "\"" + a.type + "\" is not available in this build (available: echo, exec)"});
+      }
+    }
+    return out;
+  }
+
+  std::string agent_of(const std::string& channel, const config::Config& cfg) const {
+    auto it = cfg.channels.find(channel);
+    if (it == cfg.channels.end() || it->second.agent.empty()) return cfg.default_agent;
+    return it->second.agent;
+  }
+
+  // Creates channel `id` of `cfg` (when enabled and available) and wires it into the pipeline;
+  // it starts with start_generation_io() or, in a hot reload, right after.
+  std::optional<std::string> add_channel(const std::string& id, const config::Config& cfg) {
+    auto settings = cfg.channels.find(id);
+    if (settings == cfg.channels.end() || !settings->second.enabled) return std::nullopt;
+    const std::string agent_id = agent_of(id, cfg);
+    auto agent = agents_.find(agent_id);
+    if (agent == agents_.end()) return "channels." + id + ".agent: unknown agent " + agent_id;
+    if (id != "local") {
+      spdlog::warn("channels.{}: this adapter is not available in this build; ignored", id);
+      return std::nullopt;
+    }
+    channels_[id] = std::make_unique<channels::LocalChannel>(id, *pipeline_);
+    channel_agent_[id] = agent_id;
+    pipeline_->add_channel(channels_[id].get(), agent->second.get(),
+                           settings->second.max_message_chars);
+    return std::nullopt;
+  }
+
+  void start_channel(const std::string& id) {
+    auto it = channels_.find(id);
+    if (it == channels_.end()) return;
+    it->second->start();
+    const auto n = ++channel_starts_[id];
+    spdlog::info("channel {} started (start {} in this process)", id, n);
   }
 
   // Marker, repair, replay, channels, readiness: the part of a start that touches the world.
@@ -458,7 +558,8 @@ class Gateway final : public server::Control {
       spdlog::error("cannot check the clean-shutdown marker: {}", e.what());
     }
     pipeline_->start();
-    for (auto& [id, ch] : channels_) ch->start();
+    channels_stopping_ = false;
+    for (auto& [id, ch] : channels_) start_channel(id);
     accepting_ = true;
     state_ = State::running;
   }
@@ -494,15 +595,31 @@ class Gateway final : public server::Control {
       lock_ = GatewayLock::acquire(data_dir_, cfg_.gateway.port, error);
       if (!lock_) return fail(error);
     }
-    auto loaded = config::load_config_file(config_path_);
-    if (!loaded.io_error.empty()) return fail(loaded.io_error);
-    if (!loaded.parsed.config) {
-      std::string why = "invalid config " + (loaded.path.empty() ? "(defaults)" : loaded.path);
-      for (const auto& e : loaded.parsed.errors) why += "; " + e.to_string();
-      return fail(why);
+    // The file as it is now; when it is invalid, the last valid text seen (the restart was
+    // asked for by a valid change, or by someone who does not know the file broke since).
+    std::string text;
+    Candidate c;
+    if (config_path_.empty()) {
+      c = candidate({});
+    } else {
+      auto f = read_config_file();
+      text = f.text;
+      c = f.exists ? candidate(text)
+                   : Candidate{std::nullopt, {{"", "", f.error}}};
+      if (f.exists) seen_hash_ = config::content_hash(f.text);
+      if (!c.config) {
+        file_errors_ = errors_json(c.errors);
+        std::string why = "config " + config_path_ + " is invalid: " + errors_text(c.errors);
+        auto fallback = last_valid_text_.empty() ? Candidate{} : candidate(last_valid_text_);
+        if (!fallback.config) return fail(why);
+        spdlog::error("{}; this generation starts on the last valid config seen instead", why);
+        text = last_valid_text_;
+        c = std::move(fallback);
+      } else {
+        file_errors_ = json::array();
+      }
     }
-    config::Config next = *loaded.parsed.config;
-    apply_overrides(next, options_);
+    config::Config next = std::move(*c.config);
     if (next.store.data_dir != data_dir_ || next.store.durability != cfg_.store.durability) {
       spdlog::warn("store.dataDir/store.durability changed: they take effect when the process "
                    "restarts; keeping {}",
@@ -527,6 +644,18 @@ class Gateway final : public server::Control {
       export_gateway_url();
     }
     last_start_error_.clear();
+    if (!config_path_.empty()) {
+      if (!applied_text_.empty() && applied_text_ != text) {
+        if (auto saved = config::save_last_good(config_path_, applied_text_); !saved.ok) {
+          spdlog::warn("cannot keep the last-known-good config: {}", saved.error);
+        }
+      }
+      applied_text_ = text;
+      applied_hash_ = config::content_hash(text);
+      last_valid_text_ = text;
+      if (file_errors_.empty()) degraded_reason_.clear();
+    }
+    if (watcher_) watcher_->set_debounce(std::chrono::milliseconds(cfg_.gateway.reload.debounce_ms));
     start_generation_io();
     scheduler_.on_restart_finished();
     ++restarts_total_;
@@ -543,6 +672,559 @@ class Gateway final : public server::Control {
     spdlog::info("generation {} ready: restart ({}) took {:.1f} ms, the new generation started "
                  "in {:.1f} ms",
                  generation_, restart_reason_, total_ms, ms_since(t0, now));
+  }
+
+  // --- config: config.get, config.patch/apply, the watcher, hot reload ---
+
+  struct FileRead {
+    bool exists = false;
+    std::string text;
+    std::string error;
+  };
+
+  FileRead read_config_file() const {
+    FileRead f;
+    if (config_path_.empty()) return f;
+    std::ifstream in(config_path_, std::ios::binary);
+    if (!in) {
+      f.error = "cannot read " + config_path_ + ": " + std::strerror(errno);
+      return f;
+    }
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    f.exists = true;
+    f.text = buf.str();
+    return f;
+  }
+
+  static json errors_json(const std::vector<config::ConfigError>& errors) {
+    json out = json::array();
+    for (const auto& e : errors) {
+      out.push_back({{"path", e.path}, {"pointer", e.pointer}, {"message", e.message}});
+    }
+    return out;
+  }
+
+  static std::string errors_text(const std::vector<config::ConfigError>& errors) {
+    std::string out;
+    for (const auto& e : errors) out += (out.empty() ? "" : "; ") + e.to_string();
+    return out;
+  }
+
+  // The file's text as a config, with the environment and command line applied, or every
+  // error (validation and what this build cannot run).
+  struct Candidate {
+    std::optional<config::Config> config;
+    std::vector<config::ConfigError> errors;
+  };
+  Candidate candidate(const std::string& text) const {
+    Candidate c;
+    auto loaded = config::load_config_text(config_path_, text);
+    if (!loaded.parsed.config) {
+      c.errors = std::move(loaded.parsed.errors);
+      return c;
+    }
+    config::Config next = *loaded.parsed.config;
+    apply_overrides(next, options_);
+    c.errors = unbuildable(next);
+    if (c.errors.empty()) c.config = std::move(next);
+    return c;
+  }
+
+  core::ReloadPlan plan_for(const config::Config& next) const {
+    auto changed = config::diff_paths(config::effective_json(cfg_), config::effective_json(next));
+    const auto mode = core::parse_reload_mode(next.gateway.reload.mode)
+                          .value_or(core::ReloadMode::hybrid);
+    return core::plan_reload(changed, mode);
+  }
+
+  static json plan_json(const core::ReloadPlan& plan) {
+    json paths = json::array();
+    for (const auto& d : plan.paths) {
+      json p = {{"path", d.path}, {"kind", core::to_string(d.kind)}, {"rule", d.rule}};
+      if (d.action) p["action"] = core::to_string(*d.action);
+      if (!d.target.empty()) p["target"] = d.target;
+      paths.push_back(std::move(p));
+    }
+    json actions = json::array();
+    for (const auto& a : plan.actions) {
+      actions.push_back({{"action", core::to_string(a.action)}, {"target", a.target}});
+    }
+    return {{"kind", core::to_string(plan.kind)},
+            {"mode", plan.apply ? "hybrid" : "off"},
+            {"applied", false},
+            {"actions", actions},
+            {"paths", paths}};
+  }
+
+  static std::string plan_summary(const core::ReloadPlan& plan) {
+    std::string out = core::to_string(plan.kind);
+    if (plan.kind == core::ReloadKind::hot) {
+      for (const auto& a : plan.actions) {
+        out += std::string(" ") + core::to_string(a.action) + (a.target.empty() ? "" : " " + a.target);
+      }
+    }
+    std::string paths;
+    for (const auto& d : plan.paths) paths += (paths.empty() ? "" : ", ") + d.path;
+    return out + " (" + (paths.empty() ? "no effective change" : paths) + ")";
+  }
+
+  json config_get() override {
+    auto f = read_config_file();
+    std::string raw;
+    bool redacted = false;
+    if (f.exists) {
+      std::string perr;
+      auto doc = config::parse_json_text(f.text, perr);
+      if (!doc) {
+        redacted = true;  // not JSON: it could hold a secret in any shape
+      } else if (config::has_secrets(*doc)) {
+        raw = config::serialize(config::redact(*doc));
+        redacted = true;
+      } else {
+        raw = f.text;
+      }
+    }
+    json errors = json::array();
+    bool valid = true;
+    if (!config_path_.empty()) {
+      if (!f.exists) {
+        valid = false;
+        errors.push_back({{"path", ""}, {"pointer", ""}, {"message", f.error}});
+      } else {
+        auto c = candidate(f.text);
+        valid = c.errors.empty();
+        errors = errors_json(c.errors);
+      }
+    }
+    const auto hash = config::content_hash(f.exists ? f.text : "");
+    return {{"path", config_path_},
+            {"exists", f.exists},
+            {"raw", raw},
+            {"rawRedacted", redacted},
+            {"hash", hash},
+            {"config", config::redact(config::effective_json(cfg_))},
+            {"valid", valid},
+            {"errors", errors},
+            {"appliedHash", applied_hash_},
+            {"pending", !config_path_.empty() && hash != applied_hash_},
+            {"degraded", !degraded_reason_.empty()},
+            {"reloadMode", cfg_.gateway.reload.mode}};
+  }
+
+  void config_write(const server::ConfigWrite& w,
+                    std::function<void(server::ConfigWriteResult)> done) override {
+    using server::ConfigWriteError;
+    auto refuse = [&](std::string code, std::string message, json errors = json::array(),
+                      json extra = json::object()) {
+      ConfigWriteError e;
+      e.code = std::move(code);
+      e.message = std::move(message);
+      e.errors = std::move(errors);
+      e.extra = std::move(extra);
+      done(e);
+    };
+    if (state_ != State::running && state_ != State::failed) {
+      ConfigWriteError e;
+      e.code = "GATEWAY_BUSY";
+      e.message = std::string("the gateway is ") + to_string(state_) + "; try again shortly";
+      e.retryable = true;
+      e.retry_after_ms = kRestartExpectedMs;
+      return done(e);
+    }
+    if (config_path_.empty()) {
+      return refuse("NO_CONFIG_FILE",
+                    "the gateway runs on defaults without a config file; start it with --config "
+                    "FILE (an empty file is a valid config) to change its config at run time");
+    }
+    const auto f = read_config_file();
+    const auto current_hash = config::content_hash(f.exists ? f.text : "");
+    if (w.base_hash && *w.base_hash != current_hash) {
+      return refuse("CONFIG_CONFLICT",
+                    "baseHash does not match the config on disk (it changed since it was read); "
+                    "read it again with config.get",
+                    json::array(), {{"currentHash", current_hash}});
+    }
+    if (!w.base_hash && f.exists) {
+      return refuse("BASE_HASH_REQUIRED",
+                    "baseHash is required once the config file exists; take it from config.get",
+                    json::array(), {{"currentHash", current_hash}});
+    }
+    auto invalid = [&](const std::vector<config::ConfigError>& errors, const std::string& what) {
+      refuse("CONFIG_INVALID",
+             what + ": " + std::to_string(errors.size()) + " problem(s): " + errors_text(errors) +
+                 "; nothing was written",
+             errors_json(errors));
+    };
+    std::string perr;
+    json current = json::object();
+    if (f.exists && !f.text.empty()) {
+      auto doc = config::parse_json_text(f.text, perr);
+      if (!doc) {
+        if (!w.whole) {
+          return invalid({{"", "", "the file on disk is not JSON (" + perr +
+                                       "); replace it whole with config.apply"}},
+                         "config.patch");
+        }
+      } else {
+        current = std::move(*doc);
+      }
+    }
+    auto given = config::parse_json_text(w.raw, perr);
+    if (!given) return invalid({{"", "", "params.raw is not JSON: " + perr}}, "the change");
+    json next_doc = w.whole ? *given : config::merge_patch(current, *given);
+    if (!next_doc.is_object()) {
+      return invalid({{"", "", "the resulting config is not an object"}}, "the change");
+    }
+    if (auto errors = config::restore_redacted(next_doc, current); !errors.empty()) {
+      return invalid(errors, "the change");
+    }
+    auto without_meta = [](json d) {
+      if (d.is_object()) d.erase("meta");
+      return d;
+    };
+    if (f.exists && without_meta(next_doc) == without_meta(current)) {
+      json out = {{"ok", true},         {"path", config_path_}, {"hash", current_hash},
+                  {"written", false},   {"changedPaths", json::array()},
+                  {"plan", plan_json(core::plan_reload({}, core::ReloadMode::hybrid))}};
+      out["plan"]["applied"] = true;
+      return done(out);
+    }
+    // Bookkeeping, as OpenClaw writes it: the gateway's own write never reloads anything.
+    next_doc["meta"]["lastTouchedAt"] = iso_now();
+    next_doc["meta"]["lastTouchedVersion"] = DRAWBRIDGE_VERSION;
+    const std::string text = config::serialize(next_doc);
+    auto c = candidate(text);
+    if (!c.config) return invalid(c.errors, "the resulting config");
+    const auto plan = plan_for(*c.config);
+    if (!applied_text_.empty()) {
+      if (auto saved = config::save_last_good(config_path_, applied_text_); !saved.ok) {
+        spdlog::warn("cannot keep the last-known-good config: {}", saved.error);
+      }
+    }
+    if (auto written = config::write_atomic(config_path_, text); !written.ok) {
+      return refuse("WRITE_FAILED", written.error + "; the running config is unchanged");
+    }
+    const auto hash = config::content_hash(text);
+    seen_hash_ = hash;  // the watcher will see this write: it is applied here, not there
+    last_valid_text_ = text;
+    file_errors_ = json::array();
+    spdlog::info("{} wrote {}{}: {}", w.whole ? "config.apply" : "config.patch", config_path_,
+                 w.note.empty() ? "" : " (" + w.note + ")", plan_summary(plan));
+    json changed = json::array();
+    for (const auto& d : plan.paths) changed.push_back(d.path);
+    json base = {{"ok", true},
+                 {"path", config_path_},
+                 {"hash", hash},
+                 {"written", true},
+                 {"changedPaths", changed}};
+    std::optional<core::Duration> delay;
+    if (w.restart_delay_ms) delay = core::Duration{*w.restart_delay_ms};
+    apply_change(*c.config, text, plan, "rpc", delay,
+                 [done, base](json plan_out) mutable {
+                   base["plan"] = std::move(plan_out);
+                   done(base);
+                 });
+  }
+
+  static std::string iso_now() {
+    const auto now = std::chrono::system_clock::now();
+    const auto t = std::chrono::system_clock::to_time_t(now);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<long long>(ms));
+    return buf;
+  }
+
+  // The watcher (or SIGHUP) read the file.
+  void on_config_file(const WatchedFile& f, const std::string& source) {
+    if (!f.exists || !f.error.empty()) {
+      const std::string why = f.exists ? "not JSON: " + f.error : "missing";
+      file_errors_ = json::array({{{"path", ""}, {"pointer", ""}, {"message", "the file is " + why}}});
+      spdlog::error("config {} is {}; the running config stays", config_path_, why);
+      return;
+    }
+    const auto hash = config::content_hash(f.text);
+    if (hash == seen_hash_) {
+      spdlog::debug("config {}: no change since the last read ({})", config_path_, source);
+      return;
+    }
+    seen_hash_ = hash;
+    if (state_ != State::running && state_ != State::failed) {
+      // The next generation reads the file itself.
+      spdlog::info("config {} changed while {}: the next generation reads it", config_path_,
+                   to_string(state_));
+      return;
+    }
+    auto c = candidate(f.text);
+    if (!c.config) {
+      file_errors_ = errors_json(c.errors);
+      spdlog::error("config {} changed but is invalid ({} problem(s)); it stays on disk and is "
+                    "not applied; the running config stays:",
+                    config_path_, c.errors.size());
+      for (const auto& e : c.errors) spdlog::error("  {}", e.to_string());
+      return;
+    }
+    file_errors_ = json::array();
+    last_valid_text_ = f.text;
+    if (state_ == State::failed) {
+      spdlog::info("config {} changed and is valid: retrying the failed start", config_path_);
+      core::RestartRequest req;
+      req.reason = "config change (" + source + ") after a failed start";
+      req.source = core::RestartSource::config;
+      schedule_restart(req, {});
+      return;
+    }
+    const auto plan = plan_for(*c.config);
+    spdlog::info("config {} changed ({}): {}", config_path_, source, plan_summary(plan));
+    apply_change(*c.config, f.text, plan, source, std::nullopt, [](json) {});
+  }
+
+  // Serializes reloads: a hot reload that restarts a channel finishes before the next starts.
+  void apply_change(config::Config next, std::string text, core::ReloadPlan plan,
+                    std::string source, std::optional<core::Duration> delay,
+                    std::function<void(json)> done) {
+    auto job = [this, next = std::move(next), text = std::move(text), plan = std::move(plan),
+                source = std::move(source), delay, done = std::move(done)]() mutable {
+      run_change(std::move(next), std::move(text), std::move(plan), std::move(source), delay,
+                 std::move(done));
+    };
+    reload_queue_.push_back(std::move(job));
+    if (!reload_busy_) next_reload();
+  }
+
+  void next_reload() {
+    if (reload_queue_.empty()) {
+      reload_busy_ = false;
+      return;
+    }
+    reload_busy_ = true;
+    auto job = std::move(reload_queue_.front());
+    reload_queue_.pop_front();
+    job();
+  }
+
+  void run_change(config::Config next, std::string text, core::ReloadPlan plan, std::string source,
+                  std::optional<core::Duration> delay, std::function<void(json)> done) {
+    const auto t0 = clock_.now();
+    json out = plan_json(plan);
+    auto record = [this, t0, source](const core::ReloadPlan& p, bool ok, const std::string& error) {
+      ++reloads_total_;
+      last_reload_ = {{"source", source},
+                      {"kind", core::to_string(p.kind)},
+                      {"applied", p.apply},
+                      {"ok", ok},
+                      {"durationMs", ms_since(t0, clock_.now())},
+                      {"atMs", clock_.wall_ms()}};
+      if (!error.empty()) last_reload_["error"] = error;
+      json paths = json::array();
+      for (const auto& d : p.paths) paths.push_back(d.path);
+      last_reload_["paths"] = paths;
+    };
+    if (state_ != State::running) {
+      // A drain began while this waited: the next generation reads the file.
+      out["note"] = "the gateway is restarting; the next generation reads the new config";
+      done(out);
+      return next_reload();
+    }
+    if (!plan.apply) {
+      spdlog::warn("gateway.reload.mode is off: not applied until the next restart: {}",
+                   plan_summary(plan));
+      out["note"] = "gateway.reload.mode is off: applies at the next restart";
+      record(plan, true, {});
+      done(out);
+      return next_reload();
+    }
+    if (plan.kind == core::ReloadKind::restart) {
+      core::RestartRequest req;
+      std::string paths;
+      for (const auto& d : plan.paths) {
+        if (d.kind == core::ReloadKind::restart) paths += (paths.empty() ? "" : ", ") + d.path;
+      }
+      req.reason = "config change (" + source + "): " + paths;
+      req.source = core::RestartSource::config;
+      req.delay = delay;
+      auto r = schedule_restart(req, {});
+      out["restart"] = {{"status", r["status"]}, {"cycle", r["cycle"]}, {"dueInMs", r["dueInMs"]}};
+      out["applied"] = true;
+      record(plan, true, {});
+      done(out);
+      return next_reload();
+    }
+    run_hot_actions(next, plan, [this, next, text, plan, out, done, record,
+                                 source](const std::string& error) mutable {
+      if (!error.empty()) {
+        spdlog::error("hot reload failed: {}; restarting instead", error);
+        core::RestartRequest req;
+        req.reason = "config change (" + source + "): hot reload failed: " + error;
+        req.source = core::RestartSource::config;
+        auto r = schedule_restart(req, {});
+        out["error"] = error;
+        out["restart"] = {{"status", r["status"]}, {"cycle", r["cycle"]}, {"dueInMs", r["dueInMs"]}};
+        record(plan, false, error);
+        done(out);
+        return next_reload();
+      }
+      commit_config(std::move(next), text);
+      if (auto pending = scheduler_.pending(); pending && pending->source == core::RestartSource::config) {
+        if (scheduler_.cancel("hot reload applied the config")) {
+          restart_timer_.cancel();
+          spdlog::info("the scheduled config restart is no longer needed: cancelled");
+          out["cancelledRestart"] = true;
+        }
+      }
+      out["applied"] = true;
+      record(plan, true, {});
+      spdlog::info("config applied: {}", plan_summary(plan));
+      done(out);
+      next_reload();
+    });
+  }
+
+  // The new config becomes the running one: settings read per message, log level, restart
+  // options, watcher debounce; the text that ran before is kept as last-known-good.
+  void commit_config(config::Config next, const std::string& text) {
+    next.store = cfg_.store;  // restart-class: only a restart changes it
+    if (!applied_text_.empty() && applied_text_ != text && !config_path_.empty()) {
+      if (auto saved = config::save_last_good(config_path_, applied_text_); !saved.ok) {
+        spdlog::warn("cannot keep the last-known-good config: {}", saved.error);
+      }
+    }
+    cfg_ = std::move(next);
+    pipeline_->configure(pipeline_settings(cfg_));
+    spdlog::set_level(spdlog::level::from_str(cfg_.logging.level));
+    scheduler_.set_options(scheduler_options(cfg_));
+    if (watcher_) watcher_->set_debounce(std::chrono::milliseconds(cfg_.gateway.reload.debounce_ms));
+    applied_text_ = text;
+    applied_hash_ = config::content_hash(text);
+    seen_hash_ = applied_hash_;
+    last_valid_text_ = text;
+    if (!degraded_reason_.empty()) {
+      spdlog::info("a valid config is applied: no longer degraded");
+      degraded_reason_.clear();
+    }
+  }
+
+  // Agents first (channels restarted next wire to the new ones), then channels one after the
+  // other: each stops completely before its successor starts.
+  void run_hot_actions(const config::Config& next, const core::ReloadPlan& plan,
+                       std::function<void(const std::string&)> done) {
+    std::vector<std::string> channels;
+    bool rebind = false;
+    for (const auto& a : plan.actions) {
+      switch (a.action) {
+        case core::HotAction::update_auth:
+          if (next.gateway.auth_token != cfg_.gateway.auth_token) {
+            bool generated = false;
+            token_ = resolve_token(next, data_dir_, generated);
+            server_->set_token(token_);
+            spdlog::info("gateway.auth changed: new connections need the new token");
+          }
+          break;
+        case core::HotAction::swap_agent: {
+          auto it = next.agents.find(a.target);
+          if (it == next.agents.end()) {
+            if (auto old = agents_.find(a.target); old != agents_.end()) {
+              retire_agent(std::move(old->second));
+              agents_.erase(old);
+              spdlog::info("agent {} removed", a.target);
+            }
+          } else {
+            std::string error;
+            auto agent = make_agent(it->second, error);
+            if (!agent) return done(error);
+            if (auto old = agents_.find(a.target); old != agents_.end()) {
+              retire_agent(std::move(old->second));
+            }
+            agents_[a.target] = std::move(agent);
+            spdlog::info("agent {} ({}) swapped: new turns use the new settings", a.target,
+                         it->second.type);
+          }
+          rebind = true;
+          break;
+        }
+        case core::HotAction::rebind_agents:
+          rebind = true;
+          break;
+        case core::HotAction::restart_channel:
+          channels.push_back(a.target);
+          break;
+      }
+    }
+    if (rebind) {
+      for (auto& [id, ch] : channels_) {
+        if (std::find(channels.begin(), channels.end(), id) != channels.end()) continue;
+        const std::string agent_id = agent_of(id, next);
+        auto agent = agents_.find(agent_id);
+        if (agent == agents_.end()) return done("channels." + id + ": unknown agent " + agent_id);
+        pipeline_->set_agent(id, agent->second.get());
+        channel_agent_[id] = agent_id;
+      }
+    }
+    restart_channels(std::move(channels), 0, next, std::move(done));
+  }
+
+  void retire_agent(std::unique_ptr<pipeline::Agent> agent) {
+    // Its running turns may still use it: freed once no turn runs.
+    retired_agents_.push_back(std::move(agent));
+    pipeline_->work().when_idle({core::WorkKind::turn}, [this, gen = generation_] {
+      executor_.post([this, gen] {
+        if (gen == generation_ && pipeline_->active_runs().empty()) retired_agents_.clear();
+      });
+    });
+  }
+
+  void restart_channels(std::vector<std::string> ids, std::size_t i, config::Config next,
+                        std::function<void(const std::string&)> done) {
+    if (i == ids.size()) return done({});
+    const std::string id = ids[i];
+    auto proceed = [this, ids = std::move(ids), i, next, done = std::move(done)](
+                       const std::string& error) mutable {
+      if (!error.empty()) return done(error);
+      restart_channels(std::move(ids), i + 1, std::move(next), std::move(done));
+    };
+    restart_channel(id, next, std::move(proceed));
+  }
+
+  // One poller per channel account at every instant: the old instance has stopped (its poll
+  // loop returned, its cursor saved) before the new one starts.
+  void restart_channel(const std::string& id, const config::Config& next,
+                       std::function<void(const std::string&)> done) {
+    auto start_new = [this, id, next, done, gen = generation_](
+                         std::shared_ptr<pipeline::Channel> old) {
+      // Runs after the old one stopped; it stays alive until its route is replaced.
+      if (gen != generation_ || channels_stopping_ || state_ != State::running) {
+        return done({});  // a drain took over: the next generation starts channels
+      }
+      std::optional<std::string> error;
+      if (next.channels.count(id) && next.channels.at(id).enabled) {
+        error = add_channel(id, next);
+      } else {
+        pipeline_->remove_channel(id);
+        channel_agent_.erase(id);
+        if (old) spdlog::info("channel {} stopped and removed", id);
+      }
+      old.reset();
+      if (error) return done(*error);
+      start_channel(id);
+      done({});
+    };
+    auto it = channels_.find(id);
+    if (it == channels_.end()) {
+      start_new(nullptr);
+      return;
+    }
+    std::shared_ptr<pipeline::Channel> old(std::move(it->second));
+    channels_.erase(it);
+    spdlog::info("channel {}: stopping for a config reload", id);
+    old->stop([this, old, start_new]() mutable {
+      executor_.post([old, start_new]() mutable { start_new(std::move(old)); });
+    });
   }
 
   // --- restart requests ---
@@ -808,6 +1490,7 @@ class Gateway final : public server::Control {
           after_last_reply_ms_ = ms_since(*last_work_done_at_, clock_.now());
           spdlog::info("drain: teardown begins {:.3f} ms after the last reply", *after_last_reply_ms_);
         }
+        channels_stopping_ = true;
         auto remaining = std::make_shared<std::size_t>(channels_.size());
         auto done = drain_event(core::DrainEventType::channels_stopped);
         if (*remaining == 0) {
@@ -997,29 +1680,37 @@ class Gateway final : public server::Control {
     });
   }
 
-  // SIGHUP: re-reads the config; a valid change restarts in place. Hot apply of the parts that
-  // allow it comes with the reload plan.
+  void start_watcher() {
+    if (config_path_.empty()) return;
+    watcher_ = std::make_unique<ConfigWatcher>(
+        io_, config_path_, [this](const WatchedFile& f) { on_config_file(f, "file watcher"); });
+    ConfigWatcher::Options o;
+    o.debounce = std::chrono::milliseconds(cfg_.gateway.reload.debounce_ms);
+    if (auto err = watcher_->start(o)) {
+      spdlog::warn("cannot watch {} for changes ({}); send SIGHUP after editing it", config_path_,
+                   *err);
+      watcher_.reset();
+    }
+  }
+
+  // SIGHUP: read the file now, as the watcher would.
   void reload(const std::string& why) {
-    auto loaded = config::load_config_file(config_path_);
-    if (!loaded.io_error.empty()) {
-      spdlog::error("{}: cannot reload: {}; the running config stays", why, loaded.io_error);
+    if (config_path_.empty()) {
+      spdlog::info("{}: no config file (running on defaults); nothing to reload", why);
       return;
     }
-    if (!loaded.parsed.config) {
-      spdlog::error("{}: the config is invalid; the running config stays:", why);
-      for (const auto& e : loaded.parsed.errors) spdlog::error("  {}", e.to_string());
-      return;
-    }
-    config::Config next = *loaded.parsed.config;
-    apply_overrides(next, options_);
-    if (next.raw == cfg_.raw) {
+    auto f = read_config_file();
+    WatchedFile w;
+    w.exists = f.exists;
+    w.text = f.text;
+    if (!f.exists) w.error = f.error;
+    std::string perr;
+    if (f.exists && !config::parse_json_text(f.text, perr)) w.error = perr;
+    if (f.exists && config::content_hash(f.text) == seen_hash_) {
       spdlog::info("{}: the config has not changed", why);
       return;
     }
-    core::RestartRequest req;
-    req.reason = "config change (" + why + ")";
-    req.source = core::RestartSource::config;
-    schedule_restart(req, {});
+    on_config_file(w, why);
   }
 
   config::Config cfg_;
@@ -1045,6 +1736,8 @@ class Gateway final : public server::Control {
   std::map<std::string, std::unique_ptr<pipeline::Agent>> agents_;
   std::map<std::string, std::unique_ptr<pipeline::Channel>> channels_;
   std::map<std::string, std::string> channel_agent_;
+  std::map<std::string, std::uint64_t> channel_starts_;  // per channel id, in this process
+  bool channels_stopping_ = false;  // the drain stopped the channels: a hot reload starts none
 
   State state_ = State::starting;
   bool accepting_ = true;
@@ -1072,6 +1765,19 @@ class Gateway final : public server::Control {
   std::mutex snapshot_mutex_;
   json snapshot_ = nullptr;
   int exit_code_ = exit_code::ok;
+  // Config reload (issue 4).
+  std::unique_ptr<ConfigWatcher> watcher_;
+  std::string applied_text_;     // the file text the running config came from
+  std::string applied_hash_;
+  std::string seen_hash_;        // the last file content looked at (own writes included)
+  std::string last_valid_text_;  // the last valid text seen: a restart falls back to it
+  json file_errors_ = json::array();  // why the file on disk is not applied
+  std::string degraded_reason_;  // started on the last-known-good copy
+  std::vector<std::unique_ptr<pipeline::Agent>> retired_agents_;
+  bool reload_busy_ = false;
+  std::deque<std::function<void()>> reload_queue_;
+  json last_reload_ = nullptr;
+  std::uint64_t reloads_total_ = 0;
   // Last: its thread must stop before anything it reads is destroyed.
   Watchdog watchdog_;
 };
@@ -1080,15 +1786,43 @@ class Gateway final : public server::Control {
 
 int run_gateway(const RunOptions& options) {
   auto loaded = config::load_config_file(options.config_path);
-  if (!loaded.io_error.empty()) {
-    spdlog::critical("{}", loaded.io_error);
-    return exit_code::config_invalid;
+  StartedFrom from;
+  if (!loaded.io_error.empty() || !loaded.parsed.config) {
+    std::vector<config::ConfigError> errors = loaded.parsed.errors;
+    if (!loaded.io_error.empty()) errors.push_back({"", "", loaded.io_error});
+    const std::string where = loaded.path.empty() ? "(defaults)" : loaded.path;
+    std::string listed;
+    for (const auto& e : errors) listed += (listed.empty() ? "" : "; ") + e.to_string();
+    std::optional<config::LoadResult> good;
+    if (!options.config_path.empty()) {
+      auto lkg = config::load_config_file(config::last_good_path(loaded.path));
+      if (lkg.io_error.empty() && lkg.parsed.config) {
+        // Relative paths resolve as they would in the real file (same folder).
+        good = config::load_config_text(loaded.path, lkg.raw_text);
+      }
+    }
+    if (!good || !good->parsed.config) {
+      spdlog::critical("invalid config {}:", where);
+      for (const auto& e : errors) spdlog::critical("  {}", e.to_string());
+      if (!options.config_path.empty()) {
+        spdlog::critical("no last-known-good copy to fall back to ({}); exiting with code {}",
+                         config::last_good_path(loaded.path), exit_code::config_invalid);
+      }
+      return exit_code::config_invalid;
+    }
+    spdlog::error("DEGRADED: config {} is invalid ({}); starting on the last-known-good copy {}. "
+                  "Fix the file: a valid edit is applied as it is saved.",
+                  where, listed, config::last_good_path(loaded.path));
+    from.degraded_reason = "config " + where + " is invalid (" + listed +
+                           "); running on the last-known-good copy";
+    for (const auto& e : errors) {
+      from.file_errors.push_back({{"path", e.path}, {"pointer", e.pointer}, {"message", e.message}});
+    }
+    if (loaded.io_error.empty()) from.file_hash = config::content_hash(loaded.raw_text);
+    good->path = loaded.path;
+    loaded = std::move(*good);
   }
-  if (!loaded.parsed.config) {
-    spdlog::critical("invalid config {}:", loaded.path.empty() ? "(defaults)" : loaded.path);
-    for (const auto& e : loaded.parsed.errors) spdlog::critical("  {}", e.to_string());
-    return exit_code::config_invalid;
-  }
+  from.text = loaded.raw_text;
   config::Config cfg = *loaded.parsed.config;
   apply_overrides(cfg, options);
 
@@ -1114,7 +1848,8 @@ int run_gateway(const RunOptions& options) {
   auto recent = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(200);
   recent->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
   spdlog::default_logger()->sinks().push_back(recent);
-  Gateway gw(std::move(cfg), options, loaded.path, data_dir, token, std::move(lock), recent);
+  Gateway gw(std::move(cfg), options, loaded.path, data_dir, token, std::move(lock), recent,
+             std::move(from));
   const int code = gw.run();
   auto& sinks = spdlog::default_logger()->sinks();
   sinks.erase(std::remove(sinks.begin(), sinks.end(), recent), sinks.end());

@@ -2,7 +2,9 @@
 
 #include <cstdint>
 #include <optional>
+#include <functional>
 #include <string>
+#include <variant>
 
 #include <nlohmann/json.hpp>
 
@@ -11,6 +13,9 @@ namespace drawbridge::server {
 struct Readiness {
   bool ready = false;
   std::string reason;  // why not ready: "starting", "draining", "channel local not ready", ...
+  // What else a probe should know, ready or not: {"config": {"valid": false, "errors": [...]}}
+  // when the file on disk is invalid and the gateway runs on the config it had.
+  nlohmann::json details = nullptr;
 };
 
 // The lifecycle as the control plane sees it.
@@ -33,6 +38,28 @@ struct RestartIntent {
   std::string source = "rpc";            // "rpc" | "signal" | "chat"
 };
 
+// `config.patch` (a JSON merge patch) or `config.apply` (a whole document).
+struct ConfigWrite {
+  std::string raw;       // the patch or the document, JSON with comments
+  bool whole = false;    // config.apply
+  std::optional<std::string> base_hash;
+  std::optional<std::int64_t> restart_delay_ms;
+  std::string note;      // for the log
+};
+
+// Why a config write was refused; the RPC answers INVALID_REQUEST (or UNAVAILABLE when
+// `retryable`) with details {code, errors}.
+struct ConfigWriteError {
+  std::string code;  // CONFIG_INVALID | CONFIG_CONFLICT | BASE_HASH_REQUIRED | NO_CONFIG_FILE |
+                     // WRITE_FAILED | GATEWAY_BUSY
+  std::string message;
+  nlohmann::json errors = nlohmann::json::array();  // [{path, pointer, message}]
+  nlohmann::json extra = nlohmann::json::object();  // merged into details (currentHash, ...)
+  bool retryable = false;
+  std::int64_t retry_after_ms = 0;
+};
+using ConfigWriteResult = std::variant<nlohmann::json, ConfigWriteError>;
+
 // What the control plane asks of the gateway. The runtime implements it; the server knows
 // nothing else above the pipeline.
 class Control {
@@ -49,6 +76,12 @@ class Control {
   // {"ok":true,"status":"stopping"|"already-stopping"}
   virtual nlohmann::json request_stop(const std::string& reason) = 0;
   virtual LifecycleView lifecycle() = 0;
+  // {path, exists, raw, rawRedacted, hash, config, valid, errors, appliedHash, pending}
+  virtual nlohmann::json config_get() = 0;
+  // Validates, writes, applies; `done` gets the answer once the change is applied (a hot
+  // reload finished, or the restart scheduled).
+  virtual void config_write(const ConfigWrite& write,
+                            std::function<void(ConfigWriteResult)> done) = 0;
 };
 
 }  // namespace drawbridge::server

@@ -172,6 +172,7 @@ std::optional<HttpSession::Response> HttpSession::handle(const Request& req) {
     auto r = server_.control().readiness();
     json body = {{"ok", r.ready}, {"ready", r.ready}};
     if (!r.ready) body["reason"] = r.reason;
+    if (!r.details.is_null()) body["details"] = r.details;
     return reply(r.ready ? http::status::ok : http::status::service_unavailable, body);
   }
   if (path == "/metrics") {

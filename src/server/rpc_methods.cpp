@@ -85,6 +85,9 @@ RpcMethods::RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::stri
       {"chat.abort", {scope::write, &RpcMethods::chat_abort}},
       {"send", {scope::write, nullptr, &RpcMethods::send}},
       {"gateway.restart.request", {scope::admin, &RpcMethods::gateway_restart_request}},
+      {"config.get", {scope::read, &RpcMethods::config_get}},
+      {"config.patch", {scope::admin, nullptr, &RpcMethods::config_patch}},
+      {"config.apply", {scope::admin, nullptr, &RpcMethods::config_apply}},
       // A drawbridge extension: OpenClaw stops only through its service manager.
       {"gateway.stop", {scope::admin, &RpcMethods::gateway_stop}},
   };
@@ -282,6 +285,59 @@ RpcOutcome RpcMethods::gateway_stop(const Caller&, const nlohmann::json& params)
     return control_.request_stop(reason && !reason->empty() ? *reason : "requested");
   } catch (const std::exception& e) {
     return control_failed("gateway.stop", e);
+  }
+}
+
+RpcOutcome RpcMethods::config_get(const Caller&, const nlohmann::json&) {
+  try {
+    return control_.config_get();
+  } catch (const std::exception& e) {
+    return control_failed("config.get", e);
+  }
+}
+
+void RpcMethods::config_patch(const Caller&, const nlohmann::json& params, Respond respond) {
+  config_write(params, false, std::move(respond));
+}
+
+void RpcMethods::config_apply(const Caller&, const nlohmann::json& params, Respond respond) {
+  config_write(params, true, std::move(respond));
+}
+
+// OpenClaw's ConfigPatchParams/ConfigApplyParams: raw and baseHash are ours to act on;
+// sessionKey, deliveryContext and replacePaths are accepted and not used.
+void RpcMethods::config_write(const nlohmann::json& params, bool whole, Respond respond) {
+  Params p(params);
+  std::string err;
+  ConfigWrite w;
+  w.whole = whole;
+  auto raw = p.string("raw", true, true, err);
+  auto base = err.empty() ? p.string("baseHash", false, true, err) : std::nullopt;
+  auto delay = err.empty() ? p.integer("restartDelayMs", 0, 3'600'000, err) : std::nullopt;
+  auto note = err.empty() ? p.string("note", false, false, err) : std::nullopt;
+  if (!err.empty()) return respond(invalid(err));
+  w.raw = *raw;
+  w.base_hash = base;
+  w.restart_delay_ms = delay;
+  w.note = note.value_or("");
+  const char* method = whole ? "config.apply" : "config.patch";
+  try {
+    control_.config_write(w, [respond, method](ConfigWriteResult result) {
+      if (auto* ok = std::get_if<nlohmann::json>(&result)) return respond(std::move(*ok));
+      const auto& e = std::get<ConfigWriteError>(result);
+      nlohmann::json details = {{"code", e.code}};
+      if (!e.errors.empty()) details["errors"] = e.errors;
+      for (const auto& [k, v] : e.extra.items()) details[k] = v;
+      RpcError out{std::string(e.retryable ? error_code::unavailable : error_code::invalid_request),
+                   std::string(method) + ": " + e.message, details, {}, {}};
+      if (e.retryable) {
+        out.retryable = true;
+        out.retry_after_ms = e.retry_after_ms;
+      }
+      respond(out);
+    });
+  } catch (const std::exception& e) {
+    respond(control_failed(method, e));
   }
 }
 

@@ -57,6 +57,10 @@ class RpcMethods {
   void send(const Caller&, const nlohmann::json&, Respond);
   RpcOutcome gateway_restart_request(const Caller&, const nlohmann::json&);
   RpcOutcome gateway_stop(const Caller&, const nlohmann::json&);
+  RpcOutcome config_get(const Caller&, const nlohmann::json&);
+  void config_patch(const Caller&, const nlohmann::json&, Respond);
+  void config_apply(const Caller&, const nlohmann::json&, Respond);
+  void config_write(const nlohmann::json& params, bool whole, Respond respond);
 
   Control& control_;
   pipeline::Pipeline& pipeline_;

@@ -25,6 +25,15 @@ class FakeControl final : public Control {
     return {{"ok", true}, {"status", "stopping"}};
   }
   LifecycleView lifecycle() override { return {}; }
+  nlohmann::json config_get() override {
+    return {{"hash", "h1"}, {"path", "/x/drawbridge.json"}};
+  }
+  void config_write(const ConfigWrite& w, std::function<void(ConfigWriteResult)> done) override {
+    writes.push_back(w);
+    done(write_result);
+  }
+  std::vector<ConfigWrite> writes;
+  ConfigWriteResult write_result = nlohmann::json{{"ok", true}, {"plan", {{"kind", "none"}}}};
 
   std::vector<RestartIntent> intents;
   std::vector<std::string> stops;
@@ -285,6 +294,66 @@ TEST_F(RpcMethodsTest, MethodNamesListRestartAndStop) {
   const auto names = rpc_->method_names();
   EXPECT_NE(std::find(names.begin(), names.end(), "gateway.restart.request"), names.end());
   EXPECT_NE(std::find(names.begin(), names.end(), "gateway.stop"), names.end());
+}
+
+TEST_F(RpcMethodsTest, ConfigGetNeedsReadAndPatchNeedsAdmin) {
+  auto got = call(caller({"operator.read"}), "config.get", nlohmann::json::object());
+  ASSERT_TRUE(std::holds_alternative<nlohmann::json>(got));
+  EXPECT_EQ(std::get<nlohmann::json>(got)["hash"], "h1");
+  auto refused = call(caller({"operator.write"}), "config.patch", {{"raw", "{}"}});
+  EXPECT_EQ(error_of(refused).code, "FORBIDDEN");
+  EXPECT_EQ(error_of(refused).details["missingScope"], "operator.admin");
+  EXPECT_TRUE(control_.writes.empty());
+}
+
+TEST_F(RpcMethodsTest, ConfigPatchAndApplyPassTheirParams) {
+  auto out = call(caller({"operator.admin"}), "config.patch",
+                  {{"raw", "{\"logging\":{\"level\":\"debug\"}}"},
+                   {"baseHash", "h1"},
+                   {"restartDelayMs", 50},
+                   {"note", "why"},
+                   {"sessionKey", "ignored"}});
+  ASSERT_TRUE(std::holds_alternative<nlohmann::json>(out));
+  EXPECT_EQ(std::get<nlohmann::json>(out)["plan"]["kind"], "none");
+  out = call(caller({"operator.admin"}), "config.apply", {{"raw", "{}"}});
+  ASSERT_EQ(control_.writes.size(), 2u);
+  EXPECT_FALSE(control_.writes[0].whole);
+  EXPECT_EQ(control_.writes[0].base_hash, "h1");
+  EXPECT_EQ(control_.writes[0].restart_delay_ms, 50);
+  EXPECT_EQ(control_.writes[0].note, "why");
+  EXPECT_TRUE(control_.writes[1].whole);
+  EXPECT_FALSE(control_.writes[1].base_hash.has_value());
+}
+
+TEST_F(RpcMethodsTest, ConfigPatchWithoutRawIsRefusedBeforeTheGatewaySeesIt) {
+  auto out = call(caller({"operator.admin"}), "config.patch", {{"baseHash", "h1"}});
+  EXPECT_EQ(error_of(out).code, "INVALID_REQUEST");
+  EXPECT_NE(error_of(out).message.find("params.raw"), std::string::npos) << error_of(out).message;
+  EXPECT_TRUE(control_.writes.empty());
+}
+
+TEST_F(RpcMethodsTest, ConfigWriteErrorsCarryTheirCodeAndEveryError) {
+  ConfigWriteError e;
+  e.code = "CONFIG_INVALID";
+  e.message = "2 problem(s)";
+  e.errors = {{{"path", "gateway.port"}, {"pointer", "/gateway/port"}, {"message", "bad"}},
+              {{"path", "logging.level"}, {"pointer", "/logging/level"}, {"message", "bad"}}};
+  control_.write_result = e;
+  auto out = call(caller({"operator.admin"}), "config.patch", {{"raw", "{}"}});
+  EXPECT_EQ(error_of(out).code, "INVALID_REQUEST");
+  EXPECT_EQ(error_of(out).details["code"], "CONFIG_INVALID");
+  EXPECT_EQ(error_of(out).details["errors"].size(), 2u);
+
+  ConfigWriteError busy;
+  busy.code = "GATEWAY_BUSY";
+  busy.message = "restarting";
+  busy.retryable = true;
+  busy.retry_after_ms = 1500;
+  control_.write_result = busy;
+  out = call(caller({"operator.admin"}), "config.apply", {{"raw", "{}"}});
+  EXPECT_EQ(error_of(out).code, "UNAVAILABLE");
+  EXPECT_EQ(error_of(out).retryable, true);
+  EXPECT_EQ(error_of(out).retry_after_ms, 1500);
 }
 
 }  // namespace

@@ -34,6 +34,10 @@ class FakeControl final : public Control {
   std::int64_t uptime_ms() override { return 1; }
   json request_restart(const RestartIntent&) override { return {{"ok", true}}; }
   json request_stop(const std::string&) override { return {{"ok", true}}; }
+  json config_get() override { return {{"hash", ""}}; }
+  void config_write(const ConfigWrite&, std::function<void(ConfigWriteResult)> done) override {
+    done(json{{"ok", true}});
+  }
   LifecycleView lifecycle() override {
     std::lock_guard lock(mu);
     return view;

@@ -1,0 +1,63 @@
+#pragma once
+
+// The config file as the gateway writes it: hashes, RFC 7396 merge patches, atomic writes with a
+// last-known-good copy, and redaction of secrets for config.get.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.h"
+
+namespace drawbridge::config {
+
+// Lowercase hex SHA-256 of the bytes.
+std::string sha256_hex(std::string_view bytes);
+
+// The hash clients pass back as baseHash: sha256_hex of the file's bytes; of "" when there is
+// no file.
+inline std::string content_hash(std::string_view text) { return sha256_hex(text); }
+
+// Parses JSON with comments (like parse_config) without validating; nullopt and `error` set
+// ("line 3, column 5: ...") when it is not JSON.
+std::optional<nlohmann::json> parse_json_text(const std::string& text, std::string& error);
+
+// RFC 7396: objects merge recursively, null deletes, anything else (arrays too) replaces.
+nlohmann::json merge_patch(const nlohmann::json& target, const nlohmann::json& patch);
+
+// The text the gateway writes for a document: 2-space indented JSON and a final newline.
+std::string serialize(const nlohmann::json& doc);
+
+// Where the last-known-good copy of `config_path` lives: "<config_path>.last-good".
+std::string last_good_path(const std::string& config_path);
+
+struct WriteOutcome {
+  bool ok = false;
+  std::string error;  // "cannot write /x/drawbridge.json: Permission denied"
+};
+
+// Writes `text` to `path` atomically: a temp file in the same folder, fsync, rename over
+// `path`, fsync the folder. The file keeps the old file's permission bits (0600 when new).
+// Readers see the old or the new content, never a part.
+WriteOutcome write_atomic(const std::string& path, std::string_view text);
+
+// Saves `text` (a config that was valid and running) as the last-known-good copy of
+// `config_path`, atomically. Does nothing when the copy already holds exactly `text`.
+WriteOutcome save_last_good(const std::string& config_path, std::string_view text);
+
+// Secrets: any key named (case-insensitively) token, apiKey, botToken, password, secret, or
+// ending in Token/Secret/Password/ApiKey, and every value of agents.<id>.env.
+inline constexpr std::string_view kRedacted = "__DRAWBRIDGE_REDACTED__";
+nlohmann::json redact(const nlohmann::json& doc);
+// True when `doc` holds a secret redact() would hide.
+bool has_secrets(const nlohmann::json& doc);
+// A client sent back a redacted document (or a patch built from one): every kRedacted string
+// in `doc` is replaced by the value at the same path in `current`. Where `current` has none, an
+// error names the path ("agents.ai.apiKey: the redacted placeholder has no value to restore;
+// send the secret itself"). Returns the errors; `doc` is restored where possible.
+std::vector<ConfigError> restore_redacted(nlohmann::json& doc, const nlohmann::json& current);
+
+}  // namespace drawbridge::config

@@ -1,0 +1,255 @@
+#include "runtime/config_watcher.h"
+
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+namespace drawbridge::runtime {
+namespace {
+
+// IN_MODIFY covers writers that never close (a long-lived editor); IN_ATTRIB makes `touch` a
+// manual reload. The *_SELF flags are only logged: the folder itself is not what we watch for.
+constexpr std::uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
+                                     IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF |
+                                     IN_MOVE_SELF | IN_ONLYDIR;
+
+std::string errno_text(int err) { return std::generic_category().message(err); }
+
+std::string describe(std::uint32_t mask) {
+  static constexpr std::pair<std::uint32_t, const char*> kNames[] = {
+      {IN_MODIFY, "modify"},           {IN_ATTRIB, "attrib"},
+      {IN_CLOSE_WRITE, "close_write"}, {IN_MOVED_FROM, "moved_from"},
+      {IN_MOVED_TO, "moved_to"},       {IN_CREATE, "create"},
+      {IN_DELETE, "delete"},           {IN_DELETE_SELF, "delete_self"},
+      {IN_MOVE_SELF, "move_self"},     {IN_IGNORED, "ignored"},
+      {IN_Q_OVERFLOW, "overflow"},
+  };
+  std::string out;
+  for (const auto& [bit, name] : kNames) {
+    if ((mask & bit) == 0) continue;
+    if (!out.empty()) out += '|';
+    out += name;
+  }
+  return out.empty() ? "none" : out;
+}
+
+// The file as it is now. `error` is set when it is missing, unreadable or not JSON (yet).
+WatchedFile read_now(const std::string& path) {
+  WatchedFile out;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) {
+      out.error = "missing";
+    } else {
+      out.exists = true;
+      out.error = "cannot open " + path + ": " + errno_text(err);
+    }
+    return out;
+  }
+  out.exists = true;
+  std::array<char, 16 * 1024> chunk;
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk.data(), chunk.size());
+    if (n > 0) {
+      out.text.append(chunk.data(), static_cast<std::size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      out.error = "cannot read " + path + ": " + errno_text(errno);
+      break;
+    }
+  }
+  ::close(fd);
+  if (!out.error.empty()) return out;
+  // An empty file fails here too: a writer that truncated and has not written yet.
+  try {
+    const auto parsed = nlohmann::json::parse(out.text, nullptr, /*allow_exceptions=*/true,
+                                              /*ignore_comments=*/true);
+    static_cast<void>(parsed);  // only the verdict matters here; the caller parses again
+  } catch (const nlohmann::json::exception& e) {
+    out.error = e.what();
+  }
+  return out;
+}
+
+}  // namespace
+
+// Handlers hold a weak_ptr to the Impl and the `session`/`arm_seq` they were started for, so
+// that nothing runs after stop(), a restart, a re-arm, or destruction; a completion that was
+// already queued when the timer was re-armed or cancelled is recognised by its stale number.
+struct ConfigWatcher::Impl : std::enable_shared_from_this<Impl> {
+  Impl(boost::asio::io_context& io, std::string file,
+       std::function<void(const WatchedFile&)> on_change)
+      : file(std::move(file)), on_change(std::move(on_change)), events(io), timer(io) {}
+
+  void close() {
+    running = false;
+    ++session;
+    ++arm_seq;
+    timer.cancel();
+    boost::system::error_code ignored;
+    events.close(ignored);
+  }
+
+  void read_events() {
+    // The handler owns the buffer too: a read still queued when the Impl goes away must not
+    // write into freed memory.
+    auto on_read = [weak = weak_from_this(), buf = buffer, s = session](
+                       const boost::system::error_code& ec, std::size_t n) {
+      auto self = weak.lock();
+      if (!self || !self->running || s != self->session) return;
+      if (ec) {
+        spdlog::warn("config watcher {}: reading inotify events failed, no longer watching: {}",
+                     self->file, ec.message());
+        return;
+      }
+      self->on_events(buf->data(), n);
+      self->read_events();
+    };
+    events.async_read_some(boost::asio::buffer(*buffer), std::move(on_read));
+  }
+
+  void on_events(const char* data, std::size_t n) {
+    bool matched = false;
+    std::size_t off = 0;
+    while (off + sizeof(inotify_event) <= n) {
+      inotify_event ev;
+      std::memcpy(&ev, data + off, sizeof ev);
+      const char* name_at = data + off + sizeof(inotify_event);
+      off += sizeof(inotify_event) + ev.len;
+      if (off > n) break;  // never from the kernel; keeps a bad length from reading past n
+      const std::string_view name(name_at, ::strnlen(name_at, ev.len));
+
+      if (ev.mask & IN_Q_OVERFLOW) {
+        // Events were dropped, ours may be among them: read the file to be sure.
+        spdlog::warn("config watcher {}: inotify queue overflowed, re-reading the file", file);
+        ++seen;
+        matched = true;
+        continue;
+      }
+      if (ev.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+        spdlog::warn("config watcher {}: folder {} event {}; changes there are no longer seen",
+                     file, folder, describe(ev.mask));
+        continue;
+      }
+      if (name != basename) continue;
+      spdlog::debug("config watcher {}: {}", file, describe(ev.mask));
+      ++seen;
+      matched = true;
+    }
+    if (!matched) return;
+    retries_left = options.retries;
+    arm(options.debounce);
+  }
+
+  void arm(std::chrono::milliseconds delay) {
+    const std::uint64_t seq = ++arm_seq;
+    timer.expires_after(delay);
+    timer.async_wait([weak = weak_from_this(), seq](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (!self || ec || !self->running || seq != self->arm_seq) return;
+      self->settle();
+    });
+  }
+
+  void settle() {
+    WatchedFile now = read_now(path);
+    if (!now.error.empty()) {
+      if (retries_left > 0) {
+        --retries_left;
+        spdlog::debug("config watcher {}: not ready ({}), {} retries left", file, now.error,
+                      retries_left);
+        arm(options.retry_interval);
+        return;
+      }
+      spdlog::warn("config watcher {}: still not readable after {} retries: {}", file,
+                   options.retries, now.error);
+      now.text.clear();
+    }
+    // `self` in the timer handler keeps this alive even if the callback destroys the watcher.
+    on_change(now);
+  }
+
+  const std::string file;
+  const std::function<void(const WatchedFile&)> on_change;
+  std::string path;      // absolute
+  std::string folder;    // what inotify watches
+  std::string basename;  // the only name whose events count
+  Options options;
+  boost::asio::posix::stream_descriptor events;
+  boost::asio::steady_timer timer;
+  std::shared_ptr<std::vector<char>> buffer;
+  bool running = false;
+  std::uint64_t session = 0;
+  std::uint64_t arm_seq = 0;
+  int retries_left = 0;
+  std::atomic<std::uint64_t> seen{0};
+};
+
+ConfigWatcher::ConfigWatcher(boost::asio::io_context& io, std::string file,
+                             std::function<void(const WatchedFile&)> on_change)
+    : impl_(std::make_shared<Impl>(io, std::move(file), std::move(on_change))) {}
+
+ConfigWatcher::~ConfigWatcher() { stop(); }
+
+std::optional<std::string> ConfigWatcher::start(Options options) {
+  Impl& s = *impl_;
+  s.close();
+  s.options = options;
+  s.seen = 0;
+
+  std::error_code ec;
+  const std::filesystem::path abs = std::filesystem::absolute(s.file, ec).lexically_normal();
+  if (ec) return "cannot resolve " + s.file + ": " + ec.message();
+  if (!abs.has_filename()) return "cannot watch " + s.file + ": not a file name";
+  s.path = abs.string();
+  s.folder = abs.parent_path().string();
+  s.basename = abs.filename().string();
+
+  const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0) return "inotify_init1: " + errno_text(errno);
+  if (::inotify_add_watch(fd, s.folder.c_str(), kWatchMask) < 0) {
+    const int err = errno;
+    ::close(fd);
+    return "cannot watch " + s.folder + ": " + errno_text(err);
+  }
+  boost::system::error_code assign_error;
+  s.events.assign(fd, assign_error);
+  if (assign_error) {
+    ::close(fd);
+    return "cannot watch " + s.folder + ": " + assign_error.message();
+  }
+
+  // Room for many events; one needs at most sizeof(inotify_event) + NAME_MAX + 1.
+  s.buffer = std::make_shared<std::vector<char>>(64 * 1024);
+  s.running = true;
+  spdlog::debug("config watcher {}: watching folder {}", s.file, s.folder);
+  s.read_events();
+  return std::nullopt;
+}
+
+void ConfigWatcher::set_debounce(std::chrono::milliseconds debounce) {
+  impl_->options.debounce = debounce;
+}
+
+void ConfigWatcher::stop() { impl_->close(); }
+
+std::uint64_t ConfigWatcher::events_seen() const { return impl_->seen.load(); }
+
+}  // namespace drawbridge::runtime

@@ -1,0 +1,56 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+
+namespace drawbridge::runtime {
+
+// What the watcher read once the file settled.
+struct WatchedFile {
+  bool exists = false;
+  std::string text;   // the whole file, when it exists and parsed as JSON (with comments)
+  std::string error;  // set when the retries ran out: "missing" or the JSON parse error
+};
+
+// Watches one config file through inotify on its folder, so that a rename over it
+// (editors' write-to-temp-and-rename), an in-place write, and a delete followed by a create
+// are all seen. Events for other names in the folder are ignored.
+//
+// Every event for the file (re)starts the debounce timer; when it fires the file is read. A
+// missing file or one that is not JSON yet (half written) is read again `retry_interval`
+// later, up to `retries` times; only then is `on_change` called with `error` set. A file
+// that reads fine is handed over as it is: validating it is the caller's job.
+// Callbacks run on the io_context's thread; nothing runs after stop() or destruction.
+class ConfigWatcher {
+ public:
+  struct Options {
+    std::chrono::milliseconds debounce{300};
+    std::chrono::milliseconds retry_interval{100};
+    int retries = 5;
+  };
+
+  ConfigWatcher(boost::asio::io_context& io, std::string file,
+                std::function<void(const WatchedFile&)> on_change);
+  ~ConfigWatcher();
+  ConfigWatcher(const ConfigWatcher&) = delete;
+  ConfigWatcher& operator=(const ConfigWatcher&) = delete;
+
+  // Starts watching; the error text when inotify or the folder cannot be watched.
+  std::optional<std::string> start(Options options);
+  // Later events use this debounce (gateway.reload.debounceMs changed).
+  void set_debounce(std::chrono::milliseconds debounce);
+  void stop();
+  // Events seen for the file since start (for tests and status).
+  std::uint64_t events_seen() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace drawbridge::runtime
