@@ -1020,7 +1020,11 @@ class Gateway final : public server::Control {
                       {"applied", p.apply},
                       {"ok", ok},
                       {"durationMs", ms_since(t0, clock_.now())},
-                      {"atMs", clock_.wall_ms()}};
+                      {"atMs", clock_.wall_ms()},
+                      {"appliedAtUnixUs",
+                       std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count()}};
       if (!error.empty()) last_reload_["error"] = error;
       json paths = json::array();
       for (const auto& d : p.paths) paths.push_back(d.path);
