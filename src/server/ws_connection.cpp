@@ -136,12 +136,15 @@ void WsConnection::handle_frame(const std::string& text) {
                          "connect is only valid as the first request", nullptr, {}, {}}));
     return;
   }
+  ++pending_responses_;
   server_.rpc().call(caller_, method, params,
                      [self = shared_from_this(), req_id](RpcOutcome out) {
+                       --self->pending_responses_;
                        if (auto* payload = std::get_if<json>(&out)) {
-                         self->send_frame(make_response(req_id, *payload));
+                         self->send_frame(make_response(req_id, *payload), true);
                        } else {
-                         self->send_frame(make_error_response(req_id, std::get<RpcError>(out)));
+                         self->send_frame(make_error_response(req_id, std::get<RpcError>(out)),
+                                          true);
                        }
                      });
 }
@@ -271,8 +274,10 @@ void WsConnection::send_event_dump(std::string_view event, const std::string& pa
   send_frame(make_event_from_dump(event, payload_json, ++seq_));
 }
 
-void WsConnection::send_frame(std::string frame) {
-  if (closing_ || finished_) return;
+void WsConnection::send_frame(std::string frame, bool response) {
+  // A response to a request read before the close began still goes out (an acknowledgement
+  // of a committed chat.send must reach its client); anything else stops at the close.
+  if (finished_ || (closing_ && (!response || !pending_close_))) return;
   queued_bytes_ += frame.size();
   if (queued_bytes_ > server_.options().max_buffered_bytes) {
     spdlog::warn("{}: more than {} bytes queued, closing slow consumer", caller_.conn_id,
@@ -289,7 +294,8 @@ void WsConnection::send_frame(std::string frame) {
 void WsConnection::do_write() {
   if (queue_.empty()) {
     writing_ = false;
-    if (pending_close_) {
+    // The close frame waits for the answers still owed (bounded by the server's close timer).
+    if (pending_close_ && pending_responses_ == 0) {
       auto reason = *pending_close_;
       pending_close_.reset();
       writing_ = true;

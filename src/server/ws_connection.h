@@ -39,7 +39,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   void on_read(boost::beast::error_code ec, std::size_t n);
   void handle_frame(const std::string& text);
   void handle_connect(const std::string& req_id, const nlohmann::json& params);
-  void send_frame(std::string frame);
+  void send_frame(std::string frame, bool response = false);
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t n);
   void close_after_flush(std::uint16_t code, std::string reason);
@@ -52,6 +52,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   std::size_t queued_bytes_ = 0;
   bool writing_ = false;
   bool closing_ = false;
+  std::size_t pending_responses_ = 0;  // requests handed to the RPC layer, not yet answered
   bool finished_ = false;
   std::optional<boost::beast::websocket::close_reason> pending_close_;
   bool authenticated_ = false;
