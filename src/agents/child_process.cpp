@@ -67,6 +67,12 @@ std::vector<std::string> merged_environment(const std::map<std::string, std::str
     std::string_view kv(*entry);
     auto eq = kv.find('=');
     std::string key(kv.substr(0, eq));
+    // The service manager's channel is the gateway's alone: an agent must not be able to
+    // report READY or MAINPID to systemd, nor take sockets meant for a successor.
+    if (key == "NOTIFY_SOCKET" || key.starts_with("WATCHDOG_") || key.starts_with("LISTEN_") ||
+        key == "DRAWBRIDGE_READY_FD") {
+      continue;
+    }
     if (!extra.contains(key)) env.emplace_back(kv);
   }
   for (const auto& [key, value] : extra) env.push_back(key + "=" + value);

@@ -210,6 +210,8 @@ struct RestartOptions {
   bool wait = false;
   int timeout_s = 60;
   bool json = false;
+  bool process = false;     // a fresh process (re-exec, or exit 75 under a supervisor)
+  std::string binary;       // `update`: the binary to start
 };
 
 // One line for people: what the gateway did with the request.
@@ -247,8 +249,10 @@ int run_restart(const Target& target, const RestartOptions& o) {
   drawbridge::server::GatewayClient client(target.host, target.port);
   client.connect(target.token, {"operator.admin"});
   std::int64_t before = 0;
+  std::int64_t before_pid = 0;
   if (o.wait) {
     json s = client.request("status", json::object());
+    before_pid = s.value("pid", std::int64_t{0});
     const json* g = field(s, "generation");
     if (!g || !g->is_number_integer()) {
       std::cerr << "drawbridge: this gateway does not report its generation; --wait needs a "
@@ -262,12 +266,20 @@ int run_restart(const Target& target, const RestartOptions& o) {
   if (o.force) params["force"] = true;
   if (o.wait_ms) params["waitMs"] = *o.wait_ms;
   if (o.delay_ms) params["delayMs"] = *o.delay_ms;
+  if (o.process) params["freshProcess"] = true;
   // Set by the exec agent for its turns: a turn asking for the restart is not waited for,
   // which would otherwise hold the restart until the deferral timeout.
   if (const char* run_id = std::getenv("DRAWBRIDGE_RUN_ID"); run_id && *run_id) {
     params["runId"] = run_id;
   }
-  json res = client.request("gateway.restart.request", params);
+  json res;
+  if (!o.binary.empty()) {
+    json up = {{"binary", o.binary}};
+    if (!o.reason.empty()) up["reason"] = o.reason;
+    res = client.request("gateway.update", up);
+  } else {
+    res = client.request("gateway.restart.request", params);
+  }
   if (o.json) {
     std::cout << res.dump(2) << "\n";
   } else {
@@ -286,8 +298,28 @@ int run_restart(const Target& target, const RestartOptions& o) {
     if (auto s = poll_status(target)) {
       last = *s;
       const json* g = field(last, "generation");
+      const auto pid = last.value("pid", std::int64_t{0});
+      if (pid != before_pid && pid != 0 && last.value("state", "") == "running") {
+        // A fresh process serves (re-exec, update, or the supervisor started one).
+        if (!o.json) {
+          std::cout << "pid " << pid << " running (version " << text_of(last, "version") << ")\n";
+        }
+        const json* u = field(last, "lastUpdate");
+        if (!o.binary.empty() && u && u->is_object() && u->value("outcome", "") != "ok") {
+          std::cerr << "drawbridge: the update did not report success: " << u->dump() << "\n";
+          return crashed;
+        }
+        return ok;
+      }
       if (g && g->is_number_integer() && g->get<std::int64_t>() > before &&
           last.value("state", "") == "running") {
+        const json* u = field(last, "lastUpdate");
+        if (!o.binary.empty()) {
+          // Same process, next generation: the new binary did not become ready.
+          std::cerr << "drawbridge: update failed, the gateway restarted on its old binary: "
+                    << (u && u->is_object() ? u->value("error", std::string("?")) : "?") << "\n";
+          return crashed;
+        }
         if (!o.json) std::cout << "generation " << g->dump() << " running\n";
         return ok;
       }
@@ -408,6 +440,22 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   restart->add_flag("--json", restart_opts.json, "Print the gateway's answer as JSON");
 
+  restart->add_flag("--process", restart_opts.process,
+                    "Restart in a fresh process: re-exec on the same socket, or exit 75 for "
+                    "systemd/launchd to start one (default: in the same process)");
+  RestartOptions update_opts;
+  auto* update = app.add_subcommand(
+      "update", "Start another drawbridge binary on the running gateway's socket once active "
+                "turns are done; if it does not become ready within 10 s, the gateway restarts "
+                "on its old binary");
+  add_target(update);
+  update->add_option("--binary", update_opts.binary, "The new binary")->required();
+  update->add_option("--reason", update_opts.reason, "Why, for the logs and `status`");
+  update->add_flag("--wait", update_opts.wait, "Wait until the new process serves (or failed)");
+  update->add_option("--timeout", update_opts.timeout_s, "Seconds --wait waits")
+      ->capture_default_str();
+  update->add_flag("--json", update_opts.json, "Print the gateway's answer as JSON");
+
   auto* stop = app.add_subcommand(
       "stop", "Stop the gateway once its active turns are done, and wait until it has exited");
   add_target(stop);
@@ -432,6 +480,7 @@ int main(int argc, char** argv) {
 
   if (*run) {
     run_opts.config_path = cfg_path;
+    run_opts.argv.assign(argv, argv + argc);
     if (port) run_opts.port = port;
     if (!bind.empty()) run_opts.bind = bind;
     if (!data_dir.empty()) run_opts.data_dir = data_dir;
@@ -468,6 +517,11 @@ int main(int argc, char** argv) {
       return run_restart(target, restart_opts);
     }
     if (*stop) return run_stop(target, stop_reason, stop_timeout_s);
+    if (*update) {
+      std::error_code ec;
+      update_opts.binary = std::filesystem::absolute(update_opts.binary, ec).string();
+      return run_restart(target, update_opts);
+    }
     if (*send) {
       std::string text;
       for (const auto& w : words) text += (text.empty() ? "" : " ") + w;

@@ -19,6 +19,8 @@ struct ReloadSettings {
 struct RestartSettings {
   int delay_ms = 2000;      // a requested restart begins this long after the request
   int cooldown_ms = 30000;  // least time between the starts of two restarts
+  // "auto" | "in-process" | "re-exec" | "supervised" (runtime/supervisor.h)
+  std::string mode = "auto";
 };
 
 struct GatewaySettings {
@@ -42,6 +44,9 @@ struct QueueSettings {
 struct MessagesSettings {
   int inbound_debounce_ms = 0;
   QueueSettings queue;
+  // A reply still undelivered when the gateway starts again is not sent once it is older than
+  // this (it is marked stale); 0 = never stale.
+  std::int64_t reply_ttl_ms = 21'600'000;
 };
 
 // What a chat is told when the gateway's lifecycle touches its turn (one notice per chat).

@@ -89,6 +89,10 @@ std::span<const Field<Config>> config_fields() {
       {"gateway.restart.delayMs", integer(0, 60000),
        "A restart begins this long after it is requested (requests meanwhile coalesce)",
        DRAWBRIDGE_MEMBER(Config, gateway.restart.delay_ms)},
+      {"gateway.restart.mode", one_of({"auto", "in-process", "re-exec", "supervised"}),
+       "auto: in the same process, or a fresh one when asked (SIGUSR2, update): exit 75 for "
+       "systemd/launchd, else re-exec on the same socket; the others force one way",
+       DRAWBRIDGE_MEMBER(Config, gateway.restart.mode)},
       {"gateway.restart.cooldownMs", integer(0, 3600000),
        "At least this long between the starts of two restarts; later requests wait for it",
        DRAWBRIDGE_MEMBER(Config, gateway.restart.cooldown_ms)},
@@ -112,6 +116,10 @@ std::span<const Field<Config>> config_fields() {
       {"messages.queue.drop", one_of({"old", "new", "summarize"}),
        "When the queue is full: drop the oldest, drop the newest, or summarize the dropped",
        DRAWBRIDGE_MEMBER(Config, messages.queue.drop)},
+      {"messages.replyTtlMs", integer(0),
+       "A reply still undelivered when the gateway starts again (after a crash or a long stop) "
+       "is not sent once it is older than this; 0 = send it however late",
+       DRAWBRIDGE_MEMBER(Config, messages.reply_ttl_ms)},
 
       {"channels", custom(), "Chat channels by id (local, telegram, irc)"},
       {"agents", custom(), "Agent backends by id, and \"default\": the id answering by default"},

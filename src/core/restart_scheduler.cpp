@@ -87,6 +87,7 @@ ScheduleResult RestartScheduler::request(const RestartRequest& req, TimePoint no
 void RestartScheduler::merge(const RestartRequest& req) {
   RestartRequest& p = *pending_;
   p.force = p.force || req.force;
+  p.fresh_process = p.fresh_process || req.fresh_process;
   if (req.wait) p.wait = p.wait ? std::min(*p.wait, *req.wait) : *req.wait;
   // An update must not be downgraded to a plain restart of the old binary.
   if (req.kind == RestartKind::update && p.kind == RestartKind::restart) {
@@ -94,6 +95,7 @@ void RestartScheduler::merge(const RestartRequest& req) {
     p.kind = req.kind;
     p.source = req.source;
   }
+  if (req.kind == RestartKind::update) p.binary = req.binary;  // the latest update wins
   ++pending_requests_;
 }
 
@@ -137,7 +139,9 @@ RestartAction RestartScheduler::begin(TimePoint now, bool timed_out) {
                        drain_budget,
                        cycle_,
                        now,
-                       pending_requests_};
+                       pending_requests_,
+                       pending_->fresh_process || pending_->kind == RestartKind::update,
+                       pending_->binary};
   pending_.reset();
   pending_requests_ = 0;
   ++cycle_;

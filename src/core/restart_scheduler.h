@@ -26,6 +26,11 @@ struct RestartRequest {
   std::optional<Duration> delay;
   RestartKind kind = RestartKind::restart;
   RestartSource source = RestartSource::rpc;
+  // The restart needs a new process (SIGUSR2, `drawbridge restart --process`); an update always
+  // does. Merged requests need one when any of them does.
+  bool fresh_process = false;
+  // kind update: the binary to start.
+  std::string binary;
 };
 
 struct RestartSchedulerOptions {
@@ -73,6 +78,8 @@ struct RestartAction {
   TimePoint at;
   // How many requests were merged into this restart.
   std::size_t requests;
+  bool fresh_process = false;
+  std::string binary;  // kind update
 };
 
 struct TimerResult {

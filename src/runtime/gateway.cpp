@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,6 +42,10 @@
 #include "runtime/asio_executor.h"
 #include "runtime/config_watcher.h"
 #include "runtime/gateway_lock.h"
+#include "runtime/listen_fds.h"
+#include "runtime/sd_notifier.h"
+#include "runtime/successor.h"
+#include "runtime/supervisor.h"
 #include "runtime/store_thread.h"
 #include "runtime/watchdog.h"
 #include "server/control.h"
@@ -185,10 +190,16 @@ class Gateway final : public server::Control {
     }
     degraded_reason_ = std::move(from.degraded_reason);
     file_errors_ = std::move(from.file_errors);
+    sup_ = detect_supervisor();
+    notifier_ = std::make_unique<SdNotifier>(io_);
+    std::error_code ec;
+    self_exe_ = fs::read_symlink("/proc/self/exe", ec).string();
   }
 
   int run() {
     const auto t0 = clock_.now();
+    // First, before any thread: it edits the environment (LISTEN_* are unset).
+    auto inherited = take_listen_fds();
     const std::string db_path = (fs::path(data_dir_) / "drawbridge.db").string();
     try {
       const auto durability = cfg_.store.durability == "power" ? store::Durability::power
@@ -210,15 +221,40 @@ class Gateway final : public server::Control {
       spdlog::critical("{}", *err);
       return exit_code::config_invalid;
     }
-    if (auto err = server_->listen()) {
-      spdlog::critical("{}", *err);
-      return exit_code::crashed;
+    if (!inherited.empty()) {
+      // A predecessor's hand-off (re-exec, update) or systemd socket activation.
+      for (std::size_t i = 1; i < inherited.size(); ++i) {
+        spdlog::warn("ignoring inherited socket fd {} ({}): one listening socket is served",
+                     inherited[i].fd, inherited[i].name);
+        ::close(inherited[i].fd);
+      }
+      if (auto err = server_->adopt(inherited[0].fd)) {
+        spdlog::error("cannot serve the inherited socket ({}); binding {}:{} instead", *err,
+                      so.bind_address, so.port);
+        inherited.clear();
+      } else {
+        inherited_socket_ = true;
+        spdlog::info("serving on an inherited listening socket (fd {}, name \"{}\")",
+                     inherited[0].fd, inherited[0].name);
+      }
+    }
+    if (!inherited_socket_) {
+      if (auto err = server_->listen()) {
+        spdlog::critical("{}", *err);
+        return exit_code::crashed;
+      }
     }
     export_gateway_url();
     install_signals();
     start_generation_io();
     server_->start();
     start_watcher();
+    read_update_sentinel();
+    spdlog::info("supervisor: {} ({}); restart mode {}", runtime::to_string(sup_.kind),
+                 sup_.why.empty() ? "none detected" : sup_.why, cfg_.gateway.restart.mode);
+    notifier_->ready(status_line());
+    notifier_->start_watchdog();
+    report_ready_to_predecessor();
     if (!config_path_.empty() && degraded_reason_.empty() &&
         !fs::exists(config::last_good_path(config_path_))) {
       // The first good start: from now on there is a copy to fall back to.
@@ -287,6 +323,7 @@ class Gateway final : public server::Control {
                  : intent.source == "chat" ? core::RestartSource::chat
                  : intent.source == "config" ? core::RestartSource::config
                                              : core::RestartSource::rpc;
+    req.fresh_process = intent.fresh_process;
     return schedule_restart(req, intent.requested_by_run);
   }
 
@@ -367,6 +404,11 @@ class Gateway final : public server::Control {
                 {"drain", drain_status()},
                 {"lastRestart", last_restart_},
                 {"restarts", restarts_total_},
+                {"binary", self_exe_},
+                {"supervisor", runtime::to_string(sup_.kind)},
+                {"restartMode", cfg_.gateway.restart.mode},
+                {"inheritedSocket", inherited_socket_},
+                {"lastUpdate", last_update_},
                 {"config", config_health()},
                 {"degraded", degraded_reason_.empty() ? json(nullptr) : json(degraded_reason_)},
                 {"lastStartError", last_start_error_.empty() ? json(nullptr)
@@ -585,6 +627,7 @@ class Gateway final : public server::Control {
       }
       scheduler_.on_restart_finished();
       spdlog::critical("generation {} failed to start: {}", generation_ + 1, why);
+      notifier_->ready("failed: " + why);
       spdlog::critical("the process stays alive without serving chats and has released the "
                        "gateway lock; fix the cause, then `drawbridge restart` (or SIGUSR1) to "
                        "try again, or stop it");
@@ -669,6 +712,7 @@ class Gateway final : public server::Control {
                      {"interrupted", last_drain_interrupted_},
                      {"finishedAtMs", clock_.wall_ms()}};
     if (after_last_reply_ms_) last_restart_["afterLastReplyMs"] = *after_last_reply_ms_;
+    notifier_->ready(status_line());
     spdlog::info("generation {} ready: restart ({}) took {:.1f} ms, the new generation started "
                  "in {:.1f} ms",
                  generation_, restart_reason_, total_ms, ms_since(t0, now));
@@ -1231,6 +1275,146 @@ class Gateway final : public server::Control {
     });
   }
 
+  // --- process restarts: supervised exit, re-exec hand-off, update ---
+
+  std::string status_line() const {
+    std::string out = std::string(to_string(state_)) + ", generation " +
+                      std::to_string(generation_) + ", " + std::to_string(channels_.size()) +
+                      " channel(s)";
+    if (!degraded_reason_.empty()) out += ", DEGRADED: config invalid, on last-known-good";
+    return out;
+  }
+
+  std::string update_sentinel_path() const {
+    return (fs::path(data_dir_) / "update.json").string();
+  }
+
+  void write_update_sentinel(const json& j) {
+    last_update_ = j;
+    if (auto w = config::write_atomic(update_sentinel_path(), j.dump(2) + "\n"); !w.ok) {
+      spdlog::warn("cannot write the update sentinel: {}", w.error);
+    }
+  }
+
+  // The outcome of the last update, kept across the hand-off: the predecessor writes
+  // "handed-over" naming our pid; we confirm it once we serve.
+  void read_update_sentinel() {
+    std::string error;
+    auto text = config::read_text_file(update_sentinel_path(), error);
+    if (!text) return;
+    json j = json::parse(*text, nullptr, false);
+    if (!j.is_object()) return;
+    if (j.value("outcome", "") == "handed-over" && j.value("toPid", 0) == ::getpid()) {
+      j["outcome"] = "ok";
+      j["version"] = DRAWBRIDGE_VERSION;
+      j["completedAtMs"] = clock_.wall_ms();
+      spdlog::info("update from {} to {} complete: this process (pid {}) serves",
+                   j.value("fromVersion", "?"), DRAWBRIDGE_VERSION, ::getpid());
+      write_update_sentinel(j);
+      return;
+    }
+    last_update_ = j;
+  }
+
+  // Supervised: the drain is done and the clean marker written; systemd or launchd starts a
+  // fresh process when we exit with 75.
+  void supervised_exit() {
+    exit_code_ = exit_code::restart;
+    const auto pause = supervised_exit_pause(sup_.kind);
+    spdlog::info("restart: exiting with code {} so that {} starts a fresh process{}",
+                 exit_code::restart, runtime::to_string(sup_.kind),
+                 pause.count() > 0 ? " (after " + std::to_string(pause.count()) +
+                                         " ms, so launchd does not throttle the restart)"
+                                   : "");
+    if (pause.count() == 0) return finish_process();
+    drain_timer_.expires_after(pause);
+    drain_timer_.async_wait([this](boost::system::error_code) { finish_process(); });
+  }
+
+  // Re-exec (or update): the successor gets the listening socket and the gateway lock; we exit
+  // once it says it is ready. Connections arriving meanwhile wait in the socket's backlog.
+  void hand_off() {
+    const auto t0 = clock_.now();
+    const bool update = restart_is_update_;
+    const std::string binary = restart_binary_.empty() ? self_exe_ : restart_binary_;
+    if (lock_) {
+      lock_->release();
+      lock_.reset();
+    }
+    SuccessorOptions o;
+    o.binary = binary;
+    o.argv = options_.argv;
+    if (o.argv.empty()) {
+      o.argv = {binary, "run", "--data-dir", data_dir_};
+      if (!config_path_.empty()) o.argv.insert(o.argv.begin() + 1, {"--config", config_path_});
+    }
+    o.argv[0] = binary;
+    o.listen_fd = server_->listen_fd();
+    o.extra_env["DRAWBRIDGE_PREDECESSOR_PID"] = std::to_string(::getpid());
+    o.extra_env["WATCHDOG_PID"] = "";  // ours; the successor's watchdog is its own
+    auto succ = spawn_successor(o);
+    if (!succ.error.empty()) return hand_off_failed(succ.pid, succ.error, update, binary);
+    spdlog::info("{}: started {} (pid {}) on the listening socket; waiting for it to be ready",
+                 update ? "update" : "re-exec", binary, succ.pid);
+    if (update) {
+      write_update_sentinel({{"outcome", "handed-over"},
+                             {"binary", binary},
+                             {"fromVersion", DRAWBRIDGE_VERSION},
+                             {"fromPid", ::getpid()},
+                             {"toPid", succ.pid},
+                             {"startedAtMs", clock_.wall_ms()}});
+    }
+    await_successor(io_, succ.ready_fd, std::chrono::seconds(10),
+                    [this, pid = succ.pid, update, binary, t0](bool ok, std::string why) {
+                      if (!ok) return hand_off_failed(pid, why, update, binary);
+                      notifier_->main_pid(pid);
+                      notifier_->barrier(std::chrono::seconds(1));
+                      spdlog::info("handed over to pid {} in {:.1f} ms ({}); exiting", pid,
+                                   ms_since(t0, clock_.now()), why);
+                      exit_code_ = exit_code::ok;
+                      finish_process();
+                    });
+  }
+
+  void hand_off_failed(pid_t pid, const std::string& why, bool update, const std::string& binary) {
+    if (pid > 0) {
+      ::kill(-pid, SIGKILL);  // its own session and process group (setsid)
+      ::kill(pid, SIGKILL);
+      int st = 0;
+      while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+      }
+    }
+    spdlog::error("{} to {} failed: {}; restarting in this process on the running binary",
+                  update ? "update" : "re-exec", binary, why);
+    if (update) {
+      write_update_sentinel({{"outcome", "failed"},
+                             {"binary", binary},
+                             {"error", why},
+                             {"fromVersion", DRAWBRIDGE_VERSION},
+                             {"atMs", clock_.wall_ms()}});
+    }
+    server_->resume_accepting();
+    start_next_generation();  // takes the lock again
+  }
+
+  json request_update(const std::string& binary, const std::string& reason) override {
+    std::error_code ec;
+    const auto path = fs::absolute(binary, ec).lexically_normal().string();
+    if (binary.empty() || !fs::is_regular_file(path, ec) || ::access(path.c_str(), X_OK) != 0) {
+      return {{"ok", false},
+              {"status", "refused"},
+              {"note", "not an executable file: " + (path.empty() ? binary : path)}};
+    }
+    core::RestartRequest req;
+    req.reason = reason.empty() ? "update to " + path : reason;
+    req.kind = core::RestartKind::update;
+    req.binary = path;
+    req.fresh_process = true;
+    req.delay = core::Duration{0};
+    req.source = core::RestartSource::rpc;
+    return schedule_restart(req, {});
+  }
+
   // --- restart requests ---
 
   json schedule_restart(const core::RestartRequest& req, const std::string& requested_by_run) {
@@ -1355,7 +1539,28 @@ class Gateway final : public server::Control {
     after_last_reply_ms_.reset();
     ++drain_id_;
 
-    const auto supervisor = env_duration_ms("DRAWBRIDGE_STOP_TIMEOUT_MS");
+    restart_binary_.clear();
+    restart_is_update_ = false;
+    if (kind == core::DrainKind::restart) {
+      restart_is_update_ = action.kind == core::RestartKind::update;
+      restart_binary_ = restart_is_update_ ? action.binary : self_exe_;
+      restart_mode_ = restart_is_update_
+                          ? RestartMode::reexec  // an update always hands the socket over
+                          : choose_restart_mode(cfg_.gateway.restart.mode, action.fresh_process,
+                                                sup_);
+      if (restart_mode_ == RestartMode::supervised) {
+        notifier_->stopping("restarting (" + action.reason + "): exiting for the supervisor");
+      } else {
+        notifier_->reloading("restarting (" + action.reason + ")");
+      }
+    } else {
+      notifier_->stopping("stopping (" + action.reason + ")");
+    }
+    // The supervisor's stop timeout bounds a stop, and a restart that ends with our exit (after
+    // STOPPING=1); an in-process or re-exec restart is a reload to systemd, not a stop.
+    const bool exits = kind == core::DrainKind::stop || restart_mode_ == RestartMode::supervised;
+    const auto supervisor =
+        exits ? env_duration_ms("DRAWBRIDGE_STOP_TIMEOUT_MS") : std::optional<core::Duration>{};
     core::DrainOptions o;
     o.kind = kind;
     std::optional<core::Duration> watchdog;
@@ -1465,6 +1670,11 @@ class Gateway final : public server::Control {
         break;
       case T::log_blockers:
         spdlog::warn("drain waits for {} ms on: {}", a.waited.count(), core::format_blockers(a));
+        // A drain that legitimately runs long tells systemd, so its stop timeout does not
+        // fire first (the watchdog still bounds us).
+        notifier_->extend_timeout(std::chrono::seconds(60));
+        notifier_->status("draining for " + std::to_string(a.waited.count() / 1000) + " s: " +
+                          core::format_blockers(a));
         break;
       case T::abort_turns: {
         spdlog::warn("drain budget spent after {} ms: aborting {}", a.waited.count(),
@@ -1518,6 +1728,12 @@ class Gateway final : public server::Control {
         } else {
           accepting_ = false;
           state_ = State::restarting;
+          if (restart_mode_ != RestartMode::in_process) {
+            // The next process serves: connections that arrive from now on wait in the socket's
+            // backlog for it (a hand-off, or systemd holding the socket) instead of being
+            // served by a process about to exit.
+            server_->pause_accepting();
+          }
           server_->disconnect_all("gateway restarting", kRestartExpectedMs,
                                   boost::beast::websocket::close_code::service_restart,
                                   "service restart",
@@ -1545,6 +1761,10 @@ class Gateway final : public server::Control {
                      report.interrupted ? " (turns were aborted: no clean-shutdown marker)" : "");
         if (drain_kind_ == core::DrainKind::stop || stop_requested_) {
           finish_process();
+        } else if (restart_mode_ == RestartMode::supervised) {
+          executor_.post([this] { supervised_exit(); });
+        } else if (restart_mode_ == RestartMode::reexec) {
+          executor_.post([this] { hand_off(); });
         } else {
           // After the commit callbacks already queued, so acknowledgements still go out.
           executor_.post([this] { start_next_generation(); });
@@ -1675,6 +1895,7 @@ class Gateway final : public server::Control {
           core::RestartRequest req;
           req.reason = name;
           req.source = core::RestartSource::signal;
+          req.fresh_process = sig == SIGUSR2;  // SIGUSR2: a fresh process (re-exec/supervised)
           schedule_restart(req, {});
         }
       } else {
@@ -1703,6 +1924,9 @@ class Gateway final : public server::Control {
       spdlog::info("{}: no config file (running on defaults); nothing to reload", why);
       return;
     }
+    // systemd's reload protocol: RELOADING=1 with the monotonic time, READY=1 once done.
+    const bool notify = state_ == State::running;
+    if (notify) notifier_->reloading("reloading config (" + why + ")");
     auto f = read_config_file();
     WatchedFile w;
     w.exists = f.exists;
@@ -1712,9 +1936,10 @@ class Gateway final : public server::Control {
     if (f.exists && !config::parse_json_text(f.text, perr)) w.error = perr;
     if (f.exists && config::content_hash(f.text) == seen_hash_) {
       spdlog::info("{}: the config has not changed", why);
-      return;
+    } else {
+      on_config_file(w, why);
     }
-    on_config_file(w, why);
+    if (notify && state_ == State::running) notifier_->ready(status_line());
   }
 
   config::Config cfg_;
@@ -1782,6 +2007,15 @@ class Gateway final : public server::Control {
   std::deque<std::function<void()>> reload_queue_;
   json last_reload_ = nullptr;
   std::uint64_t reloads_total_ = 0;
+  // Process restarts (issue 5).
+  SupervisorInfo sup_;
+  std::unique_ptr<SdNotifier> notifier_;
+  RestartMode restart_mode_ = RestartMode::in_process;
+  std::string restart_binary_;  // the successor's binary: ours, or an update's
+  bool restart_is_update_ = false;
+  bool inherited_socket_ = false;
+  std::string self_exe_;
+  json last_update_ = nullptr;
   // Last: its thread must stop before anything it reads is destroyed.
   Watchdog watchdog_;
 };

@@ -2,6 +2,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace drawbridge::runtime {
 
@@ -19,6 +20,8 @@ struct RunOptions {
   std::optional<int> port;
   std::optional<std::string> bind;
   std::optional<std::string> data_dir;
+  // The command line this process was started with: a re-exec starts its successor with it.
+  std::vector<std::string> argv;
 };
 
 // Runs the gateway until it is stopped; returns the process exit code.

@@ -36,6 +36,7 @@ struct RestartIntent {
   std::optional<std::int64_t> delay_ms;  // default 2000, clamped 0..60000 by the scheduler
   std::string requested_by_run;          // run id of the turn asking: it is not waited for
   std::string source = "rpc";            // "rpc" | "signal" | "chat"
+  bool fresh_process = false;            // restart in a new process (re-exec or supervised)
 };
 
 // `config.patch` (a JSON merge patch) or `config.apply` (a whole document).
@@ -76,6 +77,9 @@ class Control {
   // {"ok":true,"status":"stopping"|"already-stopping"}
   virtual nlohmann::json request_stop(const std::string& reason) = 0;
   virtual LifecycleView lifecycle() = 0;
+  // Starts `binary` on the listening socket after a drain; falls back to an in-process restart
+  // on the running binary when it does not become ready. {"ok":false,"note":...} when refused.
+  virtual nlohmann::json request_update(const std::string& binary, const std::string& reason) = 0;
   // {path, exists, raw, rawRedacted, hash, config, valid, errors, appliedHash, pending}
   virtual nlohmann::json config_get() = 0;
   // Validates, writes, applies; `done` gets the answer once the change is applied (a hot

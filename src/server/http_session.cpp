@@ -72,7 +72,14 @@ void HttpSession::abort_now() {
 
 void HttpSession::end() {
   ending_ = true;
-  if (!busy_) abort_now();
+  if (busy_) return;  // the answer being prepared is written, then the session closes
+  if (served_ == 0) {
+    // Accepted but its first request not read yet: the client has no reason to retry, so it is
+    // answered (then closed), within a short bound for one that sends nothing.
+    stream_.expires_after(std::chrono::seconds(1));
+    return;
+  }
+  abort_now();  // idle keep-alive: HTTP clients retry a request on a closed idle connection
 }
 
 void HttpSession::do_read() {
@@ -136,6 +143,7 @@ void HttpSession::write_response(Response res) {
 void HttpSession::on_write(bool keep_alive, beast::error_code ec, std::size_t) {
   response_.reset();
   busy_ = false;
+  ++served_;
   if (ec) return;
   if (!keep_alive || ending_) {
     beast::error_code ignored;

@@ -41,6 +41,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::shared_ptr<Response> response_;
   bool busy_ = false;  // from a request read to its answer written
   bool ending_ = false;
+  std::size_t served_ = 0;  // answers written
 };
 
 }  // namespace drawbridge::server

@@ -51,7 +51,9 @@ std::variant<RestartIntent, std::string> parse_restart_intent(const nlohmann::js
   auto wait_ms = err.empty() ? p.integer("waitMs", 0, kMaxInt, err) : std::nullopt;
   auto delay_ms = err.empty() ? p.integer("delayMs", 0, kMaxInt, err) : std::nullopt;
   auto run_id = err.empty() ? p.string("runId", false, false, err) : std::nullopt;
+  auto fresh = err.empty() ? p.boolean("freshProcess", err) : std::nullopt;
   if (!err.empty()) return err;
+  intent.fresh_process = fresh.value_or(false);
 
   const auto nested = top.find("restartIntent");
   if (nested != top.end() && !nested->is_null()) {
@@ -90,6 +92,8 @@ RpcMethods::RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::stri
       {"config.apply", {scope::admin, nullptr, &RpcMethods::config_apply}},
       // A drawbridge extension: OpenClaw stops only through its service manager.
       {"gateway.stop", {scope::admin, &RpcMethods::gateway_stop}},
+      // A drawbridge extension: start another binary on the same socket (issue 5).
+      {"gateway.update", {scope::admin, &RpcMethods::gateway_update}},
   };
 }
 
@@ -338,6 +342,25 @@ void RpcMethods::config_write(const nlohmann::json& params, bool whole, Respond 
     });
   } catch (const std::exception& e) {
     respond(control_failed(method, e));
+  }
+}
+
+RpcOutcome RpcMethods::gateway_update(const Caller&, const nlohmann::json& params) {
+  Params p(params);
+  std::string err;
+  auto binary = p.string("binary", true, true, err);
+  auto reason = err.empty() ? p.string("reason", false, false, err) : std::nullopt;
+  if (!err.empty()) return invalid(err);
+  try {
+    auto out = control_.request_update(*binary, reason.value_or(""));
+    if (!out.value("ok", false)) {
+      return RpcError{std::string(error_code::invalid_request),
+                      "gateway.update: " + out.value("note", std::string("refused")), nullptr, {},
+                      {}};
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return control_failed("gateway.update", e);
   }
 }
 

@@ -57,6 +57,7 @@ class RpcMethods {
   void send(const Caller&, const nlohmann::json&, Respond);
   RpcOutcome gateway_restart_request(const Caller&, const nlohmann::json&);
   RpcOutcome gateway_stop(const Caller&, const nlohmann::json&);
+  RpcOutcome gateway_update(const Caller&, const nlohmann::json&);
   RpcOutcome config_get(const Caller&, const nlohmann::json&);
   void config_patch(const Caller&, const nlohmann::json&, Respond);
   void config_apply(const Caller&, const nlohmann::json&, Respond);

@@ -1,6 +1,13 @@
 #include "server/server.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/beast/websocket.hpp>
@@ -60,6 +67,82 @@ std::optional<std::string> Server::listen() {
   if (auto err = open_acceptor(options_.bind_address, options_.port, acceptor_)) return err;
   bound_port_ = acceptor_.local_endpoint().port();
   return std::nullopt;
+}
+
+namespace {
+
+// An int socket option, or -1 when it cannot be read.
+int socket_option(int fd, int level, int name) {
+  int value = 0;
+  socklen_t len = sizeof value;
+  if (::getsockopt(fd, level, name, &value, &len) != 0) return -1;
+  return value;
+}
+
+}  // namespace
+
+std::optional<std::string> Server::adopt(int fd) {
+  const std::string what = "cannot serve on the inherited socket (fd " + std::to_string(fd) + "): ";
+  if (fd < 0) return what + "no such file descriptor";
+  auto refuse = [&](const std::string& why) {
+    ::close(fd);
+    return std::optional<std::string>(what + why);
+  };
+  if (closing_) return refuse("the server is closing");
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    const int err = errno;
+    if (err == EBADF) return what + "no such file descriptor";
+    return refuse(err == ENOTSOCK ? "not a socket" : std::strerror(err));
+  }
+  if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) {
+    return refuse("not an IPv4 or IPv6 socket");
+  }
+  if (socket_option(fd, SOL_SOCKET, SO_TYPE) != SOCK_STREAM) return refuse("not a stream socket");
+#ifdef SO_PROTOCOL
+  if (socket_option(fd, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP) return refuse("not a TCP socket");
+#endif
+  if (socket_option(fd, SOL_SOCKET, SO_ACCEPTCONN) != 1) return refuse("not listening");
+
+  tcp::acceptor fresh(io_);
+  boost::system::error_code ec;
+  fresh.assign(addr.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+  if (ec) return refuse(ec.message());
+  const tcp::endpoint local = fresh.local_endpoint(ec);
+  if (ec) return what + ec.message();  // `fresh` owns the fd now and closes it
+  // Our agents' children must not hold the gateway's port open after we are gone.
+  if (int flags = ::fcntl(fd, F_GETFD); flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);  // its pending accept, if any, completes with operation_aborted
+  acceptor_ = std::move(fresh);
+  // relisten() compares with the address really served, not the one configured.
+  options_.bind_address = local.address().to_string();
+  options_.port = local.port();
+  bound_port_ = local.port();
+  if (started_) do_accept();
+  return std::nullopt;
+}
+
+void Server::pause_accepting() {
+  if (paused_) return;
+  paused_ = true;
+  ++accept_generation_;  // a completion already queued must not re-arm the accept
+  boost::system::error_code ignored;
+  acceptor_.cancel(ignored);
+}
+
+void Server::resume_accepting() {
+  if (!paused_) return;
+  paused_ = false;
+  if (started_ && !closing_) do_accept();
+}
+
+int Server::listen_fd() const {
+  // native_handle() is not const in Asio; it only reads.
+  auto& acceptor = const_cast<tcp::acceptor&>(acceptor_);
+  return acceptor.is_open() ? acceptor.native_handle() : -1;
 }
 
 std::optional<std::string> Server::relisten(const std::string& bind_address, int port) {
@@ -122,6 +205,8 @@ void Server::start() {
 }
 
 void Server::do_accept() {
+  // Paused: the backlog keeps the connections for whoever accepts next.
+  if (paused_ || !acceptor_.is_open()) return;
   // A completion of an acceptor replaced by relisten() must not re-arm the new one twice.
   const auto generation = ++accept_generation_;
   acceptor_.async_accept(io_, [this, generation](boost::system::error_code ec, tcp::socket socket) {

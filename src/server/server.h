@@ -52,6 +52,21 @@ class Server final : public pipeline::ChatEventListener {
   // gateway.port): the new acceptor is opened first and the old one closed only when that
   // worked, so a failure leaves the server listening where it was. Same messages as listen().
   std::optional<std::string> relisten(const std::string& bind_address, int port);
+  // Serves on an already listening socket (inherited: socket activation or a predecessor's
+  // hand-off) instead of binding; takes ownership of `fd`, which is closed when it is refused.
+  // Returns an error text when the fd is not a usable listening TCP socket. A socket already
+  // listening is replaced; the address the server reports (port(), relisten()) becomes the
+  // inherited socket's.
+  std::optional<std::string> adopt(int fd);
+  // Stops accepting without closing the listening socket: connections arriving now wait in the
+  // kernel's backlog for whoever accepts next (a successor process that inherited the socket).
+  // The pending accept is cancelled; a connection accepted just before is still served, so
+  // pause before disconnect_all() when the process is about to hand over and exit.
+  // resume_accepting() undoes it (a hand-off that failed) and serves what waited meanwhile.
+  void pause_accepting();
+  void resume_accepting();
+  // The listening socket's fd, for handing it over (-1 when not listening). It stays ours.
+  int listen_fd() const;
   // Connections authenticate against `token` from now on; connected clients are not re-checked.
   void set_token(std::string token);
   int port() const { return bound_port_; }
@@ -110,6 +125,7 @@ class Server final : public pipeline::ChatEventListener {
   boost::asio::steady_timer close_timer_;
   int bound_port_ = 0;
   bool started_ = false;
+  bool paused_ = false;  // pause_accepting(): listening, not accepting
   std::uint64_t accept_generation_ = 0;
   bool closing_ = false;
   // Connections being ended by close() or disconnect_all(), and who waits for them.

@@ -24,6 +24,9 @@ class FakeControl final : public Control {
     stops.push_back(reason);
     return {{"ok", true}, {"status", "stopping"}};
   }
+  nlohmann::json request_update(const std::string& binary, const std::string&) override {
+    return {{"ok", !binary.empty()}, {"status", "scheduled"}};
+  }
   LifecycleView lifecycle() override { return {}; }
   nlohmann::json config_get() override {
     return {{"hash", "h1"}, {"path", "/x/drawbridge.json"}};

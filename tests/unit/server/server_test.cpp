@@ -38,6 +38,9 @@ class FakeControl final : public Control {
   void config_write(const ConfigWrite&, std::function<void(ConfigWriteResult)> done) override {
     done(json{{"ok", true}});
   }
+  nlohmann::json request_update(const std::string& binary, const std::string&) override {
+    return {{"ok", !binary.empty()}, {"status", "scheduled"}};
+  }
   LifecycleView lifecycle() override {
     std::lock_guard lock(mu);
     return view;
