@@ -15,6 +15,10 @@ struct Metrics {
   std::uint64_t turns_aborted = 0;
   std::uint64_t replies_sent = 0;
   std::uint64_t reply_send_failures = 0;
+  // Reply parts not sent at a start because they were older than messages.replyTtlMs.
+  std::uint64_t replies_stale = 0;
+  // Sessions suspended because restarts interrupted their turn too often in a row.
+  std::uint64_t sessions_suspended = 0;
   std::uint64_t errors_total = 0;
   std::uint64_t restarts_total = 0;
 };

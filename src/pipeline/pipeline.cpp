@@ -177,10 +177,81 @@ void Pipeline::start() {
   } catch (const std::exception& e) {
     spdlog::error("cannot read sessions to resume: {}", e.what());
   }
-  replay(std::nullopt);
+  std::unordered_set<std::string> suspended;
+  try {
+    suspended = suspend_restart_loops();
+  } catch (const std::exception& e) {
+    spdlog::error("cannot read the sessions restarts interrupted: {}", e.what());
+    ++metrics_.errors_total;
+  }
+  replay(std::nullopt, suspended);
 }
 
-void Pipeline::replay(const std::optional<std::string>& only_channel) {
+std::unordered_set<std::string> Pipeline::suspend_restart_loops() {
+  std::unordered_set<std::string> out;
+  for (const auto& loop : store_.sessions_interrupted(kSuspendAfterInterrupts)) {
+    const std::string session = loop.session_key;
+    out.insert(session);
+    resume_pending_.erase(session);
+    ++metrics_.sessions_suspended;
+    auto result = std::make_shared<store::Suspension>();
+    // Holds "deliveries idle" until the notice is queued, as a turn's reply does.
+    const auto reservation = replies_.reserve("suspended:" + session);
+    write([result, session, now = clock_.wall_ms()](store::Store& s) {
+      *result = s.suspend_session(session, kSuspendedNotice, now);
+    });
+    after_commit([this, alive = gen_alive_, result, session, reservation,
+                  interrupts = loop.interrupts](const std::string& error) {
+      if (!*alive) return;
+      if (!error.empty()) {
+        spdlog::error("session {} could not be suspended: {}", session, error);
+        replies_.release(reservation);
+        return;
+      }
+      spdlog::warn("session {} is suspended: {} restarts in a row interrupted its turn; {} "
+                   "unfinished message(s) closed without running them again; a new message "
+                   "resumes it",
+                   session, interrupts, result->closed.size());
+      for (const auto& row : result->closed) {
+        ++metrics_.turns_aborted;
+        ChatEvent ev;
+        ev.state = ChatEvent::State::aborted;
+        ev.run_id = row.run_id;
+        ev.session_key = session;
+        ev.error = kSuspendedReason;
+        publish(ev);
+      }
+      if (result->notice) {
+        dispatch({*result->notice}, reservation);
+      } else {
+        replies_.release(reservation);
+      }
+    });
+  }
+  return out;
+}
+
+void Pipeline::drop_stale(std::vector<store::OutboxRecord>& pending) {
+  const auto ttl = settings_.reply_ttl.count();
+  if (ttl <= 0) return;
+  const std::int64_t now = clock_.wall_ms();
+  std::vector<std::int64_t> stale;
+  std::erase_if(pending, [&](const store::OutboxRecord& r) {
+    if (now - r.created_at_ms <= ttl) return false;
+    stale.push_back(r.id);
+    return true;
+  });
+  if (stale.empty()) return;
+  metrics_.replies_stale += stale.size();
+  // A reply this late answers a conversation that has moved on: it stays in the transcript,
+  // but the chat is not sent it. Its inbox row was closed with the reply, so nothing re-runs.
+  spdlog::warn("not sending {} reply part(s) older than messages.replyTtlMs ({} ms): stale",
+               stale.size(), ttl);
+  write([stale = std::move(stale), now](store::Store& s) { s.mark_stale(stale, now); });
+}
+
+void Pipeline::replay(const std::optional<std::string>& only_channel,
+                      const std::unordered_set<std::string>& suspended) {
   std::size_t replayed = 0;
   // The task registry of this generation is the inbox: every row not yet answered runs again,
   // in arrival order per session. The queue cap is for live traffic: a replayed row was
@@ -190,6 +261,8 @@ void Pipeline::replay(const std::optional<std::string>& only_channel) {
   unlimited.cap = std::numeric_limits<std::size_t>::max();
   followups_.set_options(unlimited);
   for (const auto& row : store_.unfinished_inbound()) {
+    if (!only_channel) replay_horizon_ = std::max(replay_horizon_, row.id);
+    if (suspended.count(row.session_key)) continue;  // closed by its suspension
     if (only_channel && (row.channel != *only_channel || followups_.active(row.session_key))) {
       // A channel coming back: a session with a live lane carries on from it.
       continue;
@@ -210,6 +283,7 @@ void Pipeline::replay(const std::optional<std::string>& only_channel) {
       return r.channel != *only_channel || outbox_rows_.count(r.id) != 0;
     });
   }
+  drop_stale(pending);
   if (replayed || !pending.empty()) {
     spdlog::info("replaying {} unfinished message(s) and {} undelivered reply part(s){}",
                  replayed, pending.size(),
@@ -460,8 +534,9 @@ bool Pipeline::run_command(const store::InboxRecord& rec, const TurnInput& input
   bool request = false;
   if (!settings_.restart_command) {
     answer = "/restart is turned off on this gateway (commands.restart).";
-  } else if (rec.received_at_ms < generation_started_ms_) {
-    // Sent before the last restart began and replayed by it: that restart answered it.
+  } else if (rec.id <= replay_horizon_ || rec.received_at_ms < generation_started_ms_) {
+    // Sent before the last restart (or crash) and replayed by it: that restart answered it.
+    // The row id decides even when the wall clock stepped back across the restart.
     answer = "The gateway has restarted since you asked.";
   } else {
     answer = "Restarting the gateway.";
@@ -688,8 +763,9 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
       });
       if (rt.drain_aborted) {
         resume_pending_.insert(session);
+        // resume_pending, and one more restart in a row that interrupted this session.
         write([session, now = clock_.wall_ms()](store::Store& s) {
-          s.set_session_state(session, "resume_pending", now);
+          s.mark_interrupted(session, now);
         });
       } else if (resumed) {
         write([session, now = clock_.wall_ms()](store::Store& s) {

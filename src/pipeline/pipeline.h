@@ -89,6 +89,9 @@ struct PipelineSettings {
   core::FollowupMode queue_mode = core::FollowupMode::followup;
   core::FollowupOptions queue;
   bool restart_command = true;  // "/restart" in chat requests a restart
+  // messages.replyTtlMs: a reply part still undelivered when a start replays the outbox is
+  // not sent once it is older than this (it is marked stale); 0 = never stale.
+  core::Duration reply_ttl{21'600'000};
 };
 
 // A chat command the pipeline answered and hands to the runtime.
@@ -103,6 +106,15 @@ struct ChatCommand {
 // channel. Runs on the event loop thread; every state change is committed to the store first.
 class Pipeline {
  public:
+  // A session whose turn this many restarts in a row interrupted (a drain aborted it, or the
+  // process died mid-turn) is suspended at the next start instead of run again: a message
+  // that crashes the gateway cannot crash it forever.
+  static constexpr int kSuspendAfterInterrupts = 3;
+  static constexpr const char* kSuspendedNotice =
+      "This conversation was interrupted by 3 restarts in a row and is paused so it cannot "
+      "crash the gateway again. Send a new message to continue.";
+  static constexpr const char* kSuspendedReason = "suspended after 3 interrupted restarts";
+
   // `store` serves the reads of the event loop; writes go through `writer` in batches. Both
   // may be one store (InlineBatchRunner), or the writer may commit on a thread of its own.
   Pipeline(core::Clock& clock, core::Executor& executor, store::Store& store, BatchRunner& writer,
@@ -127,7 +139,9 @@ class Pipeline {
   void remove_listener(ChatEventListener* listener);
 
   // Replays the store: unfinished inbound rows go back into their lanes, pending outbox parts
-  // are sent again. Call once per generation, after the channels are wired.
+  // are sent again (those older than PipelineSettings::reply_ttl are marked stale instead),
+  // and sessions interrupted kSuspendAfterInterrupts restarts in a row are suspended. Call
+  // once per generation, after the channels are wired.
   void start();
   // Ends a generation once it is drained: forgets routes, queues, debounce buffers and
   // deliveries (the store holds what is left) and drops the callbacks of the old channels and
@@ -170,7 +184,8 @@ class Pipeline {
   // so the restart they asked for does not run them again. Returns how many.
   std::size_t finish_detached();
   // The drain's budget ran out: aborts every running turn (but detached ones); their rows are
-  // closed as aborted and their sessions become resume_pending. Returns the chats affected.
+  // closed as aborted and their sessions become resume_pending, with one more interrupted
+  // restart counted (kSuspendAfterInterrupts). Returns the chats affected.
   std::vector<ActiveChat> abort_for_drain(const std::string& reason);
   // Aborts every active turn; their inbox rows go back to pending so the next generation
   // runs them again (a stop at its budget).
@@ -234,7 +249,12 @@ class Pipeline {
   void release_batches(std::vector<core::InboundDebouncer::Batch> batches);
   // Runs unfinished rows and sends pending parts again: all of them (start) or those of one
   // channel that was just added back (its sessions with a live lane carry on as they are).
-  void replay(const std::optional<std::string>& only_channel);
+  void replay(const std::optional<std::string>& only_channel,
+              const std::unordered_set<std::string>& suspended = {});
+  // Suspends the sessions restarts keep interrupting; returns them (their rows are not run).
+  std::unordered_set<std::string> suspend_restart_loops();
+  // Marks the pending parts older than the reply TTL stale and takes them out of `pending`.
+  void drop_stale(std::vector<store::OutboxRecord>& pending);
   void arm_debounce_timer();
   void close_dropped(const std::vector<std::int64_t>& ids, const std::string& session,
                      const std::string& why);
@@ -277,6 +297,9 @@ class Pipeline {
   Metrics metrics_;
   std::uint64_t generation_ = 0;
   std::int64_t generation_started_ms_ = 0;
+  // The newest inbox row replayed by start(): rows up to it were accepted before this
+  // generation began (a replayed "/restart" was answered by the restart that followed it).
+  std::int64_t replay_horizon_ = 0;
   bool started_ = false;  // between start() and reset(): channels added now are hot-added
   bool draining_ = false;
   bool batch_open_ = false;

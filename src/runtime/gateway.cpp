@@ -120,6 +120,7 @@ pipeline::PipelineSettings pipeline_settings(const config::Config& cfg) {
   s.queue.drop = core::parse_drop_policy(cfg.messages.queue.drop)
                      .value_or(core::DropPolicy::summarize);
   s.restart_command = cfg.commands.restart;
+  s.reply_ttl = core::Duration{cfg.messages.reply_ttl_ms};
   return s;
 }
 
@@ -379,6 +380,8 @@ class Gateway final : public server::Control {
                       {"inboxUnfinished", c.inbox_unfinished},
                       {"outboxPending", c.outbox_pending},
                       {"outboxSent", c.outbox_sent},
+                      {"outboxStale", c.outbox_stale},
+                      {"sessionsSuspended", c.sessions_suspended},
                       {"sessions", c.sessions}};
     } catch (const std::exception& e) {
       store_counts = {{"error", e.what()}};
@@ -446,6 +449,11 @@ class Gateway final : public server::Control {
            m.replies_sent);
     metric("drawbridge_reply_send_failures_total", "counter",
            "Reply parts a channel refused for good.", m.reply_send_failures);
+    metric("drawbridge_replies_stale_total", "counter",
+           "Undelivered reply parts not sent at a start because older than messages.replyTtlMs.",
+           m.replies_stale);
+    metric("drawbridge_sessions_suspended_total", "counter",
+           "Sessions suspended after 3 interrupted restarts in a row.", m.sessions_suspended);
     metric("drawbridge_turns_active", "gauge", "Agent turns running now.",
            pipeline_->active_runs().size());
     metric("drawbridge_queue_depth", "gauge", "Messages waiting for their session's turn.",
@@ -592,7 +600,8 @@ class Gateway final : public server::Control {
         auto repair = writer_store_->repair_interrupted();
         if (!repair.sessions.empty() || repair.removed_entries > 0) {
           spdlog::warn("the last run did not shut down cleanly: {} session(s) were mid-turn; "
-                       "removed {} dangling transcript entr(ies); their turns run again",
+                       "removed {} dangling transcript entr(ies); their turns run again (a session "
+                       "interrupted 3 restarts in a row gets paused instead)",
                        repair.sessions.size(), repair.removed_entries);
         }
       }

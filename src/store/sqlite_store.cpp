@@ -19,7 +19,7 @@ using sqlite::Transaction;
 
 // Migration i takes the schema from user_version i to i + 1. Append only: a migration that has
 // shipped is never edited, since databases in the field already ran it.
-constexpr std::array<std::string_view, 1> kMigrations = {
+constexpr std::array<std::string_view, 2> kMigrations = {
     R"sql(
 CREATE TABLE inbox (
   id INTEGER PRIMARY KEY,
@@ -79,6 +79,40 @@ CREATE TABLE kv (
   value TEXT NOT NULL
 ) WITHOUT ROWID;
 )sql",
+    R"sql(
+-- Restart-loop protection: how many restarts in a row interrupted a turn of the session, and
+-- whether the drain of the last run counted its restart already (mark_interrupted), so that
+-- repair_interrupted at the next start does not count the same restart twice.
+ALTER TABLE sessions ADD COLUMN interrupts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN interrupt_counted INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX sessions_interrupted ON sessions (session_key) WHERE interrupts > 0;
+
+-- Outbox state 'stale' (messages.replyTtlMs). SQLite cannot alter a CHECK: the table is
+-- rebuilt. Nothing references outbox, so dropping the old one checks no foreign key.
+CREATE TABLE outbox_v2 (
+  id INTEGER PRIMARY KEY,
+  idem_key TEXT NOT NULL UNIQUE,
+  inbound_id INTEGER REFERENCES inbox (id),
+  part INTEGER NOT NULL,
+  final_part INTEGER NOT NULL,
+  channel TEXT NOT NULL,
+  chat_id TEXT NOT NULL,
+  session_key TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  text TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed', 'stale')),
+  created_at_ms INTEGER NOT NULL,
+  sent_at_ms INTEGER
+);
+INSERT INTO outbox_v2 (id, idem_key, inbound_id, part, final_part, channel, chat_id, session_key,
+                       run_id, text, state, created_at_ms, sent_at_ms)
+  SELECT id, idem_key, inbound_id, part, final_part, channel, chat_id, session_key, run_id, text,
+         state, created_at_ms, sent_at_ms FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v2 RENAME TO outbox;
+CREATE INDEX outbox_by_state ON outbox (state, id);
+CREATE INDEX outbox_by_inbound ON outbox (inbound_id, part) WHERE inbound_id IS NOT NULL;
+)sql",
 };
 
 constexpr std::string_view kInboxColumns =
@@ -107,7 +141,8 @@ InboxState inbox_state_from(const std::string& s) {
 }
 
 OutboxState outbox_state_from(const std::string& s) {
-  for (auto state : {OutboxState::pending, OutboxState::sent, OutboxState::failed}) {
+  for (auto state :
+       {OutboxState::pending, OutboxState::sent, OutboxState::failed, OutboxState::stale}) {
     if (s == to_string(state)) return state;
   }
   throw StoreError("outbox row has unknown state \"" + s + "\"");
@@ -244,7 +279,9 @@ struct SqliteStore::Impl {
                            "(SELECT count(*) FROM inbox WHERE state IN ('pending', 'running')), "
                            "(SELECT count(*) FROM outbox WHERE state = 'pending'), "
                            "(SELECT count(*) FROM outbox WHERE state = 'sent'), "
-                           "(SELECT count(*) FROM sessions)")),
+                           "(SELECT count(*) FROM outbox WHERE state = 'stale'), "
+                           "(SELECT count(*) FROM sessions), "
+                           "(SELECT count(*) FROM sessions WHERE state = 'suspended')")),
         get_value(db->prepare("SELECT value FROM kv WHERE key = ?")),
         set_value(db->prepare("INSERT INTO kv (key, value) VALUES (?, ?) "
                               "ON CONFLICT (key) DO UPDATE SET value = excluded.value")),
@@ -257,7 +294,37 @@ struct SqliteStore::Impl {
                                         "('pending', 'running') ORDER BY session_key")),
         remove_dangling(db->prepare(
             "DELETE FROM transcript WHERE role <> 'user' AND inbound_id IN "
-            "(SELECT id FROM inbox WHERE state IN ('pending', 'running'))")) {}
+            "(SELECT id FROM inbox WHERE state IN ('pending', 'running'))")),
+        unsuspend_session(db->prepare("UPDATE sessions SET state = 'idle' "
+                                      "WHERE session_key = ? AND state = 'suspended'")),
+        reset_interrupts(
+            db->prepare("UPDATE sessions SET interrupts = 0, interrupt_counted = 0 "
+                        "WHERE session_key = ? AND (interrupts <> 0 OR interrupt_counted <> 0)")),
+        mark_interrupted(db->prepare(
+            "UPDATE sessions SET state = 'resume_pending', interrupts = interrupts + 1, "
+            "interrupt_counted = 1, updated_at_ms = ? WHERE session_key = ?")),
+        count_crash_interrupts(db->prepare(
+            "UPDATE sessions SET interrupts = interrupts + 1 WHERE interrupt_counted = 0 AND "
+            "session_key IN "
+            "(SELECT session_key FROM inbox WHERE state IN ('pending', 'running'))")),
+        clear_interrupt_counted(
+            db->prepare("UPDATE sessions SET interrupt_counted = 0 WHERE interrupt_counted <> 0")),
+        sessions_interrupted(db->prepare(
+            "SELECT session_key, interrupts FROM sessions WHERE interrupts > 0 AND interrupts >= ? "
+            "ORDER BY session_key")),
+        unfinished_of_session(db->prepare(
+            select_from(kInboxColumns,
+                        "FROM inbox WHERE state IN ('pending', 'running') AND session_key = ? "
+                        "ORDER BY id"))),
+        newest_inbound_of_session(db->prepare(
+            "SELECT inbound_id FROM transcript WHERE session_key = ? AND inbound_id IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1")),
+        suspend_session(db->prepare(
+            "UPDATE sessions SET state = 'suspended', interrupts = 0, interrupt_counted = 0, "
+            "updated_at_ms = ? WHERE session_key = ?")),
+        mark_stale(db->prepare(
+            "UPDATE outbox SET state = 'stale', sent_at_ms = NULL WHERE id = ? AND state = "
+            "'pending'")) {}
 
   std::optional<InboxRecord> find_inbox(std::int64_t id) {
     Cursor c = inbox_by_id.query(id);
@@ -315,6 +382,16 @@ struct SqliteStore::Impl {
   Statement sessions_in_state;
   Statement unfinished_sessions;
   Statement remove_dangling;
+  Statement unsuspend_session;
+  Statement reset_interrupts;
+  Statement mark_interrupted;
+  Statement count_crash_interrupts;
+  Statement clear_interrupt_counted;
+  Statement sessions_interrupted;
+  Statement unfinished_of_session;
+  Statement newest_inbound_of_session;
+  Statement suspend_session;
+  Statement mark_stale;
 };
 
 std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path, Durability durability) {
@@ -358,6 +435,8 @@ InsertInboundResult SqliteStore::insert_inbound(const NewInbound& m, std::int64_
   r.state = InboxState::pending;
   r.received_at_ms = now_ms;
   s.append_transcript(m.session_key, "user", m.text, m.run_id, r.id, now_ms);
+  // A new message is what resumes a suspended session (suspend_session).
+  s.unsuspend_session.execute(m.session_key);
   tx.commit();
   return result;
 }
@@ -439,6 +518,8 @@ std::vector<OutboxRecord> SqliteStore::stage_reply(std::int64_t inbound_id,
     }
   }
   s.set_inbox_state.execute(to_string(InboxState::done), inbound_id);
+  // A turn of the session finished: the run of interrupted restarts is broken.
+  s.reset_interrupts.execute(inbox->session_key);
   tx.commit();
   return rows;
 }
@@ -503,6 +584,17 @@ void SqliteStore::mark_failed(std::int64_t outbox_id, std::int64_t now_ms) {
   impl_->set_outbox("mark_failed", outbox_id, OutboxState::failed, now_ms);
 }
 
+std::int64_t SqliteStore::mark_stale(const std::vector<std::int64_t>& outbox_ids,
+                                     std::int64_t /*now_ms*/) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  Transaction tx(*s.db, Transaction::Mode::write);
+  std::int64_t marked = 0;
+  for (auto id : outbox_ids) marked += s.mark_stale.execute(id);
+  tx.commit();
+  return marked;
+}
+
 std::vector<TranscriptEntry> SqliteStore::transcript(const std::string& session_key,
                                                      std::size_t limit) {
   Impl& s = *impl_;
@@ -547,7 +639,9 @@ StoreCounts SqliteStore::counts() {
       n.inbox_unfinished = c.int64(1);
       n.outbox_pending = c.int64(2);
       n.outbox_sent = c.int64(3);
-      n.sessions = c.int64(4);
+      n.outbox_stale = c.int64(4);
+      n.sessions = c.int64(5);
+      n.sessions_suspended = c.int64(6);
     }
   }
   tx.commit();
@@ -612,8 +706,83 @@ Store::Repair SqliteStore::repair_interrupted() {
     while (c.next()) r.sessions.push_back(c.text(0));
   }
   r.removed_entries = s.remove_dangling.execute();
+  s.count_crash_interrupts.execute();
+  s.clear_interrupt_counted.execute();
   tx.commit();
   return r;
+}
+
+void SqliteStore::mark_interrupted(const std::string& session_key, std::int64_t now_ms) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  Transaction tx(*s.db, Transaction::Mode::write);
+  s.mark_interrupted.execute(now_ms, session_key);
+  tx.commit();
+}
+
+std::vector<InterruptedSession> SqliteStore::sessions_interrupted(int at_least) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  Transaction tx(*s.db, Transaction::Mode::read);
+  std::vector<InterruptedSession> out;
+  {
+    Cursor c = s.sessions_interrupted.query(static_cast<std::int64_t>(at_least));
+    while (c.next()) out.push_back({c.text(0), static_cast<int>(c.int64(1))});
+  }
+  tx.commit();
+  return out;
+}
+
+Suspension SqliteStore::suspend_session(const std::string& session_key, const std::string& notice,
+                                        std::int64_t now_ms) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  Transaction tx(*s.db, Transaction::Mode::write);
+  Suspension out;
+  {
+    Cursor c = s.unfinished_of_session.query(session_key);
+    while (c.next()) out.closed.push_back(read_inbox(c));
+  }
+  for (auto& row : out.closed) {
+    s.set_inbox_state.execute(to_string(InboxState::aborted), row.id);
+    row.state = InboxState::aborted;
+  }
+  s.suspend_session.execute(now_ms, session_key);
+
+  // The notice goes where the session's last message came from.
+  std::optional<InboxRecord> newest;
+  if (!out.closed.empty()) {
+    newest = out.closed.back();
+  } else {
+    std::int64_t id = 0;
+    {
+      Cursor c = s.newest_inbound_of_session.query(session_key);
+      if (c.next()) id = c.int64(0);
+    }
+    if (id != 0) newest = s.find_inbox(id);
+  }
+  if (newest && !notice.empty()) {
+    OutboxRecord r;
+    r.idem_key = "suspended:" + session_key + ":" + std::to_string(newest->id);
+    r.part = 0;
+    r.final_part = true;
+    r.channel = newest->channel;
+    r.chat_id = newest->chat_id;
+    r.session_key = session_key;
+    r.run_id = r.idem_key;
+    r.text = notice;
+    r.state = OutboxState::pending;
+    r.created_at_ms = now_ms;
+    // Keyed by the newest message: one notice per suspension, never two for one.
+    if (s.insert_outbox.execute(r.idem_key, nullptr, 0, 1, r.channel, r.chat_id, r.session_key,
+                                r.run_id, r.text, now_ms) != 0) {
+      r.id = s.db->last_insert_rowid();
+      s.append_transcript(session_key, "assistant", notice, r.run_id, 0, now_ms);
+      out.notice = std::move(r);
+    }
+  }
+  tx.commit();
+  return out;
 }
 
 }  // namespace drawbridge::store

@@ -38,6 +38,8 @@ class SqliteStore final : public Store {
   std::vector<OutboxRecord> pending_outbox() override;
   void mark_sent(std::int64_t outbox_id, std::int64_t now_ms) override;
   void mark_failed(std::int64_t outbox_id, std::int64_t now_ms) override;
+  std::int64_t mark_stale(const std::vector<std::int64_t>& outbox_ids,
+                          std::int64_t now_ms) override;
 
   std::vector<TranscriptEntry> transcript(const std::string& session_key,
                                           std::size_t limit) override;
@@ -47,6 +49,10 @@ class SqliteStore final : public Store {
                          std::int64_t now_ms) override;
   std::vector<std::string> sessions_in_state(const std::string& state) override;
   Repair repair_interrupted() override;
+  void mark_interrupted(const std::string& session_key, std::int64_t now_ms) override;
+  std::vector<InterruptedSession> sessions_interrupted(int at_least) override;
+  Suspension suspend_session(const std::string& session_key, const std::string& notice,
+                             std::int64_t now_ms) override;
   void begin_batch() override;
   void commit_batch() override;
   void rollback_batch() override;

@@ -26,6 +26,8 @@ const char* to_string(OutboxState s) {
       return "sent";
     case OutboxState::failed:
       return "failed";
+    case OutboxState::stale:
+      return "stale";
   }
   return "unknown";
 }

@@ -47,7 +47,8 @@ struct InsertInboundResult {
   bool duplicate = false;  // true: the row existed already, nothing was written
 };
 
-enum class OutboxState { pending, sent, failed };
+// stale: never sent, because the gateway came back too late for it (messages.replyTtlMs).
+enum class OutboxState { pending, sent, failed, stale };
 const char* to_string(OutboxState s);
 
 struct OutboxRecord {
@@ -90,7 +91,21 @@ struct StoreCounts {
   std::int64_t inbox_unfinished = 0;  // pending + running
   std::int64_t outbox_pending = 0;
   std::int64_t outbox_sent = 0;
+  std::int64_t outbox_stale = 0;
   std::int64_t sessions = 0;
+  std::int64_t sessions_suspended = 0;
+};
+
+// A session whose turns restarts keep interrupting (see Store::sessions_interrupted).
+struct InterruptedSession {
+  std::string session_key;
+  int interrupts = 0;  // restarts in a row that interrupted a turn of the session
+};
+
+// What Store::suspend_session did.
+struct Suspension {
+  std::vector<InboxRecord> closed;     // unfinished rows closed as aborted, oldest first
+  std::optional<OutboxRecord> notice;  // the reply to the chat (pending); none: no chat known
 };
 
 // Durable state of the message path. Every method is one transaction; a method that returns
@@ -101,7 +116,7 @@ class Store {
   virtual ~Store() = default;
 
   // Dedupes by (channel, external_id). A new row also appends the user's transcript entry and
-  // creates the session row, in the same transaction.
+  // creates the session row, in the same transaction; a suspended session becomes "idle".
   virtual InsertInboundResult insert_inbound(const NewInbound& m, std::int64_t now_ms) = 0;
   virtual std::optional<InboxRecord> inbound(std::int64_t id) = 0;
   // Rows still pending or running, oldest first: what a restart replays.
@@ -111,7 +126,8 @@ class Store {
   // Closes an inbound row with its reply: appends the assistant transcript entry (the whole
   // text), writes every part to the outbox as pending with key "<inbound id>:<part>", and marks
   // the inbox row done, all in one transaction. Calling it again for a closed row writes
-  // nothing and returns the parts already there.
+  // nothing and returns the parts already there. A turn of the session finished: its count of
+  // interrupted restarts goes back to 0 (same transaction).
   virtual std::vector<OutboxRecord> stage_reply(std::int64_t inbound_id,
                                                 const std::vector<std::string>& parts,
                                                 std::int64_t now_ms) = 0;
@@ -122,6 +138,10 @@ class Store {
   virtual std::vector<OutboxRecord> pending_outbox() = 0;
   virtual void mark_sent(std::int64_t outbox_id, std::int64_t now_ms) = 0;
   virtual void mark_failed(std::int64_t outbox_id, std::int64_t now_ms) = 0;
+  // Parts that will never be sent (too old): "stale". Rows no longer pending are left alone
+  // (their inbox row was closed with the reply already). Returns how many were marked.
+  virtual std::int64_t mark_stale(const std::vector<std::int64_t>& outbox_ids,
+                                  std::int64_t now_ms) = 0;
 
   // The newest `limit` entries of a session, returned oldest first.
   virtual std::vector<TranscriptEntry> transcript(const std::string& session_key,
@@ -129,8 +149,9 @@ class Store {
 
   virtual StoreCounts counts() = 0;
 
-  // Session lifecycle state: "idle", or "resume_pending" once a restart aborted its turn (the
-  // next turn is told so, then it is "idle" again). Unknown sessions are left alone.
+  // Session lifecycle state: "idle", "resume_pending" once a restart aborted its turn (the
+  // next turn is told so, then it is "idle" again), or "suspended" (suspend_session). Unknown
+  // sessions are left alone.
   virtual void set_session_state(const std::string& session_key, const std::string& state,
                                  std::int64_t now_ms) = 0;
   virtual std::vector<std::string> sessions_in_state(const std::string& state) = 0;
@@ -139,11 +160,26 @@ class Store {
   // may have left in the transcript (any non-user entry of an inbox row still unfinished), so
   // the replayed turn starts from a consistent history. Returns the sessions with unfinished
   // rows (those the replay resumes) and how many entries were removed.
+  // Each of those sessions counts one more interrupted restart, unless mark_interrupted
+  // counted this restart for it already (a drain aborted its turn, then the process went on
+  // without the marker): one restart is one interrupt.
   struct Repair {
     std::vector<std::string> sessions;
     std::int64_t removed_entries = 0;
   };
   virtual Repair repair_interrupted() = 0;
+
+  // --- Restart-loop protection: interrupted restarts in a row, per session ---
+  // A restart's drain aborted the session's turn: "resume_pending", and one more interrupted
+  // restart in a row. Unknown sessions are left alone.
+  virtual void mark_interrupted(const std::string& session_key, std::int64_t now_ms) = 0;
+  // Sessions that restarts interrupted at least `at_least` times in a row, by session key.
+  virtual std::vector<InterruptedSession> sessions_interrupted(int at_least) = 0;
+  // One transaction: closes the session's unfinished rows as aborted, sets it "suspended" with
+  // its count back to 0, and stages `notice` as a message to the chat of its newest inbox row
+  // (key "suspended:<session>:<newest inbox id>", in the transcript like any reply).
+  virtual Suspension suspend_session(const std::string& session_key, const std::string& notice,
+                                     std::int64_t now_ms) = 0;
 
   // Group commit. Between begin_batch() and commit_batch() the methods above write into one
   // transaction, and commit_batch() makes all of them durable at once. Nothing written in a

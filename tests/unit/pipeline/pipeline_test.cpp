@@ -587,6 +587,255 @@ TEST_F(PipelineTest, NoticeGoesToTheChatWithoutTouchingTheOutbox) {
   EXPECT_FALSE(error.empty()) << "a failed notice is reported, not retried";
 }
 
+// --- crash safety (issue 5): stale replies, restart loops, replayed /restart ---
+
+constexpr core::Duration kSixHours{21'600'000};
+
+std::size_t sent_to(const FakeChannel& c, const std::string& session) {
+  std::size_t n = 0;
+  for (const auto& p : c.sent) n += p.session_key == session;
+  return n;
+}
+
+TEST_F(PipelineTest, ReplyOlderThanTheTtlIsMarkedStaleAtTheNextStartInsteadOfSent) {
+  std::int64_t old_row = 0;
+  {
+    auto p = make_pipeline();
+    p->start();
+    old_row = accept(*p, msg("k1", "old", "asked before the outage")).inbound_id;
+    channel_.script = {SendStatus::retry};
+    complete(0, "late answer");
+    EXPECT_TRUE(channel_.sent.empty());  // waiting for its retry when the gateway dies
+  }
+  // Three hours later another generation committed a reply and died before sending it.
+  clock_.advance(core::Duration(3 * 3'600'000));
+  const auto fresh = store_->insert_inbound({"local", "k2", "fresh", "fresh", "u", "q", "k2"},
+                                            clock_.wall_ms());
+  store_->stage_reply(fresh.record.id, {"recent answer"}, clock_.wall_ms());
+  // The gateway comes back 6 h (and 1 ms) after the first reply was written.
+  clock_.advance(kSixHours - core::Duration(3 * 3'600'000) + core::Duration(1));
+
+  auto p = make_pipeline();
+  p->start();
+  executor_.run_ready();
+  ASSERT_EQ(channel_.sent.size(), 1u) << "only the reply within the TTL is sent";
+  EXPECT_EQ(channel_.sent[0].text, "recent answer");
+  EXPECT_EQ(p->metrics().replies_stale, 1u);
+  EXPECT_TRUE(store_->pending_outbox().empty());
+  EXPECT_EQ(store_->counts().outbox_stale, 1);
+  EXPECT_EQ(store_->inbound(old_row)->state, store::InboxState::done) << "never run again";
+  EXPECT_EQ(assistant_entries("old"), 1u) << "the transcript keeps what was answered";
+
+  // A later generation neither sends it nor counts it again.
+  p.reset();
+  auto q = make_pipeline();
+  q->start();
+  executor_.run_ready();
+  EXPECT_EQ(channel_.sent.size(), 1u);
+  EXPECT_EQ(q->metrics().replies_stale, 0u);
+  EXPECT_TRUE(agent_.calls.size() == 1u);
+}
+
+TEST_F(PipelineTest, ReplyTtlOfZeroSendsAReplyHoweverLate) {
+  {
+    auto p = make_pipeline();
+    p->start();
+    accept(*p, msg("k1", "s", "q"));
+    channel_.script = {SendStatus::retry};
+    complete(0, "a week late");
+  }
+  clock_.advance(core::Duration(7LL * 24 * 3'600'000));
+  PipelineSettings never;
+  never.reply_ttl = core::Duration(0);
+  auto p = make_pipeline(0, never);
+  p->start();
+  executor_.run_ready();
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  EXPECT_EQ(channel_.sent[0].text, "a week late");
+  EXPECT_EQ(p->metrics().replies_stale, 0u);
+}
+
+TEST_F(PipelineTest, ReplyWithinACustomTtlIsSentAndOnePastItIsNot) {
+  PipelineSettings s;
+  s.reply_ttl = core::Duration(60'000);
+  {
+    auto p = make_pipeline(0, s);
+    p->start();
+    accept(*p, msg("k1", "a", "q"));
+    channel_.script = {SendStatus::retry, SendStatus::retry};
+    complete(0, "first");
+    clock_.advance(core::Duration(30'000));
+    accept(*p, msg("k2", "b", "q"));
+    complete(1, "second");
+    EXPECT_TRUE(channel_.sent.empty());
+  }
+  clock_.advance(core::Duration(30'001));  // "first" is 60.001 s old, "second" 30.001 s
+  auto p = make_pipeline(0, s);
+  p->start();
+  executor_.run_ready();
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  EXPECT_EQ(channel_.sent[0].text, "second");
+  EXPECT_EQ(p->metrics().replies_stale, 1u);
+}
+
+// One "crash" of the gateway: the pipeline goes away without a drain, and the next start
+// repairs the store as the runtime does without the clean-shutdown marker.
+class RestartLoopTest : public PipelineTest {
+ protected:
+  std::unique_ptr<Pipeline> crash_and_restart(std::unique_ptr<Pipeline> p) {
+    p.reset();
+    store_->repair_interrupted();
+    auto next = make_pipeline();
+    next->on_command([this](const ChatCommand& c) { commands_.push_back(c); });
+    next->start();
+    executor_.run_ready();
+    return next;
+  }
+  std::size_t calls_for(const std::string& text) const {
+    std::size_t n = 0;
+    for (const auto& c : agent_.calls) n += c->request.text == text;
+    return n;
+  }
+  std::vector<ChatCommand> commands_;
+};
+
+TEST_F(RestartLoopTest, SessionWhoseTurnCrashedTheGatewayThreeTimesIsSuspendedNotRunAgain) {
+  auto p = make_pipeline();
+  p->start();
+  const auto poison = accept(*p, msg("k1", "s", "poison")).inbound_id;
+  const auto queued = accept(*p, msg("k2", "s", "queued behind it")).inbound_id;
+  ASSERT_EQ(calls_for("poison"), 1u);
+  // Every replay runs the poison message again, and it kills the gateway again.
+  p = crash_and_restart(std::move(p));
+  EXPECT_EQ(calls_for("poison"), 2u);
+  p = crash_and_restart(std::move(p));
+  EXPECT_EQ(calls_for("poison"), 3u);
+  EXPECT_TRUE(channel_.sent.empty());
+  listener_.events.clear();
+
+  p = crash_and_restart(std::move(p));
+  EXPECT_EQ(calls_for("poison"), 3u) << "the fourth start does not run it again";
+  EXPECT_EQ(calls_for("queued behind it"), 0u);
+  EXPECT_EQ(store_->inbound(poison)->state, store::InboxState::aborted);
+  EXPECT_EQ(store_->inbound(queued)->state, store::InboxState::aborted);
+  ASSERT_EQ(channel_.sent.size(), 1u) << "the chat gets one reply saying so";
+  EXPECT_EQ(channel_.sent[0].text, Pipeline::kSuspendedNotice);
+  EXPECT_EQ(channel_.sent[0].session_key, "s");
+  std::size_t aborted = 0;
+  for (const auto& e : listener_.events) {
+    if (e.state == ChatEvent::State::aborted) {
+      ++aborted;
+      EXPECT_EQ(e.error, Pipeline::kSuspendedReason);
+    }
+  }
+  EXPECT_EQ(aborted, 2u) << "clients waiting on either run are told";
+  EXPECT_EQ(store_->sessions_in_state("suspended"), std::vector<std::string>{"s"});
+  EXPECT_EQ(p->metrics().sessions_suspended, 1u);
+  EXPECT_TRUE(store_->pending_outbox().empty());
+  EXPECT_EQ(p->work().total(), 0u);
+
+  // A later crash does not suspend it again or repeat the notice.
+  p = crash_and_restart(std::move(p));
+  EXPECT_EQ(channel_.sent.size(), 1u);
+  EXPECT_EQ(p->metrics().sessions_suspended, 0u);
+
+  // The next message resumes the session and runs normally.
+  auto res = accept(*p, msg("k3", "s", "hello again"));
+  EXPECT_EQ(res.status, "started");
+  ASSERT_EQ(calls_for("hello again"), 1u);
+  EXPECT_TRUE(store_->sessions_in_state("suspended").empty());
+  complete(agent_.calls.size() - 1, "welcome back");
+  ASSERT_EQ(channel_.sent.size(), 2u);
+  EXPECT_EQ(channel_.sent[1].text, "welcome back");
+  EXPECT_TRUE(store_->sessions_interrupted(1).empty());
+}
+
+TEST_F(RestartLoopTest, OtherSessionsKeepRunningWhileOneIsSuspended) {
+  auto p = make_pipeline();
+  p->start();
+  accept(*p, msg("k1", "poisoned", "poison"));
+  for (int i = 0; i < 3; ++i) {
+    // A healthy session answers in every generation before the crash.
+    const std::string text = "fine " + std::to_string(i);
+    accept(*p, msg("h" + std::to_string(i), "healthy", text));
+    for (std::size_t c = 0; c < agent_.calls.size(); ++c) {
+      if (agent_.calls[c]->request.text == text) complete(c, "ok " + std::to_string(i));
+    }
+    p = crash_and_restart(std::move(p));
+  }
+  EXPECT_EQ(store_->sessions_in_state("suspended"), std::vector<std::string>{"poisoned"});
+  EXPECT_EQ(sent_to(channel_, "healthy"), 3u);
+  EXPECT_EQ(sent_to(channel_, "poisoned"), 1u);
+}
+
+TEST_F(RestartLoopTest, ATurnThatCompletesBetweenCrashesStartsTheCountAgain) {
+  auto p = make_pipeline();
+  p->start();
+  accept(*p, msg("k1", "s", "slow"));
+  p = crash_and_restart(std::move(p));
+  p = crash_and_restart(std::move(p));
+  ASSERT_EQ(calls_for("slow"), 3u);
+  complete(agent_.calls.size() - 1, "made it");  // the third run finishes
+  accept(*p, msg("k2", "s", "next"));
+  p = crash_and_restart(std::move(p));  // one interrupt in a row, not three
+  EXPECT_TRUE(store_->sessions_in_state("suspended").empty());
+  EXPECT_EQ(calls_for("next"), 2u) << "replayed as usual";
+  EXPECT_EQ(p->metrics().sessions_suspended, 0u);
+}
+
+TEST_F(RestartLoopTest, TurnsAbortedByThreeDrainsInARowSuspendTheSession) {
+  auto p = make_pipeline();
+  p->start();
+  std::int64_t left = 0;
+  for (int i = 0; i < 3; ++i) {
+    accept(*p, msg("k" + std::to_string(i), "s", "long task " + std::to_string(i)));
+    // The last generation leaves a followup waiting for the next one.
+    if (i == 2) left = accept(*p, msg("later", "s", "waiting")).inbound_id;
+    p->set_draining(true);
+    EXPECT_EQ(p->abort_for_drain("restart budget spent").size(), 1u);
+    executor_.run_ready();
+    p->reset();
+    // An interrupted drain leaves no clean-shutdown marker: the runtime repairs at the start,
+    // and that must not count the same restart a second time.
+    store_->repair_interrupted();
+    p->add_channel(&channel_, &agent_, 0);
+    p->start();
+    executor_.run_ready();
+    if (i < 2) {
+      EXPECT_TRUE(store_->sessions_in_state("suspended").empty()) << "after " << i + 1;
+    }
+  }
+  EXPECT_EQ(store_->sessions_in_state("suspended"), std::vector<std::string>{"s"});
+  EXPECT_EQ(calls_for("waiting"), 0u);
+  EXPECT_EQ(store_->inbound(left)->state, store::InboxState::aborted);
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  EXPECT_EQ(channel_.sent[0].text, Pipeline::kSuspendedNotice);
+}
+
+TEST_F(RestartLoopTest, RestartCommandReplayedAfterACrashDoesNotRestartAgain) {
+  // The /restart is acknowledged and journaled, but the gateway dies before running it (it
+  // waited in the debouncer); the wall clock reads the same at the next start.
+  auto p = make_pipeline(0, debounced(core::Duration(1000)));
+  p->on_command([this](const ChatCommand& c) { commands_.push_back(c); });
+  p->start();
+  const auto cmd = accept(*p, msg("restart-1", "s", "/restart"));
+  EXPECT_EQ(cmd.reason, "debounce");
+  p = crash_and_restart(std::move(p));
+  EXPECT_TRUE(commands_.empty()) << "a replayed /restart was answered by the restart after it";
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  EXPECT_EQ(channel_.sent[0].text, "The gateway has restarted since you asked.");
+  EXPECT_EQ(store_->inbound(cmd.inbound_id)->state, store::InboxState::done);
+  // The same message again (same idempotency key) is a duplicate: no turn, no command.
+  auto again = accept(*p, msg("restart-1", "s", "/restart"));
+  EXPECT_TRUE(again.duplicate);
+  executor_.run_ready();
+  EXPECT_TRUE(commands_.empty());
+  // A new /restart in this generation is one.
+  accept(*p, msg("restart-2", "s", "/restart"));
+  executor_.run_ready();
+  EXPECT_EQ(commands_.size(), 1u);
+}
+
 TEST(SplitReply, ShortTextIsOnePartAndEmptyTextNone) {
   EXPECT_EQ(Pipeline::split_reply("hello", 0), std::vector<std::string>{"hello"});
   EXPECT_EQ(Pipeline::split_reply("hello", 5), std::vector<std::string>{"hello"});

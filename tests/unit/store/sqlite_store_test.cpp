@@ -469,7 +469,7 @@ TEST(SqliteStore, OpenCreatesTheSchemaInWalMode) {
   SqliteStore::open(path);
   SqliteStore::open(path);  // a second open finds the schema current and leaves it alone
 
-  EXPECT_EQ(raw_pragma(path, "user_version"), "1");
+  EXPECT_EQ(raw_pragma(path, "user_version"), "2");
   EXPECT_EQ(raw_pragma(path, "journal_mode"), "wal");
 }
 
@@ -517,6 +517,7 @@ TEST(SqliteStore, StateNames) {
   EXPECT_STREQ(to_string(OutboxState::pending), "pending");
   EXPECT_STREQ(to_string(OutboxState::sent), "sent");
   EXPECT_STREQ(to_string(OutboxState::failed), "failed");
+  EXPECT_STREQ(to_string(OutboxState::stale), "stale");
 }
 
 }  // namespace
@@ -643,6 +644,187 @@ TEST(SqliteStoreLifecycle, RepairRemovesWhatAnUnfinishedTurnLeftInTheTranscript)
   EXPECT_EQ(t2[0].role, "user");
   EXPECT_EQ(s->transcript("s1", 10).size(), 2u) << "finished turns are left alone";
   EXPECT_EQ(s->repair_interrupted().removed_entries, 0);
+}
+
+int interrupts_of(Store& s, const std::string& session) {
+  for (const auto& i : s.sessions_interrupted(1)) {
+    if (i.session_key == session) return i.interrupts;
+  }
+  return 0;
+}
+
+TEST(SqliteStoreLifecycle, StaleMarksOnlyPendingPartsAndTakesThemOffThePendingList) {
+  auto s = SqliteStore::open(":memory:");
+  const auto id = s->insert_inbound(message("a"), 1).record.id;
+  const auto parts = s->stage_reply(id, {"one", "two"}, 2);
+  s->mark_sent(parts[0].id, 3);
+  EXPECT_EQ(s->mark_stale({parts[0].id, parts[1].id}, 4), 1) << "a sent part stays sent";
+  EXPECT_TRUE(s->pending_outbox().empty());
+  const auto again = s->stage_reply(id, {"ignored"}, 5);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].state, OutboxState::sent);
+  EXPECT_EQ(again[1].state, OutboxState::stale);
+  EXPECT_EQ(s->inbound(id)->state, InboxState::done) << "answered: it never runs again";
+  EXPECT_EQ(s->counts().outbox_stale, 1);
+}
+
+TEST(SqliteStoreLifecycle, RepairCountsOneInterruptPerSessionWithUnfinishedRows) {
+  auto s = SqliteStore::open(":memory:");
+  s->insert_inbound(message("a1", "x", "s1"), 1);
+  s->insert_inbound(message("a2", "y", "s1"), 1);  // two rows, one session: one interrupt
+  const auto b = s->insert_inbound(message("b", "x", "s2"), 1).record.id;
+  s->stage_reply(b, {"answered"}, 2);
+  s->repair_interrupted();
+  EXPECT_EQ(interrupts_of(*s, "s1"), 1);
+  EXPECT_EQ(interrupts_of(*s, "s2"), 0) << "nothing of s2 was running";
+  s->repair_interrupted();
+  s->repair_interrupted();
+  const auto loops = s->sessions_interrupted(3);
+  ASSERT_EQ(loops.size(), 1u);
+  EXPECT_EQ(loops[0].session_key, "s1");
+  EXPECT_EQ(loops[0].interrupts, 3);
+}
+
+TEST(SqliteStoreLifecycle, AFinishedTurnEndsTheRunOfInterruptedRestarts) {
+  auto s = SqliteStore::open(":memory:");
+  const auto a = s->insert_inbound(message("a", "x", "s1"), 1).record.id;
+  s->repair_interrupted();
+  s->repair_interrupted();
+  EXPECT_EQ(interrupts_of(*s, "s1"), 2);
+  s->stage_reply(a, {"done at last"}, 2);
+  EXPECT_EQ(interrupts_of(*s, "s1"), 0);
+  EXPECT_TRUE(s->sessions_interrupted(1).empty());
+}
+
+TEST(SqliteStoreLifecycle, ARestartIsCountedOnceWhenItsDrainAbortedATurnAndRowsWereLeft) {
+  auto s = SqliteStore::open(":memory:");
+  s->insert_inbound(message("a", "aborted by the drain", "s1"), 1);
+  s->insert_inbound(message("b", "waits for the next generation", "s1"), 1);
+  s->mark_interrupted("s1", 2);
+  EXPECT_EQ(s->sessions_in_state("resume_pending"), std::vector<std::string>{"s1"});
+  EXPECT_EQ(interrupts_of(*s, "s1"), 1);
+  // The drain left no clean-shutdown marker: the next start repairs, without a second count.
+  s->repair_interrupted();
+  EXPECT_EQ(interrupts_of(*s, "s1"), 1);
+  // A later crash is a restart of its own.
+  s->repair_interrupted();
+  EXPECT_EQ(interrupts_of(*s, "s1"), 2);
+  s->mark_interrupted("unknown", 3);  // no row: nothing written
+  EXPECT_EQ(s->sessions_interrupted(1).size(), 1u);
+}
+
+TEST(SqliteStoreLifecycle, SuspendClosesTheUnfinishedRowsAndStagesOneNoticeToTheChat) {
+  auto s = SqliteStore::open(":memory:");
+  const auto done = s->insert_inbound(message("a", "fine", "s1"), 1).record.id;
+  s->mark_sent(s->stage_reply(done, {"ok"}, 2).at(0).id, 2);
+  const auto p1 = s->insert_inbound(message("b", "poison", "s1"), 3).record.id;
+  const auto p2 = s->insert_inbound(message("c", "after it", "s1"), 4).record.id;
+  const auto other = s->insert_inbound(message("d", "x", "s2"), 5).record.id;
+  for (int i = 0; i < 3; ++i) s->repair_interrupted();
+
+  const auto r = s->suspend_session("s1", "paused", 6);
+  ASSERT_EQ(r.closed.size(), 2u);
+  EXPECT_EQ(r.closed[0].id, p1);
+  EXPECT_EQ(r.closed[1].id, p2);
+  EXPECT_EQ(s->inbound(p1)->state, InboxState::aborted);
+  EXPECT_EQ(s->inbound(p2)->state, InboxState::aborted);
+  EXPECT_EQ(s->inbound(other)->state, InboxState::pending) << "other sessions are left alone";
+  ASSERT_TRUE(r.notice);
+  EXPECT_EQ(r.notice->idem_key, "suspended:s1:" + std::to_string(p2));
+  EXPECT_EQ(r.notice->chat_id, "chat-s1");
+  EXPECT_EQ(r.notice->text, "paused");
+  const auto pending = s->pending_outbox();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].id, r.notice->id);
+  EXPECT_EQ(s->transcript("s1", 10).back().text, "paused");
+  EXPECT_EQ(s->sessions_in_state("suspended"), std::vector<std::string>{"s1"});
+  EXPECT_EQ(interrupts_of(*s, "s1"), 0);
+  EXPECT_EQ(s->counts().sessions_suspended, 1);
+
+  // Suspending it again (a start that crashed before it was told) sends no second notice.
+  const auto again = s->suspend_session("s1", "paused", 7);
+  EXPECT_TRUE(again.closed.empty());
+  EXPECT_FALSE(again.notice);
+}
+
+TEST(SqliteStoreLifecycle, SuspendWithoutUnfinishedRowsTellsTheChatOfTheLastMessage) {
+  auto s = SqliteStore::open(":memory:");
+  s->insert_inbound(message("a", "x", "s1"), 1);
+  const auto b = s->insert_inbound(message("b", "y", "s1"), 2).record.id;
+  s->set_inbound_state(b - 1, InboxState::aborted);
+  s->set_inbound_state(b, InboxState::aborted);
+  const auto r = s->suspend_session("s1", "paused", 3);
+  EXPECT_TRUE(r.closed.empty());
+  ASSERT_TRUE(r.notice);
+  EXPECT_EQ(r.notice->idem_key, "suspended:s1:" + std::to_string(b));
+  EXPECT_FALSE(s->suspend_session("never-seen", "paused", 4).notice);
+}
+
+TEST(SqliteStoreLifecycle, ANewMessageResumesASuspendedSession) {
+  auto s = SqliteStore::open(":memory:");
+  s->insert_inbound(message("a", "x", "s1"), 1);
+  s->suspend_session("s1", "paused", 2);
+  s->insert_inbound(message("a", "x", "s1"), 3);  // a duplicate is no new message
+  EXPECT_EQ(s->sessions_in_state("suspended"), std::vector<std::string>{"s1"});
+  s->insert_inbound(message("b", "continue", "s1"), 4);
+  EXPECT_TRUE(s->sessions_in_state("suspended").empty());
+  EXPECT_EQ(s->sessions_in_state("idle"), std::vector<std::string>{"s1"});
+}
+
+// The schema of user_version 1, as the first release created it.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE inbox (
+  id INTEGER PRIMARY KEY, channel TEXT NOT NULL, external_id TEXT NOT NULL,
+  session_key TEXT NOT NULL, chat_id TEXT NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'aborted', 'failed')),
+  received_at_ms INTEGER NOT NULL, UNIQUE (channel, external_id));
+CREATE INDEX inbox_unfinished ON inbox (id) WHERE state IN ('pending', 'running');
+CREATE TABLE outbox (
+  id INTEGER PRIMARY KEY, idem_key TEXT NOT NULL UNIQUE, inbound_id INTEGER REFERENCES inbox (id),
+  part INTEGER NOT NULL, final_part INTEGER NOT NULL, channel TEXT NOT NULL,
+  chat_id TEXT NOT NULL, session_key TEXT NOT NULL, run_id TEXT NOT NULL, text TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+  created_at_ms INTEGER NOT NULL, sent_at_ms INTEGER);
+CREATE INDEX outbox_by_state ON outbox (state, id);
+CREATE INDEX outbox_by_inbound ON outbox (inbound_id, part) WHERE inbound_id IS NOT NULL;
+CREATE TABLE sessions (
+  session_key TEXT PRIMARY KEY, created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL,
+  state TEXT NOT NULL DEFAULT 'idle') WITHOUT ROWID;
+CREATE TABLE transcript (
+  id INTEGER PRIMARY KEY, session_key TEXT NOT NULL REFERENCES sessions (session_key),
+  role TEXT NOT NULL, text TEXT NOT NULL, run_id TEXT NOT NULL,
+  inbound_id INTEGER REFERENCES inbox (id), created_at_ms INTEGER NOT NULL);
+CREATE INDEX transcript_by_session ON transcript (session_key, id);
+CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+INSERT INTO inbox VALUES (1, 'local', 'k1', 's1', 's1', 'u', 'hello', 'run-1', 'done', 10);
+INSERT INTO sessions VALUES ('s1', 10, 20, 'resume_pending');
+INSERT INTO transcript VALUES (1, 's1', 'user', 'hello', 'run-1', 1, 10);
+INSERT INTO transcript VALUES (2, 's1', 'assistant', 'hi', 'run-1', 1, 20);
+INSERT INTO outbox VALUES (1, '1:0', 1, 0, 1, 'local', 's1', 's1', 'run-1', 'hi', 'pending', 20,
+                           NULL);
+PRAGMA user_version = 1;
+)sql";
+
+TEST(SqliteStoreLifecycle, AVersionOneDatabaseIsUpgradedWithItsRowsKept) {
+  TempDir dir;
+  const auto path = dir.file("v1.db");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, kSchemaV1, nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+
+  auto s = SqliteStore::open(path);
+  EXPECT_EQ(raw_pragma(path, "user_version"), "2");
+  const auto pending = s->pending_outbox();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].idem_key, "1:0");
+  EXPECT_EQ(pending[0].text, "hi");
+  EXPECT_EQ(s->sessions_in_state("resume_pending"), std::vector<std::string>{"s1"});
+  EXPECT_EQ(s->mark_stale({pending[0].id}, 30), 1);
+  EXPECT_EQ(s->stage_reply(1, {"x"}, 40).at(0).state, OutboxState::stale);
+  EXPECT_EQ(raw_pragma(path, "integrity_check"), "ok");
+  EXPECT_EQ(raw_pragma(path, "foreign_key_check"), "");
 }
 
 }  // namespace
