@@ -23,6 +23,10 @@
 // for it, stamped with their due time. A message whose reply was delivered while its
 // connection was down has no latency: it is counted as `finalMissed`, not guessed.
 // --restart-every S sends SIGUSR1 to --server-pid every S seconds while sending.
+// --kill-every S sends SIGKILL to the gateway at a random point 0.5 S..1.5 S after it (re)started
+// (bench/killloop.sh restarts it on the same port and data folder and writes its new pid to
+// --server-pid-file; the next kill waits for a new pid there). --kill-max N stops killing after
+// N kills and ends the sending S seconds after the last restart.
 // --verify: at the end, reads every session's transcript (GET /v1/messages) and checks that
 // every message sent has exactly one user entry and exactly one assistant reply.
 
@@ -95,6 +99,9 @@ struct Options {
   int reconnect_max_ms = 500;   // largest reconnect delay
   double give_up_s = 30;        // reconnect: stop when no connection was up for this long
   double restart_every_s = 0;   // send SIGUSR1 to server_pid this often while sending
+  double kill_every_s = 0;      // send SIGKILL to the gateway about this often while sending
+  int kill_max = 0;             // stop killing after this many (0: no limit)
+  std::string server_pid_file;  // the current gateway pid, rewritten by whoever restarts it
   bool verify = false;          // check every session's transcript at the end
 };
 
@@ -403,6 +410,16 @@ class LoadGen {
                missed_ = 0, missed_upgraded_ = 0, notices_ = 0, finals_after_settle_ = 0,
                history_reads_ = 0, settled_by_history_ = 0, settled_by_ack_ = 0;
   std::int64_t restart_expected_ms_ = -1;
+  // --kill-every
+  std::int64_t kills_ = 0, kill_failures_ = 0;
+  int killed_pid_ = 0;            // the last pid killed; a new one in the pid file is a restart
+  bool awaiting_restart_ = false;  // killed; the next kill is scheduled once it is back
+  Clock::time_point next_kill_{}, last_restart_seen_{};
+  std::vector<double> kill_to_restart_ms_;  // SIGKILL -> a new pid in the pid file
+  Clock::time_point last_kill_{};
+  int current_server_pid();
+  void schedule_kill(Clock::time_point from);
+  void on_kill_tick(Clock::time_point now);
   double longest_down_s_ = 0;
   std::map<std::string, std::int64_t> close_reasons_, ack_statuses_;
   std::vector<std::string> missed_samples_;
@@ -826,6 +843,7 @@ void LoadGen::start_load() {
   t_start_ = Clock::now();
   next_restart_ = t_start_ + std::chrono::duration_cast<Clock::duration>(
                                  std::chrono::duration<double>(opt_.restart_every_s));
+  if (opt_.kill_every_s > 0) schedule_kill(t_start_);
   phase_ = Phase::warmup;
   if (opt_.warmup_s <= 0) enter_measuring(t_start_);
   if (opt_.rate <= 0) {
@@ -1107,6 +1125,7 @@ void LoadGen::on_tick() {
       seconds_between(t_measure_, now) >= opt_.duration_s) {
     stop_sending(now);
   }
+  if (sending() && opt_.kill_every_s > 0) on_kill_tick(now);
   if (sending() && opt_.restart_every_s > 0 && opt_.server_pid > 0 && now >= next_restart_) {
     if (::kill(opt_.server_pid, SIGUSR1) == 0) ++restarts_signalled_;
     else note_error("kill(" + std::to_string(opt_.server_pid) + ", SIGUSR1) failed");
@@ -1177,6 +1196,56 @@ void LoadGen::enter_measuring(Clock::time_point now) {
   machine_measure_ = machine_jiffies();
   std::ifstream la("/proc/loadavg");
   std::getline(la, loadavg_at_start_);
+}
+
+int LoadGen::current_server_pid() {
+  if (opt_.server_pid_file.empty()) return opt_.server_pid;
+  std::ifstream in(opt_.server_pid_file);
+  int pid = 0;
+  in >> pid;
+  return pid;
+}
+
+void LoadGen::schedule_kill(Clock::time_point from) {
+  // A random point in 0.5 S..1.5 S: kills land anywhere in the message flow, not in step with it.
+  std::uniform_real_distribution<double> factor(0.5, 1.5);
+  next_kill_ = from + std::chrono::duration_cast<Clock::duration>(
+                          std::chrono::duration<double>(opt_.kill_every_s * factor(rng_)));
+}
+
+void LoadGen::on_kill_tick(Clock::time_point now) {
+  if (awaiting_restart_) {
+    const int pid = current_server_pid();
+    if (pid <= 0 || pid == killed_pid_) return;
+    awaiting_restart_ = false;
+    last_restart_seen_ = now;
+    kill_to_restart_ms_.push_back(seconds_between(last_kill_, now) * 1000);
+    if (opt_.kill_max > 0 && kills_ >= opt_.kill_max) {
+      // The last stretch runs without kills, so the final restart serves some traffic too.
+      next_kill_ = now + std::chrono::duration_cast<Clock::duration>(
+                             std::chrono::duration<double>(opt_.kill_every_s));
+    } else {
+      schedule_kill(now);
+    }
+    return;
+  }
+  if (now < next_kill_) return;
+  if (opt_.kill_max > 0 && kills_ >= opt_.kill_max) {
+    stop_sending(now);
+    return;
+  }
+  const int pid = current_server_pid();
+  if (pid <= 0 || pid == killed_pid_) return;  // not restarted yet
+  if (::kill(pid, SIGKILL) == 0) {
+    ++kills_;
+    killed_pid_ = pid;
+    last_kill_ = now;
+    awaiting_restart_ = true;
+  } else {
+    ++kill_failures_;
+    note_error("kill(" + std::to_string(pid) + ", SIGKILL) failed");
+    schedule_kill(now);
+  }
 }
 
 void LoadGen::stop_sending(Clock::time_point now) {
@@ -1409,6 +1478,17 @@ json LoadGen::report() const {
                       {"minDelayMs", opt_.reconnect_min_ms},
                       {"maxDelayMs", opt_.reconnect_max_ms}};
   }
+  if (opt_.kill_every_s > 0) {
+    auto sorted = kill_to_restart_ms_;
+    std::sort(sorted.begin(), sorted.end());
+    r["kill"] = {{"every", opt_.kill_every_s},
+                 {"max", opt_.kill_max},
+                 {"killsSent", kills_},
+                 {"killFailures", kill_failures_},
+                 {"restartsSeen", static_cast<std::int64_t>(kill_to_restart_ms_.size())},
+                 {"killToNewPidMsMedian", sorted.empty() ? 0.0 : sorted[sorted.size() / 2]},
+                 {"killToNewPidMsMax", sorted.empty() ? 0.0 : sorted.back()}};
+  }
   if (verify_.is_object()) r["verify"] = verify_;
   if (opt_.server_pid > 0 && srv_cpu_at_measure_ >= 0 && srv_cpu_at_stop_ >= 0 && window > 0) {
     r["gatewayCpuPct"] = 100.0 * (srv_cpu_at_stop_ - srv_cpu_at_measure_) / window;
@@ -1488,6 +1568,15 @@ void LoadGen::print_human(const json& r) const {
                  static_cast<long long>(missed_), static_cast<long long>(settled_by_history_),
                  static_cast<long long>(settled_by_ack_),
                  static_cast<long long>(r["unsent"].get<std::int64_t>()));
+    if (r.contains("kill")) {
+      const auto& k = r["kill"];
+      std::fprintf(stderr,
+                   "  kills: %lld SIGKILL sent (%lld failed), %lld restarts seen; SIGKILL -> new "
+                   "pid median %.1f ms, max %.1f ms\n",
+                   static_cast<long long>(kills_), static_cast<long long>(kill_failures_),
+                   static_cast<long long>(k["restartsSeen"].get<std::int64_t>()),
+                   k["killToNewPidMsMedian"].get<double>(), k["killToNewPidMsMax"].get<double>());
+    }
     std::string reasons;
     for (const auto& [k, v] : close_reasons_) {
       reasons += (reasons.empty() ? "" : ", ") + k + " x" + std::to_string(v);
@@ -1571,6 +1660,16 @@ int main(int argc, char** argv) {
   app.add_option("--restart-every", o.restart_every_s,
                  "Send SIGUSR1 to --server-pid every S seconds while sending")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--kill-every", o.kill_every_s,
+                 "Send SIGKILL to the gateway at a random point 0.5 S..1.5 S after each (re)start "
+                 "while sending (someone else restarts it; see --server-pid-file)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--kill-max", o.kill_max,
+                 "--kill-every: stop after N kills; sending ends S seconds after the last restart")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--server-pid-file", o.server_pid_file,
+                 "File holding the gateway's current pid (read before each kill); default: "
+                 "--server-pid");
   app.add_flag("--verify", o.verify,
                "At the end, read every session's transcript (GET /v1/messages) and check one "
                "user entry and one reply per message");
@@ -1582,6 +1681,14 @@ int main(int argc, char** argv) {
   if (o.messages <= 0 && o.duration_s <= 0) o.duration_s = 10;
   if (o.restart_every_s > 0 && o.server_pid <= 0) {
     std::cerr << "--restart-every needs --server-pid\n";
+    return 64;
+  }
+  if (o.kill_every_s > 0 && o.server_pid <= 0 && o.server_pid_file.empty()) {
+    std::cerr << "--kill-every needs --server-pid or --server-pid-file\n";
+    return 64;
+  }
+  if (o.kill_every_s > 0 && !o.reconnect) {
+    std::cerr << "--kill-every needs --reconnect\n";
     return 64;
   }
   if (o.reconnect_max_ms < o.reconnect_min_ms) o.reconnect_max_ms = o.reconnect_min_ms;
