@@ -7,11 +7,43 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 extern char** environ;
 
 namespace drawbridge::agents {
+
+namespace {
+
+// Process groups of the children still running, for signal_all_groups() (the watchdog thread:
+// atomics only, no locks, no allocation).
+constexpr std::size_t kMaxGroups = 1024;
+std::atomic<pid_t> g_groups[kMaxGroups];
+
+void register_group(pid_t pgid) {
+  for (auto& slot : g_groups) {
+    pid_t empty = 0;
+    if (slot.compare_exchange_strong(empty, pgid)) return;
+  }
+  // More than kMaxGroups children at once: this one is not killed by signal_all_groups().
+}
+
+void unregister_group(pid_t pgid) {
+  for (auto& slot : g_groups) {
+    pid_t expected = pgid;
+    if (slot.compare_exchange_strong(expected, 0)) return;
+  }
+}
+
+}  // namespace
+
+void signal_all_groups(int sig) {
+  for (auto& slot : g_groups) {
+    const pid_t pgid = slot.load();
+    if (pgid > 0) ::kill(-pgid, sig);
+  }
+}
 
 UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
   if (this != &other) reset(other.release());
@@ -134,6 +166,7 @@ int spawn_child(const ChildSpec& spec, Child& child) {
   if (rc != 0) return rc;
 
   child.pid = pid;
+  register_group(pid);  // POSIX_SPAWN_SETPGROUP with 0: the group is the child's pid
   child.stdin_fd = std::move(in_write);
   child.stdout_fd = std::move(out_read);
   child.stderr_fd = std::move(err_read);
@@ -155,10 +188,12 @@ ReapResult try_reap(pid_t pid, int& wait_status) {
     pid_t r = ::waitpid(pid, &status, WNOHANG);
     if (r == pid) {
       wait_status = status;
+      unregister_group(pid);
       return ReapResult::reaped;
     }
     if (r == 0) return ReapResult::running;
     if (errno == EINTR) continue;
+    unregister_group(pid);
     return ReapResult::lost;  // ECHILD
   }
 }
@@ -168,6 +203,7 @@ void kill_and_reap(pid_t pid) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  unregister_group(pid);
 }
 
 void signal_group(pid_t pgid, int sig) {

@@ -69,4 +69,8 @@ void kill_and_reap(pid_t pid);
 // kill(-pgid, sig); errors (ESRCH: the group is already gone) are ignored.
 void signal_group(pid_t pgid, int sig);
 
+// Sends `sig` to the process group of every child spawned and not yet reaped. Lock-free: the
+// watchdog thread calls it right before it ends the process, so commands do not outlive us.
+void signal_all_groups(int sig);
+
 }  // namespace drawbridge::agents

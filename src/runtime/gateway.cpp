@@ -27,6 +27,7 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "agents/child_process.h"
 #include "agents/echo_agent.h"
 #include "agents/exec_agent.h"
 #include "channels/local/local_channel.h"
@@ -1867,9 +1868,11 @@ class Gateway final : public server::Control {
       std::ofstream out(path);
       out << bundle.dump(2) << '\n';
     }
-    spdlog::critical("watchdog: {}; diagnostic bundle written to {}; exiting with code 1",
+    spdlog::critical("watchdog: {}; diagnostic bundle written to {}; killing agent commands; "
+                     "exiting with code 1",
                      bundle["reason"].get<std::string>(), path.string());
     spdlog::default_logger()->flush();
+    agents::signal_all_groups(SIGKILL);  // a trapped command must not outlive the gateway
     std::_Exit(exit_code::crashed);
   }
 
