@@ -20,9 +20,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-const std::string kRestartingNotice = "The gateway is restarting; it will finish your reply first.";
-const std::string kStoppingNotice =
-    "The gateway is shutting down; your reply will come when it is back.";
 
 using namespace lifecycle;
 

@@ -12,6 +12,13 @@ namespace drawbridge::e2e::lifecycle {
 
 using Clock = std::chrono::steady_clock;
 
+inline const std::string kRestartingNotice =
+    "The gateway is restarting; it will finish your reply first.";
+inline const std::string kStoppingNotice =
+    "The gateway is shutting down; your reply will come when it is back.";
+inline const std::string kInterruptedNotice =
+    "Your task was interrupted by a gateway restart. Send a message to continue.";
+
 // `config` with restarts that begin at once and no cooldown between two of them.
 inline json restartable(json config) {
   config["gateway"]["restart"]["delayMs"] = 0;

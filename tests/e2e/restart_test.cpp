@@ -24,9 +24,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-const std::string kRestartingNotice = "The gateway is restarting; it will finish your reply first.";
-const std::string kInterruptedNotice =
-    "Your task was interrupted by a gateway restart. Send a message to continue.";
 
 using namespace lifecycle;
 

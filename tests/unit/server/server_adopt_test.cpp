@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "core/manual_executor.h"
+#include "unit/server/fake_control.h"
 #include "server/server.h"
 #include "store/sqlite_store.h"
 #include "unit/pipeline/fakes.h"
@@ -25,22 +26,7 @@ namespace asio = boost::asio;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-class FakeControl final : public Control {
- public:
-  Readiness readiness() override { return {true, {}}; }
-  json health() override { return {{"ok", true}}; }
-  json status() override { return {{"state", "running"}}; }
-  std::string metrics_text() override { return {}; }
-  std::int64_t uptime_ms() override { return 1; }
-  json request_restart(const RestartIntent&) override { return {{"ok", true}}; }
-  json request_stop(const std::string&) override { return {{"ok", true}}; }
-  json request_update(const std::string&, const std::string&) override { return {{"ok", true}}; }
-  json config_get() override { return {{"hash", ""}}; }
-  void config_write(const ConfigWrite&, std::function<void(ConfigWriteResult)> done) override {
-    done(json{{"ok", true}});
-  }
-  LifecycleView lifecycle() override { return {.state = "running", .accepting_connections = true}; }
-};
+using fakes::FakeControl;
 
 // A socket made the way a .socket unit or a predecessor would hand it over.
 int listening_socket(int family = AF_INET) {

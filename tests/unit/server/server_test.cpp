@@ -1,3 +1,4 @@
+#include "unit/server/fake_control.h"
 #include "server/server.h"
 
 #include <future>
@@ -24,35 +25,7 @@ namespace http = beast::http;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-// Read from the server's thread through lifecycle(), written by the test between requests.
-class FakeControl final : public Control {
- public:
-  Readiness readiness() override { return {true, {}}; }
-  json health() override { return {{"ok", true}}; }
-  json status() override { return {{"state", "running"}}; }
-  std::string metrics_text() override { return {}; }
-  std::int64_t uptime_ms() override { return 1; }
-  json request_restart(const RestartIntent&) override { return {{"ok", true}}; }
-  json request_stop(const std::string&) override { return {{"ok", true}}; }
-  json config_get() override { return {{"hash", ""}}; }
-  void config_write(const ConfigWrite&, std::function<void(ConfigWriteResult)> done) override {
-    done(json{{"ok", true}});
-  }
-  nlohmann::json request_update(const std::string& binary, const std::string&) override {
-    return {{"ok", !binary.empty()}, {"status", "scheduled"}};
-  }
-  LifecycleView lifecycle() override {
-    std::lock_guard lock(mu);
-    return view;
-  }
-  void set(LifecycleView v) {
-    std::lock_guard lock(mu);
-    view = std::move(v);
-  }
-
-  std::mutex mu;
-  LifecycleView view;
-};
+using fakes::FakeControl;
 
 struct HttpAnswer {
   int status = 0;
