@@ -23,12 +23,26 @@ struct RestartSettings {
   std::string mode = "auto";
 };
 
+// What one client, or all of them together, may cost the process (issue 10).
+struct LimitSettings {
+  int max_connections = 512;           // open TCP connections, HTTP and WebSocket
+  int max_connections_per_peer = 128;  // from one remote address (loopback included)
+  int max_message_bytes = 256 * 1024;  // text of one inbound message
+  int max_history_bytes = 4 * 1024 * 1024;  // text of one history answer
+};
+
 struct GatewaySettings {
   int port = 18789;
   std::string bind = "loopback";  // "loopback" | "lan" | an IP address literal
   std::string auth_token;         // empty: generated and kept in the data folder
   ReloadSettings reload;
   RestartSettings restart;
+  LimitSettings limits;
+  // Browser origins allowed to open the WebSocket ("*" = any); a page on the gateway's own
+  // loopback origin is always allowed, a request without Origin (not a browser) too.
+  std::vector<std::string> allowed_origins;
+  // Host header values accepted besides the bind address and loopback names ("*" = any).
+  std::vector<std::string> allowed_hosts;
 };
 
 struct CommandsSettings {

@@ -499,6 +499,13 @@ class Gateway final : public server::Control {
     so.token = token_;
     so.version = DRAWBRIDGE_VERSION;
     so.local_channel = "local";
+    const auto& limits = cfg.gateway.limits;
+    so.max_connections = static_cast<std::size_t>(limits.max_connections);
+    so.max_connections_per_peer = static_cast<std::size_t>(limits.max_connections_per_peer);
+    so.max_message_bytes = static_cast<std::size_t>(limits.max_message_bytes);
+    so.max_history_bytes = static_cast<std::size_t>(limits.max_history_bytes);
+    so.allowed_origins = cfg.gateway.allowed_origins;
+    so.allowed_hosts = cfg.gateway.allowed_hosts;
     // A testing knob: conformance tests need a tick sooner than OpenClaw's 30 s.
     if (const char* t = std::getenv("DRAWBRIDGE_TICK_INTERVAL_MS")) {
       so.tick_interval_ms = std::clamp(std::atoi(t), 100, 3'600'000);

@@ -7,6 +7,7 @@
 #include <boost/beast/websocket.hpp>
 #include <spdlog/spdlog.h>
 
+#include "config/bounded_json.h"
 #include "server/protocol.h"
 #include "server/random_id.h"
 #include "server/rpc_methods.h"
@@ -60,8 +61,9 @@ std::string generated_key() { return "http-" + random_hex(12); }
 
 }  // namespace
 
-HttpSession::HttpSession(Server& server, boost::asio::ip::tcp::socket&& socket)
-    : server_(server), stream_(std::move(socket)) {}
+HttpSession::HttpSession(Server& server, boost::asio::ip::tcp::socket&& socket,
+                         std::shared_ptr<void> slot, std::string peer)
+    : server_(server), stream_(std::move(socket)), slot_(std::move(slot)), peer_(std::move(peer)) {}
 
 void HttpSession::run() { do_read(); }
 
@@ -119,16 +121,57 @@ void HttpSession::on_read(beast::error_code ec, std::size_t) {
                                                 false));
     return;
   }
-  if (beast::websocket::is_upgrade(parser_->get())) {
+  const auto& req = parser_->get();
+  // Before anything else: a page that rebound its DNS name to us must get nothing.
+  if (!server_.origin_policy().host_allowed(req[http::field::host])) {
+    server_.refused_request(peer_, "Host header not allowed");
+    return write_refusal(http::status::misdirected_request,
+                         "Host header not allowed: this gateway answers to loopback names and "
+                         "its bind address; add the name to gateway.allowedHosts");
+  }
+  if (beast::websocket::is_upgrade(req)) {
     if (server_.closing()) {
       abort_now();
       return;
     }
-    auto ws = std::make_shared<WsConnection>(server_, stream_.release_socket(), server_.next_id());
+    if (!server_.origin_policy().origin_allowed(req[http::field::origin])) {
+      server_.refused_request(peer_, "Origin not allowed");
+      return write_refusal(http::status::forbidden,
+                           "Origin not allowed: add it to gateway.controlUi.allowedOrigins");
+    }
+    auto ws = std::make_shared<WsConnection>(server_, stream_.release_socket(), server_.next_id(),
+                                             std::move(slot_), peer_);
     ws->run(parser_->release());
     return;
   }
-  if (auto res = handle(parser_->get())) write_response(std::move(*res));
+  std::optional<Response> res;
+  try {
+    res = handle(req);
+  } catch (const std::exception& e) {
+    // One request's bug costs its own answer, never the process.
+    spdlog::error("HTTP {} {}: {}", std::string(req.method_string()),
+                  std::string(req.target().substr(0, req.target().find('?'))), e.what());
+    Response r{http::status::internal_server_error, req.version()};
+    r.set(http::field::content_type, "application/json");
+    r.keep_alive(false);
+    r.body() = R"({"ok":false,"error":{"code":"UNAVAILABLE","message":"internal error"}})";
+    r.prepare_payload();
+    res = std::move(r);
+  }
+  if (res) write_response(std::move(*res));
+}
+
+void HttpSession::write_refusal(http::status status, const std::string& message) {
+  busy_ = true;
+  Response res{status, parser_->get().version()};
+  res.set(http::field::content_type, "application/json");
+  res.body() = json{{"ok", false},
+                    {"error",
+                     {{"code", std::string(error_code::forbidden)}, {"message", message}}}}
+                   .dump();
+  res.keep_alive(false);
+  res.prepare_payload();
+  write_response(std::move(res));
 }
 
 void HttpSession::write_response(Response res) {
@@ -180,29 +223,39 @@ std::optional<HttpSession::Response> HttpSession::handle(const Request& req) {
     auto r = server_.control().readiness();
     json body = {{"ok", r.ready}, {"ready", r.ready}};
     if (!r.ready) body["reason"] = r.reason;
-    if (!r.details.is_null()) body["details"] = r.details;
+    // The why (config errors, what blocks) only for a caller with the token: without it,
+    // anyone who can reach the port learns ready or not and one word.
+    if (!r.details.is_null() && !req[http::field::authorization].empty() &&
+        !server_.auth_blocked(peer_) && bearer_matches(req)) {
+      body["details"] = r.details;
+    }
     return reply(r.ready ? http::status::ok : http::status::service_unavailable, body);
   }
   if (path == "/metrics") {
     Response res{http::status::ok, req.version()};
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.keep_alive(req.keep_alive());
-    res.body() = server_.control().metrics_text();
+    res.body() = server_.control().metrics_text() + server_.metrics_text();
     res.prepare_payload();
     return res;
   }
   if (path.starts_with("/v1/")) {
     auto auth = req[http::field::authorization];
-    const std::string& token = server_.options().token;
-    const std::string expected = "Bearer " + token;
-    if (auth.size() != expected.size() ||
-        CRYPTO_memcmp(auth.data(), expected.data(), expected.size()) != 0) {
+    if (auto blocked = server_.auth_blocked(peer_)) {
+      auto res = reply(http::status::too_many_requests, {{"ok", false}, {"error", blocked->to_json()}});
+      res.set(http::field::retry_after,
+              std::to_string(std::max<std::int64_t>((*blocked->retry_after_ms + 999) / 1000, 1)));
+      return res;
+    }
+    if (!bearer_matches(req)) {
+      if (!auth.empty()) server_.auth_failed(peer_, "HTTP bearer token mismatch");
       auto res = error(http::status::unauthorized, error_code::unauthorized,
                        auth.empty() ? "missing Authorization: Bearer <gateway token>"
                                     : "gateway token mismatch");
       res.set(http::field::www_authenticate, "Bearer");
       return res;
     }
+    server_.auth_succeeded(peer_);
     if (path == "/v1/messages") {
       if (req.method() == http::verb::post) return post_message(req);
       if (req.method() == http::verb::get) return get_history(req);
@@ -213,6 +266,15 @@ std::optional<HttpSession::Response> HttpSession::handle(const Request& req) {
   return error(http::status::not_found, error_code::not_found,
                "no route for " + std::string(path) +
                    "; try /healthz, /readyz, /metrics, /v1/messages or a WebSocket upgrade");
+}
+
+bool HttpSession::bearer_matches(const Request& req) const {
+  auto auth = req[http::field::authorization];
+  const std::string& token = server_.options().token;
+  if (token.empty()) return false;
+  const std::string expected = "Bearer " + token;
+  return auth.size() == expected.size() &&
+         CRYPTO_memcmp(auth.data(), expected.data(), expected.size()) == 0;
 }
 
 std::optional<HttpSession::Response> HttpSession::post_message(const Request& req) {
@@ -241,8 +303,12 @@ std::optional<HttpSession::Response> HttpSession::post_message(const Request& re
     res.set(http::field::retry_after, std::to_string(std::max<std::int64_t>(seconds, 1)));
     return res;
   }
-  json body = json::parse(req.body(), nullptr, false);
-  if (body.is_discarded()) return bad("body: malformed JSON");
+  config::JsonLimits limits;
+  limits.max_bytes = server_.options().max_http_body_bytes;
+  limits.reject_duplicate_keys = true;
+  auto parsed = config::parse_bounded_json(req.body(), limits);
+  if (!parsed.ok()) return bad("body: invalid JSON: " + parsed.error->message);
+  json body = std::move(parsed.value);
   if (!body.is_object()) return bad("body: expected a JSON object {sessionKey, message}");
   Params p(body, "body");
   std::string err;
@@ -256,6 +322,14 @@ std::optional<HttpSession::Response> HttpSession::post_message(const Request& re
   if (!key) {
     auto header = req["Idempotency-Key"];
     if (!header.empty()) key = std::string(header);
+  }
+  if (auto why = check_sizes(session.value_or("main"), key.value_or(""), sender.value_or(""),
+                             *message, server_.options().max_message_bytes, "body")) {
+    auto res = bad(*why);
+    if (message->size() > server_.options().max_message_bytes) {
+      res.result(http::status::payload_too_large);
+    }
+    return res;
   }
   const bool generated = !key;
   if (!key) key = generated_key();
@@ -301,21 +375,34 @@ std::optional<HttpSession::Response> HttpSession::post_message(const Request& re
 
 HttpSession::Response HttpSession::get_history(const Request& req) {
   auto session = query_param(req.target(), "sessionKey").value_or("main");
-  std::size_t limit = 200;
-  if (auto l = query_param(req.target(), "limit")) {
-    try {
-      limit = std::clamp<std::size_t>(std::stoul(*l), 1, 1000);
-    } catch (...) {
+  auto number = [&](const char* name, std::int64_t fallback, std::int64_t lo, std::int64_t hi) {
+    auto v = query_param(req.target(), name);
+    if (!v || v->empty() || v->size() > 19 ||
+        !std::all_of(v->begin(), v->end(), [](unsigned char c) { return std::isdigit(c); })) {
+      return fallback;
     }
-  }
+    return std::clamp<std::int64_t>(std::stoll(*v), lo, hi);
+  };
+  const auto limit = static_cast<std::size_t>(number("limit", 200, 1, 1000));
+  const std::int64_t before = number("before", 0, 0, std::numeric_limits<std::int64_t>::max());
   json messages = json::array();
   http::status status = http::status::ok;
   json body;
   try {
-    for (const auto& e : server_.pipeline().store().transcript(session, limit)) {
-      messages.push_back(transcript_message(e));
+    if (session.empty() || session.size() > kMaxSessionKey) {
+      throw std::invalid_argument("sessionKey: expected 1.." + std::to_string(kMaxSessionKey) +
+                                  " characters");
     }
-    body = {{"ok", true}, {"sessionKey", session}, {"messages", std::move(messages)}};
+    auto page = server_.pipeline().store().transcript_page(
+        session, limit, server_.options().max_history_bytes, before);
+    for (const auto& e : page.entries) messages.push_back(transcript_message(e));
+    body = {{"ok", true}, {"sessionKey", session}, {"messages", std::move(messages)},
+            {"hasMore", page.more}};
+    if (page.more && !page.entries.empty()) body["nextBefore"] = page.entries.front().id;
+  } catch (const std::invalid_argument& e) {
+    status = http::status::bad_request;
+    body = {{"ok", false},
+            {"error", {{"code", error_code::invalid_request}, {"message", e.what()}}}};
   } catch (const std::exception& e) {
     status = http::status::service_unavailable;
     body = {{"ok", false},

@@ -4,6 +4,30 @@
 
 namespace drawbridge::server {
 
+std::optional<std::string> check_sizes(std::string_view session_key,
+                                       std::string_view idempotency_key, std::string_view sender,
+                                       std::string_view message, std::size_t max_message_bytes,
+                                       std::string_view where) {
+  auto over = [&](std::string_view field, std::size_t size, std::size_t max,
+                  std::string_view setting) {
+    std::string out = std::string(where) + "." + std::string(field) + ": " +
+                      std::to_string(size) + " bytes, more than " + std::to_string(max);
+    if (!setting.empty()) out += " (" + std::string(setting) + ")";
+    return out;
+  };
+  if (session_key.size() > kMaxSessionKey) {
+    return over("sessionKey", session_key.size(), kMaxSessionKey, "");
+  }
+  if (idempotency_key.size() > kMaxIdempotencyKey) {
+    return over("idempotencyKey", idempotency_key.size(), kMaxIdempotencyKey, "");
+  }
+  if (sender.size() > kMaxSender) return over("sender", sender.size(), kMaxSender, "");
+  if (message.size() > max_message_bytes) {
+    return over("message", message.size(), max_message_bytes, "gateway.limits.maxMessageBytes");
+  }
+  return std::nullopt;
+}
+
 nlohmann::json RpcError::to_json() const {
   nlohmann::json e = {{"code", code}, {"message", message}};
   if (!details.is_null()) e["details"] = details;

@@ -27,6 +27,19 @@ inline constexpr std::string_view unauthorized = "UNAUTHORIZED";
 inline constexpr std::string_view not_found = "NOT_FOUND";
 }  // namespace error_code
 
+// Sizes of client-chosen identifiers; a message's text is bounded by
+// gateway.limits.maxMessageBytes.
+inline constexpr std::size_t kMaxSessionKey = 512;
+inline constexpr std::size_t kMaxIdempotencyKey = 256;
+inline constexpr std::size_t kMaxSender = 256;
+
+// The first size a message breaks, named with `where` ("params.sessionKey: longer than 512
+// bytes"), or nullopt.
+std::optional<std::string> check_sizes(std::string_view session_key,
+                                       std::string_view idempotency_key, std::string_view sender,
+                                       std::string_view message, std::size_t max_message_bytes,
+                                       std::string_view where);
+
 struct RpcError {
   std::string code;
   std::string message;

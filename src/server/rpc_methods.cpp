@@ -13,7 +13,6 @@ RpcError invalid(std::string message) {
   return RpcError{std::string(error_code::invalid_request), std::move(message), nullptr, {}, {}};
 }
 
-constexpr std::int64_t kMaxInt = std::numeric_limits<std::int64_t>::max();
 
 RpcError store_unavailable(const std::exception& e) {
   spdlog::error("store error: {}", e.what());
@@ -48,8 +47,8 @@ std::variant<RestartIntent, std::string> parse_restart_intent(const nlohmann::js
   auto reason = p.string("reason", false, false, err);
   auto force = err.empty() ? p.boolean("force", err) : std::nullopt;
   auto skip_deferral = err.empty() ? p.boolean("skipDeferral", err) : std::nullopt;
-  auto wait_ms = err.empty() ? p.integer("waitMs", 0, kMaxInt, err) : std::nullopt;
-  auto delay_ms = err.empty() ? p.integer("delayMs", 0, kMaxInt, err) : std::nullopt;
+  auto wait_ms = err.empty() ? p.integer("waitMs", 0, kMaxRestartWaitMs, err) : std::nullopt;
+  auto delay_ms = err.empty() ? p.integer("delayMs", 0, kMaxRestartWaitMs, err) : std::nullopt;
   auto run_id = err.empty() ? p.string("runId", false, false, err) : std::nullopt;
   auto fresh = err.empty() ? p.boolean("freshProcess", err) : std::nullopt;
   if (!err.empty()) return err;
@@ -61,7 +60,7 @@ std::variant<RestartIntent, std::string> parse_restart_intent(const nlohmann::js
     Params n(*nested, "params.restartIntent");
     auto n_reason = n.string("reason", false, false, err);
     auto n_force = err.empty() ? n.boolean("force", err) : std::nullopt;
-    auto n_wait_ms = err.empty() ? n.integer("waitMs", 0, kMaxInt, err) : std::nullopt;
+    auto n_wait_ms = err.empty() ? n.integer("waitMs", 0, kMaxRestartWaitMs, err) : std::nullopt;
     if (!err.empty()) return err;
     if (!reason) reason = n_reason;
     if (!force) force = n_force;
@@ -77,8 +76,12 @@ std::variant<RestartIntent, std::string> parse_restart_intent(const nlohmann::js
   return intent;
 }
 
-RpcMethods::RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::string local_channel)
-    : control_(control), pipeline_(pipeline), local_channel_(std::move(local_channel)) {
+RpcMethods::RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::string local_channel,
+                       RpcLimits limits)
+    : control_(control),
+      pipeline_(pipeline),
+      local_channel_(std::move(local_channel)),
+      limits_(limits) {
   methods_ = {
       {"health", {"", &RpcMethods::health}},  // liveness needs no scope
       {"status", {scope::read, &RpcMethods::status}},
@@ -134,11 +137,26 @@ void RpcMethods::call(const Caller& caller, const std::string& method,
   if (!params.is_null() && !params.is_object()) {
     return respond(invalid("params: expected an object"));
   }
-  if (it->second.async_handler) {
-    (this->*(it->second.async_handler))(caller, params, std::move(respond));
-    return;
+  // The boundary: whatever a handler throws answers this request with an error, once.
+  auto answered = std::make_shared<bool>(false);
+  Respond once = [answered, respond = std::move(respond)](RpcOutcome out) {
+    if (*answered) return;
+    *answered = true;
+    respond(std::move(out));
+  };
+  try {
+    if (it->second.async_handler) {
+      (this->*(it->second.async_handler))(caller, params, once);
+      return;
+    }
+    once((this->*(it->second.handler))(caller, params));
+  } catch (const std::exception& e) {
+    spdlog::error("{} ({}): {}", method, caller.conn_id, e.what());
+    if (!*answered) {
+      once(RpcError{std::string(error_code::unavailable), method + ": internal error", nullptr,
+                    false, {}});
+    }
   }
-  respond((this->*(it->second.handler))(caller, params));
 }
 
 RpcOutcome RpcMethods::health(const Caller&, const nlohmann::json&) {
@@ -158,8 +176,9 @@ void RpcMethods::chat_send(const Caller& caller, const nlohmann::json& params, R
   auto message = err.empty() ? p.string("message", true, false, err) : std::nullopt;
   auto key = err.empty() ? p.string("idempotencyKey", true, true, err) : std::nullopt;
   if (!err.empty()) return respond(invalid(err));
-  if (session->size() > 512) {
-    return respond(invalid("params.sessionKey: longer than 512 characters"));
+  if (auto why = check_sizes(*session, *key, caller.client_id, *message,
+                             limits_.max_message_bytes, "params")) {
+    return respond(invalid(*why));
   }
 
   pipeline::InboundMessage m;
@@ -200,13 +219,20 @@ RpcOutcome RpcMethods::chat_history(const Caller& caller, const nlohmann::json& 
   std::string err;
   auto session = p.string("sessionKey", true, true, err);
   auto limit = err.empty() ? p.integer("limit", 1, 1000, err) : std::nullopt;
+  auto before = err.empty() ? p.integer("before", 1, std::numeric_limits<std::int64_t>::max(), err)
+                            : std::nullopt;
   if (!err.empty()) return invalid(err);
+  if (auto why = check_sizes(*session, "", "", "", 0, "params")) return invalid(*why);
   if (caller.subscribe) caller.subscribe(*session);
   try {
     nlohmann::json messages = nlohmann::json::array();
-    for (const auto& e : pipeline_.store().transcript(*session, limit.value_or(200))) {
-      messages.push_back(transcript_message(e));
-    }
+    // Paged and capped by bytes: a long session never makes one answer larger than
+    // gateway.limits.maxHistoryBytes (older entries: `before` = nextBefore).
+    auto page = pipeline_.store().transcript_page(*session, limit.value_or(200),
+                                                  limits_.max_history_bytes, before.value_or(0));
+    for (const auto& e : page.entries) messages.push_back(transcript_message(e));
+    const bool more = page.more && !page.entries.empty();
+    const std::int64_t next_before = more ? page.entries.front().id : 0;
     nlohmann::json active = nlohmann::json::array();
     for (const auto& r : pipeline_.active_runs()) {
       if (r.session_key == *session) active.push_back(r.run_id);
@@ -216,10 +242,15 @@ RpcOutcome RpcMethods::chat_history(const Caller& caller, const nlohmann::json& 
       info["activeRunIds"] = active;
       info["status"] = "running";
     }
-    return nlohmann::json{{"sessionKey", *session},
+    nlohmann::json out = {{"sessionKey", *session},
                           {"sessionId", *session},
                           {"messages", std::move(messages)},
                           {"sessionInfo", std::move(info)}};
+    if (more) {
+      out["hasMore"] = true;
+      out["nextBefore"] = next_before;
+    }
+    return out;
   } catch (const std::exception& e) {
     return store_unavailable(e);
   }
@@ -250,6 +281,13 @@ void RpcMethods::send(const Caller&, const nlohmann::json& params, Respond respo
   if (!err.empty()) return respond(invalid(err));
   if (!message || message->empty()) {
     return respond(invalid("params.message: required (text to send)"));
+  }
+  if (auto why = check_sizes(session.value_or(""), *key, "", *message, limits_.max_message_bytes,
+                             "params")) {
+    return respond(invalid(*why));
+  }
+  if (to->size() > kMaxSessionKey) {
+    return respond(invalid("params.to: longer than " + std::to_string(kMaxSessionKey) + " bytes"));
   }
   pipeline::SendRequest req{channel.value_or(local_channel_), *to, *message, *key,
                             session.value_or("")};

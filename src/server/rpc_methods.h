@@ -23,16 +23,23 @@ struct Caller {
   std::function<void(const std::string& session_key)> subscribe;
 };
 
+struct RpcLimits {
+  std::size_t max_message_bytes = 256 * 1024;
+  std::size_t max_history_bytes = 4 * 1024 * 1024;
+};
+
 using RpcOutcome = std::variant<nlohmann::json, RpcError>;
 using Respond = std::function<void(RpcOutcome)>;
 
 // The methods of shared/PROTOCOL.md after the handshake, with their scopes.
 class RpcMethods {
  public:
-  RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::string local_channel);
+  RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::string local_channel,
+             RpcLimits limits = {});
 
   // Answers through `respond`: at once for most methods, after the commit for those that write
   // (chat.send, send), so an acknowledgement is never sent for something not yet durable.
+  // `respond` runs exactly once; a handler that throws answers an error, never more.
   void call(const Caller& caller, const std::string& method, const nlohmann::json& params,
             Respond respond);
   std::vector<std::string> method_names() const;
@@ -66,6 +73,7 @@ class RpcMethods {
   Control& control_;
   pipeline::Pipeline& pipeline_;
   std::string local_channel_;
+  RpcLimits limits_;
   std::map<std::string, Method, std::less<>> methods_;
 };
 
@@ -75,7 +83,8 @@ nlohmann::json transcript_message(const store::TranscriptEntry& e);
 // that is wrong. Besides drawbridge's {reason, force, waitMs, delayMs, runId} it honours
 // OpenClaw's `skipDeferral` (same as force) and its nested `restartIntent {reason, force,
 // waitMs}`, whose fields fill what the top level leaves unset. Other keys OpenClaw clients
-// send (`target`, `safe`) are ignored.
+// send (`target`, `safe`) are ignored. waitMs and delayMs are at most kMaxRestartWaitMs.
+inline constexpr std::int64_t kMaxRestartWaitMs = 86'400'000;  // a day
 std::variant<RestartIntent, std::string> parse_restart_intent(const nlohmann::json& params);
 
 }  // namespace drawbridge::server

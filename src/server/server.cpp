@@ -29,11 +29,38 @@ Server::Server(asio::io_context& io, core::Clock& clock, Control& control,
       control_(control),
       pipeline_(pipeline),
       options_(std::move(options)),
-      rpc_(control, pipeline, options_.local_channel),
+      rpc_(control, pipeline, options_.local_channel,
+           RpcLimits{options_.max_message_bytes, options_.max_history_bytes}),
       acceptor_(io),
       tick_timer_(io),
-      close_timer_(io) {
+      close_timer_(io),
+      accept_timer_(io),
+      auth_throttle_(options_.auth_throttle) {
+  const std::size_t room = options_.max_message_bytes * 6 + 64 * 1024;
+  if (options_.max_payload_bytes == 0) options_.max_payload_bytes = room;
+  if (options_.max_http_body_bytes == 0) options_.max_http_body_bytes = room;
+  origin_policy_.bind_address = options_.bind_address;
+  origin_policy_.port = options_.port;
+  origin_policy_.allowed_origins = options_.allowed_origins;
+  origin_policy_.allowed_hosts = options_.allowed_hosts;
   pipeline_.add_listener(this);
+}
+
+ConnectionCounts::Slot::Slot(std::shared_ptr<ConnectionCounts> counts, std::string peer)
+    : counts_(std::move(counts)), peer_(std::move(peer)) {
+  ++counts_->total_;
+  ++counts_->by_peer_[peer_];
+}
+
+ConnectionCounts::Slot::~Slot() {
+  --counts_->total_;
+  auto it = counts_->by_peer_.find(peer_);
+  if (it != counts_->by_peer_.end() && --it->second == 0) counts_->by_peer_.erase(it);
+}
+
+std::size_t ConnectionCounts::of(const std::string& peer) const {
+  auto it = by_peer_.find(peer);
+  return it == by_peer_.end() ? 0 : it->second;
 }
 
 Server::~Server() { pipeline_.remove_listener(this); }
@@ -66,6 +93,7 @@ std::optional<std::string> Server::open_acceptor(const std::string& bind_address
 std::optional<std::string> Server::listen() {
   if (auto err = open_acceptor(options_.bind_address, options_.port, acceptor_)) return err;
   bound_port_ = acceptor_.local_endpoint().port();
+  origin_policy_.port = bound_port_;
   return std::nullopt;
 }
 
@@ -121,6 +149,8 @@ std::optional<std::string> Server::adopt(int fd) {
   options_.bind_address = local.address().to_string();
   options_.port = local.port();
   bound_port_ = local.port();
+  origin_policy_.bind_address = options_.bind_address;
+  origin_policy_.port = bound_port_;
   if (started_) do_accept();
   return std::nullopt;
 }
@@ -176,6 +206,8 @@ std::optional<std::string> Server::relisten(const std::string& bind_address, int
   options_.bind_address = bind_address;
   options_.port = port;
   bound_port_ = acceptor_.local_endpoint().port();
+  origin_policy_.bind_address = bind_address;
+  origin_policy_.port = bound_port_;
   if (started_) do_accept();
   return std::nullopt;
 }
@@ -212,16 +244,134 @@ void Server::do_accept() {
   acceptor_.async_accept(io_, [this, generation](boost::system::error_code ec, tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || closing_) return;
-      // Out of file descriptors and the like: log, keep accepting.
-      spdlog::warn("accept failed: {}", ec.message());
+      if (ec == asio::error::no_descriptors || ec.value() == ENFILE ||
+          ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
+        if (generation == accept_generation_) accept_backoff(ec);
+        return;
+      }
+      // A connection that died in the backlog (ECONNABORTED) and the like: next one.
+      spdlog::debug("accept failed: {}", ec.message());
     } else if (!closing_) {
-      socket.set_option(tcp::no_delay(true), ec);
-      auto s = std::make_shared<HttpSession>(*this, std::move(socket));
-      track(s);
-      s->run();
+      if (accept_failures_ > 0) {
+        spdlog::info("accepting again after {} failed accept(s) over {} ms", accept_failures_,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(
+                         clock_.now() - accept_failing_since_)
+                         .count());
+        accept_failures_ = 0;
+        accept_delay_ = std::chrono::milliseconds(0);
+      }
+      on_accepted(std::move(socket));
     }
     if (!closing_ && generation == accept_generation_) do_accept();
   });
+}
+
+void Server::accept_backoff(const boost::system::error_code& ec) {
+  if (accept_failures_++ == 0) {
+    accept_failing_since_ = clock_.now();
+    spdlog::warn("accept failed: {} ({} connections open); retrying with back-off, one line "
+                 "until it recovers",
+                 ec.message(), counts_->total());
+  }
+  accept_delay_ = std::min(std::max(accept_delay_ * 2, std::chrono::milliseconds(5)),
+                           std::chrono::milliseconds(1000));
+  const auto generation = accept_generation_;
+  accept_timer_.expires_after(accept_delay_);
+  accept_timer_.async_wait([this, generation](boost::system::error_code ec) {
+    if (ec || closing_ || generation != accept_generation_) return;
+    do_accept();
+  });
+}
+
+void Server::on_accepted(tcp::socket socket) {
+  boost::system::error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  if (ec) return;  // gone already
+  std::string peer = peer_key(remote.address());
+  const bool over_total = counts_->total() >= options_.max_connections;
+  const bool over_peer = counts_->of(peer) >= options_.max_connections_per_peer;
+  if (over_total || over_peer) {
+    ++refused_total_;
+    if (refused_episode_++ == 0) {
+      spdlog::warn("{}: closing new connections at once ({} open, {} from {}; limits "
+                   "gateway.limits.maxConnections {}, maxConnectionsPerPeer {}); one line until "
+                   "a connection is accepted again",
+                   over_total ? "connection limit reached" : "per-peer connection limit reached",
+                   counts_->total(), counts_->of(peer), peer, options_.max_connections,
+                   options_.max_connections_per_peer);
+    }
+    // RST rather than FIN: no TIME_WAIT kept on our side for a connection never served.
+    socket.set_option(asio::socket_base::linger(true, 0), ec);
+    socket.close(ec);
+    return;
+  }
+  if (refused_episode_ > 0) {
+    spdlog::info("accepting connections again; {} closed at once meanwhile", refused_episode_);
+    refused_episode_ = 0;
+  }
+  socket.set_option(tcp::no_delay(true), ec);
+  auto slot = std::make_shared<ConnectionCounts::Slot>(counts_, peer);
+  auto s = std::make_shared<HttpSession>(*this, std::move(socket), std::move(slot),
+                                         std::move(peer));
+  track(s);
+  s->run();
+}
+
+std::optional<RpcError> Server::auth_blocked(const std::string& peer) {
+  auto wait = auth_throttle_.blocked(peer, clock_.now());
+  if (!wait) return std::nullopt;
+  auth_throttle_.count_throttled();
+  const auto ms = std::max<std::int64_t>(wait->count(), 1);
+  return RpcError{std::string(error_code::unavailable),
+                  "too many failed authentication attempts from this address; retry in " +
+                      std::to_string(ms) + " ms",
+                  json{{"code", "AUTH_RATE_LIMITED"}, {"reason", "auth-rate-limited"}}, true, ms};
+}
+
+void Server::auth_failed(const std::string& peer, std::string_view how) {
+  const auto f = auth_throttle_.record_failure(peer, clock_.now());
+  if (f.failures == 1) {
+    spdlog::info("authentication failed from {} ({})", peer, how);
+  } else if (f.episode_started) {
+    spdlog::warn("{} failed authentication attempts from {} ({}); its attempts are refused "
+                 "for {} ms, then for twice as long after each further failure (one line per "
+                 "episode)",
+                 f.failures, peer, how, f.lockout.count());
+  }
+}
+
+void Server::auth_succeeded(const std::string& peer) { auth_throttle_.record_success(peer); }
+
+void Server::refused_request(const std::string& peer, std::string_view what) {
+  ++refused_requests_total_;
+  const std::string key = peer + "|" + std::string(what.substr(0, what.find(':')));
+  const auto now = clock_.now();
+  auto it = refused_logged_.find(key);
+  if (it != refused_logged_.end() && now - it->second < std::chrono::minutes(1)) return;
+  if (refused_logged_.size() > 1024) refused_logged_.clear();
+  refused_logged_[key] = now;
+  spdlog::warn("refused a request from {}: {} (one line per peer and kind a minute)", peer, what);
+}
+
+std::string Server::metrics_text() const {
+  std::string out;
+  auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" +
+           name + " " + std::to_string(v) + "\n";
+  };
+  counter("drawbridge_auth_failures_total", "Failed authentication attempts (WebSocket and HTTP)",
+          auth_throttle_.failures_total());
+  counter("drawbridge_auth_throttled_total",
+          "Authentication attempts refused unchecked during a back-off",
+          auth_throttle_.throttled_total());
+  counter("drawbridge_connections_refused_total",
+          "Connections closed at once for a connection limit", refused_total_);
+  counter("drawbridge_requests_refused_total", "Requests refused by the Host or Origin check",
+          refused_requests_total_);
+  out += "# HELP drawbridge_connections_open Open TCP connections\n"
+         "# TYPE drawbridge_connections_open gauge\ndrawbridge_connections_open " +
+         std::to_string(counts_->total()) + "\n";
+  return out;
 }
 
 void Server::schedule_tick() {
@@ -328,6 +478,7 @@ void Server::close(std::string reason, std::optional<std::int64_t> restart_expec
     boost::system::error_code ec;
     acceptor_.close(ec);
     tick_timer_.cancel();
+    accept_timer_.cancel();
     for (auto& [id, weak] : http_sessions_) {
       if (auto s = weak.lock()) s->abort_now();
     }
@@ -360,7 +511,7 @@ void Server::end_connections(const std::string& reason,
     c->shutdown(payload, code, close_reason);
   }
   // A client that does not answer the close handshake is cut off after a bound.
-  close_timer_.expires_after(std::chrono::seconds(2));
+  close_timer_.expires_after(std::chrono::milliseconds(options_.close_timeout_ms));
   close_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
     auto left = std::move(ending_);

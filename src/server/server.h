@@ -16,7 +16,9 @@
 
 #include "core/clock.h"
 #include "pipeline/pipeline.h"
+#include "server/auth_throttle.h"
 #include "server/control.h"
+#include "server/origin_policy.h"
 #include "server/rpc_methods.h"
 
 namespace drawbridge::server {
@@ -28,11 +30,48 @@ struct ServerOptions {
   std::string version;
   std::string local_channel = "local";
   std::size_t max_preauth_bytes = 64 * 1024;  // frames before `connect`
-  std::size_t max_payload_bytes = 25 * 1024 * 1024;
-  std::size_t max_buffered_bytes = 50 * 1024 * 1024;  // per connection, then it is closed
-  std::size_t max_http_body_bytes = 1024 * 1024;
+  std::size_t max_message_bytes = 256 * 1024;  // text of one inbound message
+  std::size_t max_history_bytes = 4 * 1024 * 1024;  // text of one history answer
+  // A frame after `connect`, and an HTTP body: 0 = room for a message of max_message_bytes
+  // even if every character of it is JSON-escaped (6 bytes each), plus the envelope.
+  std::size_t max_payload_bytes = 0;
+  std::size_t max_http_body_bytes = 0;
+  std::size_t max_buffered_bytes = 16 * 1024 * 1024;  // per connection, then it is closed
+  std::size_t max_connections = 512;
+  std::size_t max_connections_per_peer = 128;  // loopback counts as one peer
+  std::vector<std::string> allowed_origins;    // gateway.controlUi.allowedOrigins
+  std::vector<std::string> allowed_hosts;      // gateway.allowedHosts
   int tick_interval_ms = 30000;
-  int handshake_timeout_ms = 15000;
+  int handshake_timeout_ms = 15000;  // from the upgrade to `connect`
+  int close_timeout_ms = 2000;       // a close handshake the client does not answer
+  // A WebSocket that receives nothing this long is closed; pings go out at half of it.
+  int idle_timeout_ms = 120000;
+  AuthThrottle::Options auth_throttle;
+};
+
+// The connections open now, in total and per peer (loopback is one peer); a connection
+// holds a Slot from its accept to its end. Shared, so a slot outliving the server is harmless.
+class ConnectionCounts {
+ public:
+  class Slot {
+   public:
+    Slot(std::shared_ptr<ConnectionCounts> counts, std::string peer);
+    ~Slot();
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    const std::string& peer() const { return peer_; }
+
+   private:
+    std::shared_ptr<ConnectionCounts> counts_;
+    std::string peer_;
+  };
+  std::size_t total() const { return total_; }
+  std::size_t of(const std::string& peer) const;
+
+ private:
+  friend class Slot;
+  std::size_t total_ = 0;
+  std::unordered_map<std::string, std::size_t> by_peer_;
 };
 
 class WsConnection;
@@ -84,6 +123,9 @@ class Server final : public pipeline::ChatEventListener {
                       std::uint16_t code, std::string close_reason, std::function<void()> done);
   void on_chat_event(const pipeline::ChatEvent& event) override;
   std::size_t connection_count() const { return connections_.size(); }
+  std::size_t open_connections() const { return counts_->total(); }
+  // Prometheus lines of the server's own counters (auth failures, refused connections, ...).
+  std::string metrics_text() const;
 
   // For the sessions.
   boost::asio::io_context& io() { return io_; }
@@ -92,7 +134,16 @@ class Server final : public pipeline::ChatEventListener {
   pipeline::Pipeline& pipeline() { return pipeline_; }
   RpcMethods& rpc() { return rpc_; }
   const ServerOptions& options() const { return options_; }
+  const OriginPolicy& origin_policy() const { return origin_policy_; }
   bool closing() const { return closing_; }
+  // Failed authentication, by peer (WebSocket `connect` and HTTP bearer tokens alike).
+  // nullopt: go on and check the token; else the RATE_LIMITED answer to give.
+  std::optional<RpcError> auth_blocked(const std::string& peer);
+  void auth_failed(const std::string& peer, std::string_view how);
+  void auth_succeeded(const std::string& peer);
+  // A request refused by the Host or Origin check, for the log (one line per peer and kind
+  // a minute) and the metric.
+  void refused_request(const std::string& peer, std::string_view what);
   // While Control::lifecycle() refuses new connections (a restart between two generations, a
   // stop): the retryable UNAVAILABLE a new client gets. nullopt while accepting.
   std::optional<RpcError> refusal();
@@ -108,6 +159,11 @@ class Server final : public pipeline::ChatEventListener {
                                            boost::asio::ip::tcp::acceptor& acceptor,
                                            bool* in_use = nullptr);
   void do_accept();
+  // An accepted socket: counted, checked against the limits, served or closed.
+  void on_accepted(boost::asio::ip::tcp::socket socket);
+  // accept() failed for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM): wait, with a
+  // back-off, instead of failing again at once in a loop; one log line per episode.
+  void accept_backoff(const boost::system::error_code& ec);
   void schedule_tick();
   void end_connections(const std::string& reason, std::optional<std::int64_t> restart_expected_ms,
                        std::uint16_t code, const std::string& close_reason,
@@ -123,6 +179,19 @@ class Server final : public pipeline::ChatEventListener {
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer close_timer_;
+  boost::asio::steady_timer accept_timer_;
+  std::shared_ptr<ConnectionCounts> counts_ = std::make_shared<ConnectionCounts>();
+  OriginPolicy origin_policy_;
+  AuthThrottle auth_throttle_;
+  // Accept failures of the episode under way (0: none), its back-off and start.
+  std::uint64_t accept_failures_ = 0;
+  std::chrono::milliseconds accept_delay_{0};
+  core::TimePoint accept_failing_since_{};
+  // Connections closed at once for a limit: in total, and in the episode under way.
+  std::uint64_t refused_total_ = 0;
+  std::uint64_t refused_episode_ = 0;
+  std::uint64_t refused_requests_total_ = 0;
+  std::unordered_map<std::string, core::TimePoint> refused_logged_;
   int bound_port_ = 0;
   bool started_ = false;
   bool paused_ = false;  // pause_accepting(): listening, not accepting

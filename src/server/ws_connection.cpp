@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "config/bounded_json.h"
 #include "server/protocol.h"
 #include "server/random_id.h"
 #include "server/server.h"
@@ -25,9 +26,11 @@ bool token_matches(const std::string& given, const std::string& expected) {
 }  // namespace
 
 WsConnection::WsConnection(Server& server, boost::asio::ip::tcp::socket&& socket,
-                           std::uint64_t id)
+                           std::uint64_t id, std::shared_ptr<void> slot, std::string peer)
     : server_(server),
       ws_(std::move(socket)),
+      slot_(std::move(slot)),
+      peer_(std::move(peer)),
       id_(id),
       handshake_timer_(server.io()) {
   caller_.conn_id = "conn-" + std::to_string(id);
@@ -35,7 +38,13 @@ WsConnection::WsConnection(Server& server, boost::asio::ip::tcp::socket&& socket
 
 void WsConnection::run(beast::http::request<beast::http::string_body> upgrade) {
   beast::get_lowest_layer(ws_).expires_never();
-  ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  // The suggested server timeouts wait 30 s for a close handshake (a client that never sent
+  // `connect` lived 15 + 30 s) and never time out an idle peer.
+  websocket::stream_base::timeout timeouts{};
+  timeouts.handshake_timeout = std::chrono::milliseconds(server_.options().close_timeout_ms);
+  timeouts.idle_timeout = std::chrono::milliseconds(server_.options().idle_timeout_ms);
+  timeouts.keep_alive_pings = true;
+  ws_.set_option(timeouts);
   ws_.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
     res.set(beast::http::field::server, "drawbridge/" DRAWBRIDGE_VERSION);
   }));
@@ -80,6 +89,11 @@ void WsConnection::on_read(beast::error_code ec, std::size_t) {
   }
   if (!ws_.got_text()) {
     buffer_.consume(buffer_.size());
+    if (!authenticated_) {
+      spdlog::info("{}: binary frame before connect, closing", caller_.conn_id);
+      close_after_flush(websocket::close_code::policy_error, "invalid request frame");
+      return;
+    }
     send_frame(make_error_response(
         "invalid-frame", RpcError{std::string(error_code::invalid_request),
                                   "binary frames are not supported; send JSON text frames",
@@ -87,41 +101,79 @@ void WsConnection::on_read(beast::error_code ec, std::size_t) {
     do_read();
     return;
   }
-  std::string text = beast::buffers_to_string(buffer_.data());
+  {
+    const auto data = buffer_.cdata();
+    const std::string_view text(static_cast<const char*>(data.data()), data.size());
+    try {
+      handle_frame(text);
+    } catch (const std::exception& e) {
+      on_frame_failure(e);
+    }
+  }
   buffer_.consume(buffer_.size());
-  handle_frame(text);
+  // A large frame leaves a large buffer: give it back rather than keep it per connection.
+  if (buffer_.capacity() > 64 * 1024) buffer_.shrink_to_fit();
   if (!closing_) do_read();
 }
 
-void WsConnection::handle_frame(const std::string& text) {
-  json frame = json::parse(text, nullptr, false);
-  const bool is_req = frame.is_object() && frame.value("type", "") == "req";
+void WsConnection::on_frame_failure(const std::exception& e) {
+  spdlog::error("{}: handling a frame failed: {}", caller_.conn_id, e.what());
+  if (!authenticated_) {
+    close_after_flush(websocket::close_code::policy_error, "invalid request frame");
+    return;
+  }
+  send_frame(make_error_response(
+      "invalid-frame", RpcError{std::string(error_code::invalid_request),
+                                "the frame could not be handled", nullptr, {}, {}}));
+}
+
+void WsConnection::handle_frame(std::string_view text) {
+  config::JsonLimits limits;
+  limits.max_bytes = ws_.read_message_max();
+  limits.reject_duplicate_keys = true;
+  auto parsed = config::parse_bounded_json(text, limits);
+  json frame = std::move(parsed.value);
+  auto field = [&](const char* key) -> const json* {
+    if (!frame.is_object()) return nullptr;
+    auto it = frame.find(key);
+    return it == frame.end() ? nullptr : &*it;
+  };
+  const json* type = field("type");
+  const bool is_req = type != nullptr && type->is_string() && *type == "req";
   std::string req_id;
-  if (is_req && frame.contains("id") && frame["id"].is_string()) req_id = frame["id"];
-  if (frame.is_discarded() || !is_req || req_id.empty() || !frame.contains("method") ||
-      !frame["method"].is_string()) {
+  if (const json* id = field("id"); is_req && id != nullptr && id->is_string()) {
+    req_id = id->get<std::string>();
+  }
+  const json* method_field = field("method");
+  if (!parsed.ok() || !is_req || req_id.empty() || req_id.size() > 256 ||
+      method_field == nullptr || !method_field->is_string()) {
     if (!authenticated_) {
       // As OpenClaw: a first frame that is not a request is a policy violation.
       spdlog::info("{}: invalid frame before connect, closing", caller_.conn_id);
       close_after_flush(websocket::close_code::policy_error, "invalid request frame");
       return;
     }
-    std::string why = frame.is_discarded() ? "malformed JSON"
+    std::string why = !parsed.ok()         ? "malformed JSON: " + parsed.error->message
                       : !is_req            ? "expected a request frame {type:\"req\", id, method}"
                       : req_id.empty()     ? "id: expected a non-empty string"
+                      : req_id.size() > 256 ? "id: longer than 256 bytes"
                                            : "method: expected a string";
     RpcError err{std::string(error_code::invalid_request), "invalid frame: " + why, nullptr, {},
                  {}};
-    send_frame(make_error_response(req_id.empty() ? "invalid-frame" : req_id, err));
+    const bool echo_id = !req_id.empty() && req_id.size() <= 256;
+    send_frame(make_error_response(echo_id ? req_id : "invalid-frame", err));
     return;
   }
-  const std::string method = frame["method"];
-  const json params = frame.contains("params") ? frame["params"] : json(nullptr);
+  const std::string method = method_field->get<std::string>();
+  // Moved, not copied: the frame is not used again.
+  json params = nullptr;
+  if (auto it = frame.find("params"); it != frame.end()) params = std::move(*it);
   if (!authenticated_) {
     if (method != "connect") {
       send_frame(make_error_response(
           req_id, RpcError{std::string(error_code::invalid_request),
-                           "invalid handshake: first request must be connect (got " + method + ")",
+                           "invalid handshake: first request must be connect (got " +
+                               method.substr(0, 64) + ")",
                            nullptr, {}, {}}));
       close_after_flush(websocket::close_code::policy_error,
                         "invalid handshake: first request must be connect");
@@ -191,13 +243,58 @@ void WsConnection::handle_connect(const std::string& req_id, const json& params)
   if (auto refused = server_.refusal()) {
     return reject(std::move(*refused), "try again later", websocket::close_code::try_again_later);
   }
+  // Types first: nothing below may meet a value of the wrong kind.
+  const auto& client = params["client"];
+  std::string bad;
+  auto optional_string = [&](const json& obj, const char* key, const char* name) {
+    auto it = obj.find(key);
+    if (bad.empty() && it != obj.end() && !it->is_null() && !it->is_string()) {
+      bad = std::string(name) + ": expected a string";
+    }
+  };
+  optional_string(client, "id", "params.client.id");
+  optional_string(params, "role", "params.role");
+  std::vector<std::string> scopes;
+  bool scopes_given = false;
+  if (auto it = params.find("scopes"); it != params.end()) {
+    scopes_given = true;
+    if (!it->is_array()) {
+      if (bad.empty()) bad = "params.scopes: expected an array of strings";
+    } else {
+      for (const auto& s : *it) {
+        if (!s.is_string() || s.get_ref<const std::string&>().size() > 128) {
+          if (bad.empty()) bad = "params.scopes: expected an array of strings";
+          break;
+        }
+        if (scopes.size() < 32) scopes.push_back(s.get<std::string>());
+      }
+    }
+  }
+  const json* auth = nullptr;
+  if (auto it = params.find("auth"); it != params.end() && !it->is_null()) {
+    if (!it->is_object()) {
+      if (bad.empty()) bad = "params.auth: expected an object {token}";
+    } else {
+      auth = &*it;
+      optional_string(*auth, "token", "params.auth.token");
+    }
+  }
+  if (!bad.empty()) {
+    return reject({std::string(error_code::invalid_request), bad, nullptr, {}, {}},
+                  "invalid connect");
+  }
+  // Throttled before the token is looked at: a locked-out address learns nothing by trying.
+  if (auto blocked = server_.auth_blocked(peer_)) {
+    return reject(std::move(*blocked), "too many failed attempts",
+                  websocket::close_code::try_again_later);
+  }
   std::string token;
-  if (params.contains("auth") && params["auth"].is_object()) {
-    const auto& a = params["auth"];
-    if (a.contains("token") && a["token"].is_string()) token = a["token"];
+  if (auth != nullptr) {
+    if (auto it = auth->find("token"); it != auth->end() && it->is_string()) token = *it;
   }
   if (!token_matches(token, server_.options().token)) {
     const bool missing = token.empty();
+    if (!missing) server_.auth_failed(peer_, "WebSocket connect token mismatch");
     return reject({std::string(error_code::invalid_request),
                    missing ? "unauthorized: gateway token missing (provide gateway auth token)"
                            : "unauthorized: gateway token mismatch (provide gateway auth token)",
@@ -211,23 +308,22 @@ void WsConnection::handle_connect(const std::string& req_id, const json& params)
                   missing ? "unauthorized: gateway token missing"
                           : "unauthorized: gateway token mismatch");
   }
-  const auto& client = params["client"];
-  caller_.client_id = client.value("id", std::string("unknown"));
-  std::string role = params.value("role", std::string("operator"));
+  server_.auth_succeeded(peer_);
+  caller_.client_id = "unknown";
+  if (auto it = client.find("id"); it != client.end() && it->is_string()) {
+    caller_.client_id = it->get<std::string>().substr(0, kMaxSender);
+  }
+  std::string role = "operator";
+  if (auto it = params.find("role"); it != params.end() && it->is_string()) role = *it;
   if (role != "operator") {
     return reject({std::string(error_code::invalid_request),
-                   "invalid role: drawbridge serves the operator role, not \"" + role + "\"",
+                   "invalid role: drawbridge serves the operator role, not \"" +
+                       role.substr(0, 64) + "\"",
                    nullptr, false, {}},
                   "invalid role");
   }
-  std::vector<std::string> scopes;
-  if (params.contains("scopes") && params["scopes"].is_array()) {
-    for (const auto& s : params["scopes"]) {
-      if (s.is_string()) scopes.push_back(s);
-    }
-  } else {
-    scopes = {std::string(scope::admin)};
-  }
+  // No scopes at all: a client of before scopes, with the token: everything, as OpenClaw.
+  if (!scopes_given) scopes = {std::string(scope::admin)};
   caller_.scopes = scopes;
   std::weak_ptr<WsConnection> weak = shared_from_this();
   Server* server = &server_;

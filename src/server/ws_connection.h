@@ -23,7 +23,10 @@ class Server;
 // max_buffered_bytes pile up is closed (1008, "slow consumer").
 class WsConnection : public std::enable_shared_from_this<WsConnection> {
  public:
-  WsConnection(Server& server, boost::asio::ip::tcp::socket&& socket, std::uint64_t id);
+  // `slot` counts the connection against the server's limits for as long as it lives; `peer`
+  // is the remote address as the limits and the auth throttle know it.
+  WsConnection(Server& server, boost::asio::ip::tcp::socket&& socket, std::uint64_t id,
+               std::shared_ptr<void> slot = nullptr, std::string peer = "");
   void run(boost::beast::http::request<boost::beast::http::string_body> upgrade);
   void send_event(std::string_view event, const nlohmann::json& payload,
                   const nlohmann::json& state_version = nullptr);
@@ -37,8 +40,10 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   void on_accept(boost::beast::error_code ec);
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t n);
-  void handle_frame(const std::string& text);
+  void handle_frame(std::string_view text);
   void handle_connect(const std::string& req_id, const nlohmann::json& params);
+  // Answers a frame whose handling threw: an error for this connection only.
+  void on_frame_failure(const std::exception& e);
   void send_frame(std::string frame, bool response = false);
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t n);
@@ -47,6 +52,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
 
   Server& server_;
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  std::shared_ptr<void> slot_;
+  std::string peer_;
   boost::beast::flat_buffer buffer_;
   std::deque<std::string> queue_;
   std::size_t queued_bytes_ = 0;

@@ -265,6 +265,9 @@ struct SqliteStore::Impl {
             "VALUES (?, ?, ?, ?, ?, ?)")),
         transcript_tail(db->prepare(select_from(
             kTranscriptColumns, "FROM transcript WHERE session_key = ? ORDER BY id DESC LIMIT ?"))),
+        transcript_before(db->prepare(select_from(
+            kTranscriptColumns,
+            "FROM transcript WHERE session_key = ? AND id < ? ORDER BY id DESC LIMIT ?"))),
         insert_outbox(db->prepare(
             "INSERT INTO outbox (idem_key, inbound_id, part, final_part, channel, chat_id, "
             "session_key, run_id, text, state, created_at_ms) "
@@ -369,6 +372,7 @@ struct SqliteStore::Impl {
   Statement upsert_session;
   Statement insert_transcript;
   Statement transcript_tail;
+  Statement transcript_before;
   Statement insert_outbox;
   Statement outbox_by_key;
   Statement outbox_by_inbound;
@@ -610,6 +614,37 @@ std::vector<TranscriptEntry> SqliteStore::transcript(const std::string& session_
   tx.commit();
   std::reverse(entries.begin(), entries.end());  // the query reads newest first
   return entries;
+}
+
+Store::TranscriptPage SqliteStore::transcript_page(const std::string& session_key,
+                                                  std::size_t limit, std::size_t max_bytes,
+                                                  std::int64_t before_id) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  TranscriptPage page;
+  if (limit == 0) return page;
+  // One row more than asked tells whether older entries remain.
+  const auto bound = static_cast<std::int64_t>(
+      std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max() - 1) + 1);
+  const std::int64_t before = before_id > 0 ? before_id : std::numeric_limits<std::int64_t>::max();
+  Transaction tx(*s.db, Transaction::Mode::read);
+  {
+    Cursor c = s.transcript_before.query(session_key, before, bound);
+    std::size_t bytes = 0;
+    while (c.next()) {
+      TranscriptEntry e = read_transcript(c);
+      if (page.entries.size() == limit ||
+          (!page.entries.empty() && bytes + e.text.size() > max_bytes)) {
+        page.more = true;
+        break;
+      }
+      bytes += e.text.size();
+      page.entries.push_back(std::move(e));
+    }
+  }
+  tx.commit();
+  std::reverse(page.entries.begin(), page.entries.end());
+  return page;
 }
 
 void SqliteStore::begin_batch() {

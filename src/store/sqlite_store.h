@@ -41,6 +41,8 @@ class SqliteStore final : public Store {
   std::int64_t mark_stale(const std::vector<std::int64_t>& outbox_ids,
                           std::int64_t now_ms) override;
 
+  TranscriptPage transcript_page(const std::string& session_key, std::size_t limit,
+                                 std::size_t max_bytes, std::int64_t before_id) override;
   std::vector<TranscriptEntry> transcript(const std::string& session_key,
                                           std::size_t limit) override;
 

@@ -146,6 +146,16 @@ class Store {
   // The newest `limit` entries of a session, returned oldest first.
   virtual std::vector<TranscriptEntry> transcript(const std::string& session_key,
                                                   std::size_t limit) = 0;
+  // A page for a reader outside: the newest entries older than `before_id` (0 = the newest),
+  // at most `limit` of them and at most `max_bytes` of text (the newest entry always comes,
+  // whatever its size, so paging makes progress), oldest first; `more` when older entries
+  // remain. Memory stays bounded by max_bytes whatever the session holds.
+  struct TranscriptPage {
+    std::vector<TranscriptEntry> entries;
+    bool more = false;
+  };
+  virtual TranscriptPage transcript_page(const std::string& session_key, std::size_t limit,
+                                         std::size_t max_bytes, std::int64_t before_id) = 0;
 
   virtual StoreCounts counts() = 0;
 

@@ -15,12 +15,19 @@ namespace drawbridge::server::fakes {
 
 class FakeControl final : public Control {
  public:
-  Readiness readiness() override { return {true, {}}; }
+  Readiness readiness() override {
+    std::lock_guard lock(mu);
+    return ready;
+  }
   nlohmann::json health() override { return {{"ok", true}}; }
   nlohmann::json status() override { return {{"state", "running"}}; }
   std::string metrics_text() override { return {}; }
   std::int64_t uptime_ms() override { return 1; }
-  nlohmann::json request_restart(const RestartIntent&) override { return {{"ok", true}}; }
+  nlohmann::json request_restart(const RestartIntent&) override {
+    std::lock_guard lock(mu);
+    ++restart_requests;
+    return {{"ok", true}};
+  }
   nlohmann::json request_stop(const std::string&) override { return {{"ok", true}}; }
   nlohmann::json config_get() override { return {{"hash", ""}}; }
   void config_write(const ConfigWrite&, std::function<void(ConfigWriteResult)> done) override {
@@ -40,6 +47,8 @@ class FakeControl final : public Control {
 
   std::mutex mu;
   LifecycleView view;
+  Readiness ready{true, {}};
+  int restart_requests = 0;
 };
 
 }  // namespace drawbridge::server::fakes

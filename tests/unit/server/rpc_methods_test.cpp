@@ -251,11 +251,11 @@ TEST_F(RpcMethodsTest, RestartRequestNamesTheFieldOfTheWrongType) {
     EXPECT_EQ(error_of(out).code, "INVALID_REQUEST") << params.dump();
     return error_of(out).message;
   };
-  EXPECT_EQ(message({{"waitMs", -1}}), "params.waitMs: expected a non-negative integer, got -1");
+  EXPECT_EQ(message({{"waitMs", -1}}), "params.waitMs: expected an integer in 0..86400000, got -1");
   EXPECT_EQ(message({{"waitMs", "5s"}}),
-            "params.waitMs: expected a non-negative integer, got \"5s\"");
+            "params.waitMs: expected an integer in 0..86400000, got \"5s\"");
   EXPECT_EQ(message({{"delayMs", 1.5}}),
-            "params.delayMs: expected a non-negative integer, got 1.5");
+            "params.delayMs: expected an integer in 0..86400000, got 1.5");
   EXPECT_EQ(message({{"force", "yes"}}), "params.force: expected a boolean, got a string");
   EXPECT_EQ(message({{"skipDeferral", 1}}),
             "params.skipDeferral: expected a boolean, got an integer");
@@ -263,7 +263,7 @@ TEST_F(RpcMethodsTest, RestartRequestNamesTheFieldOfTheWrongType) {
   EXPECT_EQ(message({{"runId", false}}), "params.runId: expected a string, got a boolean");
   EXPECT_EQ(message({{"restartIntent", "force"}}), "params.restartIntent: expected an object");
   EXPECT_EQ(message({{"restartIntent", {{"waitMs", -5}}}}),
-            "params.restartIntent.waitMs: expected a non-negative integer, got -5");
+            "params.restartIntent.waitMs: expected an integer in 0..86400000, got -5");
   EXPECT_EQ(message({{"restartIntent", {{"force", "true"}}}}),
             "params.restartIntent.force: expected a boolean, got a string");
   EXPECT_TRUE(control_.intents.empty());

@@ -1,0 +1,244 @@
+// The real gateway against a hostile client (issue 10): malformed frames of every JSON type in
+// every field, before and after `connect`, deep nesting, oversized bodies, running out of file
+// descriptors. Afterwards a normal chat round trip works and the process never restarted.
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "e2e/harness.h"
+
+namespace drawbridge::e2e {
+namespace {
+
+const json kValues = {nullptr, true, false, 0, -1, 1.5, 18446744073709551615ULL, "", "x",
+                      json::array(), json::array({1, "a", nullptr}), json::object(),
+                      json{{"k", json::array()}}};
+
+void expect_round_trip(const Gateway& gw, const std::string& key) {
+  auto c = gw.client();
+  auto ack = c->request("chat.send", {{"sessionKey", "after"}, {"message", "still here " + key},
+                                      {"idempotencyKey", key}});
+  auto run = await_run(*c, ack["runId"].get<std::string>(), 10s);
+  EXPECT_EQ(run.state(), "final") << gw.log();
+  EXPECT_NE(run.text().find("still here " + key), std::string::npos) << run.text();
+}
+
+json status_of(const Gateway& gw) {
+  return gw.client({"operator.read"})->request("status", json::object());
+}
+
+TEST(HostileClient, MalformedFramesOfEveryTypeInEveryFieldCostOnlyTheirConnection) {
+  TempDir dir;
+  Gateway gw(dir, echo_config());
+  gw.start();
+  const pid_t pid = gw.pid();
+  const json connect_params = {
+      {"minProtocol", 4},
+      {"maxProtocol", 4},
+      {"client", {{"id", "h"}, {"version", "1"}, {"platform", "linux"}, {"mode", "test"}}},
+      {"role", "operator"},
+      {"scopes", {"operator.admin"}},
+      {"auth", {{"token", Gateway::kToken}}}};
+
+  // Before connect: the first frame of every shape, and connect with every field of every type.
+  std::vector<std::string> first_frames = {"null", "[]", "1", "\"x\"", "true", "{}", "nonsense",
+                                           std::string(64, '[')};
+  for (const auto& v : kValues) {
+    for (const char* field : {"type", "id", "method"}) {
+      json f = {{"type", "req"}, {"id", "1"}, {"method", "connect"}, {"params", connect_params}};
+      f[field] = v;
+      first_frames.push_back(f.dump());
+    }
+    for (const char* field : {"minProtocol", "maxProtocol", "client", "role", "scopes", "auth"}) {
+      json p = connect_params;
+      p[field] = v;
+      first_frames.push_back(json{{"type", "req"}, {"id", "1"}, {"method", "connect"},
+                                  {"params", p}}.dump());
+    }
+    for (const char* field : {"id", "version", "platform", "mode"}) {
+      json p = connect_params;
+      p["client"][field] = v;
+      first_frames.push_back(json{{"type", "req"}, {"id", "1"}, {"method", "connect"},
+                                  {"params", p}}.dump());
+    }
+    json p = connect_params;
+    p["auth"]["token"] = v;
+    first_frames.push_back(json{{"type", "req"}, {"id", "1"}, {"method", "connect"},
+                                {"params", p}}.dump());
+  }
+  int closed = 0, served = 0;
+  for (const auto& frame : first_frames) {
+    RawWs ws(gw.port());
+    ws.read_challenge();
+    ASSERT_TRUE(ws.send_text(frame));
+    auto end = ws.read_until_close(5s);
+    // Either refused and closed, or (a value that is valid there) connected and left open.
+    if (end.closed) {
+      ++closed;
+    } else {
+      ++served;
+    }
+    ASSERT_TRUE(gw.running()) << "after " << frame << "\n" << gw.log();
+  }
+  EXPECT_GT(closed, 100);
+
+  // After connect: every field of the envelope and every param of every method.
+  RawWs ws(gw.port());
+  ASSERT_EQ(ws.connect(Gateway::kToken, {"operator.read", "operator.write"})["ok"], true);
+  int answered = 0;
+  for (const auto& v : kValues) {
+    for (const char* field : {"type", "id", "method", "params"}) {
+      json f = {{"type", "req"}, {"id", "e"}, {"method", "health"}, {"params", json::object()}};
+      f[field] = v;
+      ASSERT_TRUE(ws.send_text(f.dump()));
+      auto r = ws.read(5s);
+      ASSERT_FALSE(r.closed) << f.dump();
+      answered += r.msg.is_object();
+    }
+    for (const char* method : {"chat.send", "chat.history", "chat.abort", "send", "status",
+                               "config.get", "no.such.method"}) {
+      for (const char* key : {"sessionKey", "message", "idempotencyKey", "limit", "before",
+                              "runId", "to", "channel"}) {
+        json f = {{"type", "req"}, {"id", "p"}, {"method", method}, {"params", {{key, v}}}};
+        ASSERT_TRUE(ws.send_text(f.dump()));
+        auto r = ws.read(5s);
+        ASSERT_FALSE(r.closed) << f.dump();
+        answered += r.msg.is_object();
+      }
+    }
+  }
+  EXPECT_GT(answered, 600);
+  // 300,000 levels of arrays (600 KB): a segfault on 364f714.
+  ASSERT_TRUE(ws.send_text(R"({"type":"req","id":"deep","method":"health","params":)" +
+                           std::string(300'000, '[') + std::string(300'000, ']') + "}"));
+  auto deep = ws.read(10s);
+  ASSERT_FALSE(deep.closed);
+  EXPECT_EQ(deep.msg["ok"], false);
+
+  ASSERT_TRUE(gw.running()) << gw.log();
+  expect_round_trip(gw, "k1");
+  EXPECT_EQ(gw.pid(), pid);
+  EXPECT_EQ(status_of(gw).value("generation", 0), 1) << "the gateway restarted";
+}
+
+long cpu_ticks(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close = stat.rfind(')');
+  std::istringstream fields(stat.substr(close + 2));
+  std::string f;
+  long utime = 0, stime = 0;
+  for (int i = 3; fields >> f; ++i) {
+    if (i == 14) utime = std::stol(f);
+    if (i == 15) {
+      stime = std::stol(f);
+      break;
+    }
+  }
+  return utime + stime;
+}
+
+int open_fds(pid_t pid) {
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) ++n;
+  return n;
+}
+
+TEST(HostileClient, OutOfFileDescriptorsBacksOffInsteadOfSpinning) {
+  TempDir dir;
+  Gateway gw(dir, echo_config());
+  gw.start();
+  // Leave the gateway 8 descriptors of room, then connect 40 times.
+  rlimit tight{static_cast<rlim_t>(open_fds(gw.pid()) + 8),
+               static_cast<rlim_t>(open_fds(gw.pid()) + 8)};
+  rlimit old{};
+  ASSERT_EQ(::prlimit(gw.pid(), RLIMIT_NOFILE, &tight, &old), 0);
+  std::vector<int> socks;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(gw.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < 40; ++i) {
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(s, 0);
+    ASSERT_EQ(::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    socks.push_back(s);
+  }
+  ASSERT_TRUE(gw.wait_for_log("accept failed", 5s)) << gw.log();
+  // Measured over a window: on 364f714 the loop retried at once, ~0.7 s of CPU per second and
+  // one log line per attempt.
+  const long before = cpu_ticks(gw.pid());
+  const auto window_end = std::chrono::steady_clock::now() + 1s;
+  while (std::chrono::steady_clock::now() < window_end) {
+    std::this_thread::sleep_for(50ms);
+    ASSERT_TRUE(gw.running());
+  }
+  const long used = cpu_ticks(gw.pid()) - before;
+  EXPECT_LT(used, sysconf(_SC_CLK_TCK) / 5) << "ticks used in 1 s: " << used;
+  const std::string log = gw.log();
+  std::size_t lines = 0;
+  for (auto at = log.find("accept failed"); at != std::string::npos;
+       at = log.find("accept failed", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1u) << log.substr(0, 4000);
+
+  for (int s : socks) ::close(s);
+  ASSERT_EQ(::prlimit(gw.pid(), RLIMIT_NOFILE, &old, nullptr), 0);
+  ASSERT_TRUE(gw.wait_for_log("accepting again", 10s)) << gw.log();
+  expect_round_trip(gw, "k2");
+}
+
+TEST(HostileClient, OversizedMessagesAreRefusedAndMemoryStaysSmall) {
+  TempDir dir;
+  Gateway gw(dir, echo_config());
+  gw.start();
+  // 24 MB over HTTP: refused by the body limit, before it is buffered whole.
+  auto res = gw.post_message({{"sessionKey", "big"}, {"message", std::string(24 << 20, 'x')}});
+  EXPECT_EQ(res.status, 413);
+  // Just over the default 256 KiB message limit: a clear error naming the setting.
+  res = gw.post_message({{"sessionKey", "big"}, {"message", std::string(256 * 1024 + 1, 'x')}});
+  EXPECT_EQ(res.status, 413);
+  EXPECT_NE(res.body.find("gateway.limits.maxMessageBytes"), std::string::npos) << res.body;
+  auto c = gw.client();
+  try {
+    c->request("chat.send", {{"sessionKey", "big"}, {"message", std::string(300'000, 'y')},
+                             {"idempotencyKey", "big1"}});
+    ADD_FAILURE() << "a 300 KB message was accepted";
+  } catch (const server::ClientError& e) {
+    EXPECT_EQ(e.code, "INVALID_REQUEST");
+  }
+  // A 24 MB WebSocket frame: over the frame limit, that connection closes (1009).
+  {
+    RawWs ws(gw.port());
+    ASSERT_EQ(ws.connect(Gateway::kToken, {"operator.write"})["ok"], true);
+    ws.send_raw_text_frame(json{{"type", "req"}, {"id", "x"}, {"method", "chat.send"},
+                                {"params", {{"sessionKey", "big"}, {"idempotencyKey", "big2"},
+                                            {"message", std::string(24 << 20, 'z')}}}}
+                               .dump());
+    auto end = ws.read_until_close(10s);
+    EXPECT_TRUE(end.closed || !end.error.empty());
+  }
+  EXPECT_EQ(gw.history("big").size(), 0u);
+  std::ifstream status("/proc/" + std::to_string(gw.pid()) + "/status");
+  std::string line;
+  long rss_kb = 0;
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmRSS:")) rss_kb = std::stol(line.substr(6));
+  }
+  EXPECT_LT(rss_kb, 64 * 1024) << "RSS " << rss_kb << " kB";
+  expect_round_trip(gw, "k3");
+}
+
+}  // namespace
+}  // namespace drawbridge::e2e
