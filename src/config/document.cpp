@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "config/check.h"
+#include "config/config_text.h"
 
 namespace drawbridge::config {
 
@@ -23,15 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using check::Location;
 using nlohmann::json;
-
-// nlohmann reports "[json.exception.parse_error.101] parse error at line 3, column 5: ...";
-// people need only the position and the reason.
-std::string describe_parse_error(const std::string& what) {
-  const auto at = what.find("at line ");
-  if (at != std::string::npos) return what.substr(at + 3);
-  const auto colon = what.find(": ");
-  return colon == std::string::npos ? what : what.substr(colon + 2);
-}
 
 std::string io_error(const std::string& path, int err) {
   return "cannot write " + path + ": " + std::strerror(err);
@@ -183,12 +175,12 @@ std::string sha256_hex(std::string_view bytes) {
 }
 
 std::optional<json> parse_json_text(const std::string& text, std::string& error) {
-  try {
-    return json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
-  } catch (const json::exception& e) {
-    error = describe_parse_error(e.what());
+  auto parsed = parse_config_json(text);
+  if (!parsed.ok()) {
+    error = parsed.error->to_string();
     return std::nullopt;
   }
+  return std::move(parsed.value);
 }
 
 json merge_patch(const json& target, const json& patch) {

@@ -21,8 +21,9 @@ std::string sha256_hex(std::string_view bytes);
 // no file.
 inline std::string content_hash(std::string_view text) { return sha256_hex(text); }
 
-// Parses JSON with comments (like parse_config) without validating; nullopt and `error` set
-// ("line 3, column 5: ...") when it is not JSON.
+// Parses JSON with comments (like parse_config) without validating, within the limits of
+// config_json_limits() (config/config_text.h); nullopt and `error` set ("line 3, column 5: ...",
+// never a quote of the text) when it is not JSON or crosses a limit.
 std::optional<nlohmann::json> parse_json_text(const std::string& text, std::string& error);
 
 // RFC 7396: objects merge recursively, null deletes, anything else (arrays too) replaces.

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "config/check.h"
+#include "config/config_text.h"
 #include "config/schema.h"
 
 namespace drawbridge::config {
@@ -153,15 +154,6 @@ ParseResult validate(const json& doc) {
   return result;
 }
 
-// nlohmann reports "[json.exception.parse_error.101] parse error at line 3, column 5: ...";
-// people need only the position and the reason.
-std::string describe_parse_error(const std::string& what) {
-  const auto at = what.find("at line ");
-  if (at != std::string::npos) return "invalid JSON " + what.substr(at);
-  const auto colon = what.find(": ");
-  return "invalid JSON: " + (colon == std::string::npos ? what : what.substr(colon + 2));
-}
-
 ParseResult internal_error(const std::exception& e) {
   ParseResult result;
   result.errors.push_back({"", "", std::string("internal error while validating: ") + e.what()});
@@ -179,17 +171,24 @@ ParseResult validate_config(const json& doc) {
 }
 
 ParseResult parse_config(const std::string& text) {
-  json doc;
+  JsonParseResult parsed;
   try {
-    doc = json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
-    ParseResult result;
-    result.errors.push_back({"", "", describe_parse_error(e.what())});
-    return result;
+    parsed = parse_config_json(text);
   } catch (const std::exception& e) {
     return internal_error(e);
   }
-  return validate_config(doc);
+  if (!parsed.ok()) {
+    // Where and why, never the text around it: the file may hold secrets.
+    const JsonParseError& e = *parsed.error;
+    ParseResult result;
+    std::string message = e.message;
+    if (e.kind == JsonErrorKind::syntax) {
+      message = (message.starts_with("line ") ? "invalid JSON at " : "invalid JSON: ") + message;
+    }
+    result.errors.push_back({e.pointer, e.path, std::move(message)});
+    return result;
+  }
+  return validate_config(parsed.value);
 }
 
 }  // namespace drawbridge::config
