@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cctype>
@@ -270,6 +271,31 @@ bool has_secrets(const json& doc) {
     if (!(value.is_string() && value.get_ref<const std::string&>() == kRedacted)) found = true;
   });
   return found;
+}
+
+bool is_secret_key(std::string_view key) {
+  return secret_key(key);
+}
+
+bool secret_pointer(std::string_view pointer) {
+  std::vector<std::string> tokens;
+  while (!pointer.empty()) {
+    pointer.remove_prefix(1);  // the '/'
+    const auto end = std::min(pointer.find('/'), pointer.size());
+    std::string token;
+    for (std::size_t i = 0; i < end; ++i) {
+      if (pointer[i] == '~' && i + 1 < end && (pointer[i + 1] == '0' || pointer[i + 1] == '1')) {
+        token += pointer[++i] == '0' ? '~' : '/';
+      } else {
+        token += pointer[i];
+      }
+    }
+    tokens.push_back(std::move(token));
+    pointer.remove_prefix(end);
+  }
+  if (tokens.size() >= 3 && tokens[0] == "agents" && tokens[2] == "env") return true;
+  return std::any_of(tokens.begin(), tokens.end(),
+                     [](const std::string& t) { return secret_key(t); });
 }
 
 std::vector<ConfigError> restore_redacted(json& doc, const json& current) {

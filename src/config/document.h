@@ -55,6 +55,13 @@ inline constexpr std::string_view kRedacted = "__DRAWBRIDGE_REDACTED__";
 nlohmann::json redact(const nlohmann::json& doc);
 // True when `doc` holds a secret redact() would hide.
 bool has_secrets(const nlohmann::json& doc);
+// True for the keys redact() hides: token, apiKey, botToken, password, secret, and any key
+// ending in token/secret/password/apiKey (case-insensitive).
+bool is_secret_key(std::string_view key);
+// True when the value at `pointer` ("/gateway/auth/token") may be or hold a secret, so that an
+// error about it names its type, never its value. Errs on the side of secrecy: everything
+// under a secret key or under agents.<id>.env, and that env object itself.
+bool secret_pointer(std::string_view pointer);
 // A client sent back a redacted document (or a patch built from one): every kRedacted string
 // in `doc` is replaced by the value at the same path in `current`. Where `current` has none, an
 // error names the path ("agents.ai.apiKey: the redacted placeholder has no value to restore;

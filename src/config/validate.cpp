@@ -42,7 +42,7 @@ std::string unknown_agent(const std::string& id, const std::set<std::string>& de
 
 void check_channels(const json& channels, const Location& at, Errors& errors, Config& config) {
   if (!channels.is_object()) {
-    errors.add(at, "expected an object, got " + check::show(channels));
+    errors.add(at, "expected an object, got " + check::show_at(channels, at));
     return;
   }
   const auto kinds = schema::channel_kinds();
@@ -69,7 +69,7 @@ std::set<std::string> check_agents(const json& agents, const Location& at, Error
                                    Config& config) {
   std::set<std::string> defined;
   if (!agents.is_object()) {
-    errors.add(at, "expected an object, got " + check::show(agents));
+    errors.add(at, "expected an object, got " + check::show_at(agents, at));
     return defined;
   }
   const auto types = ids_of(schema::agent_types());
@@ -86,7 +86,7 @@ std::set<std::string> check_agents(const json& agents, const Location& at, Error
     }
     defined.insert(id);
     if (!value.is_object()) {
-      errors.add(at.key(id), "expected an object, got " + check::show(value));
+      errors.add(at.key(id), "expected an object, got " + check::show_at(value, at.key(id)));
       continue;
     }
     const auto type = value.find("type");
@@ -112,7 +112,8 @@ std::set<std::string> check_agents(const json& agents, const Location& at, Error
   if (default_id == agents.end()) {
     config.default_agent = defined.contains("main") ? "main" : *defined.begin();
   } else if (!default_id->is_string()) {
-    errors.add(at.key("default"), "expected a string, got " + check::show(*default_id));
+    errors.add(at.key("default"),
+               "expected a string, got " + check::show_at(*default_id, at.key("default")));
   } else if (!defined.contains(default_id->get<std::string>())) {
     errors.add(at.key("default"), unknown_agent(default_id->get<std::string>(), defined));
   } else {
@@ -125,7 +126,7 @@ ParseResult validate(const json& doc) {
   ParseResult result;
   Errors errors;
   if (!doc.is_object()) {
-    errors.add({}, "expected an object, got " + check::show(doc));
+    errors.add({}, "expected an object, got " + check::show_at(doc, {}));
     result.errors = errors.take();
     return result;
   }
