@@ -7,7 +7,6 @@
 #include <ctime>
 #include <filesystem>
 #include <iostream>
-#include <iterator>
 #include <memory>
 #include <string_view>
 #include <system_error>
@@ -15,6 +14,7 @@
 #include <CLI/CLI.hpp>
 
 #include "config/config.h"
+#include "config/config_text.h"
 #include "config/diff.h"
 #include "config/document.h"
 #include "runtime/gateway.h"
@@ -63,20 +63,29 @@ struct FileText {
   std::string error;  // set when the file exists but cannot be read
 };
 
+// Regular files only and at most config::kMaxConfigBytes: `config patch /dev/zero` or a FIFO
+// fails at once instead of reading forever or waiting for a writer.
 FileText read_file(const std::string& path) {
   FileText f;
-  std::FILE* in = std::fopen(path.c_str(), "rb");
-  if (in == nullptr) {
-    if (errno != ENOENT) f.error = "cannot read " + path + ": " + std::strerror(errno);
-    return f;
+  auto file = config::read_config_text_file(path);
+  f.exists = file.exists;
+  if (file.text) {
+    f.text = std::move(*file.text);
+  } else if (file.exists) {
+    f.error = std::move(file.error);
   }
-  f.exists = true;
-  char buf[65536];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, in)) > 0) f.text.append(buf, n);
-  if (std::ferror(in)) f.error = "cannot read " + path + ": " + std::strerror(errno);
-  std::fclose(in);
   return f;
+}
+
+// Standard input, at most `max_bytes`; nullopt when there is more.
+std::optional<std::string> read_stdin(std::size_t max_bytes) {
+  std::string text;
+  char buf[65536];
+  while (text.size() <= max_bytes && std::cin.read(buf, sizeof buf).gcount() > 0) {
+    text.append(buf, static_cast<std::size_t>(std::cin.gcount()));
+  }
+  if (text.size() > max_bytes) return std::nullopt;
+  return text;
 }
 
 std::string absolute(const std::string& path) {
@@ -111,13 +120,30 @@ std::string details_code(const server::ClientError& e) {
   return it->value("code", "");
 }
 
+// `text` as a config document or patch; nullopt and `error` ("NAME is not JSON: line 3, ...",
+// "NAME: line 1, column 66: nested deeper than 64 levels (at meta)") when it is refused.
+std::optional<json> parse_text(const std::string& name, const std::string& text,
+                               std::string& error) {
+  auto parsed = config::parse_config_json(text);
+  if (parsed.ok()) return std::move(parsed.value);
+  error = name + (parsed.error->kind == config::JsonErrorKind::syntax ? " is not JSON: " : ": ") +
+          parsed.error->to_string();
+  return std::nullopt;
+}
+
 // The patch of `config patch FILE|-`: JSON with comments, an object.
 std::optional<json> read_patch(const std::string& source) {
   std::string text;
   std::string name = source;
   if (source == "-") {
     name = "stdin";
-    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    auto in = read_stdin(config::kMaxConfigBytes);
+    if (!in) {
+      std::cerr << "drawbridge: stdin: larger than the limit of "
+                << config::describe_bytes(config::kMaxConfigBytes) << " for a config patch\n";
+      return std::nullopt;
+    }
+    text = std::move(*in);
   } else {
     FileText f = read_file(source);
     if (!f.exists || !f.error.empty()) {
@@ -130,9 +156,9 @@ std::optional<json> read_patch(const std::string& source) {
     text = std::move(f.text);
   }
   std::string error;
-  auto patch = config::parse_json_text(text, error);
+  auto patch = parse_text(name, text, error);
   if (!patch) {
-    std::cerr << "drawbridge: " << name << " is not JSON: " << error << "\n";
+    std::cerr << "drawbridge: " << error << "\n";
     return std::nullopt;
   }
   if (!patch->is_object()) {
@@ -221,9 +247,9 @@ int offline_patch(const std::string& file, const json& patch, bool as_json) {
   json before = json::object();
   if (current.exists) {
     std::string error;
-    auto doc = config::parse_json_text(current.text, error);
+    auto doc = parse_text(file, current.text, error);
     if (!doc) {
-      std::cerr << file << ": not JSON: " << error << "; fix it by hand (nothing was written)\n";
+      std::cerr << error << "; fix it by hand (nothing was written)\n";
       return config_invalid;
     }
     before = std::move(*doc);
@@ -257,7 +283,10 @@ int offline_patch(const std::string& file, const json& patch, bool as_json) {
   // Bookkeeping, as the gateway (and OpenClaw) write it.
   after["meta"]["lastTouchedAt"] = iso_now();
   after["meta"]["lastTouchedVersion"] = DRAWBRIDGE_VERSION;
-  const auto parsed = config::validate_config(after);
+  // Checked as the text that will be written, so that it passes every limit the next load
+  // applies (a path and a value may together nest deeper than either alone).
+  const std::string text = config::serialize(after);
+  const auto parsed = config::parse_config(text);
   if (!parsed.config) {
     std::cerr << file << ": the change would leave " << parsed.errors.size()
               << " problem(s); nothing was written\n";
@@ -275,7 +304,6 @@ int offline_patch(const std::string& file, const json& patch, bool as_json) {
       return crashed;
     }
   }
-  const std::string text = config::serialize(after);
   if (auto written = config::write_atomic(file, text); !written.ok) {
     std::cerr << "drawbridge: " << written.error << "\n";
     return crashed;
@@ -393,6 +421,9 @@ std::optional<std::vector<PathStep>> parse_config_path(const std::string& path,
       return fail("empty key at offset " + std::to_string(i));
     }
     if (!key.empty()) steps.push_back({key, std::nullopt});
+    if (steps.size() > config::kMaxConfigDepth) {
+      return fail("more than " + std::to_string(config::kMaxConfigDepth) + " levels");
+    }
     while (i < path.size() && path[i] == '[') {
       const std::size_t close = path.find(']', i);
       const std::string digits =
@@ -402,6 +433,9 @@ std::optional<std::vector<PathStep>> parse_config_path(const std::string& path,
         return fail("expected an index like [0] at offset " + std::to_string(i));
       }
       steps.push_back({"", static_cast<std::size_t>(std::stoul(digits))});
+      if (steps.size() > config::kMaxConfigDepth) {
+        return fail("more than " + std::to_string(config::kMaxConfigDepth) + " levels");
+      }
       i = close + 1;
     }
     if (i == path.size()) return steps;
@@ -428,8 +462,8 @@ const json* value_at(const json& doc, const std::vector<PathStep>& path) {
 }
 
 json parse_set_value(const std::string& text) {
-  json v = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  return v.is_discarded() ? json(text) : v;
+  auto parsed = config::parse_config_json(text);
+  return parsed.ok() ? std::move(parsed.value) : json(text);
 }
 
 json merge_patch_setting(const std::vector<PathStep>& path, json value) {
@@ -563,6 +597,12 @@ int ConfigCommands::run(const std::string& config_path,
                      "array\n";
         return usage;
       }
+    }
+    // JSON that is refused for a limit (too deep, a repeated key) is an error, not text.
+    if (auto parsed = config::parse_config_json(value_);
+        !parsed.ok() && parsed.error->kind != config::JsonErrorKind::syntax) {
+      std::cerr << "drawbridge: VALUE: " << parsed.error->to_string() << "\n";
+      return config_invalid;
     }
     patch = merge_patch_setting(steps, parse_set_value(value_));
   }

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "config/document.h"
+
 namespace drawbridge::config::check {
 
 namespace {
@@ -58,7 +60,7 @@ std::optional<std::int64_t> as_int64(const json& v) {
 }
 
 bool fail(const schema::Rule& rule, const json& value, const Location& at, Errors& errors) {
-  errors.add(at, "expected " + schema::expected_text(rule) + ", got " + show(value));
+  errors.add(at, "expected " + schema::expected_text(rule) + ", got " + show_at(value, at));
   return false;
 }
 
@@ -81,8 +83,38 @@ std::string show(const json& value) {
   constexpr std::size_t kMax = 80;
   // replace: a document built in code may hold invalid UTF-8; dump must not throw for it.
   std::string out = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (out.size() > kMax) out = out.substr(0, kMax) + "...";
+  if (out.size() > kMax) {
+    // Cut between characters: a message must stay valid UTF-8 to be sent as JSON.
+    std::size_t cut = kMax;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+    out = out.substr(0, cut) + "...";
+  }
   return out;
+}
+
+std::string kind_of(const json& value) {
+  switch (value.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+    case json::value_t::number_float:
+      return "a number";
+    case json::value_t::string:
+      return value.get_ref<const std::string&>().empty() ? "an empty string" : "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    default:
+      return "a value";
+  }
+}
+
+std::string show_at(const json& value, const Location& at) {
+  return secret_pointer(at.pointer) ? kind_of(value) : show(value);
 }
 
 std::optional<std::string_view> closest(std::string_view key,

@@ -2,6 +2,7 @@
 
 // Checking JSON values against schema rows, with errors that name where and why.
 
+#include <algorithm>
 #include <optional>
 #include <span>
 #include <string>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "config/document.h"
 #include "config/schema.h"
 
 namespace drawbridge::config::check {
@@ -39,6 +41,11 @@ class Errors {
 
 // Compact JSON for messages; long values are cut so one bad blob cannot flood the log.
 std::string show(const json& value);
+// The kind of a value, for messages that must not show it: "a number", "an empty string".
+std::string kind_of(const json& value);
+// show(value), or only kind_of(value) when `at` may hold a secret (config::secret_pointer):
+// "gateway.auth.token: expected a non-empty string, got a number".
+std::string show_at(const json& value, const Location& at);
 
 // The closest candidate by edit distance (<= 2, case-insensitive) or prefix, if any.
 std::optional<std::string_view> closest(std::string_view key,
@@ -60,7 +67,15 @@ void check_fields(const json& object, std::string_view prefix,
                   std::span<const schema::Field<T>> fields, std::string_view kind, bool open,
                   std::string_view unknown_context, const Location& at, Errors& errors, T& target) {
   if (!object.is_object()) {
-    errors.add(at, "expected an object, got " + show(object));
+    // A section with a secret in it ("auth": "s3cret" for "auth": {"token": "s3cret"}) may be
+    // that secret one level too high: only its kind is shown.
+    const bool holds_secret = std::any_of(fields.begin(), fields.end(), [&](const auto& f) {
+      if (!f.path.starts_with(prefix)) return false;
+      const auto key = f.path.substr(prefix.size());
+      return key.find('.') == std::string_view::npos && is_secret_key(key);
+    });
+    errors.add(at,
+               "expected an object, got " + (holds_secret ? kind_of(object) : show_at(object, at)));
     return;
   }
   std::vector<const schema::Field<T>*> level;  // rows directly under prefix

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cctype>
@@ -15,6 +16,7 @@
 #include <stdexcept>
 
 #include "config/check.h"
+#include "config/config_text.h"
 
 namespace drawbridge::config {
 
@@ -23,15 +25,6 @@ namespace {
 namespace fs = std::filesystem;
 using check::Location;
 using nlohmann::json;
-
-// nlohmann reports "[json.exception.parse_error.101] parse error at line 3, column 5: ...";
-// people need only the position and the reason.
-std::string describe_parse_error(const std::string& what) {
-  const auto at = what.find("at line ");
-  if (at != std::string::npos) return what.substr(at + 3);
-  const auto colon = what.find(": ");
-  return colon == std::string::npos ? what : what.substr(colon + 2);
-}
 
 std::string io_error(const std::string& path, int err) {
   return "cannot write " + path + ": " + std::strerror(err);
@@ -183,12 +176,12 @@ std::string sha256_hex(std::string_view bytes) {
 }
 
 std::optional<json> parse_json_text(const std::string& text, std::string& error) {
-  try {
-    return json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
-  } catch (const json::exception& e) {
-    error = describe_parse_error(e.what());
+  auto parsed = parse_config_json(text);
+  if (!parsed.ok()) {
+    error = parsed.error->to_string();
     return std::nullopt;
   }
+  return std::move(parsed.value);
 }
 
 json merge_patch(const json& target, const json& patch) {
@@ -278,6 +271,31 @@ bool has_secrets(const json& doc) {
     if (!(value.is_string() && value.get_ref<const std::string&>() == kRedacted)) found = true;
   });
   return found;
+}
+
+bool is_secret_key(std::string_view key) {
+  return secret_key(key);
+}
+
+bool secret_pointer(std::string_view pointer) {
+  std::vector<std::string> tokens;
+  while (!pointer.empty()) {
+    pointer.remove_prefix(1);  // the '/'
+    const auto end = std::min(pointer.find('/'), pointer.size());
+    std::string token;
+    for (std::size_t i = 0; i < end; ++i) {
+      if (pointer[i] == '~' && i + 1 < end && (pointer[i + 1] == '0' || pointer[i + 1] == '1')) {
+        token += pointer[++i] == '0' ? '~' : '/';
+      } else {
+        token += pointer[i];
+      }
+    }
+    tokens.push_back(std::move(token));
+    pointer.remove_prefix(end);
+  }
+  if (tokens.size() >= 3 && tokens[0] == "agents" && tokens[2] == "env") return true;
+  return std::any_of(tokens.begin(), tokens.end(),
+                     [](const std::string& t) { return secret_key(t); });
 }
 
 std::vector<ConfigError> restore_redacted(json& doc, const json& current) {

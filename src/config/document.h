@@ -21,8 +21,9 @@ std::string sha256_hex(std::string_view bytes);
 // no file.
 inline std::string content_hash(std::string_view text) { return sha256_hex(text); }
 
-// Parses JSON with comments (like parse_config) without validating; nullopt and `error` set
-// ("line 3, column 5: ...") when it is not JSON.
+// Parses JSON with comments (like parse_config) without validating, within the limits of
+// config_json_limits() (config/config_text.h); nullopt and `error` set ("line 3, column 5: ...",
+// never a quote of the text) when it is not JSON or crosses a limit.
 std::optional<nlohmann::json> parse_json_text(const std::string& text, std::string& error);
 
 // RFC 7396: objects merge recursively, null deletes, anything else (arrays too) replaces.
@@ -54,6 +55,13 @@ inline constexpr std::string_view kRedacted = "__DRAWBRIDGE_REDACTED__";
 nlohmann::json redact(const nlohmann::json& doc);
 // True when `doc` holds a secret redact() would hide.
 bool has_secrets(const nlohmann::json& doc);
+// True for the keys redact() hides: token, apiKey, botToken, password, secret, and any key
+// ending in token/secret/password/apiKey (case-insensitive).
+bool is_secret_key(std::string_view key);
+// True when the value at `pointer` ("/gateway/auth/token") may be or hold a secret, so that an
+// error about it names its type, never its value. Errs on the side of secrecy: everything
+// under a secret key or under agents.<id>.env, and that env object itself.
+bool secret_pointer(std::string_view pointer);
 // A client sent back a redacted document (or a patch built from one): every kRedacted string
 // in `doc` is replaced by the value at the same path in `current`. Where `current` has none, an
 // error names the path ("agents.ai.apiKey: the redacted placeholder has no value to restore;

@@ -1,11 +1,6 @@
 #include "config/config.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string_view>
@@ -33,34 +28,6 @@ std::optional<EnvValue> env_value(const char* name, const char* fallback = nullp
   }
   return std::nullopt;
 }
-
-// Read with POSIX calls so that the error is errno's own text ("Is a directory", ...).
-}  // namespace
-
-std::optional<std::string> read_text_file(const std::string& path, std::string& error) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    error = "cannot read " + path + ": " + std::strerror(errno);
-    return std::nullopt;
-  }
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      error = "cannot read " + path + ": " + std::strerror(errno);
-      ::close(fd);
-      return std::nullopt;
-    }
-    text.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return text;
-}
-
-namespace {
 
 std::optional<int> parse_port(std::string_view s) {
   if (s.empty() || s.size() > 5) return std::nullopt;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "config/check.h"
+#include "config/config_text.h"
 #include "config/schema.h"
 
 namespace drawbridge::config {
@@ -41,7 +42,7 @@ std::string unknown_agent(const std::string& id, const std::set<std::string>& de
 
 void check_channels(const json& channels, const Location& at, Errors& errors, Config& config) {
   if (!channels.is_object()) {
-    errors.add(at, "expected an object, got " + check::show(channels));
+    errors.add(at, "expected an object, got " + check::show_at(channels, at));
     return;
   }
   const auto kinds = schema::channel_kinds();
@@ -68,7 +69,7 @@ std::set<std::string> check_agents(const json& agents, const Location& at, Error
                                    Config& config) {
   std::set<std::string> defined;
   if (!agents.is_object()) {
-    errors.add(at, "expected an object, got " + check::show(agents));
+    errors.add(at, "expected an object, got " + check::show_at(agents, at));
     return defined;
   }
   const auto types = ids_of(schema::agent_types());
@@ -85,7 +86,7 @@ std::set<std::string> check_agents(const json& agents, const Location& at, Error
     }
     defined.insert(id);
     if (!value.is_object()) {
-      errors.add(at.key(id), "expected an object, got " + check::show(value));
+      errors.add(at.key(id), "expected an object, got " + check::show_at(value, at.key(id)));
       continue;
     }
     const auto type = value.find("type");
@@ -111,7 +112,8 @@ std::set<std::string> check_agents(const json& agents, const Location& at, Error
   if (default_id == agents.end()) {
     config.default_agent = defined.contains("main") ? "main" : *defined.begin();
   } else if (!default_id->is_string()) {
-    errors.add(at.key("default"), "expected a string, got " + check::show(*default_id));
+    errors.add(at.key("default"),
+               "expected a string, got " + check::show_at(*default_id, at.key("default")));
   } else if (!defined.contains(default_id->get<std::string>())) {
     errors.add(at.key("default"), unknown_agent(default_id->get<std::string>(), defined));
   } else {
@@ -124,7 +126,7 @@ ParseResult validate(const json& doc) {
   ParseResult result;
   Errors errors;
   if (!doc.is_object()) {
-    errors.add({}, "expected an object, got " + check::show(doc));
+    errors.add({}, "expected an object, got " + check::show_at(doc, {}));
     result.errors = errors.take();
     return result;
   }
@@ -153,15 +155,6 @@ ParseResult validate(const json& doc) {
   return result;
 }
 
-// nlohmann reports "[json.exception.parse_error.101] parse error at line 3, column 5: ...";
-// people need only the position and the reason.
-std::string describe_parse_error(const std::string& what) {
-  const auto at = what.find("at line ");
-  if (at != std::string::npos) return "invalid JSON " + what.substr(at);
-  const auto colon = what.find(": ");
-  return "invalid JSON: " + (colon == std::string::npos ? what : what.substr(colon + 2));
-}
-
 ParseResult internal_error(const std::exception& e) {
   ParseResult result;
   result.errors.push_back({"", "", std::string("internal error while validating: ") + e.what()});
@@ -179,17 +172,24 @@ ParseResult validate_config(const json& doc) {
 }
 
 ParseResult parse_config(const std::string& text) {
-  json doc;
+  JsonParseResult parsed;
   try {
-    doc = json::parse(text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
-    ParseResult result;
-    result.errors.push_back({"", "", describe_parse_error(e.what())});
-    return result;
+    parsed = parse_config_json(text);
   } catch (const std::exception& e) {
     return internal_error(e);
   }
-  return validate_config(doc);
+  if (!parsed.ok()) {
+    // Where and why, never the text around it: the file may hold secrets.
+    const JsonParseError& e = *parsed.error;
+    ParseResult result;
+    std::string message = e.message;
+    if (e.kind == JsonErrorKind::syntax) {
+      message = (message.starts_with("line ") ? "invalid JSON at " : "invalid JSON: ") + message;
+    }
+    result.errors.push_back({e.pointer, e.path, std::move(message)});
+    return result;
+  }
+  return validate_config(parsed.value);
 }
 
 }  // namespace drawbridge::config

@@ -1,10 +1,8 @@
 #include "runtime/config_watcher.h"
 
-#include <fcntl.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
-#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -16,8 +14,9 @@
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include "config/config_text.h"
 
 namespace drawbridge::runtime {
 namespace {
@@ -48,43 +47,21 @@ std::string describe(std::uint32_t mask) {
   return out.empty() ? "none" : out;
 }
 
-// The file as it is now. `error` is set when it is missing, unreadable or not JSON (yet).
+// The file as it is now. `error` is set when it is missing, cannot be read (not a regular
+// file, larger than the limit) or is not JSON yet. Text that is JSON but crosses a limit the
+// config parser reports with a path (nesting depth, a repeated key) is handed over as it is:
+// it will not get better by waiting.
 WatchedFile read_now(const std::string& path) {
   WatchedFile out;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) {
-      out.error = "missing";
-    } else {
-      out.exists = true;
-      out.error = "cannot open " + path + ": " + errno_text(err);
-    }
+  auto file = config::read_config_text_file(path);
+  out.exists = file.exists;
+  if (!file.text) {
+    out.error = file.exists ? std::move(file.error) : "missing";
     return out;
   }
-  out.exists = true;
-  std::array<char, 16 * 1024> chunk;
-  for (;;) {
-    const ssize_t n = ::read(fd, chunk.data(), chunk.size());
-    if (n > 0) {
-      out.text.append(chunk.data(), static_cast<std::size_t>(n));
-    } else if (n == 0) {
-      break;
-    } else if (errno != EINTR) {
-      out.error = "cannot read " + path + ": " + errno_text(errno);
-      break;
-    }
-  }
-  ::close(fd);
-  if (!out.error.empty()) return out;
+  out.text = std::move(*file.text);
   // An empty file fails here too: a writer that truncated and has not written yet.
-  try {
-    const auto parsed = nlohmann::json::parse(out.text, nullptr, /*allow_exceptions=*/true,
-                                              /*ignore_comments=*/true);
-    static_cast<void>(parsed);  // only the verdict matters here; the caller parses again
-  } catch (const nlohmann::json::exception& e) {
-    out.error = e.what();
-  }
+  if (auto unfinished = config::unfinished_json(out.text)) out.error = std::move(*unfinished);
   return out;
 }
 

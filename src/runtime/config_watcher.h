@@ -13,8 +13,12 @@ namespace drawbridge::runtime {
 // What the watcher read once the file settled.
 struct WatchedFile {
   bool exists = false;
-  std::string text;   // the whole file, when it exists and parsed as JSON (with comments)
-  std::string error;  // set when the retries ran out: "missing" or the JSON parse error
+  // The whole file, when it exists and is complete JSON (with comments); it may still cross a
+  // config limit (nesting depth, a repeated key), which the caller's validation reports.
+  std::string text;
+  // Set when the retries ran out: "missing", "cannot read PATH: not a regular file (a FIFO)",
+  // "cannot read PATH: larger than the limit of 1 MiB ...", or the JSON parse error.
+  std::string error;
 };
 
 // Watches one config file through inotify on its folder, so that a rename over it

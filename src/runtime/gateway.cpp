@@ -32,6 +32,7 @@
 #include "agents/exec_agent.h"
 #include "channels/local/local_channel.h"
 #include "config/config.h"
+#include "config/config_text.h"
 #include "config/diff.h"
 #include "config/document.h"
 #include "core/clock.h"
@@ -664,9 +665,8 @@ class Gateway final : public server::Control {
     } else {
       auto f = read_config_file();
       text = f.text;
-      c = f.exists ? candidate(text)
-                   : Candidate{std::nullopt, {{"", "", f.error}}};
-      if (f.exists) seen_hash_ = config::content_hash(f.text);
+      c = f.error.empty() ? candidate(text) : Candidate{std::nullopt, {{"", "", f.error}}};
+      if (f.error.empty()) seen_hash_ = config::content_hash(f.text);
       if (!c.config) {
         file_errors_ = errors_json(c.errors);
         std::string why = "config " + config_path_ + " is invalid: " + errors_text(c.errors);
@@ -743,18 +743,18 @@ class Gateway final : public server::Control {
     std::string error;
   };
 
+  // `error` is set when the file is missing (exists false) or cannot be used as a config:
+  // not a regular file (a FIFO would block the loop), larger than config::kMaxConfigBytes.
   FileRead read_config_file() const {
     FileRead f;
     if (config_path_.empty()) return f;
-    std::ifstream in(config_path_, std::ios::binary);
-    if (!in) {
-      f.error = "cannot read " + config_path_ + ": " + std::strerror(errno);
-      return f;
+    auto file = config::read_config_text_file(config_path_);
+    f.exists = file.exists;
+    if (file.text) {
+      f.text = std::move(*file.text);
+    } else {
+      f.error = std::move(file.error);
     }
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    f.exists = true;
-    f.text = buf.str();
     return f;
   }
 
@@ -834,7 +834,7 @@ class Gateway final : public server::Control {
     auto f = read_config_file();
     std::string raw;
     bool redacted = false;
-    if (f.exists) {
+    if (f.error.empty() && f.exists) {
       std::string perr;
       auto doc = config::parse_json_text(f.text, perr);
       if (!doc) {
@@ -849,7 +849,7 @@ class Gateway final : public server::Control {
     json errors = json::array();
     bool valid = true;
     if (!config_path_.empty()) {
-      if (!f.exists) {
+      if (!f.error.empty()) {
         valid = false;
         errors.push_back({{"path", ""}, {"pointer", ""}, {"message", f.error}});
       } else {
@@ -917,13 +917,16 @@ class Gateway final : public server::Control {
                  "; nothing was written",
              errors_json(errors));
     };
+    if (f.exists && !f.error.empty() && !w.whole) {
+      return invalid({{"", "", f.error + "; replace it whole with config.apply"}}, "config.patch");
+    }
     std::string perr;
     json current = json::object();
     if (f.exists && !f.text.empty()) {
       auto doc = config::parse_json_text(f.text, perr);
       if (!doc) {
         if (!w.whole) {
-          return invalid({{"", "", "the file on disk is not JSON (" + perr +
+          return invalid({{"", "", "the file on disk cannot be parsed (" + perr +
                                        "); replace it whole with config.apply"}},
                          "config.patch");
         }
@@ -932,7 +935,7 @@ class Gateway final : public server::Control {
       }
     }
     auto given = config::parse_json_text(w.raw, perr);
-    if (!given) return invalid({{"", "", "params.raw is not JSON: " + perr}}, "the change");
+    if (!given) return invalid({{"", "", "params.raw: " + perr}}, "the change");
     json next_doc = w.whole ? *given : config::merge_patch(current, *given);
     if (!next_doc.is_object()) {
       return invalid({{"", "", "the resulting config is not an object"}}, "the change");
@@ -1005,9 +1008,10 @@ class Gateway final : public server::Control {
   // The watcher (or SIGHUP) read the file.
   void on_config_file(const WatchedFile& f, const std::string& source) {
     if (!f.exists || !f.error.empty()) {
-      const std::string why = f.exists ? "not JSON: " + f.error : "missing";
-      file_errors_ = json::array({{{"path", ""}, {"pointer", ""}, {"message", "the file is " + why}}});
-      spdlog::error("config {} is {}; the running config stays", config_path_, why);
+      // The reader's own words: "missing", "parse error at line 3, ...", "cannot read ...".
+      const std::string why = f.exists ? f.error : "missing";
+      file_errors_ = json::array({{{"path", ""}, {"pointer", ""}, {"message", why}}});
+      spdlog::error("config {}: {}; the running config stays", config_path_, why);
       return;
     }
     const auto hash = config::content_hash(f.text);
@@ -1319,8 +1323,9 @@ class Gateway final : public server::Control {
     std::string error;
     auto text = config::read_text_file(update_sentinel_path(), error);
     if (!text) return;
-    json j = json::parse(*text, nullptr, false);
-    if (!j.is_object()) return;
+    auto parsed = config::parse_bounded_json(*text);
+    if (!parsed.ok() || !parsed.value.is_object()) return;
+    json j = std::move(parsed.value);
     if (j.value("outcome", "") == "handed-over" && j.value("toPid", 0) == ::getpid()) {
       j["outcome"] = "ok";
       j["version"] = DRAWBRIDGE_VERSION;
@@ -1950,10 +1955,13 @@ class Gateway final : public server::Control {
     WatchedFile w;
     w.exists = f.exists;
     w.text = f.text;
-    if (!f.exists) w.error = f.error;
-    std::string perr;
-    if (f.exists && !config::parse_json_text(f.text, perr)) w.error = perr;
-    if (f.exists && config::content_hash(f.text) == seen_hash_) {
+    w.error = f.error;
+    // As the watcher does: what is not JSON is reported here, what crosses a limit is
+    // reported with its path by the validation.
+    if (f.error.empty()) {
+      if (auto unfinished = config::unfinished_json(f.text)) w.error = *unfinished;
+    }
+    if (f.error.empty() && config::content_hash(f.text) == seen_hash_) {
       spdlog::info("{}: the config has not changed", why);
     } else {
       on_config_file(w, why);

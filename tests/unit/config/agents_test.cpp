@@ -80,7 +80,8 @@ TEST(ConfigAgents, CommandMustBeANonEmptyArray) {
 TEST(ConfigAgents, ExecLimits) {
   EXPECT_EQ(errors_of(R"({"agents":{"s":{"type":"exec","command":["x"],"timeoutMs":0,
                                          "killGraceMs":60001,"env":{"A":1}}}})"),
-            (Lines{"agents.s.env.A: expected a string, got 1",
+            // env values are secrets: the type, not the value (issue 10).
+            (Lines{"agents.s.env.A: expected a string, got a number",
                    "agents.s.killGraceMs: expected an integer in 0..60000, got 60001",
                    "agents.s.timeoutMs: expected an integer in 1..86400000, got 0"}));
 }

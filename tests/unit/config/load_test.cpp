@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -7,6 +8,7 @@
 #include <string>
 
 #include "config/config.h"
+#include "config/config_text.h"
 
 namespace drawbridge::config {
 namespace {
@@ -89,6 +91,58 @@ TEST_F(ConfigLoad, DirectoryIsAnIoError) {
   const auto result = load_config_file(dir_.string());
   EXPECT_EQ(result.io_error, "cannot read " + dir_.string() + ": Is a directory");
   EXPECT_FALSE(result.parsed.config);
+}
+
+TEST_F(ConfigLoad, AFifoIsRefusedAtOnceInsteadOfWaitingForAWriter) {
+  const std::string fifo = (dir_ / "config.fifo").string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::string error;
+  // Before: open() blocked until a writer came, forever in a test.
+  EXPECT_FALSE(read_text_file(fifo, error));
+  EXPECT_EQ(error, "cannot read " + fifo + ": not a regular file (a FIFO)");
+  const auto result = load_config_file(fifo);
+  EXPECT_EQ(result.io_error, error);
+  EXPECT_FALSE(result.parsed.config);
+}
+
+TEST_F(ConfigLoad, ADeviceIsRefusedWithoutReadingIt) {
+  std::string error;
+  // Before: read until std::bad_alloc.
+  EXPECT_FALSE(read_text_file("/dev/zero", error));
+  EXPECT_EQ(error, "cannot read /dev/zero: not a regular file (a character device)");
+}
+
+TEST_F(ConfigLoad, ADirectoryIsRefused) {
+  std::string error;
+  EXPECT_FALSE(read_text_file(dir_.string(), error));
+  EXPECT_EQ(error, "cannot read " + dir_.string() + ": Is a directory");
+  const auto file = read_config_text_file(dir_.string());
+  EXPECT_TRUE(file.exists);
+  EXPECT_FALSE(read_config_text_file((dir_ / "nope").string()).exists);
+}
+
+TEST_F(ConfigLoad, AFileOverTheLimitIsRefusedNamingTheLimit) {
+  const std::string big =
+      write("big.json", "{\"meta\": {\"pad\": \"" + std::string(kMaxConfigBytes, ' ') + "\"}}");
+  std::string error;
+  EXPECT_FALSE(read_text_file(big, error));
+  EXPECT_EQ(error, "cannot read " + big +
+                       ": larger than the limit of 1 MiB (1048576 bytes) for config files");
+  EXPECT_EQ(load_config_file(big).io_error, error);
+  // Exactly at the limit is fine, and the limit is the caller's to choose.
+  const std::string at_limit = write("limit.json", std::string(kMaxConfigBytes, ' '));
+  EXPECT_TRUE(read_text_file(at_limit, error));
+  EXPECT_FALSE(read_config_text_file(at_limit, 1000).text);
+  EXPECT_EQ(read_config_text_file(at_limit, 1000).error,
+            "cannot read " + at_limit + ": larger than the limit of 1000 bytes for config files");
+}
+
+TEST_F(ConfigLoad, AFileThatLiesAboutItsSizeIsCutAtTheLimit) {
+  // Files under /proc say size 0 and have content: the limit holds for what is read.
+  std::string error;
+  const auto file = read_config_text_file("/proc/self/maps", 16);
+  EXPECT_FALSE(file.text);
+  EXPECT_NE(file.error.find("larger than the limit of 16 bytes"), std::string::npos) << file.error;
 }
 
 TEST_F(ConfigLoad, ReadsTheFileAndKeepsItsText) {

@@ -36,10 +36,11 @@ TEST(ConfigValidate, ErrorCarriesPointerAndPath) {
 }
 
 TEST(ConfigValidate, WrongStringBooleanAndObjectTypes) {
+  // A secret's errors name its type, never its value (issue 10).
   EXPECT_EQ(errors_of(R"({"gateway":{"auth":{"token":42}}})"),
-            Lines{"gateway.auth.token: expected a non-empty string, got 42"});
+            Lines{"gateway.auth.token: expected a non-empty string, got a number"});
   EXPECT_EQ(errors_of(R"({"gateway":{"auth":{"token":""}}})"),
-            Lines{R"(gateway.auth.token: expected a non-empty string, got "")"});
+            Lines{"gateway.auth.token: expected a non-empty string, got an empty string"});
   EXPECT_EQ(errors_of(R"({"commands":{"restart":"yes"}})"),
             Lines{R"(commands.restart: expected a boolean, got "yes")"});
   EXPECT_EQ(errors_of(R"({"gateway":5})"), Lines{"gateway: expected an object, got 5"});

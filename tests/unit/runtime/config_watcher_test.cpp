@@ -1,6 +1,7 @@
 #include "runtime/config_watcher.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -232,6 +233,44 @@ TEST_F(ConfigWatcherTest, FileThatStaysInvalidIsReportedWithTheParseError) {
   EXPECT_TRUE(calls_[0].exists);
   EXPECT_EQ(calls_[0].text, "");
   EXPECT_NE(calls_[0].error.find("parse error"), std::string::npos) << calls_[0].error;
+}
+
+TEST_F(ConfigWatcherTest, AFifoInPlaceOfTheFileIsReportedNotWaitedOn) {
+  write_file(path_, R"({"v": 1})");
+  auto options = fast();
+  options.retries = 1;
+  watch(options);
+  ASSERT_EQ(::unlink(path_.c_str()), 0);
+  // Before: the read blocked the event loop in open() until some writer came.
+  ASSERT_EQ(::mkfifo(path_.c_str(), 0600), 0);
+  ASSERT_TRUE(run_until([&] { return !calls_.empty() && calls_.back().exists; }));
+  EXPECT_EQ(calls_.back().text, "");
+  EXPECT_EQ(calls_.back().error, "cannot read " + path_ + ": not a regular file (a FIFO)");
+}
+
+TEST_F(ConfigWatcherTest, AFileOverTheSizeLimitIsReportedWithTheLimit) {
+  write_file(path_, R"({"v": 1})");
+  auto options = fast();
+  options.retries = 1;
+  watch(options);
+  write_file(path_, "{\"pad\": \"" + std::string(2 * 1024 * 1024, 'x') + "\"}");
+  ASSERT_TRUE(run_until_called());
+  EXPECT_TRUE(calls_[0].exists);
+  EXPECT_EQ(calls_[0].text, "");
+  EXPECT_NE(calls_[0].error.find("larger than the limit of 1 MiB"), std::string::npos)
+      << calls_[0].error;
+}
+
+TEST_F(ConfigWatcherTest, JsonOverADepthLimitIsHandedOverForValidationToReport) {
+  write_file(path_, R"({"v": 1})");
+  watch();
+  // Complete and final: waiting will not fix it, and the validation names where it is.
+  const std::string deep =
+      "{\"meta\":" + std::string(100'000, '[') + std::string(100'000, ']') + "}";
+  write_file(path_, deep);
+  ASSERT_TRUE(run_until_called());
+  EXPECT_EQ(calls_[0].error, "");
+  EXPECT_EQ(calls_[0].text, deep);
 }
 
 TEST_F(ConfigWatcherTest, AnEventDuringTheRetriesStartsThemAfresh) {
