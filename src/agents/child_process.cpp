@@ -7,8 +7,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <cerrno>
+#include <mutex>
 
 extern char** environ;
 
@@ -37,6 +40,12 @@ void unregister_group(pid_t pgid) {
 }
 
 }  // namespace
+
+namespace {
+std::atomic<int> g_child_umask{-1};  // -1: not set, children inherit the gateway's
+}  // namespace
+
+void set_child_umask(mode_t mask) { g_child_umask.store(static_cast<int>(mask & 0777)); }
 
 void signal_all_groups(int sig) {
   for (auto& slot : g_groups) {
@@ -162,7 +171,21 @@ int spawn_child(const ChildSpec& spec, Child& child) {
   pid_t pid = -1;
   // glibc's posix_spawnp runs the child with CLONE_VFORK and returns the errno of a failed
   // chdir or exec, so "command not found" is an error value here, not a child exit code.
-  rc = ::posix_spawnp(&pid, argv[0], &s.actions, &s.attr, argv.data(), envp.data());
+  {
+    // posix_spawn has no umask attribute: the child copies ours when it is cloned, so ours is
+    // the child's for the duration of the call. Files the gateway's other threads may create
+    // meanwhile are opened with explicit modes (0600, 0700), which a looser mask cannot widen.
+    static std::mutex umask_mutex;
+    const int child_mask = g_child_umask.load();
+    std::unique_lock lock(umask_mutex, std::defer_lock);
+    mode_t ours = 0;
+    if (child_mask >= 0) {
+      lock.lock();
+      ours = ::umask(static_cast<mode_t>(child_mask));
+    }
+    rc = ::posix_spawnp(&pid, argv[0], &s.actions, &s.attr, argv.data(), envp.data());
+    if (child_mask >= 0) ::umask(ours);
+  }
   if (rc != 0) return rc;
 
   child.pid = pid;

@@ -50,6 +50,11 @@ struct Child {
 // exec or chdir failure inside the child, which glibc reports back).
 int spawn_child(const ChildSpec& spec, Child& child);
 
+// The umask commands start with. The gateway runs with a tight one of its own (its files are
+// private); commands get the one the gateway was started with, so they behave as usual. Until
+// this is called they inherit the gateway's.
+void set_child_umask(mode_t mask);
+
 // A pidfd for `pid` (Linux 5.3+): readable once the process has exited. -1 if unsupported.
 UniqueFd open_pidfd(pid_t pid);
 

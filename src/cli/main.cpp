@@ -17,6 +17,7 @@
 #include "cli/config_cmd.h"
 #include "config/config.h"
 #include "runtime/gateway.h"
+#include "runtime/log_redaction.h"
 #include "server/client.h"
 
 namespace {
@@ -371,6 +372,9 @@ int main(int argc, char** argv) {
   // Logs go to stderr: stdout is for what a command prints (status, replies).
   spdlog::set_default_logger(spdlog::stderr_color_mt("drawbridge"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  // Every line passes it: `run` tells it the token and the config's secrets (sinks added later,
+  // such as the watchdog's ring buffer, go behind it too).
+  drawbridge::runtime::install_redacting_sink();
   CLI::App app{
       "drawbridge: a multi-channel AI agent gateway that never loses a message.\n"
       "Run `drawbridge run` to start it, then `drawbridge send hello`."};

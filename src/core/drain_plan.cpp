@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "core/saturating.h"
+
 namespace drawbridge::core {
 
 const char* to_string(DrainPhase p) {
@@ -86,7 +88,7 @@ DrainStep DrainPlan::step(const DrainEvent& event, TimePoint now) {
       out.push_back({DrainActionType::await_followups});
       phase_ = DrainPhase::wait_followups;
       phase_started_ = now;
-      followups_deadline_ = now + options_.followup_timeout;
+      followups_deadline_ = saturating_add(now, options_.followup_timeout);
       break;
     case DrainEventType::followups_idle:
       if (phase_ != DrainPhase::wait_followups) break;
@@ -131,9 +133,9 @@ void DrainPlan::enter_wait_turns(TimePoint now, std::vector<DrainAction>& out) {
   out.push_back({DrainActionType::await_turns});
   phase_ = DrainPhase::wait_turns;
   phase_started_ = now;
-  next_log_ = now + options_.blocker_log_interval;
+  next_log_ = saturating_add(now, options_.blocker_log_interval);
   budget_end_.reset();
-  if (options_.turn_budget) budget_end_ = now + *options_.turn_budget;
+  if (options_.turn_budget) budget_end_ = saturating_add(now, *options_.turn_budget);
 }
 
 void DrainPlan::enter_wait_deliveries(std::vector<DrainAction>& out) {
@@ -171,7 +173,7 @@ void DrainPlan::on_timer(const std::vector<DrainBlocker>& blockers, TimePoint no
   log.waited = std::chrono::duration_cast<Duration>(now - phase_started_);
   out.push_back(std::move(log));
   // A late timer logs once and keeps the 30 s grid rather than catching up with a burst.
-  while (next_log_ <= now) next_log_ += options_.blocker_log_interval;
+  while (next_log_ <= now) next_log_ = saturating_add(next_log_, options_.blocker_log_interval);
 }
 
 }  // namespace drawbridge::core

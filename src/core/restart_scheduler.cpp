@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "core/saturating.h"
+
 namespace drawbridge::core {
 
 const char* to_string(RestartKind k) {
@@ -63,9 +65,12 @@ ScheduleResult RestartScheduler::request(const RestartRequest& req, TimePoint no
   std::string_view note;
   // A request during the cooldown waits for its end instead of being refused: the change it
   // carries (new config, new binary) still needs a restart.
-  if (last_began_ && deadline < *last_began_ + options_.cooldown) {
-    deadline = *last_began_ + options_.cooldown;
-    note = "cooldown";
+  if (last_began_) {
+    const TimePoint cooled = saturating_add(*last_began_, options_.cooldown);
+    if (deadline < cooled) {
+      deadline = cooled;
+      note = "cooldown";
+    }
   }
 
   if (state_ == State::idle) {
@@ -109,7 +114,7 @@ TimerResult RestartScheduler::on_timer(TimePoint now, std::uint64_t cycle) {
   if (now < deadline_) return {};
   const auto b = budget();
   if (!busy_ || (b && *b == Duration{0})) return {begin(now, false), false};
-  if (b && now >= deadline_ + *b) return {begin(now, true), false};
+  if (b && now >= saturating_add(deadline_, *b)) return {begin(now, true), false};
   if (state_ == State::deferred) return {};
   state_ = State::deferred;
   return {std::nullopt, true};
@@ -179,7 +184,7 @@ std::optional<RestartScheduler::Wakeup> RestartScheduler::next_wakeup() const {
   if (state_ == State::scheduled) return Wakeup{deadline_, cycle_};
   if (state_ == State::deferred) {
     const auto b = budget();
-    if (b) return Wakeup{deadline_ + *b, cycle_};
+    if (b) return Wakeup{saturating_add(deadline_, *b), cycle_};
   }
   return std::nullopt;
 }

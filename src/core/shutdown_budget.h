@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "core/clock.h"
+#include "core/saturating.h"
 
 namespace drawbridge::core {
 
@@ -20,13 +21,15 @@ inline constexpr Duration kSupervisorMargin{5'000};
 //
 // `drain_budget` is the restart's turn budget (nullopt: no limit). `systemd_stop_timeout` is
 // the unit's TimeoutStopUSec; nullopt or zero when there is no supervisor timeout ("infinity").
-// Under a timeout too short for the margin, half of it is used instead.
+// Under a timeout too short for the margin, half of it is used instead. An enormous drain
+// budget saturates at Duration::max() (a watchdog that never fires), never wraps negative.
 inline std::optional<Duration> shutdown_budget(ShutdownKind kind,
                                                std::optional<Duration> drain_budget,
                                                std::optional<Duration> systemd_stop_timeout) {
   std::optional<Duration> budget = kShutdownGrace;
   if (kind == ShutdownKind::restart) {
-    budget = drain_budget ? std::optional(*drain_budget + kShutdownGrace) : std::nullopt;
+    budget = drain_budget ? std::optional(saturating_add(*drain_budget, kShutdownGrace))
+                          : std::nullopt;
   }
   if (systemd_stop_timeout && *systemd_stop_timeout > Duration{0}) {
     const Duration cap =

@@ -35,20 +35,26 @@
 #include "config/config_text.h"
 #include "config/diff.h"
 #include "config/document.h"
+#include "config/secrets.h"
 #include "core/clock.h"
 #include "core/drain_plan.h"
 #include "core/reload_plan.h"
 #include "core/restart_scheduler.h"
+#include "core/saturating.h"
 #include "core/shutdown_budget.h"
 #include "pipeline/pipeline.h"
 #include "runtime/asio_executor.h"
 #include "runtime/config_watcher.h"
+#include "runtime/fatal_signals.h"
+#include "runtime/file_modes.h"
 #include "runtime/gateway_lock.h"
 #include "runtime/listen_fds.h"
+#include "runtime/log_redaction.h"
 #include "runtime/sd_notifier.h"
 #include "runtime/successor.h"
 #include "runtime/supervisor.h"
 #include "runtime/store_thread.h"
+#include "runtime/token_check.h"
 #include "runtime/watchdog.h"
 #include "server/control.h"
 #include "server/random_id.h"
@@ -72,11 +78,9 @@ std::string bind_address(const std::string& bind) {
 
 namespace {
 
-// Creates the data folder and proves it is writable; returns an error message otherwise.
+// Creates the data folder (0700) and proves it is writable; returns an error message otherwise.
 std::optional<std::string> prepare_data_dir(const std::string& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return "store.dataDir: cannot create " + dir + ": " + ec.message();
+  if (auto err = make_private_dir(dir)) return "store.dataDir: " + *err;
   const std::string probe = (fs::path(dir) / ".write-test").string();
   int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return "store.dataDir: cannot write to " + dir + ": " + std::strerror(errno);
@@ -104,6 +108,31 @@ std::string resolve_token(const config::Config& cfg, const std::string& data_dir
   }
   generated = true;
   return token;
+}
+
+// A generated token is shown once, on the terminal only: the log (a file, the journal, a
+// diagnostic bundle) never holds it. Clients on this machine read it from the file.
+void announce_generated_token(const std::string& token, const std::string& path) {
+  spdlog::info("generated an auth token, saved in {} (mode 0600); clients on this machine read "
+               "it there",
+               path);
+  if (::isatty(STDERR_FILENO) != 1) return;
+  spdlog::default_logger()->flush();
+  const std::string text = "\n  auth token: " + token +
+                           "\n  (shown once, on this terminal only; kept in " + path + ")\n\n";
+  std::string_view left(text);
+  while (!left.empty()) {
+    const ssize_t n = ::write(STDERR_FILENO, left.data(), left.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    left.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// The token clients must present is weak: one warning line, never the token.
+void warn_if_weak(const std::string& token, bool generated) {
+  if (generated) return;
+  if (auto w = weak_token_warning(token)) spdlog::warn("{}", *w);
 }
 
 // Applies the command line's overrides to a config read from the file.
@@ -151,6 +180,9 @@ struct StartedFrom {
   std::string file_hash;  // of the file on disk, when it is not `text`
   std::string degraded_reason;
   json file_errors = json::array();
+  // What the log must hide beyond the running config's secrets: those of the file as read
+  // (even invalid) and the token.
+  std::vector<std::string> file_secrets;
 };
 
 class Gateway final : public server::Control {
@@ -170,7 +202,8 @@ class Gateway final : public server::Control {
 
   Gateway(config::Config cfg, RunOptions options, std::string config_path, std::string data_dir,
           std::string token, std::unique_ptr<GatewayLock> lock,
-          std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> recent_log, StartedFrom from)
+          std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> recent_log,
+          std::shared_ptr<RedactingSink> redactor, StartedFrom from)
       : cfg_(std::move(cfg)),
         options_(std::move(options)),
         config_path_(std::move(config_path)),
@@ -178,6 +211,7 @@ class Gateway final : public server::Control {
         token_(std::move(token)),
         lock_(std::move(lock)),
         recent_log_(std::move(recent_log)),
+        redactor_(std::move(redactor)),
         executor_(io_),
         signals_(io_),
         restart_timer_(io_),
@@ -193,6 +227,8 @@ class Gateway final : public server::Control {
     }
     degraded_reason_ = std::move(from.degraded_reason);
     file_errors_ = std::move(from.file_errors);
+    file_secrets_ = std::move(from.file_secrets);
+    update_log_secrets();
     sup_ = detect_supervisor();
     notifier_ = std::make_unique<SdNotifier>(io_);
     std::error_code ec;
@@ -274,25 +310,69 @@ class Gateway final : public server::Control {
   }
 
   // --- server::Control ---
+  // `reason` is one word (the state, or "channels"), fit for anyone who can reach the port;
+  // the prose and the config's errors go in `details`, which the server shows only to a caller
+  // with the token.
   server::Readiness readiness() override {
     server::Readiness r{true, {}, nullptr};
+    auto detail = [&r](const char* key, json value) {
+      if (r.details.is_null()) r.details = json::object();
+      r.details[key] = std::move(value);
+    };
     if (!file_errors_.empty() || !degraded_reason_.empty()) {
       // Serving on the config it had; a probe should still see that the file is broken.
-      r.details = {{"config", config_health()}};
+      detail("config", config_health());
     }
     if (state_ != State::running) {
       r.ready = false;
       r.reason = to_string(state_);
+      if (state_ == State::failed && !last_start_error_.empty()) {
+        detail("error", last_start_error_);
+      }
       return r;
     }
+    json waiting = json::array();
     for (auto& [id, ch] : channels_) {
-      if (!ch->ready()) {
-        r.ready = false;
-        r.reason = "channel " + id + " not ready";
-        return r;
-      }
+      if (!ch->ready()) waiting.push_back(id);
+    }
+    if (!waiting.empty()) {
+      r.ready = false;
+      r.reason = "channels";
+      detail("channelsNotReady", waiting);
+      detail("message", "channel(s) not ready: " + waiting.dump());
     }
     return r;
+  }
+
+  // The log hides the token, every secret of the running config and those of the file as last
+  // read, valid or not (an error about it might quote one). Called whenever one of them changes.
+  void update_log_secrets() {
+    if (!redactor_) return;
+    std::vector<std::string> secrets = config::secret_values(cfg_);
+    secrets.insert(secrets.end(), file_secrets_.begin(), file_secrets_.end());
+    secrets.push_back(token_);
+    std::set<std::string> too_short;
+    for (const auto& s : secrets) {
+      // A token that short gets the weak-token warning instead.
+      if (!s.empty() && s.size() < kMinRedactedLength && s != token_) too_short.insert(s);
+    }
+    redactor_->set_secrets(std::move(secrets));
+    if (!too_short.empty() && too_short.size() != short_secrets_warned_) {
+      spdlog::warn("{} secret value(s) of the config are shorter than {} characters: the log "
+                   "does not hide them (it would mangle every line); use longer ones",
+                   too_short.size(), kMinRedactedLength);
+    }
+    short_secrets_warned_ = too_short.size();
+  }
+
+  // The token changed (config reload or restart): new connections need the new one.
+  void set_token(const config::Config& next) {
+    bool generated = false;
+    token_ = resolve_token(next, data_dir_, generated);
+    server_->set_token(token_);
+    update_log_secrets();
+    if (generated) announce_generated_token(token_, token_file_path(data_dir_));
+    warn_if_weak(token_, generated);
   }
 
   json config_health() const {
@@ -665,6 +745,10 @@ class Gateway final : public server::Control {
     } else {
       auto f = read_config_file();
       text = f.text;
+      if (f.error.empty()) {
+        file_secrets_ = config::secret_values_in_text(text);
+        update_log_secrets();
+      }
       c = f.error.empty() ? candidate(text) : Candidate{std::nullopt, {{"", "", f.error}}};
       if (f.error.empty()) seen_hash_ = config::content_hash(f.text);
       if (!c.config) {
@@ -688,12 +772,10 @@ class Gateway final : public server::Control {
     }
     const bool address_changed =
         next.gateway.port != cfg_.gateway.port || next.gateway.bind != cfg_.gateway.bind;
-    if (next.gateway.auth_token != cfg_.gateway.auth_token) {
-      bool generated = false;
-      token_ = resolve_token(next, data_dir_, generated);
-      server_->set_token(token_);
-    }
+    const bool token_changed = next.gateway.auth_token != cfg_.gateway.auth_token;
     cfg_ = std::move(next);
+    update_log_secrets();
+    if (token_changed) set_token(cfg_);
     spdlog::set_level(spdlog::level::from_str(cfg_.logging.level));
     scheduler_.set_options(scheduler_options(cfg_));
     if (auto err = wire_generation()) return fail(*err);
@@ -971,6 +1053,8 @@ class Gateway final : public server::Control {
     }
     const auto hash = config::content_hash(text);
     seen_hash_ = hash;  // the watcher will see this write: it is applied here, not there
+    file_secrets_ = config::secret_values_in_text(text);
+    update_log_secrets();
     last_valid_text_ = text;
     file_errors_ = json::array();
     spdlog::info("{} wrote {}{}: {}", w.whole ? "config.apply" : "config.patch", config_path_,
@@ -1007,6 +1091,10 @@ class Gateway final : public server::Control {
 
   // The watcher (or SIGHUP) read the file.
   void on_config_file(const WatchedFile& f, const std::string& source) {
+    if (f.exists) {
+      file_secrets_ = config::secret_values_in_text(f.text);
+      update_log_secrets();
+    }
     if (!f.exists || !f.error.empty()) {
       // The reader's own words: "missing", "parse error at line 3, ...", "cannot read ...".
       const std::string why = f.exists ? f.error : "missing";
@@ -1165,6 +1253,7 @@ class Gateway final : public server::Control {
       }
     }
     cfg_ = std::move(next);
+    update_log_secrets();
     pipeline_->configure(pipeline_settings(cfg_));
     spdlog::set_level(spdlog::level::from_str(cfg_.logging.level));
     scheduler_.set_options(scheduler_options(cfg_));
@@ -1189,9 +1278,7 @@ class Gateway final : public server::Control {
       switch (a.action) {
         case core::HotAction::update_auth:
           if (next.gateway.auth_token != cfg_.gateway.auth_token) {
-            bool generated = false;
-            token_ = resolve_token(next, data_dir_, generated);
-            server_->set_token(token_);
+            set_token(next);
             spdlog::info("gateway.auth changed: new connections need the new token");
           }
           break;
@@ -1374,6 +1461,7 @@ class Gateway final : public server::Control {
     o.listen_fd = server_->listen_fd();
     o.extra_env["DRAWBRIDGE_PREDECESSOR_PID"] = std::to_string(::getpid());
     o.extra_env["WATCHDOG_PID"] = "";  // ours; the successor's watchdog is its own
+    o.umask = started_umask();  // it keeps its files private itself
     auto succ = spawn_successor(o);
     if (!succ.error.empty()) return hand_off_failed(succ.pid, succ.error, update, binary);
     spdlog::info("{}: started {} (pid {}) on the listening socket; waiting for it to be ready",
@@ -1590,20 +1678,21 @@ class Gateway final : public server::Control {
       watchdog = core::shutdown_budget(core::ShutdownKind::stop, std::nullopt, supervisor);
       // A stop lets turns finish for most of its budget and keeps the rest for delivery and
       // teardown (20 s of OpenClaw's 25 s).
-      o.turn_budget = *watchdog * 4 / 5;
+      o.turn_budget = four_fifths(*watchdog);
     } else {
       watchdog = core::shutdown_budget(core::ShutdownKind::restart, action.drain_budget,
                                        supervisor);
       o.turn_budget = action.drain_budget;
       // Under a supervisor's stop timeout the turns get most of what the watchdog allows.
-      if (supervisor && watchdog && (!o.turn_budget || *o.turn_budget > *watchdog * 4 / 5)) {
-        o.turn_budget = *watchdog * 4 / 5;
+      if (supervisor && watchdog && (!o.turn_budget || *o.turn_budget > four_fifths(*watchdog))) {
+        o.turn_budget = four_fifths(*watchdog);
       }
     }
     if (watchdog) {
       watchdog_budget_ = *watchdog;
-      watchdog_.arm(std::chrono::steady_clock::now() +
-                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(*watchdog));
+      // Saturating: an enormous budget (waitMs near INT64_MAX) is a watchdog that never fires,
+      // not a deadline wrapped into the past.
+      watchdog_.arm(core::saturating_add(std::chrono::steady_clock::now(), *watchdog));
     }
     state_ = kind == core::DrainKind::stop ? State::stopping : State::draining;
     drain_ = std::make_unique<core::DrainPlan>(o);
@@ -1616,6 +1705,9 @@ class Gateway final : public server::Control {
                  watchdog ? std::to_string(watchdog->count()) + " ms" : "none");
     feed({core::DrainEventType::start});
   }
+
+  // 4/5 of `d` without the overflow of d * 4 for an enormous d.
+  static core::Duration four_fifths(core::Duration d) { return d - d / 5; }
 
   std::vector<core::DrainBlocker> blockers() const {
     std::vector<core::DrainBlocker> out;
@@ -1872,14 +1964,12 @@ class Gateway final : public server::Control {
                    {"blockers", drain.is_object() ? drain["waitingOn"] : json::array()},
                    {"writtenAtMs", wall},
                    {"recentLog", recent}};
-    std::error_code ec;
     const auto dir = fs::path(data_dir_) / "diagnostics";
-    fs::create_directories(dir, ec);
     const auto path = dir / ("watchdog-" + std::to_string(wall) + ".json");
-    {
-      std::ofstream out(path);
-      out << bundle.dump(2) << '\n';
-    }
+    // 0700 and 0600 whatever the umask: a bundle quotes the log and the work in flight.
+    auto err = make_private_dir(dir.string());
+    if (!err) err = write_private_file(path.string(), bundle.dump(2) + "\n");
+    if (err) spdlog::error("watchdog: cannot write the diagnostic bundle: {}", *err);
     spdlog::critical("watchdog: {}; diagnostic bundle written to {}; killing agent commands; "
                      "exiting with code 1",
                      bundle["reason"].get<std::string>(), path.string());
@@ -1976,6 +2066,9 @@ class Gateway final : public server::Control {
   std::string token_;
   std::unique_ptr<GatewayLock> lock_;
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> recent_log_;
+  std::shared_ptr<RedactingSink> redactor_;
+  std::vector<std::string> file_secrets_;  // of the config file as last read, valid or not
+  std::size_t short_secrets_warned_ = 0;
   boost::asio::io_context io_{1};
   core::SystemClock clock_;
   AsioExecutor executor_;
@@ -2050,8 +2143,21 @@ class Gateway final : public server::Control {
 }  // namespace
 
 int run_gateway(const RunOptions& options) {
+  // Before any file is created or any thread started (the umask and the alternate signal stack
+  // are set for the whole process, and this thread runs the event loop).
+  agents::set_child_umask(restrict_umask());
+  install_fatal_signal_handlers();
+  auto redactor = install_redacting_sink();
   auto loaded = config::load_config_file(options.config_path);
+  // Known before anything about the file is logged: an error about it must not show a secret.
+  std::vector<std::string> file_secrets = config::secret_values_in_text(loaded.raw_text);
+  if (loaded.parsed.config) {
+    auto more = config::secret_values(*loaded.parsed.config);
+    file_secrets.insert(file_secrets.end(), more.begin(), more.end());
+  }
+  redactor->set_secrets(file_secrets);
   StartedFrom from;
+  from.file_secrets = file_secrets;
   if (!loaded.io_error.empty() || !loaded.parsed.config) {
     std::vector<config::ConfigError> errors = loaded.parsed.errors;
     if (!loaded.io_error.empty()) errors.push_back({"", "", loaded.io_error});
@@ -2064,6 +2170,11 @@ int run_gateway(const RunOptions& options) {
       if (lkg.io_error.empty() && lkg.parsed.config) {
         // Relative paths resolve as they would in the real file (same folder).
         good = config::load_config_text(loaded.path, lkg.raw_text);
+        if (good->parsed.config) {
+          auto more = config::secret_values(*good->parsed.config);
+          from.file_secrets.insert(from.file_secrets.end(), more.begin(), more.end());
+          redactor->set_secrets(from.file_secrets);
+        }
       }
     }
     if (!good || !good->parsed.config) {
@@ -2096,6 +2207,11 @@ int run_gateway(const RunOptions& options) {
     spdlog::critical("{}", *err);
     return exit_code::config_invalid;
   }
+  if (auto changed = tighten_private_files(cfg.store.data_dir, loaded.path); !changed.empty()) {
+    std::string list;
+    for (const auto& c : changed) list += (list.empty() ? "" : ", ") + c;
+    spdlog::info("made the gateway's files private (group and others had access): {}", list);
+  }
   std::string lock_error;
   auto lock = GatewayLock::acquire(cfg.store.data_dir, cfg.gateway.port, lock_error);
   if (!lock) {
@@ -2104,20 +2220,20 @@ int run_gateway(const RunOptions& options) {
   }
   bool generated = false;
   std::string token = resolve_token(cfg, cfg.store.data_dir, generated);
-  if (generated) {
-    spdlog::info("generated an auth token, saved in {}", token_file_path(cfg.store.data_dir));
-    spdlog::info("auth token: {}", token);
-  }
+  from.file_secrets.push_back(token);
+  redactor->set_secrets(from.file_secrets);
+  if (generated) announce_generated_token(token, token_file_path(cfg.store.data_dir));
+  warn_if_weak(token, generated);
   const std::string data_dir = cfg.store.data_dir;
-  // The last lines of the log, for the watchdog's diagnostic bundle.
+  // The last lines of the log, for the watchdog's diagnostic bundle: behind the redacting sink
+  // like the terminal, so a bundle holds no secret either.
   auto recent = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(200);
   recent->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
-  spdlog::default_logger()->sinks().push_back(recent);
+  redactor->add_sink(recent);
   Gateway gw(std::move(cfg), options, loaded.path, data_dir, token, std::move(lock), recent,
-             std::move(from));
+             redactor, std::move(from));
   const int code = gw.run();
-  auto& sinks = spdlog::default_logger()->sinks();
-  sinks.erase(std::remove(sinks.begin(), sinks.end(), recent), sinks.end());
+  redactor->remove_sink(recent);
   return code;
 }
 

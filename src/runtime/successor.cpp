@@ -64,6 +64,7 @@ struct ChildPlan {
   int ready_write = -1;
   int error_write = -1;
   long max_fd = 0;  // for the close loop where close_range(2) is missing
+  int umask = -1;
 };
 
 // Async-signal-safe decimal formatting.
@@ -129,6 +130,7 @@ void close_fds(int first, int last, long max_fd) {
   close_fds(kFirstOtherFd, error_fd - 1, plan.max_fd);
   close_fds(error_fd + 1, ~0U >> 1, plan.max_fd);
 
+  if (plan.umask >= 0) ::umask(static_cast<mode_t>(plan.umask));
   if (plan.pid_digits != nullptr) write_digits(plan.pid_digits, ::getpid());
   ::execve(plan.binary, plan.argv.data(), plan.envp.data());
   die(Step::exec);
@@ -231,6 +233,7 @@ Successor spawn_successor(const SuccessorOptions& options) {
   }
   plan.listen_fd = options.listen_fd;
   plan.max_fd = fd_limit();
+  plan.umask = options.umask;
 
   UniqueFd ready_read, ready_write, error_read, error_write;
   if (int err = make_pipe(ready_read, ready_write)) return fail(std::strerror(err));

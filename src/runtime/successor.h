@@ -31,6 +31,9 @@ struct SuccessorOptions {
   // stays ours too. -1: no socket, and no LISTEN_* variables.
   int listen_fd = -1;
   std::map<std::string, std::string> extra_env;  // added to (or replacing in) our environment
+  // The umask it starts with; -1: ours. The gateway passes the one it was started with, which
+  // the successor records as its own original before tightening it (runtime/file_modes.h).
+  int umask = -1;
 };
 
 struct Successor {

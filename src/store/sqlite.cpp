@@ -1,6 +1,8 @@
 #include "store/sqlite.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <limits>
 #include <system_error>
@@ -114,7 +116,17 @@ void Database::Close::operator()(sqlite3* db) const {
 
 namespace {
 
+// SQLite creates a database file 0644 less the umask, and its -wal and -shm files with the
+// database file's mode: made 0600 first, every transcript stays private whatever the umask.
+// An existing file keeps its mode; a failure here is left for SQLite to report.
+void create_private_file(const std::string& path) {
+  if (path.empty() || path == ":memory:" || path.starts_with("file:")) return;
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0) ::close(fd);
+}
+
 sqlite3* open_connection(const std::string& path) {
+  create_private_file(path);
   sqlite3* raw = nullptr;
   // NOMUTEX: SqliteStore serializes every call itself, SQLite's own mutex would be redundant.
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
