@@ -307,7 +307,7 @@ std::optional<HttpSession::Response> HttpSession::post_message(const Request& re
   limits.max_bytes = server_.options().max_http_body_bytes;
   limits.reject_duplicate_keys = true;
   auto parsed = config::parse_bounded_json(req.body(), limits);
-  if (!parsed.ok()) return bad("body: invalid JSON: " + parsed.error->message);
+  if (!parsed.ok()) return bad("body: malformed JSON: " + parsed.error->message);
   json body = std::move(parsed.value);
   if (!body.is_object()) return bad("body: expected a JSON object {sessionKey, message}");
   Params p(body, "body");

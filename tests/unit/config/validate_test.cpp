@@ -105,7 +105,7 @@ TEST(ConfigValidate, UnknownKeyByPrefixAndCase) {
 TEST(ConfigValidate, UnknownKeyWithNothingCloseListsTheAllowed) {
   EXPECT_EQ(
       errors_of(R"({"gateway":{"zzzzzz":1}})"),
-      Lines{R"(gateway.zzzzzz: unknown key "zzzzzz"; allowed: auth, bind, port, reload, restart)"});
+      Lines{R"(gateway.zzzzzz: unknown key "zzzzzz"; allowed: allowedHosts, auth, bind, controlUi, limits, port, reload, restart)"});
   // Two edits away from "cap", but that rewrites the whole key: no hint.
   EXPECT_EQ(errors_of(R"({"messages":{"queue":{"ab":1}}})"),
             Lines{R"(messages.queue.ab: unknown key "ab"; allowed: cap, drop, mode)"});
