@@ -483,3 +483,46 @@ TEST_F(HostileInputTest, HttpTokenFailuresAreThrottledToo) {
 
 }  // namespace
 }  // namespace drawbridge::server
+
+namespace drawbridge::server {
+namespace {
+
+class ShortTimeoutsTest : public ServerTest {
+ protected:
+  void tune(ServerOptions& o) override {
+    o.handshake_timeout_ms = 200;
+    o.close_timeout_ms = 200;
+  }
+};
+
+TEST_F(ShortTimeoutsTest, AClientThatNeverConnectsNorAnswersTheCloseIsCutOffPromptly) {
+  // On 364f714 such a client lived the handshake timeout plus Beast's suggested 30 s for the
+  // close handshake (15 + 30 s with the defaults, although the README said 15 s).
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port())});
+  const std::string upgrade =
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  asio::write(s, asio::buffer(upgrade));
+  // Read (never answer) until the server ends the TCP connection, bounded by 3 s.
+  timeval tv{3, 0};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const auto start = std::chrono::steady_clock::now();
+  std::string seen;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::recv(s.native_handle(), buf, sizeof buf, 0);
+    if (n <= 0) {
+      EXPECT_TRUE(n == 0 || errno == ECONNRESET) << "no close within 3 s: " << strerror(errno);
+      break;
+    }
+    seen.append(buf, static_cast<std::size_t>(n));
+  }
+  EXPECT_NE(seen.find("101 Switching Protocols"), std::string::npos);
+  EXPECT_NE(seen.find("connect.challenge"), std::string::npos);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+}  // namespace
+}  // namespace drawbridge::server
