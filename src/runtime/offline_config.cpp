@@ -101,7 +101,9 @@ OfflineEdit edit_config_file(const std::string& file, const json& patch) {
     return out;
   };
   ConfigFileText current = read_config_text(file);
-  if (!current.error.empty()) return fail(OfflineEdit::Outcome::failed, "drawbridge: " + current.error);
+  if (!current.error.empty()) {
+    return fail(OfflineEdit::Outcome::failed, "drawbridge: " + current.error);
+  }
   json before = json::object();
   if (current.exists) {
     std::string error;

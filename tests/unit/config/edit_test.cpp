@@ -54,7 +54,8 @@ TEST(ConfigEdit, RedactedSecretsAreRestoredFromTheCurrentDocument) {
 }
 
 TEST(ConfigEdit, IsoTimestampHasMilliseconds) {
-  const auto t = std::chrono::system_clock::time_point(std::chrono::milliseconds(1'764'892'800'123));
+  const auto t =
+      std::chrono::system_clock::time_point(std::chrono::milliseconds(1'764'892'800'123));
   EXPECT_EQ(iso_timestamp(t), "2025-12-05T00:00:00.123Z");
 }
 
