@@ -67,7 +67,7 @@ class EchoTurn final : public pipeline::Turn {
 
 }  // namespace
 
-EchoAgent::EchoAgent(boost::asio::io_context& io, config::AgentSettings settings)
+EchoAgent::EchoAgent(boost::asio::io_context& io, EchoSettings settings)
     : io_(io), settings_(std::move(settings)) {}
 
 std::unique_ptr<pipeline::Turn> EchoAgent::start(pipeline::TurnRequest request,

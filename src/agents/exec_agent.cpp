@@ -87,7 +87,7 @@ void drain_now(asio::posix::stream_descriptor& pipe, std::string& sink) {
 // runs after the Turn was destroyed finds `finished_` set and returns without calling back.
 class ExecRun final : public std::enable_shared_from_this<ExecRun> {
  public:
-  ExecRun(asio::io_context& io, config::AgentSettings settings, ExecAgent::ExitWatch exit_watch,
+  ExecRun(asio::io_context& io, ExecSettings settings, ExecAgent::ExitWatch exit_watch,
           pipeline::TurnCallbacks callbacks)
       : io_(io),
         settings_(std::move(settings)),
@@ -391,7 +391,7 @@ class ExecRun final : public std::enable_shared_from_this<ExecRun> {
 
   asio::io_context& io_;
   // A copy: a config reload may replace the ExecAgent while its turns still run.
-  const config::AgentSettings settings_;
+  const ExecSettings settings_;
   ExecAgent::ExitWatch exit_watch_;
   pipeline::TurnCallbacks callbacks_;
 
@@ -435,7 +435,7 @@ class ExecTurn final : public pipeline::Turn {
 
 }  // namespace
 
-ExecAgent::ExecAgent(boost::asio::io_context& io, config::AgentSettings settings,
+ExecAgent::ExecAgent(boost::asio::io_context& io, ExecSettings settings,
                      ExitWatch exit_watch)
     : io_(io), settings_(std::move(settings)), exit_watch_(exit_watch) {}
 

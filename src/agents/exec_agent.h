@@ -1,11 +1,24 @@
 #pragma once
 
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
 #include <boost/asio/io_context.hpp>
 
-#include "config/config.h"
 #include "pipeline/agent.h"
 
 namespace drawbridge::agents {
+
+// What an exec agent takes from its `agents.<id>` entry (the runtime fills it in).
+struct ExecSettings {
+  std::vector<std::string> command;  // argv; command[0] is looked up in PATH
+  std::int64_t timeout_ms = 120000;  // a turn running longer is cancelled
+  int kill_grace_ms = 2000;          // SIGTERM, then SIGKILL after this long
+  std::string cwd;
+  std::map<std::string, std::string> env;
+};
 
 // Runs `settings.command` once per turn. The child gets one JSON line on stdin
 // ({"runId","sessionKey","channel","chatId","sender","text","history":[{"role","text"}]}),
@@ -30,7 +43,7 @@ class ExecAgent final : public pipeline::Agent {
   // polling where unsupported), or polling waitpid with a 1..50 ms backoff. Tests force both.
   enum class ExitWatch { pidfd, polling };
 
-  ExecAgent(boost::asio::io_context& io, config::AgentSettings settings,
+  ExecAgent(boost::asio::io_context& io, ExecSettings settings,
             ExitWatch exit_watch = ExitWatch::pidfd);
   std::string_view type() const override { return "exec"; }
   std::unique_ptr<pipeline::Turn> start(pipeline::TurnRequest request,
@@ -38,7 +51,7 @@ class ExecAgent final : public pipeline::Agent {
 
  private:
   boost::asio::io_context& io_;
-  config::AgentSettings settings_;
+  ExecSettings settings_;
   ExitWatch exit_watch_;
 };
 

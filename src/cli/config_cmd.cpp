@@ -1,11 +1,7 @@
 #include "cli/config_cmd.h"
 
 #include <cerrno>
-#include <chrono>
-#include <cstdio>
 #include <cstring>
-#include <ctime>
-#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string_view>
@@ -13,18 +9,14 @@
 
 #include <CLI/CLI.hpp>
 
-#include "config/config.h"
-#include "config/config_text.h"
-#include "config/diff.h"
-#include "config/document.h"
 #include "runtime/gateway.h"
+#include "runtime/offline_config.h"
 #include "server/client.h"
 
 namespace drawbridge::cli {
 
 namespace {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 using runtime::exit_code::config_invalid;
 using runtime::exit_code::crashed;
@@ -36,8 +28,8 @@ std::string show_path(const std::string& path) {
 }
 
 // "  gateway.port: expected an integer in 1..65535, got \"abc\"" for each error, on stderr.
-void print_errors(const std::vector<config::ConfigError>& errors) {
-  for (const auto& e : errors) std::cerr << "  " << e.to_string() << "\n";
+void print_errors(const std::vector<std::string>& errors) {
+  for (const auto& e : errors) std::cerr << "  " << e << "\n";
 }
 
 // The errors of a CONFIG_INVALID answer or a config.get: [{path, pointer, message}].
@@ -57,26 +49,6 @@ void print_value(const json& v, bool as_json) {
   }
 }
 
-struct FileText {
-  bool exists = false;
-  std::string text;
-  std::string error;  // set when the file exists but cannot be read
-};
-
-// Regular files only and at most config::kMaxConfigBytes: `config patch /dev/zero` or a FIFO
-// fails at once instead of reading forever or waiting for a writer.
-FileText read_file(const std::string& path) {
-  FileText f;
-  auto file = config::read_config_text_file(path);
-  f.exists = file.exists;
-  if (file.text) {
-    f.text = std::move(*file.text);
-  } else if (file.exists) {
-    f.error = std::move(file.error);
-  }
-  return f;
-}
-
 // Standard input, at most `max_bytes`; nullopt when there is more.
 std::optional<std::string> read_stdin(std::size_t max_bytes) {
   std::string text;
@@ -86,12 +58,6 @@ std::optional<std::string> read_stdin(std::size_t max_bytes) {
   }
   if (text.size() > max_bytes) return std::nullopt;
   return text;
-}
-
-std::string absolute(const std::string& path) {
-  std::error_code ec;
-  fs::path p = fs::absolute(path, ec);
-  return ec ? path : p.lexically_normal().string();
 }
 
 // The gateway, connected, or nullptr when nothing listens at the address. Only a refused
@@ -120,32 +86,23 @@ std::string details_code(const server::ClientError& e) {
   return it->value("code", "");
 }
 
-// `text` as a config document or patch; nullopt and `error` ("NAME is not JSON: line 3, ...",
-// "NAME: line 1, column 66: nested deeper than 64 levels (at meta)") when it is refused.
-std::optional<json> parse_text(const std::string& name, const std::string& text,
-                               std::string& error) {
-  auto parsed = config::parse_config_json(text);
-  if (parsed.ok()) return std::move(parsed.value);
-  error = name + (parsed.error->kind == config::JsonErrorKind::syntax ? " is not JSON: " : ": ") +
-          parsed.error->to_string();
-  return std::nullopt;
-}
-
 // The patch of `config patch FILE|-`: JSON with comments, an object.
 std::optional<json> read_patch(const std::string& source) {
   std::string text;
   std::string name = source;
   if (source == "-") {
     name = "stdin";
-    auto in = read_stdin(config::kMaxConfigBytes);
+    auto in = read_stdin(runtime::max_config_bytes());
     if (!in) {
       std::cerr << "drawbridge: stdin: larger than the limit of "
-                << config::describe_bytes(config::kMaxConfigBytes) << " for a config patch\n";
+                << runtime::describe_bytes(runtime::max_config_bytes()) << " for a config patch\n";
       return std::nullopt;
     }
     text = std::move(*in);
   } else {
-    FileText f = read_file(source);
+    // Regular files only and at most max_config_bytes(): `config patch /dev/zero` or a FIFO
+    // fails at once instead of reading forever or waiting for a writer.
+    const runtime::ConfigFileText f = runtime::read_config_text(source);
     if (!f.exists || !f.error.empty()) {
       std::cerr << "drawbridge: "
                 << (f.error.empty() ? "cannot read " + source + ": " + std::strerror(ENOENT)
@@ -156,7 +113,7 @@ std::optional<json> read_patch(const std::string& source) {
     text = std::move(f.text);
   }
   std::string error;
-  auto patch = parse_text(name, text, error);
+  auto patch = runtime::parse_config_document(name, text, error);
   if (!patch) {
     std::cerr << "drawbridge: " << error << "\n";
     return std::nullopt;
@@ -169,44 +126,23 @@ std::optional<json> read_patch(const std::string& source) {
   return patch;
 }
 
-// `meta` is bookkeeping (lastTouchedAt, ...): a write that changes only it is no change.
-json without_meta(json doc) {
-  if (doc.is_object()) doc.erase("meta");
-  return doc;
-}
-
-std::string iso_now() {
-  const auto now = std::chrono::system_clock::now();
-  const auto t = std::chrono::system_clock::to_time_t(now);
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<long long>(ms));
-  return buf;
-}
-
 // --- offline: the file itself ---------------------------------------------------------------
 
 // The effective config of `file` (the built-in defaults when empty), secrets redacted like
 // config.get does, so that the output does not depend on whether the gateway runs.
 int offline_get(const std::string& file, const std::vector<PathStep>& steps,
                 const std::string& path, bool as_json) {
-  auto loaded = config::load_config_file(file);
+  const auto loaded = runtime::load_offline_config(file);
   if (!loaded.io_error.empty()) {
     std::cerr << "drawbridge: " << loaded.io_error << "\n";
     return config_invalid;
   }
-  if (!loaded.parsed.config) {
-    std::cerr << file << ": " << loaded.parsed.errors.size() << " problem(s)\n";
-    print_errors(loaded.parsed.errors);
+  if (!loaded.effective) {
+    std::cerr << file << ": " << loaded.errors.size() << " problem(s)\n";
+    print_errors(loaded.errors);
     return config_invalid;
   }
-  const json doc = config::redact(config::effective_json(*loaded.parsed.config));
-  const json* v = value_at(doc, steps);
+  const json* v = value_at(*loaded.effective, steps);
   if (v == nullptr) {
     std::cerr << "no such key: " << path << "\n";
     return crashed;
@@ -221,14 +157,14 @@ int offline_validate(const std::string& file) {
                  "valid\n";
     return ok;
   }
-  auto loaded = config::load_config_file(file);
+  const auto loaded = runtime::load_offline_config(file);
   if (!loaded.io_error.empty()) {
     std::cerr << loaded.io_error << "\n";
     return config_invalid;
   }
-  if (!loaded.parsed.config) {
-    std::cerr << file << ": " << loaded.parsed.errors.size() << " problem(s)\n";
-    print_errors(loaded.parsed.errors);
+  if (!loaded.effective) {
+    std::cerr << file << ": " << loaded.errors.size() << " problem(s)\n";
+    print_errors(loaded.errors);
     return config_invalid;
   }
   std::cout << file << ": valid\n";
@@ -239,83 +175,34 @@ int offline_validate(const std::string& file) {
 // the old text as the last-known-good copy when it was valid. An invalid result leaves the
 // file untouched. A file that does not exist yet is created (from {}).
 int offline_patch(const std::string& file, const json& patch, bool as_json) {
-  FileText current = read_file(file);
-  if (!current.error.empty()) {
-    std::cerr << "drawbridge: " << current.error << "\n";
-    return crashed;
+  using Outcome = runtime::OfflineEdit::Outcome;
+  const auto edit = runtime::edit_config_file(file, patch);
+  if (edit.outcome == Outcome::invalid || edit.outcome == Outcome::failed) {
+    std::cerr << edit.message << "\n";
+    print_errors(edit.errors);
+    return edit.outcome == Outcome::invalid ? config_invalid : crashed;
   }
-  json before = json::object();
-  if (current.exists) {
-    std::string error;
-    auto doc = parse_text(file, current.text, error);
-    if (!doc) {
-      std::cerr << error << "; fix it by hand (nothing was written)\n";
-      return config_invalid;
-    }
-    before = std::move(*doc);
+  const bool written = edit.outcome == Outcome::written;
+  if (as_json) {
+    std::cout << json{{"ok", true},
+                      {"path", edit.path},
+                      {"hash", edit.hash},
+                      {"written", written},
+                      {"changedPaths", edit.changed}}
+                     .dump(2)
+              << "\n";
   }
-  json after = config::merge_patch(before, patch);
-  // A document read back from `config get` carries placeholders for the secrets.
-  if (auto errors = config::restore_redacted(after, before); !errors.empty()) {
-    std::cerr << file << ": " << errors.size() << " problem(s); nothing was written\n";
-    print_errors(errors);
-    return config_invalid;
-  }
-  const std::string path = absolute(file);
-  const auto old_parsed = config::validate_config(before);
-  auto answer = [&](bool written, const std::vector<std::string>& changed,
-                    const std::string& text) {
-    if (as_json) {
-      std::cout << json{{"ok", true},
-                        {"path", path},
-                        {"hash", config::content_hash(text)},
-                        {"written", written},
-                        {"changedPaths", changed}}
-                       .dump(2)
-                << "\n";
-    }
-  };
-  if (current.exists && without_meta(after) == without_meta(before)) {
-    answer(false, {}, current.text);
+  if (!written) {
     if (!as_json) std::cout << "no change\n";
     return ok;
   }
-  // Bookkeeping, as the gateway (and OpenClaw) write it.
-  after["meta"]["lastTouchedAt"] = iso_now();
-  after["meta"]["lastTouchedVersion"] = DRAWBRIDGE_VERSION;
-  // Checked as the text that will be written, so that it passes every limit the next load
-  // applies (a path and a value may together nest deeper than either alone).
-  const std::string text = config::serialize(after);
-  const auto parsed = config::parse_config(text);
-  if (!parsed.config) {
-    std::cerr << file << ": the change would leave " << parsed.errors.size()
-              << " problem(s); nothing was written\n";
-    print_errors(parsed.errors);
-    return config_invalid;
-  }
-  // What changed in meaning: defaults spelled out or dropped are no change.
-  const auto changed = old_parsed.config
-                           ? config::diff_paths(config::effective_json(*old_parsed.config),
-                                                config::effective_json(*parsed.config))
-                           : config::diff_paths(without_meta(before), without_meta(after));
-  if (current.exists && old_parsed.config) {
-    if (auto saved = config::save_last_good(file, current.text); !saved.ok) {
-      std::cerr << "drawbridge: " << saved.error << " (nothing was written)\n";
-      return crashed;
-    }
-  }
-  if (auto written = config::write_atomic(file, text); !written.ok) {
-    std::cerr << "drawbridge: " << written.error << "\n";
-    return crashed;
-  }
-  answer(true, changed, text);
   if (!as_json) {
-    std::cout << "written " << path;
-    if (changed.empty()) {
+    std::cout << "written " << edit.path;
+    if (edit.changed.empty()) {
       std::cout << " (no change in effect)";
     } else {
       std::cout << "; changed:";
-      for (const auto& c : changed) std::cout << " " << c;
+      for (const auto& c : edit.changed) std::cout << " " << c;
     }
     std::cout << "\napplies when the gateway starts\n";
   }
@@ -421,8 +308,8 @@ std::optional<std::vector<PathStep>> parse_config_path(const std::string& path,
       return fail("empty key at offset " + std::to_string(i));
     }
     if (!key.empty()) steps.push_back({key, std::nullopt});
-    if (steps.size() > config::kMaxConfigDepth) {
-      return fail("more than " + std::to_string(config::kMaxConfigDepth) + " levels");
+    if (steps.size() > runtime::max_config_depth()) {
+      return fail("more than " + std::to_string(runtime::max_config_depth()) + " levels");
     }
     while (i < path.size() && path[i] == '[') {
       const std::size_t close = path.find(']', i);
@@ -433,8 +320,8 @@ std::optional<std::vector<PathStep>> parse_config_path(const std::string& path,
         return fail("expected an index like [0] at offset " + std::to_string(i));
       }
       steps.push_back({"", static_cast<std::size_t>(std::stoul(digits))});
-      if (steps.size() > config::kMaxConfigDepth) {
-        return fail("more than " + std::to_string(config::kMaxConfigDepth) + " levels");
+      if (steps.size() > runtime::max_config_depth()) {
+        return fail("more than " + std::to_string(runtime::max_config_depth()) + " levels");
       }
       i = close + 1;
     }
@@ -462,8 +349,8 @@ const json* value_at(const json& doc, const std::vector<PathStep>& path) {
 }
 
 json parse_set_value(const std::string& text) {
-  auto parsed = config::parse_config_json(text);
-  return parsed.ok() ? std::move(parsed.value) : json(text);
+  auto parsed = runtime::parse_config_value(text);
+  return parsed.json ? std::move(*parsed.json) : json(text);
 }
 
 json merge_patch_setting(const std::vector<PathStep>& path, json value) {
@@ -599,9 +486,8 @@ int ConfigCommands::run(const std::string& config_path,
       }
     }
     // JSON that is refused for a limit (too deep, a repeated key) is an error, not text.
-    if (auto parsed = config::parse_config_json(value_);
-        !parsed.ok() && parsed.error->kind != config::JsonErrorKind::syntax) {
-      std::cerr << "drawbridge: VALUE: " << parsed.error->to_string() << "\n";
+    if (auto parsed = runtime::parse_config_value(value_); !parsed.refused.empty()) {
+      std::cerr << "drawbridge: VALUE: " << parsed.refused << "\n";
       return config_invalid;
     }
     patch = merge_patch_setting(steps, parse_set_value(value_));

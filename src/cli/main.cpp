@@ -15,9 +15,9 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/config_cmd.h"
-#include "config/config.h"
 #include "runtime/gateway.h"
 #include "runtime/log_redaction.h"
+#include "runtime/offline_config.h"
 #include "server/client.h"
 
 namespace {
@@ -49,15 +49,14 @@ struct Target {
 Target resolve_target(const std::string& config_path, const std::string& url,
                       const std::string& token) {
   Target t;
-  auto loaded = drawbridge::config::load_config_file(config_path);
-  if (loaded.parsed.config) {
-    const auto& cfg = *loaded.parsed.config;
-    t.port = cfg.gateway.port;
-    std::string addr = drawbridge::runtime::bind_address(cfg.gateway.bind);
+  const auto loaded = drawbridge::runtime::load_offline_config(config_path);
+  if (loaded.effective) {
+    t.port = loaded.port;
+    std::string addr = drawbridge::runtime::bind_address(loaded.bind);
     t.host = addr == "0.0.0.0" ? "127.0.0.1" : addr == "::" ? "::1" : addr;
-    t.token = cfg.gateway.auth_token;
+    t.token = loaded.auth_token;
     if (t.token.empty()) {
-      std::ifstream in(drawbridge::runtime::token_file_path(cfg.store.data_dir));
+      std::ifstream in(drawbridge::runtime::token_file_path(loaded.data_dir));
       std::getline(in, t.token);
     }
   }

@@ -1031,6 +1031,19 @@ void Pipeline::send_notice(const ActiveChat& chat, const std::string& text,
       });
 }
 
+HistoryPage Pipeline::history_page(const std::string& session_key, std::size_t limit,
+                                   std::size_t max_bytes, std::int64_t before_id) {
+  auto page = store_.transcript_page(session_key, limit, max_bytes, before_id);
+  HistoryPage out;
+  out.more = page.more;
+  out.messages.reserve(page.entries.size());
+  for (auto& e : page.entries) {
+    out.messages.push_back(TranscriptMessage{e.id, std::move(e.role), std::move(e.text),
+                                             std::move(e.run_id), e.created_at_ms});
+  }
+  return out;
+}
+
 std::vector<ActiveRun> Pipeline::active_runs() const {
   std::vector<ActiveRun> out;
   out.reserve(running_.size());

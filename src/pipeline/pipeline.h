@@ -83,6 +83,21 @@ struct PipelineOptions {
   core::Duration retry_max{30000};
 };
 
+// One transcript entry as the control plane shows it (chat.history, GET /v1/history).
+struct TranscriptMessage {
+  std::int64_t id = 0;  // increases with time; the `before` of the next older page
+  std::string role;     // "user" or "assistant"
+  std::string text;
+  std::string run_id;
+  std::int64_t created_at_ms = 0;
+};
+
+// A page of a session's transcript, oldest first; `more` when older entries remain.
+struct HistoryPage {
+  std::vector<TranscriptMessage> messages;
+  bool more = false;
+};
+
 // What a generation takes from the config (messages.*, commands.restart).
 struct PipelineSettings {
   core::Duration inbound_debounce{0};
@@ -204,7 +219,11 @@ class Pipeline {
   std::size_t reserved_replies() const { return replies_.reservations(); }
   const Metrics& metrics() const { return metrics_; }
   Metrics& metrics() { return metrics_; }
-  store::Store& store() { return store_; }
+  // The entries of `session_key` older than `before_id` (0: the newest), at most `limit` of
+  // them and `max_bytes` of text (the newest always comes, so paging makes progress). A read
+  // of the store on the calling thread; throws what the store throws.
+  HistoryPage history_page(const std::string& session_key, std::size_t limit,
+                           std::size_t max_bytes, std::int64_t before_id);
   bool has_channel(const std::string& id) const { return routes_.count(id) != 0; }
 
   static std::vector<std::string> split_reply(const std::string& text, int max_chars);

@@ -35,6 +35,7 @@
 #include "config/config_text.h"
 #include "config/diff.h"
 #include "config/document.h"
+#include "config/edit.h"
 #include "config/secrets.h"
 #include "core/clock.h"
 #include "core/drain_plan.h"
@@ -626,8 +627,14 @@ class Gateway final : public server::Control {
   }
 
   std::unique_ptr<pipeline::Agent> make_agent(const config::AgentSettings& a, std::string& error) {
-    if (a.type == "echo") return std::make_unique<agents::EchoAgent>(io_, a);
-    if (a.type == "exec") return std::make_unique<agents::ExecAgent>(io_, a);
+    if (a.type == "echo") {
+      return std::make_unique<agents::EchoAgent>(
+          io_, agents::EchoSettings{a.delay_ms, a.chunk_chars, a.prefix});
+    }
+    if (a.type == "exec") {
+      return std::make_unique<agents::ExecAgent>(
+          io_, agents::ExecSettings{a.command, a.timeout_ms, a.kill_grace_ms, a.cwd, a.env});
+    }
     error = "agents." + a.id + ".type: \"" + a.type +
             "\" is not available in this build (available: echo, exec)";
     return nullptr;
@@ -1018,28 +1025,20 @@ class Gateway final : public server::Control {
     }
     auto given = config::parse_json_text(w.raw, perr);
     if (!given) return invalid({{"", "", "params.raw: " + perr}}, "the change");
-    json next_doc = w.whole ? *given : config::merge_patch(current, *given);
-    if (!next_doc.is_object()) {
-      return invalid({{"", "", "the resulting config is not an object"}}, "the change");
-    }
-    if (auto errors = config::restore_redacted(next_doc, current); !errors.empty()) {
-      return invalid(errors, "the change");
-    }
-    auto without_meta = [](json d) {
-      if (d.is_object()) d.erase("meta");
-      return d;
-    };
-    if (f.exists && without_meta(next_doc) == without_meta(current)) {
+    // Stamped with meta.lastTouched* as OpenClaw writes it; the gateway's own write never
+    // reloads anything.
+    const auto edit = config::plan_edit({std::move(current), f.exists, std::move(*given), w.whole,
+                                         config::iso_timestamp(std::chrono::system_clock::now()),
+                                         DRAWBRIDGE_VERSION});
+    if (!edit.errors.empty()) return invalid(edit.errors, "the change");
+    if (edit.unchanged) {
       json out = {{"ok", true},         {"path", config_path_}, {"hash", current_hash},
                   {"written", false},   {"changedPaths", json::array()},
                   {"plan", plan_json(core::plan_reload({}, core::ReloadMode::hybrid))}};
       out["plan"]["applied"] = true;
       return done(out);
     }
-    // Bookkeeping, as OpenClaw writes it: the gateway's own write never reloads anything.
-    next_doc["meta"]["lastTouchedAt"] = iso_now();
-    next_doc["meta"]["lastTouchedVersion"] = DRAWBRIDGE_VERSION;
-    const std::string text = config::serialize(next_doc);
+    const std::string& text = edit.text;
     auto c = candidate(text);
     if (!c.config) return invalid(c.errors, "the resulting config");
     const auto plan = plan_for(*c.config);
@@ -1073,20 +1072,6 @@ class Gateway final : public server::Control {
                    base["plan"] = std::move(plan_out);
                    done(base);
                  });
-  }
-
-  static std::string iso_now() {
-    const auto now = std::chrono::system_clock::now();
-    const auto t = std::chrono::system_clock::to_time_t(now);
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        now.time_since_epoch()).count() % 1000;
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<long long>(ms));
-    return buf;
   }
 
   // The watcher (or SIGHUP) read the file.

@@ -393,12 +393,12 @@ HttpSession::Response HttpSession::get_history(const Request& req) {
       throw std::invalid_argument("sessionKey: expected 1.." + std::to_string(kMaxSessionKey) +
                                   " characters");
     }
-    auto page = server_.pipeline().store().transcript_page(
-        session, limit, server_.options().max_history_bytes, before);
-    for (const auto& e : page.entries) messages.push_back(transcript_message(e));
+    auto page = server_.pipeline().history_page(session, limit,
+                                                server_.options().max_history_bytes, before);
+    for (const auto& e : page.messages) messages.push_back(transcript_message(e));
     body = {{"ok", true}, {"sessionKey", session}, {"messages", std::move(messages)},
             {"hasMore", page.more}};
-    if (page.more && !page.entries.empty()) body["nextBefore"] = page.entries.front().id;
+    if (page.more && !page.messages.empty()) body["nextBefore"] = page.messages.front().id;
   } catch (const std::invalid_argument& e) {
     status = http::status::bad_request;
     body = {{"ok", false},

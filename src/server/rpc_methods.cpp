@@ -29,7 +29,7 @@ RpcError control_failed(std::string_view what, const std::exception& e) {
 
 }  // namespace
 
-nlohmann::json transcript_message(const store::TranscriptEntry& e) {
+nlohmann::json transcript_message(const pipeline::TranscriptMessage& e) {
   nlohmann::json m = {{"role", e.role},
                       {"content", nlohmann::json::array({{{"type", "text"}, {"text", e.text}}})},
                       {"timestamp", e.created_at_ms},
@@ -228,11 +228,11 @@ RpcOutcome RpcMethods::chat_history(const Caller& caller, const nlohmann::json& 
     nlohmann::json messages = nlohmann::json::array();
     // Paged and capped by bytes: a long session never makes one answer larger than
     // gateway.limits.maxHistoryBytes (older entries: `before` = nextBefore).
-    auto page = pipeline_.store().transcript_page(*session, limit.value_or(200),
-                                                  limits_.max_history_bytes, before.value_or(0));
-    for (const auto& e : page.entries) messages.push_back(transcript_message(e));
-    const bool more = page.more && !page.entries.empty();
-    const std::int64_t next_before = more ? page.entries.front().id : 0;
+    auto page = pipeline_.history_page(*session, limit.value_or(200), limits_.max_history_bytes,
+                                       before.value_or(0));
+    for (const auto& e : page.messages) messages.push_back(transcript_message(e));
+    const bool more = page.more && !page.messages.empty();
+    const std::int64_t next_before = more ? page.messages.front().id : 0;
     nlohmann::json active = nlohmann::json::array();
     for (const auto& r : pipeline_.active_runs()) {
       if (r.session_key == *session) active.push_back(r.run_id);

@@ -77,7 +77,7 @@ class RpcMethods {
   std::map<std::string, Method, std::less<>> methods_;
 };
 
-nlohmann::json transcript_message(const store::TranscriptEntry& e);
+nlohmann::json transcript_message(const pipeline::TranscriptMessage& e);
 
 // The params of `gateway.restart.request` as a RestartIntent, or the message naming the field
 // that is wrong. Besides drawbridge's {reason, force, waitMs, delayMs, runId} it honours

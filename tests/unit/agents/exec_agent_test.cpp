@@ -89,17 +89,15 @@ class ExecAgentTest : public ::testing::TestWithParam<ExecAgent::ExitWatch> {
     std::filesystem::remove_all(dir_, ec);
   }
 
-  config::AgentSettings settings(std::vector<std::string> command) {
-    config::AgentSettings s;
-    s.id = "main";
-    s.type = "exec";
+  ExecSettings settings(std::vector<std::string> command) {
+    ExecSettings s;
     s.command = std::move(command);
     s.timeout_ms = 10000;
     s.kill_grace_ms = 2000;
     return s;
   }
 
-  std::unique_ptr<pipeline::Turn> start(const config::AgentSettings& s, Recorder& r) {
+  std::unique_ptr<pipeline::Turn> start(const ExecSettings& s, Recorder& r) {
     agent_ = std::make_unique<ExecAgent>(io_, s, GetParam());
     return agent_->start(make_request(), record(r));
   }
