@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages drawbridge builds with. Safe to run again: it installs only
-# what is missing.
+# Installs the Debian packages drawbridge builds with (--with-tests: and tests with;
+# --with-sanitizers: the asan preset's and the fuzzers' clang). Safe to run again: it installs
+# only what is missing.
 set -euo pipefail
 
 packages=(
@@ -10,14 +11,24 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   curl
 )
-if [[ "${1:-}" == "--with-tests" ]]; then
-  packages+=(sqlite3)
-  # Node and npm only fetch OpenClaw's packages (and Node 24) from the npm registry: any
-  # install that provides the commands will do (Debian's, or nodesource's nodejs with npm).
-  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    packages+=(nodejs npm)
-  fi
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --with-tests)
+      packages+=(sqlite3)
+      # Node and npm only fetch OpenClaw's packages (and Node 24) from the npm registry: any
+      # install that provides the commands will do (Debian's, or nodesource's nodejs with npm).
+      if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        packages+=(nodejs npm)
+      fi
+      ;;
+    --with-sanitizers)
+      # The asan preset and the fuzz targets: clang-14, its sanitizer and libFuzzer runtimes
+      # (libclang-rt-14-dev), llvm-symbolizer for file:line in reports (llvm-14).
+      packages+=(clang-14 libclang-rt-14-dev llvm-14)
+      ;;
+    *) echo "usage: $0 [--with-tests] [--with-sanitizers]" >&2; exit 64 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do
