@@ -49,7 +49,8 @@ void check_channels(const json& channels, const Location& at, Errors& errors, Co
   const auto known = ids_of(kinds);
   for (const auto& [id, value] : channels.items()) {
     const auto kind =
-        std::find_if(kinds.begin(), kinds.end(), [&](const schema::Kind& k) { return k.id == id; });
+        std::find_if(kinds.begin(), kinds.end(),
+                     [&id = id](const schema::Kind& k) { return k.id == id; });  // clang-14
     if (kind == kinds.end()) {
       errors.add(at.key(id), check::unknown_message("channel", id, "", known, "known"));
       continue;
