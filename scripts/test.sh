@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --with-tests
 tests/conformance/install.sh
-# No debug info unless asked (DRAWBRIDGE_DEBUG_INFO=ON): no test reads it, and it is a third
-# of the build time. The sanitizer and fuzz stages are scripts/test-asan.sh and
-# scripts/fuzz.sh (.ci/run runs all three).
+# No debug info unless asked (DRAWBRIDGE_DEBUG_INFO=ON): no test reads it, and it costs 20-30 %
+# of the compile time of the heavy files. The sanitizer and fuzz stages are
+# scripts/test-asan.sh and scripts/fuzz.sh (.ci/run runs all three).
 scripts/build.sh -DDRAWBRIDGE_TESTS=ON -DDRAWBRIDGE_BENCH=ON \
   -DDRAWBRIDGE_DEBUG_INFO="${DRAWBRIDGE_DEBUG_INFO:-OFF}"
 cd "${BUILD_DIR:-build}"
