@@ -19,6 +19,12 @@
 #include "e2e/harness.h"
 #include "e2e/lifecycle_helpers.h"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) && !defined(__SANITIZE_ADDRESS__)
+#define __SANITIZE_ADDRESS__ 1
+#endif
+#endif
+
 namespace drawbridge::e2e {
 namespace {
 
@@ -369,6 +375,11 @@ TEST(FileModes, AnExistingLooseDataFolderIsMadePrivateAtStart) {
 }
 
 TEST(FatalSignal, SigsegvWritesOneLastLineAndEndsBySignal) {
+#if defined(__SANITIZE_ADDRESS__)
+  // Under ASan the sanitizer's own SEGV handler reports and exits 1 after our line: the normal
+  // build checks the signal.
+  GTEST_SKIP() << "ASan handles SIGSEGV itself";
+#endif
   // No core file for the test's own SIGSEGV.
   rlimit saved{};
   ::getrlimit(RLIMIT_CORE, &saved);
