@@ -8,5 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --with-tests --with-sanitizers
 cmake --preset asan -DDRAWBRIDGE_FUZZ_SECONDS="${DRAWBRIDGE_FUZZ_SECONDS:-60}" >/dev/null
-cmake --build --preset asan
+# Only the fuzz targets: the sanitized test binaries are scripts/test-asan.sh's.
+cmake --build --preset asan --target fuzz_config fuzz_frames fuzz_http
 exec ctest --preset fuzz "$@"
