@@ -308,8 +308,8 @@ TEST_F(SmallLimitsTest, MessagesOverTheLimitAreRefusedAndNothingIsStored) {
   }
   auto res = post_message(port(), "tok", {{"message", std::string(1001, 'x')}});
   EXPECT_EQ(res.status, 413);
-  res = post_message(port(), "tok", {{"message", "m"}, {"sessionKey", std::string(900'000, 's')}});
-  EXPECT_EQ(res.status, 413);  // over the body limit already
+  // A body over the body limit is answered 413 before it is read (the e2e test sends one by
+  // hand: a blocking client may still be writing when the answer closes the connection).
   res = post_message(port(), "tok", {{"message", "m"}, {"sessionKey", std::string(600, 's')}});
   EXPECT_EQ(res.status, 400);
   res = post_message(port(), "tok", {{"message", "m"}, {"idempotencyKey", std::string(300, 'k')}});
