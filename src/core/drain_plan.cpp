@@ -136,6 +136,30 @@ void DrainPlan::enter_wait_turns(TimePoint now, std::vector<DrainAction>& out) {
   next_log_ = saturating_add(now, options_.blocker_log_interval);
   budget_end_.reset();
   if (options_.turn_budget) budget_end_ = saturating_add(now, *options_.turn_budget);
+  if (cut_at_ && (!budget_end_ || *cut_at_ < *budget_end_)) budget_end_ = cut_at_;
+}
+
+DrainStep DrainPlan::cut_turns(TimePoint at, TimePoint now,
+                               const std::vector<DrainBlocker>& blockers) {
+  std::vector<DrainAction> out;
+  if (!cut_at_ || at < *cut_at_) cut_at_ = at;
+  if (phase_ == DrainPhase::not_started || phase_ == DrainPhase::wait_followups) {
+    // Queued followups are journaled and run after the restart: no reason to wait past `at`.
+    if (phase_ == DrainPhase::wait_followups && *cut_at_ < followups_deadline_) {
+      followups_deadline_ = *cut_at_;
+    }
+  }
+  if (phase_ == DrainPhase::wait_turns && (!budget_end_ || *cut_at_ < *budget_end_)) {
+    budget_end_ = cut_at_;
+  }
+  // Whatever is due now happens now (a force: the followup wait ends, the turns are aborted).
+  if (phase_ == DrainPhase::wait_followups || phase_ == DrainPhase::wait_turns) {
+    on_timer(blockers, now, out);
+    if (phase_ == DrainPhase::wait_turns && budget_end_ && now >= *budget_end_) {
+      on_timer(blockers, now, out);
+    }
+  }
+  return result(std::move(out));
 }
 
 void DrainPlan::enter_wait_deliveries(std::vector<DrainAction>& out) {

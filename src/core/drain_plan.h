@@ -125,6 +125,11 @@ class DrainPlan {
 
   DrainStep step(const DrainEvent& event, TimePoint now);
 
+  // A more urgent request (a stop, a forced restart, a shorter waitMs): the wait on followups
+  // and turns ends by `at` at the latest. Never lengthens it. When `at` has passed and the plan
+  // waits on turns, the step aborts `blockers` at once; a later phase is left alone.
+  DrainStep cut_turns(TimePoint at, TimePoint now, const std::vector<DrainBlocker>& blockers);
+
   DrainPhase phase() const { return phase_; }
   std::optional<TimePoint> next_deadline() const;
   const DrainReport& report() const { return report_; }
@@ -142,6 +147,7 @@ class DrainPlan {
   TimePoint followups_deadline_{};
   TimePoint next_log_{};
   std::optional<TimePoint> budget_end_;
+  std::optional<TimePoint> cut_at_;  // cut_turns(): no wait on followups or turns beyond this
   DrainReport report_;
 };
 
