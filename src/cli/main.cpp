@@ -230,6 +230,7 @@ std::string describe_restart(const json& r) {
   if (status == "ignored") {
     return "restart ignored: " + (note.empty() ? "already restarting" : note);
   }
+  if (status == "shortened") return "restart under way, shortened: " + note + cycle;
   return "restart " + status + cycle + (note.empty() ? "" : "; " + note);
 }
 
@@ -347,7 +348,12 @@ int run_stop(const Target& target, const std::string& reason, int timeout_s) {
     client.connect(target.token, {"operator.admin"});
     json params = json::object();
     if (!reason.empty()) params["reason"] = reason;
-    client.request("gateway.stop", params);
+    json res = client.request("gateway.stop", params);
+    // What it did: a stop, one already under way, or a stop that takes a restart over.
+    const std::string note = res.value("note", "");
+    std::cout << (res.value("status", "") == "already-stopping" ? "already stopping"
+                                                                : "stopping")
+              << (note.empty() ? "" : ": " + note) << "\n";
   }
   // Stopped means the port is free: a supervisor or a new `drawbridge run` can take it.
   const auto deadline = Clock::now() + std::chrono::seconds(timeout_s);

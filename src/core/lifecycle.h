@@ -45,7 +45,6 @@ struct StopDecision {
     begin_drain,      // running: drain with kind stop
     take_over_drain,  // a restart's drain runs: it becomes the stop's (shorter budgets, exit)
     close_and_exit,   // failed: nothing runs, close the server and exit
-    exit_now,         // the process is handing off or waiting for nothing: just exit
     already_stopping,
   };
   What what;

@@ -39,6 +39,7 @@
 #include "config/secrets.h"
 #include "core/clock.h"
 #include "core/drain_plan.h"
+#include "core/lifecycle.h"
 #include "core/reload_plan.h"
 #include "core/restart_scheduler.h"
 #include "core/saturating.h"
@@ -188,18 +189,8 @@ struct StartedFrom {
 
 class Gateway final : public server::Control {
  public:
-  enum class State { starting, running, draining, restarting, stopping, failed };
-  static const char* to_string(State s) {
-    switch (s) {
-      case State::starting: return "starting";
-      case State::running: return "running";
-      case State::draining: return "draining";
-      case State::restarting: return "restarting";
-      case State::stopping: return "stopping";
-      case State::failed: return "failed";
-    }
-    return "?";
-  }
+  using State = core::LifecycleState;
+  State state() const { return lifecycle_.state(); }
 
   Gateway(config::Config cfg, RunOptions options, std::string config_path, std::string data_dir,
           std::string token, std::unique_ptr<GatewayLock> lock,
@@ -260,6 +251,27 @@ class Gateway final : public server::Control {
     if (auto err = wire_generation()) {
       spdlog::critical("{}", *err);
       return exit_code::config_invalid;
+    }
+    if (!inherited.empty()) {
+      // The predecessor's socket serves the address it was configured with; when the config
+      // now asks for another one, that is what this process binds (the predecessor closes the
+      // old one when it exits). A socket from systemd is the socket unit's to choose: served
+      // whatever the config says.
+      const std::string want = bind_address(cfg_.gateway.bind);
+      const auto have = local_address(inherited[0].fd);
+      if (have && !same_listen_address(have->first, have->second, want, cfg_.gateway.port)) {
+        if (started_by_predecessor()) {
+          spdlog::info("the inherited socket listens on {}:{}, the config asks for {}:{}: "
+                       "binding the new address (the old one closes)",
+                       have->first, have->second, want, cfg_.gateway.port);
+          for (const auto& s : inherited) ::close(s.fd);
+          inherited.clear();
+        } else {
+          spdlog::warn("the inherited socket (socket activation) listens on {}:{}, the config "
+                       "asks for {}:{}: serving the inherited one (change the socket unit)",
+                       have->first, have->second, want, cfg_.gateway.port);
+        }
+      }
     }
     if (!inherited.empty()) {
       // A predecessor's hand-off (re-exec, update) or systemd socket activation.
@@ -324,10 +336,10 @@ class Gateway final : public server::Control {
       // Serving on the config it had; a probe should still see that the file is broken.
       detail("config", config_health());
     }
-    if (state_ != State::running) {
+    if (state() != State::running) {
       r.ready = false;
-      r.reason = to_string(state_);
-      if (state_ == State::failed && !last_start_error_.empty()) {
+      r.reason = core::to_string(state());
+      if (state() == State::failed && !last_start_error_.empty()) {
         detail("error", last_start_error_);
       }
       return r;
@@ -391,8 +403,8 @@ class Gateway final : public server::Control {
 
   server::LifecycleView lifecycle() override {
     server::LifecycleView v;
-    v.state = to_string(state_);
-    v.accepting_connections = accepting_;
+    v.state = core::to_string(state());
+    v.accepting_connections = lifecycle_.accepting();
     v.restart_expected_ms = kRestartExpectedMs;
     return v;
   }
@@ -412,12 +424,17 @@ class Gateway final : public server::Control {
   }
 
   json request_stop(const std::string& reason) override {
-    if (state_ == State::stopping || stop_requested_) {
+    if (lifecycle_.stop_pending()) {
       return {{"ok", true}, {"status", "already-stopping"}};
     }
+    const bool restarting = state() == State::draining || state() == State::restarting;
     // Answer first: the connection this came on is closed by the drain.
     executor_.post([this, reason] { stop(reason.empty() ? "requested" : reason); });
-    return {{"ok", true}, {"status", "stopping"}};
+    json out = {{"ok", true}, {"status", "stopping"}};
+    if (restarting) {
+      out["note"] = "the stop takes over the restart under way (the stop's budget, then exit)";
+    }
+    return out;
   }
 
   // The shape of OpenClaw's health snapshot (hello-ok snapshot.health): a failing store is an
@@ -470,7 +487,7 @@ class Gateway final : public server::Control {
       store_counts = {{"error", e.what()}};
     }
     json out = {{"version", DRAWBRIDGE_VERSION},
-                {"state", to_string(state_)},
+                {"state", core::to_string(state())},
                 {"pid", ::getpid()},
                 {"uptimeMs", uptime_ms()},
                 {"generation", generation_},
@@ -707,24 +724,41 @@ class Gateway final : public server::Control {
     pipeline_->start();
     channels_stopping_ = false;
     for (auto& [id, ch] : channels_) start_channel(id);
-    accepting_ = true;
-    state_ = State::running;
+    lifecycle_.generation_started(configured_address(cfg_), applied_hash_);
+  }
+
+  // The address a config asks for, as the lifecycle compares it with what listens.
+  static core::ListenAddress configured_address(const config::Config& cfg) {
+    return {bind_address(cfg.gateway.bind), cfg.gateway.port};
   }
 
   // The next generation of an in-process restart: the drain finished, the old channels are
   // stopped and the server's clients are gone.
   void start_next_generation() {
     const auto t0 = clock_.now();
-    state_ = State::restarting;
-    accepting_ = false;
+    if (lifecycle_.stop_pending()) {
+      // A stop arrived after the drain: the process exits instead (the marker is written).
+      spdlog::info("a stop was asked for during the restart: not starting generation {}",
+                   generation_ + 1);
+      return finish_process();
+    }
+    lifecycle_.generation_starting();
     pipeline_->reset();
     channels_.clear();
     channel_agent_.clear();
     agents_.clear();
 
-    auto fail = [this](const std::string& why) {
-      state_ = State::failed;
-      accepting_ = true;  // status and health stay reachable
+    // What ran before: a failed start must leave the running config, its hash and the
+    // listening address describing the same thing (the retry applies the config that failed).
+    std::optional<config::Config> previous;
+    auto fail = [this, &previous](const std::string& why) {
+      if (previous) {
+        const bool token_back = previous->gateway.auth_token != cfg_.gateway.auth_token;
+        cfg_ = std::move(*previous);
+        if (token_back) set_token(cfg_);
+        update_log_secrets();
+      }
+      lifecycle_.generation_failed();
       last_start_error_ = why;
       if (lock_) {
         lock_->release();
@@ -777,9 +811,10 @@ class Gateway final : public server::Control {
                    data_dir_);
       next.store = cfg_.store;
     }
-    const bool address_changed =
-        next.gateway.port != cfg_.gateway.port || next.gateway.bind != cfg_.gateway.bind;
+    // Compared with what listens, not with the config of an attempt that failed.
+    const bool address_changed = lifecycle_.needs_relisten(configured_address(next));
     const bool token_changed = next.gateway.auth_token != cfg_.gateway.auth_token;
+    previous = std::move(cfg_);
     cfg_ = std::move(next);
     update_log_secrets();
     if (token_changed) set_token(cfg_);
@@ -974,10 +1009,10 @@ class Gateway final : public server::Control {
       e.extra = std::move(extra);
       done(e);
     };
-    if (state_ != State::running && state_ != State::failed) {
+    if (state() != State::running && state() != State::failed) {
       ConfigWriteError e;
       e.code = "GATEWAY_BUSY";
-      e.message = std::string("the gateway is ") + to_string(state_) + "; try again shortly";
+      e.message = std::string("the gateway is ") + core::to_string(state()) + "; try again shortly";
       e.retryable = true;
       e.retry_after_ms = kRestartExpectedMs;
       return done(e);
@@ -1093,10 +1128,10 @@ class Gateway final : public server::Control {
       return;
     }
     seen_hash_ = hash;
-    if (state_ != State::running && state_ != State::failed) {
+    if (state() != State::running && state() != State::failed) {
       // The next generation reads the file itself.
       spdlog::info("config {} changed while {}: the next generation reads it", config_path_,
-                   to_string(state_));
+                   core::to_string(state()));
       return;
     }
     auto c = candidate(f.text);
@@ -1110,7 +1145,7 @@ class Gateway final : public server::Control {
     }
     file_errors_ = json::array();
     last_valid_text_ = f.text;
-    if (state_ == State::failed) {
+    if (state() == State::failed) {
       spdlog::info("config {} changed and is valid: retrying the failed start", config_path_);
       core::RestartRequest req;
       req.reason = "config change (" + source + ") after a failed start";
@@ -1168,7 +1203,7 @@ class Gateway final : public server::Control {
       for (const auto& d : p.paths) paths.push_back(d.path);
       last_reload_["paths"] = paths;
     };
-    if (state_ != State::running) {
+    if (state() != State::running) {
       // A drain began while this waited: the next generation reads the file.
       out["note"] = "the gateway is restarting; the next generation reads the new config";
       done(out);
@@ -1339,7 +1374,7 @@ class Gateway final : public server::Control {
     auto start_new = [this, id, next, done, gen = generation_](
                          std::shared_ptr<pipeline::Channel> old) {
       // Runs after the old one stopped; it stays alive until its route is replaced.
-      if (gen != generation_ || channels_stopping_ || state_ != State::running) {
+      if (gen != generation_ || channels_stopping_ || state() != State::running) {
         return done({});  // a drain took over: the next generation starts channels
       }
       std::optional<std::string> error;
@@ -1371,7 +1406,7 @@ class Gateway final : public server::Control {
   // --- process restarts: supervised exit, re-exec hand-off, update ---
 
   std::string status_line() const {
-    std::string out = std::string(to_string(state_)) + ", generation " +
+    std::string out = std::string(core::to_string(state())) + ", generation " +
                       std::to_string(generation_) + ", " + std::to_string(channels_.size()) +
                       " channel(s)";
     if (!degraded_reason_.empty()) out += ", DEGRADED: config invalid, on last-known-good";
@@ -1467,6 +1502,14 @@ class Gateway final : public server::Control {
                       spdlog::info("handed over to pid {} in {:.1f} ms ({}); exiting", pid,
                                    ms_since(t0, clock_.now()), why);
                       exit_code_ = exit_code::ok;
+                      if (lifecycle_.stop_pending()) {
+                        // The stop wins over the hand-off: the successor serves now, so it
+                        // is the one that stops (it drains like any stop).
+                        spdlog::warn("a stop was asked for during the hand-off: passing it on "
+                                     "to pid {} (SIGTERM)",
+                                     pid);
+                        ::kill(pid, SIGTERM);
+                      }
                       finish_process();
                     });
   }
@@ -1488,6 +1531,11 @@ class Gateway final : public server::Control {
                              {"fromVersion", DRAWBRIDGE_VERSION},
                              {"atMs", clock_.wall_ms()}});
     }
+    if (lifecycle_.stop_pending()) {
+      spdlog::info("a stop was asked for during the hand-off: exiting");
+      return finish_process();
+    }
+    lifecycle_.hand_off_failed();
     server_->resume_accepting();
     start_next_generation();  // takes the lock again
   }
@@ -1514,12 +1562,12 @@ class Gateway final : public server::Control {
 
   json schedule_restart(const core::RestartRequest& req, const std::string& requested_by_run) {
     const auto now = clock_.now();
-    if (state_ == State::stopping || stop_requested_) {
+    if (lifecycle_.stop_pending()) {
       spdlog::info("restart requested ({}) while stopping; ignored", req.reason);
       return {{"ok", true}, {"status", "ignored"}, {"note", "stopping"}, {"dueInMs", 0},
               {"cycle", scheduler_.cycle()}};
     }
-    if (state_ == State::failed) {
+    if (state() == State::failed) {
       // The last start failed: this request is the retry, at once.
       spdlog::info("restart requested ({}): retrying the failed start", req.reason);
       restart_reason_ = req.reason;
@@ -1538,6 +1586,21 @@ class Gateway final : public server::Control {
       }
     }
     auto r = scheduler_.request(req, now);
+    if (r.status == core::ScheduleStatus::ignored && drain_) {
+      // A drain runs: a more urgent request (force, a shorter waitMs) shortens it.
+      auto cut = lifecycle_.on_urgent_restart(now, {req.force, req.wait});
+      if (cut.shortened) {
+        spdlog::warn("restart request ({}) is more urgent than the running drain: {}",
+                     req.reason, cut.note);
+        if (auto at = lifecycle_.watchdog_at()) arm_watchdog(*at);
+        cut_drain(*cut.turns_end);
+        return {{"ok", true}, {"status", "shortened"}, {"cycle", r.cycle}, {"dueInMs", 0},
+                {"note", cut.note}};
+      }
+      spdlog::info("restart request ({}) ignored: {}", req.reason, cut.note);
+      return {{"ok", true}, {"status", "ignored"}, {"cycle", r.cycle}, {"dueInMs", 0},
+              {"note", cut.note}};
+    }
     const auto due = std::chrono::duration_cast<std::chrono::milliseconds>(r.deadline - now);
     switch (r.status) {
       case core::ScheduleStatus::scheduled:
@@ -1584,31 +1647,67 @@ class Gateway final : public server::Control {
 
   // --- stop ---
 
+  // A stop's budgets: the force-exit watchdog (25 s, less under a supervisor's stop timeout)
+  // and 4/5 of it for turns, the rest for delivery and teardown.
+  static core::StopBudget stop_budget() {
+    const auto watchdog = core::shutdown_budget(core::ShutdownKind::stop, std::nullopt,
+                                                env_duration_ms("DRAWBRIDGE_STOP_TIMEOUT_MS"));
+    return {watchdog, watchdog ? std::optional(four_fifths(*watchdog)) : std::nullopt};
+  }
+
   void stop(const std::string& why) {
-    if (state_ == State::stopping || stop_requested_) {
-      spdlog::info("{} received while already stopping; ignored", why);
-      return;
+    const auto now = clock_.now();
+    const auto d = lifecycle_.on_stop(now, stop_budget());
+    using W = core::StopDecision::What;
+    switch (d.what) {
+      case W::already_stopping:
+        spdlog::info("{} received while already stopping; ignored", why);
+        return;
+      case W::close_and_exit:
+        spdlog::info("{}: stopping (the last start had failed)", why);
+        exit_code_ = exit_code::crashed;
+        server_->close("gateway stopping", std::nullopt,
+                       boost::beast::websocket::close_code::service_restart, "service restart",
+                       [this] { finish_process(); });
+        return;
+      case W::begin_drain: {
+        restart_timer_.cancel();
+        core::RestartAction action{};
+        action.reason = why;
+        begin_drain(core::DrainKind::stop, action);
+        return;
+      }
+      case W::take_over_drain: break;
     }
-    stop_requested_ = true;
-    if (state_ == State::draining || state_ == State::restarting) {
-      // No second teardown: the drain under way finishes, then the process exits instead of
-      // starting the next generation.
-      spdlog::info("{} received while restarting: the process stops once the drain finishes",
-                   why);
-      return;
-    }
-    if (state_ == State::failed) {
-      spdlog::info("{}: stopping (the last start had failed)", why);
-      exit_code_ = exit_code::crashed;
-      server_->close("gateway stopping", std::nullopt,
-                     boost::beast::websocket::close_code::service_restart, "service restart",
-                     [this] { finish_process(); });
-      return;
-    }
+    // A restart is under way: no second teardown, but from now on it is the stop's. Its turns
+    // get the stop's budget where that is shorter, the watchdog is the stop's, and the process
+    // exits when the drain is done instead of starting the next generation.
     restart_timer_.cancel();
-    core::RestartAction action{};
-    action.reason = why;
-    begin_drain(core::DrainKind::stop, action);
+    restart_reason_ = why + " (during " + restart_reason_ + ")";
+    notifier_->stopping("stopping (" + why + ")");
+    const auto left = [&](std::optional<core::TimePoint> at) {
+      return at ? std::to_string(std::max<std::int64_t>(
+                      0, std::chrono::duration_cast<core::Duration>(*at - now).count())) +
+                      " ms"
+                : std::string("unchanged");
+    };
+    spdlog::warn("{} received while restarting: the stop takes the restart over (turns: {}, "
+                 "watchdog: {}); the process exits once the drain is done",
+                 why, left(d.turns_end ? d.turns_end : lifecycle_.turns_end()),
+                 left(lifecycle_.watchdog_at()));
+    if (d.watchdog_at) arm_watchdog(*d.watchdog_at);
+    if (d.turns_end) cut_drain(*d.turns_end);
+  }
+
+  void arm_watchdog(core::TimePoint at) {
+    watchdog_budget_ = std::chrono::duration_cast<core::Duration>(at - drain_started_);
+    watchdog_.arm(at);
+  }
+
+  // Shortens the running drain's wait on turns (a stop, a more urgent restart request).
+  void cut_drain(core::TimePoint turns_end) {
+    if (!drain_) return;
+    run_step(drain_->cut_turns(turns_end, clock_.now(), blockers()));
   }
 
   void finish_process() {
@@ -1624,7 +1723,6 @@ class Gateway final : public server::Control {
 
   void begin_drain(core::DrainKind kind, const core::RestartAction& action) {
     const auto now = clock_.now();
-    drain_kind_ = kind;
     drain_started_ = now;
     drain_started_wall_ = clock_.wall_ms();
     restart_reason_ = action.reason;
@@ -1673,13 +1771,22 @@ class Gateway final : public server::Control {
         o.turn_budget = four_fifths(*watchdog);
       }
     }
+    std::optional<core::TimePoint> watchdog_at;
     if (watchdog) {
-      watchdog_budget_ = *watchdog;
       // Saturating: an enormous budget (waitMs near INT64_MAX) is a watchdog that never fires,
       // not a deadline wrapped into the past.
-      watchdog_.arm(core::saturating_add(std::chrono::steady_clock::now(), *watchdog));
+      watchdog_at = core::saturating_add(now, *watchdog);
+      arm_watchdog(*watchdog_at);
     }
-    state_ = kind == core::DrainKind::stop ? State::stopping : State::draining;
+    const auto path = restart_mode_ == RestartMode::supervised ? core::RestartPath::supervised
+                      : restart_mode_ == RestartMode::reexec   ? core::RestartPath::reexec
+                                                               : core::RestartPath::in_process;
+    // The turns' end as the lifecycle compares later requests with it (the plan counts the
+    // budget from the end of the followup wait, at most 5 s later).
+    lifecycle_.drain_began(
+        kind, path,
+        o.turn_budget ? std::optional(core::saturating_add(now, *o.turn_budget)) : std::nullopt,
+        watchdog_at);
     drain_ = std::make_unique<core::DrainPlan>(o);
     spdlog::info("{} ({}): draining; {} turn(s) running, {} waiting, {} debounced, {} "
                  "deliver(ies); turn budget {}, watchdog {}",
@@ -1708,7 +1815,10 @@ class Gateway final : public server::Control {
   // ended (a stale idle) carry its id and are dropped.
   void feed(core::DrainEvent event) {
     if (!drain_) return;
-    auto step = drain_->step(event, clock_.now());
+    run_step(drain_->step(event, clock_.now()));
+  }
+
+  void run_step(const core::DrainStep& step) {
     update_snapshot();
     for (auto& action : step.actions) run_action(action);
     if (!drain_) return;
@@ -1779,7 +1889,7 @@ class Gateway final : public server::Control {
         spdlog::warn("drain budget spent after {} ms: aborting {}", a.waited.count(),
                      core::format_blockers(a));
         last_drain_interrupted_ = true;
-        if (drain_kind_ == core::DrainKind::stop) {
+        if (lifecycle_.stop_pending()) {
           interrupted_ = pipeline_->interrupt_all("gateway stopping");
         } else {
           auto chats = pipeline_->abort_for_drain("restart budget spent");
@@ -1818,15 +1928,13 @@ class Gateway final : public server::Control {
         break;
       }
       case T::close_server:
-        if (drain_kind_ == core::DrainKind::stop) {
-          accepting_ = false;
+        lifecycle_.closing();
+        if (lifecycle_.stop_pending()) {
           // OpenClaw closes with 1012 on every shutdown; only restartExpectedMs tells a restart.
           server_->close("gateway stopping", std::nullopt,
                          boost::beast::websocket::close_code::service_restart, "service restart",
                          drain_event(core::DrainEventType::server_closed));
         } else {
-          accepting_ = false;
-          state_ = State::restarting;
           if (restart_mode_ != RestartMode::in_process) {
             // The next process serves: connections that arrive from now on wait in the socket's
             // backlog for it (a hand-off, or systemd holding the socket) instead of being
@@ -1858,15 +1966,16 @@ class Gateway final : public server::Control {
         pipeline_->flush_and_wait();
         spdlog::info("drain finished in {:.1f} ms{}", ms_since(drain_started_, clock_.now()),
                      report.interrupted ? " (turns were aborted: no clean-shutdown marker)" : "");
-        if (drain_kind_ == core::DrainKind::stop || stop_requested_) {
-          finish_process();
-        } else if (restart_mode_ == RestartMode::supervised) {
-          executor_.post([this] { supervised_exit(); });
-        } else if (restart_mode_ == RestartMode::reexec) {
-          executor_.post([this] { hand_off(); });
-        } else {
-          // After the commit callbacks already queued, so acknowledgements still go out.
-          executor_.post([this] { start_next_generation(); });
+        switch (lifecycle_.drain_finished()) {
+          case core::AfterDrain::exit_process: finish_process(); break;
+          case core::AfterDrain::supervised_exit:
+            executor_.post([this] { supervised_exit(); });
+            break;
+          case core::AfterDrain::hand_off: executor_.post([this] { hand_off(); }); break;
+          case core::AfterDrain::next_generation:
+            // After the commit callbacks already queued, so acknowledgements still go out.
+            executor_.post([this] { start_next_generation(); });
+            break;
         }
         break;
       }
@@ -1905,7 +2014,7 @@ class Gateway final : public server::Control {
                          {"status", list[i].status},
                          {"label", list[i].label}});
     }
-    return {{"kind", drain_kind_ == core::DrainKind::stop ? "stop" : "restart"},
+    return {{"kind", lifecycle_.stop_pending() ? "stop" : "restart"},
             {"reason", restart_reason_},
             {"phase", core::to_string(drain_->phase())},
             {"startedAtMs", drain_started_wall_},
@@ -2024,7 +2133,7 @@ class Gateway final : public server::Control {
       return;
     }
     // systemd's reload protocol: RELOADING=1 with the monotonic time, READY=1 once done.
-    const bool notify = state_ == State::running;
+    const bool notify = state() == State::running;
     if (notify) notifier_->reloading("reloading config (" + why + ")");
     auto f = read_config_file();
     WatchedFile w;
@@ -2041,7 +2150,7 @@ class Gateway final : public server::Control {
     } else {
       on_config_file(w, why);
     }
-    if (notify && state_ == State::running) notifier_->ready(status_line());
+    if (notify && state() == State::running) notifier_->ready(status_line());
   }
 
   config::Config cfg_;
@@ -2073,16 +2182,13 @@ class Gateway final : public server::Control {
   std::map<std::string, std::uint64_t> channel_starts_;  // per channel id, in this process
   bool channels_stopping_ = false;  // the drain stopped the channels: a hot reload starts none
 
-  State state_ = State::starting;
-  bool accepting_ = true;
-  bool stop_requested_ = false;
+  core::Lifecycle lifecycle_;
   bool clean_start_ = false;
   std::uint64_t generation_ = 0;
   std::uint64_t restarts_total_ = 0;
   core::RestartScheduler scheduler_;
   std::unique_ptr<core::DrainPlan> drain_;
   std::uint64_t drain_id_ = 0;
-  core::DrainKind drain_kind_ = core::DrainKind::restart;
   core::TimePoint drain_started_{};
   std::int64_t drain_started_wall_ = 0;
   std::string restart_reason_;

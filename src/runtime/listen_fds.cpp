@@ -1,6 +1,8 @@
 #include "runtime/listen_fds.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -105,6 +107,40 @@ std::vector<InheritedSocket> take(const char* pid_text, const char* fds_text,
 }
 
 }  // namespace
+
+std::optional<std::pair<std::string, int>> local_address(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return std::nullopt;
+  char text[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+    if (!::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text)) return std::nullopt;
+    return std::pair<std::string, int>{text, ntohs(in->sin_port)};
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    if (!::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text)) return std::nullopt;
+    return std::pair<std::string, int>{text, ntohs(in6->sin6_port)};
+  }
+  return std::nullopt;
+}
+
+bool same_listen_address(const std::string& have_ip, int have_port, const std::string& want_ip,
+                         int want_port) {
+  if (want_port != 0 && want_port != have_port) return false;
+  auto parse = [](const std::string& ip) -> std::optional<std::pair<int, std::string>> {
+    unsigned char buf[sizeof(in6_addr)] = {};
+    if (::inet_pton(AF_INET, ip.c_str(), buf) == 1) return std::pair{AF_INET, std::string(reinterpret_cast<char*>(buf), 4)};
+    if (::inet_pton(AF_INET6, ip.c_str(), buf) == 1) {
+      return std::pair{AF_INET6, std::string(reinterpret_cast<char*>(buf), sizeof(in6_addr))};
+    }
+    return std::nullopt;
+  };
+  const auto have = parse(have_ip);
+  const auto want = parse(want_ip);
+  return have && want && *have == *want;
+}
 
 std::vector<InheritedSocket> take_listen_fds() {
   // Copies: unsetenv() may free what getenv() returned.

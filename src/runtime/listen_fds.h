@@ -1,6 +1,8 @@
 #pragma once
 
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace drawbridge::runtime {
@@ -20,5 +22,14 @@ struct InheritedSocket {
 // left alone: we cannot tell which are meant). Call once, before any thread is started
 // (setenv/unsetenv are not thread-safe) and before anything else opens fds.
 std::vector<InheritedSocket> take_listen_fds();
+
+// The local address of a socket: {"127.0.0.1", 18789}; nullopt when it cannot be read.
+std::optional<std::pair<std::string, int>> local_address(int fd);
+
+// Whether a socket bound to have_ip:have_port serves the configured want_ip:want_port. The
+// addresses are compared as parsed ("::1" and "0:0:0:0:0:0:0:1" are one); a configured port
+// 0 (any free port) matches every port. A text that is not an address matches nothing.
+bool same_listen_address(const std::string& have_ip, int have_port, const std::string& want_ip,
+                         int want_port);
 
 }  // namespace drawbridge::runtime

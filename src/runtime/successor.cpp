@@ -265,6 +265,8 @@ Successor spawn_successor(const SuccessorOptions& options) {
   return result;
 }
 
+bool started_by_predecessor() { return std::getenv(kReadyVariable) != nullptr; }
+
 void report_ready_to_predecessor() {
   const char* text = std::getenv(kReadyVariable);
   if (text == nullptr) return;

@@ -56,6 +56,9 @@ Successor spawn_successor(const SuccessorOptions& options);
 // and unsets the variable. Call once ready (when /readyz would answer 200). No-op without the
 // variable. A predecessor that gave up (closed its end) is a warning, not a SIGPIPE.
 void report_ready_to_predecessor();
+// Started by a predecessor's hand-off (re-exec, update) rather than by a user or systemd:
+// true until report_ready_to_predecessor() has run.
+bool started_by_predecessor();
 
 // The predecessor's side, on the event loop: waits for a "READY ..." line on `ready_fd`, or EOF
 // (the successor exited or closed the pipe before it was ready: failure), or `timeout`. Calls

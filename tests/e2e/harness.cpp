@@ -416,12 +416,16 @@ bool Gateway::spawn_and_wait_ready(std::string& why) {
   port_ = free_port();
   out_file_ = dir_.path() / ("gateway-" + std::to_string(runs_) + ".out");
   err_file_ = dir_.path() / ("gateway-" + std::to_string(runs_) + ".err");
-  proc_ = std::make_unique<Process>(
-      // --config before `run`: see Process.ConfigOptionAfterTheRunSubcommandIsAccepted.
-      std::vector<std::string>{DRAWBRIDGE_BINARY, "--config", config_file_.string(), "run",
-                               "--port", std::to_string(port_), "--data-dir",
-                               data_dir_.string()},
-      dir_.path(), out_file_, err_file_, env_);
+  // --config before `run`: see Process.ConfigOptionAfterTheRunSubcommandIsAccepted.
+  std::vector<std::string> argv{DRAWBRIDGE_BINARY, "--config", config_file_.string(), "run",
+                                "--data-dir", data_dir_.string()};
+  if (port_in_config_) {
+    config_["gateway"]["port"] = port_;
+    config_file_ = dir_.write("config.json", config_.dump(2));
+  } else {
+    argv.insert(argv.end(), {"--port", std::to_string(port_)});
+  }
+  proc_ = std::make_unique<Process>(argv, dir_.path(), out_file_, err_file_, env_);
   const auto deadline = Clock::now() + 10s;
   HttpClient probe(port_, 1s);
   while (Clock::now() < deadline) {

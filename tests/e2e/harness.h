@@ -150,6 +150,9 @@ class Gateway {
   const fs::path& data_dir() const { return data_dir_; }
 
   void signal(int sig);
+  // The next start writes its free port into the config file (gateway.port) instead of
+  // passing --port, so that a config edit can move it (issue 17).
+  void set_port_in_config(bool on) { port_in_config_ = on; }
   // Environment variables for the next start (the environment is otherwise fixed).
   void set_env(const std::string& name, const std::string& value) { env_[name] = value; }
   // Bounded wait for the exit; throws (with the log) when it still runs at the deadline.
@@ -185,6 +188,7 @@ class Gateway {
   fs::path out_file_, err_file_;
   std::unique_ptr<Process> proc_;
   std::map<std::string, std::string> env_;
+  bool port_in_config_ = false;
 };
 
 // What one run looked like from a subscribed client.

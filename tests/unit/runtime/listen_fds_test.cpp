@@ -159,6 +159,32 @@ TEST_F(ListenFds, NamesThatDoNotMatchTheCountAreIgnored) {
   EXPECT_EQ(sockets[0].name, "");
 }
 
+// Issue 17 (4.): a re-exec's successor compares the inherited socket with its config.
+TEST(ListenAddress, SameAddressIsComparedAsParsed) {
+  EXPECT_TRUE(same_listen_address("127.0.0.1", 18789, "127.0.0.1", 18789));
+  EXPECT_TRUE(same_listen_address("::1", 18789, "0:0:0:0:0:0:0:1", 18789));
+  EXPECT_TRUE(same_listen_address("127.0.0.1", 40123, "127.0.0.1", 0));  // any port
+  EXPECT_FALSE(same_listen_address("127.0.0.1", 18789, "127.0.0.1", 18790));
+  EXPECT_FALSE(same_listen_address("127.0.0.1", 18789, "0.0.0.0", 18789));
+  EXPECT_FALSE(same_listen_address("127.0.0.1", 18789, "::1", 18789));
+  EXPECT_FALSE(same_listen_address("127.0.0.1", 18789, "localhost", 18789));
+}
+
+TEST(ListenAddress, LocalAddressOfABoundSocket) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  auto got = local_address(fd);
+  ::close(fd);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->first, "127.0.0.1");
+  EXPECT_GT(got->second, 0);
+  EXPECT_FALSE(local_address(-1));
+}
+
 TEST_F(ListenFds, NothingPassedIsEmpty) {
   EXPECT_TRUE(take_listen_fds().empty());
 }
