@@ -47,12 +47,16 @@
 #include "pipeline/pipeline.h"
 #include "runtime/asio_executor.h"
 #include "runtime/config_watcher.h"
+#include "runtime/diagnostic_bundle.h"
+#include "runtime/drain_runner.h"
 #include "runtime/fatal_signals.h"
 #include "runtime/file_modes.h"
 #include "runtime/gateway_lock.h"
 #include "runtime/listen_fds.h"
 #include "runtime/log_redaction.h"
 #include "runtime/sd_notifier.h"
+#include "runtime/signal_router.h"
+#include "runtime/startup.h"
 #include "runtime/successor.h"
 #include "runtime/supervisor.h"
 #include "runtime/store_thread.h"
@@ -80,114 +84,7 @@ std::string bind_address(const std::string& bind) {
 
 namespace {
 
-// Creates the data folder (0700) and proves it is writable; returns an error message otherwise.
-std::optional<std::string> prepare_data_dir(const std::string& dir) {
-  if (auto err = make_private_dir(dir)) return "store.dataDir: " + *err;
-  const std::string probe = (fs::path(dir) / ".write-test").string();
-  int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return "store.dataDir: cannot write to " + dir + ": " + std::strerror(errno);
-  ::close(fd);
-  ::unlink(probe.c_str());
-  return std::nullopt;
-}
-
-// The configured token, else the one kept in the data folder, else a new one written there.
-std::string resolve_token(const config::Config& cfg, const std::string& data_dir,
-                          bool& generated) {
-  generated = false;
-  if (!cfg.gateway.auth_token.empty()) return cfg.gateway.auth_token;
-  const std::string path = token_file_path(data_dir);
-  std::ifstream in(path);
-  std::string token;
-  if (in && std::getline(in, token) && !token.empty()) return token;
-  token = server::random_hex(24);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd >= 0) {
-    std::string line = token + "\n";
-    [[maybe_unused]] auto n = ::write(fd, line.data(), line.size());
-    ::fsync(fd);
-    ::close(fd);
-  }
-  generated = true;
-  return token;
-}
-
-// A generated token is shown once, on the terminal only: the log (a file, the journal, a
-// diagnostic bundle) never holds it. Clients on this machine read it from the file.
-void announce_generated_token(const std::string& token, const std::string& path) {
-  spdlog::info("generated an auth token, saved in {} (mode 0600); clients on this machine read "
-               "it there",
-               path);
-  if (::isatty(STDERR_FILENO) != 1) return;
-  spdlog::default_logger()->flush();
-  const std::string text = "\n  auth token: " + token +
-                           "\n  (shown once, on this terminal only; kept in " + path + ")\n\n";
-  std::string_view left(text);
-  while (!left.empty()) {
-    const ssize_t n = ::write(STDERR_FILENO, left.data(), left.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    left.remove_prefix(static_cast<std::size_t>(n));
-  }
-}
-
-// The token clients must present is weak: one warning line, never the token.
-void warn_if_weak(const std::string& token, bool generated) {
-  if (generated) return;
-  if (auto w = weak_token_warning(token)) spdlog::warn("{}", *w);
-}
-
-// Applies the command line's overrides to a config read from the file.
-void apply_overrides(config::Config& cfg, const RunOptions& options) {
-  if (options.port) cfg.gateway.port = *options.port;
-  if (options.bind) cfg.gateway.bind = *options.bind;
-  if (options.data_dir) cfg.store.data_dir = fs::absolute(*options.data_dir).string();
-}
-
-pipeline::PipelineSettings pipeline_settings(const config::Config& cfg) {
-  pipeline::PipelineSettings s;
-  s.inbound_debounce = core::Duration{cfg.messages.inbound_debounce_ms};
-  s.queue_mode = core::parse_followup_mode(cfg.messages.queue.mode)
-                     .value_or(core::FollowupMode::followup);
-  s.queue.cap = static_cast<std::size_t>(std::max(cfg.messages.queue.cap, 1));
-  s.queue.drop = core::parse_drop_policy(cfg.messages.queue.drop)
-                     .value_or(core::DropPolicy::summarize);
-  s.restart_command = cfg.commands.restart;
-  s.reply_ttl = core::Duration{cfg.messages.reply_ttl_ms};
-  return s;
-}
-
-std::optional<core::Duration> env_duration_ms(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return std::nullopt;
-  char* end = nullptr;
-  long long ms = std::strtoll(v, &end, 10);
-  if (end == v || ms < 0) {
-    spdlog::warn("{}={} is not a number of milliseconds; ignored", name, v);
-    return std::nullopt;
-  }
-  return core::Duration{ms};
-}
-
-
-
-double ms_since(core::TimePoint t0, core::TimePoint t1) {
-  return std::chrono::duration<double, std::milli>(t1 - t0).count();
-}
-
-// The config a process starts on: the file's text, or the last-known-good copy's when the
-// file is invalid (degraded).
-struct StartedFrom {
-  std::string text;
-  std::string file_hash;  // of the file on disk, when it is not `text`
-  std::string degraded_reason;
-  json file_errors = json::array();
-  // What the log must hide beyond the running config's secrets: those of the file as read
-  // (even invalid) and the token.
-  std::vector<std::string> file_secrets;
-};
-
-class Gateway final : public server::Control {
+class Gateway final : public server::Control, private DrainTarget {
  public:
   using State = core::LifecycleState;
   State state() const { return lifecycle_.state(); }
@@ -205,9 +102,10 @@ class Gateway final : public server::Control {
         recent_log_(std::move(recent_log)),
         redactor_(std::move(redactor)),
         executor_(io_),
-        signals_(io_),
+        signals_(io_, {[this](const std::string& n) { stop(n); },
+                       [this](const std::string& n, bool fresh) { on_restart_signal(n, fresh); },
+                       [this](const std::string& n) { reload(n); }}),
         restart_timer_(io_),
-        drain_timer_(io_),
         watchdog_([this] { on_watchdog(); }) {
     started_at_ = clock_.now();
     scheduler_ = core::RestartScheduler(scheduler_options(cfg_));
@@ -297,7 +195,7 @@ class Gateway final : public server::Control {
       }
     }
     export_gateway_url();
-    install_signals();
+    signals_.start();
     start_generation_io();
     server_->start();
     start_watcher();
@@ -504,7 +402,7 @@ class Gateway final : public server::Control {
                 {"pendingDeliveries", pipeline_->pending_deliveries()},
                 {"connections", server_ ? server_->connection_count() : 0},
                 {"store", store_counts},
-                {"drain", drain_status()},
+                {"drain", drain_.status()},
                 {"lastRestart", last_restart_},
                 {"restarts", restarts_total_},
                 {"binary", self_exe_},
@@ -852,7 +750,7 @@ class Gateway final : public server::Control {
                      {"startMs", ms_since(t0, now)},
                      {"interrupted", last_drain_interrupted_},
                      {"finishedAtMs", clock_.wall_ms()}};
-    if (after_last_reply_ms_) last_restart_["afterLastReplyMs"] = *after_last_reply_ms_;
+    if (auto after = drain_.after_last_reply_ms()) last_restart_["afterLastReplyMs"] = *after;
     notifier_->ready(status_line());
     spdlog::info("generation {} ready: restart ({}) took {:.1f} ms, the new generation started "
                  "in {:.1f} ms",
@@ -1456,8 +1354,7 @@ class Gateway final : public server::Control {
                                          " ms, so launchd does not throttle the restart)"
                                    : "");
     if (pause.count() == 0) return finish_process();
-    drain_timer_.expires_after(pause);
-    drain_timer_.async_wait([this](boost::system::error_code) { finish_process(); });
+    executor_.schedule(pause, [this] { finish_process(); });
   }
 
   // Re-exec (or update): the successor gets the listening socket and the gateway lock; we exit
@@ -1586,7 +1483,7 @@ class Gateway final : public server::Control {
       }
     }
     auto r = scheduler_.request(req, now);
-    if (r.status == core::ScheduleStatus::ignored && drain_) {
+    if (r.status == core::ScheduleStatus::ignored && drain_.active()) {
       // A drain runs: a more urgent request (force, a shorter waitMs) shortens it.
       auto cut = lifecycle_.on_urgent_restart(now, {req.force, req.wait});
       if (cut.shortened) {
@@ -1684,6 +1581,7 @@ class Gateway final : public server::Control {
     // exits when the drain is done instead of starting the next generation.
     restart_timer_.cancel();
     restart_reason_ = why + " (during " + restart_reason_ + ")";
+    drain_.set_reason(restart_reason_);
     notifier_->stopping("stopping (" + why + ")");
     const auto left = [&](std::optional<core::TimePoint> at) {
       return at ? std::to_string(std::max<std::int64_t>(
@@ -1705,17 +1603,13 @@ class Gateway final : public server::Control {
   }
 
   // Shortens the running drain's wait on turns (a stop, a more urgent restart request).
-  void cut_drain(core::TimePoint turns_end) {
-    if (!drain_) return;
-    run_step(drain_->cut_turns(turns_end, clock_.now(), blockers()));
-  }
+  void cut_drain(core::TimePoint turns_end) { drain_.cut(turns_end); }
 
   void finish_process() {
     watchdog_.disarm();
     spdlog::info("stopped");
     signals_.cancel();
     restart_timer_.cancel();
-    drain_timer_.cancel();
     io_.stop();
   }
 
@@ -1724,14 +1618,8 @@ class Gateway final : public server::Control {
   void begin_drain(core::DrainKind kind, const core::RestartAction& action) {
     const auto now = clock_.now();
     drain_started_ = now;
-    drain_started_wall_ = clock_.wall_ms();
     restart_reason_ = action.reason;
     restart_source_ = kind == core::DrainKind::stop ? "stop" : core::to_string(action.source);
-    noticed_chats_.clear();
-    last_work_done_at_.reset();
-    after_last_reply_ms_.reset();
-    ++drain_id_;
-
     restart_binary_.clear();
     restart_is_update_ = false;
     if (kind == core::DrainKind::restart) {
@@ -1754,54 +1642,60 @@ class Gateway final : public server::Control {
     const bool exits = kind == core::DrainKind::stop || restart_mode_ == RestartMode::supervised;
     const auto supervisor =
         exits ? env_duration_ms("DRAWBRIDGE_STOP_TIMEOUT_MS") : std::optional<core::Duration>{};
-    core::DrainOptions o;
-    o.kind = kind;
+    DrainStart start;
+    start.kind = kind;
+    start.reason = action.reason;
+    start.path = restart_mode_ == RestartMode::supervised ? core::RestartPath::supervised
+                 : restart_mode_ == RestartMode::reexec   ? core::RestartPath::reexec
+                                                          : core::RestartPath::in_process;
     std::optional<core::Duration> watchdog;
     if (kind == core::DrainKind::stop) {
       watchdog = core::shutdown_budget(core::ShutdownKind::stop, std::nullopt, supervisor);
       // A stop lets turns finish for most of its budget and keeps the rest for delivery and
       // teardown (20 s of OpenClaw's 25 s).
-      o.turn_budget = four_fifths(*watchdog);
+      start.turn_budget = four_fifths(*watchdog);
     } else {
       watchdog = core::shutdown_budget(core::ShutdownKind::restart, action.drain_budget,
                                        supervisor);
-      o.turn_budget = action.drain_budget;
+      start.turn_budget = action.drain_budget;
       // Under a supervisor's stop timeout the turns get most of what the watchdog allows.
-      if (supervisor && watchdog && (!o.turn_budget || *o.turn_budget > four_fifths(*watchdog))) {
-        o.turn_budget = four_fifths(*watchdog);
+      if (supervisor && watchdog &&
+          (!start.turn_budget || *start.turn_budget > four_fifths(*watchdog))) {
+        start.turn_budget = four_fifths(*watchdog);
       }
     }
-    std::optional<core::TimePoint> watchdog_at;
     if (watchdog) {
       // Saturating: an enormous budget (waitMs near INT64_MAX) is a watchdog that never fires,
       // not a deadline wrapped into the past.
-      watchdog_at = core::saturating_add(now, *watchdog);
-      arm_watchdog(*watchdog_at);
+      start.watchdog_at = core::saturating_add(now, *watchdog);
+      arm_watchdog(*start.watchdog_at);
     }
-    const auto path = restart_mode_ == RestartMode::supervised ? core::RestartPath::supervised
-                      : restart_mode_ == RestartMode::reexec   ? core::RestartPath::reexec
-                                                               : core::RestartPath::in_process;
-    // The turns' end as the lifecycle compares later requests with it (the plan counts the
-    // budget from the end of the followup wait, at most 5 s later).
-    lifecycle_.drain_began(
-        kind, path,
-        o.turn_budget ? std::optional(core::saturating_add(now, *o.turn_budget)) : std::nullopt,
-        watchdog_at);
-    drain_ = std::make_unique<core::DrainPlan>(o);
     spdlog::info("{} ({}): draining; {} turn(s) running, {} waiting, {} debounced, {} "
                  "deliver(ies); turn budget {}, watchdog {}",
                  kind == core::DrainKind::stop ? "stopping" : "restarting", action.reason,
                  pipeline_->active_runs().size(), pipeline_->waiting_count(),
                  pipeline_->debounced_count(), pipeline_->pending_deliveries(),
-                 o.turn_budget ? std::to_string(o.turn_budget->count()) + " ms" : "none",
+                 start.turn_budget ? std::to_string(start.turn_budget->count()) + " ms" : "none",
                  watchdog ? std::to_string(watchdog->count()) + " ms" : "none");
-    feed({core::DrainEventType::start});
+    drain_.begin(start);
   }
 
   // 4/5 of `d` without the overflow of d * 4 for an enormous d.
   static core::Duration four_fifths(core::Duration d) { return d - d / 5; }
 
-  std::vector<core::DrainBlocker> blockers() const {
+  // --- DrainTarget: what the drain acts on ---
+
+  std::size_t flush_debouncers() override { return pipeline_->flush_debouncers(); }
+  void when_followups_drained(std::function<void()> fn) override {
+    pipeline_->when_followups_drained(std::move(fn));
+  }
+  std::size_t waiting_count() override { return pipeline_->waiting_count(); }
+  void set_draining() override { pipeline_->set_draining(true); }
+  std::vector<pipeline::ActiveChat> active_chats() override { return pipeline_->active_chats(); }
+  void when_turns_idle(std::function<void()> fn) override {
+    pipeline_->work().when_idle({core::WorkKind::turn, core::WorkKind::task}, std::move(fn));
+  }
+  std::vector<core::DrainBlocker> blockers() override {
     std::vector<core::DrainBlocker> out;
     for (const auto& e : pipeline_->work().list({core::WorkKind::turn, core::WorkKind::task})) {
       if (e.exempt) continue;
@@ -1810,263 +1704,119 @@ class Gateway final : public server::Control {
     }
     return out;
   }
-
-  // Feeds the drain plan one event and runs what it answers. Callbacks of a drain that has
-  // ended (a stale idle) carry its id and are dropped.
-  void feed(core::DrainEvent event) {
-    if (!drain_) return;
-    run_step(drain_->step(event, clock_.now()));
+  std::size_t interrupt_all(const std::string& why) override {
+    return pipeline_->interrupt_all(why);
   }
-
-  void run_step(const core::DrainStep& step) {
-    update_snapshot();
-    for (auto& action : step.actions) run_action(action);
-    if (!drain_) return;
-    drain_timer_.cancel();
-    if (step.next_deadline) {
-      drain_timer_.expires_at(std::chrono::steady_clock::time_point(
-          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-              step.next_deadline->time_since_epoch())));
-      drain_timer_.async_wait([this, id = drain_id_](boost::system::error_code ec) {
-        if (ec || id != drain_id_) return;
-        feed({core::DrainEventType::timer, blockers()});
+  std::vector<pipeline::ActiveChat> abort_for_drain(const std::string& why) override {
+    return pipeline_->abort_for_drain(why);
+  }
+  std::size_t finish_detached() override { return pipeline_->finish_detached(); }
+  std::size_t pending_deliveries() override { return pipeline_->pending_deliveries(); }
+  void when_deliveries_idle(std::function<void()> fn) override {
+    pipeline_->when_deliveries_idle(std::move(fn));
+  }
+  void stop_channels(std::function<void()> done) override {
+    channels_stopping_ = true;
+    auto remaining = std::make_shared<std::size_t>(channels_.size());
+    if (*remaining == 0) return done();
+    for (auto& [id, ch] : channels_) {
+      ch->stop([remaining, done] {
+        if (--*remaining == 0) done();
       });
     }
   }
-
-  std::function<void()> drain_event(core::DrainEventType type) {
-    return [this, type, id = drain_id_] {
-      if (id == drain_id_ && !in_await_ &&
-          (type == core::DrainEventType::turns_idle ||
-           type == core::DrainEventType::deliveries_idle)) {
-        // The drain waited for this: the last turn or reply just finished.
-        last_work_done_at_ = clock_.now();
-      }
-      // Posted: an idle callback may run inside the pipeline's own bookkeeping.
-      executor_.post([this, type, id] {
-        if (id == drain_id_) feed({type});
-      });
-    };
+  void close_server(bool stopping, bool next_process, std::function<void()> done) override {
+    if (stopping) {
+      // OpenClaw closes with 1012 on every shutdown; only restartExpectedMs tells a restart.
+      server_->close("gateway stopping", std::nullopt,
+                     boost::beast::websocket::close_code::service_restart, "service restart",
+                     std::move(done));
+      return;
+    }
+    if (next_process) {
+      // The next process serves: connections that arrive from now on wait in the socket's
+      // backlog for it (a hand-off, or systemd holding the socket) instead of being served by
+      // a process about to exit.
+      server_->pause_accepting();
+    }
+    server_->disconnect_all("gateway restarting", kRestartExpectedMs,
+                            boost::beast::websocket::close_code::service_restart,
+                            "service restart", std::move(done));
   }
-
-  void run_action(const core::DrainAction& a) {
-    using T = core::DrainActionType;
-    switch (a.type) {
-      case T::set_not_ready:
-        // /readyz answers 503 from here on (state is draining or stopping).
-        break;
-      case T::flush_debouncers: {
-        const auto n = pipeline_->flush_debouncers();
-        if (n > 0) spdlog::info("drain: flushed {} debounce buffer(s) to their sessions", n);
-        break;
-      }
-      case T::await_followups:
-        pipeline_->when_followups_drained(drain_event(core::DrainEventType::followups_idle));
-        break;
-      case T::mark_draining:
-        if (!drain_->report().followups_drained) {
-          spdlog::warn("drain: {} followup(s) still queued; they run after the restart",
-                       pipeline_->waiting_count());
-        }
-        pipeline_->set_draining(true);
-        send_notices(a.notice, pipeline_->active_chats());
-        break;
-      case T::await_turns:
-        in_await_ = true;
-        pipeline_->work().when_idle({core::WorkKind::turn, core::WorkKind::task},
-                                    drain_event(core::DrainEventType::turns_idle));
-        in_await_ = false;
-        break;
-      case T::log_blockers:
-        spdlog::warn("drain waits for {} ms on: {}", a.waited.count(), core::format_blockers(a));
-        // A drain that legitimately runs long tells systemd, so its stop timeout does not
-        // fire first (the watchdog still bounds us).
-        notifier_->extend_timeout(std::chrono::seconds(60));
-        notifier_->status("draining for " + std::to_string(a.waited.count() / 1000) + " s: " +
-                          core::format_blockers(a));
-        break;
-      case T::abort_turns: {
-        spdlog::warn("drain budget spent after {} ms: aborting {}", a.waited.count(),
-                     core::format_blockers(a));
-        last_drain_interrupted_ = true;
-        if (lifecycle_.stop_pending()) {
-          interrupted_ = pipeline_->interrupt_all("gateway stopping");
-        } else {
-          auto chats = pipeline_->abort_for_drain("restart budget spent");
-          interrupted_ = chats.size();
-          send_notices(core::DrainNotice::interrupted, chats);
-        }
-        break;
-      }
-      case T::await_deliveries: {
-        // The turn that asked for the restart ends here, answered with what it said so far.
-        if (auto n = pipeline_->finish_detached()) {
-          spdlog::info("drain: closed {} turn(s) that asked for the restart", n);
-        }
-        in_await_ = true;
-        pipeline_->when_deliveries_idle(drain_event(core::DrainEventType::deliveries_idle));
-        in_await_ = false;
-        break;
-      }
-      case T::stop_channels: {
-        if (last_work_done_at_) {
-          after_last_reply_ms_ = ms_since(*last_work_done_at_, clock_.now());
-          spdlog::info("drain: teardown begins {:.3f} ms after the last reply", *after_last_reply_ms_);
-        }
-        channels_stopping_ = true;
-        auto remaining = std::make_shared<std::size_t>(channels_.size());
-        auto done = drain_event(core::DrainEventType::channels_stopped);
-        if (*remaining == 0) {
-          done();
-          break;
-        }
-        for (auto& [id, ch] : channels_) {
-          ch->stop([remaining, done] {
-            if (--*remaining == 0) done();
-          });
-        }
-        break;
-      }
-      case T::close_server:
-        lifecycle_.closing();
-        if (lifecycle_.stop_pending()) {
-          // OpenClaw closes with 1012 on every shutdown; only restartExpectedMs tells a restart.
-          server_->close("gateway stopping", std::nullopt,
-                         boost::beast::websocket::close_code::service_restart, "service restart",
-                         drain_event(core::DrainEventType::server_closed));
-        } else {
-          if (restart_mode_ != RestartMode::in_process) {
-            // The next process serves: connections that arrive from now on wait in the socket's
-            // backlog for it (a hand-off, or systemd holding the socket) instead of being
-            // served by a process about to exit.
-            server_->pause_accepting();
-          }
-          server_->disconnect_all("gateway restarting", kRestartExpectedMs,
-                                  boost::beast::websocket::close_code::service_restart,
-                                  "service restart",
-                                  drain_event(core::DrainEventType::server_closed));
-        }
-        break;
-      case T::write_clean_marker:
-        try {
-          pipeline_->flush_and_wait();
-          writer_store_->set_value("clean_shutdown", std::to_string(clock_.wall_ms()));
-        } catch (const std::exception& e) {
-          spdlog::error("cannot write the clean-shutdown marker: {}", e.what());
-        }
-        break;
-      case T::finished: {
-        const auto report = drain_->report();
-        last_drain_interrupted_ = report.interrupted;
-        drain_.reset();
-        ++drain_id_;
-        drain_timer_.cancel();
-        watchdog_.disarm();
-        update_snapshot();
-        pipeline_->flush_and_wait();
-        spdlog::info("drain finished in {:.1f} ms{}", ms_since(drain_started_, clock_.now()),
-                     report.interrupted ? " (turns were aborted: no clean-shutdown marker)" : "");
-        switch (lifecycle_.drain_finished()) {
-          case core::AfterDrain::exit_process: finish_process(); break;
-          case core::AfterDrain::supervised_exit:
-            executor_.post([this] { supervised_exit(); });
-            break;
-          case core::AfterDrain::hand_off: executor_.post([this] { hand_off(); }); break;
-          case core::AfterDrain::next_generation:
-            // After the commit callbacks already queued, so acknowledgements still go out.
-            executor_.post([this] { start_next_generation(); });
-            break;
-        }
-        break;
-      }
+  void write_clean_marker() override {
+    try {
+      pipeline_->flush_and_wait();
+      writer_store_->set_value("clean_shutdown", std::to_string(clock_.wall_ms()));
+    } catch (const std::exception& e) {
+      spdlog::error("cannot write the clean-shutdown marker: {}", e.what());
     }
   }
-
-  // One notice per chat and drain, best effort: a failed send is logged, never waited for.
-  void send_notices(core::DrainNotice kind, const std::vector<pipeline::ActiveChat>& chats) {
-    for (const auto& chat : chats) {
-      if (chat.detached) continue;  // it asked for the restart: it knows
-      const auto ch = cfg_.channels.find(chat.channel);
-      if (ch == cfg_.channels.end() || !ch->second.notices.enabled) continue;
-      const auto& n = ch->second.notices;
-      const std::string& text = kind == core::DrainNotice::shutting_down ? n.stopping
-                                : kind == core::DrainNotice::interrupted ? n.interrupted
-                                                                         : n.restarting;
-      if (!noticed_chats_.insert({chat.channel, chat.chat_id, text}).second) continue;
-      spdlog::info("notice to {}/{}: {}", chat.channel, chat.chat_id, text);
-      pipeline_->send_notice(chat, text, [chat](const std::string& error) {
-        if (!error.empty()) {
-          spdlog::warn("notice to {}/{} not sent: {}", chat.channel, chat.chat_id, error);
-        }
-      });
-    }
+  void flush_writes() override { pipeline_->flush_and_wait(); }
+  // Best effort: a failed send is logged, never waited for.
+  void send_notice(const pipeline::ActiveChat& chat, core::DrainNotice kind) override {
+    const auto ch = cfg_.channels.find(chat.channel);
+    if (ch == cfg_.channels.end() || !ch->second.notices.enabled) return;
+    const auto& n = ch->second.notices;
+    const std::string& text = kind == core::DrainNotice::shutting_down ? n.stopping
+                              : kind == core::DrainNotice::interrupted ? n.interrupted
+                                                                       : n.restarting;
+    spdlog::info("notice to {}/{}: {}", chat.channel, chat.chat_id, text);
+    pipeline_->send_notice(chat, text, [chat](const std::string& error) {
+      if (!error.empty()) {
+        spdlog::warn("notice to {}/{} not sent: {}", chat.channel, chat.chat_id, error);
+      }
+    });
   }
-
-  json drain_status() const {
-    if (!drain_) return nullptr;
-    auto list = blockers();
-    json waiting = json::array();
-    const std::size_t shown = std::min<std::size_t>(list.size(), 8);
-    for (std::size_t i = 0; i < shown; ++i) {
-      waiting.push_back({{"taskId", list[i].task_id},
-                         {"runId", list[i].run_id},
-                         {"sessionKey", list[i].session},
-                         {"status", list[i].status},
-                         {"label", list[i].label}});
+  void drain_slow(core::Duration waited, const std::string& blockers_text) override {
+    // A drain that legitimately runs long tells systemd, so its stop timeout does not fire
+    // first (the watchdog still bounds us).
+    notifier_->extend_timeout(std::chrono::seconds(60));
+    notifier_->status("draining for " + std::to_string(waited.count() / 1000) + " s: " +
+                      blockers_text);
+  }
+  void drain_changed() override { update_snapshot(); }
+  void drain_done(core::AfterDrain next) override {
+    last_drain_interrupted_ = drain_.interrupted();
+    watchdog_.disarm();
+    switch (next) {
+      case core::AfterDrain::exit_process: finish_process(); break;
+      case core::AfterDrain::supervised_exit:
+        executor_.post([this] { supervised_exit(); });
+        break;
+      case core::AfterDrain::hand_off: executor_.post([this] { hand_off(); }); break;
+      case core::AfterDrain::next_generation:
+        // After the commit callbacks already queued, so acknowledgements still go out.
+        executor_.post([this] { start_next_generation(); });
+        break;
     }
-    return {{"kind", lifecycle_.stop_pending() ? "stop" : "restart"},
-            {"reason", restart_reason_},
-            {"phase", core::to_string(drain_->phase())},
-            {"startedAtMs", drain_started_wall_},
-            {"waitingOn", waiting},
-            {"more", list.size() - shown},
-            {"pendingDeliveries", pipeline_->pending_deliveries()},
-            {"queued", pipeline_->waiting_count()}};
   }
 
   // --- the watchdog ---
 
   // What the watchdog thread writes if the drain never ends; refreshed on the loop.
   void update_snapshot() {
-    json snap = drain_status();
+    json snap = drain_.status();
     std::lock_guard lock(snapshot_mutex_);
     snapshot_ = std::move(snap);
   }
 
+  // The watchdog's thread: the bundle, then the process ends (agent commands first).
   void on_watchdog() {
-    json drain;
+    DiagnosticBundle bundle;
     {
       std::lock_guard lock(snapshot_mutex_);
-      drain = snapshot_;
+      bundle.drain = snapshot_;
     }
-    json recent = json::array();
-    if (recent_log_) {
-      for (auto& line : recent_log_->last_formatted()) {
-        while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-        recent.push_back(line);
-      }
-    }
-    const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
-    json bundle = {{"reason", "the drain did not finish within " +
-                                  std::to_string(watchdog_budget_.count()) + " ms"},
-                   {"pid", ::getpid()},
-                   {"version", DRAWBRIDGE_VERSION},
-                   {"generation", generation_},
-                   {"drain", drain},
-                   {"blockers", drain.is_object() ? drain["waitingOn"] : json::array()},
-                   {"writtenAtMs", wall},
-                   {"recentLog", recent}};
-    const auto dir = fs::path(data_dir_) / "diagnostics";
-    const auto path = dir / ("watchdog-" + std::to_string(wall) + ".json");
-    // 0700 and 0600 whatever the umask: a bundle quotes the log and the work in flight.
-    auto err = make_private_dir(dir.string());
-    if (!err) err = write_private_file(path.string(), bundle.dump(2) + "\n");
-    if (err) spdlog::error("watchdog: cannot write the diagnostic bundle: {}", *err);
+    bundle.reason =
+        "the drain did not finish within " + std::to_string(watchdog_budget_.count()) + " ms";
+    bundle.generation = generation_;
+    bundle.recent_log = recent_log_;
+    std::string error;
+    const std::string path = bundle.write(data_dir_, error);
+    if (!error.empty()) spdlog::error("watchdog: cannot write the diagnostic bundle: {}", error);
     spdlog::critical("watchdog: {}; diagnostic bundle written to {}; killing agent commands; "
                      "exiting with code 1",
-                     bundle["reason"].get<std::string>(), path.string());
+                     bundle.reason, path);
     spdlog::default_logger()->flush();
     agents::signal_all_groups(SIGKILL);  // a trapped command must not outlive the gateway
     std::_Exit(exit_code::crashed);
@@ -2074,43 +1824,18 @@ class Gateway final : public server::Control {
 
   // --- signals ---
 
-  void install_signals() {
-    ::signal(SIGPIPE, SIG_IGN);
-    signals_.add(SIGTERM);
-    signals_.add(SIGINT);
-    signals_.add(SIGUSR1);
-    signals_.add(SIGUSR2);
-    signals_.add(SIGHUP);
-    wait_signal();
-  }
-
-  void wait_signal() {
-    signals_.async_wait([this](boost::system::error_code ec, int sig) {
-      if (ec) return;
-      const std::string name = sig == SIGTERM   ? "SIGTERM"
-                               : sig == SIGINT  ? "SIGINT"
-                               : sig == SIGUSR1 ? "SIGUSR1"
-                               : sig == SIGUSR2 ? "SIGUSR2"
-                                                : "SIGHUP";
-      if (sig == SIGTERM || sig == SIGINT) {
-        stop(name);
-      } else if (sig == SIGUSR1 || sig == SIGUSR2) {
-        if (!cfg_.commands.restart) {
-          spdlog::warn("{} received: restarts from outside are turned off (commands.restart is "
-                       "false); ignored",
-                       name);
-        } else {
-          core::RestartRequest req;
-          req.reason = name;
-          req.source = core::RestartSource::signal;
-          req.fresh_process = sig == SIGUSR2;  // SIGUSR2: a fresh process (re-exec/supervised)
-          schedule_restart(req, {});
-        }
-      } else {
-        reload(name);
-      }
-      wait_signal();
-    });
+  void on_restart_signal(const std::string& name, bool fresh_process) {
+    if (!cfg_.commands.restart) {
+      spdlog::warn("{} received: restarts from outside are turned off (commands.restart is "
+                   "false); ignored",
+                   name);
+      return;
+    }
+    core::RestartRequest req;
+    req.reason = name;
+    req.source = core::RestartSource::signal;
+    req.fresh_process = fresh_process;  // SIGUSR2: a fresh process (re-exec/supervised)
+    schedule_restart(req, {});
   }
 
   void start_watcher() {
@@ -2166,9 +1891,8 @@ class Gateway final : public server::Control {
   boost::asio::io_context io_{1};
   core::SystemClock clock_;
   AsioExecutor executor_;
-  boost::asio::signal_set signals_;
+  SignalRouter signals_;
   boost::asio::steady_timer restart_timer_;
-  boost::asio::steady_timer drain_timer_;
   core::TimePoint started_at_;
   // Destroyed in reverse: the pipeline flushes through the thread, which commits to the writer.
   std::unique_ptr<store::SqliteStore> writer_store_;
@@ -2183,23 +1907,16 @@ class Gateway final : public server::Control {
   bool channels_stopping_ = false;  // the drain stopped the channels: a hot reload starts none
 
   core::Lifecycle lifecycle_;
+  DrainRunner drain_{clock_, executor_, lifecycle_, *this};
   bool clean_start_ = false;
   std::uint64_t generation_ = 0;
   std::uint64_t restarts_total_ = 0;
   core::RestartScheduler scheduler_;
-  std::unique_ptr<core::DrainPlan> drain_;
-  std::uint64_t drain_id_ = 0;
   core::TimePoint drain_started_{};
-  std::int64_t drain_started_wall_ = 0;
   std::string restart_reason_;
   std::string restart_source_;
   bool last_drain_interrupted_ = false;
-  std::size_t interrupted_ = 0;
-  std::set<std::tuple<std::string, std::string, std::string>> noticed_chats_;
   json last_restart_ = nullptr;
-  bool in_await_ = false;
-  std::optional<core::TimePoint> last_work_done_at_;
-  std::optional<double> after_last_reply_ms_;
   std::string last_start_error_;
   core::Duration watchdog_budget_{0};
   std::mutex snapshot_mutex_;
@@ -2239,66 +1956,16 @@ int run_gateway(const RunOptions& options) {
   agents::set_child_umask(restrict_umask());
   install_fatal_signal_handlers();
   auto redactor = install_redacting_sink();
-  auto loaded = config::load_config_file(options.config_path);
-  // Known before anything about the file is logged: an error about it must not show a secret.
-  std::vector<std::string> file_secrets = config::secret_values_in_text(loaded.raw_text);
-  if (loaded.parsed.config) {
-    auto more = config::secret_values(*loaded.parsed.config);
-    file_secrets.insert(file_secrets.end(), more.begin(), more.end());
-  }
-  redactor->set_secrets(file_secrets);
-  StartedFrom from;
-  from.file_secrets = file_secrets;
-  if (!loaded.io_error.empty() || !loaded.parsed.config) {
-    std::vector<config::ConfigError> errors = loaded.parsed.errors;
-    if (!loaded.io_error.empty()) errors.push_back({"", "", loaded.io_error});
-    const std::string where = loaded.path.empty() ? "(defaults)" : loaded.path;
-    std::string listed;
-    for (const auto& e : errors) listed += (listed.empty() ? "" : "; ") + e.to_string();
-    std::optional<config::LoadResult> good;
-    if (!options.config_path.empty()) {
-      auto lkg = config::load_config_file(config::last_good_path(loaded.path));
-      if (lkg.io_error.empty() && lkg.parsed.config) {
-        // Relative paths resolve as they would in the real file (same folder).
-        good = config::load_config_text(loaded.path, lkg.raw_text);
-        if (good->parsed.config) {
-          auto more = config::secret_values(*good->parsed.config);
-          from.file_secrets.insert(from.file_secrets.end(), more.begin(), more.end());
-          redactor->set_secrets(from.file_secrets);
-        }
-      }
-    }
-    if (!good || !good->parsed.config) {
-      spdlog::critical("invalid config {}:", where);
-      for (const auto& e : errors) spdlog::critical("  {}", e.to_string());
-      if (!options.config_path.empty()) {
-        spdlog::critical("no last-known-good copy to fall back to ({}); exiting with code {}",
-                         config::last_good_path(loaded.path), exit_code::config_invalid);
-      }
-      return exit_code::config_invalid;
-    }
-    spdlog::error("DEGRADED: config {} is invalid ({}); starting on the last-known-good copy {}. "
-                  "Fix the file: a valid edit is applied as it is saved.",
-                  where, listed, config::last_good_path(loaded.path));
-    from.degraded_reason = "config " + where + " is invalid (" + listed +
-                           "); running on the last-known-good copy";
-    for (const auto& e : errors) {
-      from.file_errors.push_back({{"path", e.path}, {"pointer", e.pointer}, {"message", e.message}});
-    }
-    if (loaded.io_error.empty()) from.file_hash = config::content_hash(loaded.raw_text);
-    good->path = loaded.path;
-    loaded = std::move(*good);
-  }
-  from.text = loaded.raw_text;
-  config::Config cfg = *loaded.parsed.config;
-  apply_overrides(cfg, options);
+  auto start = load_start_config(options, *redactor);
+  if (auto* code = std::get_if<int>(&start)) return *code;
+  auto& [cfg, config_path, from] = std::get<StartConfig>(start);
 
   spdlog::set_level(spdlog::level::from_str(cfg.logging.level));
   if (auto err = prepare_data_dir(cfg.store.data_dir)) {
     spdlog::critical("{}", *err);
     return exit_code::config_invalid;
   }
-  if (auto changed = tighten_private_files(cfg.store.data_dir, loaded.path); !changed.empty()) {
+  if (auto changed = tighten_private_files(cfg.store.data_dir, config_path); !changed.empty()) {
     std::string list;
     for (const auto& c : changed) list += (list.empty() ? "" : ", ") + c;
     spdlog::info("made the gateway's files private (group and others had access): {}", list);
@@ -2321,7 +1988,7 @@ int run_gateway(const RunOptions& options) {
   auto recent = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(200);
   recent->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
   redactor->add_sink(recent);
-  Gateway gw(std::move(cfg), options, loaded.path, data_dir, token, std::move(lock), recent,
+  Gateway gw(std::move(cfg), options, config_path, data_dir, token, std::move(lock), recent,
              redactor, std::move(from));
   const int code = gw.run();
   redactor->remove_sink(recent);

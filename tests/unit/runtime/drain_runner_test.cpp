@@ -1,0 +1,210 @@
+#include "runtime/drain_runner.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/lifecycle.h"
+#include "core/manual_executor.h"
+
+// The drain driver in simulated time: a fake target records what the drain asks of the
+// pipeline, the channels and the server; the test finishes turns, deliveries and closes when
+// it wants to, and moves the clock.
+
+namespace drawbridge::runtime {
+namespace {
+
+using namespace std::chrono_literals;
+
+class FakeTarget final : public DrainTarget {
+ public:
+  std::vector<std::string> calls;
+  std::vector<core::DrainBlocker> running;  // turns that run
+  std::vector<std::function<void()>> turn_waiters, delivery_waiters;
+  std::function<void()> channels_done, server_done;
+  std::vector<std::pair<std::string, core::DrainNotice>> notices;
+  std::optional<core::AfterDrain> done;
+  bool closed_as_stop = false;
+
+  void finish_turns() {
+    running.clear();
+    auto w = std::move(turn_waiters);
+    turn_waiters.clear();
+    for (auto& fn : w) fn();
+  }
+
+  std::size_t flush_debouncers() override { return 0; }
+  void when_followups_drained(std::function<void()> fn) override { fn(); }
+  std::size_t waiting_count() override { return 0; }
+  void set_draining() override { calls.push_back("set_draining"); }
+  std::vector<pipeline::ActiveChat> active_chats() override {
+    std::vector<pipeline::ActiveChat> out;
+    for (const auto& b : running) out.push_back({"local", b.session, b.session, b.run_id});
+    return out;
+  }
+  void when_turns_idle(std::function<void()> fn) override {
+    if (running.empty()) return fn();
+    turn_waiters.push_back(std::move(fn));
+  }
+  std::vector<core::DrainBlocker> blockers() override { return running; }
+  std::size_t interrupt_all(const std::string&) override {
+    calls.push_back("interrupt_all");
+    const auto n = running.size();
+    running.clear();
+    return n;
+  }
+  std::vector<pipeline::ActiveChat> abort_for_drain(const std::string&) override {
+    calls.push_back("abort_for_drain");
+    auto chats = active_chats();
+    running.clear();
+    return chats;
+  }
+  std::size_t finish_detached() override { return 0; }
+  std::size_t pending_deliveries() override { return 0; }
+  void when_deliveries_idle(std::function<void()> fn) override { fn(); }
+  void stop_channels(std::function<void()> d) override {
+    calls.push_back("stop_channels");
+    channels_done = std::move(d);
+  }
+  void close_server(bool stopping, bool, std::function<void()> d) override {
+    calls.push_back("close_server");
+    closed_as_stop = stopping;
+    server_done = std::move(d);
+  }
+  void write_clean_marker() override { calls.push_back("clean_marker"); }
+  void flush_writes() override {}
+  void send_notice(const pipeline::ActiveChat& chat, core::DrainNotice kind) override {
+    notices.push_back({chat.chat_id, kind});
+  }
+  void drain_slow(core::Duration, const std::string&) override { calls.push_back("slow"); }
+  void drain_changed() override {}
+  void drain_done(core::AfterDrain next) override { done = next; }
+};
+
+struct Fixture {
+  core::ManualClock clock;
+  core::ManualExecutor executor{clock};
+  core::Lifecycle lifecycle;
+  FakeTarget target;
+  DrainRunner runner{clock, executor, lifecycle, target};
+
+  Fixture() { lifecycle.generation_started({"127.0.0.1", 18789}, "h1"); }
+
+  // Runs posted work (the runner posts every idle event) and the teardown's completions.
+  void settle() {
+    executor.run_ready();
+    if (target.channels_done) std::exchange(target.channels_done, nullptr)();
+    executor.run_ready();
+    if (target.server_done) std::exchange(target.server_done, nullptr)();
+    executor.run_ready();
+  }
+  void restart(std::optional<core::Duration> budget = 300s) {
+    runner.begin({core::DrainKind::restart, core::RestartPath::in_process, "test", budget,
+                  clock.now() + 325s});
+    executor.run_ready();
+  }
+};
+
+TEST(DrainRunner, ARestartWithoutTurnsRunsToTheNextGeneration) {
+  Fixture f;
+  f.restart();
+  f.settle();
+  ASSERT_TRUE(f.target.done);
+  EXPECT_EQ(*f.target.done, core::AfterDrain::next_generation);
+  EXPECT_EQ(f.target.calls, (std::vector<std::string>{"set_draining", "stop_channels",
+                                                      "close_server", "clean_marker"}));
+  EXPECT_FALSE(f.runner.active());
+  EXPECT_FALSE(f.runner.interrupted());
+}
+
+TEST(DrainRunner, WaitsForTheTurnThenTearsDown) {
+  Fixture f;
+  f.target.running = {{"t1", "r1", "chat-1", "running", "echo turn"}};
+  f.restart();
+  EXPECT_EQ(f.target.notices.size(), 1u);  // "will finish your reply first"
+  f.executor.advance(10s);
+  EXPECT_FALSE(f.target.done);
+  EXPECT_TRUE(f.runner.status().is_object());
+  EXPECT_EQ(f.runner.status()["waitingOn"][0].value("runId", ""), "r1");
+  f.target.finish_turns();
+  f.settle();
+  ASSERT_TRUE(f.target.done);
+  EXPECT_EQ(*f.target.done, core::AfterDrain::next_generation);
+  ASSERT_TRUE(f.runner.after_last_reply_ms());
+}
+
+TEST(DrainRunner, TheBudgetAbortsAStuckTurnAndTellsItsChat) {
+  Fixture f;
+  f.target.running = {{"t1", "r1", "chat-1", "running", "exec turn"}};
+  f.restart(60s);
+  f.executor.advance(59'999ms);
+  EXPECT_EQ(std::count(f.target.calls.begin(), f.target.calls.end(), "abort_for_drain"), 0);
+  EXPECT_EQ(std::count(f.target.calls.begin(), f.target.calls.end(), "slow"), 1);  // at 30 s
+  f.executor.advance(1ms);
+  EXPECT_EQ(std::count(f.target.calls.begin(), f.target.calls.end(), "abort_for_drain"), 1);
+  ASSERT_EQ(f.target.notices.size(), 2u);
+  EXPECT_EQ(f.target.notices[1].second, core::DrainNotice::interrupted);
+  f.settle();
+  ASSERT_TRUE(f.target.done);
+  EXPECT_TRUE(f.runner.interrupted());
+  // No clean marker after aborted turns: the next start repairs them.
+  EXPECT_EQ(std::count(f.target.calls.begin(), f.target.calls.end(), "clean_marker"), 0);
+}
+
+// Issue 17 (2.), at the runtime's level: the stop takes the restart's drain over.
+TEST(DrainRunner, AStopDuringARestartDrainInterruptsAtTheStopBudgetAndExits) {
+  Fixture f;
+  f.target.running = {{"t1", "r1", "chat-1", "running", "exec turn"}};
+  f.restart();
+  f.executor.advance(1s);
+  auto d = f.lifecycle.on_stop(f.clock.now(), {core::Duration{4'000}, core::Duration{3'200}});
+  ASSERT_EQ(d.what, core::StopDecision::What::take_over_drain);
+  ASSERT_TRUE(d.turns_end);
+  f.runner.cut(*d.turns_end);
+  f.executor.advance(3'199ms);
+  EXPECT_EQ(std::count(f.target.calls.begin(), f.target.calls.end(), "interrupt_all"), 0);
+  f.executor.advance(1ms);
+  // A stop's abort: interrupted (re-run at the next start), not a restart's abort.
+  EXPECT_EQ(std::count(f.target.calls.begin(), f.target.calls.end(), "interrupt_all"), 1);
+  EXPECT_EQ(std::count(f.target.calls.begin(), f.target.calls.end(), "abort_for_drain"), 0);
+  f.settle();
+  EXPECT_TRUE(f.target.closed_as_stop);
+  ASSERT_TRUE(f.target.done);
+  EXPECT_EQ(*f.target.done, core::AfterDrain::exit_process);
+  EXPECT_EQ(f.runner.status(), nullptr);
+}
+
+TEST(DrainRunner, ACutAfterTheTurnWaitChangesNothing) {
+  Fixture f;
+  f.restart();
+  f.settle();
+  ASSERT_TRUE(f.target.done);
+  const auto calls = f.target.calls;
+  f.runner.cut(f.clock.now());
+  f.executor.advance(1s);
+  EXPECT_EQ(f.target.calls, calls);
+}
+
+TEST(DrainRunner, ADestroyedRunnerLeavesNoTimerBehind) {
+  core::ManualClock clock;
+  core::ManualExecutor executor{clock};
+  core::Lifecycle lifecycle;
+  FakeTarget target;
+  target.running = {{"t1", "r1", "chat-1", "running", "exec turn"}};
+  {
+    DrainRunner runner{clock, executor, lifecycle, target};
+    runner.begin({core::DrainKind::restart, core::RestartPath::in_process, "x", 60s, {}});
+    executor.run_ready();
+    EXPECT_GT(executor.pending_timers(), 0u);
+  }
+  EXPECT_EQ(executor.pending_timers(), 0u);
+  executor.advance(120s);  // nothing fires into the destroyed runner
+  EXPECT_EQ(std::count(target.calls.begin(), target.calls.end(), "abort_for_drain"), 0);
+}
+
+}  // namespace
+}  // namespace drawbridge::runtime
