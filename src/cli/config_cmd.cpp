@@ -280,7 +280,6 @@ std::string describe_restart(const json& r) {
   const std::string cycle = " (cycle " + text_of(r, "cycle") + ")";
   if (status == "scheduled") return "restart scheduled in " + text_of(r, "dueInMs") + " ms" + cycle;
   if (status == "coalesced") return "restart coalesced with the one scheduled" + cycle;
-  if (status == "deferred") return "restart deferred: it begins when active work finishes" + cycle;
   if (status == "ignored") {
     const std::string note = r.value("note", "");
     return "restart ignored: " + (note.empty() ? "already restarting" : note);

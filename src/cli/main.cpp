@@ -224,9 +224,6 @@ std::string describe_restart(const json& r) {
            (note.empty() ? "" : "; " + note);
   }
   if (status == "coalesced") return "restart coalesced with the one scheduled" + cycle;
-  if (status == "deferred") {
-    return "restart deferred: it begins when active work finishes" + cycle;
-  }
   if (status == "ignored") {
     return "restart ignored: " + (note.empty() ? "already restarting" : note);
   }

@@ -1545,7 +1545,6 @@ class Gateway final : public server::Control {
                      req.reason, r.note.empty() ? "" : "; ", r.note);
         break;
       case core::ScheduleStatus::coalesced:
-      case core::ScheduleStatus::deferred:
         spdlog::info("restart request ({}) merged into the scheduled restart (cycle {})",
                      req.reason, r.cycle);
         break;
