@@ -1313,7 +1313,7 @@ class Gateway final : public server::Control {
   void retire_agent(std::unique_ptr<pipeline::Agent> agent) {
     // Its running turns may still use it: freed once no turn runs.
     retired_agents_.push_back(std::move(agent));
-    pipeline_->work().when_idle({core::WorkKind::turn}, [this, gen = generation_] {
+    pipeline_->work().when_idle([this, gen = generation_] {
       executor_.post([this, gen] {
         if (gen == generation_ && pipeline_->active_runs().empty()) retired_agents_.clear();
       });
@@ -1695,7 +1695,7 @@ class Gateway final : public server::Control {
 
   std::vector<core::DrainBlocker> blockers() const {
     std::vector<core::DrainBlocker> out;
-    for (const auto& e : pipeline_->work().list({core::WorkKind::turn, core::WorkKind::task})) {
+    for (const auto& e : pipeline_->work().list()) {
       if (e.exempt) continue;
       out.push_back({e.info.task_id.empty() ? "w" + std::to_string(e.id) : e.info.task_id,
                      e.info.run_id, e.info.session, e.info.status, e.info.label});
@@ -1762,8 +1762,7 @@ class Gateway final : public server::Control {
         break;
       case T::await_turns:
         in_await_ = true;
-        pipeline_->work().when_idle({core::WorkKind::turn, core::WorkKind::task},
-                                    drain_event(core::DrainEventType::turns_idle));
+        pipeline_->work().when_idle(drain_event(core::DrainEventType::turns_idle));
         in_await_ = false;
         break;
       case T::log_blockers:
