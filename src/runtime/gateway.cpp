@@ -1778,10 +1778,9 @@ class Gateway final : public server::Control {
                      core::format_blockers(a));
         last_drain_interrupted_ = true;
         if (drain_kind_ == core::DrainKind::stop) {
-          interrupted_ = pipeline_->interrupt_all("gateway stopping");
+          pipeline_->interrupt_all("gateway stopping");
         } else {
           auto chats = pipeline_->abort_for_drain("restart budget spent");
-          interrupted_ = chats.size();
           send_notices(core::DrainNotice::interrupted, chats);
         }
         break;
@@ -2086,7 +2085,6 @@ class Gateway final : public server::Control {
   std::string restart_reason_;
   std::string restart_source_;
   bool last_drain_interrupted_ = false;
-  std::size_t interrupted_ = 0;
   std::set<std::tuple<std::string, std::string, std::string>> noticed_chats_;
   json last_restart_ = nullptr;
   bool in_await_ = false;
