@@ -1472,13 +1472,7 @@ class Gateway final : public server::Control {
   }
 
   void hand_off_failed(pid_t pid, const std::string& why, bool update, const std::string& binary) {
-    if (pid > 0) {
-      ::kill(-pid, SIGKILL);  // its own session and process group (setsid)
-      ::kill(pid, SIGKILL);
-      int st = 0;
-      while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-      }
-    }
+    agents::kill_and_reap(pid);  // its own session and process group (setsid)
     spdlog::error("{} to {} failed: {}; restarting in this process on the running binary",
                   update ? "update" : "re-exec", binary, why);
     if (update) {
