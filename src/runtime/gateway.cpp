@@ -629,11 +629,12 @@ class Gateway final : public server::Control {
   std::unique_ptr<pipeline::Agent> make_agent(const config::AgentSettings& a, std::string& error) {
     if (a.type == "echo") {
       return std::make_unique<agents::EchoAgent>(
-          io_, agents::EchoSettings{a.delay_ms, a.chunk_chars, a.prefix});
+          executor_, agents::EchoSettings{a.delay_ms, a.chunk_chars, a.prefix});
     }
     if (a.type == "exec") {
       return std::make_unique<agents::ExecAgent>(
-          io_, agents::ExecSettings{a.command, a.timeout_ms, a.kill_grace_ms, a.cwd, a.env});
+          io_, executor_,
+          agents::ExecSettings{a.command, a.timeout_ms, a.kill_grace_ms, a.cwd, a.env});
     }
     error = "agents." + a.id + ".type: \"" + a.type +
             "\" is not available in this build (available: echo, exec)";
