@@ -77,11 +77,9 @@ int raise_above_stdio(UniqueFd& fd) {
   return 0;
 }
 
-int make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return errno;
-  read_end.reset(fds[0]);
-  write_end.reset(fds[1]);
+// A pipe for a child's 0..2, both ends above stdio.
+int make_stdio_pipe(UniqueFd& read_end, UniqueFd& write_end) {
+  if (int err = make_pipe(read_end, write_end)) return err;
   if (int err = raise_above_stdio(read_end)) return err;
   return raise_above_stdio(write_end);
 }
@@ -120,6 +118,16 @@ std::vector<std::string> merged_environment(const std::map<std::string, std::str
   return env;
 }
 
+}  // namespace
+
+int make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return errno;
+  read_end.reset(fds[0]);
+  write_end.reset(fds[1]);
+  return 0;
+}
+
 std::vector<char*> c_strings(std::vector<std::string>& strings) {
   std::vector<char*> out;
   out.reserve(strings.size() + 1);
@@ -128,15 +136,13 @@ std::vector<char*> c_strings(std::vector<std::string>& strings) {
   return out;
 }
 
-}  // namespace
-
 int spawn_child(const ChildSpec& spec, Child& child) {
   if (spec.argv.empty() || spec.argv[0].empty()) return EINVAL;
 
   UniqueFd in_read, in_write, out_read, out_write, err_read, err_write;
-  if (int err = make_pipe(in_read, in_write)) return err;
-  if (int err = make_pipe(out_read, out_write)) return err;
-  if (int err = make_pipe(err_read, err_write)) return err;
+  if (int err = make_stdio_pipe(in_read, in_write)) return err;
+  if (int err = make_stdio_pipe(out_read, out_write)) return err;
+  if (int err = make_stdio_pipe(err_read, err_write)) return err;
 
   SpawnAttrs s;
   int rc = 0;
@@ -221,11 +227,16 @@ ReapResult try_reap(pid_t pid, int& wait_status) {
   }
 }
 
-void kill_and_reap(pid_t pid) {
-  signal_group(pid, SIGKILL);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+void reap(pid_t pid) {
+  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
   }
+}
+
+void kill_and_reap(pid_t pid) {
+  if (pid <= 0) return;
+  signal_group(pid, SIGKILL);
+  ::kill(pid, SIGKILL);
+  reap(pid);
   unregister_group(pid);
 }
 

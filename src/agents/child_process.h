@@ -55,6 +55,15 @@ int spawn_child(const ChildSpec& spec, Child& child);
 // this is called they inherit the gateway's.
 void set_child_umask(mode_t mask);
 
+// Process helpers shared by the agents and the runtime (the successor of a re-exec).
+
+// pipe2(O_CLOEXEC) into `read_end` and `write_end`. Returns 0, or the errno.
+int make_pipe(UniqueFd& read_end, UniqueFd& write_end);
+
+// The argv or envp array of exec: pointers into `strings` (which must outlive it and not
+// change), null-terminated.
+std::vector<char*> c_strings(std::vector<std::string>& strings);
+
 // A pidfd for `pid` (Linux 5.3+): readable once the process has exited. -1 if unsupported.
 UniqueFd open_pidfd(pid_t pid);
 
@@ -67,8 +76,11 @@ enum class ReapResult {
 // waitpid(pid, WNOHANG), retrying EINTR.
 ReapResult try_reap(pid_t pid, int& wait_status);
 
-// SIGKILLs the process group `pgid` and waits (blocking) for its leader `pid` to be reaped;
-// SIGKILL cannot be caught, so the wait is short.
+// waitpid(pid, 0): blocks until our child `pid` has exited, retrying EINTR.
+void reap(pid_t pid);
+
+// SIGKILLs the process group that `pid` leads, and `pid` itself (should it not lead one yet),
+// and waits (blocking) for `pid` to be reaped; SIGKILL cannot be caught, so the wait is short.
 void kill_and_reap(pid_t pid);
 
 // kill(-pgid, sig); errors (ESRCH: the group is already gone) are ignored.

@@ -1,7 +1,8 @@
 #include "agents/echo_agent.h"
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <optional>
+#include <utility>
 
 namespace drawbridge::agents {
 
@@ -9,40 +10,46 @@ namespace {
 
 class EchoTurn final : public pipeline::Turn {
  public:
-  EchoTurn(boost::asio::io_context& io, std::string reply, int delay_ms, int chunk_chars,
+  EchoTurn(core::Executor& executor, std::string reply, int delay_ms, int chunk_chars,
            pipeline::TurnCallbacks cb)
-      : io_(io),
-        timer_(io),
+      : executor_(executor),
         reply_(std::move(reply)),
         chunk_chars_(chunk_chars),
         cb_(std::move(cb)),
         alive_(std::make_shared<bool>(true)) {
     auto alive = alive_;
     if (delay_ms > 0) {
-      timer_.expires_after(std::chrono::milliseconds(delay_ms));
-      timer_.async_wait([this, alive](boost::system::error_code ec) {
-        if (!*alive || ec) return;
+      timer_ = executor_.schedule(core::Duration(delay_ms), [this, alive] {
+        if (!*alive) return;
+        timer_.reset();
         emit();
       });
     } else {
-      boost::asio::post(io_, [this, alive] {
+      executor_.post([this, alive] {
         if (*alive) emit();
       });
     }
   }
-  ~EchoTurn() override { *alive_ = false; }
+  ~EchoTurn() override {
+    *alive_ = false;
+    cancel_timer();
+  }
 
   void cancel() override {
     if (done_) return;
     done_ = true;
-    timer_.cancel();
+    cancel_timer();
     auto alive = alive_;
-    boost::asio::post(io_, [this, alive] {
+    executor_.post([this, alive] {
       if (*alive) cb_.on_done({pipeline::TurnOutcome::Kind::aborted, {}, "aborted"});
     });
   }
 
  private:
+  void cancel_timer() {
+    if (timer_) executor_.cancel(*std::exchange(timer_, std::nullopt));
+  }
+
   void emit() {
     if (done_) return;
     done_ = true;
@@ -56,8 +63,8 @@ class EchoTurn final : public pipeline::Turn {
     cb_.on_done({pipeline::TurnOutcome::Kind::completed, reply_, {}});
   }
 
-  boost::asio::io_context& io_;
-  boost::asio::steady_timer timer_;
+  core::Executor& executor_;
+  std::optional<core::TimerId> timer_;  // the delay, until it fires or is cancelled
   std::string reply_;
   int chunk_chars_;
   pipeline::TurnCallbacks cb_;
@@ -67,12 +74,12 @@ class EchoTurn final : public pipeline::Turn {
 
 }  // namespace
 
-EchoAgent::EchoAgent(boost::asio::io_context& io, EchoSettings settings)
-    : io_(io), settings_(std::move(settings)) {}
+EchoAgent::EchoAgent(core::Executor& executor, EchoSettings settings)
+    : executor_(executor), settings_(std::move(settings)) {}
 
 std::unique_ptr<pipeline::Turn> EchoAgent::start(pipeline::TurnRequest request,
                                                  pipeline::TurnCallbacks callbacks) {
-  return std::make_unique<EchoTurn>(io_, settings_.prefix + request.text, settings_.delay_ms,
+  return std::make_unique<EchoTurn>(executor_, settings_.prefix + request.text, settings_.delay_ms,
                                     settings_.chunk_chars, std::move(callbacks));
 }
 

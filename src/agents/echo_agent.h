@@ -2,8 +2,7 @@
 
 #include <string>
 
-#include <boost/asio/io_context.hpp>
-
+#include "core/executor.h"
 #include "pipeline/agent.h"
 
 namespace drawbridge::agents {
@@ -12,22 +11,23 @@ namespace drawbridge::agents {
 struct EchoSettings {
   int delay_ms = 0;
   int chunk_chars = 0;
-  std::string prefix;
+  std::string prefix{};  // `{}`: a designated initializer may leave it out
 };
 
 // Replies with the message text (after `prefix`). `delay_ms` makes a turn slow and
 // `chunk_chars` makes it stream as deltas of that many bytes (0: the reply comes whole, no
-// delta), so tests can simulate long, streaming turns.
+// delta), so tests can simulate long, streaming turns. The delay is a timer on the injected
+// executor, so a test runs it in simulated time.
 class EchoAgent final : public pipeline::Agent {
  public:
-  EchoAgent(boost::asio::io_context& io, EchoSettings settings);
+  EchoAgent(core::Executor& executor, EchoSettings settings);
   std::string_view type() const override { return "echo"; }
   bool wants_history() const override { return false; }
   std::unique_ptr<pipeline::Turn> start(pipeline::TurnRequest request,
                                         pipeline::TurnCallbacks callbacks) override;
 
  private:
-  boost::asio::io_context& io_;
+  core::Executor& executor_;
   EchoSettings settings_;
 };
 

@@ -7,14 +7,13 @@
 #include <algorithm>
 #include <array>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -30,8 +29,8 @@ using pipeline::TurnOutcome;
 
 constexpr std::size_t kStderrTailBytes = 4096;
 constexpr std::size_t kMaxFinalDrainBytes = 1 << 20;
-constexpr std::chrono::milliseconds kFirstPollDelay{1};
-constexpr std::chrono::milliseconds kMaxPollDelay{50};
+constexpr core::Duration kFirstPollDelay{1};
+constexpr core::Duration kMaxPollDelay{50};
 // Longer is no limit in practice, and keeps the timer's nanosecond arithmetic from overflowing.
 constexpr std::int64_t kMaxTimeoutMs = 365LL * 24 * 3600 * 1000;
 
@@ -87,19 +86,16 @@ void drain_now(asio::posix::stream_descriptor& pipe, std::string& sink) {
 // runs after the Turn was destroyed finds `finished_` set and returns without calling back.
 class ExecRun final : public std::enable_shared_from_this<ExecRun> {
  public:
-  ExecRun(asio::io_context& io, ExecSettings settings, ExecAgent::ExitWatch exit_watch,
-          pipeline::TurnCallbacks callbacks)
-      : io_(io),
+  ExecRun(asio::io_context& io, core::Executor& executor, ExecSettings settings,
+          ExecAgent::ExitWatch exit_watch, pipeline::TurnCallbacks callbacks)
+      : executor_(executor),
         settings_(std::move(settings)),
         exit_watch_(exit_watch),
         callbacks_(std::move(callbacks)),
         stdin_(io),
         stdout_(io),
         stderr_(io),
-        pidfd_(io),
-        timeout_timer_(io),
-        grace_timer_(io),
-        poll_timer_(io) {}
+        pidfd_(io) {}
 
   void start(const pipeline::TurnRequest& request) {
     ChildSpec spec{settings_.command, settings_.cwd, settings_.env};
@@ -142,12 +138,13 @@ class ExecRun final : public std::enable_shared_from_this<ExecRun> {
     read_stderr();
 
     if (settings_.timeout_ms > 0) {
-      timeout_timer_.expires_after(
-          std::chrono::milliseconds(std::min(settings_.timeout_ms, kMaxTimeoutMs)));
-      timeout_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
-        if (ec || self->finished_) return;
-        self->begin_kill(KillReason::timeout);
-      });
+      timeout_timer_ =
+          executor_.schedule(core::Duration(std::min(settings_.timeout_ms, kMaxTimeoutMs)),
+                             [self = shared_from_this()] {
+                               self->timeout_timer_.reset();
+                               if (self->finished_) return;
+                               self->begin_kill(KillReason::timeout);
+                             });
     }
   }
 
@@ -194,7 +191,7 @@ class ExecRun final : public std::enable_shared_from_this<ExecRun> {
       error += " (cwd " + settings_.cwd + ")";
     }
     close_all();
-    asio::post(io_, [self = shared_from_this(), error = std::move(error)]() mutable {
+    executor_.post([self = shared_from_this(), error = std::move(error)]() mutable {
       if (self->finished_) return;
       self->finish({TurnOutcome::Kind::failed, {}, std::move(error)});
     });
@@ -288,9 +285,9 @@ class ExecRun final : public std::enable_shared_from_this<ExecRun> {
   }
 
   void schedule_poll() {
-    poll_timer_.expires_after(poll_delay_);
-    poll_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
-      if (ec || self->finished_ || self->exited_) return;
+    poll_timer_ = executor_.schedule(poll_delay_, [self = shared_from_this()] {
+      self->poll_timer_.reset();
+      if (self->finished_ || self->exited_) return;
       if (self->check_exit()) return;
       self->poll_delay_ = std::min(self->poll_delay_ * 2, kMaxPollDelay);
       self->schedule_poll();
@@ -314,7 +311,7 @@ class ExecRun final : public std::enable_shared_from_this<ExecRun> {
     exited_ = true;
     error_code ignored;
     pidfd_.close(ignored);
-    poll_timer_.cancel();
+    cancel_timer(poll_timer_);
     maybe_finish();
     return true;
   }
@@ -322,18 +319,19 @@ class ExecRun final : public std::enable_shared_from_this<ExecRun> {
   void begin_kill(KillReason reason) {
     if (kill_reason_ != KillReason::none) return;  // the first reason is the one reported
     kill_reason_ = reason;
-    timeout_timer_.cancel();
+    cancel_timer(timeout_timer_);
     signal_group(pid_, SIGTERM);
     signal_group(pid_, SIGCONT);  // a stopped member would otherwise sit on SIGTERM
     // Also with a zero grace period the SIGKILL goes through the timer: cancel() may be
     // called from inside on_delta, and on_done must not run from there.
-    grace_timer_.expires_after(std::chrono::milliseconds(std::max(0, settings_.kill_grace_ms)));
-    grace_timer_.async_wait([self = shared_from_this()](const error_code& ec) {
-      if (ec || self->finished_) return;
-      self->sigkill_sent_ = true;
-      signal_group(self->pid_, SIGKILL);
-      self->maybe_finish();
-    });
+    grace_timer_ = executor_.schedule(core::Duration(std::max(0, settings_.kill_grace_ms)),
+                                      [self = shared_from_this()] {
+                                        self->grace_timer_.reset();
+                                        if (self->finished_) return;
+                                        self->sigkill_sent_ = true;
+                                        signal_group(self->pid_, SIGKILL);
+                                        self->maybe_finish();
+                                      });
     if (!pidfd_.is_open()) start_polling();
   }
 
@@ -384,12 +382,16 @@ class ExecRun final : public std::enable_shared_from_this<ExecRun> {
     stdout_.close(ignored);
     stderr_.close(ignored);
     pidfd_.close(ignored);
-    timeout_timer_.cancel();
-    grace_timer_.cancel();
-    poll_timer_.cancel();
+    cancel_timer(timeout_timer_);
+    cancel_timer(grace_timer_);
+    cancel_timer(poll_timer_);
   }
 
-  asio::io_context& io_;
+  void cancel_timer(std::optional<core::TimerId>& timer) {
+    if (timer) executor_.cancel(*std::exchange(timer, std::nullopt));
+  }
+
+  core::Executor& executor_;
   // A copy: a config reload may replace the ExecAgent while its turns still run.
   const ExecSettings settings_;
   ExecAgent::ExitWatch exit_watch_;
@@ -399,9 +401,10 @@ class ExecRun final : public std::enable_shared_from_this<ExecRun> {
   asio::posix::stream_descriptor stdout_;
   asio::posix::stream_descriptor stderr_;
   asio::posix::stream_descriptor pidfd_;
-  asio::steady_timer timeout_timer_;
-  asio::steady_timer grace_timer_;
-  asio::steady_timer poll_timer_;
+  // Armed timers of the executor, until they fire or are cancelled.
+  std::optional<core::TimerId> timeout_timer_;
+  std::optional<core::TimerId> grace_timer_;
+  std::optional<core::TimerId> poll_timer_;
 
   pid_t pid_ = -1;  // also the process group id
   std::string payload_;
@@ -417,7 +420,7 @@ class ExecRun final : public std::enable_shared_from_this<ExecRun> {
   bool status_known_ = false;
   int wait_status_ = 0;
   bool polling_ = false;
-  std::chrono::milliseconds poll_delay_ = kFirstPollDelay;
+  core::Duration poll_delay_ = kFirstPollDelay;
   KillReason kill_reason_ = KillReason::none;
   bool sigkill_sent_ = false;
   bool finished_ = false;  // on_done ran, or will never run
@@ -435,13 +438,14 @@ class ExecTurn final : public pipeline::Turn {
 
 }  // namespace
 
-ExecAgent::ExecAgent(boost::asio::io_context& io, ExecSettings settings,
+ExecAgent::ExecAgent(boost::asio::io_context& io, core::Executor& executor, ExecSettings settings,
                      ExitWatch exit_watch)
-    : io_(io), settings_(std::move(settings)), exit_watch_(exit_watch) {}
+    : io_(io), executor_(executor), settings_(std::move(settings)), exit_watch_(exit_watch) {}
 
 std::unique_ptr<pipeline::Turn> ExecAgent::start(pipeline::TurnRequest request,
                                                  pipeline::TurnCallbacks callbacks) {
-  auto run = std::make_shared<ExecRun>(io_, settings_, exit_watch_, std::move(callbacks));
+  auto run =
+      std::make_shared<ExecRun>(io_, executor_, settings_, exit_watch_, std::move(callbacks));
   run->start(request);
   return std::make_unique<ExecTurn>(std::move(run));
 }

@@ -7,6 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "core/executor.h"
 #include "pipeline/agent.h"
 
 namespace drawbridge::agents {
@@ -36,14 +37,17 @@ struct ExecSettings {
 //    reading stdin raises it; the write then fails with EPIPE, which is ignored.
 //  - Nothing else reaps children it did not start (no waitpid(-1), SIGCHLD not SIG_IGN), or
 //    the exit status is lost and the turn fails.
-// All calls and callbacks happen on the io_context's thread.
+// The pipes and the pidfd are I/O on `io`; the timeout, the kill grace period and the exit
+// polling are timers on `executor`, which must run on the io_context's thread too (the
+// runtime's AsioExecutor; a test may run them in simulated time). All calls and callbacks
+// happen on that thread.
 class ExecAgent final : public pipeline::Agent {
  public:
   // How a turn learns that its child exited: a pidfd (event-driven, Linux 5.3+; falls back to
   // polling where unsupported), or polling waitpid with a 1..50 ms backoff. Tests force both.
   enum class ExitWatch { pidfd, polling };
 
-  ExecAgent(boost::asio::io_context& io, ExecSettings settings,
+  ExecAgent(boost::asio::io_context& io, core::Executor& executor, ExecSettings settings,
             ExitWatch exit_watch = ExitWatch::pidfd);
   std::string_view type() const override { return "exec"; }
   std::unique_ptr<pipeline::Turn> start(pipeline::TurnRequest request,
@@ -51,6 +55,7 @@ class ExecAgent final : public pipeline::Agent {
 
  private:
   boost::asio::io_context& io_;
+  core::Executor& executor_;
   ExecSettings settings_;
   ExitWatch exit_watch_;
 };

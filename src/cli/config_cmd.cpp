@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/restart_text.h"
 #include "runtime/gateway.h"
 #include "runtime/offline_config.h"
 #include "server/client.h"
@@ -267,25 +268,6 @@ int online_patch(server::GatewayClient& client, const json& patch, const std::st
     for (const auto& line : describe_patch_outcome(answer)) std::cout << line << "\n";
   }
   return ok;
-}
-
-std::string text_of(const json& o, const char* key) {
-  const auto it = o.find(key);
-  if (it == o.end() || it->is_null()) return "?";
-  return it->is_string() ? it->get<std::string>() : it->dump();
-}
-
-std::string describe_restart(const json& r) {
-  const std::string status = r.value("status", "");
-  const std::string cycle = " (cycle " + text_of(r, "cycle") + ")";
-  if (status == "scheduled") return "restart scheduled in " + text_of(r, "dueInMs") + " ms" + cycle;
-  if (status == "coalesced") return "restart coalesced with the one scheduled" + cycle;
-  if (status == "deferred") return "restart deferred: it begins when active work finishes" + cycle;
-  if (status == "ignored") {
-    const std::string note = r.value("note", "");
-    return "restart ignored: " + (note.empty() ? "already restarting" : note);
-  }
-  return "restart " + status + cycle;
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/config_cmd.h"
+#include "cli/restart_text.h"
 #include "runtime/gateway.h"
 #include "runtime/log_redaction.h"
 #include "runtime/offline_config.h"
@@ -113,11 +114,8 @@ const json* field(const json& s, const char* key) {
   return it == s.end() || it->is_null() ? nullptr : &*it;
 }
 
-std::string text_of(const json& s, const char* key, const std::string& otherwise = "?") {
-  const json* v = field(s, key);
-  if (!v) return otherwise;
-  return v->is_string() ? v->get<std::string>() : v->dump();
-}
+using drawbridge::cli::describe_restart;
+using drawbridge::cli::text_of;
 
 // The lifecycle lines of `status`: generation, the drain under way, the last restart and the
 // last failed start.
@@ -213,26 +211,6 @@ struct RestartOptions {
   bool process = false;     // a fresh process (re-exec, or exit 75 under a supervisor)
   std::string binary;       // `update`: the binary to start
 };
-
-// One line for people: what the gateway did with the request.
-std::string describe_restart(const json& r) {
-  const std::string status = r.value("status", "");
-  const std::string cycle = " (cycle " + text_of(r, "cycle") + ")";
-  const std::string note = text_of(r, "note", "");
-  if (status == "scheduled") {
-    return "restart scheduled in " + text_of(r, "dueInMs") + " ms" + cycle +
-           (note.empty() ? "" : "; " + note);
-  }
-  if (status == "coalesced") return "restart coalesced with the one scheduled" + cycle;
-  if (status == "deferred") {
-    return "restart deferred: it begins when active work finishes" + cycle;
-  }
-  if (status == "ignored") {
-    return "restart ignored: " + (note.empty() ? "already restarting" : note);
-  }
-  if (status == "shortened") return "restart under way, shortened: " + note + cycle;
-  return "restart " + status + cycle + (note.empty() ? "" : "; " + note);
-}
 
 // The status of the gateway through a fresh connection, or nullopt while it cannot answer
 // (restarting: refused, closed, or not listening for a moment).

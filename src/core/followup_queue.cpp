@@ -132,35 +132,7 @@ std::optional<FollowupQueue::Batch> FollowupQueue::on_turn_finished(const std::s
   }
   pending_count_ -= batch.items.size();
   batch.dropped_count = std::exchange(s.dropped, 0);
-  if (drain_.state == DrainState::waiting && pending_count_ == 0) {
-    // Event-driven: the handover of the last item ends the wait, not the next timer tick.
-    drain_ = {DrainState::drained, 0, std::nullopt};
-    batch.completes_drain = true;
-  }
   return batch;
-}
-
-FollowupQueue::DrainStatus FollowupQueue::begin_drain(TimePoint now, Duration budget) {
-  if (drain_.state == DrainState::waiting) return drain_status();
-  if (pending_count_ == 0) {
-    drain_ = {DrainState::drained, 0, std::nullopt};
-  } else {
-    drain_ = {DrainState::waiting, pending_count_, now + std::max(budget, Duration::zero())};
-  }
-  return drain_status();
-}
-
-FollowupQueue::DrainStatus FollowupQueue::on_drain_deadline(TimePoint now) {
-  if (drain_.state == DrainState::waiting && now >= *drain_.deadline) {
-    drain_ = {DrainState::timed_out, pending_count_, std::nullopt};
-  }
-  return drain_status();
-}
-
-FollowupQueue::DrainStatus FollowupQueue::drain_status() const {
-  DrainStatus status = drain_;
-  if (status.state == DrainState::waiting) status.remaining = pending_count_;
-  return status;
 }
 
 bool FollowupQueue::active(const std::string& session) const {
@@ -198,7 +170,6 @@ void FollowupQueue::clear() {
   sessions_.clear();
   pending_count_ = 0;
   active_count_ = 0;
-  drain_ = {};
 }
 
 }  // namespace drawbridge::core

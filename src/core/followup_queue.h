@@ -9,8 +9,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/clock.h"
-
 namespace drawbridge::core {
 
 // What a message does when its session already has a turn running (messages.queue.mode).
@@ -44,7 +42,6 @@ std::optional<FollowupMode> parse_followup_mode(std::string_view s);
 std::optional<DropPolicy> parse_drop_policy(std::string_view s);
 
 inline constexpr std::size_t kDefaultFollowupCap = 20;
-inline constexpr Duration kDefaultFollowupDrainBudget{5000};
 
 struct FollowupOptions {
   std::size_t cap = kDefaultFollowupCap;  // waiting messages per session; below 1 counts as 1
@@ -65,14 +62,6 @@ class FollowupQueue {
   struct Batch {
     std::vector<Item> items;        // arrival order
     std::size_t dropped_count = 0;  // summarize: messages dropped before these, for one notice
-    bool completes_drain = false;   // the last waiting item: the drain ends once this turn starts
-  };
-
-  enum class DrainState { not_started, waiting, drained, timed_out };
-  struct DrainStatus {
-    DrainState state = DrainState::not_started;
-    std::size_t remaining = 0;          // queued items not yet handed to a turn
-    std::optional<TimePoint> deadline;  // while waiting: when to call on_drain_deadline()
   };
 
   FollowupQueue() = default;
@@ -82,15 +71,6 @@ class FollowupQueue {
   // The session's turn is over. Returns the next turn to start (the session stays busy with
   // it), or nothing when the session is idle now.
   std::optional<Batch> on_turn_finished(const std::string& session);
-
-  // Drain: wait, bounded by `budget`, for every queued item to be handed to a turn. Drained at
-  // once when nothing is queued; otherwise on_turn_finished() ends the wait the moment it hands
-  // over the last item, with no poll. A drain already waiting is left as it is.
-  DrainStatus begin_drain(TimePoint now, Duration budget = kDefaultFollowupDrainBudget);
-  // The drain's timer fired: not drained, with the count left, once `now` reaches the deadline.
-  DrainStatus on_drain_deadline(TimePoint now);
-  DrainStatus drain_status() const;
-  bool drain_ready() const { return pending_count_ == 0; }
 
   // Items waiting across sessions (steered and running items are not waiting).
   std::size_t pending_count() const { return pending_count_; }
@@ -107,7 +87,7 @@ class FollowupQueue {
   // Takes a waiting item out of its session's queue (chat.abort of a run not started yet);
   // false when it was not waiting there.
   bool remove_waiting(const std::string& session, Item item);
-  // Forgets every session and the drain (a new generation rebuilds from the store).
+  // Forgets every session (a new generation rebuilds from the store).
   void clear();
 
  private:
@@ -125,7 +105,6 @@ class FollowupQueue {
   std::unordered_map<std::string, Session> sessions_;
   std::size_t pending_count_ = 0;
   std::size_t active_count_ = 0;
-  DrainStatus drain_;
 };
 
 }  // namespace drawbridge::core

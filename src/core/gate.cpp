@@ -20,12 +20,12 @@ void Gate::when_idle(std::function<void()> fn) {
 }
 
 void Gate::wake_if_idle() {
-  // Taken out first: a waiter may add waiters (they wait for the next zero, or run at once
-  // through when_idle) or enter new work.
+  // Taken out before it runs, the count checked again before each: a waiter may enter work,
+  // leave, add waiters or reset the gate.
   while (count_ == 0 && !waiters_.empty()) {
-    auto batch = std::move(waiters_);
-    waiters_.clear();
-    for (auto& fn : batch) fn();
+    auto fn = std::move(waiters_.front());
+    waiters_.pop_front();
+    fn();
   }
 }
 

@@ -1,8 +1,8 @@
 #pragma once
 
 #include <cstddef>
+#include <deque>
 #include <functional>
-#include <vector>
 
 namespace drawbridge::core {
 
@@ -10,10 +10,11 @@ namespace drawbridge::core {
 // last finisher wakes whoever waits, nothing polls. The one waiter mechanism of drawbridge:
 // WorkTracker, ReplyDispatcher and the pipeline's followup queues each hold one.
 //
-// Waiters run in the order they were added, synchronously inside the leave() (or close of the
-// last hold) that made the count zero, or inside when_idle() when it is zero already. A waiter
-// may enter, leave or add waiters: one added while waking waits for the next time the count is
-// zero (at once if it still is).
+// Waiters run in the order they were added, synchronously inside the leave() that made the
+// count zero (or wake_if_idle()), or inside when_idle() when it is zero already. They run one
+// at a time and the count is checked again before each: a waiter that enters work holds back
+// the waiters after it until that work leaves too. A waiter may also leave or add waiters: one
+// added while the count is zero runs at once.
 class Gate {
  public:
   void enter() { ++count_; }
@@ -33,7 +34,7 @@ class Gate {
 
  private:
   std::size_t count_ = 0;
-  std::vector<std::function<void()>> waiters_;
+  std::deque<std::function<void()>> waiters_;
 };
 
 }  // namespace drawbridge::core

@@ -8,6 +8,7 @@ namespace drawbridge::core {
 ReplyDispatcher::ReservationId ReplyDispatcher::reserve(const std::string& key) {
   const ReservationId id = next_reservation_++;
   reservations_.emplace(id, key);
+  gate_.enter();
   return id;
 }
 
@@ -23,17 +24,18 @@ std::optional<ReplyDispatcher::Part> ReplyDispatcher::enqueue(
     if (known) continue;
     lane.queued.push_back(p);
     ++queued_;
+    gate_.enter();
   }
   // Only now, with the parts counted, may the reservation go: pending() stays above zero.
-  if (reservation) reservations_.erase(*reservation);
+  const bool released = reservation && reservations_.erase(*reservation) > 0;
   std::optional<Part> now;
   if (!lane.in_flight) now = advance(key);  // also erases the lane when nothing was queued
-  wake_idle_waiters();
+  if (released) gate_.leave();
   return now;
 }
 
 void ReplyDispatcher::release(ReservationId id) {
-  if (reservations_.erase(id) > 0) wake_idle_waiters();
+  if (reservations_.erase(id) > 0) gate_.leave();
 }
 
 std::optional<ReplyDispatcher::Part> ReplyDispatcher::settled(const std::string& key,
@@ -45,7 +47,7 @@ std::optional<ReplyDispatcher::Part> ReplyDispatcher::settled(const std::string&
   it->second.in_flight.reset();
   --in_flight_;
   std::optional<Part> next = advance(key);
-  wake_idle_waiters();
+  gate_.leave();
   return next;
 }
 
@@ -70,24 +72,6 @@ std::optional<ReplyDispatcher::Part> ReplyDispatcher::in_flight_part(const std::
   return it->second.in_flight;
 }
 
-void ReplyDispatcher::when_idle(std::function<void()> fn) {
-  if (idle()) {
-    fn();
-    return;
-  }
-  waiters_.push_back(std::move(fn));
-}
-
-void ReplyDispatcher::wake_idle_waiters() {
-  // One waiter at a time, re-checked before each: a waiter may reserve or enqueue, and the
-  // next waiter must then wait for that too.
-  while (idle() && !waiters_.empty()) {
-    auto fn = std::move(waiters_.front());
-    waiters_.erase(waiters_.begin());
-    fn();
-  }
-}
-
 std::vector<std::string> ReplyDispatcher::pending_keys() const {
   std::vector<std::string> keys;
   keys.reserve(lanes_.size() + reservations_.size());
@@ -103,7 +87,7 @@ void ReplyDispatcher::clear() {
   reservations_.clear();
   queued_ = 0;
   in_flight_ = 0;
-  waiters_.clear();
+  gate_.reset();
 }
 
 }  // namespace drawbridge::core

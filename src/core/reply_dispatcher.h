@@ -9,6 +9,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/gate.h"
+
 namespace drawbridge::core {
 
 // Orders the sending of replies and tells the drain when every reply is out. The parts of one
@@ -54,8 +56,9 @@ class ReplyDispatcher {
   std::optional<Part> in_flight_part(const std::string& key) const;
 
   // Runs `fn` once, when pending() reaches zero; at once when it is zero already. A waiter
-  // may reserve, enqueue or add waiters.
-  void when_idle(std::function<void()> fn);
+  // may reserve, enqueue or add waiters; one that reserves or enqueues holds back the waiters
+  // after it (a core::Gate).
+  void when_idle(std::function<void()> fn) { gate_.when_idle(std::move(fn)); }
 
   // Keys with a reservation, a queued or an in-flight part, sorted (status, the drain log).
   std::vector<std::string> pending_keys() const;
@@ -72,14 +75,15 @@ class ReplyDispatcher {
 
   // Moves the key's next queued part in flight and returns it; erases a lane left empty.
   std::optional<Part> advance(const std::string& key);
-  void wake_idle_waiters();
 
   std::unordered_map<std::string, Lane> lanes_;
   std::unordered_map<ReservationId, std::string> reservations_;
   ReservationId next_reservation_ = 1;
   std::size_t queued_ = 0;
   std::size_t in_flight_ = 0;
-  std::vector<std::function<void()>> waiters_;
+  // Counts pending(): one per reservation and per part queued or in flight. Every call leaves
+  // it last, once the lanes are consistent, so a woken waiter sees the final state.
+  Gate gate_;
 };
 
 }  // namespace drawbridge::core

@@ -29,7 +29,6 @@ const char* to_string(ScheduleStatus s) {
   switch (s) {
     case ScheduleStatus::scheduled: return "scheduled";
     case ScheduleStatus::coalesced: return "coalesced";
-    case ScheduleStatus::deferred: return "deferred";
     case ScheduleStatus::ignored: return "ignored";
   }
   return "?";
@@ -39,7 +38,6 @@ const char* to_string(RestartScheduler::State s) {
   switch (s) {
     case RestartScheduler::State::idle: return "idle";
     case RestartScheduler::State::scheduled: return "scheduled";
-    case RestartScheduler::State::deferred: return "deferred";
     case RestartScheduler::State::restarting: return "restarting";
   }
   return "?";
@@ -82,9 +80,6 @@ ScheduleResult RestartScheduler::request(const RestartRequest& req, TimePoint no
   }
 
   merge(req);
-  if (state_ == State::deferred) {
-    return {ScheduleStatus::deferred, deadline_, cycle_, "waiting for pending work"};
-  }
   deadline_ = std::min(deadline_, deadline);
   return {ScheduleStatus::coalesced, deadline_, cycle_, "merged into the scheduled restart"};
 }
@@ -109,30 +104,15 @@ std::optional<Duration> RestartScheduler::budget() const {
 }
 
 TimerResult RestartScheduler::on_timer(TimePoint now, std::uint64_t cycle) {
-  if (cycle != cycle_) return {};
-  if (state_ != State::scheduled && state_ != State::deferred) return {};
-  if (now < deadline_) return {};
-  const auto b = budget();
-  if (!busy_ || (b && *b == Duration{0})) return {begin(now, false), false};
-  if (b && now >= saturating_add(deadline_, *b)) return {begin(now, true), false};
-  if (state_ == State::deferred) return {};
-  state_ = State::deferred;
-  return {std::nullopt, true};
+  if (cycle != cycle_ || state_ != State::scheduled || now < deadline_) return {};
+  return {begin(now)};
 }
 
-std::optional<RestartAction> RestartScheduler::on_work_idle(TimePoint now) {
-  busy_ = false;
-  if (state_ != State::deferred) return std::nullopt;
-  return begin(now, false);
-}
-
-void RestartScheduler::on_work_busy() { busy_ = true; }
-
-RestartAction RestartScheduler::begin(TimePoint now, bool timed_out) {
+RestartAction RestartScheduler::begin(TimePoint now) {
   const auto b = budget();
   std::optional<Duration> drain_budget = b;
   if (b) {
-    // The drain gets what the deferral left over, so the whole restart stays within one budget.
+    // The drain gets what a late timer left of the budget, so the restart stays within it.
     const auto waited = std::chrono::duration_cast<Duration>(now - deadline_);
     drain_budget = std::max(*b - std::max(waited, Duration{0}), Duration{0});
   }
@@ -140,7 +120,6 @@ RestartAction RestartScheduler::begin(TimePoint now, bool timed_out) {
                        pending_->kind,
                        pending_->source,
                        pending_->force,
-                       timed_out,
                        drain_budget,
                        cycle_,
                        now,
@@ -155,22 +134,12 @@ RestartAction RestartScheduler::begin(TimePoint now, bool timed_out) {
   return action;
 }
 
-std::optional<std::uint64_t> RestartScheduler::consume_cycle(TimePoint now) {
-  if (state_ == State::restarting) return std::nullopt;
-  const std::uint64_t consumed = cycle_++;
-  pending_.reset();
-  pending_requests_ = 0;
-  state_ = State::restarting;
-  last_began_ = now;
-  return consumed;
-}
-
 void RestartScheduler::on_restart_finished() {
   if (state_ == State::restarting) state_ = State::idle;
 }
 
 bool RestartScheduler::cancel(std::string reason) {
-  if (state_ != State::scheduled && state_ != State::deferred) return false;
+  if (state_ != State::scheduled) return false;
   pending_.reset();
   pending_requests_ = 0;
   // A timer armed before the cancel must stay a no-op even when a new request comes.
@@ -182,10 +151,6 @@ bool RestartScheduler::cancel(std::string reason) {
 
 std::optional<RestartScheduler::Wakeup> RestartScheduler::next_wakeup() const {
   if (state_ == State::scheduled) return Wakeup{deadline_, cycle_};
-  if (state_ == State::deferred) {
-    const auto b = budget();
-    if (b) return Wakeup{saturating_add(deadline_, *b), cycle_};
-  }
   return std::nullopt;
 }
 

@@ -49,7 +49,6 @@ std::optional<Duration> deferral_budget(Duration configured, std::optional<Durat
 enum class ScheduleStatus {
   scheduled,  // a new restart, due at `deadline`
   coalesced,  // merged into the restart already scheduled
-  deferred,   // its deadline has passed and it waits for pending work to finish
   ignored,    // a restart is already under way
 };
 const char* to_string(ScheduleStatus s);
@@ -70,8 +69,6 @@ struct RestartAction {
   RestartKind kind;
   RestartSource source;
   bool force;
-  // The deferral budget ran out with work still pending.
-  bool timed_out;
   // What remains of the deferral budget for the drain's wait on turns; nullopt: no limit.
   std::optional<Duration> drain_budget;
   std::uint64_t cycle;
@@ -85,9 +82,6 @@ struct RestartAction {
 struct TimerResult {
   // Set when the restart begins now.
   std::optional<RestartAction> begin;
-  // The deadline passed with work pending: log it; the restart now waits for on_work_idle()
-  // or for the end of the deferral budget (next_wakeup()).
-  bool deferred = false;
 };
 
 // Decides when a requested restart begins. Sans-IO: the caller passes `now` and events in, arms
@@ -97,7 +91,7 @@ struct TimerResult {
 // stale timer from starting a second one after the config watcher already restarted.
 class RestartScheduler {
  public:
-  enum class State { idle, scheduled, deferred, restarting };
+  enum class State { idle, scheduled, restarting };
 
   struct Wakeup {
     TimePoint at;
@@ -114,16 +108,6 @@ class RestartScheduler {
   // before the deadline.
   TimerResult on_timer(TimePoint now, std::uint64_t cycle);
 
-  // The work tracker reached zero: a deferred restart begins now, not at a later tick.
-  std::optional<RestartAction> on_work_idle(TimePoint now);
-  // The work tracker left zero.
-  void on_work_busy();
-
-  // A restart begins outside the scheduler (e.g. the config watcher): it satisfies whatever
-  // is scheduled and makes timers armed for the current cycle stale. nullopt when a restart is
-  // already under way, so the caller must not begin a second one.
-  std::optional<std::uint64_t> consume_cycle(TimePoint now);
-
   // The restart finished (or failed and the old generation kept running): requests are taken
   // again, subject to the cooldown.
   void on_restart_finished();
@@ -136,20 +120,18 @@ class RestartScheduler {
   std::optional<TimePoint> next_deadline() const;
 
   State state() const { return state_; }
-  bool busy() const { return busy_; }
-  // The merged request while one is scheduled or deferred.
+  // The merged request while one is scheduled.
   const std::optional<RestartRequest>& pending() const { return pending_; }
   std::uint64_t cycle() const { return cycle_; }
   const std::string& last_cancel_reason() const { return last_cancel_reason_; }
 
  private:
   std::optional<Duration> budget() const;
-  RestartAction begin(TimePoint now, bool timed_out);
+  RestartAction begin(TimePoint now);
   void merge(const RestartRequest& req);
 
   RestartSchedulerOptions options_;
   State state_ = State::idle;
-  bool busy_ = false;
   std::uint64_t cycle_ = 1;
   std::optional<RestartRequest> pending_;
   std::size_t pending_requests_ = 0;

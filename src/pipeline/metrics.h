@@ -20,7 +20,6 @@ struct Metrics {
   // Sessions suspended because restarts interrupted their turn too often in a row.
   std::uint64_t sessions_suspended = 0;
   std::uint64_t errors_total = 0;
-  std::uint64_t restarts_total = 0;
 };
 
 }  // namespace drawbridge::pipeline

@@ -544,11 +544,12 @@ class Gateway final : public server::Control, private DrainTarget {
   std::unique_ptr<pipeline::Agent> make_agent(const config::AgentSettings& a, std::string& error) {
     if (a.type == "echo") {
       return std::make_unique<agents::EchoAgent>(
-          io_, agents::EchoSettings{a.delay_ms, a.chunk_chars, a.prefix});
+          executor_, agents::EchoSettings{a.delay_ms, a.chunk_chars, a.prefix});
     }
     if (a.type == "exec") {
       return std::make_unique<agents::ExecAgent>(
-          io_, agents::ExecSettings{a.command, a.timeout_ms, a.kill_grace_ms, a.cwd, a.env});
+          io_, executor_,
+          agents::ExecSettings{a.command, a.timeout_ms, a.kill_grace_ms, a.cwd, a.env});
     }
     error = "agents." + a.id + ".type: \"" + a.type +
             "\" is not available in this build (available: echo, exec)";
@@ -1246,7 +1247,7 @@ class Gateway final : public server::Control, private DrainTarget {
   void retire_agent(std::unique_ptr<pipeline::Agent> agent) {
     // Its running turns may still use it: freed once no turn runs.
     retired_agents_.push_back(std::move(agent));
-    pipeline_->work().when_idle({core::WorkKind::turn}, [this, gen = generation_] {
+    pipeline_->work().when_idle([this, gen = generation_] {
       executor_.post([this, gen] {
         if (gen == generation_ && pipeline_->active_runs().empty()) retired_agents_.clear();
       });
@@ -1412,13 +1413,7 @@ class Gateway final : public server::Control, private DrainTarget {
   }
 
   void hand_off_failed(pid_t pid, const std::string& why, bool update, const std::string& binary) {
-    if (pid > 0) {
-      ::kill(-pid, SIGKILL);  // its own session and process group (setsid)
-      ::kill(pid, SIGKILL);
-      int st = 0;
-      while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-      }
-    }
+    agents::kill_and_reap(pid);  // its own session and process group (setsid)
     spdlog::error("{} to {} failed: {}; restarting in this process on the running binary",
                   update ? "update" : "re-exec", binary, why);
     if (update) {
@@ -1505,7 +1500,6 @@ class Gateway final : public server::Control, private DrainTarget {
                      req.reason, r.note.empty() ? "" : "; ", r.note);
         break;
       case core::ScheduleStatus::coalesced:
-      case core::ScheduleStatus::deferred:
         spdlog::info("restart request ({}) merged into the scheduled restart (cycle {})",
                      req.reason, r.cycle);
         break;
@@ -1693,11 +1687,11 @@ class Gateway final : public server::Control, private DrainTarget {
   void set_draining() override { pipeline_->set_draining(true); }
   std::vector<pipeline::ActiveChat> active_chats() override { return pipeline_->active_chats(); }
   void when_turns_idle(std::function<void()> fn) override {
-    pipeline_->work().when_idle({core::WorkKind::turn, core::WorkKind::task}, std::move(fn));
+    pipeline_->work().when_idle(std::move(fn));
   }
   std::vector<core::DrainBlocker> blockers() override {
     std::vector<core::DrainBlocker> out;
-    for (const auto& e : pipeline_->work().list({core::WorkKind::turn, core::WorkKind::task})) {
+    for (const auto& e : pipeline_->work().list()) {
       if (e.exempt) continue;
       out.push_back({e.info.task_id.empty() ? "w" + std::to_string(e.id) : e.info.task_id,
                      e.info.run_id, e.info.session, e.info.status, e.info.label});

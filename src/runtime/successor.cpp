@@ -5,7 +5,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -28,6 +27,9 @@ extern char** environ;
 namespace drawbridge::runtime {
 
 namespace asio = boost::asio;
+using agents::c_strings;
+using agents::make_pipe;
+using agents::reap;
 using agents::UniqueFd;
 
 namespace {
@@ -137,14 +139,6 @@ void close_fds(int first, int last, long max_fd) {
   ::_exit(127);  // not reached
 }
 
-std::vector<char*> c_strings(std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  out.reserve(strings.size() + 1);
-  for (auto& s : strings) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
-
 bool replaced(std::string_view key, const std::map<std::string, std::string>& extra) {
   return key == "LISTEN_PID" || key == "LISTEN_FDS" || key == "LISTEN_FDNAMES" ||
          key == kReadyVariable || extra.contains(std::string(key));
@@ -157,14 +151,6 @@ long fd_limit() {
     return 1 << 20;
   }
   return static_cast<long>(limit.rlim_cur);
-}
-
-int make_pipe(UniqueFd& read_end, UniqueFd& write_end) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return errno;
-  read_end.reset(fds[0]);
-  write_end.reset(fds[1]);
-  return 0;
 }
 
 // Reads the child's report of a failed step; false when the exec succeeded (EOF).
@@ -181,11 +167,6 @@ bool read_child_failure(int fd, Step& step, int& err) {
   step = static_cast<Step>(message[0]);
   err = message[1];
   return true;
-}
-
-void reap(pid_t pid) {
-  while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-  }
 }
 
 }  // namespace

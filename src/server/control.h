@@ -71,7 +71,7 @@ class Control {
   virtual nlohmann::json status() = 0;  // payload of the `status` method
   virtual std::string metrics_text() = 0;  // Prometheus text exposition
   virtual std::int64_t uptime_ms() = 0;
-  // {"ok":true,"status":"scheduled"|"coalesced"|"deferred"|"ignored","cycle":N,"dueInMs":N,
+  // {"ok":true,"status":"scheduled"|"coalesced"|"ignored","cycle":N,"dueInMs":N,
   //  "note":"..."}
   virtual nlohmann::json request_restart(const RestartIntent& intent) = 0;
   // {"ok":true,"status":"stopping"|"already-stopping"}

@@ -19,6 +19,9 @@
 #include <thread>
 #include <vector>
 
+#include "core/manual_executor.h"
+#include "runtime/asio_executor.h"
+
 namespace drawbridge::agents {
 namespace {
 
@@ -98,7 +101,7 @@ class ExecAgentTest : public ::testing::TestWithParam<ExecAgent::ExitWatch> {
   }
 
   std::unique_ptr<pipeline::Turn> start(const ExecSettings& s, Recorder& r) {
-    agent_ = std::make_unique<ExecAgent>(io_, s, GetParam());
+    agent_ = std::make_unique<ExecAgent>(io_, executor_, s, GetParam());
     return agent_->start(make_request(), record(r));
   }
 
@@ -122,12 +125,13 @@ class ExecAgentTest : public ::testing::TestWithParam<ExecAgent::ExitWatch> {
   }
 
   boost::asio::io_context io_;
+  runtime::AsioExecutor executor_{io_};  // the runtime's: timers in real time, on io_
   std::unique_ptr<ExecAgent> agent_;
   std::filesystem::path dir_;
 };
 
 TEST_P(ExecAgentTest, TypeIsExec) {
-  ExecAgent agent(io_, settings({"true"}), GetParam());
+  ExecAgent agent(io_, executor_, settings({"true"}), GetParam());
   EXPECT_EQ(agent.type(), "exec");
 }
 
@@ -186,7 +190,7 @@ TEST_P(ExecAgentTest, RequestArrivesAsOneJsonLineOnStdin) {
 TEST_P(ExecAgentTest, ChildThatNeverReadsALargeRequestDoesNotBlock) {
   Recorder r;
   auto s = settings({"sh", "-c", "echo ignored"});
-  agent_ = std::make_unique<ExecAgent>(io_, s, GetParam());
+  agent_ = std::make_unique<ExecAgent>(io_, executor_, s, GetParam());
   auto request = make_request();
   request.history.push_back({"user", std::string(4 << 20, 'x')});  // far above a pipe buffer
   auto turn = agent_->start(request, record(r));
@@ -248,6 +252,41 @@ TEST_P(ExecAgentTest, TimeoutKillsTheWholeProcessGroup) {
   EXPECT_TRUE(wait_until_gone(grandchild)) << "grandchild " << grandchild << " survived";
 }
 
+// The timeout is a timer of the injected executor: in simulated time a ten-minute timeout ends
+// the turn exactly at its deadline, not a millisecond before, while the child and its pipes
+// stay real. (With the timer on a real clock the turn would not end within the test.)
+TEST_P(ExecAgentTest, TimeoutFiresAtItsDeadlineInSimulatedTime) {
+  core::ManualClock clock;
+  core::ManualExecutor sim(clock);
+  auto s = settings({"sh", "-c", "echo $$; exec sleep 600"});
+  s.timeout_ms = 600'000;
+  ExecAgent agent(io_, sim, s, GetParam());
+  Recorder r;
+  auto turn = agent.start(make_request(), record(r));
+  ASSERT_TRUE(run_until([&] { return !r.deltas.empty(); })) << "the child never got going";
+  const pid_t child = std::stoi(r.deltas[0]);
+
+  sim.advance(599'999ms);
+  io_.restart();
+  io_.poll();
+  EXPECT_FALSE(r.done()) << "ended before its timeout";
+  EXPECT_FALSE(process_gone(child));
+
+  sim.advance(1ms);  // SIGTERM now; the exit is seen on the pidfd or by polling (simulated)
+  const auto limit = std::chrono::steady_clock::now() + 5s;
+  while (!r.done() && std::chrono::steady_clock::now() < limit) {
+    io_.restart();
+    io_.run_one_for(1ms);
+    sim.advance(1ms);
+  }
+  ASSERT_TRUE(r.done()) << "the timeout did not end the turn";
+  EXPECT_EQ(r.outcomes[0].kind, Kind::failed);
+  EXPECT_EQ(r.outcomes[0].error, "timed out after 600000 ms");
+  EXPECT_TRUE(process_gone(child));
+  EXPECT_EQ(sim.pending_timers(), 0u) << "a timer outlived the turn";
+  run_to_idle();
+}
+
 TEST_P(ExecAgentTest, ChildIgnoringSigtermIsKilledAfterTheGracePeriod) {
   Recorder r;
   auto s = settings({"sh", "-c", "trap '' TERM; echo $$; sleep 30"});
@@ -299,7 +338,7 @@ TEST_P(ExecAgentTest, CancelFromInsideOnDeltaWithZeroGrace) {
   Recorder r;
   auto s = settings({"sh", "-c", "trap '' TERM; echo ready; sleep 30"});
   s.kill_grace_ms = 0;
-  agent_ = std::make_unique<ExecAgent>(io_, s, GetParam());
+  agent_ = std::make_unique<ExecAgent>(io_, executor_, s, GetParam());
   std::unique_ptr<pipeline::Turn> turn;
   bool done_inside_delta = false;
   turn =
@@ -352,8 +391,8 @@ TEST_P(ExecAgentTest, DestroyingTheTurnKillsTheChildWithoutCallingBack) {
 
 TEST_P(ExecAgentTest, DestroyingTheTurnInsideOnDeltaIsSafe) {
   Recorder r;
-  agent_ = std::make_unique<ExecAgent>(io_, settings({"sh", "-c", "echo $$; echo more; sleep 30"}),
-                                       GetParam());
+  agent_ = std::make_unique<ExecAgent>(
+      io_, executor_, settings({"sh", "-c", "echo $$; echo more; sleep 30"}), GetParam());
   std::unique_ptr<pipeline::Turn> turn;
   turn = agent_->start(make_request(), {[&](std::string_view d) {
                                           r.deltas.emplace_back(d);

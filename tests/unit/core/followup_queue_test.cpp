@@ -2,14 +2,10 @@
 
 #include <gtest/gtest.h>
 
-#include <chrono>
-
 namespace drawbridge::core {
 namespace {
 
-using namespace std::chrono_literals;
 using Items = std::vector<FollowupQueue::Item>;
-using DrainState = FollowupQueue::DrainState;
 
 TEST(FollowupQueue, AnIdleSessionStartsAtOnceInEveryMode) {
   FollowupQueue q;
@@ -259,133 +255,14 @@ TEST(FollowupQueue, ModesAndPoliciesParseFromTheirConfigSpelling) {
   EXPECT_STREQ(to_string(EnqueueAction::interrupt_active), "interrupt_active");
 }
 
-TEST(FollowupQueue, DrainIsImmediateWhenNothingIsQueued) {
-  ManualClock clock;
-  FollowupQueue q;
-  // A running turn with nothing waiting is the work tracker's business, not this drain's.
-  q.enqueue("s", 1, FollowupMode::followup);
-  q.enqueue("t", 2, FollowupMode::steer);
-  q.enqueue("t", 3, FollowupMode::steer);
-  EXPECT_TRUE(q.drain_ready());
-  auto status = q.begin_drain(clock.now());
-  EXPECT_EQ(status.state, DrainState::drained);
-  EXPECT_EQ(status.remaining, 0u);
-  EXPECT_EQ(status.deadline, std::nullopt);
-  EXPECT_EQ(q.drain_status().state, DrainState::drained);
-}
-
-TEST(FollowupQueue, DrainWaitsAndEndsWhenTheLastItemIsHandedOver) {
-  ManualClock clock;
-  const TimePoint t0 = clock.now();
+TEST(FollowupQueue, ClearForgetsSessions) {
   FollowupQueue q;
   q.enqueue("a", 1, FollowupMode::followup);
   q.enqueue("a", 2, FollowupMode::followup);
-  q.enqueue("a", 3, FollowupMode::followup);
-  q.enqueue("b", 4, FollowupMode::collect);
-  q.enqueue("b", 5, FollowupMode::collect);
-  EXPECT_FALSE(q.drain_ready());
-
-  auto status = q.begin_drain(clock.now());
-  EXPECT_EQ(status.state, DrainState::waiting);
-  EXPECT_EQ(status.remaining, 3u);
-  EXPECT_EQ(status.deadline, t0 + 5000ms);
-
-  clock.advance(1000ms);
-  auto b = q.on_turn_finished("b");
-  EXPECT_EQ(b->items, Items{5});
-  EXPECT_FALSE(b->completes_drain);
-  EXPECT_EQ(q.drain_status().state, DrainState::waiting);
-  EXPECT_EQ(q.drain_status().remaining, 2u);
-  // An early timer changes nothing.
-  EXPECT_EQ(q.on_drain_deadline(clock.now()).state, DrainState::waiting);
-
-  clock.advance(1000ms);
-  auto a1 = q.on_turn_finished("a");
-  EXPECT_EQ(a1->items, Items{2});
-  EXPECT_FALSE(a1->completes_drain);
-  EXPECT_EQ(q.drain_status().remaining, 1u);
-
-  clock.advance(500ms);
-  auto a2 = q.on_turn_finished("a");
-  EXPECT_EQ(a2->items, Items{3});
-  EXPECT_TRUE(a2->completes_drain);
-  EXPECT_EQ(q.drain_status().state, DrainState::drained);
-  EXPECT_EQ(q.drain_status().remaining, 0u);
-  EXPECT_EQ(q.drain_status().deadline, std::nullopt);
-
-  // The timer armed for the budget fires later and finds the drain over.
-  clock.advance(2500ms);
-  EXPECT_EQ(q.on_drain_deadline(clock.now()).state, DrainState::drained);
-}
-
-TEST(FollowupQueue, DrainReportsNotDrainedWithTheCountLeftOnTimeout) {
-  ManualClock clock;
-  const TimePoint t0 = clock.now();
-  FollowupQueue q;
-  q.enqueue("a", 1, FollowupMode::followup);
-  q.enqueue("a", 2, FollowupMode::followup);
-  q.enqueue("a", 3, FollowupMode::followup);
-  q.enqueue("b", 4, FollowupMode::followup);
-  q.enqueue("b", 5, FollowupMode::followup);
-  EXPECT_EQ(q.begin_drain(clock.now()).deadline, t0 + 5000ms);
-
-  clock.advance(4999ms);
-  EXPECT_EQ(q.on_drain_deadline(clock.now()).state, DrainState::waiting);
-  clock.advance(1ms);
-  auto status = q.on_drain_deadline(clock.now());
-  EXPECT_EQ(status.state, DrainState::timed_out);
-  EXPECT_EQ(status.remaining, 3u);
-  EXPECT_EQ(status.deadline, std::nullopt);
-
-  // Handovers after the timeout neither reopen the drain nor report it drained.
-  auto next = q.on_turn_finished("a");
-  EXPECT_FALSE(next->completes_drain);
-  q.on_turn_finished("a");
-  q.on_turn_finished("b");
-  EXPECT_EQ(q.pending_count(), 0u);
-  EXPECT_EQ(q.drain_status().state, DrainState::timed_out);
-  EXPECT_EQ(q.drain_status().remaining, 3u);
-}
-
-TEST(FollowupQueue, DrainBudgetIsTheCallersAndASecondBeginKeepsTheFirstDeadline) {
-  ManualClock clock;
-  const TimePoint t0 = clock.now();
-  FollowupQueue q;
-  q.enqueue("a", 1, FollowupMode::followup);
-  q.enqueue("a", 2, FollowupMode::followup);
-  EXPECT_EQ(q.begin_drain(clock.now(), 1500ms).deadline, t0 + 1500ms);
-  clock.advance(1000ms);
-  auto again = q.begin_drain(clock.now(), 1500ms);
-  EXPECT_EQ(again.state, DrainState::waiting);
-  EXPECT_EQ(again.deadline, t0 + 1500ms);
-  clock.advance(500ms);
-  EXPECT_EQ(q.on_drain_deadline(clock.now()).state, DrainState::timed_out);
-}
-
-TEST(FollowupQueue, DrainCountsItemsQueuedWhileItWaits) {
-  ManualClock clock;
-  FollowupQueue q;
-  q.enqueue("a", 1, FollowupMode::followup);
-  q.enqueue("a", 2, FollowupMode::followup);
-  q.begin_drain(clock.now());
-  q.enqueue("a", 3, FollowupMode::followup);
-  EXPECT_EQ(q.drain_status().remaining, 2u);
-  EXPECT_FALSE(q.on_turn_finished("a")->completes_drain);
-  EXPECT_TRUE(q.on_turn_finished("a")->completes_drain);
-  EXPECT_EQ(q.drain_status().state, DrainState::drained);
-}
-
-TEST(FollowupQueue, ClearForgetsSessionsAndTheDrain) {
-  ManualClock clock;
-  FollowupQueue q;
-  q.enqueue("a", 1, FollowupMode::followup);
-  q.enqueue("a", 2, FollowupMode::followup);
-  q.begin_drain(clock.now());
   q.clear();
   EXPECT_EQ(q.pending_count(), 0u);
   EXPECT_EQ(q.active_count(), 0u);
   EXPECT_FALSE(q.active("a"));
-  EXPECT_EQ(q.drain_status().state, DrainState::not_started);
   EXPECT_EQ(q.enqueue("a", 3, FollowupMode::followup).action, EnqueueAction::start_now);
 }
 

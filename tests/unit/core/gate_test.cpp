@@ -51,6 +51,39 @@ TEST(Gate, WaiterThatEntersHoldsLaterWaiters) {
   EXPECT_EQ(second, 1);
 }
 
+TEST(Gate, WaiterThatEntersHoldsBackWaitersAlreadyQueued) {
+  Gate g;
+  g.enter();
+  std::vector<std::string> order;
+  g.when_idle([&] {
+    order.push_back("first");
+    g.enter();  // the first waiter starts work: the second must wait for it too
+  });
+  g.when_idle([&] { order.push_back("second"); });
+  g.leave();
+  EXPECT_EQ(order, (std::vector<std::string>{"first"}));
+  EXPECT_EQ(g.waiters(), 1u);
+  g.leave();
+  EXPECT_EQ(order, (std::vector<std::string>{"first", "second"}));
+}
+
+TEST(Gate, WaiterThatLeavesDoesNotRunOthersTwice) {
+  Gate g;
+  g.enter();
+  int others = 0;
+  g.when_idle([&] {
+    g.enter();
+    g.leave();  // wakes the others from inside the first waiter
+  });
+  g.when_idle([&] { ++others; });
+  g.when_idle([&] { ++others; });
+  g.leave();
+  EXPECT_EQ(others, 2);
+  g.enter();
+  g.leave();
+  EXPECT_EQ(others, 2);
+}
+
 TEST(Gate, ResetForgetsWithoutRunning) {
   Gate g;
   g.enter();

@@ -2,11 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include <functional>
 #include <vector>
-
-#include "core/manual_executor.h"
-#include "core/work_tracker.h"
 
 namespace drawbridge::core {
 namespace {
@@ -37,7 +33,6 @@ TEST(RestartScheduler, DefaultDelayIsTwoSeconds) {
   EXPECT_EQ(fired.begin->at, at(3s));
   EXPECT_EQ(fired.begin->reason, "sigusr1");
   EXPECT_EQ(fired.begin->cycle, 1u);
-  EXPECT_FALSE(fired.begin->timed_out);
   EXPECT_EQ(fired.begin->drain_budget, Duration(300'000));
   EXPECT_EQ(s.state(), RestartScheduler::State::restarting);
   EXPECT_EQ(s.next_deadline(), std::nullopt);
@@ -135,30 +130,7 @@ TEST(RestartScheduler, RequestWhileRestartingIsIgnored) {
   EXPECT_EQ(r.status, ScheduleStatus::ignored);
   EXPECT_EQ(r.note, "already restarting");
   EXPECT_EQ(s.next_wakeup(), std::nullopt);
-  // Nor can the config watcher begin a second teardown.
-  EXPECT_EQ(s.consume_cycle(at(3s)), std::nullopt);
   EXPECT_FALSE(s.on_timer(at(5s), r.cycle).begin);
-}
-
-TEST(RestartScheduler, ConsumedCycleMakesTheStaleTimerANoOp) {
-  RestartScheduler s;
-  const auto first = s.request(restart("config changed"), at(0s));
-  EXPECT_EQ(first.cycle, 1u);
-  // The config watcher restarts on its own before the timer fires.
-  EXPECT_EQ(s.consume_cycle(at(1s)), 1u);
-  EXPECT_EQ(s.state(), RestartScheduler::State::restarting);
-  s.on_restart_finished();
-  const auto second = s.request(restart("sigusr1"), at(5s));
-  EXPECT_EQ(second.cycle, 2u);
-  EXPECT_EQ(second.deadline, at(31s));
-
-  EXPECT_FALSE(s.on_timer(at(2s), first.cycle).begin);
-  EXPECT_FALSE(s.on_timer(at(31s), first.cycle).begin);
-  EXPECT_EQ(s.state(), RestartScheduler::State::scheduled);
-  const auto fired = s.on_timer(at(31s), second.cycle);
-  ASSERT_TRUE(fired.begin);
-  EXPECT_EQ(fired.begin->cycle, 2u);
-  EXPECT_EQ(fired.begin->reason, "sigusr1");
 }
 
 TEST(RestartScheduler, HotReloadCancelsTheScheduledRestart) {
@@ -188,146 +160,34 @@ TEST(RestartScheduler, CancelDoesNotStopARestartUnderWay) {
   EXPECT_EQ(s.state(), RestartScheduler::State::restarting);
 }
 
-TEST(RestartScheduler, IdleAndBusyBeforeTheDeadlineChangeNothing) {
+TEST(RestartScheduler, ForceLeavesTheDrainNoBudget) {
   RestartScheduler s;
-  s.request(restart("x"), at(0s));
-  s.on_work_busy();
-  EXPECT_FALSE(s.on_work_idle(at(1s)));
-  EXPECT_EQ(s.state(), RestartScheduler::State::scheduled);
-  const auto r = s.on_timer(at(2s), 1);
-  ASSERT_TRUE(r.begin);
-  EXPECT_EQ(r.begin->at, at(2s));
-}
-
-// The runtime's wiring, in simulated time: one timer at next_wakeup(), the work tracker's
-// idle event, no polling.
-TEST(RestartScheduler, DeferredRestartBeginsExactlyAtTheIdleEvent) {
-  ManualClock clock;
-  ManualExecutor ex(clock);
-  WorkTracker work;
-  RestartScheduler s;
-  std::vector<RestartAction> begun;
-  int deferred = 0;
-
-  std::function<void()> arm = [&] {
-    if (auto w = s.next_wakeup()) {
-      ex.schedule(std::chrono::duration_cast<Duration>(w->at - clock.now()), [&, c = w->cycle] {
-        auto r = s.on_timer(clock.now(), c);
-        if (r.begin) begun.push_back(*r.begin);
-        if (r.deferred) {
-          ++deferred;
-          work.when_idle([&] {
-            if (auto a = s.on_work_idle(clock.now())) begun.push_back(*a);
-          });
-          arm();
-        }
-      });
-    }
-  };
-
-  const TimePoint start = clock.now();
-  work.begin(WorkKind::delivery);
-  s.on_work_busy();
-  const auto r = s.request(restart("sigusr1"), clock.now());
-  EXPECT_EQ(r.status, ScheduleStatus::scheduled);
-  arm();
-
-  ex.advance(2s);
-  EXPECT_EQ(deferred, 1);
-  EXPECT_EQ(s.state(), RestartScheduler::State::deferred);
-  EXPECT_EQ(s.next_deadline(), start + 302s);
-  EXPECT_EQ(s.request(restart("again"), clock.now()).status, ScheduleStatus::deferred);
-
-  ex.advance(5300ms);
-  EXPECT_TRUE(begun.empty());
-  work.end(WorkKind::delivery);  // the last reply is delivered at 7.3 s
-  ASSERT_EQ(begun.size(), 1u);
-  EXPECT_EQ(begun[0].at, start + 7300ms);
-  EXPECT_FALSE(begun[0].timed_out);
-  EXPECT_EQ(begun[0].requests, 2u);
-  // The drain gets what the deferral left of the 300 s budget.
-  EXPECT_EQ(begun[0].drain_budget, Duration(300'000 - 5'300));
-
-  // The deferral timer armed for that cycle fires later and does nothing.
-  ex.advance(400s);
-  EXPECT_EQ(begun.size(), 1u);
-}
-
-TEST(RestartScheduler, DeferralTimeoutBeginsWithTimedOut) {
-  RestartScheduler s;
-  s.on_work_busy();
-  s.request(restart("sigusr1"), at(0s));
-  const auto d = s.on_timer(at(2s), 1);
-  EXPECT_TRUE(d.deferred);
-  EXPECT_FALSE(d.begin);
-  EXPECT_EQ(s.next_deadline(), at(302s));
-
-  EXPECT_FALSE(s.on_timer(at(301999ms), 1).begin);
-  const auto r = s.on_timer(at(302s), 1);
-  ASSERT_TRUE(r.begin);
-  EXPECT_TRUE(r.begin->timed_out);
-  EXPECT_EQ(r.begin->at, at(302s));
-  EXPECT_EQ(r.begin->drain_budget, Duration(0));
-  // Work that goes idle afterwards does not begin a second restart.
-  EXPECT_FALSE(s.on_work_idle(at(303s)));
-}
-
-TEST(RestartScheduler, IntentWaitOverridesTheDeferralBudget) {
-  RestartScheduler s;
-  s.on_work_busy();
-  auto req = restart("rpc");
-  req.wait = 20s;
-  s.request(req, at(0s));
-  EXPECT_TRUE(s.on_timer(at(2s), 1).deferred);
-  EXPECT_EQ(s.next_deadline(), at(22s));
-  const auto r = s.on_timer(at(22s), 1);
-  ASSERT_TRUE(r.begin);
-  EXPECT_TRUE(r.begin->timed_out);
-}
-
-TEST(RestartScheduler, ZeroDeferralTimeoutWaitsWithoutLimit) {
-  RestartScheduler s({.deferral_timeout = Duration(0)});
-  s.on_work_busy();
-  s.request(restart("sigusr1"), at(0s));
-  EXPECT_TRUE(s.on_timer(at(2s), 1).deferred);
-  EXPECT_EQ(s.next_wakeup(), std::nullopt);
-  EXPECT_FALSE(s.on_timer(at(10h), 1).begin);
-  const auto a = s.on_work_idle(at(10h + 1s));
-  ASSERT_TRUE(a);
-  EXPECT_EQ(a->at, at(10h + 1s));
-  EXPECT_FALSE(a->timed_out);
-  EXPECT_EQ(a->drain_budget, std::nullopt);
-}
-
-TEST(RestartScheduler, ForceSkipsWaitingForWork) {
-  RestartScheduler s;
-  s.on_work_busy();
   auto req = restart("operator --force");
   req.force = true;
   s.request(req, at(0s));
   const auto r = s.on_timer(at(2s), 1);
-  EXPECT_FALSE(r.deferred);
   ASSERT_TRUE(r.begin);
   EXPECT_EQ(r.begin->at, at(2s));
   EXPECT_TRUE(r.begin->force);
-  EXPECT_FALSE(r.begin->timed_out);
   EXPECT_EQ(r.begin->drain_budget, Duration(0));
 }
 
-TEST(RestartScheduler, ForceMergedIntoADeferredRestartBeginsAtOnce) {
+// The budget the restart leaves its drain: the intent's wait over the configured timeout,
+// where zero means no limit.
+TEST(RestartScheduler, IntentWaitAndZeroTimeoutSetTheDrainBudget) {
   RestartScheduler s;
-  s.on_work_busy();
-  s.request(restart("sigusr1"), at(0s));
-  ASSERT_TRUE(s.on_timer(at(2s), 1).deferred);
-  auto force = restart("operator --force");
-  force.force = true;
-  EXPECT_EQ(s.request(force, at(10s)).status, ScheduleStatus::deferred);
-  // The deferral has no time left: the runtime arms its timer for now.
-  EXPECT_EQ(s.next_deadline(), at(2s));
-  const auto r = s.on_timer(at(10s), 1);
+  auto req = restart("rpc");
+  req.wait = 20s;
+  s.request(req, at(0s));
+  const auto r = s.on_timer(at(2s), 1);
   ASSERT_TRUE(r.begin);
-  EXPECT_EQ(r.begin->at, at(10s));
-  EXPECT_TRUE(r.begin->force);
+  EXPECT_EQ(r.begin->drain_budget, Duration(20'000));
+
+  RestartScheduler unlimited({.deferral_timeout = Duration(0)});
+  unlimited.request(restart("sigusr1"), at(0s));
+  const auto u = unlimited.on_timer(at(2s), 1);
+  ASSERT_TRUE(u.begin);
+  EXPECT_EQ(u.begin->drain_budget, std::nullopt);
 }
 
 TEST(RestartScheduler, DeferralBudgetPrecedence) {

@@ -17,29 +17,19 @@ TEST(WorkTracker, WaiterRunsAtOnceWhenIdle) {
 
 TEST(WorkTracker, LastFinisherWakesTheWaiterAndNothingEarlier) {
   WorkTracker w;
-  w.begin(WorkKind::turn);
-  w.begin(WorkKind::delivery);
+  w.begin();
+  w.begin();
   int woken = 0;
   w.when_idle([&] { ++woken; });
-  w.end(WorkKind::turn);
+  w.end();
   EXPECT_EQ(woken, 0);
-  EXPECT_EQ(w.count(WorkKind::delivery), 1u);
-  w.end(WorkKind::delivery);
+  EXPECT_EQ(w.total(), 1u);
+  w.end();
   EXPECT_EQ(woken, 1);
   // A waiter fires once, not at every later idle moment.
-  w.begin(WorkKind::task);
-  w.end(WorkKind::task);
+  w.begin();
+  w.end();
   EXPECT_EQ(woken, 1);
-}
-
-TEST(WorkTracker, CountsByKind) {
-  WorkTracker w;
-  w.begin(WorkKind::turn);
-  w.begin(WorkKind::turn);
-  w.begin(WorkKind::task);
-  EXPECT_EQ(w.count(WorkKind::turn), 2u);
-  EXPECT_EQ(w.count(WorkKind::task), 1u);
-  EXPECT_EQ(w.total(), 3u);
 }
 
 std::vector<WorkId> ids_of(const std::vector<WorkEntry>& entries) {
@@ -51,14 +41,13 @@ std::vector<WorkId> ids_of(const std::vector<WorkEntry>& entries) {
 TEST(WorkTracker, ListsEntriesInStartOrder) {
   WorkTracker w;
   WorkId a = w.start(WorkKind::turn, {.task_id = "t-a", .session = "s1", .label = "echo turn"});
-  WorkId b = w.start(WorkKind::delivery, {.label = "reply 3 parts"});
+  WorkId b = w.start(WorkKind::turn, {.label = "reply 3 parts"});
   WorkId c = w.start(WorkKind::turn);
-  WorkId d = w.start(WorkKind::task);
+  WorkId d = w.start(WorkKind::turn);
   w.finish(c);
 
   EXPECT_EQ(ids_of(w.list()), (std::vector<WorkId>{a, b, d}));
-  EXPECT_EQ(ids_of(w.list({WorkKind::turn, WorkKind::task})), (std::vector<WorkId>{a, d}));
-  EXPECT_EQ(ids_of(w.list({WorkKind::delivery})), (std::vector<WorkId>{b}));
+  EXPECT_EQ(w.total(), 3u);
   const auto all = w.list();
   EXPECT_EQ(all[0].kind, WorkKind::turn);
   EXPECT_EQ(all[0].info.task_id, "t-a");
@@ -80,19 +69,18 @@ TEST(WorkTracker, SetStatusUpdatesTheListedEntryOnly) {
   w.finish(a);
   EXPECT_FALSE(w.set_status(a, "gone"));
   EXPECT_FALSE(w.set_status(9999, "never started"));
-  EXPECT_EQ(w.count(WorkKind::turn), 1u);
+  EXPECT_EQ(w.total(), 1u);
 }
 
 TEST(WorkTracker, ExemptRunStopsWaitingForTheTurnThatAskedForTheRestart) {
   WorkTracker w;
   WorkId self = w.start(WorkKind::turn, {.run_id = "r1", .status = "running"});
-  WorkId other = w.start(WorkKind::delivery, {.run_id = "r2"});
+  WorkId other = w.start(WorkKind::turn, {.run_id = "r2"});
   int woken = 0;
   w.when_idle([&] { ++woken; });
 
   EXPECT_EQ(w.exempt_run("r1"), 1u);
-  EXPECT_EQ(woken, 0);  // r2's delivery still runs
-  EXPECT_EQ(w.count(WorkKind::turn), 0u);
+  EXPECT_EQ(woken, 0);  // r2's turn still runs
   EXPECT_EQ(w.total(), 1u);
 
   EXPECT_TRUE(w.finish(other));
@@ -110,7 +98,7 @@ TEST(WorkTracker, ExemptRunStopsWaitingForTheTurnThatAskedForTheRestart) {
 TEST(WorkTracker, ExemptRunWakesIdleWaitersAtOnce) {
   WorkTracker w;
   w.start(WorkKind::turn, {.run_id = "r1"});
-  w.start(WorkKind::task, {.run_id = "r1"});
+  w.start(WorkKind::turn, {.run_id = "r1"});
   int woken = 0;
   w.when_idle([&] { ++woken; });
   EXPECT_EQ(w.exempt_run("r1"), 2u);
@@ -125,40 +113,10 @@ TEST(WorkTracker, ExemptRunCountsEachEntryOnceAndMatchesNoEmptyRun) {
   EXPECT_EQ(w.exempt_run(""), 0u);
   EXPECT_EQ(w.exempt_run("r1"), 1u);
   EXPECT_EQ(w.exempt_run("r1"), 0u);
-  EXPECT_EQ(w.count(WorkKind::turn), 1u);
-  // The run's reply, delivered after the exemption, is waited for.
-  w.start(WorkKind::delivery, {.run_id = "r1"});
-  EXPECT_EQ(w.count(WorkKind::delivery), 1u);
-  EXPECT_EQ(w.total(), 2u);
-}
-
-TEST(WorkTracker, PerKindWaiterIgnoresOtherKinds) {
-  WorkTracker w;
-  WorkId turn = w.start(WorkKind::turn);
-  WorkId delivery = w.start(WorkKind::delivery);
-  int turns_idle = 0;
-  int deliveries_idle = 0;
-  w.when_idle({WorkKind::turn}, [&] { ++turns_idle; });
-  w.when_idle({WorkKind::delivery, WorkKind::task}, [&] { ++deliveries_idle; });
-
-  w.finish(delivery);  // deliveries reach zero while a turn remains
-  EXPECT_EQ(turns_idle, 0);
-  EXPECT_EQ(deliveries_idle, 1);
-
-  w.begin(WorkKind::delivery);
-  w.finish(turn);  // turns reach zero while a delivery remains
-  EXPECT_EQ(turns_idle, 1);
   EXPECT_EQ(w.total(), 1u);
-}
-
-TEST(WorkTracker, PerKindWaiterRunsAtOnceWhenThoseKindsAreIdle) {
-  WorkTracker w;
-  w.begin(WorkKind::turn);
-  int woken = 0;
-  w.when_idle({WorkKind::delivery}, [&] { ++woken; });
-  EXPECT_EQ(woken, 1);
-  w.when_idle({}, [&] { ++woken; });
-  EXPECT_EQ(woken, 2);
+  // Work the run starts after the exemption is waited for.
+  w.start(WorkKind::turn, {.run_id = "r1"});
+  EXPECT_EQ(w.total(), 2u);
 }
 
 TEST(WorkTracker, WaiterThatStartsWorkHoldsBackTheNextWaiter) {
@@ -171,7 +129,7 @@ TEST(WorkTracker, WaiterThatStartsWorkHoldsBackTheNextWaiter) {
     ++first;
     restarted = w.start(WorkKind::turn);
   });
-  w.when_idle({WorkKind::turn}, [&] { ++second; });
+  w.when_idle([&] { ++second; });
 
   w.finish(turn);
   EXPECT_EQ(first, 1);
@@ -183,32 +141,32 @@ TEST(WorkTracker, WaiterThatStartsWorkHoldsBackTheNextWaiter) {
 
 TEST(WorkTracker, WaiterMayRegisterWaiters) {
   WorkTracker w;
-  w.begin(WorkKind::task);
+  w.begin();
   std::vector<std::string> order;
   w.when_idle([&] {
     order.push_back("outer");
     w.when_idle([&] { order.push_back("idle now"); });
-    w.begin(WorkKind::turn);
-    w.when_idle({WorkKind::turn}, [&] { order.push_back("after turn"); });
+    w.begin();
+    w.when_idle([&] { order.push_back("after turn"); });
   });
-  w.end(WorkKind::task);
+  w.end();
   EXPECT_EQ(order, (std::vector<std::string>{"outer", "idle now"}));
-  w.end(WorkKind::turn);
+  w.end();
   EXPECT_EQ(order, (std::vector<std::string>{"outer", "idle now", "after turn"}));
 }
 
 TEST(WorkTracker, WaiterThatFinishesWorkDoesNotRunOthersTwice) {
   WorkTracker w;
   WorkId turn = w.start(WorkKind::turn);
-  WorkId delivery = w.start(WorkKind::delivery);
   int others = 0;
-  w.when_idle({WorkKind::turn}, [&] { w.finish(delivery); });
+  // A waiter whose own work comes and goes wakes the others from inside itself.
+  w.when_idle([&] { w.finish(w.start(WorkKind::turn)); });
   w.when_idle([&] { ++others; });
   w.when_idle([&] { ++others; });
   w.finish(turn);
   EXPECT_EQ(others, 2);
-  w.begin(WorkKind::turn);
-  w.end(WorkKind::turn);
+  w.begin();
+  w.end();
   EXPECT_EQ(others, 2);
 }
 
@@ -222,27 +180,26 @@ TEST(WorkTracker, FinishOfUnknownOrFinishedIdIsIgnored) {
   EXPECT_FALSE(w.finish(4242));
   EXPECT_TRUE(w.finish(a));
   EXPECT_FALSE(w.finish(a));  // a second finish must not count down the other turn
-  EXPECT_EQ(w.count(WorkKind::turn), 1u);
+  EXPECT_EQ(w.total(), 1u);
   EXPECT_EQ(w.list().size(), 1u);
   EXPECT_EQ(woken, 0);
 }
 
 TEST(WorkTracker, AnonymousAndListedWorkCountTogether) {
   WorkTracker w;
-  w.begin(WorkKind::turn);
+  w.begin();
   WorkId listed = w.start(WorkKind::turn, {.label = "listed turn"});
-  w.begin(WorkKind::delivery);
-  EXPECT_EQ(w.count(WorkKind::turn), 2u);
+  w.begin();
   EXPECT_EQ(w.total(), 3u);
   EXPECT_EQ(w.list().size(), 1u);  // anonymous work has no listing
 
   int woken = 0;
   w.when_idle([&] { ++woken; });
-  w.end(WorkKind::turn);
-  // end() took the anonymous turn, not the listed one.
+  w.end();
+  // end() took anonymous work, not the listed turn.
   EXPECT_EQ(ids_of(w.list()), (std::vector<WorkId>{listed}));
-  EXPECT_EQ(w.count(WorkKind::turn), 1u);
-  w.end(WorkKind::delivery);
+  EXPECT_EQ(w.total(), 2u);
+  w.end();
   EXPECT_EQ(woken, 0);
   EXPECT_TRUE(w.finish(listed));
   EXPECT_EQ(woken, 1);
@@ -252,8 +209,8 @@ TEST(WorkTrackerDeathTest, UnmatchedEndNeverFinishesAListedEntry) {
   WorkTracker w;
   WorkId listed = w.start(WorkKind::turn);
   // A bug in the caller: asserts in debug builds, ignored in release builds.
-  EXPECT_DEBUG_DEATH(w.end(WorkKind::turn), "");
-  EXPECT_EQ(w.count(WorkKind::turn), 1u);
+  EXPECT_DEBUG_DEATH(w.end(), "");
+  EXPECT_EQ(w.total(), 1u);
   EXPECT_EQ(ids_of(w.list()), (std::vector<WorkId>{listed}));
 }
 

@@ -498,7 +498,7 @@ TEST_F(PipelineTest, TurnThatAskedForTheRestartIsNotWaitedForAndIsAnsweredOnce) 
   auto a = accept(*p, msg("k1", "s", "please restart"));
   agent_.stream(0, "restarting now");
   bool turns_idle = false;
-  p->work().when_idle({core::WorkKind::turn}, [&] { turns_idle = true; });
+  p->work().when_idle([&] { turns_idle = true; });
   EXPECT_FALSE(turns_idle);
   EXPECT_TRUE(p->detach_run("k1"));
   EXPECT_TRUE(turns_idle) << "no self-deadlock: the requester does not count";
