@@ -22,7 +22,7 @@ struct OutboundPart {
 enum class SendStatus { sent, retry, failed };
 
 // One chat network account. A channel feeds Pipeline::accept and acknowledges upstream only
-// after accept returned; it sends what the reply dispatcher hands it.
+// after accept returned; it sends what the reply delivery hands it.
 class Channel {
  public:
   virtual ~Channel() = default;
@@ -31,7 +31,13 @@ class Channel {
   // Stops receiving; `done` runs once the poller (if any) has returned and its cursor is saved.
   virtual void stop(std::function<void()> done) = 0;
   virtual bool ready() const = 0;
-  // Delivers one reply part. `done` runs exactly once, on the event loop thread.
+  // True when send() always reports `sent` at once (the local channel: its chat is the
+  // pipeline's chat-event listeners, whom the pipeline publishes every delivered part to).
+  // Its reply parts are then staged as sent in the commit that stages them: the transcript
+  // entry written with them is their durable copy (docs/DECISIONS.md "One message path").
+  virtual bool send_cannot_fail() const { return false; }
+  // Delivers one reply part. `done` runs exactly once, on the event loop thread. The pipeline
+  // publishes the part as a `final` chat event once it is sent.
   virtual void send(const OutboundPart& part,
                     std::function<void(SendStatus status, std::string error)> done) = 0;
 };

@@ -13,112 +13,31 @@
 #include "core/clock.h"
 #include "core/executor.h"
 #include "core/followup_queue.h"
+#include "core/gate.h"
 #include "core/inbound_debouncer.h"
-#include "core/reply_dispatcher.h"
 #include "core/work_tracker.h"
 #include "pipeline/agent.h"
 #include "pipeline/batch_runner.h"
 #include "pipeline/channel.h"
 #include "pipeline/chat_event.h"
+#include "pipeline/commit_round.h"
 #include "pipeline/metrics.h"
+#include "pipeline/reply_delivery.h"
+#include "pipeline/routes.h"
+#include "pipeline/session_history.h"
+#include "pipeline/types.h"
 #include "store/store.h"
 
 namespace drawbridge::pipeline {
 
-struct InboundMessage {
-  std::string channel;      // channel id
-  std::string external_id;  // idempotency key / upstream message id
-  std::string session_key;
-  std::string chat_id;  // empty: same as session_key
-  std::string sender;
-  std::string text;
-  std::string run_id;  // empty: generated
-};
-
-struct AcceptResult {
-  std::int64_t inbound_id = 0;
-  std::string run_id;
-  bool duplicate = false;
-  // "started": a turn began; "queued": waits behind the session's turn or for the restart;
-  // "in_flight" / "done" / "aborted" / "failed": a duplicate of a message in that state.
-  std::string status;
-  std::string reason;  // "gateway-restarting" when queued by a drain
-  std::string error;   // set when the message could not be committed: it was not accepted
-};
-
-struct SendRequest {
-  std::string channel;
-  std::string to;  // chat id
-  std::string text;
-  std::string idempotency_key;
-  std::string session_key;  // empty: same as `to`
-};
-
-struct SendResult {
-  std::string message_id;
-  std::string run_id;
-  bool duplicate = false;
-  std::string error;  // set when it could not be committed
-};
-
-struct ActiveRun {
-  std::string run_id;
-  std::string session_key;
-  std::int64_t inbound_id = 0;
-  std::int64_t started_at_ms = 0;
-};
-
-// Where a notice goes: a chat with a turn running (see Pipeline::active_chats).
-struct ActiveChat {
-  std::string channel;
-  std::string chat_id;
-  std::string session_key;
-  std::string run_id;
-  bool detached = false;  // the turn that asked for the restart
-};
-
-struct PipelineOptions {
-  std::size_t history_limit = 50;  // transcript entries handed to the agent
-  core::Duration retry_initial{500};
-  core::Duration retry_max{30000};
-};
-
-// One transcript entry as the control plane shows it (chat.history, GET /v1/history).
-struct TranscriptMessage {
-  std::int64_t id = 0;  // increases with time; the `before` of the next older page
-  std::string role;     // "user" or "assistant"
-  std::string text;
-  std::string run_id;
-  std::int64_t created_at_ms = 0;
-};
-
-// A page of a session's transcript, oldest first; `more` when older entries remain.
-struct HistoryPage {
-  std::vector<TranscriptMessage> messages;
-  bool more = false;
-};
-
-// What a generation takes from the config (messages.*, commands.restart).
-struct PipelineSettings {
-  core::Duration inbound_debounce{0};
-  core::FollowupMode queue_mode = core::FollowupMode::followup;
-  core::FollowupOptions queue;
-  bool restart_command = true;  // "/restart" in chat requests a restart
-  // messages.replyTtlMs: a reply part still undelivered when a start replays the outbox is
-  // not sent once it is older than this (it is marked stale); 0 = never stale.
-  core::Duration reply_ttl{21'600'000};
-};
-
-// A chat command the pipeline answered and hands to the runtime.
-struct ChatCommand {
-  std::string name;  // "restart"
-  std::string run_id;
-  std::string session_key;
-  std::string channel;
-};
-
 // The message path of shared/DESIGN.md: inbox -> session lane -> agent turn -> outbox ->
 // channel. Runs on the event loop thread; every state change is committed to the store first.
+// The facade the rest of the gateway uses; its parts, one concern each (docs/DECISIONS.md
+// "One message path"): pipeline.cpp (wiring, accept, send, queries), intake.cpp (inbox ->
+// debounce -> session lane), turn_runner.cpp (a turn from its input to its staged reply),
+// generation.cpp (start/replay, reset, the drain's hooks), and the units CommitRound (group
+// commit), ReplyDelivery (outbox -> channel -> chat events) and SessionHistory (the history a
+// turn needs, kept in memory).
 class Pipeline {
  public:
   // A session whose turn this many restarts in a row interrupted (a drain aborted it, or the
@@ -140,12 +59,16 @@ class Pipeline {
 
   // Wiring (by the runtime, before start()). Not owned.
   void configure(const PipelineSettings& settings);
-  void add_channel(Channel* channel, Agent* agent, int max_message_chars);
+  // `agent_id` names the agent for status (agent_of).
+  void add_channel(Channel* channel, Agent* agent, int max_message_chars,
+                   std::string agent_id = {});
   // A hot reload: the channel's route goes away (its debounced messages go to their sessions
   // first; later messages for it are journaled and wait for the channel to come back).
   void remove_channel(const std::string& id);
   // A hot reload: new turns of `channel` run on `agent`; running turns finish on the old one.
-  bool set_agent(const std::string& channel, Agent* agent);
+  bool set_agent(const std::string& channel, Agent* agent, std::string agent_id = {});
+  // The agent id a channel's new turns run on ("" when the channel has no route).
+  std::string agent_of(const std::string& channel) const;
   // Chat commands ("/restart") go here once their answer is committed.
   void on_command(std::function<void(const ChatCommand&)> handler) {
     command_handler_ = std::move(handler);
@@ -191,7 +114,7 @@ class Pipeline {
   void set_draining(bool draining) { draining_ = draining; }
   bool draining() const { return draining_; }
   // Runs `fn` once no reply is reserved, queued or being sent.
-  void when_deliveries_idle(std::function<void()> fn) { replies_.when_idle(std::move(fn)); }
+  void when_deliveries_idle(std::function<void()> fn) { delivery_.when_idle(std::move(fn)); }
   // The turn of `run_id` asked for the restart: the drain does not wait for it. False when no
   // turn of that run is running.
   bool detach_run(const std::string& run_id);
@@ -215,8 +138,8 @@ class Pipeline {
   std::vector<ActiveRun> active_runs() const;
   std::size_t waiting_count() const { return followups_.pending_count(); }
   std::size_t debounced_count() const { return debouncers_.buffered_items(); }
-  std::size_t pending_deliveries() const { return replies_.queued() + replies_.in_flight(); }
-  std::size_t reserved_replies() const { return replies_.reservations(); }
+  std::size_t pending_deliveries() const { return delivery_.pending(); }
+  std::size_t reserved_replies() const { return delivery_.reservations(); }
   const Metrics& metrics() const { return metrics_; }
   Metrics& metrics() { return metrics_; }
   // The entries of `session_key` older than `before_id` (0: the newest), at most `limit` of
@@ -226,23 +149,21 @@ class Pipeline {
                            std::size_t max_bytes, std::int64_t before_id);
   bool has_channel(const std::string& id) const { return routes_.count(id) != 0; }
 
-  static std::vector<std::string> split_reply(const std::string& text, int max_chars);
+  static std::vector<std::string> split_reply(const std::string& text, int max_chars) {
+    return ReplyDelivery::split(text, max_chars);
+  }
 
   // Hands a chat event to every listener; channels that deliver as chat events (the local
   // channel) use it for their sends. `seq` is filled in per run.
   void publish(ChatEvent event);
 
  private:
-  struct Route {
-    Channel* channel = nullptr;
-    Agent* agent = nullptr;
-    int max_message_chars = 0;
-  };
   struct RunningTurn {
     ActiveRun info;
     std::string channel;
     std::string chat_id;
     std::vector<std::int64_t> members;  // earlier rows answered by this turn (debounce, collect)
+    std::vector<std::string> member_runs;  // their run ids
     std::unique_ptr<Turn> turn;
     std::string streamed;
     core::WorkId work = 0;
@@ -258,14 +179,36 @@ class Pipeline {
     std::size_t dropped = 0;  // summarize: messages the queue dropped before these
   };
 
-  void start_turn(TurnInput input);
-  void start_turn(const store::InboxRecord& rec, TurnInput input);
-  bool run_command(const store::InboxRecord& rec, const TurnInput& input);
-  AcceptResult on_committed(const store::InsertInboundResult& res);
+  // intake.cpp
+  AcceptResult on_committed(const store::InsertInboundResult& res, bool& start_now);
   // Hands a row (with the rows debounced into it) to its session's followup queue.
-  AcceptResult enqueue(const store::InboxRecord& rec, std::vector<std::int64_t> members);
+  AcceptResult enqueue(const store::InboxRecord& rec, std::vector<std::int64_t> members,
+                       bool& start_now);
   void on_debounce_timer();
   void release_batches(std::vector<core::InboundDebouncer::Batch> batches);
+  void arm_debounce_timer();
+  void close_dropped(const std::vector<std::int64_t>& ids, const std::string& session,
+                     const std::string& why);
+  // The followup gate counts waiting rows: call after anything that may have emptied them.
+  void followups_changed();
+
+  // turn_runner.cpp
+  void start_turn(TurnInput input);
+  void start_turn(const store::InboxRecord& rec, TurnInput input);
+  // Starts the agent with the turn's input: `earlier` are the rows merged into it, `history`
+  // the session's newest transcript entries (from SessionHistory, or read on the store thread
+  // when it does not hold the session: never a read on the event loop).
+  void run_turn(const store::InboxRecord& rec, TurnInput input,
+                std::vector<store::InboxRecord> earlier,
+                const std::vector<store::TranscriptEntry>& history);
+  bool run_command(const store::InboxRecord& rec, const TurnInput& input);
+  // The channel's send cannot fail: its reply parts are staged as sent (no commit of their own).
+  bool stages_as_sent(const std::string& channel) const;
+  void on_turn_done(const std::string& session_key, std::int64_t inbound_id, TurnOutcome outcome);
+  void finish_turn(const std::string& session_key, core::WorkId work);
+  void next_in_lane(const std::string& session_key);
+
+  // generation.cpp
   // Runs unfinished rows and sends pending parts again: all of them (start) or those of one
   // channel that was just added back (its sessions with a live lane carry on as they are).
   void replay(const std::optional<std::string>& only_channel,
@@ -274,21 +217,11 @@ class Pipeline {
   std::unordered_set<std::string> suspend_restart_loops();
   // Marks the pending parts older than the reply TTL stale and takes them out of `pending`.
   void drop_stale(std::vector<store::OutboxRecord>& pending);
-  void arm_debounce_timer();
-  void close_dropped(const std::vector<std::int64_t>& ids, const std::string& session,
-                     const std::string& why);
-  void finish_turn(const std::string& session_key, core::WorkId work);
-  void notify_followup_waiters();
-  // Opens the round's batch when none is open and schedules its commit after the work queued
-  // now; `after` runs once the batch is committed (ok) or failed (error message).
-  void write(StoreOp op);
-  void after_commit(std::function<void(const std::string& error)> after);
-  void on_turn_done(const std::string& session_key, std::int64_t inbound_id, TurnOutcome outcome);
-  void next_in_lane(const std::string& session_key);
-  void dispatch(std::vector<store::OutboxRecord> rows,
-                std::optional<core::ReplyDispatcher::ReservationId> reservation = std::nullopt);
-  void send_part(const std::string& key, core::ReplyDispatcher::Part part,
-                 core::Duration retry_delay);
+
+  void write(StoreOp op) { round_.write(std::move(op)); }
+  void after_commit(std::function<void(const std::string& error)> after) {
+    round_.after_commit(std::move(after));
+  }
   std::string new_run_id();
 
   core::Clock& clock_;
@@ -296,22 +229,19 @@ class Pipeline {
   store::Store& store_;
   BatchRunner& writer_;
   PipelineOptions options_;
-  std::map<std::string, Route> routes_;
+  Routes routes_;
   std::vector<ChatEventListener*> listeners_;
   PipelineSettings settings_;
   std::function<void(const ChatCommand&)> command_handler_;
   core::FollowupQueue followups_;
   core::DebouncerRegistry debouncers_;
-  std::unordered_map<std::int64_t, std::string> debounced_session_;  // buffered row -> session
   // A lead row -> the rows merged into its turn, until that turn starts.
   std::unordered_map<std::int64_t, std::vector<std::int64_t>> merged_;
   std::optional<core::TimerId> debounce_timer_;
   bool debounce_bypass_ = false;
-  std::vector<std::function<void()>> followup_waiters_;
+  core::Gate followup_gate_;  // counts rows waiting in the followup queues
   std::unordered_set<std::string> resume_pending_;  // sessions whose last turn a restart aborted
   core::WorkTracker work_;
-  core::ReplyDispatcher replies_;
-  std::unordered_map<std::int64_t, store::OutboxRecord> outbox_rows_;  // parts being delivered
   std::unordered_map<std::string, RunningTurn> running_;  // by session key
   Metrics metrics_;
   std::uint64_t generation_ = 0;
@@ -321,13 +251,12 @@ class Pipeline {
   std::int64_t replay_horizon_ = 0;
   bool started_ = false;  // between start() and reset(): channels added now are hot-added
   bool draining_ = false;
-  bool batch_open_ = false;
-  std::vector<StoreOp> batch_ops_;
-  std::vector<std::function<void(const std::string&)>> after_commit_;
+  bool replaying_ = false;  // inside replay(): turns read what they need from the store at once
   std::uint64_t run_counter_ = 0;
   std::unordered_map<std::string, int> run_seq_;  // next chat event seq of runs not yet final
-  // Lives as long as the pipeline: commit callbacks check it.
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  CommitRound round_;
+  ReplyDelivery delivery_;
+  SessionHistory history_;
   // Lives as long as a generation: callbacks of its agents, channels and timers check it.
   std::shared_ptr<bool> gen_alive_ = std::make_shared<bool>(true);
 };

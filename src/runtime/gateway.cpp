@@ -342,7 +342,7 @@ class Gateway final : public server::Control, private DrainTarget {
     json channels = json::object();
     json order = json::array();
     for (auto& [id, ch] : channels_) {
-      channels[id] = {{"ready", ch->ready()}, {"agent", channel_agent_[id]}};
+      channels[id] = {{"ready", ch->ready()}, {"agent", pipeline_->agent_of(id)}};
       order.push_back(id);
     }
     store_->counts();  // throws when the store cannot be read
@@ -360,7 +360,7 @@ class Gateway final : public server::Control, private DrainTarget {
     for (auto& [id, ch] : channels_) {
       channels.push_back({{"id", id},
                           {"ready", ch->ready()},
-                          {"agent", channel_agent_[id]},
+                          {"agent", pipeline_->agent_of(id)},
                           {"starts", channel_starts_[id]}});
     }
     json agents = json::array();
@@ -586,10 +586,9 @@ class Gateway final : public server::Control, private DrainTarget {
       spdlog::warn("channels.{}: this adapter is not available in this build; ignored", id);
       return std::nullopt;
     }
-    channels_[id] = std::make_unique<channels::LocalChannel>(id, *pipeline_);
-    channel_agent_[id] = agent_id;
+    channels_[id] = std::make_unique<channels::LocalChannel>(id);
     pipeline_->add_channel(channels_[id].get(), agent->second.get(),
-                           settings->second.max_message_chars);
+                           settings->second.max_message_chars, agent_id);
     return std::nullopt;
   }
 
@@ -644,7 +643,6 @@ class Gateway final : public server::Control, private DrainTarget {
     lifecycle_.generation_starting();
     pipeline_->reset();
     channels_.clear();
-    channel_agent_.clear();
     agents_.clear();
 
     // What ran before: a failed start must leave the running config, its hash and the
@@ -1237,8 +1235,7 @@ class Gateway final : public server::Control, private DrainTarget {
         const std::string agent_id = agent_of(id, next);
         auto agent = agents_.find(agent_id);
         if (agent == agents_.end()) return done("channels." + id + ": unknown agent " + agent_id);
-        pipeline_->set_agent(id, agent->second.get());
-        channel_agent_[id] = agent_id;
+        pipeline_->set_agent(id, agent->second.get(), agent_id);
       }
     }
     restart_channels(std::move(channels), 0, next, std::move(done));
@@ -1281,7 +1278,6 @@ class Gateway final : public server::Control, private DrainTarget {
         error = add_channel(id, next);
       } else {
         pipeline_->remove_channel(id);
-        channel_agent_.erase(id);
         if (old) spdlog::info("channel {} stopped and removed", id);
       }
       old.reset();
@@ -1896,7 +1892,6 @@ class Gateway final : public server::Control, private DrainTarget {
   std::unique_ptr<server::Server> server_;
   std::map<std::string, std::unique_ptr<pipeline::Agent>> agents_;
   std::map<std::string, std::unique_ptr<pipeline::Channel>> channels_;
-  std::map<std::string, std::string> channel_agent_;
   std::map<std::string, std::uint64_t> channel_starts_;  // per channel id, in this process
   bool channels_stopping_ = false;  // the drain stopped the channels: a hot reload starts none
 

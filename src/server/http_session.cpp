@@ -334,12 +334,9 @@ std::optional<HttpSession::Response> HttpSession::post_message(const Request& re
   const bool generated = !key;
   if (!key) key = generated_key();
 
-  pipeline::InboundMessage m;
-  m.channel = server_.options().local_channel;
-  m.external_id = *key;
-  m.session_key = session.value_or("main");
-  m.sender = sender.value_or("http");
-  m.text = *message;
+  const auto m = pipeline::local_chat_message({server_.options().local_channel,
+                                               session.value_or("main"), sender.value_or("http"),
+                                               *message, *key, /*key_is_run_id=*/false});
   auto unavailable = [reply](const std::string& why) {
     spdlog::error("POST /v1/messages: {}", why);
     auto res = reply(http::status::service_unavailable,

@@ -181,13 +181,8 @@ void RpcMethods::chat_send(const Caller& caller, const nlohmann::json& params, R
     return respond(invalid(*why));
   }
 
-  pipeline::InboundMessage m;
-  m.channel = local_channel_;
-  m.external_id = *key;
-  m.session_key = *session;
-  m.sender = caller.client_id;
-  m.text = *message;
-  m.run_id = *key;
+  const auto m = pipeline::local_chat_message(
+      {local_channel_, *session, caller.client_id, *message, *key, /*key_is_run_id=*/true});
   // Subscribe first: the first delta may follow the ack immediately.
   if (caller.subscribe) caller.subscribe(*session);
   auto on_accepted = [respond](const pipeline::AcceptResult& res) {

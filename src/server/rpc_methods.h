@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pipeline/local_chat.h"
 #include "pipeline/pipeline.h"
 #include "server/control.h"
 #include "server/protocol.h"
