@@ -874,7 +874,7 @@ void Pipeline::send_part(const std::string& key, core::ReplyDispatcher::Part par
         case SendStatus::sent:
           // If this write is lost to a crash the part is sent again at the next start: the
           // documented window of a duplicate.
-          write([id = part.id, now = clock_.wall_ms()](store::Store& s) { s.mark_sent(id, now); });
+          record_sent(part.id, clock_.wall_ms(), options_.retry_initial, std::nullopt);
           ++metrics_.replies_sent;
           settle();
           return;
@@ -900,6 +900,28 @@ void Pipeline::send_part(const std::string& key, core::ReplyDispatcher::Part par
       ++metrics_.errors_total;
       settle();
     }
+  });
+}
+
+void Pipeline::record_sent(std::int64_t outbox_id, std::int64_t now_ms, core::Duration retry_delay,
+                           std::optional<core::ReplyDispatcher::ReservationId> held) {
+  write([outbox_id, now_ms](store::Store& s) { s.mark_sent(outbox_id, now_ms); });
+  after_commit([this, alive = gen_alive_, outbox_id, now_ms, retry_delay,
+                held](const std::string& error) {
+    if (!*alive) return;
+    if (error.empty()) {
+      if (held) replies_.release(*held);
+      return;
+    }
+    // The part was delivered: left pending, the next start would send it a second time. Write
+    // it again, backing off, and hold "deliveries idle" meanwhile so a drain waits for it.
+    const auto hold = held ? *held : replies_.reserve("sent:" + std::to_string(outbox_id));
+    spdlog::warn("outbox {} was delivered but not recorded as sent; again in {} ms", outbox_id,
+                 retry_delay.count());
+    executor_.schedule(retry_delay, [this, alive, outbox_id, now_ms, hold,
+                                     next = std::min(retry_delay * 2, options_.retry_max)] {
+      if (*alive) record_sent(outbox_id, now_ms, next, hold);
+    });
   });
 }
 

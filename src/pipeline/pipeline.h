@@ -289,6 +289,9 @@ class Pipeline {
                 std::optional<core::ReplyDispatcher::ReservationId> reservation = std::nullopt);
   void send_part(const std::string& key, core::ReplyDispatcher::Part part,
                  core::Duration retry_delay);
+  // Marks a delivered part sent; a failed commit writes it again after `retry_delay`.
+  void record_sent(std::int64_t outbox_id, std::int64_t now_ms, core::Duration retry_delay,
+                   std::optional<core::ReplyDispatcher::ReservationId> held);
   std::string new_run_id();
 
   core::Clock& clock_;
