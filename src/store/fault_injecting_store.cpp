@@ -8,14 +8,18 @@
 namespace drawbridge::store {
 namespace {
 
+// clang-format off
 constexpr std::array<std::string_view, 25> kOperations = {
     "insert_inbound", "inbound", "unfinished_inbound", "set_inbound_state", "stage_reply",
     "stage_outbound", "pending_outbox", "mark_sent", "mark_failed", "mark_stale", "transcript",
     "transcript_page", "counts", "set_session_state", "sessions_in_state",
     "repair_interrupted", "mark_interrupted", "sessions_interrupted", "suspend_session",
     "begin_batch", "commit_batch", "rollback_batch", "get_value", "set_value", "erase_value"};
+// clang-format on
 
-StoreError injected(const std::string& what) { return StoreError("injected fault: " + what); }
+StoreError injected(const std::string& what) {
+  return StoreError("injected fault: " + what);
+}
 
 }  // namespace
 
@@ -194,9 +198,8 @@ std::vector<TranscriptEntry> FaultInjectingStore::transcript(const std::string& 
 }
 
 Store::TranscriptPage FaultInjectingStore::transcript_page(const std::string& session_key,
-                                                          std::size_t limit,
-                                                          std::size_t max_bytes,
-                                                          std::int64_t before_id) {
+                                                           std::size_t limit, std::size_t max_bytes,
+                                                           std::int64_t before_id) {
   check("transcript_page", false);
   return inner_.transcript_page(session_key, limit, max_bytes, before_id);
 }

@@ -4,13 +4,13 @@
 // dies as that batch commits, nothing it does afterwards is recorded, and the next "process"
 // (a new pipeline, loop, agent and channel) starts on the same database and replays it.
 
+#include <gtest/gtest.h>
+
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/manual_executor.h"
 #include "pipeline/pipeline.h"
@@ -42,8 +42,7 @@ class LedgerChannel final : public Channel {
   void start() override { fake.start(); }
   void stop(std::function<void()> done) override { fake.stop(std::move(done)); }
   bool ready() const override { return fake.ready(); }
-  void send(const OutboundPart& part,
-            std::function<void(SendStatus, std::string)> done) override {
+  void send(const OutboundPart& part, std::function<void(SendStatus, std::string)> done) override {
     fake.send(part, [this, key = part.idem_key, done = std::move(done)](SendStatus st,
                                                                         std::string error) {
       if (st == SendStatus::sent && !faults_.crashed()) ++ledger_.delivered[key];
@@ -140,15 +139,19 @@ class DurabilityTest : public ::testing::Test {
 enum class Fault { fail_batch, fail_commit, fail_operation };
 
 void PrintTo(Fault f, std::ostream* os) {
-  *os << (f == Fault::fail_batch ? "fail_batch" : f == Fault::fail_commit ? "fail_commit"
-                                                                          : "fail_operation");
+  *os << (f == Fault::fail_batch    ? "fail_batch"
+          : f == Fault::fail_commit ? "fail_commit"
+                                    : "fail_operation");
 }
 
 std::string fault_name(const ::testing::TestParamInfo<Fault>& info) {
   switch (info.param) {
-    case Fault::fail_batch: return "FailBatch";
-    case Fault::fail_commit: return "FailCommit";
-    case Fault::fail_operation: return "FailOperation";
+    case Fault::fail_batch:
+      return "FailBatch";
+    case Fault::fail_commit:
+      return "FailCommit";
+    case Fault::fail_operation:
+      return "FailOperation";
   }
   return "?";
 }
@@ -157,9 +160,15 @@ std::string fault_name(const ::testing::TestParamInfo<Fault>& info) {
 void program(FaultInjectingStore& faults, Fault fault, const std::string& op, int ahead = 1) {
   const auto next = faults.batches_begun() + static_cast<std::uint64_t>(ahead);
   switch (fault) {
-    case Fault::fail_batch: faults.fail_batch(next); break;
-    case Fault::fail_commit: faults.fail_commit(next); break;
-    case Fault::fail_operation: faults.fail_operation(op); break;
+    case Fault::fail_batch:
+      faults.fail_batch(next);
+      break;
+    case Fault::fail_commit:
+      faults.fail_commit(next);
+      break;
+    case Fault::fail_operation:
+      faults.fail_operation(op);
+      break;
   }
 }
 
@@ -256,19 +265,22 @@ INSTANTIATE_TEST_SUITE_P(Faults, FailedBatchTest,
 
 // A scripted conversation of four sessions. Each step is one event-loop round or more; the
 // process stops at the first step after it died.
-const std::vector<Message> kMessages = {
-    {"a1", "a"}, {"b1", "b"}, {"c1", "c"}, {"a2", "a"}, {"d1", "d"}, {"b2", "b"},
-    {"c2", "c"}, {"a3", "a"}, {"d2", "d"}, {"b3", "b"}, {"c3", "c"}, {"d3", "d"}};
+const std::vector<Message> kMessages = {{"a1", "a"}, {"b1", "b"}, {"c1", "c"}, {"a2", "a"},
+                                        {"d1", "d"}, {"b2", "b"}, {"c2", "c"}, {"a3", "a"},
+                                        {"d2", "d"}, {"b3", "b"}, {"c3", "c"}, {"d3", "d"}};
 
 void run_script(Process& p) {
   auto deliver = [&](std::initializer_list<std::size_t> which) {
-    for (auto i : which) p.deliver(kMessages[i].key, kMessages[i].session, "text " + kMessages[i].key);
+    for (auto i : which)
+      p.deliver(kMessages[i].key, kMessages[i].session, "text " + kMessages[i].key);
     p.executor.run_ready();
   };
   auto complete = [&] { p.complete_open_turns(); };
   const std::vector<std::function<void()>> steps = {
-      [&] { deliver({0, 1, 2}); },  // a1 b1 c1 in one round
-      [&] { deliver({3}); },        // a2 waits behind a1
+      [&] {
+        deliver({0, 1, 2});
+      },                      // a1 b1 c1 in one round
+      [&] { deliver({3}); },  // a2 waits behind a1
       [&] { p.channel.fake.script = {SendStatus::retry}; },
       complete,
       [&] { deliver({4}); },
@@ -327,8 +339,8 @@ void expect_answered_once(Process& p, Ledger& ledger, store::Store& db,
   std::set<std::string> delivered_keys;
   for (const auto& [key, times] : ledger.delivered) {
     delivered_keys.insert(key);
-    EXPECT_EQ(times, window.count(key) ? 2 : 1) << "reply " << key << " delivered " << times
-                                                 << " times";
+    EXPECT_EQ(times, window.count(key) ? 2 : 1)
+        << "reply " << key << " delivered " << times << " times";
   }
   EXPECT_EQ(delivered_keys, expected_keys) << "each message answered, by its own reply";
   for (const std::string s : {"a", "b", "c", "d"}) {

@@ -18,7 +18,8 @@ NewInbound message(const std::string& id) {
 // One batch inserting `ids`, as the pipeline's writer runs it; returns its error.
 std::string insert_batch(Store& s, std::initializer_list<std::string> ids) {
   std::vector<pipeline::StoreOp> ops;
-  for (const auto& id : ids) ops.push_back([m = message(id)](Store& st) { st.insert_inbound(m, 1); });
+  for (const auto& id : ids)
+    ops.push_back([m = message(id)](Store& st) { st.insert_inbound(m, 1); });
   return pipeline::run_batch(s, ops);
 }
 
