@@ -88,9 +88,7 @@ void ReplyDelivery::send_part(const std::string& key, core::ReplyDispatcher::Par
           // If this write is lost to a crash the part is sent again at the next start: the
           // documented window of a duplicate. A part staged as sent has no such write.
           if (!it->second.marked_sent) {
-            round_.write([id = part.id, now = clock_.wall_ms()](store::Store& s) {
-              s.mark_sent(id, now);
-            });
+            record_sent(part.id, clock_.wall_ms(), options_.retry_initial, std::nullopt);
           }
           ++metrics_.replies_sent;
           publish_final(it->second.record);
@@ -151,6 +149,28 @@ void ReplyDelivery::send_notice(const std::string& id, const std::string& channe
       publish_final(row);
     }
     done(st == SendStatus::sent ? std::string() : (err.empty() ? "not sent" : err));
+  });
+}
+
+void ReplyDelivery::record_sent(std::int64_t outbox_id, std::int64_t now_ms,
+                                core::Duration retry_delay, std::optional<ReservationId> held) {
+  round_.write([outbox_id, now_ms](store::Store& s) { s.mark_sent(outbox_id, now_ms); });
+  round_.after_commit([this, alive = alive_, outbox_id, now_ms, retry_delay,
+                       held](const std::string& error) {
+    if (!*alive) return;
+    if (error.empty()) {
+      if (held) replies_.release(*held);
+      return;
+    }
+    // The part was delivered: left pending, the next start would send it a second time. Write
+    // it again, backing off, and hold "deliveries idle" meanwhile so a drain waits for it.
+    const auto hold = held ? *held : replies_.reserve("sent:" + std::to_string(outbox_id));
+    spdlog::warn("outbox {} was delivered but not recorded as sent; again in {} ms", outbox_id,
+                 retry_delay.count());
+    executor_.schedule(retry_delay, [this, alive, outbox_id, now_ms, hold,
+                                     next = std::min(retry_delay * 2, options_.retry_max)] {
+      if (*alive) record_sent(outbox_id, now_ms, next, hold);
+    });
   });
 }
 

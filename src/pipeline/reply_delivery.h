@@ -75,6 +75,10 @@ class ReplyDelivery {
   void send_part(const std::string& key, core::ReplyDispatcher::Part part,
                  core::Duration retry_delay);
   void settle(const std::string& key, std::int64_t id);
+  // Marks a delivered part sent; a failed commit writes it again after `retry_delay`, holding
+  // "deliveries idle" meanwhile (a part left pending would be sent again at the next start).
+  void record_sent(std::int64_t outbox_id, std::int64_t now_ms, core::Duration retry_delay,
+                   std::optional<ReservationId> held);
   void publish_final(const store::OutboxRecord& row);
 
   core::Clock& clock_;
