@@ -52,6 +52,8 @@
 #include "runtime/fatal_signals.h"
 #include "runtime/file_modes.h"
 #include "runtime/gateway_lock.h"
+#include "runtime/generation.h"
+#include "runtime/hand_off.h"
 #include "runtime/listen_fds.h"
 #include "runtime/log_redaction.h"
 #include "runtime/sd_notifier.h"
@@ -121,8 +123,7 @@ class Gateway final : public server::Control, private DrainTarget {
     update_log_secrets();
     sup_ = detect_supervisor();
     notifier_ = std::make_unique<SdNotifier>(io_);
-    std::error_code ec;
-    self_exe_ = fs::read_symlink("/proc/self/exe", ec).string();
+    hand_off_ = std::make_unique<HandOff>(io_, clock_, data_dir_, hand_off_hooks());
   }
 
   int run() {
@@ -142,6 +143,7 @@ class Gateway final : public server::Control, private DrainTarget {
     }
     store_thread_ = std::make_unique<StoreThread>(io_, *writer_store_);
     pipeline_ = std::make_unique<pipeline::Pipeline>(clock_, executor_, *store_, *store_thread_);
+    generation_units_ = std::make_unique<Generation>(io_, executor_, *pipeline_);
     pipeline_->on_command([this](const pipeline::ChatCommand& cmd) { on_chat_command(cmd); });
 
     server::ServerOptions so = server_options(cfg_);
@@ -199,7 +201,7 @@ class Gateway final : public server::Control, private DrainTarget {
     start_generation_io();
     server_->start();
     start_watcher();
-    read_update_sentinel();
+    hand_off_->read_sentinel();
     spdlog::info("supervisor: {} ({}); restart mode {}", runtime::to_string(sup_.kind),
                  sup_.why.empty() ? "none detected" : sup_.why, cfg_.gateway.restart.mode);
     notifier_->ready(status_line());
@@ -243,7 +245,7 @@ class Gateway final : public server::Control, private DrainTarget {
       return r;
     }
     json waiting = json::array();
-    for (auto& [id, ch] : channels_) {
+    for (auto& [id, ch] : generation_units_->channels()) {
       if (!ch->ready()) waiting.push_back(id);
     }
     if (!waiting.empty()) {
@@ -341,7 +343,7 @@ class Gateway final : public server::Control, private DrainTarget {
     const auto t0 = clock_.now();
     json channels = json::object();
     json order = json::array();
-    for (auto& [id, ch] : channels_) {
+    for (auto& [id, ch] : generation_units_->channels()) {
       channels[id] = {{"ready", ch->ready()}, {"agent", pipeline_->agent_of(id)}};
       order.push_back(id);
     }
@@ -357,14 +359,14 @@ class Gateway final : public server::Control, private DrainTarget {
 
   json status() override {
     json channels = json::array();
-    for (auto& [id, ch] : channels_) {
+    for (auto& [id, ch] : generation_units_->channels()) {
       channels.push_back({{"id", id},
                           {"ready", ch->ready()},
                           {"agent", pipeline_->agent_of(id)},
-                          {"starts", channel_starts_[id]}});
+                          {"starts", generation_units_->starts(id)}});
     }
     json agents = json::array();
-    for (auto& [id, a] : agents_) agents.push_back({{"id", id}, {"type", a->type()}});
+    for (auto& [id, a] : generation_units_->agents()) agents.push_back({{"id", id}, {"type", a->type()}});
     json runs = json::array();
     for (const auto& r : pipeline_->active_runs()) {
       runs.push_back({{"runId", r.run_id},
@@ -405,11 +407,11 @@ class Gateway final : public server::Control, private DrainTarget {
                 {"drain", drain_.status()},
                 {"lastRestart", last_restart_},
                 {"restarts", restarts_total_},
-                {"binary", self_exe_},
+                {"binary", hand_off_->self_exe()},
                 {"supervisor", runtime::to_string(sup_.kind)},
                 {"restartMode", cfg_.gateway.restart.mode},
                 {"inheritedSocket", inherited_socket_},
-                {"lastUpdate", last_update_},
+                {"lastUpdate", hand_off_->last_update()},
                 {"config", config_health()},
                 {"degraded", degraded_reason_.empty() ? json(nullptr) : json(degraded_reason_)},
                 {"lastStartError", last_start_error_.empty() ? json(nullptr)
@@ -525,79 +527,7 @@ class Gateway final : public server::Control, private DrainTarget {
   // opened already; the marker check and repair belong to the generation too.
   std::optional<std::string> wire_generation() {
     pipeline_->configure(pipeline_settings(cfg_));
-    for (const auto& [id, a] : cfg_.agents) {
-      std::string error;
-      auto agent = make_agent(a, error);
-      if (!agent) return error;
-      agents_[id] = std::move(agent);
-    }
-    for (const auto& [id, ch] : cfg_.channels) {
-      if (auto err = add_channel(id, cfg_)) return err;
-    }
-    if (!channels_.count("local")) {
-      spdlog::warn("the local channel is disabled: chat.send and POST /v1/messages will refuse "
-                   "messages");
-    }
-    return std::nullopt;
-  }
-
-  std::unique_ptr<pipeline::Agent> make_agent(const config::AgentSettings& a, std::string& error) {
-    if (a.type == "echo") {
-      return std::make_unique<agents::EchoAgent>(
-          executor_, agents::EchoSettings{a.delay_ms, a.chunk_chars, a.prefix});
-    }
-    if (a.type == "exec") {
-      return std::make_unique<agents::ExecAgent>(
-          io_, executor_,
-          agents::ExecSettings{a.command, a.timeout_ms, a.kill_grace_ms, a.cwd, a.env});
-    }
-    error = "agents." + a.id + ".type: \"" + a.type +
-            "\" is not available in this build (available: echo, exec)";
-    return nullptr;
-  }
-
-  // What validation cannot know: the parts of `cfg` this build cannot run.
-  static std::vector<config::ConfigError> unbuildable(const config::Config& cfg) {
-    std::vector<config::ConfigError> out;
-    for (const auto& [id, a] : cfg.agents) {
-      if (a.type != "echo" && a.type != "exec") {
-        out.push_back({"/agents/" + id + "/type", "agents." + id + ".type",
-                       "\"" + a.type + "\" is not available in this build (available: echo, exec)"});
-      }
-    }
-    return out;
-  }
-
-  std::string agent_of(const std::string& channel, const config::Config& cfg) const {
-    auto it = cfg.channels.find(channel);
-    if (it == cfg.channels.end() || it->second.agent.empty()) return cfg.default_agent;
-    return it->second.agent;
-  }
-
-  // Creates channel `id` of `cfg` (when enabled and available) and wires it into the pipeline;
-  // it starts with start_generation_io() or, in a hot reload, right after.
-  std::optional<std::string> add_channel(const std::string& id, const config::Config& cfg) {
-    auto settings = cfg.channels.find(id);
-    if (settings == cfg.channels.end() || !settings->second.enabled) return std::nullopt;
-    const std::string agent_id = agent_of(id, cfg);
-    auto agent = agents_.find(agent_id);
-    if (agent == agents_.end()) return "channels." + id + ".agent: unknown agent " + agent_id;
-    if (id != "local") {
-      spdlog::warn("channels.{}: this adapter is not available in this build; ignored", id);
-      return std::nullopt;
-    }
-    channels_[id] = std::make_unique<channels::LocalChannel>(id);
-    pipeline_->add_channel(channels_[id].get(), agent->second.get(),
-                           settings->second.max_message_chars, agent_id);
-    return std::nullopt;
-  }
-
-  void start_channel(const std::string& id) {
-    auto it = channels_.find(id);
-    if (it == channels_.end()) return;
-    it->second->start();
-    const auto n = ++channel_starts_[id];
-    spdlog::info("channel {} started (start {} in this process)", id, n);
+    return generation_units_->build(cfg_);
   }
 
   // Marker, repair, replay, channels, readiness: the part of a start that touches the world.
@@ -620,8 +550,7 @@ class Gateway final : public server::Control, private DrainTarget {
       spdlog::error("cannot check the clean-shutdown marker: {}", e.what());
     }
     pipeline_->start();
-    channels_stopping_ = false;
-    for (auto& [id, ch] : channels_) start_channel(id);
+    generation_units_->start_channels();
     lifecycle_.generation_started(configured_address(cfg_), applied_hash_);
   }
 
@@ -642,8 +571,7 @@ class Gateway final : public server::Control, private DrainTarget {
     }
     lifecycle_.generation_starting();
     pipeline_->reset();
-    channels_.clear();
-    agents_.clear();
+    generation_units_->clear();
 
     // What ran before: a failed start must leave the running config, its hash and the
     // listening address describing the same thing (the retry applies the config that failed).
@@ -808,7 +736,7 @@ class Gateway final : public server::Control, private DrainTarget {
     }
     config::Config next = *loaded.parsed.config;
     apply_overrides(next, options_);
-    c.errors = unbuildable(next);
+    c.errors = Generation::unbuildable(next);
     if (c.errors.empty()) c.config = std::move(next);
     return c;
   }
@@ -1199,28 +1127,10 @@ class Gateway final : public server::Control, private DrainTarget {
             spdlog::info("gateway.auth changed: new connections need the new token");
           }
           break;
-        case core::HotAction::swap_agent: {
-          auto it = next.agents.find(a.target);
-          if (it == next.agents.end()) {
-            if (auto old = agents_.find(a.target); old != agents_.end()) {
-              retire_agent(std::move(old->second));
-              agents_.erase(old);
-              spdlog::info("agent {} removed", a.target);
-            }
-          } else {
-            std::string error;
-            auto agent = make_agent(it->second, error);
-            if (!agent) return done(error);
-            if (auto old = agents_.find(a.target); old != agents_.end()) {
-              retire_agent(std::move(old->second));
-            }
-            agents_[a.target] = std::move(agent);
-            spdlog::info("agent {} ({}) swapped: new turns use the new settings", a.target,
-                         it->second.type);
-          }
+        case core::HotAction::swap_agent:
+          if (auto err = generation_units_->swap_agent(a.target, next)) return done(*err);
           rebind = true;
           break;
-        }
         case core::HotAction::rebind_agents:
           rebind = true;
           break;
@@ -1230,25 +1140,9 @@ class Gateway final : public server::Control, private DrainTarget {
       }
     }
     if (rebind) {
-      for (auto& [id, ch] : channels_) {
-        if (std::find(channels.begin(), channels.end(), id) != channels.end()) continue;
-        const std::string agent_id = agent_of(id, next);
-        auto agent = agents_.find(agent_id);
-        if (agent == agents_.end()) return done("channels." + id + ": unknown agent " + agent_id);
-        pipeline_->set_agent(id, agent->second.get(), agent_id);
-      }
+      if (auto err = generation_units_->rebind(next, channels)) return done(*err);
     }
     restart_channels(std::move(channels), 0, next, std::move(done));
-  }
-
-  void retire_agent(std::unique_ptr<pipeline::Agent> agent) {
-    // Its running turns may still use it: freed once no turn runs.
-    retired_agents_.push_back(std::move(agent));
-    pipeline_->work().when_idle([this, gen = generation_] {
-      executor_.post([this, gen] {
-        if (gen == generation_ && pipeline_->active_runs().empty()) retired_agents_.clear();
-      });
-    });
   }
 
   void restart_channels(std::vector<std::string> ids, std::size_t i, config::Config next,
@@ -1267,77 +1161,18 @@ class Gateway final : public server::Control, private DrainTarget {
   // loop returned, its cursor saved) before the new one starts.
   void restart_channel(const std::string& id, const config::Config& next,
                        std::function<void(const std::string&)> done) {
-    auto start_new = [this, id, next, done, gen = generation_](
-                         std::shared_ptr<pipeline::Channel> old) {
-      // Runs after the old one stopped; it stays alive until its route is replaced.
-      if (gen != generation_ || channels_stopping_ || state() != State::running) {
-        return done({});  // a drain took over: the next generation starts channels
-      }
-      std::optional<std::string> error;
-      if (next.channels.count(id) && next.channels.at(id).enabled) {
-        error = add_channel(id, next);
-      } else {
-        pipeline_->remove_channel(id);
-        if (old) spdlog::info("channel {} stopped and removed", id);
-      }
-      old.reset();
-      if (error) return done(*error);
-      start_channel(id);
-      done({});
-    };
-    auto it = channels_.find(id);
-    if (it == channels_.end()) {
-      start_new(nullptr);
-      return;
-    }
-    std::shared_ptr<pipeline::Channel> old(std::move(it->second));
-    channels_.erase(it);
-    spdlog::info("channel {}: stopping for a config reload", id);
-    old->stop([this, old, start_new]() mutable {
-      executor_.post([old, start_new]() mutable { start_new(std::move(old)); });
-    });
+    generation_units_->restart_channel(
+        id, next, [this] { return state() == State::running; }, std::move(done));
   }
 
   // --- process restarts: supervised exit, re-exec hand-off, update ---
 
   std::string status_line() const {
     std::string out = std::string(core::to_string(state())) + ", generation " +
-                      std::to_string(generation_) + ", " + std::to_string(channels_.size()) +
+                      std::to_string(generation_) + ", " + std::to_string(generation_units_->channels().size()) +
                       " channel(s)";
     if (!degraded_reason_.empty()) out += ", DEGRADED: config invalid, on last-known-good";
     return out;
-  }
-
-  std::string update_sentinel_path() const {
-    return (fs::path(data_dir_) / "update.json").string();
-  }
-
-  void write_update_sentinel(const json& j) {
-    last_update_ = j;
-    if (auto w = config::write_atomic(update_sentinel_path(), j.dump(2) + "\n"); !w.ok) {
-      spdlog::warn("cannot write the update sentinel: {}", w.error);
-    }
-  }
-
-  // The outcome of the last update, kept across the hand-off: the predecessor writes
-  // "handed-over" naming our pid; we confirm it once we serve.
-  void read_update_sentinel() {
-    std::string error;
-    auto text = config::read_text_file(update_sentinel_path(), error);
-    if (!text) return;
-    auto parsed = config::parse_bounded_json(*text);
-    if (!parsed.ok() || !parsed.value.is_object()) return;
-    json j = std::move(parsed.value);
-    if (j.value("outcome", "") == "handed-over" && j.value("toPid", 0) == ::getpid()) {
-      j["outcome"] = "ok";
-      j["version"] = DRAWBRIDGE_VERSION;
-      j["completedAtMs"] = clock_.wall_ms();
-      spdlog::info("update from {} to {} complete: this process (pid {}) serves",
-                   j.value("fromVersion", "?"), DRAWBRIDGE_VERSION, ::getpid());
-      write_update_sentinel(j);
-      return;
-    }
-    last_update_ = j;
   }
 
   // Supervised: the drain is done and the clean marker written; systemd or launchd starts a
@@ -1357,85 +1192,55 @@ class Gateway final : public server::Control, private DrainTarget {
   // Re-exec (or update): the successor gets the listening socket and the gateway lock; we exit
   // once it says it is ready. Connections arriving meanwhile wait in the socket's backlog.
   void hand_off() {
-    const auto t0 = clock_.now();
-    const bool update = restart_is_update_;
-    const std::string binary = restart_binary_.empty() ? self_exe_ : restart_binary_;
-    if (lock_) {
-      lock_->release();
-      lock_.reset();
-    }
-    SuccessorOptions o;
-    o.binary = binary;
-    o.argv = options_.argv;
-    if (o.argv.empty()) {
-      o.argv = {binary, "run", "--data-dir", data_dir_};
-      if (!config_path_.empty()) o.argv.insert(o.argv.begin() + 1, {"--config", config_path_});
-    }
-    o.argv[0] = binary;
-    o.listen_fd = server_->listen_fd();
-    o.extra_env["DRAWBRIDGE_PREDECESSOR_PID"] = std::to_string(::getpid());
-    o.extra_env["WATCHDOG_PID"] = "";  // ours; the successor's watchdog is its own
-    o.umask = started_umask();  // it keeps its files private itself
-    auto succ = spawn_successor(o);
-    if (!succ.error.empty()) return hand_off_failed(succ.pid, succ.error, update, binary);
-    spdlog::info("{}: started {} (pid {}) on the listening socket; waiting for it to be ready",
-                 update ? "update" : "re-exec", binary, succ.pid);
-    if (update) {
-      write_update_sentinel({{"outcome", "handed-over"},
-                             {"binary", binary},
-                             {"fromVersion", DRAWBRIDGE_VERSION},
-                             {"fromPid", ::getpid()},
-                             {"toPid", succ.pid},
-                             {"startedAtMs", clock_.wall_ms()}});
-    }
-    await_successor(io_, succ.ready_fd, std::chrono::seconds(10),
-                    [this, pid = succ.pid, update, binary, t0](bool ok, std::string why) {
-                      if (!ok) return hand_off_failed(pid, why, update, binary);
-                      notifier_->main_pid(pid);
-                      notifier_->barrier(std::chrono::seconds(1));
-                      spdlog::info("handed over to pid {} in {:.1f} ms ({}); exiting", pid,
-                                   ms_since(t0, clock_.now()), why);
-                      exit_code_ = exit_code::ok;
-                      if (lifecycle_.stop_pending()) {
-                        // The stop wins over the hand-off: the successor serves now, so it
-                        // is the one that stops (it drains like any stop).
-                        spdlog::warn("a stop was asked for during the hand-off: passing it on "
-                                     "to pid {} (SIGTERM)",
-                                     pid);
-                        ::kill(pid, SIGTERM);
-                      }
-                      finish_process();
-                    });
+    HandOff::Successor succ;
+    succ.binary = restart_binary_;
+    succ.argv = options_.argv;
+    succ.data_dir = data_dir_;
+    succ.config_path = config_path_;
+    succ.update = restart_is_update_;
+    hand_off_->start(succ);
   }
 
-  void hand_off_failed(pid_t pid, const std::string& why, bool update, const std::string& binary) {
-    agents::kill_and_reap(pid);  // its own session and process group (setsid)
-    spdlog::error("{} to {} failed: {}; restarting in this process on the running binary",
-                  update ? "update" : "re-exec", binary, why);
-    if (update) {
-      write_update_sentinel({{"outcome", "failed"},
-                             {"binary", binary},
-                             {"error", why},
-                             {"fromVersion", DRAWBRIDGE_VERSION},
-                             {"atMs", clock_.wall_ms()}});
-    }
-    if (lifecycle_.stop_pending()) {
-      spdlog::info("a stop was asked for during the hand-off: exiting");
-      return finish_process();
-    }
-    lifecycle_.hand_off_failed();
-    server_->resume_accepting();
-    start_next_generation();  // takes the lock again
+  HandOff::Hooks hand_off_hooks() {
+    HandOff::Hooks h;
+    h.release_lock = [this] {
+      if (lock_) {
+        lock_->release();
+        lock_.reset();
+      }
+    };
+    h.listen_fd = [this] { return server_->listen_fd(); };
+    h.handed_over = [this](pid_t pid, const std::string&) {
+      notifier_->main_pid(pid);
+      notifier_->barrier(std::chrono::seconds(1));
+      exit_code_ = exit_code::ok;
+      if (lifecycle_.stop_pending()) {
+        // The stop wins over the hand-off: the successor serves now, so it is the one that
+        // stops (it drains like any stop).
+        spdlog::warn("a stop was asked for during the hand-off: passing it on to pid {} "
+                     "(SIGTERM)",
+                     pid);
+        ::kill(pid, SIGTERM);
+      }
+      finish_process();
+    };
+    h.failed = [this](const std::string&) {
+      if (lifecycle_.stop_pending()) {
+        spdlog::info("a stop was asked for during the hand-off: exiting");
+        return finish_process();
+      }
+      lifecycle_.hand_off_failed();
+      server_->resume_accepting();
+      start_next_generation();  // takes the lock again
+    };
+    return h;
   }
 
   json request_update(const std::string& binary, const std::string& reason) override {
-    std::error_code ec;
-    const auto path = fs::absolute(binary, ec).lexically_normal().string();
-    if (binary.empty() || !fs::is_regular_file(path, ec) || ::access(path.c_str(), X_OK) != 0) {
-      return {{"ok", false},
-              {"status", "refused"},
-              {"note", "not an executable file: " + (path.empty() ? binary : path)}};
-    }
+    std::string error;
+    const auto checked = HandOff::executable_path(binary, error);
+    if (!checked) return {{"ok", false}, {"status", "refused"}, {"note", error}};
+    const std::string& path = *checked;
     core::RestartRequest req;
     req.reason = reason.empty() ? "update to " + path : reason;
     req.kind = core::RestartKind::update;
@@ -1614,7 +1419,7 @@ class Gateway final : public server::Control, private DrainTarget {
     restart_is_update_ = false;
     if (kind == core::DrainKind::restart) {
       restart_is_update_ = action.kind == core::RestartKind::update;
-      restart_binary_ = restart_is_update_ ? action.binary : self_exe_;
+      restart_binary_ = restart_is_update_ ? action.binary : std::string();
       restart_mode_ = restart_is_update_
                           ? RestartMode::reexec  // an update always hands the socket over
                           : choose_restart_mode(cfg_.gateway.restart.mode, action.fresh_process,
@@ -1706,14 +1511,7 @@ class Gateway final : public server::Control, private DrainTarget {
     pipeline_->when_deliveries_idle(std::move(fn));
   }
   void stop_channels(std::function<void()> done) override {
-    channels_stopping_ = true;
-    auto remaining = std::make_shared<std::size_t>(channels_.size());
-    if (*remaining == 0) return done();
-    for (auto& [id, ch] : channels_) {
-      ch->stop([remaining, done] {
-        if (--*remaining == 0) done();
-      });
-    }
+    generation_units_->stop_channels(std::move(done));
   }
   void close_server(bool stopping, bool next_process, std::function<void()> done) override {
     if (stopping) {
@@ -1890,10 +1688,7 @@ class Gateway final : public server::Control, private DrainTarget {
   std::unique_ptr<StoreThread> store_thread_;
   std::unique_ptr<pipeline::Pipeline> pipeline_;
   std::unique_ptr<server::Server> server_;
-  std::map<std::string, std::unique_ptr<pipeline::Agent>> agents_;
-  std::map<std::string, std::unique_ptr<pipeline::Channel>> channels_;
-  std::map<std::string, std::uint64_t> channel_starts_;  // per channel id, in this process
-  bool channels_stopping_ = false;  // the drain stopped the channels: a hot reload starts none
+  std::unique_ptr<Generation> generation_units_;  // agents and channels of the running config
 
   core::Lifecycle lifecycle_;
   DrainRunner drain_{clock_, executor_, lifecycle_, *this};
@@ -1919,7 +1714,6 @@ class Gateway final : public server::Control, private DrainTarget {
   std::string last_valid_text_;  // the last valid text seen: a restart falls back to it
   json file_errors_ = json::array();  // why the file on disk is not applied
   std::string degraded_reason_;  // started on the last-known-good copy
-  std::vector<std::unique_ptr<pipeline::Agent>> retired_agents_;
   bool reload_busy_ = false;
   std::deque<std::function<void()>> reload_queue_;
   json last_reload_ = nullptr;
@@ -1928,11 +1722,10 @@ class Gateway final : public server::Control, private DrainTarget {
   SupervisorInfo sup_;
   std::unique_ptr<SdNotifier> notifier_;
   RestartMode restart_mode_ = RestartMode::in_process;
-  std::string restart_binary_;  // the successor's binary: ours, or an update's
+  std::string restart_binary_;  // an update's binary; empty: ours
   bool restart_is_update_ = false;
   bool inherited_socket_ = false;
-  std::string self_exe_;
-  json last_update_ = nullptr;
+  std::unique_ptr<HandOff> hand_off_;
   // Last: its thread must stop before anything it reads is destroyed.
   Watchdog watchdog_;
 };

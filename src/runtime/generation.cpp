@@ -1,0 +1,209 @@
+#include "runtime/generation.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "agents/echo_agent.h"
+#include "agents/exec_agent.h"
+#include "channels/local/local_channel.h"
+
+namespace drawbridge::runtime {
+
+namespace {
+
+constexpr const char* kAgentTypes = "echo, exec";
+
+bool buildable_agent(const std::string& type) { return type == "echo" || type == "exec"; }
+
+}  // namespace
+
+Generation::Generation(boost::asio::io_context& io, core::Executor& executor,
+                       pipeline::Pipeline& pipeline)
+    : io_(io), executor_(executor), pipeline_(pipeline) {}
+
+std::unique_ptr<pipeline::Agent> Generation::make_agent(const config::AgentSettings& a,
+                                                         std::string& error) {
+  if (a.type == "echo") {
+    return std::make_unique<agents::EchoAgent>(
+        executor_, agents::EchoSettings{a.delay_ms, a.chunk_chars, a.prefix});
+  }
+  if (a.type == "exec") {
+    return std::make_unique<agents::ExecAgent>(
+        io_, executor_,
+        agents::ExecSettings{a.command, a.timeout_ms, a.kill_grace_ms, a.cwd, a.env});
+  }
+  error = "agents." + a.id + ".type: \"" + a.type + "\" is not available in this build " +
+          "(available: " + kAgentTypes + ")";
+  return nullptr;
+}
+
+std::vector<config::ConfigError> Generation::unbuildable(const config::Config& cfg) {
+  std::vector<config::ConfigError> out;
+  for (const auto& [id, a] : cfg.agents) {
+    if (!buildable_agent(a.type)) {
+      out.push_back({"/agents/" + id + "/type", "agents." + id + ".type",
+                     "\"" + a.type + "\" is not available in this build (available: " +
+                         kAgentTypes + ")"});
+    }
+  }
+  return out;
+}
+
+std::string Generation::agent_of(const std::string& channel, const config::Config& cfg) {
+  auto it = cfg.channels.find(channel);
+  if (it == cfg.channels.end() || it->second.agent.empty()) return cfg.default_agent;
+  return it->second.agent;
+}
+
+std::optional<std::string> Generation::build(const config::Config& cfg) {
+  stopping_ = false;
+  for (const auto& [id, a] : cfg.agents) {
+    std::string error;
+    auto agent = make_agent(a, error);
+    if (!agent) return error;
+    agents_[id] = std::move(agent);
+  }
+  for (const auto& [id, ch] : cfg.channels) {
+    if (auto err = add_channel(id, cfg)) return err;
+  }
+  if (!channels_.count("local")) {
+    spdlog::warn("the local channel is disabled: chat.send and POST /v1/messages will refuse "
+                 "messages");
+  }
+  return std::nullopt;
+}
+
+// Creates channel `id` of `cfg` (when enabled and available) and wires it into the pipeline;
+// it starts with start_channels() or, in a hot reload, right after.
+std::optional<std::string> Generation::add_channel(const std::string& id,
+                                                   const config::Config& cfg) {
+  auto settings = cfg.channels.find(id);
+  if (settings == cfg.channels.end() || !settings->second.enabled) return std::nullopt;
+  const std::string agent_id = agent_of(id, cfg);
+  auto agent = agents_.find(agent_id);
+  if (agent == agents_.end()) return "channels." + id + ".agent: unknown agent " + agent_id;
+  if (id != "local") {
+    spdlog::warn("channels.{}: this adapter is not available in this build; ignored", id);
+    return std::nullopt;
+  }
+  channels_[id] = std::make_unique<channels::LocalChannel>(id);
+  pipeline_.add_channel(channels_[id].get(), agent->second.get(),
+                        settings->second.max_message_chars, agent_id);
+  return std::nullopt;
+}
+
+void Generation::start_channel(const std::string& id) {
+  auto it = channels_.find(id);
+  if (it == channels_.end()) return;
+  it->second->start();
+  const auto n = ++starts_[id];
+  spdlog::info("channel {} started (start {} in this process)", id, n);
+}
+
+void Generation::start_channels() {
+  stopping_ = false;
+  for (auto& [id, ch] : channels_) start_channel(id);
+}
+
+std::uint64_t Generation::starts(const std::string& id) const {
+  auto it = starts_.find(id);
+  return it == starts_.end() ? 0 : it->second;
+}
+
+void Generation::stop_channels(std::function<void()> done) {
+  stopping_ = true;
+  auto remaining = std::make_shared<std::size_t>(channels_.size());
+  if (*remaining == 0) return done();
+  for (auto& [id, ch] : channels_) {
+    ch->stop([remaining, done] {
+      if (--*remaining == 0) done();
+    });
+  }
+}
+
+void Generation::clear() {
+  ++epoch_;
+  channels_.clear();
+  agents_.clear();
+  retired_.clear();
+}
+
+void Generation::retire_agent(std::unique_ptr<pipeline::Agent> agent) {
+  // Its running turns may still use it: freed once no turn runs.
+  retired_.push_back(std::move(agent));
+  pipeline_.work().when_idle([this, alive = alive_, epoch = epoch_] {
+    executor_.post([this, alive, epoch] {
+      if (*alive && epoch == epoch_ && pipeline_.active_runs().empty()) retired_.clear();
+    });
+  });
+}
+
+std::optional<std::string> Generation::swap_agent(const std::string& id,
+                                                  const config::Config& next) {
+  auto it = next.agents.find(id);
+  if (it == next.agents.end()) {
+    if (auto old = agents_.find(id); old != agents_.end()) {
+      retire_agent(std::move(old->second));
+      agents_.erase(old);
+      spdlog::info("agent {} removed", id);
+    }
+    return std::nullopt;
+  }
+  std::string error;
+  auto agent = make_agent(it->second, error);
+  if (!agent) return error;
+  if (auto old = agents_.find(id); old != agents_.end()) retire_agent(std::move(old->second));
+  agents_[id] = std::move(agent);
+  spdlog::info("agent {} ({}) swapped: new turns use the new settings", id, it->second.type);
+  return std::nullopt;
+}
+
+std::optional<std::string> Generation::rebind(const config::Config& next,
+                                              const std::vector<std::string>& except) {
+  for (auto& [id, ch] : channels_) {
+    if (std::find(except.begin(), except.end(), id) != except.end()) continue;
+    const std::string agent_id = agent_of(id, next);
+    auto agent = agents_.find(agent_id);
+    if (agent == agents_.end()) return "channels." + id + ": unknown agent " + agent_id;
+    pipeline_.set_agent(id, agent->second.get(), agent_id);
+  }
+  return std::nullopt;
+}
+
+void Generation::restart_channel(const std::string& id, const config::Config& next,
+                                 std::function<bool()> still_wanted,
+                                 std::function<void(const std::string&)> done) {
+  auto start_new = [this, alive = alive_, id, next, still_wanted, done, epoch = epoch_](
+                       std::shared_ptr<pipeline::Channel> old) {
+    // Runs after the old one stopped; it stays alive until its route is replaced.
+    if (!*alive || epoch != epoch_ || stopping_ || !still_wanted()) {
+      return done({});  // a drain took over: the next generation starts channels
+    }
+    std::optional<std::string> error;
+    if (next.channels.count(id) && next.channels.at(id).enabled) {
+      error = add_channel(id, next);
+    } else {
+      pipeline_.remove_channel(id);
+      if (old) spdlog::info("channel {} stopped and removed", id);
+    }
+    old.reset();
+    if (error) return done(*error);
+    start_channel(id);
+    done({});
+  };
+  auto it = channels_.find(id);
+  if (it == channels_.end()) {
+    start_new(nullptr);
+    return;
+  }
+  std::shared_ptr<pipeline::Channel> old(std::move(it->second));
+  channels_.erase(it);
+  spdlog::info("channel {}: stopping for a config reload", id);
+  old->stop([this, old, start_new]() mutable {
+    executor_.post([old, start_new]() mutable { start_new(std::move(old)); });
+  });
+}
+
+}  // namespace drawbridge::runtime

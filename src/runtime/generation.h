@@ -1,0 +1,85 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "config/config.h"
+#include "core/executor.h"
+#include "pipeline/agent.h"
+#include "pipeline/channel.h"
+#include "pipeline/pipeline.h"
+
+namespace drawbridge::runtime {
+
+// The agents and channels of one config, wired into the pipeline. Built at a start, changed in
+// place by a hot reload (an agent swapped, a channel restarted: the old instance has stopped
+// before the new one starts, so there is one poller per channel account at every instant),
+// stopped by the drain and cleared for the next generation. The table of agent types and
+// channel adapters this build has lives here and nowhere else.
+class Generation {
+ public:
+  Generation(boost::asio::io_context& io, core::Executor& executor, pipeline::Pipeline& pipeline);
+  ~Generation() { *alive_ = false; }
+  Generation(const Generation&) = delete;
+  Generation& operator=(const Generation&) = delete;
+
+  // Builds every agent and enabled channel of `cfg`; the first error, if any.
+  std::optional<std::string> build(const config::Config& cfg);
+  void start_channels();
+  // The drain stops every channel; `done` once all have stopped. From then on a hot reload
+  // starts none (the next generation does).
+  void stop_channels(std::function<void()> done);
+  // Forgets agents and channels for the next generation (the drain stopped them).
+  void clear();
+
+  // What validation cannot know: the parts of `cfg` this build cannot run.
+  static std::vector<config::ConfigError> unbuildable(const config::Config& cfg);
+  static std::string agent_of(const std::string& channel, const config::Config& cfg);
+
+  // Hot reload. Agent `id` of `next` replaces the running one (removed when `next` has none);
+  // the old one lives until its turns end.
+  std::optional<std::string> swap_agent(const std::string& id, const config::Config& next);
+  // Every channel but `except` follows the agent `next` routes it to.
+  std::optional<std::string> rebind(const config::Config& next,
+                                    const std::vector<std::string>& except);
+  // Stops channel `id`, then starts it as `next` has it (or removes it); `done` with an error
+  // or "". `still_wanted` is asked after the stop: false when a drain began meanwhile.
+  void restart_channel(const std::string& id, const config::Config& next,
+                       std::function<bool()> still_wanted,
+                       std::function<void(const std::string&)> done);
+
+  const std::map<std::string, std::unique_ptr<pipeline::Channel>>& channels() const {
+    return channels_;
+  }
+  const std::map<std::string, std::unique_ptr<pipeline::Agent>>& agents() const {
+    return agents_;
+  }
+  // Starts of channel `id` in this process (a restarted poller shows here).
+  std::uint64_t starts(const std::string& id) const;
+
+ private:
+  std::unique_ptr<pipeline::Agent> make_agent(const config::AgentSettings& a, std::string& error);
+  std::optional<std::string> add_channel(const std::string& id, const config::Config& cfg);
+  void start_channel(const std::string& id);
+  void retire_agent(std::unique_ptr<pipeline::Agent> agent);
+
+  boost::asio::io_context& io_;
+  core::Executor& executor_;
+  pipeline::Pipeline& pipeline_;
+  std::map<std::string, std::unique_ptr<pipeline::Agent>> agents_;
+  std::map<std::string, std::unique_ptr<pipeline::Channel>> channels_;
+  std::map<std::string, std::uint64_t> starts_;  // per channel id, in this process
+  std::vector<std::unique_ptr<pipeline::Agent>> retired_;
+  bool stopping_ = false;
+  std::uint64_t epoch_ = 0;  // callbacks of a cleared generation carry an older one
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace drawbridge::runtime
