@@ -77,6 +77,7 @@ struct ConfigWatcher::Impl : std::enable_shared_from_this<Impl> {
 
   void close() {
     running = false;
+    pending = false;
     ++session;
     ++arm_seq;
     timer.cancel();
@@ -137,6 +138,7 @@ struct ConfigWatcher::Impl : std::enable_shared_from_this<Impl> {
 
   void arm(std::chrono::milliseconds delay) {
     const std::uint64_t seq = ++arm_seq;
+    pending = true;
     timer.expires_after(delay);
     timer.async_wait([weak = weak_from_this(), seq](const boost::system::error_code& ec) {
       auto self = weak.lock();
@@ -159,6 +161,8 @@ struct ConfigWatcher::Impl : std::enable_shared_from_this<Impl> {
                    options.retries, now.error);
       now.text.clear();
     }
+    pending = false;
+    ++reads;
     // `self` in the timer handler keeps this alive even if the callback destroys the watcher.
     on_change(now);
   }
@@ -177,6 +181,8 @@ struct ConfigWatcher::Impl : std::enable_shared_from_this<Impl> {
   std::uint64_t arm_seq = 0;
   int retries_left = 0;
   std::atomic<std::uint64_t> seen{0};
+  std::uint64_t reads = 0;  // files handed to on_change
+  bool pending = false;     // a read is due (debounce or retry timer armed)
 };
 
 ConfigWatcher::ConfigWatcher(boost::asio::io_context& io, std::string file,
@@ -190,6 +196,7 @@ std::optional<std::string> ConfigWatcher::start(Options options) {
   s.close();
   s.options = options;
   s.seen = 0;
+  s.reads = 0;
 
   std::error_code ec;
   const std::filesystem::path abs = std::filesystem::absolute(s.file, ec).lexically_normal();
@@ -228,5 +235,7 @@ void ConfigWatcher::set_debounce(std::chrono::milliseconds debounce) {
 void ConfigWatcher::stop() { impl_->close(); }
 
 std::uint64_t ConfigWatcher::events_seen() const { return impl_->seen.load(); }
+std::uint64_t ConfigWatcher::reads() const { return impl_->reads; }
+bool ConfigWatcher::read_pending() const { return impl_->pending; }
 
 }  // namespace drawbridge::runtime

@@ -51,6 +51,11 @@ class ConfigWatcher {
   void stop();
   // Events seen for the file since start (for tests and status).
   std::uint64_t events_seen() const;
+  // Files read and handed to on_change since start; whether a read is due (an event arrived
+  // and its debounce or retry timer is armed). Event-loop thread only. With events_seen(),
+  // status shows when the watcher has caught up with a write: nothing more will come of it.
+  std::uint64_t reads() const;
+  bool read_pending() const;
 
  private:
   struct Impl;

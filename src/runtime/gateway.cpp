@@ -295,6 +295,11 @@ class Gateway final : public server::Control, private DrainTarget {
               {"appliedHash", applied_hash_},
               {"reloadMode", cfg_.gateway.reload.mode},
               {"watching", watcher_ != nullptr},
+              {"watcher", watcher_ ? json{{"events", watcher_->events_seen()},
+                                          {"reads", watcher_->reads()},
+                                          {"pending", watcher_->read_pending()}}
+                                   : json(nullptr)},
+              {"reloading", reload_busy_},
               {"reloads", reloads_total_},
               {"lastReload", last_reload_}};
     if (!degraded_reason_.empty()) c["degraded"] = degraded_reason_;

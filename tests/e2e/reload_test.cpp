@@ -73,6 +73,23 @@ json wait_status(const Gateway& gw, Pred pred, Millis timeout = 5s) {
   }
 }
 
+// Settled: the watcher has read the file since its last event (at least `reads` times, and
+// no read is due), no reload runs, no restart is scheduled, and the gateway runs. From here
+// nothing can come of the writes so far: what a test asserts absent now stays absent, with
+// no fixed wait.
+bool settled(const json& s, int reads = 1) {
+  const json& w = s["config"]["watcher"];
+  return s.value("state", "") == "running" && !s.contains("scheduledRestart") &&
+         !s["config"].value("reloading", true) && w.is_object() &&
+         w.value("reads", 0) >= reads && !w.value("pending", true);
+}
+
+json wait_settled(const Gateway& gw, int reads = 1) {
+  json s = wait_status(gw, [reads](const json& s) { return settled(s, reads); }, 10s);
+  EXPECT_TRUE(settled(s, reads)) << "not settled: " << s.dump(2);
+  return s;
+}
+
 std::unique_ptr<server::GatewayClient> admin(const Gateway& gw) {
   return gw.client({"operator.admin"});
 }
@@ -157,9 +174,9 @@ TEST(ConfigReload, ChannelOnlyPatchRestartsThatChannelOnceAndNothingElse) {
   EXPECT_EQ(res["plan"]["actions"][0]["action"], "restart-channel");
   EXPECT_EQ(res["plan"]["actions"][0]["target"], "local");
   EXPECT_EQ(res["changedPaths"], json::array({"channels.local.maxMessageChars"}));
-  // Long past the watcher's debounce and any restart delay: still one new start, no restart.
-  std::this_thread::sleep_for(400ms);
-  json s = status_of(gw);
+  // Once the watcher has read the RPC's own write and nothing is scheduled: still one new
+  // start, no restart.
+  json s = wait_settled(gw);
   EXPECT_EQ(channel_status(s, "local")["starts"], 2) << s.dump();
   EXPECT_EQ(s["generation"], 1);
   EXPECT_EQ(s["restarts"], 0);
@@ -202,9 +219,8 @@ TEST_P(RestartClassPatch, RestartsExactlyOnce) {
   c.reset();  // an idle client would hold the drain's close handshake to its timeout
   json s = wait_status(gw, [](const json& s) { return s.value("generation", 0) >= 2; });
   ASSERT_EQ(s["generation"], 2) << gw.log();
-  // Let every timer that could still fire fire: the debounce, the delay, a margin.
-  std::this_thread::sleep_for(Millis(debounce_ms + delay_ms + 400));
-  s = status_of(gw);
+  // The watcher has read the write too and nothing is scheduled: no second restart can come.
+  s = wait_settled(gw);
   EXPECT_EQ(s["generation"], 2) << gw.log();
   EXPECT_EQ(s["restarts"], 1);
   EXPECT_EQ(s["bind"], "127.0.0.1");
@@ -230,8 +246,7 @@ TEST(ConfigReload, RapidRestartClassPatchesCoalesceIntoOneRestart) {
   c.reset();
   json s = wait_status(gw, [](const json& s) { return s.value("generation", 0) >= 2; });
   ASSERT_EQ(s["generation"], 2) << gw.log();
-  std::this_thread::sleep_for(900ms);
-  s = status_of(gw);
+  s = wait_settled(gw);
   EXPECT_EQ(s["generation"], 2) << gw.log();
   EXPECT_EQ(s["restarts"], 1);
   EXPECT_EQ(s["bind"], "127.0.0.1");
@@ -248,8 +263,7 @@ TEST(ConfigReload, HandEditSeenByTheWatcherAndBySighupRestartsOnce) {
   gw.signal(SIGHUP);
   json s = wait_status(gw, [](const json& s) { return s.value("generation", 0) >= 2; });
   ASSERT_EQ(s["generation"], 2) << gw.log();
-  std::this_thread::sleep_for(500ms);
-  s = status_of(gw);
+  s = wait_settled(gw);
   EXPECT_EQ(s["generation"], 2) << gw.log();
   EXPECT_EQ(s["restarts"], 1);
   EXPECT_EQ(count_of(gw.log(), "restart scheduled"), 1u) << gw.log();
@@ -271,8 +285,9 @@ TEST(ConfigReload, HotReloadCancelsTheRestartScheduledForTheSameChange) {
   cfg["agents"]["main"]["prefix"] = "hot:";
   write_in_place(file, cfg.dump(2));
   ASSERT_TRUE(gw.wait_for_log("scheduled config restart is no longer needed", 5s)) << gw.log();
-  std::this_thread::sleep_for(1700ms);  // past the restart's original deadline
-  s = status_of(gw);
+  // Nothing scheduled any more (the cancelled restart's timer is stale: a timer of a consumed
+  // or cancelled cycle does nothing, RestartScheduler's unit tests show it in simulated time).
+  s = wait_settled(gw, 2);
   EXPECT_EQ(s["generation"], 1) << gw.log();
   EXPECT_EQ(s["restarts"], 0);
   EXPECT_FALSE(s.contains("scheduledRestart"));
@@ -291,8 +306,7 @@ TEST(ConfigReload, RapidHandEditsCoalesceIntoOneReload) {
     std::this_thread::sleep_for(10ms);
   }
   json s = wait_status(gw, [](const json& s) { return s["config"].value("reloads", 0) >= 1; });
-  std::this_thread::sleep_for(500ms);
-  s = status_of(gw);
+  s = wait_settled(gw);
   EXPECT_EQ(s["config"]["reloads"], 1) << gw.log();
   EXPECT_EQ(reply_to(gw, "x", "rapid-1"), "v5:x");
 }
@@ -407,8 +421,7 @@ TEST(ConfigReload, GatewaysOwnWritesCauseNoReloadLoop) {
   // The file carries the gateway's bookkeeping now.
   json file = json::parse(read_text(dir.path() / "config.json"));
   EXPECT_TRUE(file["meta"].contains("lastTouchedAt")) << file.dump();
-  std::this_thread::sleep_for(400ms);
-  json s = status_of(gw);
+  json s = wait_settled(gw);
   EXPECT_EQ(s["config"]["reloads"], 3) << gw.log();
   EXPECT_EQ(count_of(gw.log(), "changed (file watcher)"), 0u) << gw.log();
   // A hand edit of only the bookkeeping changes nothing that runs.
