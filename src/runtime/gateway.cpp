@@ -46,6 +46,7 @@
 #include "core/shutdown_budget.h"
 #include "pipeline/pipeline.h"
 #include "runtime/asio_executor.h"
+#include "runtime/config_reloader.h"
 #include "runtime/config_watcher.h"
 #include "runtime/diagnostic_bundle.h"
 #include "runtime/drain_runner.h"
@@ -90,13 +91,14 @@ class Gateway final : public server::Control, private DrainTarget {
  public:
   using State = core::LifecycleState;
   State state() const { return lifecycle_.state(); }
+  // The running config (the ConfigReloader holds it).
+  const config::Config& cfg() const { return reloader_->running(); }
 
-  Gateway(config::Config cfg, RunOptions options, std::string config_path, std::string data_dir,
+  Gateway(config::Config config, RunOptions options, std::string config_path, std::string data_dir,
           std::string token, std::unique_ptr<GatewayLock> lock,
           std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> recent_log,
           std::shared_ptr<RedactingSink> redactor, StartedFrom from)
-      : cfg_(std::move(cfg)),
-        options_(std::move(options)),
+      : options_(options),
         config_path_(std::move(config_path)),
         data_dir_(std::move(data_dir)),
         token_(std::move(token)),
@@ -106,20 +108,13 @@ class Gateway final : public server::Control, private DrainTarget {
         executor_(io_),
         signals_(io_, {[this](const std::string& n) { stop(n); },
                        [this](const std::string& n, bool fresh) { on_restart_signal(n, fresh); },
-                       [this](const std::string& n) { reload(n); }}),
+                       [this](const std::string& n) { reloader_->reload(n); }}),
         restart_timer_(io_),
         watchdog_([this] { on_watchdog(); }) {
     started_at_ = clock_.now();
-    scheduler_ = core::RestartScheduler(scheduler_options(cfg_));
-    if (!config_path_.empty()) {
-      applied_text_ = from.text;
-      applied_hash_ = config::content_hash(applied_text_);
-      last_valid_text_ = applied_text_;
-      seen_hash_ = from.file_hash.empty() ? applied_hash_ : from.file_hash;
-    }
-    degraded_reason_ = std::move(from.degraded_reason);
-    file_errors_ = std::move(from.file_errors);
-    file_secrets_ = std::move(from.file_secrets);
+    reloader_ = std::make_unique<ConfigReloader>(io_, clock_, std::move(config), options_,
+                                                 config_path_, std::move(from), reloader_hooks());
+    scheduler_ = core::RestartScheduler(scheduler_options(cfg()));
     update_log_secrets();
     sup_ = detect_supervisor();
     notifier_ = std::make_unique<SdNotifier>(io_);
@@ -132,7 +127,7 @@ class Gateway final : public server::Control, private DrainTarget {
     auto inherited = take_listen_fds();
     const std::string db_path = (fs::path(data_dir_) / "drawbridge.db").string();
     try {
-      const auto durability = cfg_.store.durability == "power" ? store::Durability::power
+      const auto durability = cfg().store.durability == "power" ? store::Durability::power
                                                                : store::Durability::process;
       // Two connections: the store thread writes, the event loop reads (WAL lets both run).
       writer_store_ = store::SqliteStore::open(db_path, durability);
@@ -146,7 +141,7 @@ class Gateway final : public server::Control, private DrainTarget {
     generation_units_ = std::make_unique<Generation>(io_, executor_, *pipeline_);
     pipeline_->on_command([this](const pipeline::ChatCommand& cmd) { on_chat_command(cmd); });
 
-    server::ServerOptions so = server_options(cfg_);
+    server::ServerOptions so = server_options(cfg());
     server_ = std::make_unique<server::Server>(io_, clock_, *this, *pipeline_, so);
     if (auto err = wire_generation()) {
       spdlog::critical("{}", *err);
@@ -157,19 +152,19 @@ class Gateway final : public server::Control, private DrainTarget {
       // now asks for another one, that is what this process binds (the predecessor closes the
       // old one when it exits). A socket from systemd is the socket unit's to choose: served
       // whatever the config says.
-      const std::string want = bind_address(cfg_.gateway.bind);
+      const std::string want = bind_address(cfg().gateway.bind);
       const auto have = local_address(inherited[0].fd);
-      if (have && !same_listen_address(have->first, have->second, want, cfg_.gateway.port)) {
+      if (have && !same_listen_address(have->first, have->second, want, cfg().gateway.port)) {
         if (started_by_predecessor()) {
           spdlog::info("the inherited socket listens on {}:{}, the config asks for {}:{}: "
                        "binding the new address (the old one closes)",
-                       have->first, have->second, want, cfg_.gateway.port);
+                       have->first, have->second, want, cfg().gateway.port);
           for (const auto& s : inherited) ::close(s.fd);
           inherited.clear();
         } else {
           spdlog::warn("the inherited socket (socket activation) listens on {}:{}, the config "
                        "asks for {}:{}: serving the inherited one (change the socket unit)",
-                       have->first, have->second, want, cfg_.gateway.port);
+                       have->first, have->second, want, cfg().gateway.port);
         }
       }
     }
@@ -200,17 +195,18 @@ class Gateway final : public server::Control, private DrainTarget {
     signals_.start();
     start_generation_io();
     server_->start();
-    start_watcher();
+    reloader_->start_watcher();
     hand_off_->read_sentinel();
     spdlog::info("supervisor: {} ({}); restart mode {}", runtime::to_string(sup_.kind),
-                 sup_.why.empty() ? "none detected" : sup_.why, cfg_.gateway.restart.mode);
+                 sup_.why.empty() ? "none detected" : sup_.why, cfg().gateway.restart.mode);
     notifier_->ready(status_line());
     notifier_->start_watchdog();
     report_ready_to_predecessor();
-    if (!config_path_.empty() && degraded_reason_.empty() &&
+    if (!config_path_.empty() && reloader_->degraded_reason().empty() &&
         !fs::exists(config::last_good_path(config_path_))) {
       // The first good start: from now on there is a copy to fall back to.
-      if (auto saved = config::save_last_good(config_path_, applied_text_); !saved.ok) {
+      if (auto saved = config::save_last_good(config_path_, reloader_->applied_text());
+          !saved.ok) {
         spdlog::warn("cannot keep the last-known-good config: {}", saved.error);
       }
     }
@@ -232,9 +228,9 @@ class Gateway final : public server::Control, private DrainTarget {
       if (r.details.is_null()) r.details = json::object();
       r.details[key] = std::move(value);
     };
-    if (!file_errors_.empty() || !degraded_reason_.empty()) {
+    if (!reloader_->file_errors().empty() || !reloader_->degraded_reason().empty()) {
       // Serving on the config it had; a probe should still see that the file is broken.
-      detail("config", config_health());
+      detail("config", reloader_->config_health());
     }
     if (state() != State::running) {
       r.ready = false;
@@ -261,8 +257,9 @@ class Gateway final : public server::Control, private DrainTarget {
   // read, valid or not (an error about it might quote one). Called whenever one of them changes.
   void update_log_secrets() {
     if (!redactor_) return;
-    std::vector<std::string> secrets = config::secret_values(cfg_);
-    secrets.insert(secrets.end(), file_secrets_.begin(), file_secrets_.end());
+    std::vector<std::string> secrets = config::secret_values(cfg());
+    const auto& file_secrets = reloader_->file_secrets();
+    secrets.insert(secrets.end(), file_secrets.begin(), file_secrets.end());
     secrets.push_back(token_);
     std::set<std::string> too_short;
     for (const auto& s : secrets) {
@@ -286,24 +283,6 @@ class Gateway final : public server::Control, private DrainTarget {
     update_log_secrets();
     if (generated) announce_generated_token(token_, token_file_path(data_dir_));
     warn_if_weak(token_, generated);
-  }
-
-  json config_health() const {
-    json c = {{"path", config_path_},
-              {"valid", file_errors_.empty()},
-              {"errors", file_errors_},
-              {"appliedHash", applied_hash_},
-              {"reloadMode", cfg_.gateway.reload.mode},
-              {"watching", watcher_ != nullptr},
-              {"watcher", watcher_ ? json{{"events", watcher_->events_seen()},
-                                          {"reads", watcher_->reads()},
-                                          {"pending", watcher_->read_pending()}}
-                                   : json(nullptr)},
-              {"reloading", reload_busy_},
-              {"reloads", reloads_total_},
-              {"lastReload", last_reload_}};
-    if (!degraded_reason_.empty()) c["degraded"] = degraded_reason_;
-    return c;
   }
 
   server::LifecycleView lifecycle() override {
@@ -359,7 +338,7 @@ class Gateway final : public server::Control, private DrainTarget {
                                .count()},
             {"channels", channels},
             {"channelOrder", order},
-            {"defaultAgentId", cfg_.default_agent}};
+            {"defaultAgentId", cfg().default_agent}};
   }
 
   json status() override {
@@ -396,8 +375,8 @@ class Gateway final : public server::Control, private DrainTarget {
                 {"pid", ::getpid()},
                 {"uptimeMs", uptime_ms()},
                 {"generation", generation_},
-                {"bind", bind_address(cfg_.gateway.bind)},
-                {"port", server_ ? server_->port() : cfg_.gateway.port},
+                {"bind", bind_address(cfg().gateway.bind)},
+                {"port", server_ ? server_->port() : cfg().gateway.port},
                 {"configPath", config_path_},
                 {"dataDir", data_dir_},
                 {"cleanStart", clean_start_},
@@ -414,11 +393,13 @@ class Gateway final : public server::Control, private DrainTarget {
                 {"restarts", restarts_total_},
                 {"binary", hand_off_->self_exe()},
                 {"supervisor", runtime::to_string(sup_.kind)},
-                {"restartMode", cfg_.gateway.restart.mode},
+                {"restartMode", cfg().gateway.restart.mode},
                 {"inheritedSocket", inherited_socket_},
                 {"lastUpdate", hand_off_->last_update()},
-                {"config", config_health()},
-                {"degraded", degraded_reason_.empty() ? json(nullptr) : json(degraded_reason_)},
+                {"config", reloader_->config_health()},
+                {"degraded", reloader_->degraded_reason().empty()
+                                 ? json(nullptr)
+                                 : json(reloader_->degraded_reason())},
                 {"lastStartError", last_start_error_.empty() ? json(nullptr)
                                                              : json(last_start_error_)}};
     if (auto w = scheduler_.next_wakeup(); w && scheduler_.pending()) {
@@ -486,7 +467,6 @@ class Gateway final : public server::Control, private DrainTarget {
 
  private:
   // OpenClaw's value: clients reconnect after this long.
-  static constexpr std::int64_t kRestartExpectedMs = 1500;
 
   static core::RestartSchedulerOptions scheduler_options(const config::Config& cfg) {
     core::RestartSchedulerOptions o;
@@ -519,7 +499,7 @@ class Gateway final : public server::Control, private DrainTarget {
 
   // Agent commands inherit it, to call the gateway back (`drawbridge restart --url ...`).
   void export_gateway_url() {
-    std::string host = bind_address(cfg_.gateway.bind);
+    std::string host = bind_address(cfg().gateway.bind);
     if (host == "0.0.0.0") host = "127.0.0.1";
     if (host.find(':') != std::string::npos) host = "[" + host + "]";
     const std::string url = "ws://" + host + ":" + std::to_string(server_->port());
@@ -528,11 +508,11 @@ class Gateway final : public server::Control, private DrainTarget {
 
   // --- generations ---
 
-  // Builds the agents and channels of cfg_ and wires them into the pipeline. The store was
+  // Builds the agents and channels of cfg() and wires them into the pipeline. The store was
   // opened already; the marker check and repair belong to the generation too.
   std::optional<std::string> wire_generation() {
-    pipeline_->configure(pipeline_settings(cfg_));
-    return generation_units_->build(cfg_);
+    pipeline_->configure(pipeline_settings(cfg()));
+    return generation_units_->build(cfg());
   }
 
   // Marker, repair, replay, channels, readiness: the part of a start that touches the world.
@@ -556,7 +536,7 @@ class Gateway final : public server::Control, private DrainTarget {
     }
     pipeline_->start();
     generation_units_->start_channels();
-    lifecycle_.generation_started(configured_address(cfg_), applied_hash_);
+    lifecycle_.generation_started(configured_address(cfg()), reloader_->applied_hash());
   }
 
   // The address a config asks for, as the lifecycle compares it with what listens.
@@ -583,10 +563,9 @@ class Gateway final : public server::Control, private DrainTarget {
     std::optional<config::Config> previous;
     auto fail = [this, &previous](const std::string& why) {
       if (previous) {
-        const bool token_back = previous->gateway.auth_token != cfg_.gateway.auth_token;
-        cfg_ = std::move(*previous);
-        if (token_back) set_token(cfg_);
-        update_log_secrets();
+        const bool token_back = previous->gateway.auth_token != cfg().gateway.auth_token;
+        reloader_->swap_running(std::move(*previous));
+        if (token_back) set_token(cfg());
       }
       lifecycle_.generation_failed();
       last_start_error_ = why;
@@ -604,72 +583,36 @@ class Gateway final : public server::Control, private DrainTarget {
 
     if (!lock_) {
       std::string error;
-      lock_ = GatewayLock::acquire(data_dir_, cfg_.gateway.port, error);
+      lock_ = GatewayLock::acquire(data_dir_, cfg().gateway.port, error);
       if (!lock_) return fail(error);
     }
-    // The file as it is now; when it is invalid, the last valid text seen (the restart was
-    // asked for by a valid change, or by someone who does not know the file broke since).
-    std::string text;
-    Candidate c;
-    if (config_path_.empty()) {
-      c = candidate({});
-    } else {
-      auto f = read_config_file();
-      text = f.text;
-      if (f.error.empty()) {
-        file_secrets_ = config::secret_values_in_text(text);
-        update_log_secrets();
-      }
-      c = f.error.empty() ? candidate(text) : Candidate{std::nullopt, {{"", "", f.error}}};
-      if (f.error.empty()) seen_hash_ = config::content_hash(f.text);
-      if (!c.config) {
-        file_errors_ = errors_json(c.errors);
-        std::string why = "config " + config_path_ + " is invalid: " + errors_text(c.errors);
-        auto fallback = last_valid_text_.empty() ? Candidate{} : candidate(last_valid_text_);
-        if (!fallback.config) return fail(why);
-        spdlog::error("{}; this generation starts on the last valid config seen instead", why);
-        text = last_valid_text_;
-        c = std::move(fallback);
-      } else {
-        file_errors_ = json::array();
-      }
-    }
-    config::Config next = std::move(*c.config);
-    if (next.store.data_dir != data_dir_ || next.store.durability != cfg_.store.durability) {
+    std::string read_error;
+    auto read = reloader_->read_for_generation(read_error);
+    if (!read) return fail(read_error);
+    const std::string text = read->text;
+    config::Config next = std::move(read->config);
+    if (next.store.data_dir != data_dir_ || next.store.durability != cfg().store.durability) {
       spdlog::warn("store.dataDir/store.durability changed: they take effect when the process "
                    "restarts; keeping {}",
                    data_dir_);
-      next.store = cfg_.store;
+      next.store = cfg().store;
     }
     // Compared with what listens, not with the config of an attempt that failed.
     const bool address_changed = lifecycle_.needs_relisten(configured_address(next));
-    const bool token_changed = next.gateway.auth_token != cfg_.gateway.auth_token;
-    previous = std::move(cfg_);
-    cfg_ = std::move(next);
-    update_log_secrets();
-    if (token_changed) set_token(cfg_);
-    spdlog::set_level(spdlog::level::from_str(cfg_.logging.level));
-    scheduler_.set_options(scheduler_options(cfg_));
+    const bool token_changed = next.gateway.auth_token != cfg().gateway.auth_token;
+    previous = reloader_->swap_running(std::move(next));
+    if (token_changed) set_token(cfg());
+    spdlog::set_level(spdlog::level::from_str(cfg().logging.level));
+    scheduler_.set_options(scheduler_options(cfg()));
     if (auto err = wire_generation()) return fail(*err);
     if (address_changed) {
-      if (auto err = server_->relisten(bind_address(cfg_.gateway.bind), cfg_.gateway.port)) {
+      if (auto err = server_->relisten(bind_address(cfg().gateway.bind), cfg().gateway.port)) {
         return fail(*err);
       }
       export_gateway_url();
     }
     last_start_error_.clear();
-    if (!config_path_.empty()) {
-      if (!applied_text_.empty() && applied_text_ != text) {
-        if (auto saved = config::save_last_good(config_path_, applied_text_); !saved.ok) {
-          spdlog::warn("cannot keep the last-known-good config: {}", saved.error);
-        }
-      }
-      applied_text_ = text;
-      applied_hash_ = config::content_hash(text);
-      last_valid_text_ = text;
-      if (file_errors_.empty()) degraded_reason_.clear();
-    }
-    if (watcher_) watcher_->set_debounce(std::chrono::milliseconds(cfg_.gateway.reload.debounce_ms));
+    reloader_->generation_started(text);
     start_generation_io();
     scheduler_.on_restart_finished();
     ++restarts_total_;
@@ -689,433 +632,40 @@ class Gateway final : public server::Control, private DrainTarget {
                  generation_, restart_reason_, total_ms, ms_since(t0, now));
   }
 
-  // --- config: config.get, config.patch/apply, the watcher, hot reload ---
+  // --- config: config.get, config.patch/apply, the watcher, hot reload (ConfigReloader) ---
 
-  struct FileRead {
-    bool exists = false;
-    std::string text;
-    std::string error;
-  };
-
-  // `error` is set when the file is missing (exists false) or cannot be used as a config:
-  // not a regular file (a FIFO would block the loop), larger than config::kMaxConfigBytes.
-  FileRead read_config_file() const {
-    FileRead f;
-    if (config_path_.empty()) return f;
-    auto file = config::read_config_text_file(config_path_);
-    f.exists = file.exists;
-    if (file.text) {
-      f.text = std::move(*file.text);
-    } else {
-      f.error = std::move(file.error);
-    }
-    return f;
-  }
-
-  static json errors_json(const std::vector<config::ConfigError>& errors) {
-    json out = json::array();
-    for (const auto& e : errors) {
-      out.push_back({{"path", e.path}, {"pointer", e.pointer}, {"message", e.message}});
-    }
-    return out;
-  }
-
-  static std::string errors_text(const std::vector<config::ConfigError>& errors) {
-    std::string out;
-    for (const auto& e : errors) out += (out.empty() ? "" : "; ") + e.to_string();
-    return out;
-  }
-
-  // The file's text as a config, with the environment and command line applied, or every
-  // error (validation and what this build cannot run).
-  struct Candidate {
-    std::optional<config::Config> config;
-    std::vector<config::ConfigError> errors;
-  };
-  Candidate candidate(const std::string& text) const {
-    Candidate c;
-    auto loaded = config::load_config_text(config_path_, text);
-    if (!loaded.parsed.config) {
-      c.errors = std::move(loaded.parsed.errors);
-      return c;
-    }
-    config::Config next = *loaded.parsed.config;
-    apply_overrides(next, options_);
-    c.errors = Generation::unbuildable(next);
-    if (c.errors.empty()) c.config = std::move(next);
-    return c;
-  }
-
-  core::ReloadPlan plan_for(const config::Config& next) const {
-    auto changed = config::diff_paths(config::effective_json(cfg_), config::effective_json(next));
-    const auto mode = core::parse_reload_mode(next.gateway.reload.mode)
-                          .value_or(core::ReloadMode::hybrid);
-    return core::plan_reload(changed, mode);
-  }
-
-  static json plan_json(const core::ReloadPlan& plan) {
-    json paths = json::array();
-    for (const auto& d : plan.paths) {
-      json p = {{"path", d.path}, {"kind", core::to_string(d.kind)}, {"rule", d.rule}};
-      if (d.action) p["action"] = core::to_string(*d.action);
-      if (!d.target.empty()) p["target"] = d.target;
-      paths.push_back(std::move(p));
-    }
-    json actions = json::array();
-    for (const auto& a : plan.actions) {
-      actions.push_back({{"action", core::to_string(a.action)}, {"target", a.target}});
-    }
-    return {{"kind", core::to_string(plan.kind)},
-            {"mode", plan.apply ? "hybrid" : "off"},
-            {"applied", false},
-            {"actions", actions},
-            {"paths", paths}};
-  }
-
-  static std::string plan_summary(const core::ReloadPlan& plan) {
-    std::string out = core::to_string(plan.kind);
-    if (plan.kind == core::ReloadKind::hot) {
-      for (const auto& a : plan.actions) {
-        out += std::string(" ") + core::to_string(a.action) + (a.target.empty() ? "" : " " + a.target);
-      }
-    }
-    std::string paths;
-    for (const auto& d : plan.paths) paths += (paths.empty() ? "" : ", ") + d.path;
-    return out + " (" + (paths.empty() ? "no effective change" : paths) + ")";
-  }
-
-  json config_get() override {
-    auto f = read_config_file();
-    std::string raw;
-    bool redacted = false;
-    if (f.error.empty() && f.exists) {
-      std::string perr;
-      auto doc = config::parse_json_text(f.text, perr);
-      if (!doc) {
-        redacted = true;  // not JSON: it could hold a secret in any shape
-      } else if (config::has_secrets(*doc)) {
-        raw = config::serialize(config::redact(*doc));
-        redacted = true;
-      } else {
-        raw = f.text;
-      }
-    }
-    json errors = json::array();
-    bool valid = true;
-    if (!config_path_.empty()) {
-      if (!f.error.empty()) {
-        valid = false;
-        errors.push_back({{"path", ""}, {"pointer", ""}, {"message", f.error}});
-      } else {
-        auto c = candidate(f.text);
-        valid = c.errors.empty();
-        errors = errors_json(c.errors);
-      }
-    }
-    const auto hash = config::content_hash(f.exists ? f.text : "");
-    return {{"path", config_path_},
-            {"exists", f.exists},
-            {"raw", raw},
-            {"rawRedacted", redacted},
-            {"hash", hash},
-            {"config", config::redact(config::effective_json(cfg_))},
-            {"valid", valid},
-            {"errors", errors},
-            {"appliedHash", applied_hash_},
-            {"pending", !config_path_.empty() && hash != applied_hash_},
-            {"degraded", !degraded_reason_.empty()},
-            {"reloadMode", cfg_.gateway.reload.mode}};
-  }
-
+  json config_get() override { return reloader_->config_get(); }
   void config_write(const server::ConfigWrite& w,
                     std::function<void(server::ConfigWriteResult)> done) override {
-    using server::ConfigWriteError;
-    auto refuse = [&](std::string code, std::string message, json errors = json::array(),
-                      json extra = json::object()) {
-      ConfigWriteError e;
-      e.code = std::move(code);
-      e.message = std::move(message);
-      e.errors = std::move(errors);
-      e.extra = std::move(extra);
-      done(e);
+    reloader_->config_write(w, std::move(done));
+  }
+
+  ConfigReloader::Hooks reloader_hooks() {
+    ConfigReloader::Hooks h;
+    h.state = [this] { return state(); };
+    h.schedule_restart = [this](const core::RestartRequest& req) {
+      return schedule_restart(req, {});
     };
-    if (state() != State::running && state() != State::failed) {
-      ConfigWriteError e;
-      e.code = "GATEWAY_BUSY";
-      e.message = std::string("the gateway is ") + core::to_string(state()) + "; try again shortly";
-      e.retryable = true;
-      e.retry_after_ms = kRestartExpectedMs;
-      return done(e);
-    }
-    if (config_path_.empty()) {
-      return refuse("NO_CONFIG_FILE",
-                    "the gateway runs on defaults without a config file; start it with --config "
-                    "FILE (an empty file is a valid config) to change its config at run time");
-    }
-    const auto f = read_config_file();
-    const auto current_hash = config::content_hash(f.exists ? f.text : "");
-    if (w.base_hash && *w.base_hash != current_hash) {
-      return refuse("CONFIG_CONFLICT",
-                    "baseHash does not match the config on disk (it changed since it was read); "
-                    "read it again with config.get",
-                    json::array(), {{"currentHash", current_hash}});
-    }
-    if (!w.base_hash && f.exists) {
-      return refuse("BASE_HASH_REQUIRED",
-                    "baseHash is required once the config file exists; take it from config.get",
-                    json::array(), {{"currentHash", current_hash}});
-    }
-    auto invalid = [&](const std::vector<config::ConfigError>& errors, const std::string& what) {
-      refuse("CONFIG_INVALID",
-             what + ": " + std::to_string(errors.size()) + " problem(s): " + errors_text(errors) +
-                 "; nothing was written",
-             errors_json(errors));
+    h.cancel_config_restart = [this] {
+      auto pending = scheduler_.pending();
+      if (!pending || pending->source != core::RestartSource::config) return false;
+      if (!scheduler_.cancel("hot reload applied the config")) return false;
+      restart_timer_.cancel();
+      return true;
     };
-    if (f.exists && !f.error.empty() && !w.whole) {
-      return invalid({{"", "", f.error + "; replace it whole with config.apply"}}, "config.patch");
-    }
-    std::string perr;
-    json current = json::object();
-    if (f.exists && !f.text.empty()) {
-      auto doc = config::parse_json_text(f.text, perr);
-      if (!doc) {
-        if (!w.whole) {
-          return invalid({{"", "", "the file on disk cannot be parsed (" + perr +
-                                       "); replace it whole with config.apply"}},
-                         "config.patch");
-        }
-      } else {
-        current = std::move(*doc);
-      }
-    }
-    auto given = config::parse_json_text(w.raw, perr);
-    if (!given) return invalid({{"", "", "params.raw: " + perr}}, "the change");
-    // Stamped with meta.lastTouched* as OpenClaw writes it; the gateway's own write never
-    // reloads anything.
-    const auto edit = config::plan_edit({std::move(current), f.exists, std::move(*given), w.whole,
-                                         config::iso_timestamp(std::chrono::system_clock::now()),
-                                         DRAWBRIDGE_VERSION});
-    if (!edit.errors.empty()) return invalid(edit.errors, "the change");
-    if (edit.unchanged) {
-      json out = {{"ok", true},         {"path", config_path_}, {"hash", current_hash},
-                  {"written", false},   {"changedPaths", json::array()},
-                  {"plan", plan_json(core::plan_reload({}, core::ReloadMode::hybrid))}};
-      out["plan"]["applied"] = true;
-      return done(out);
-    }
-    const std::string& text = edit.text;
-    auto c = candidate(text);
-    if (!c.config) return invalid(c.errors, "the resulting config");
-    const auto plan = plan_for(*c.config);
-    if (!applied_text_.empty()) {
-      if (auto saved = config::save_last_good(config_path_, applied_text_); !saved.ok) {
-        spdlog::warn("cannot keep the last-known-good config: {}", saved.error);
-      }
-    }
-    if (auto written = config::write_atomic(config_path_, text); !written.ok) {
-      return refuse("WRITE_FAILED", written.error + "; the running config is unchanged");
-    }
-    const auto hash = config::content_hash(text);
-    seen_hash_ = hash;  // the watcher will see this write: it is applied here, not there
-    file_secrets_ = config::secret_values_in_text(text);
-    update_log_secrets();
-    last_valid_text_ = text;
-    file_errors_ = json::array();
-    spdlog::info("{} wrote {}{}: {}", w.whole ? "config.apply" : "config.patch", config_path_,
-                 w.note.empty() ? "" : " (" + w.note + ")", plan_summary(plan));
-    json changed = json::array();
-    for (const auto& d : plan.paths) changed.push_back(d.path);
-    json base = {{"ok", true},
-                 {"path", config_path_},
-                 {"hash", hash},
-                 {"written", true},
-                 {"changedPaths", changed}};
-    std::optional<core::Duration> delay;
-    if (w.restart_delay_ms) delay = core::Duration{*w.restart_delay_ms};
-    apply_change(*c.config, text, plan, "rpc", delay,
-                 [done, base](json plan_out) mutable {
-                   base["plan"] = std::move(plan_out);
-                   done(base);
-                 });
-  }
-
-  // The watcher (or SIGHUP) read the file.
-  void on_config_file(const WatchedFile& f, const std::string& source) {
-    if (f.exists) {
-      file_secrets_ = config::secret_values_in_text(f.text);
-      update_log_secrets();
-    }
-    if (!f.exists || !f.error.empty()) {
-      // The reader's own words: "missing", "parse error at line 3, ...", "cannot read ...".
-      const std::string why = f.exists ? f.error : "missing";
-      file_errors_ = json::array({{{"path", ""}, {"pointer", ""}, {"message", why}}});
-      spdlog::error("config {}: {}; the running config stays", config_path_, why);
-      return;
-    }
-    const auto hash = config::content_hash(f.text);
-    if (hash == seen_hash_) {
-      spdlog::debug("config {}: no change since the last read ({})", config_path_, source);
-      return;
-    }
-    seen_hash_ = hash;
-    if (state() != State::running && state() != State::failed) {
-      // The next generation reads the file itself.
-      spdlog::info("config {} changed while {}: the next generation reads it", config_path_,
-                   core::to_string(state()));
-      return;
-    }
-    auto c = candidate(f.text);
-    if (!c.config) {
-      file_errors_ = errors_json(c.errors);
-      spdlog::error("config {} changed but is invalid ({} problem(s)); it stays on disk and is "
-                    "not applied; the running config stays:",
-                    config_path_, c.errors.size());
-      for (const auto& e : c.errors) spdlog::error("  {}", e.to_string());
-      return;
-    }
-    file_errors_ = json::array();
-    last_valid_text_ = f.text;
-    if (state() == State::failed) {
-      spdlog::info("config {} changed and is valid: retrying the failed start", config_path_);
-      core::RestartRequest req;
-      req.reason = "config change (" + source + ") after a failed start";
-      req.source = core::RestartSource::config;
-      schedule_restart(req, {});
-      return;
-    }
-    const auto plan = plan_for(*c.config);
-    spdlog::info("config {} changed ({}): {}", config_path_, source, plan_summary(plan));
-    apply_change(*c.config, f.text, plan, source, std::nullopt, [](json) {});
-  }
-
-  // Serializes reloads: a hot reload that restarts a channel finishes before the next starts.
-  void apply_change(config::Config next, std::string text, core::ReloadPlan plan,
-                    std::string source, std::optional<core::Duration> delay,
-                    std::function<void(json)> done) {
-    auto job = [this, next = std::move(next), text = std::move(text), plan = std::move(plan),
-                source = std::move(source), delay, done = std::move(done)]() mutable {
-      run_change(std::move(next), std::move(text), std::move(plan), std::move(source), delay,
-                 std::move(done));
+    h.run_hot_actions = [this](const config::Config& next, const core::ReloadPlan& plan,
+                               std::function<void(const std::string&)> done) {
+      run_hot_actions(next, plan, std::move(done));
     };
-    reload_queue_.push_back(std::move(job));
-    if (!reload_busy_) next_reload();
-  }
-
-  void next_reload() {
-    if (reload_queue_.empty()) {
-      reload_busy_ = false;
-      return;
-    }
-    reload_busy_ = true;
-    auto job = std::move(reload_queue_.front());
-    reload_queue_.pop_front();
-    job();
-  }
-
-  void run_change(config::Config next, std::string text, core::ReloadPlan plan, std::string source,
-                  std::optional<core::Duration> delay, std::function<void(json)> done) {
-    const auto t0 = clock_.now();
-    json out = plan_json(plan);
-    auto record = [this, t0, source](const core::ReloadPlan& p, bool ok, const std::string& error) {
-      ++reloads_total_;
-      last_reload_ = {{"source", source},
-                      {"kind", core::to_string(p.kind)},
-                      {"applied", p.apply},
-                      {"ok", ok},
-                      {"durationMs", ms_since(t0, clock_.now())},
-                      {"atMs", clock_.wall_ms()},
-                      {"appliedAtUnixUs",
-                       std::chrono::duration_cast<std::chrono::microseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count()}};
-      if (!error.empty()) last_reload_["error"] = error;
-      json paths = json::array();
-      for (const auto& d : p.paths) paths.push_back(d.path);
-      last_reload_["paths"] = paths;
+    h.committed = [this] {
+      pipeline_->configure(pipeline_settings(cfg()));
+      spdlog::set_level(spdlog::level::from_str(cfg().logging.level));
+      scheduler_.set_options(scheduler_options(cfg()));
     };
-    if (state() != State::running) {
-      // A drain began while this waited: the next generation reads the file.
-      out["note"] = "the gateway is restarting; the next generation reads the new config";
-      done(out);
-      return next_reload();
-    }
-    if (!plan.apply) {
-      spdlog::warn("gateway.reload.mode is off: not applied until the next restart: {}",
-                   plan_summary(plan));
-      out["note"] = "gateway.reload.mode is off: applies at the next restart";
-      record(plan, true, {});
-      done(out);
-      return next_reload();
-    }
-    if (plan.kind == core::ReloadKind::restart) {
-      core::RestartRequest req;
-      std::string paths;
-      for (const auto& d : plan.paths) {
-        if (d.kind == core::ReloadKind::restart) paths += (paths.empty() ? "" : ", ") + d.path;
-      }
-      req.reason = "config change (" + source + "): " + paths;
-      req.source = core::RestartSource::config;
-      req.delay = delay;
-      auto r = schedule_restart(req, {});
-      out["restart"] = {{"status", r["status"]}, {"cycle", r["cycle"]}, {"dueInMs", r["dueInMs"]}};
-      out["applied"] = true;
-      record(plan, true, {});
-      done(out);
-      return next_reload();
-    }
-    run_hot_actions(next, plan, [this, next, text, plan, out, done, record,
-                                 source](const std::string& error) mutable {
-      if (!error.empty()) {
-        spdlog::error("hot reload failed: {}; restarting instead", error);
-        core::RestartRequest req;
-        req.reason = "config change (" + source + "): hot reload failed: " + error;
-        req.source = core::RestartSource::config;
-        auto r = schedule_restart(req, {});
-        out["error"] = error;
-        out["restart"] = {{"status", r["status"]}, {"cycle", r["cycle"]}, {"dueInMs", r["dueInMs"]}};
-        record(plan, false, error);
-        done(out);
-        return next_reload();
-      }
-      commit_config(std::move(next), text);
-      if (auto pending = scheduler_.pending(); pending && pending->source == core::RestartSource::config) {
-        if (scheduler_.cancel("hot reload applied the config")) {
-          restart_timer_.cancel();
-          spdlog::info("the scheduled config restart is no longer needed: cancelled");
-          out["cancelledRestart"] = true;
-        }
-      }
-      out["applied"] = true;
-      record(plan, true, {});
-      spdlog::info("config applied: {}", plan_summary(plan));
-      done(out);
-      next_reload();
-    });
-  }
-
-  // The new config becomes the running one: settings read per message, log level, restart
-  // options, watcher debounce; the text that ran before is kept as last-known-good.
-  void commit_config(config::Config next, const std::string& text) {
-    next.store = cfg_.store;  // restart-class: only a restart changes it
-    if (!applied_text_.empty() && applied_text_ != text && !config_path_.empty()) {
-      if (auto saved = config::save_last_good(config_path_, applied_text_); !saved.ok) {
-        spdlog::warn("cannot keep the last-known-good config: {}", saved.error);
-      }
-    }
-    cfg_ = std::move(next);
-    update_log_secrets();
-    pipeline_->configure(pipeline_settings(cfg_));
-    spdlog::set_level(spdlog::level::from_str(cfg_.logging.level));
-    scheduler_.set_options(scheduler_options(cfg_));
-    if (watcher_) watcher_->set_debounce(std::chrono::milliseconds(cfg_.gateway.reload.debounce_ms));
-    applied_text_ = text;
-    applied_hash_ = config::content_hash(text);
-    seen_hash_ = applied_hash_;
-    last_valid_text_ = text;
-    if (!degraded_reason_.empty()) {
-      spdlog::info("a valid config is applied: no longer degraded");
-      degraded_reason_.clear();
-    }
+    h.secrets_changed = [this] { update_log_secrets(); };
+    h.notify_reloading = [this](const std::string& why) { notifier_->reloading(why); };
+    h.notify_ready = [this] { notifier_->ready(status_line()); };
+    return h;
   }
 
   // Agents first (channels restarted next wire to the new ones), then channels one after the
@@ -1127,7 +677,7 @@ class Gateway final : public server::Control, private DrainTarget {
     for (const auto& a : plan.actions) {
       switch (a.action) {
         case core::HotAction::update_auth:
-          if (next.gateway.auth_token != cfg_.gateway.auth_token) {
+          if (next.gateway.auth_token != cfg().gateway.auth_token) {
             set_token(next);
             spdlog::info("gateway.auth changed: new connections need the new token");
           }
@@ -1176,7 +726,7 @@ class Gateway final : public server::Control, private DrainTarget {
     std::string out = std::string(core::to_string(state())) + ", generation " +
                       std::to_string(generation_) + ", " + std::to_string(generation_units_->channels().size()) +
                       " channel(s)";
-    if (!degraded_reason_.empty()) out += ", DEGRADED: config invalid, on last-known-good";
+    if (!reloader_->degraded_reason().empty()) out += ", DEGRADED: config invalid, on last-known-good";
     return out;
   }
 
@@ -1427,7 +977,7 @@ class Gateway final : public server::Control, private DrainTarget {
       restart_binary_ = restart_is_update_ ? action.binary : std::string();
       restart_mode_ = restart_is_update_
                           ? RestartMode::reexec  // an update always hands the socket over
-                          : choose_restart_mode(cfg_.gateway.restart.mode, action.fresh_process,
+                          : choose_restart_mode(cfg().gateway.restart.mode, action.fresh_process,
                                                 sup_);
       if (restart_mode_ == RestartMode::supervised) {
         notifier_->stopping("restarting (" + action.reason + "): exiting for the supervisor");
@@ -1547,8 +1097,8 @@ class Gateway final : public server::Control, private DrainTarget {
   void flush_writes() override { pipeline_->flush_and_wait(); }
   // Best effort: a failed send is logged, never waited for.
   void send_notice(const pipeline::ActiveChat& chat, core::DrainNotice kind) override {
-    const auto ch = cfg_.channels.find(chat.channel);
-    if (ch == cfg_.channels.end() || !ch->second.notices.enabled) return;
+    const auto ch = cfg().channels.find(chat.channel);
+    if (ch == cfg().channels.end() || !ch->second.notices.enabled) return;
     const auto& n = ch->second.notices;
     const std::string& text = kind == core::DrainNotice::shutting_down ? n.stopping
                               : kind == core::DrainNotice::interrupted ? n.interrupted
@@ -1618,7 +1168,7 @@ class Gateway final : public server::Control, private DrainTarget {
   // --- signals ---
 
   void on_restart_signal(const std::string& name, bool fresh_process) {
-    if (!cfg_.commands.restart) {
+    if (!cfg().commands.restart) {
       spdlog::warn("{} received: restarts from outside are turned off (commands.restart is "
                    "false); ignored",
                    name);
@@ -1631,47 +1181,6 @@ class Gateway final : public server::Control, private DrainTarget {
     schedule_restart(req, {});
   }
 
-  void start_watcher() {
-    if (config_path_.empty()) return;
-    watcher_ = std::make_unique<ConfigWatcher>(
-        io_, config_path_, [this](const WatchedFile& f) { on_config_file(f, "file watcher"); });
-    ConfigWatcher::Options o;
-    o.debounce = std::chrono::milliseconds(cfg_.gateway.reload.debounce_ms);
-    if (auto err = watcher_->start(o)) {
-      spdlog::warn("cannot watch {} for changes ({}); send SIGHUP after editing it", config_path_,
-                   *err);
-      watcher_.reset();
-    }
-  }
-
-  // SIGHUP: read the file now, as the watcher would.
-  void reload(const std::string& why) {
-    if (config_path_.empty()) {
-      spdlog::info("{}: no config file (running on defaults); nothing to reload", why);
-      return;
-    }
-    // systemd's reload protocol: RELOADING=1 with the monotonic time, READY=1 once done.
-    const bool notify = state() == State::running;
-    if (notify) notifier_->reloading("reloading config (" + why + ")");
-    auto f = read_config_file();
-    WatchedFile w;
-    w.exists = f.exists;
-    w.text = f.text;
-    w.error = f.error;
-    // As the watcher does: what is not JSON is reported here, what crosses a limit is
-    // reported with its path by the validation.
-    if (f.error.empty()) {
-      if (auto unfinished = config::unfinished_json(f.text)) w.error = *unfinished;
-    }
-    if (f.error.empty() && config::content_hash(f.text) == seen_hash_) {
-      spdlog::info("{}: the config has not changed", why);
-    } else {
-      on_config_file(w, why);
-    }
-    if (notify && state() == State::running) notifier_->ready(status_line());
-  }
-
-  config::Config cfg_;
   RunOptions options_;
   std::string config_path_;
   std::string data_dir_;
@@ -1679,7 +1188,6 @@ class Gateway final : public server::Control, private DrainTarget {
   std::unique_ptr<GatewayLock> lock_;
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> recent_log_;
   std::shared_ptr<RedactingSink> redactor_;
-  std::vector<std::string> file_secrets_;  // of the config file as last read, valid or not
   std::size_t short_secrets_warned_ = 0;
   boost::asio::io_context io_{1};
   core::SystemClock clock_;
@@ -1712,17 +1220,6 @@ class Gateway final : public server::Control, private DrainTarget {
   json snapshot_ = nullptr;
   int exit_code_ = exit_code::ok;
   // Config reload (issue 4).
-  std::unique_ptr<ConfigWatcher> watcher_;
-  std::string applied_text_;     // the file text the running config came from
-  std::string applied_hash_;
-  std::string seen_hash_;        // the last file content looked at (own writes included)
-  std::string last_valid_text_;  // the last valid text seen: a restart falls back to it
-  json file_errors_ = json::array();  // why the file on disk is not applied
-  std::string degraded_reason_;  // started on the last-known-good copy
-  bool reload_busy_ = false;
-  std::deque<std::function<void()>> reload_queue_;
-  json last_reload_ = nullptr;
-  std::uint64_t reloads_total_ = 0;
   // Process restarts (issue 5).
   SupervisorInfo sup_;
   std::unique_ptr<SdNotifier> notifier_;
@@ -1731,6 +1228,7 @@ class Gateway final : public server::Control, private DrainTarget {
   bool restart_is_update_ = false;
   bool inherited_socket_ = false;
   std::unique_ptr<HandOff> hand_off_;
+  std::unique_ptr<ConfigReloader> reloader_;  // the running config and its file
   // Last: its thread must stop before anything it reads is destroyed.
   Watchdog watchdog_;
 };

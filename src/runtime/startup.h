@@ -21,6 +21,9 @@ namespace drawbridge::runtime {
 
 // The config a process starts on: the file's text, or the last-known-good copy's when the
 // file is invalid (then `degraded_reason` and `file_errors` say why).
+// What clients are told a restart takes (shutdown.restartExpectedMs, retryAfterMs).
+inline constexpr std::int64_t kRestartExpectedMs = 1500;
+
 struct StartedFrom {
   std::string text;
   std::string file_hash;  // of the file on disk, when it is not `text`
