@@ -301,24 +301,36 @@ TEST_F(ConfigWatcherTest, StopThenWriteCallsNothing) {
   EXPECT_TRUE(calls_.empty());
 }
 
+// The debounce is 100 ms here (not 20): the loop runs in 5 ms slices, and on a loaded machine
+// a slice can overrun 20 ms, letting the debounce fire before the test can stop the watcher.
+// 300 ms later nothing was called; without the stop the call would come at 100 ms.
+ConfigWatcher::Options slow_debounce() {
+  ConfigWatcher::Options o;
+  o.debounce = 100ms;
+  o.retry_interval = 20ms;
+  o.retries = 5;
+  return o;
+}
+
 TEST_F(ConfigWatcherTest, StopDuringTheDebounceCallsNothing) {
   write_file(path_, R"({"v": 1})");
-  watch();
+  watch(slow_debounce());
   write_file(path_, R"({"v": 2})");
-  ASSERT_TRUE(run_until([&] { return watcher_->events_seen() > 0; }));
+  ASSERT_TRUE(run_until([&] { return watcher_->read_pending(); }));
   watcher_->stop();
-  run_for(150ms);
+  EXPECT_FALSE(watcher_->read_pending());
+  run_for(300ms);
   EXPECT_TRUE(calls_.empty());
 }
 
 TEST_F(ConfigWatcherTest, DestructionDuringTheDebounceCallsNothing) {
   write_file(path_, R"({"v": 1})");
-  watch();
+  watch(slow_debounce());
   write_file(path_, R"({"v": 2})");
-  ASSERT_TRUE(run_until([&] { return watcher_->events_seen() > 0; }));
+  ASSERT_TRUE(run_until([&] { return watcher_->read_pending(); }));
   watcher_.reset();
   write_file(path_, R"({"v": 3})");
-  run_for(150ms);
+  run_for(300ms);
   EXPECT_TRUE(calls_.empty());
 }
 
