@@ -150,22 +150,27 @@ TEST(LifecycleDefects, SigtermDuringARestartDrainIsBoundedByTheStopBudget) {
 }
 
 // 3. A more urgent request shortens a running drain; the CLI says what it did.
-TEST(LifecycleDefects, AForcedRestartCutsARunningDrainShort) {
-  TempDir dir;
-  StuckAgent stuck{dir.path() / "agent.pid"};
-  Gateway gw(dir, restartable(stuck.config()));
+// A turn that never ends, then a restart whose drain waits on it (300 s budget).
+void begin_a_stuck_drain(Gateway& gw, const StuckAgent& stuck, const std::string& key) {
   gw.start();
   auto c = gw.client();
   json ack = c->request("chat.send", {{"sessionKey", "stuck"}, {"message", "go"},
-                                      {"idempotencyKey", "fo-1"}});
+                                      {"idempotencyKey", key}});
   ASSERT_EQ(ack.value("status", ""), "started") << ack.dump();
   ASSERT_TRUE(wait_for_file(stuck.pid_file)) << gw.log();
   json r = admin(gw, "gateway.restart.request", {{"reason", "first"}, {"delayMs", 0}});
   ASSERT_EQ(r.value("status", ""), "scheduled") << r.dump();
   ASSERT_TRUE(gw.wait_for_log("draining;", 5s)) << gw.log();
+}
+
+TEST(LifecycleDefects, AForcedRestartCutsARunningDrainShort) {
+  TempDir dir;
+  StuckAgent stuck{dir.path() / "agent.pid"};
+  Gateway gw(dir, restartable(stuck.config()));
+  ASSERT_NO_FATAL_FAILURE(begin_a_stuck_drain(gw, stuck, "fo-1"));
 
   // Less urgent: coalesced into the running drain, as before.
-  r = admin(gw, "gateway.restart.request", {{"reason", "later"}, {"waitMs", 600000}});
+  json r = admin(gw, "gateway.restart.request", {{"reason", "later"}, {"waitMs", 600000}});
   EXPECT_EQ(r.value("status", ""), "ignored") << r.dump();
 
   auto cli = run_cli(dir, {"restart", "--force", "--url", gw.url(), "--token", gw.token()});
@@ -179,13 +184,7 @@ TEST(LifecycleDefects, AShorterWaitMsCutsARunningDrainShort) {
   TempDir dir;
   StuckAgent stuck{dir.path() / "agent.pid"};
   Gateway gw(dir, restartable(stuck.config()));
-  gw.start();
-  auto c = gw.client();
-  json ack = c->request("chat.send", {{"sessionKey", "stuck"}, {"message", "go"},
-                                      {"idempotencyKey", "wm-1"}});
-  ASSERT_TRUE(wait_for_file(stuck.pid_file)) << gw.log();
-  admin(gw, "gateway.restart.request", {{"reason", "first"}, {"delayMs", 0}});
-  ASSERT_TRUE(gw.wait_for_log("draining;", 5s)) << gw.log();
+  ASSERT_NO_FATAL_FAILURE(begin_a_stuck_drain(gw, stuck, "wm-1"));
   json r = admin(gw, "gateway.restart.request", {{"reason", "sooner"}, {"waitMs", 1000}});
   EXPECT_EQ(r.value("status", ""), "shortened") << r.dump();
   ASSERT_TRUE(wait_generation(gw, 2, 8s)) << gw.log();
