@@ -53,6 +53,7 @@
 #include "runtime/fatal_signals.h"
 #include "runtime/file_modes.h"
 #include "runtime/gateway_lock.h"
+#include "runtime/gateway_status.h"
 #include "runtime/generation.h"
 #include "runtime/hand_off.h"
 #include "runtime/listen_fds.h"
@@ -323,141 +324,32 @@ class Gateway final : public server::Control, private DrainTarget {
 
   // The shape of OpenClaw's health snapshot (hello-ok snapshot.health): a failing store is an
   // error for the caller, not "ok": false.
-  json health() override {
-    const auto t0 = clock_.now();
-    json channels = json::object();
-    json order = json::array();
-    for (auto& [id, ch] : generation_units_->channels()) {
-      channels[id] = {{"ready", ch->ready()}, {"agent", pipeline_->agent_of(id)}};
-      order.push_back(id);
-    }
-    store_->counts();  // throws when the store cannot be read
-    return {{"ok", true},
-            {"ts", clock_.wall_ms()},
-            {"durationMs", std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - t0)
-                               .count()},
-            {"channels", channels},
-            {"channelOrder", order},
-            {"defaultAgentId", cfg().default_agent}};
+  GatewayFacts facts() {
+    GatewayFacts f;
+    f.state = state();
+    f.generation = generation_;
+    f.uptime_ms = uptime_ms();
+    f.clean_start = clean_start_;
+    f.config_path = config_path_;
+    f.data_dir = data_dir_;
+    f.restarts_total = restarts_total_;
+    f.last_restart = last_restart_;
+    f.last_start_error = last_start_error_;
+    f.inherited_socket = inherited_socket_;
+    f.supervisor = runtime::to_string(sup_.kind);
+    return f;
+  }
+  GatewayParts parts() {
+    return {cfg(),   clock_, *generation_units_, *pipeline_, *store_, server_.get(), drain_,
+            *hand_off_, *reloader_, scheduler_};
   }
 
-  json status() override {
-    json channels = json::array();
-    for (auto& [id, ch] : generation_units_->channels()) {
-      channels.push_back({{"id", id},
-                          {"ready", ch->ready()},
-                          {"agent", pipeline_->agent_of(id)},
-                          {"starts", generation_units_->starts(id)}});
-    }
-    json agents = json::array();
-    for (auto& [id, a] : generation_units_->agents()) agents.push_back({{"id", id}, {"type", a->type()}});
-    json runs = json::array();
-    for (const auto& r : pipeline_->active_runs()) {
-      runs.push_back({{"runId", r.run_id},
-                      {"sessionKey", r.session_key},
-                      {"startedAtMs", r.started_at_ms}});
-    }
-    json store_counts;
-    try {
-      auto c = store_->counts();
-      store_counts = {{"inboxTotal", c.inbox_total},
-                      {"inboxUnfinished", c.inbox_unfinished},
-                      {"outboxPending", c.outbox_pending},
-                      {"outboxSent", c.outbox_sent},
-                      {"outboxStale", c.outbox_stale},
-                      {"sessionsSuspended", c.sessions_suspended},
-                      {"sessions", c.sessions}};
-    } catch (const std::exception& e) {
-      store_counts = {{"error", e.what()}};
-    }
-    json out = {{"version", DRAWBRIDGE_VERSION},
-                {"state", core::to_string(state())},
-                {"pid", ::getpid()},
-                {"uptimeMs", uptime_ms()},
-                {"generation", generation_},
-                {"bind", bind_address(cfg().gateway.bind)},
-                {"port", server_ ? server_->port() : cfg().gateway.port},
-                {"configPath", config_path_},
-                {"dataDir", data_dir_},
-                {"cleanStart", clean_start_},
-                {"channels", channels},
-                {"agents", agents},
-                {"activeRuns", runs},
-                {"queueDepth", pipeline_->waiting_count()},
-                {"debounced", pipeline_->debounced_count()},
-                {"pendingDeliveries", pipeline_->pending_deliveries()},
-                {"connections", server_ ? server_->connection_count() : 0},
-                {"store", store_counts},
-                {"drain", drain_.status()},
-                {"lastRestart", last_restart_},
-                {"restarts", restarts_total_},
-                {"binary", hand_off_->self_exe()},
-                {"supervisor", runtime::to_string(sup_.kind)},
-                {"restartMode", cfg().gateway.restart.mode},
-                {"inheritedSocket", inherited_socket_},
-                {"lastUpdate", hand_off_->last_update()},
-                {"config", reloader_->config_health()},
-                {"degraded", reloader_->degraded_reason().empty()
-                                 ? json(nullptr)
-                                 : json(reloader_->degraded_reason())},
-                {"lastStartError", last_start_error_.empty() ? json(nullptr)
-                                                             : json(last_start_error_)}};
-    if (auto w = scheduler_.next_wakeup(); w && scheduler_.pending()) {
-      out["scheduledRestart"] = {
-          {"reason", scheduler_.pending()->reason},
-          {"dueInMs", std::max<std::int64_t>(
-                          0, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 w->at - clock_.now())
-                                 .count())},
-          {"cycle", w->cycle}};
-    }
-    return out;
-  }
-
+  json health() override { return health_json(parts()); }
+  json status() override { return status_json(facts(), parts()); }
   std::string metrics_text() override {
-    const auto& m = pipeline_->metrics();
-    std::ostringstream o;
-    auto metric = [&](const char* name, const char* type, const char* help, auto value) {
-      o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n'
-        << name << ' ' << value << '\n';
-    };
-    metric("drawbridge_inbound_messages_total", "counter",
-           "Inbound messages committed to the inbox.", m.inbound_total);
-    metric("drawbridge_inbound_duplicates_total", "counter",
-           "Inbound messages recognised as duplicates and not run again.", m.inbound_duplicates);
-    o << "# HELP drawbridge_turns_total Agent turns by outcome.\n"
-         "# TYPE drawbridge_turns_total counter\n"
-      << "drawbridge_turns_total{outcome=\"started\"} " << m.turns_started << '\n'
-      << "drawbridge_turns_total{outcome=\"completed\"} " << m.turns_completed << '\n'
-      << "drawbridge_turns_total{outcome=\"failed\"} " << m.turns_failed << '\n'
-      << "drawbridge_turns_total{outcome=\"aborted\"} " << m.turns_aborted << '\n';
-    metric("drawbridge_replies_sent_total", "counter", "Reply parts delivered to channels.",
-           m.replies_sent);
-    metric("drawbridge_reply_send_failures_total", "counter",
-           "Reply parts a channel refused for good.", m.reply_send_failures);
-    metric("drawbridge_replies_stale_total", "counter",
-           "Undelivered reply parts not sent at a start because older than messages.replyTtlMs.",
-           m.replies_stale);
-    metric("drawbridge_sessions_suspended_total", "counter",
-           "Sessions suspended after 3 interrupted restarts in a row.", m.sessions_suspended);
-    metric("drawbridge_turns_active", "gauge", "Agent turns running now.",
-           pipeline_->active_runs().size());
-    metric("drawbridge_queue_depth", "gauge", "Messages waiting for their session's turn.",
-           pipeline_->waiting_count());
-    metric("drawbridge_deliveries_pending", "gauge", "Replies being delivered now.",
-           pipeline_->pending_deliveries());
-    metric("drawbridge_restarts_total", "counter", "Gateway restarts in this process.",
-           restarts_total_);
-    metric("drawbridge_generation", "gauge", "Generation of the running gateway (1 + restarts).",
-           generation_);
-    metric("drawbridge_errors_total", "counter", "Errors on the message path.", m.errors_total);
-    metric("drawbridge_websocket_connections", "gauge", "Open WebSocket connections.",
-           server_ ? server_->connection_count() : 0);
-    metric("drawbridge_ready", "gauge", "1 when /readyz answers 200.",
-           readiness().ready ? 1 : 0);
-    metric("drawbridge_uptime_seconds", "gauge", "Seconds since the process started.",
-           uptime_ms() / 1000.0);
-    return o.str();
+    auto f = facts();
+    f.ready = readiness().ready;
+    return runtime::metrics_text(f, parts());
   }
 
   std::int64_t uptime_ms() override {

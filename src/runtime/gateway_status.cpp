@@ -1,0 +1,158 @@
+#include "runtime/gateway_status.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <sstream>
+
+#include "runtime/config_reloader.h"
+#include "runtime/drain_runner.h"
+#include "runtime/gateway.h"
+#include "runtime/generation.h"
+#include "runtime/hand_off.h"
+#include "server/server.h"
+
+namespace drawbridge::runtime {
+
+using nlohmann::json;
+
+json health_json(const GatewayParts& p) {
+  const auto t0 = p.clock.now();
+  json channels = json::object();
+  json order = json::array();
+  for (auto& [id, ch] : p.generation.channels()) {
+    channels[id] = {{"ready", ch->ready()}, {"agent", p.pipeline.agent_of(id)}};
+    order.push_back(id);
+  }
+  p.store.counts();  // throws when the store cannot be read
+  return {{"ok", true},
+          {"ts", p.clock.wall_ms()},
+          {"durationMs", std::chrono::duration_cast<std::chrono::milliseconds>(p.clock.now() - t0)
+                             .count()},
+          {"channels", channels},
+          {"channelOrder", order},
+          {"defaultAgentId", p.cfg.default_agent}};
+}
+
+json status_json(const GatewayFacts& f, const GatewayParts& p) {
+  json channels = json::array();
+  for (auto& [id, ch] : p.generation.channels()) {
+    channels.push_back({{"id", id},
+                        {"ready", ch->ready()},
+                        {"agent", p.pipeline.agent_of(id)},
+                        {"starts", p.generation.starts(id)}});
+  }
+  json agents = json::array();
+  for (auto& [id, a] : p.generation.agents()) agents.push_back({{"id", id}, {"type", a->type()}});
+  json runs = json::array();
+  for (const auto& r : p.pipeline.active_runs()) {
+    runs.push_back({{"runId", r.run_id},
+                    {"sessionKey", r.session_key},
+                    {"startedAtMs", r.started_at_ms}});
+  }
+  json store_counts;
+  try {
+    auto c = p.store.counts();
+    store_counts = {{"inboxTotal", c.inbox_total},
+                    {"inboxUnfinished", c.inbox_unfinished},
+                    {"outboxPending", c.outbox_pending},
+                    {"outboxSent", c.outbox_sent},
+                    {"outboxStale", c.outbox_stale},
+                    {"sessionsSuspended", c.sessions_suspended},
+                    {"sessions", c.sessions}};
+  } catch (const std::exception& e) {
+    store_counts = {{"error", e.what()}};
+  }
+  json out = {{"version", DRAWBRIDGE_VERSION},
+              {"state", core::to_string(f.state)},
+              {"pid", ::getpid()},
+              {"uptimeMs", f.uptime_ms},
+              {"generation", f.generation},
+              {"bind", bind_address(p.cfg.gateway.bind)},
+              {"port", p.server ? p.server->port() : p.cfg.gateway.port},
+              {"configPath", f.config_path},
+              {"dataDir", f.data_dir},
+              {"cleanStart", f.clean_start},
+              {"channels", channels},
+              {"agents", agents},
+              {"activeRuns", runs},
+              {"queueDepth", p.pipeline.waiting_count()},
+              {"debounced", p.pipeline.debounced_count()},
+              {"pendingDeliveries", p.pipeline.pending_deliveries()},
+              {"connections", p.server ? p.server->connection_count() : 0},
+              {"store", store_counts},
+              {"drain", p.drain.status()},
+              {"lastRestart", f.last_restart},
+              {"restarts", f.restarts_total},
+              {"binary", p.hand_off.self_exe()},
+              {"supervisor", f.supervisor},
+              {"restartMode", p.cfg.gateway.restart.mode},
+              {"inheritedSocket", f.inherited_socket},
+              {"lastUpdate", p.hand_off.last_update()},
+              {"config", p.reloader.config_health()},
+              {"degraded", p.reloader.degraded_reason().empty()
+                               ? json(nullptr)
+                               : json(p.reloader.degraded_reason())},
+              {"lastStartError", f.last_start_error.empty() ? json(nullptr)
+                                                           : json(f.last_start_error)}};
+  if (auto w = p.scheduler.next_wakeup(); w && p.scheduler.pending()) {
+    out["scheduledRestart"] = {
+        {"reason", p.scheduler.pending()->reason},
+        {"dueInMs", std::max<std::int64_t>(
+                        0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                               w->at - p.clock.now())
+                               .count())},
+        {"cycle", w->cycle}};
+  }
+  return out;
+}
+
+std::string metrics_text(const GatewayFacts& f, const GatewayParts& p) {
+  const auto& m = p.pipeline.metrics();
+  std::ostringstream o;
+  auto metric = [&](const char* name, const char* type, const char* help, auto value) {
+    o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n'
+      << name << ' ' << value << '\n';
+  };
+  metric("drawbridge_inbound_messages_total", "counter",
+         "Inbound messages committed to the inbox.", m.inbound_total);
+  metric("drawbridge_inbound_duplicates_total", "counter",
+         "Inbound messages recognised as duplicates and not run again.", m.inbound_duplicates);
+  o << "# HELP drawbridge_turns_total Agent turns by outcome.\n"
+       "# TYPE drawbridge_turns_total counter\n"
+    << "drawbridge_turns_total{outcome=\"started\"} " << m.turns_started << '\n'
+    << "drawbridge_turns_total{outcome=\"completed\"} " << m.turns_completed << '\n'
+    << "drawbridge_turns_total{outcome=\"failed\"} " << m.turns_failed << '\n'
+    << "drawbridge_turns_total{outcome=\"aborted\"} " << m.turns_aborted << '\n';
+  metric("drawbridge_replies_sent_total", "counter", "Reply parts delivered to channels.",
+         m.replies_sent);
+  metric("drawbridge_reply_send_failures_total", "counter",
+         "Reply parts a channel refused for good.", m.reply_send_failures);
+  metric("drawbridge_replies_stale_total", "counter",
+         "Undelivered reply parts not sent at a start because older than messages.replyTtlMs.",
+         m.replies_stale);
+  metric("drawbridge_sessions_suspended_total", "counter",
+         "Sessions suspended after 3 interrupted restarts in a row.", m.sessions_suspended);
+  metric("drawbridge_turns_active", "gauge", "Agent turns running now.",
+         p.pipeline.active_runs().size());
+  metric("drawbridge_queue_depth", "gauge", "Messages waiting for their session's turn.",
+         p.pipeline.waiting_count());
+  metric("drawbridge_deliveries_pending", "gauge", "Replies being delivered now.",
+         p.pipeline.pending_deliveries());
+  metric("drawbridge_restarts_total", "counter", "Gateway restarts in this process.",
+         f.restarts_total);
+  metric("drawbridge_generation", "gauge", "Generation of the running gateway (1 + restarts).",
+         f.generation);
+  metric("drawbridge_errors_total", "counter", "Errors on the message path.", m.errors_total);
+  metric("drawbridge_websocket_connections", "gauge", "Open WebSocket connections.",
+         p.server ? p.server->connection_count() : 0);
+  metric("drawbridge_ready", "gauge", "1 when /readyz answers 200.",
+         f.ready ? 1 : 0);
+  metric("drawbridge_uptime_seconds", "gauge", "Seconds since the process started.",
+         f.uptime_ms / 1000.0);
+  return o.str();
+}
+
+
+}  // namespace drawbridge::runtime
