@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <utility>
 
@@ -57,8 +58,14 @@ void HandOff::read_sentinel() {
   auto parsed = config::parse_bounded_json(*text);
   if (!parsed.ok() || !parsed.value.is_object()) return;
   json j = std::move(parsed.value);
-  if (j.value("outcome", "") == "handed-over" && j.value("toPid", 0) == ::getpid()) {
+  // Written by the predecessor before it started us, so it names its own pid, not ours.
+  const char* predecessor = std::getenv("DRAWBRIDGE_PREDECESSOR_PID");
+  const bool ours = j.value("toPid", 0) == ::getpid() ||
+                    (predecessor != nullptr &&
+                     std::to_string(j.value("fromPid", 0)) == std::string(predecessor));
+  if (j.value("outcome", "") == "handed-over" && ours) {
     j["outcome"] = "ok";
+    j["toPid"] = ::getpid();
     j["version"] = DRAWBRIDGE_VERSION;
     j["completedAtMs"] = clock_.wall_ms();
     spdlog::info("update from {} to {} complete: this process (pid {}) serves",
@@ -86,18 +93,18 @@ void HandOff::start(const Successor& s) {
   o.extra_env["DRAWBRIDGE_PREDECESSOR_PID"] = std::to_string(::getpid());
   o.extra_env["WATCHDOG_PID"] = "";  // ours; the successor's watchdog is its own
   o.umask = started_umask();         // it keeps its files private itself
-  auto succ = spawn_successor(o);
-  if (!succ.error.empty()) return failed(succ.pid, succ.error, update, binary);
-  spdlog::info("{}: started {} (pid {}) on the listening socket; waiting for it to be ready",
-               update ? "update" : "re-exec", binary, succ.pid);
   if (update) {
+    // Before the successor starts, so it can never read the sentinel before it is written.
     write_sentinel({{"outcome", "handed-over"},
                     {"binary", binary},
                     {"fromVersion", DRAWBRIDGE_VERSION},
                     {"fromPid", ::getpid()},
-                    {"toPid", succ.pid},
                     {"startedAtMs", clock_.wall_ms()}});
   }
+  auto succ = spawn_successor(o);
+  if (!succ.error.empty()) return failed(succ.pid, succ.error, update, binary);
+  spdlog::info("{}: started {} (pid {}) on the listening socket; waiting for it to be ready",
+               update ? "update" : "re-exec", binary, succ.pid);
   await_successor(io_, succ.ready_fd, std::chrono::seconds(10),
                   [this, pid = succ.pid, update, binary, t0](bool ok, std::string why) {
                     if (!ok) return failed(pid, why, update, binary);
