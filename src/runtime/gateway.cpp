@@ -22,7 +22,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
@@ -110,7 +109,6 @@ class Gateway final : public server::Control, private DrainTarget {
         signals_(io_, {[this](const std::string& n) { stop(n); },
                        [this](const std::string& n, bool fresh) { on_restart_signal(n, fresh); },
                        [this](const std::string& n) { reloader_->reload(n); }}),
-        restart_timer_(io_),
         watchdog_([this] { on_watchdog(); }) {
     started_at_ = clock_.now();
     reloader_ = std::make_unique<ConfigReloader>(io_, clock_, std::move(config), options_,
@@ -542,7 +540,7 @@ class Gateway final : public server::Control, private DrainTarget {
       auto pending = scheduler_.pending();
       if (!pending || pending->source != core::RestartSource::config) return false;
       if (!scheduler_.cancel("hot reload applied the config")) return false;
-      restart_timer_.cancel();
+      cancel_restart_timer();
       return true;
     };
     h.run_hot_actions = [this](const config::Config& next, const core::ReloadPlan& plan,
@@ -766,14 +764,19 @@ class Gateway final : public server::Control, private DrainTarget {
   void arm_restart_timer() {
     auto w = scheduler_.next_wakeup();
     if (!w) return;
-    restart_timer_.expires_at(std::chrono::steady_clock::time_point(
-        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-            w->at.time_since_epoch())));
-    restart_timer_.async_wait([this, cycle = w->cycle](boost::system::error_code ec) {
-      if (ec) return;
+    cancel_restart_timer();
+    const auto delay = std::max(core::Duration{0},
+                                std::chrono::ceil<core::Duration>(w->at - clock_.now()));
+    restart_timer_ = executor_.schedule(delay, [this, cycle = w->cycle] {
+      restart_timer_.reset();
       auto r = scheduler_.on_timer(clock_.now(), cycle);
       if (r.begin) begin_drain(core::DrainKind::restart, *r.begin);
     });
+  }
+
+  void cancel_restart_timer() {
+    if (restart_timer_) executor_.cancel(*restart_timer_);
+    restart_timer_.reset();
   }
 
   void on_chat_command(const pipeline::ChatCommand& cmd) {
@@ -810,7 +813,7 @@ class Gateway final : public server::Control, private DrainTarget {
                        [this] { finish_process(); });
         return;
       case W::begin_drain: {
-        restart_timer_.cancel();
+        cancel_restart_timer();
         core::RestartAction action{};
         action.reason = why;
         begin_drain(core::DrainKind::stop, action);
@@ -821,7 +824,7 @@ class Gateway final : public server::Control, private DrainTarget {
     // A restart is under way: no second teardown, but from now on it is the stop's. Its turns
     // get the stop's budget where that is shorter, the watchdog is the stop's, and the process
     // exits when the drain is done instead of starting the next generation.
-    restart_timer_.cancel();
+    cancel_restart_timer();
     restart_reason_ = why + " (during " + restart_reason_ + ")";
     drain_.set_reason(restart_reason_);
     notifier_->stopping("stopping (" + why + ")");
@@ -851,7 +854,7 @@ class Gateway final : public server::Control, private DrainTarget {
     watchdog_.disarm();
     spdlog::info("stopped");
     signals_.cancel();
-    restart_timer_.cancel();
+    cancel_restart_timer();
     io_.stop();
   }
 
@@ -1085,7 +1088,7 @@ class Gateway final : public server::Control, private DrainTarget {
   core::SystemClock clock_;
   AsioExecutor executor_;
   SignalRouter signals_;
-  boost::asio::steady_timer restart_timer_;
+  std::optional<core::TimerId> restart_timer_;  // on the injected executor
   core::TimePoint started_at_;
   // Destroyed in reverse: the pipeline flushes through the thread, which commits to the writer.
   std::unique_ptr<store::SqliteStore> writer_store_;
