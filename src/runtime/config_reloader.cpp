@@ -448,7 +448,7 @@ void ConfigReloader::run_change(config::Config next, std::string text, core::Rel
     req.source = core::RestartSource::config;
     req.delay = delay;
     auto r = hooks_.schedule_restart(req);
-    out["restart"] = {{"status", r["status"]}, {"cycle", r["cycle"]}, {"dueInMs", r["dueInMs"]}};
+    out["restart"] = {{"status", r.status}, {"cycle", r.cycle.value_or(0)}, {"dueInMs", r.due_in_ms.value_or(0)}};
     out["applied"] = true;
     record(plan, true, {});
     done(out);
@@ -463,7 +463,7 @@ void ConfigReloader::run_change(config::Config next, std::string text, core::Rel
       req.source = core::RestartSource::config;
       auto r = hooks_.schedule_restart(req);
       out["error"] = error;
-      out["restart"] = {{"status", r["status"]}, {"cycle", r["cycle"]}, {"dueInMs", r["dueInMs"]}};
+      out["restart"] = {{"status", r.status}, {"cycle", r.cycle.value_or(0)}, {"dueInMs", r.due_in_ms.value_or(0)}};
       record(plan, false, error);
       done(out);
       return next_reload();

@@ -33,7 +33,7 @@ class ConfigReloader {
   using json = nlohmann::json;
   struct Hooks {
     std::function<core::LifecycleState()> state;
-    std::function<json(const core::RestartRequest&)> schedule_restart;
+    std::function<server::RestartAnswer(const core::RestartRequest&)> schedule_restart;
     // A config restart is scheduled and a hot reload made it unnecessary: cancel it (true when
     // there was one).
     std::function<bool()> cancel_config_restart;

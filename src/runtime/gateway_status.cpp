@@ -17,6 +17,47 @@ namespace drawbridge::runtime {
 
 using nlohmann::json;
 
+server::Readiness readiness(const GatewayFacts& f, const GatewayParts& p) {
+  server::Readiness r{true, {}, nullptr};
+  auto detail = [&r](const char* key, json value) {
+    if (r.details.is_null()) r.details = json::object();
+    r.details[key] = std::move(value);
+  };
+  if (!p.reloader.file_errors().empty() || !p.reloader.degraded_reason().empty()) {
+    // Serving on the config it had; a probe should still see that the file is broken.
+    detail("config", p.reloader.config_health());
+  }
+  if (f.state != core::LifecycleState::running) {
+    r.ready = false;
+    r.reason = core::to_string(f.state);
+    if (f.state == core::LifecycleState::failed && !f.last_start_error.empty()) {
+      detail("error", f.last_start_error);
+    }
+    return r;
+  }
+  json waiting = json::array();
+  for (auto& [id, ch] : p.generation.channels()) {
+    if (!ch->ready()) waiting.push_back(id);
+  }
+  if (!waiting.empty()) {
+    r.ready = false;
+    r.reason = "channels";
+    detail("channelsNotReady", waiting);
+    detail("message", "channel(s) not ready: " + waiting.dump());
+  }
+  return r;
+}
+
+std::string status_line(const GatewayFacts& f, const GatewayParts& p) {
+  std::string out = std::string(core::to_string(f.state)) + ", generation " +
+                    std::to_string(f.generation) + ", " +
+                    std::to_string(p.generation.channels().size()) + " channel(s)";
+  if (!p.reloader.degraded_reason().empty()) {
+    out += ", DEGRADED: config invalid, on last-known-good";
+  }
+  return out;
+}
+
 json health_json(const GatewayParts& p) {
   const auto t0 = p.clock.now();
   json channels = json::object();

@@ -10,6 +10,7 @@
 #include "core/lifecycle.h"
 #include "core/restart_scheduler.h"
 #include "pipeline/pipeline.h"
+#include "server/control.h"
 #include "store/store.h"
 
 namespace drawbridge::server {
@@ -53,6 +54,12 @@ struct GatewayParts {
   const core::RestartScheduler& scheduler;
 };
 
+// /readyz: ready when running with every channel ready. `reason` is one word (the state, or
+// "channels"), fit for anyone who can reach the port; the prose and the config's errors go in
+// `details`, which the server shows only to a caller with the token.
+server::Readiness readiness(const GatewayFacts& facts, const GatewayParts& parts);
+// systemd's STATUS= line.
+std::string status_line(const GatewayFacts& facts, const GatewayParts& parts);
 nlohmann::json status_json(const GatewayFacts& facts, const GatewayParts& parts);
 // Throws when the store cannot be read (health is then an error).
 nlohmann::json health_json(const GatewayParts& parts);

@@ -206,4 +206,46 @@ void Generation::restart_channel(const std::string& id, const config::Config& ne
   });
 }
 
+void Generation::apply_hot(const config::Config& next, const core::ReloadPlan& plan,
+                           std::function<void()> auth_changed, std::function<bool()> still_wanted,
+                           std::function<void(const std::string&)> done) {
+  std::vector<std::string> channels;
+  bool rebind_all = false;
+  for (const auto& a : plan.actions) {
+    switch (a.action) {
+      case core::HotAction::update_auth:
+        auth_changed();
+        break;
+      case core::HotAction::swap_agent:
+        if (auto err = swap_agent(a.target, next)) return done(*err);
+        rebind_all = true;
+        break;
+      case core::HotAction::rebind_agents:
+        rebind_all = true;
+        break;
+      case core::HotAction::restart_channel:
+        channels.push_back(a.target);
+        break;
+    }
+  }
+  if (rebind_all) {
+    if (auto err = rebind(next, channels)) return done(*err);
+  }
+  restart_channels(std::move(channels), 0, next, std::move(still_wanted), std::move(done));
+}
+
+void Generation::restart_channels(std::vector<std::string> ids, std::size_t i,
+                                  config::Config next, std::function<bool()> still_wanted,
+                                  std::function<void(const std::string&)> done) {
+  if (i == ids.size()) return done({});
+  const std::string id = ids[i];
+  auto proceed = [this, ids = std::move(ids), i, next, still_wanted,
+                  done = std::move(done)](const std::string& error) mutable {
+    if (!error.empty()) return done(error);
+    restart_channels(std::move(ids), i + 1, std::move(next), std::move(still_wanted),
+                     std::move(done));
+  };
+  restart_channel(id, next, still_wanted, std::move(proceed));
+}
+
 }  // namespace drawbridge::runtime

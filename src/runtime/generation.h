@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "core/executor.h"
+#include "core/reload_plan.h"
 #include "pipeline/agent.h"
 #include "pipeline/channel.h"
 #include "pipeline/pipeline.h"
@@ -55,6 +56,13 @@ class Generation {
                        std::function<bool()> still_wanted,
                        std::function<void(const std::string&)> done);
 
+  // Runs a hot reload plan against `next`: agents first (channels restarted next wire to the
+  // new ones), then the channels one after the other, each stopped completely before its
+  // successor starts. `update_auth` is the caller's (`auth_changed`). `done` with an error or "".
+  void apply_hot(const config::Config& next, const core::ReloadPlan& plan,
+                 std::function<void()> auth_changed, std::function<bool()> still_wanted,
+                 std::function<void(const std::string&)> done);
+
   const std::map<std::string, std::unique_ptr<pipeline::Channel>>& channels() const {
     return channels_;
   }
@@ -69,6 +77,9 @@ class Generation {
   std::optional<std::string> add_channel(const std::string& id, const config::Config& cfg);
   void start_channel(const std::string& id);
   void retire_agent(std::unique_ptr<pipeline::Agent> agent);
+  void restart_channels(std::vector<std::string> ids, std::size_t i, config::Config next,
+                        std::function<bool()> still_wanted,
+                        std::function<void(const std::string&)> done);
 
   boost::asio::io_context& io_;
   core::Executor& executor_;

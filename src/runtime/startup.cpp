@@ -182,4 +182,12 @@ double ms_since(core::TimePoint t0, core::TimePoint t1) {
 }
 
 
+core::RestartSchedulerOptions scheduler_options(const config::Config& cfg) {
+  core::RestartSchedulerOptions o;
+  o.deferral_timeout = core::Duration{cfg.gateway.reload.deferral_timeout_ms};
+  o.default_delay = core::Duration{cfg.gateway.restart.delay_ms};
+  o.cooldown = core::Duration{cfg.gateway.restart.cooldown_ms};
+  return o;
+}
+
 }  // namespace drawbridge::runtime

@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "core/clock.h"
+#include "core/restart_scheduler.h"
 #include "pipeline/pipeline.h"
 #include "runtime/gateway.h"
 #include "runtime/log_redaction.h"
@@ -65,6 +66,7 @@ void warn_if_weak(const std::string& token, bool generated);
 void apply_overrides(config::Config& cfg, const RunOptions& options);
 
 pipeline::PipelineSettings pipeline_settings(const config::Config& cfg);
+core::RestartSchedulerOptions scheduler_options(const config::Config& cfg);
 
 // A duration in milliseconds from the environment (DRAWBRIDGE_STOP_TIMEOUT_MS); nullopt when
 // unset, empty or not a number (with a warning).

@@ -61,6 +61,23 @@ struct ConfigWriteError {
 };
 using ConfigWriteResult = std::variant<nlohmann::json, ConfigWriteError>;
 
+// The answer to restart, update and a restart asked for by a config write. The server writes
+// it as OpenClaw's payload: {"ok", "status", "cycle", "dueInMs", "note"}.
+struct RestartAnswer {
+  bool ok = true;
+  // "scheduled" | "coalesced" | "ignored" | "shortened" | "refused" (an update's binary)
+  std::string status;
+  std::optional<std::uint64_t> cycle;      // absent when refused
+  std::optional<std::int64_t> due_in_ms;   // absent when refused
+  std::string note;
+};
+
+// The answer to gateway.stop: {"ok": true, "status": "stopping"|"already-stopping", "note"}.
+struct StopAnswer {
+  std::string status;
+  std::string note;  // empty: none
+};
+
 // What the control plane asks of the gateway. The runtime implements it; the server knows
 // nothing else above the pipeline.
 class Control {
@@ -71,15 +88,13 @@ class Control {
   virtual nlohmann::json status() = 0;  // payload of the `status` method
   virtual std::string metrics_text() = 0;  // Prometheus text exposition
   virtual std::int64_t uptime_ms() = 0;
-  // {"ok":true,"status":"scheduled"|"coalesced"|"ignored","cycle":N,"dueInMs":N,
-  //  "note":"..."}
-  virtual nlohmann::json request_restart(const RestartIntent& intent) = 0;
-  // {"ok":true,"status":"stopping"|"already-stopping"}
-  virtual nlohmann::json request_stop(const std::string& reason) = 0;
+  virtual RestartAnswer request_restart(const RestartIntent& intent) = 0;
+  virtual StopAnswer request_stop(const std::string& reason) = 0;
   virtual LifecycleView lifecycle() = 0;
   // Starts `binary` on the listening socket after a drain; falls back to an in-process restart
-  // on the running binary when it does not become ready. {"ok":false,"note":...} when refused.
-  virtual nlohmann::json request_update(const std::string& binary, const std::string& reason) = 0;
+  // on the running binary when it does not become ready. ok false, "refused", when the binary
+  // is not an executable file.
+  virtual RestartAnswer request_update(const std::string& binary, const std::string& reason) = 0;
   // {path, exists, raw, rawRedacted, hash, config, valid, errors, appliedHash, pending}
   virtual nlohmann::json config_get() = 0;
   // Validates, writes, applies; `done` gets the answer once the change is applied (a hot

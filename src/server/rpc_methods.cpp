@@ -1,5 +1,7 @@
 #include "server/rpc_methods.h"
 
+#include "server/control_json.h"
+
 #include <algorithm>
 #include <limits>
 
@@ -307,7 +309,7 @@ RpcOutcome RpcMethods::gateway_restart_request(const Caller&, const nlohmann::js
   auto parsed = parse_restart_intent(params);
   if (auto* err = std::get_if<std::string>(&parsed)) return invalid(*err);
   try {
-    return control_.request_restart(std::get<RestartIntent>(parsed));
+    return to_json(control_.request_restart(std::get<RestartIntent>(parsed)));
   } catch (const std::exception& e) {
     return control_failed("gateway.restart.request", e);
   }
@@ -319,7 +321,7 @@ RpcOutcome RpcMethods::gateway_stop(const Caller&, const nlohmann::json& params)
   auto reason = p.string("reason", false, false, err);
   if (!err.empty()) return invalid(err);
   try {
-    return control_.request_stop(reason && !reason->empty() ? *reason : "requested");
+    return to_json(control_.request_stop(reason && !reason->empty() ? *reason : "requested"));
   } catch (const std::exception& e) {
     return control_failed("gateway.stop", e);
   }
@@ -386,12 +388,12 @@ RpcOutcome RpcMethods::gateway_update(const Caller&, const nlohmann::json& param
   if (!err.empty()) return invalid(err);
   try {
     auto out = control_.request_update(*binary, reason.value_or(""));
-    if (!out.value("ok", false)) {
+    if (!out.ok) {
       return RpcError{std::string(error_code::invalid_request),
-                      "gateway.update: " + out.value("note", std::string("refused")), nullptr, {},
-                      {}};
+                      "gateway.update: " + (out.note.empty() ? std::string("refused") : out.note),
+                      nullptr, {}, {}};
     }
-    return out;
+    return to_json(out);
   } catch (const std::exception& e) {
     return control_failed("gateway.update", e);
   }

@@ -1,11 +1,13 @@
 #pragma once
 
-// A Control for server tests: everything succeeds; lifecycle() returns what the test set
-// (read from the server's thread, written by the test between requests).
+// A Control for server tests: everything succeeds and is recorded; lifecycle() and readiness()
+// return what the test set (read from the server's thread, written by the test between
+// requests).
 
 #include <functional>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -23,18 +25,28 @@ class FakeControl final : public Control {
   nlohmann::json status() override { return {{"state", "running"}}; }
   std::string metrics_text() override { return {}; }
   std::int64_t uptime_ms() override { return 1; }
-  nlohmann::json request_restart(const RestartIntent&) override {
+  RestartAnswer request_restart(const RestartIntent& intent) override {
     std::lock_guard lock(mu);
     ++restart_requests;
-    return {{"ok", true}};
+    intents.push_back(intent);
+    return {true, "scheduled", 3, 2000, {}};
   }
-  nlohmann::json request_stop(const std::string&) override { return {{"ok", true}}; }
-  nlohmann::json config_get() override { return {{"hash", ""}}; }
-  void config_write(const ConfigWrite&, std::function<void(ConfigWriteResult)> done) override {
-    done(nlohmann::json{{"ok", true}});
+  StopAnswer request_stop(const std::string& reason) override {
+    std::lock_guard lock(mu);
+    stops.push_back(reason);
+    return {"stopping", {}};
   }
-  nlohmann::json request_update(const std::string& binary, const std::string&) override {
-    return {{"ok", !binary.empty()}, {"status", "scheduled"}};
+  nlohmann::json config_get() override { return {{"hash", "h1"}, {"path", "/x/drawbridge.json"}}; }
+  void config_write(const ConfigWrite& w, std::function<void(ConfigWriteResult)> done) override {
+    {
+      std::lock_guard lock(mu);
+      writes.push_back(w);
+    }
+    done(write_result);
+  }
+  RestartAnswer request_update(const std::string& binary, const std::string&) override {
+    if (binary.empty()) return {false, "refused", std::nullopt, std::nullopt, "no binary"};
+    return {true, "scheduled", 4, 0, {}};
   }
   LifecycleView lifecycle() override {
     std::lock_guard lock(mu);
@@ -49,6 +61,10 @@ class FakeControl final : public Control {
   LifecycleView view;
   Readiness ready{true, {}};
   int restart_requests = 0;
+  std::vector<RestartIntent> intents;
+  std::vector<std::string> stops;
+  std::vector<ConfigWrite> writes;
+  ConfigWriteResult write_result = nlohmann::json{{"ok", true}, {"plan", {{"kind", "none"}}}};
 };
 
 }  // namespace drawbridge::server::fakes

@@ -3,44 +3,14 @@
 #include <gtest/gtest.h>
 
 #include "core/manual_executor.h"
+#include "unit/server/fake_control.h"
 #include "unit/pipeline/fakes.h"
 #include "store/sqlite_store.h"
 
 namespace drawbridge::server {
 namespace {
 
-class FakeControl final : public Control {
- public:
-  Readiness readiness() override { return {true, {}}; }
-  nlohmann::json health() override { return {{"ok", true}}; }
-  nlohmann::json status() override { return {{"state", "running"}}; }
-  std::string metrics_text() override { return {}; }
-  std::int64_t uptime_ms() override { return 1; }
-  nlohmann::json request_restart(const RestartIntent& intent) override {
-    intents.push_back(intent);
-    return {{"ok", true}, {"status", "scheduled"}, {"cycle", 3}, {"dueInMs", 2000}};
-  }
-  nlohmann::json request_stop(const std::string& reason) override {
-    stops.push_back(reason);
-    return {{"ok", true}, {"status", "stopping"}};
-  }
-  nlohmann::json request_update(const std::string& binary, const std::string&) override {
-    return {{"ok", !binary.empty()}, {"status", "scheduled"}};
-  }
-  LifecycleView lifecycle() override { return {}; }
-  nlohmann::json config_get() override {
-    return {{"hash", "h1"}, {"path", "/x/drawbridge.json"}};
-  }
-  void config_write(const ConfigWrite& w, std::function<void(ConfigWriteResult)> done) override {
-    writes.push_back(w);
-    done(write_result);
-  }
-  std::vector<ConfigWrite> writes;
-  ConfigWriteResult write_result = nlohmann::json{{"ok", true}, {"plan", {{"kind", "none"}}}};
-
-  std::vector<RestartIntent> intents;
-  std::vector<std::string> stops;
-};
+using fakes::FakeControl;
 
 class RpcMethodsTest : public ::testing::Test {
  protected:

@@ -1,0 +1,14 @@
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "server/control.h"
+
+namespace drawbridge::server {
+
+// The control plane's typed results written as OpenClaw's wire payloads: the only place that
+// knows their JSON shape.
+nlohmann::json to_json(const RestartAnswer& a);
+nlohmann::json to_json(const StopAnswer& a);
+
+}  // namespace drawbridge::server
