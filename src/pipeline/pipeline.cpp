@@ -216,6 +216,12 @@ HistoryPage Pipeline::history_page(const std::string& session_key, std::size_t l
   return out;
 }
 
+std::string Pipeline::describe_work() const {
+  return fmt::format("{} turn(s) running, {} waiting, {} debounced, {} deliver(ies)",
+                     active_runs().size(), waiting_count(), debounced_count(),
+                     pending_deliveries());
+}
+
 std::vector<ActiveRun> Pipeline::active_runs() const {
   std::vector<ActiveRun> out;
   out.reserve(running_.size());

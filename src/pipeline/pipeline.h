@@ -136,6 +136,8 @@ class Pipeline {
 
   core::WorkTracker& work() { return work_; }
   std::vector<ActiveRun> active_runs() const;
+  // "N turn(s) running, N waiting, N debounced, N deliver(ies)", for the log.
+  std::string describe_work() const;
   std::size_t waiting_count() const { return followups_.pending_count(); }
   std::size_t debounced_count() const { return debouncers_.buffered_items(); }
   std::size_t pending_deliveries() const { return delivery_.pending(); }

@@ -504,6 +504,16 @@ void ConfigReloader::commit_config(config::Config next, const std::string& text)
   }
 }
 
+void ConfigReloader::keep_last_good() {
+  if (config_path_.empty() || !degraded_reason_.empty() ||
+      std::filesystem::exists(config::last_good_path(config_path_))) {
+    return;
+  }
+  if (auto saved = config::save_last_good(config_path_, applied_text_); !saved.ok) {
+    spdlog::warn("cannot keep the last-known-good config: {}", saved.error);
+  }
+}
+
 void ConfigReloader::start_watcher() {
   if (config_path_.empty()) return;
   watcher_ = std::make_unique<ConfigWatcher>(

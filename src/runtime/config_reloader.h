@@ -65,6 +65,8 @@ class ConfigReloader {
   void config_write(const server::ConfigWrite& w,
                     std::function<void(server::ConfigWriteResult)> done);
   void start_watcher();
+  // After the first good start: keeps a last-known-good copy when there is none yet.
+  void keep_last_good();
   // SIGHUP: read the file now, as the watcher would.
   void reload(const std::string& why);
   // For status and /readyz.

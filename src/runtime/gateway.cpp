@@ -10,8 +10,6 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "agents/child_process.h"
-#include "config/document.h"
 #include "core/clock.h"
 #include "core/lifecycle.h"
 #include "pipeline/pipeline.h"
@@ -20,8 +18,6 @@
 #include "runtime/config_reloader.h"
 #include "runtime/drain_runner.h"
 #include "runtime/drain_watchdog.h"
-#include "runtime/fatal_signals.h"
-#include "runtime/file_modes.h"
 #include "runtime/gateway_drain_target.h"
 #include "runtime/gateway_lock.h"
 #include "runtime/gateway_status.h"
@@ -74,7 +70,9 @@ class Gateway final : public server::Control {
         lock_(std::move(lock)),
         executor_(io_),
         signals_(io_, {[this](const std::string& n) { restarts_->stop(n); },
-                       [this](const std::string& n, bool fresh) { on_restart_signal(n, fresh); },
+                       [this](const std::string& n, bool fresh) {
+                         restarts_->on_signal(n, fresh, cfg().commands.restart);
+                       },
                        [this](const std::string& n) { reloader_->reload(n); }}),
         watchdog_(data_dir_, std::move(recent_log)) {
     started_at_ = clock_.now();
@@ -107,13 +105,8 @@ class Gateway final : public server::Control {
     server_ = std::make_unique<server::Server>(io_, clock_, *this, *pipeline_,
                                                server_options(cfg(), token_.value()));
     wire_units();
-    pipeline_->on_command([this](const pipeline::ChatCommand& cmd) {
-      if (cmd.name != "restart") return;
-      core::RestartRequest req;
-      req.reason = "/restart in " + cmd.channel + " (" + cmd.session_key + ")";
-      req.source = core::RestartSource::chat;
-      restarts_->request(req);
-    });
+    pipeline_->on_command(
+        [this](const pipeline::ChatCommand& cmd) { restarts_->on_chat_command(cmd); });
     if (auto err = starter_->wire()) {
       spdlog::critical("{}", *err);
       return exit_code::config_invalid;
@@ -135,14 +128,7 @@ class Gateway final : public server::Control {
     notifier_->ready(status_line(facts(), parts()));
     notifier_->start_watchdog();
     report_ready_to_predecessor();
-    if (!config_path_.empty() && reloader_->degraded_reason().empty() &&
-        !fs::exists(config::last_good_path(config_path_))) {
-      // The first good start: from now on there is a copy to fall back to.
-      if (auto saved = config::save_last_good(config_path_, reloader_->applied_text());
-          !saved.ok) {
-        spdlog::warn("cannot keep the last-known-good config: {}", saved.error);
-      }
-    }
+    reloader_->keep_last_good();  // from now on there is a copy to fall back to
     const auto bind = bind_address(cfg().gateway.bind);
     spdlog::info("drawbridge {} ready on http://{}:{} (ws://{}:{}), data in {}, ready in {:.1f} ms",
                  DRAWBRIDGE_VERSION, bind, server_->port(), bind, server_->port(), data_dir_,
@@ -154,8 +140,8 @@ class Gateway final : public server::Control {
 
   // --- server::Control: answered by the units ---
   server::Readiness readiness() override { return runtime::readiness(facts(), parts()); }
-  json health() override { return health_json(parts()); }
-  json status() override { return status_json(facts(), parts()); }
+  server::HealthReport health() override { return health_report(parts()); }
+  server::StatusReport status() override { return status_report(facts(), parts()); }
   std::string metrics_text() override {
     auto f = facts();
     f.ready = readiness().ready;
@@ -271,11 +257,7 @@ class Gateway final : public server::Control {
     };
     h.notify_stopping = [this](const std::string& s) { notifier_->stopping(s); };
     h.notify_reloading = [this](const std::string& s) { notifier_->reloading(s); };
-    h.describe_work = [this] {
-      return fmt::format("{} turn(s) running, {} waiting, {} debounced, {} deliver(ies)",
-                         pipeline_->active_runs().size(), pipeline_->waiting_count(),
-                         pipeline_->debounced_count(), pipeline_->pending_deliveries());
-    };
+    h.describe_work = [this] { return pipeline_->describe_work(); };
     h.close_and_exit = [this] {
       exit_code_ = exit_code::crashed;
       server_->close("gateway stopping", std::nullopt,
@@ -364,20 +346,6 @@ class Gateway final : public server::Control {
     return h;
   }
 
-  void on_restart_signal(const std::string& name, bool fresh_process) {
-    if (!cfg().commands.restart) {
-      spdlog::warn("{} received: restarts from outside are turned off (commands.restart is "
-                   "false); ignored",
-                   name);
-      return;
-    }
-    core::RestartRequest req;
-    req.reason = name;
-    req.source = core::RestartSource::signal;
-    req.fresh_process = fresh_process;  // SIGUSR2: a fresh process (re-exec/supervised)
-    restarts_->request(req);
-  }
-
   void finish_process() {
     watchdog_.disarm();
     spdlog::info("stopped");
@@ -421,47 +389,14 @@ class Gateway final : public server::Control {
 }  // namespace
 
 int run_gateway(const RunOptions& options) {
-  // Before any file is created or any thread started (the umask and the alternate signal stack
-  // are set for the whole process, and this thread runs the event loop).
-  agents::set_child_umask(restrict_umask());
-  install_fatal_signal_handlers();
-  auto redactor = install_redacting_sink();
-  auto start = load_start_config(options, *redactor);
-  if (auto* code = std::get_if<int>(&start)) return *code;
-  auto& [cfg, config_path, from] = std::get<StartConfig>(start);
-
-  spdlog::set_level(spdlog::level::from_str(cfg.logging.level));
-  if (auto err = prepare_data_dir(cfg.store.data_dir)) {
-    spdlog::critical("{}", *err);
-    return exit_code::config_invalid;
-  }
-  if (auto changed = tighten_private_files(cfg.store.data_dir, config_path); !changed.empty()) {
-    std::string list;
-    for (const auto& c : changed) list += (list.empty() ? "" : ", ") + c;
-    spdlog::info("made the gateway's files private (group and others had access): {}", list);
-  }
-  std::string lock_error;
-  auto lock = GatewayLock::acquire(cfg.store.data_dir, cfg.gateway.port, lock_error);
-  if (!lock) {
-    spdlog::critical("{}", lock_error);
-    return exit_code::config_invalid;
-  }
-  bool generated = false;
-  std::string token = resolve_token(cfg, cfg.store.data_dir, generated);
-  from.file_secrets.push_back(token);
-  redactor->set_secrets(from.file_secrets);
-  if (generated) announce_generated_token(token, token_file_path(cfg.store.data_dir));
-  warn_if_weak(token, generated);
-  const std::string data_dir = cfg.store.data_dir;
-  // The last lines of the log, for the watchdog's diagnostic bundle: behind the redacting sink
-  // like the terminal, so a bundle holds no secret either.
-  auto recent = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(200);
-  recent->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
-  redactor->add_sink(recent);
-  Gateway gw(std::move(cfg), options, config_path, data_dir, token, std::move(lock), recent,
-             redactor, std::move(from));
+  auto prepared = prepare_start(options);
+  if (auto* code = std::get_if<int>(&prepared)) return *code;
+  auto& p = std::get<Prepared>(prepared);
+  const std::string data_dir = p.start.cfg.store.data_dir;
+  Gateway gw(std::move(p.start.cfg), options, p.start.path, data_dir, p.token, std::move(p.lock),
+             p.recent, p.redactor, std::move(p.start.from));
   const int code = gw.run();
-  redactor->remove_sink(recent);
+  p.redactor->remove_sink(p.recent);
   return code;
 }
 

@@ -58,95 +58,70 @@ std::string status_line(const GatewayFacts& f, const GatewayParts& p) {
   return out;
 }
 
-json health_json(const GatewayParts& p) {
+server::HealthReport health_report(const GatewayParts& p) {
   const auto t0 = p.clock.now();
-  json channels = json::object();
-  json order = json::array();
+  server::HealthReport h;
   for (auto& [id, ch] : p.generation.channels()) {
-    channels[id] = {{"ready", ch->ready()}, {"agent", p.pipeline.agent_of(id)}};
-    order.push_back(id);
+    h.channels.push_back({id, ch->ready(), p.pipeline.agent_of(id)});
   }
   p.store.counts();  // throws when the store cannot be read
-  return {{"ok", true},
-          {"ts", p.clock.wall_ms()},
-          {"durationMs", std::chrono::duration_cast<std::chrono::milliseconds>(p.clock.now() - t0)
-                             .count()},
-          {"channels", channels},
-          {"channelOrder", order},
-          {"defaultAgentId", p.cfg.default_agent}};
+  h.ts_ms = p.clock.wall_ms();
+  h.duration_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(p.clock.now() - t0).count();
+  h.default_agent = p.cfg.default_agent;
+  return h;
 }
 
-json status_json(const GatewayFacts& f, const GatewayParts& p) {
-  json channels = json::array();
+server::StatusReport status_report(const GatewayFacts& f, const GatewayParts& p) {
+  server::StatusReport s;
   for (auto& [id, ch] : p.generation.channels()) {
-    channels.push_back({{"id", id},
-                        {"ready", ch->ready()},
-                        {"agent", p.pipeline.agent_of(id)},
-                        {"starts", p.generation.starts(id)}});
+    s.channels.push_back({id, ch->ready(), p.pipeline.agent_of(id), p.generation.starts(id)});
   }
-  json agents = json::array();
-  for (auto& [id, a] : p.generation.agents()) agents.push_back({{"id", id}, {"type", a->type()}});
-  json runs = json::array();
+  for (auto& [id, a] : p.generation.agents()) s.agents.push_back({id, std::string(a->type())});
   for (const auto& r : p.pipeline.active_runs()) {
-    runs.push_back({{"runId", r.run_id},
-                    {"sessionKey", r.session_key},
-                    {"startedAtMs", r.started_at_ms}});
+    s.active_runs.push_back({r.run_id, r.session_key, r.started_at_ms});
   }
-  json store_counts;
   try {
     auto c = p.store.counts();
-    store_counts = {{"inboxTotal", c.inbox_total},
-                    {"inboxUnfinished", c.inbox_unfinished},
-                    {"outboxPending", c.outbox_pending},
-                    {"outboxSent", c.outbox_sent},
-                    {"outboxStale", c.outbox_stale},
-                    {"sessionsSuspended", c.sessions_suspended},
-                    {"sessions", c.sessions}};
+    s.store = {c.inbox_total,  c.inbox_unfinished,   c.outbox_pending, c.outbox_sent,
+               c.outbox_stale, c.sessions_suspended, c.sessions,       {}};
   } catch (const std::exception& e) {
-    store_counts = {{"error", e.what()}};
+    s.store.error = e.what();
   }
-  json out = {{"version", DRAWBRIDGE_VERSION},
-              {"state", core::to_string(f.state)},
-              {"pid", ::getpid()},
-              {"uptimeMs", f.uptime_ms},
-              {"generation", f.generation},
-              {"bind", bind_address(p.cfg.gateway.bind)},
-              {"port", p.server ? p.server->port() : p.cfg.gateway.port},
-              {"configPath", f.config_path},
-              {"dataDir", f.data_dir},
-              {"cleanStart", f.clean_start},
-              {"channels", channels},
-              {"agents", agents},
-              {"activeRuns", runs},
-              {"queueDepth", p.pipeline.waiting_count()},
-              {"debounced", p.pipeline.debounced_count()},
-              {"pendingDeliveries", p.pipeline.pending_deliveries()},
-              {"connections", p.server ? p.server->connection_count() : 0},
-              {"store", store_counts},
-              {"drain", p.drain.status()},
-              {"lastRestart", f.last_restart},
-              {"restarts", f.restarts_total},
-              {"binary", p.hand_off.self_exe()},
-              {"supervisor", f.supervisor},
-              {"restartMode", p.cfg.gateway.restart.mode},
-              {"inheritedSocket", f.inherited_socket},
-              {"lastUpdate", p.hand_off.last_update()},
-              {"config", p.reloader.config_health()},
-              {"degraded", p.reloader.degraded_reason().empty()
-                               ? json(nullptr)
-                               : json(p.reloader.degraded_reason())},
-              {"lastStartError", f.last_start_error.empty() ? json(nullptr)
-                                                           : json(f.last_start_error)}};
+  s.version = DRAWBRIDGE_VERSION;
+  s.state = core::to_string(f.state);
+  s.pid = ::getpid();
+  s.uptime_ms = f.uptime_ms;
+  s.generation = f.generation;
+  s.bind = bind_address(p.cfg.gateway.bind);
+  s.port = p.server ? p.server->port() : p.cfg.gateway.port;
+  s.config_path = f.config_path;
+  s.data_dir = f.data_dir;
+  s.clean_start = f.clean_start;
+  s.queue_depth = p.pipeline.waiting_count();
+  s.debounced = p.pipeline.debounced_count();
+  s.pending_deliveries = p.pipeline.pending_deliveries();
+  s.connections = p.server ? p.server->connection_count() : 0;
+  s.drain = p.drain.status();
+  s.last_restart = f.last_restart;
+  s.restarts = f.restarts_total;
+  s.binary = p.hand_off.self_exe();
+  s.supervisor = f.supervisor;
+  s.restart_mode = p.cfg.gateway.restart.mode;
+  s.inherited_socket = f.inherited_socket;
+  s.last_update = p.hand_off.last_update();
+  s.config = p.reloader.config_health();
+  if (!p.reloader.degraded_reason().empty()) s.degraded = p.reloader.degraded_reason();
+  if (!f.last_start_error.empty()) s.last_start_error = f.last_start_error;
   if (auto w = p.scheduler.next_wakeup(); w && p.scheduler.pending()) {
-    out["scheduledRestart"] = {
-        {"reason", p.scheduler.pending()->reason},
-        {"dueInMs", std::max<std::int64_t>(
-                        0, std::chrono::duration_cast<std::chrono::milliseconds>(
-                               w->at - p.clock.now())
-                               .count())},
-        {"cycle", w->cycle}};
+    s.scheduled_restart = server::StatusReport::ScheduledRestart{
+        p.scheduler.pending()->reason,
+        std::max<std::int64_t>(
+            0, std::chrono::duration_cast<std::chrono::milliseconds>(w->at - p.clock.now())
+                   .count()),
+        w->cycle};
   }
-  return out;
+  return s;
 }
 
 std::string metrics_text(const GatewayFacts& f, const GatewayParts& p) {

@@ -60,9 +60,9 @@ struct GatewayParts {
 server::Readiness readiness(const GatewayFacts& facts, const GatewayParts& parts);
 // systemd's STATUS= line.
 std::string status_line(const GatewayFacts& facts, const GatewayParts& parts);
-nlohmann::json status_json(const GatewayFacts& facts, const GatewayParts& parts);
+server::StatusReport status_report(const GatewayFacts& facts, const GatewayParts& parts);
 // Throws when the store cannot be read (health is then an error).
-nlohmann::json health_json(const GatewayParts& parts);
+server::HealthReport health_report(const GatewayParts& parts);
 std::string metrics_text(const GatewayFacts& facts, const GatewayParts& parts);
 
 }  // namespace drawbridge::runtime

@@ -58,6 +58,28 @@ server::RestartAnswer RestartCoordinator::request(const server::RestartIntent& i
   return request(req, intent.requested_by_run);
 }
 
+void RestartCoordinator::on_chat_command(const pipeline::ChatCommand& cmd) {
+  if (cmd.name != "restart") return;
+  core::RestartRequest req;
+  req.reason = "/restart in " + cmd.channel + " (" + cmd.session_key + ")";
+  req.source = core::RestartSource::chat;
+  request(req);
+}
+
+void RestartCoordinator::on_signal(const std::string& name, bool fresh_process, bool allowed) {
+  if (!allowed) {
+    spdlog::warn("{} received: restarts from outside are turned off (commands.restart is "
+                 "false); ignored",
+                 name);
+    return;
+  }
+  core::RestartRequest req;
+  req.reason = name;
+  req.source = core::RestartSource::signal;
+  req.fresh_process = fresh_process;  // SIGUSR2: a fresh process (re-exec/supervised)
+  request(req);
+}
+
 server::RestartAnswer RestartCoordinator::request_update(const std::string& binary,
                                                          const std::string& reason) {
   std::string error;

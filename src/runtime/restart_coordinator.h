@@ -53,6 +53,11 @@ class RestartCoordinator {
   server::RestartAnswer request(const core::RestartRequest& req,
                                 const std::string& requested_by_run = {});
   server::RestartAnswer request(const server::RestartIntent& intent);
+  // `/restart` in a chat.
+  void on_chat_command(const pipeline::ChatCommand& cmd);
+  // SIGUSR1 (in place) or SIGUSR2 (`fresh_process`); refused when `allowed` is false
+  // (commands.restart).
+  void on_signal(const std::string& name, bool fresh_process, bool allowed);
   // gateway.update: a re-exec on `binary`, checked to be an executable file.
   server::RestartAnswer request_update(const std::string& binary, const std::string& reason);
   // gateway.stop: answered first, the stop runs on the executor (the connection asking is

@@ -17,6 +17,8 @@
 #include "config/document.h"
 #include "config/secrets.h"
 #include "core/followup_queue.h"
+#include "agents/child_process.h"
+#include "runtime/fatal_signals.h"
 #include "runtime/file_modes.h"
 #include "runtime/token_check.h"
 #include "server/random_id.h"
@@ -188,6 +190,45 @@ core::RestartSchedulerOptions scheduler_options(const config::Config& cfg) {
   o.default_delay = core::Duration{cfg.gateway.restart.delay_ms};
   o.cooldown = core::Duration{cfg.gateway.restart.cooldown_ms};
   return o;
+}
+
+std::variant<Prepared, int> prepare_start(const RunOptions& options) {
+  // Before any file is created or any thread started (the umask and the alternate signal stack
+  // are set for the whole process, and this thread runs the event loop).
+  agents::set_child_umask(restrict_umask());
+  install_fatal_signal_handlers();
+  Prepared p;
+  p.redactor = install_redacting_sink();
+  auto start = load_start_config(options, *p.redactor);
+  if (auto* code = std::get_if<int>(&start)) return *code;
+  p.start = std::move(std::get<StartConfig>(start));
+  auto& cfg = p.start.cfg;
+  spdlog::set_level(spdlog::level::from_str(cfg.logging.level));
+  if (auto err = prepare_data_dir(cfg.store.data_dir)) {
+    spdlog::critical("{}", *err);
+    return exit_code::config_invalid;
+  }
+  if (auto changed = tighten_private_files(cfg.store.data_dir, p.start.path); !changed.empty()) {
+    std::string list;
+    for (const auto& c : changed) list += (list.empty() ? "" : ", ") + c;
+    spdlog::info("made the gateway's files private (group and others had access): {}", list);
+  }
+  std::string lock_error;
+  p.lock = GatewayLock::acquire(cfg.store.data_dir, cfg.gateway.port, lock_error);
+  if (!p.lock) {
+    spdlog::critical("{}", lock_error);
+    return exit_code::config_invalid;
+  }
+  bool generated = false;
+  p.token = resolve_token(cfg, cfg.store.data_dir, generated);
+  p.start.from.file_secrets.push_back(p.token);
+  p.redactor->set_secrets(p.start.from.file_secrets);
+  if (generated) announce_generated_token(p.token, token_file_path(cfg.store.data_dir));
+  warn_if_weak(p.token, generated);
+  p.recent = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(200);
+  p.recent->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
+  p.redactor->add_sink(p.recent);
+  return p;
 }
 
 }  // namespace drawbridge::runtime

@@ -7,12 +7,14 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/ringbuffer_sink.h>
 
 #include "config/config.h"
 #include "core/clock.h"
 #include "core/restart_scheduler.h"
 #include "pipeline/pipeline.h"
 #include "runtime/gateway.h"
+#include "runtime/gateway_lock.h"
 #include "runtime/log_redaction.h"
 
 // What a start needs before the gateway exists: the config (or its last-known-good copy),
@@ -47,6 +49,20 @@ struct StartConfig {
 // logged.
 std::variant<StartConfig, int> load_start_config(const RunOptions& options,
                                                  RedactingSink& redactor);
+
+// Everything a process does before the gateway exists: the umask, the fatal-signal handlers,
+// the redacting log sink, the config, the data folder (made private), the gateway lock and the
+// token (announced when generated). An exit code when it cannot start.
+struct Prepared {
+  StartConfig start;
+  std::string token;
+  std::unique_ptr<GatewayLock> lock;
+  std::shared_ptr<RedactingSink> redactor;
+  // The last lines of the log, for the watchdog's diagnostic bundle: behind the redacting sink
+  // like the terminal, so a bundle holds no secret either.
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> recent;
+};
+std::variant<Prepared, int> prepare_start(const RunOptions& options);
 
 // Creates the data folder (0700) and proves it is writable; returns an error message otherwise.
 std::optional<std::string> prepare_data_dir(const std::string& dir);

@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -78,14 +79,85 @@ struct StopAnswer {
   std::string note;  // empty: none
 };
 
+// OpenClaw's health snapshot (the `health` method and event, hello-ok snapshot.health).
+struct HealthReport {
+  struct Channel {
+    std::string id;
+    bool ready = false;
+    std::string agent;
+  };
+  std::int64_t ts_ms = 0;
+  std::int64_t duration_ms = 0;
+  std::vector<Channel> channels;  // in the gateway's order
+  std::string default_agent;
+};
+
+// drawbridge's `status`: what runs, what waits, what the store holds, the lifecycle's record.
+// The units that describe themselves in detail (the drain, the config file, the last restart
+// and update) hand over their own documents (`details`), shown as they are.
+struct StatusReport {
+  struct Channel {
+    std::string id;
+    bool ready = false;
+    std::string agent;
+    std::uint64_t starts = 0;
+  };
+  struct Agent {
+    std::string id;
+    std::string type;
+  };
+  struct Run {
+    std::string run_id;
+    std::string session_key;
+    std::int64_t started_at_ms = 0;
+  };
+  struct StoreCounts {
+    std::int64_t inbox_total = 0, inbox_unfinished = 0, outbox_pending = 0, outbox_sent = 0,
+                 outbox_stale = 0, sessions_suspended = 0, sessions = 0;
+    std::string error;  // the store could not be read
+  };
+  struct ScheduledRestart {
+    std::string reason;
+    std::int64_t due_in_ms = 0;
+    std::uint64_t cycle = 0;
+  };
+  std::string version;
+  std::string state;
+  std::int64_t pid = 0;
+  std::int64_t uptime_ms = 0;
+  std::uint64_t generation = 0;
+  std::string bind;
+  int port = 0;
+  std::string config_path;
+  std::string data_dir;
+  bool clean_start = false;
+  std::vector<Channel> channels;
+  std::vector<Agent> agents;
+  std::vector<Run> active_runs;
+  std::size_t queue_depth = 0, debounced = 0, pending_deliveries = 0, connections = 0;
+  StoreCounts store;
+  nlohmann::json drain = nullptr;         // the drain under way (DrainRunner), or null
+  nlohmann::json last_restart = nullptr;  // the last in-process restart, or null
+  std::uint64_t restarts = 0;
+  std::string binary;
+  std::string supervisor;
+  std::string restart_mode;
+  bool inherited_socket = false;
+  nlohmann::json last_update = nullptr;  // the update sentinel's record, or null
+  nlohmann::json config = nullptr;       // the config file's health (ConfigReloader)
+  std::optional<std::string> degraded;
+  std::optional<std::string> last_start_error;
+  std::optional<ScheduledRestart> scheduled_restart;
+};
+
 // What the control plane asks of the gateway. The runtime implements it; the server knows
 // nothing else above the pipeline.
 class Control {
  public:
   virtual ~Control() = default;
   virtual Readiness readiness() = 0;
-  virtual nlohmann::json health() = 0;  // payload of the `health` method and event
-  virtual nlohmann::json status() = 0;  // payload of the `status` method
+  virtual HealthReport health() = 0;
+  virtual StatusReport status() = 0;
   virtual std::string metrics_text() = 0;  // Prometheus text exposition
   virtual std::int64_t uptime_ms() = 0;
   virtual RestartAnswer request_restart(const RestartIntent& intent) = 0;

@@ -18,4 +18,86 @@ json to_json(const StopAnswer& a) {
   return out;
 }
 
+json to_json(const HealthReport& h) {
+  json channels = json::object();
+  json order = json::array();
+  for (const auto& c : h.channels) {
+    channels[c.id] = {{"ready", c.ready}, {"agent", c.agent}};
+    order.push_back(c.id);
+  }
+  return {{"ok", true},
+          {"ts", h.ts_ms},
+          {"durationMs", h.duration_ms},
+          {"channels", channels},
+          {"channelOrder", order},
+          {"defaultAgentId", h.default_agent}};
+}
+
+namespace {
+
+template <class T>
+json or_null(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+json store_json(const StatusReport::StoreCounts& c) {
+  if (!c.error.empty()) return {{"error", c.error}};
+  return {{"inboxTotal", c.inbox_total},         {"inboxUnfinished", c.inbox_unfinished},
+          {"outboxPending", c.outbox_pending},   {"outboxSent", c.outbox_sent},
+          {"outboxStale", c.outbox_stale},       {"sessionsSuspended", c.sessions_suspended},
+          {"sessions", c.sessions}};
+}
+
+}  // namespace
+
+json to_json(const StatusReport& s) {
+  json channels = json::array();
+  for (const auto& c : s.channels) {
+    channels.push_back(
+        {{"id", c.id}, {"ready", c.ready}, {"agent", c.agent}, {"starts", c.starts}});
+  }
+  json agents = json::array();
+  for (const auto& a : s.agents) agents.push_back({{"id", a.id}, {"type", a.type}});
+  json runs = json::array();
+  for (const auto& r : s.active_runs) {
+    runs.push_back(
+        {{"runId", r.run_id}, {"sessionKey", r.session_key}, {"startedAtMs", r.started_at_ms}});
+  }
+  json out = {{"version", s.version},
+              {"state", s.state},
+              {"pid", s.pid},
+              {"uptimeMs", s.uptime_ms},
+              {"generation", s.generation},
+              {"bind", s.bind},
+              {"port", s.port},
+              {"configPath", s.config_path},
+              {"dataDir", s.data_dir},
+              {"cleanStart", s.clean_start},
+              {"channels", channels},
+              {"agents", agents},
+              {"activeRuns", runs},
+              {"queueDepth", s.queue_depth},
+              {"debounced", s.debounced},
+              {"pendingDeliveries", s.pending_deliveries},
+              {"connections", s.connections},
+              {"store", store_json(s.store)},
+              {"drain", s.drain},
+              {"lastRestart", s.last_restart},
+              {"restarts", s.restarts},
+              {"binary", s.binary},
+              {"supervisor", s.supervisor},
+              {"restartMode", s.restart_mode},
+              {"inheritedSocket", s.inherited_socket},
+              {"lastUpdate", s.last_update},
+              {"config", s.config},
+              {"degraded", or_null(s.degraded)},
+              {"lastStartError", or_null(s.last_start_error)}};
+  if (s.scheduled_restart) {
+    out["scheduledRestart"] = {{"reason", s.scheduled_restart->reason},
+                               {"dueInMs", s.scheduled_restart->due_in_ms},
+                               {"cycle", s.scheduled_restart->cycle}};
+  }
+  return out;
+}
+
 }  // namespace drawbridge::server

@@ -10,5 +10,7 @@ namespace drawbridge::server {
 // knows their JSON shape.
 nlohmann::json to_json(const RestartAnswer& a);
 nlohmann::json to_json(const StopAnswer& a);
+nlohmann::json to_json(const HealthReport& h);
+nlohmann::json to_json(const StatusReport& s);
 
 }  // namespace drawbridge::server

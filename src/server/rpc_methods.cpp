@@ -163,13 +163,15 @@ void RpcMethods::call(const Caller& caller, const std::string& method,
 
 RpcOutcome RpcMethods::health(const Caller&, const nlohmann::json&) {
   try {
-    return control_.health();
+    return to_json(control_.health());
   } catch (const std::exception& e) {
     return store_unavailable(e);
   }
 }
 
-RpcOutcome RpcMethods::status(const Caller&, const nlohmann::json&) { return control_.status(); }
+RpcOutcome RpcMethods::status(const Caller&, const nlohmann::json&) {
+  return to_json(control_.status());
+}
 
 void RpcMethods::chat_send(const Caller& caller, const nlohmann::json& params, Respond respond) {
   Params p(params);

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include "server/control_json.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -384,7 +386,7 @@ void Server::schedule_tick() {
     // The health snapshot is refreshed and broadcast every other tick (60 s by default).
     if (++ticks_ % 2 == 0) {
       try {
-        json health = control_.health();
+        json health = to_json(control_.health());
         json version = {{"presence", 0}, {"health", ++health_version_}};
         for (auto& [id, c] : conns) c->send_event("health", health, version);
       } catch (const std::exception& e) {

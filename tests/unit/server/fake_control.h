@@ -21,8 +21,18 @@ class FakeControl final : public Control {
     std::lock_guard lock(mu);
     return ready;
   }
-  nlohmann::json health() override { return {{"ok", true}}; }
-  nlohmann::json status() override { return {{"state", "running"}}; }
+  HealthReport health() override {
+    HealthReport h;
+    h.ts_ms = 1;
+    h.channels.push_back(HealthReport::Channel{"local", true, "main"});
+    h.default_agent = "main";
+    return h;
+  }
+  StatusReport status() override {
+    StatusReport s;
+    s.state = "running";
+    return s;
+  }
   std::string metrics_text() override { return {}; }
   std::int64_t uptime_ms() override { return 1; }
   RestartAnswer request_restart(const RestartIntent& intent) override {
