@@ -111,8 +111,9 @@ class Gateway final : public server::Control, private DrainTarget {
                        [this](const std::string& n) { reloader_->reload(n); }}),
         watchdog_([this] { on_watchdog(); }) {
     started_at_ = clock_.now();
-    reloader_ = std::make_unique<ConfigReloader>(io_, clock_, std::move(config), options_,
-                                                 config_path_, std::move(from), reloader_hooks());
+    reloader_ = std::make_unique<ConfigReloader>(io_, clock_, executor_, std::move(config),
+                                                 options_, config_path_, std::move(from),
+                                                 reloader_hooks());
     scheduler_ = core::RestartScheduler(scheduler_options(cfg()));
     update_log_secrets();
     sup_ = detect_supervisor();
