@@ -117,7 +117,7 @@ class Gateway final : public server::Control, private DrainTarget {
     scheduler_ = core::RestartScheduler(scheduler_options(cfg()));
     update_log_secrets();
     sup_ = detect_supervisor();
-    notifier_ = std::make_unique<SdNotifier>(io_);
+    notifier_ = std::make_unique<SdNotifier>(clock_, executor_);
     hand_off_ = std::make_unique<HandOff>(io_, clock_, data_dir_, hand_off_hooks());
   }
 
