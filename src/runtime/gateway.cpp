@@ -118,7 +118,7 @@ class Gateway final : public server::Control, private DrainTarget {
     update_log_secrets();
     sup_ = detect_supervisor();
     notifier_ = std::make_unique<SdNotifier>(clock_, executor_);
-    hand_off_ = std::make_unique<HandOff>(io_, clock_, data_dir_, hand_off_hooks());
+    hand_off_ = std::make_unique<HandOff>(io_, clock_, executor_, data_dir_, hand_off_hooks());
   }
 
   int run() {
