@@ -142,7 +142,7 @@ class Gateway final : public server::Control, private DrainTarget {
     pipeline_->on_command([this](const pipeline::ChatCommand& cmd) { on_chat_command(cmd); });
 
     server::ServerOptions so = server_options(cfg());
-    server_ = std::make_unique<server::Server>(io_, clock_, *this, *pipeline_, so);
+    server_ = std::make_unique<server::Server>(io_, clock_, executor_, *this, *pipeline_, so);
     if (auto err = wire_generation()) {
       spdlog::critical("{}", *err);
       return exit_code::config_invalid;
