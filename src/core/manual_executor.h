@@ -10,7 +10,8 @@
 namespace drawbridge::core {
 
 // Simulated time for tests: post() queues, run_ready() drains the queue, advance() moves the
-// ManualClock and fires every timer that came due, in deadline order.
+// ManualClock and fires every timer that came due, in deadline order (a timer already overdue,
+// because the clock was advanced directly, runs at once, without turning the clock back).
 class ManualExecutor final : public Executor {
  public:
   explicit ManualExecutor(ManualClock& clock) : clock_(clock) {}
@@ -50,11 +51,17 @@ class ManualExecutor final : public Executor {
       const TimePoint due = it->first.first;
       auto fn = std::move(it->second);
       timers_.erase(it);
-      clock_.advance(std::chrono::duration_cast<Duration>(due - clock_.now()));
+      // A timer that came due while the clock was moved on its own (a test playing a stalled
+      // loop: ManualClock::advance without running timers) runs late; time never goes back.
+      if (due > clock_.now()) {
+        clock_.advance(std::chrono::duration_cast<Duration>(due - clock_.now()));
+      }
       fn();
       run_ready();
     }
-    clock_.advance(std::chrono::duration_cast<Duration>(target - clock_.now()));
+    if (target > clock_.now()) {
+      clock_.advance(std::chrono::duration_cast<Duration>(target - clock_.now()));
+    }
   }
 
   std::size_t pending_timers() const { return timers_.size(); }

@@ -26,8 +26,12 @@ class AsioExecutor final : public core::Executor {
     auto timer = std::make_shared<boost::asio::steady_timer>(io_, delay);
     timers_[id] = timer;
     timer->async_wait([this, id, timer, fn = std::move(fn)](boost::system::error_code ec) {
+      // A timer that expired is already queued when cancel() comes: cancelled by then, it is
+      // no longer in timers_ and must not run (as with ManualExecutor, cancel is final).
       if (ec) return;
-      timers_.erase(id);
+      auto it = timers_.find(id);
+      if (it == timers_.end() || it->second != timer) return;
+      timers_.erase(it);
       fn();
     });
     return id;

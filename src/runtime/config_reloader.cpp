@@ -17,10 +17,11 @@ namespace drawbridge::runtime {
 using nlohmann::json;
 
 ConfigReloader::ConfigReloader(boost::asio::io_context& io, core::Clock& clock,
-                               config::Config cfg, RunOptions options, std::string config_path,
-                               StartedFrom from, Hooks hooks)
+                               core::Executor& executor, config::Config cfg, RunOptions options,
+                               std::string config_path, StartedFrom from, Hooks hooks)
     : io_(io),
       clock_(clock),
+      executor_(executor),
       cfg_(std::move(cfg)),
       options_(std::move(options)),
       config_path_(std::move(config_path)),
@@ -284,7 +285,8 @@ void ConfigReloader::config_write(const server::ConfigWrite& w,
   // Stamped with meta.lastTouched* as OpenClaw writes it; the gateway's own write never
   // reloads anything.
   const auto edit = config::plan_edit({std::move(current), f.exists, std::move(*given), w.whole,
-                                       config::iso_timestamp(std::chrono::system_clock::now()),
+                                       config::iso_timestamp(std::chrono::system_clock::time_point(
+                                           std::chrono::milliseconds(clock_.wall_ms()))),
                                        DRAWBRIDGE_VERSION});
   if (!edit.errors.empty()) return invalid(edit.errors, "the change");
   if (edit.unchanged) {
@@ -517,7 +519,7 @@ void ConfigReloader::keep_last_good() {
 void ConfigReloader::start_watcher() {
   if (config_path_.empty()) return;
   watcher_ = std::make_unique<ConfigWatcher>(
-      io_, config_path_, [this](const WatchedFile& f) { on_config_file(f, "file watcher"); });
+      io_, executor_, config_path_, [this](const WatchedFile& f) { on_config_file(f, "file watcher"); });
   ConfigWatcher::Options o;
   o.debounce = std::chrono::milliseconds(cfg_.gateway.reload.debounce_ms);
   if (auto err = watcher_->start(o)) {

@@ -13,6 +13,7 @@
 
 #include "config/config.h"
 #include "core/clock.h"
+#include "core/executor.h"
 #include "core/lifecycle.h"
 #include "core/reload_plan.h"
 #include "core/restart_scheduler.h"
@@ -50,8 +51,10 @@ class ConfigReloader {
     std::function<void()> notify_ready;
   };
 
-  ConfigReloader(boost::asio::io_context& io, core::Clock& clock, config::Config cfg,
-                 RunOptions options, std::string config_path, StartedFrom from, Hooks hooks);
+  // `io` reads the watcher's inotify events; its debounce runs on `executor`.
+  ConfigReloader(boost::asio::io_context& io, core::Clock& clock, core::Executor& executor,
+                 config::Config cfg, RunOptions options, std::string config_path,
+                 StartedFrom from, Hooks hooks);
 
   const config::Config& running() const { return cfg_; }
   const std::string& path() const { return config_path_; }
@@ -118,6 +121,7 @@ class ConfigReloader {
 
   boost::asio::io_context& io_;
   core::Clock& clock_;
+  core::Executor& executor_;
   config::Config cfg_;  // the running config
   RunOptions options_;  // the command line's overrides
   std::string config_path_;

@@ -13,7 +13,6 @@
 #include <vector>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include "config/config_text.h"
@@ -68,19 +67,25 @@ WatchedFile read_now(const std::string& path) {
 }  // namespace
 
 // Handlers hold a weak_ptr to the Impl and the `session`/`arm_seq` they were started for, so
-// that nothing runs after stop(), a restart, a re-arm, or destruction; a completion that was
-// already queued when the timer was re-armed or cancelled is recognised by its stale number.
+// that nothing runs after stop(), a restart, a re-arm, or destruction; the timer is cancelled
+// on the executor as well, and the numbers also cover an executor whose cancel comes too late
+// for a completion already queued.
 struct ConfigWatcher::Impl : std::enable_shared_from_this<Impl> {
-  Impl(boost::asio::io_context& io, std::string file,
+  Impl(boost::asio::io_context& io, core::Executor& executor, std::string file,
        std::function<void(const WatchedFile&)> on_change)
-      : file(std::move(file)), on_change(std::move(on_change)), events(io), timer(io) {}
+      : file(std::move(file)), on_change(std::move(on_change)), executor(executor), events(io) {}
+
+  void cancel_timer() {
+    if (timer) executor.cancel(*timer);
+    timer.reset();
+  }
 
   void close() {
     running = false;
     pending = false;
     ++session;
     ++arm_seq;
-    timer.cancel();
+    cancel_timer();
     boost::system::error_code ignored;
     events.close(ignored);
   }
@@ -139,10 +144,11 @@ struct ConfigWatcher::Impl : std::enable_shared_from_this<Impl> {
   void arm(std::chrono::milliseconds delay) {
     const std::uint64_t seq = ++arm_seq;
     pending = true;
-    timer.expires_after(delay);
-    timer.async_wait([weak = weak_from_this(), seq](const boost::system::error_code& ec) {
+    cancel_timer();
+    timer = executor.schedule(delay, [weak = weak_from_this(), seq] {
       auto self = weak.lock();
-      if (!self || ec || !self->running || seq != self->arm_seq) return;
+      if (!self || !self->running || seq != self->arm_seq) return;
+      self->timer.reset();
       self->settle();
     });
   }
@@ -173,8 +179,9 @@ struct ConfigWatcher::Impl : std::enable_shared_from_this<Impl> {
   std::string folder;    // what inotify watches
   std::string basename;  // the only name whose events count
   Options options;
+  core::Executor& executor;
   boost::asio::posix::stream_descriptor events;
-  boost::asio::steady_timer timer;
+  std::optional<core::TimerId> timer;  // the debounce or retry timer, when armed
   std::shared_ptr<std::vector<char>> buffer;
   bool running = false;
   std::uint64_t session = 0;
@@ -185,9 +192,9 @@ struct ConfigWatcher::Impl : std::enable_shared_from_this<Impl> {
   bool pending = false;     // a read is due (debounce or retry timer armed)
 };
 
-ConfigWatcher::ConfigWatcher(boost::asio::io_context& io, std::string file,
-                             std::function<void(const WatchedFile&)> on_change)
-    : impl_(std::make_shared<Impl>(io, std::move(file), std::move(on_change))) {}
+ConfigWatcher::ConfigWatcher(boost::asio::io_context& io, core::Executor& executor,
+                             std::string file, std::function<void(const WatchedFile&)> on_change)
+    : impl_(std::make_shared<Impl>(io, executor, std::move(file), std::move(on_change))) {}
 
 ConfigWatcher::~ConfigWatcher() { stop(); }
 

@@ -8,6 +8,8 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "core/executor.h"
+
 namespace drawbridge::runtime {
 
 // What the watcher read once the file settled.
@@ -29,7 +31,10 @@ struct WatchedFile {
 // missing file or one that is not JSON yet (half written) is read again `retry_interval`
 // later, up to `retries` times; only then is `on_change` called with `error` set. A file
 // that reads fine is handed over as it is: validating it is the caller's job.
-// Callbacks run on the io_context's thread; nothing runs after stop() or destruction.
+// The inotify descriptor is read on the io_context; the debounce and retry timers are timers of
+// the injected Executor (so tests drive them in simulated time). Both must run on one thread,
+// as the gateway's io_context and AsioExecutor do. Callbacks run there; nothing runs after
+// stop() or destruction. The executor must outlive the watcher.
 class ConfigWatcher {
  public:
   struct Options {
@@ -38,7 +43,7 @@ class ConfigWatcher {
     int retries = 5;
   };
 
-  ConfigWatcher(boost::asio::io_context& io, std::string file,
+  ConfigWatcher(boost::asio::io_context& io, core::Executor& executor, std::string file,
                 std::function<void(const WatchedFile&)> on_change);
   ~ConfigWatcher();
   ConfigWatcher(const ConfigWatcher&) = delete;

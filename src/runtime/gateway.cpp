@@ -76,12 +76,13 @@ class Gateway final : public server::Control {
                        [this](const std::string& n) { reloader_->reload(n); }}),
         watchdog_(data_dir_, std::move(recent_log)) {
     started_at_ = clock_.now();
-    reloader_ = std::make_unique<ConfigReloader>(io_, clock_, std::move(config), options_,
-                                                 config_path_, std::move(from), reloader_hooks());
+    reloader_ = std::make_unique<ConfigReloader>(io_, clock_, executor_, std::move(config),
+                                                 options_, config_path_, std::move(from),
+                                                 reloader_hooks());
     token_.hide_secrets(cfg(), reloader_->file_secrets());
     sup_ = detect_supervisor();
-    notifier_ = std::make_unique<SdNotifier>(io_);
-    hand_off_ = std::make_unique<HandOff>(io_, clock_, data_dir_, hand_off_hooks());
+    notifier_ = std::make_unique<SdNotifier>(clock_, executor_);
+    hand_off_ = std::make_unique<HandOff>(io_, clock_, executor_, data_dir_, hand_off_hooks());
   }
 
   int run() {
@@ -102,7 +103,7 @@ class Gateway final : public server::Control {
     store_thread_ = std::make_unique<StoreThread>(io_, *writer_store_);
     pipeline_ = std::make_unique<pipeline::Pipeline>(clock_, executor_, *store_, *store_thread_);
     generation_units_ = std::make_unique<Generation>(io_, executor_, *pipeline_);
-    server_ = std::make_unique<server::Server>(io_, clock_, *this, *pipeline_,
+    server_ = std::make_unique<server::Server>(io_, clock_, executor_, *this, *pipeline_,
                                                server_options(cfg(), token_.value()));
     wire_units();
     pipeline_->on_command(

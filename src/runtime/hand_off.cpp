@@ -21,9 +21,13 @@ namespace drawbridge::runtime {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-HandOff::HandOff(boost::asio::io_context& io, core::Clock& clock, std::string data_dir,
-                 Hooks hooks)
-    : io_(io), clock_(clock), data_dir_(std::move(data_dir)), hooks_(std::move(hooks)) {
+HandOff::HandOff(boost::asio::io_context& io, core::Clock& clock, core::Executor& executor,
+                 std::string data_dir, Hooks hooks)
+    : io_(io),
+      clock_(clock),
+      executor_(executor),
+      data_dir_(std::move(data_dir)),
+      hooks_(std::move(hooks)) {
   std::error_code ec;
   self_exe_ = fs::read_symlink("/proc/self/exe", ec).string();
 }
@@ -105,7 +109,7 @@ void HandOff::start(const Successor& s) {
   if (!succ.error.empty()) return failed(succ.pid, succ.error, update, binary);
   spdlog::info("{}: started {} (pid {}) on the listening socket; waiting for it to be ready",
                update ? "update" : "re-exec", binary, succ.pid);
-  await_successor(io_, succ.ready_fd, std::chrono::seconds(10),
+  await_successor(io_, executor_, succ.ready_fd, kReadyTimeout,
                   [this, pid = succ.pid, update, binary, t0](bool ok, std::string why) {
                     if (!ok) return failed(pid, why, update, binary);
                     spdlog::info("handed over to pid {} in {:.1f} ms ({}); exiting", pid,

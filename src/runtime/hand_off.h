@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/clock.h"
+#include "core/executor.h"
 
 namespace drawbridge::runtime {
 
@@ -39,7 +41,12 @@ class HandOff {
     bool update = false;  // record the outcome in the sentinel
   };
 
-  HandOff(boost::asio::io_context& io, core::Clock& clock, std::string data_dir, Hooks hooks);
+  // How long a successor has to report ready before it is killed and `failed` runs.
+  static constexpr std::chrono::milliseconds kReadyTimeout{10'000};
+
+  // `io` reads the successor's ready pipe; the deadline is a timer of `executor`.
+  HandOff(boost::asio::io_context& io, core::Clock& clock, core::Executor& executor,
+          std::string data_dir, Hooks hooks);
 
   void start(const Successor& s);
 
@@ -59,6 +66,7 @@ class HandOff {
 
   boost::asio::io_context& io_;
   core::Clock& clock_;
+  core::Executor& executor_;
   std::string data_dir_;
   Hooks hooks_;
   std::string self_exe_;

@@ -47,7 +47,8 @@ std::uint64_t monotonic_usec() {
 
 }  // namespace
 
-SdNotifier::SdNotifier(boost::asio::io_context& io) : timer_(io) {
+SdNotifier::SdNotifier(core::Clock& clock, core::Executor& executor)
+    : clock_(clock), executor_(executor) {
   const char* socket = nonempty_env("NOTIFY_SOCKET");
   if (socket == nullptr) return;
   enabled_ = true;
@@ -84,6 +85,7 @@ SdNotifier::SdNotifier(boost::asio::io_context& io) : timer_(io) {
 // The timer's own destructor aborts a pending wait; its handler then finds `alive_` expired.
 SdNotifier::~SdNotifier() {
   alive_.reset();
+  if (timer_) executor_.cancel(*timer_);
 }
 
 void SdNotifier::ready(const std::string& status) {
@@ -134,7 +136,7 @@ void SdNotifier::start_watchdog() {
   watchdog_running_ = true;
   const auto generation = ++watchdog_generation_;
   send("WATCHDOG=1");
-  next_ping_ = std::chrono::steady_clock::now() + *watchdog_interval_;
+  next_ping_ = clock_.now() + ping_interval();
   schedule_ping(generation);
 }
 
@@ -142,20 +144,27 @@ void SdNotifier::stop_watchdog() {
   if (!watchdog_running_) return;
   watchdog_running_ = false;
   ++watchdog_generation_;
-  timer_.cancel();
+  if (timer_) executor_.cancel(*timer_);
+  timer_.reset();
+}
+
+core::Duration SdNotifier::ping_interval() const {
+  return std::max(std::chrono::floor<core::Duration>(*watchdog_interval_), core::Duration{1});
 }
 
 void SdNotifier::schedule_ping(std::uint64_t generation) {
-  timer_.expires_at(next_ping_);
-  timer_.async_wait(
-      [this, generation, alive = std::weak_ptr<bool>(alive_)](const boost::system::error_code& ec) {
-        if (ec || alive.expired() || generation != watchdog_generation_) return;
+  const auto delay =
+      std::max(std::chrono::ceil<core::Duration>(next_ping_ - clock_.now()), core::Duration{0});
+  timer_ = executor_.schedule(
+      delay, [this, generation, alive = std::weak_ptr<bool>(alive_)] {
+        if (alive.expired() || generation != watchdog_generation_) return;
+        timer_.reset();
         send("WATCHDOG=1");
         // A fixed rate, so the pings do not drift later; after a stall (the case the watchdog is
         // for) the next one is a whole interval away rather than a burst to catch up.
-        const auto now = std::chrono::steady_clock::now();
-        next_ping_ += *watchdog_interval_;
-        if (next_ping_ <= now) next_ping_ = now + *watchdog_interval_;
+        const auto now = clock_.now();
+        next_ping_ += ping_interval();
+        if (next_ping_ <= now) next_ping_ = now + ping_interval();
         schedule_ping(generation);
       });
 }

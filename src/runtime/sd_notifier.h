@@ -9,8 +9,8 @@
 #include <optional>
 #include <string>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include "core/clock.h"
+#include "core/executor.h"
 
 namespace drawbridge::runtime {
 
@@ -22,12 +22,13 @@ namespace drawbridge::runtime {
 // successor needs NOTIFY_SOCKET to report READY and its MAINPID.
 //
 // The send methods may be called from any thread (the force-exit watchdog's too);
-// start_watchdog() and stop_watchdog() only from the io_context's thread.
+// start_watchdog() and stop_watchdog() only from the executor's thread (the event loop's).
 class SdNotifier {
  public:
   // Reads NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID (a WATCHDOG_PID that is not ours means
   // the watchdog is meant for another process, such as the parent of a re-exec: disabled).
-  explicit SdNotifier(boost::asio::io_context& io);
+  // The watchdog pings are timers of `executor`, paced by `clock`; both outlive the notifier.
+  SdNotifier(core::Clock& clock, core::Executor& executor);
   ~SdNotifier();
   SdNotifier(const SdNotifier&) = delete;
   SdNotifier& operator=(const SdNotifier&) = delete;
@@ -48,7 +49,8 @@ class SdNotifier {
   // MAINPID= hand-off. True when acknowledged, or when there is nobody to tell.
   bool barrier(std::chrono::milliseconds timeout);
 
-  // WATCHDOG=1 now and then every WATCHDOG_USEC/2 on the io_context, so a wedged event loop
+  // WATCHDOG=1 now and then every WATCHDOG_USEC/2 (in whole milliseconds, rounded down) on the
+  // executor, so a wedged event loop
   // stops pinging and systemd acts on it. No-op without WATCHDOG_USEC.
   void start_watchdog();
   void stop_watchdog();
@@ -59,8 +61,11 @@ class SdNotifier {
  private:
   void send(const std::string& message);
   void schedule_ping(std::uint64_t generation);
+  core::Duration ping_interval() const;
 
-  boost::asio::steady_timer timer_;
+  core::Clock& clock_;
+  core::Executor& executor_;
+  std::optional<core::TimerId> timer_;
   bool enabled_ = false;
   std::string socket_;
   std::optional<std::chrono::microseconds> watchdog_interval_;
@@ -69,7 +74,7 @@ class SdNotifier {
   // (or before the notifier was destroyed) finds the generation changed (or `alive_` expired)
   // and does nothing.
   std::uint64_t watchdog_generation_ = 0;
-  std::chrono::steady_clock::time_point next_ping_;
+  core::TimePoint next_ping_{};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::atomic<std::uint64_t> sent_{0};
   std::atomic<bool> failure_reported_{false};

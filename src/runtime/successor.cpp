@@ -13,11 +13,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include "agents/child_process.h"
@@ -299,8 +299,9 @@ namespace {
 
 class ReadyWaiter : public std::enable_shared_from_this<ReadyWaiter> {
  public:
-  ReadyWaiter(asio::io_context& io, std::function<void(bool, std::string)> done)
-      : descriptor_(io), timer_(io), done_(std::move(done)) {}
+  ReadyWaiter(asio::io_context& io, core::Executor& executor,
+              std::function<void(bool, std::string)> done)
+      : descriptor_(io), executor_(executor), done_(std::move(done)) {}
 
   // Takes `fd`.
   void start(int fd, std::chrono::milliseconds timeout) {
@@ -314,9 +315,11 @@ class ReadyWaiter : public std::enable_shared_from_this<ReadyWaiter> {
       });
       return;
     }
-    timer_.expires_after(timeout);
-    timer_.async_wait([self = shared_from_this(), timeout](boost::system::error_code ec) {
-      if (ec) return;
+    // The pending read holds the waiter; the timer only refers to it.
+    timer_ = executor_.schedule(timeout, [weak = weak_from_this(), timeout] {
+      auto self = weak.lock();
+      if (!self) return;
+      self->timer_.reset();
       self->finish(false,
                    "no READY from the successor within " + std::to_string(timeout.count()) + " ms");
     });
@@ -353,7 +356,8 @@ class ReadyWaiter : public std::enable_shared_from_this<ReadyWaiter> {
   void finish(bool ok, std::string why) {
     if (finished_) return;
     finished_ = true;
-    timer_.cancel();
+    if (timer_) executor_.cancel(*timer_);
+    timer_.reset();
     boost::system::error_code ignored;
     descriptor_.close(ignored);
     auto done = std::move(done_);
@@ -361,7 +365,8 @@ class ReadyWaiter : public std::enable_shared_from_this<ReadyWaiter> {
   }
 
   asio::posix::stream_descriptor descriptor_;
-  asio::steady_timer timer_;
+  core::Executor& executor_;
+  std::optional<core::TimerId> timer_;
   std::function<void(bool, std::string)> done_;
   std::array<char, 64> chunk_{};
   std::string line_;
@@ -370,13 +375,14 @@ class ReadyWaiter : public std::enable_shared_from_this<ReadyWaiter> {
 
 }  // namespace
 
-void await_successor(asio::io_context& io, int ready_fd, std::chrono::milliseconds timeout,
+void await_successor(asio::io_context& io, core::Executor& executor, int ready_fd,
+                     std::chrono::milliseconds timeout,
                      std::function<void(bool ok, std::string why)> done) {
   if (ready_fd < 0) {
     asio::post(io, [done = std::move(done)] { done(false, "the successor has no ready pipe"); });
     return;
   }
-  std::make_shared<ReadyWaiter>(io, std::move(done))->start(ready_fd, timeout);
+  std::make_shared<ReadyWaiter>(io, executor, std::move(done))->start(ready_fd, timeout);
 }
 
 }  // namespace drawbridge::runtime

@@ -10,6 +10,8 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "core/executor.h"
+
 namespace drawbridge::runtime {
 
 // The re-exec hand-off: the running gateway starts the process that takes over, passes it the
@@ -60,13 +62,15 @@ void report_ready_to_predecessor();
 // true until report_ready_to_predecessor() has run.
 bool started_by_predecessor();
 
-// The predecessor's side, on the event loop: waits for a "READY ..." line on `ready_fd`, or EOF
-// (the successor exited or closed the pipe before it was ready: failure), or `timeout`. Calls
+// The predecessor's side, on the event loop: waits for a "READY ..." line on `ready_fd` (read on
+// `io`), or EOF (the successor exited or closed the pipe before it was ready: failure), or
+// `timeout` (a timer of `executor`, which runs on the same thread as `io`). Calls
 // done(ok, why) exactly once, asynchronously, unless the io_context is stopped first; `why` is
 // the reason of a failure, or the line read on success. Takes ownership of `ready_fd` and closes
 // it. On failure the successor may still be running: the caller kills its process group and
 // reaps it (agents::kill_and_reap(pid)).
-void await_successor(boost::asio::io_context& io, int ready_fd, std::chrono::milliseconds timeout,
+void await_successor(boost::asio::io_context& io, core::Executor& executor, int ready_fd,
+                     std::chrono::milliseconds timeout,
                      std::function<void(bool ok, std::string why)> done);
 
 }  // namespace drawbridge::runtime

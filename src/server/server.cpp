@@ -24,19 +24,17 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 using nlohmann::json;
 
-Server::Server(asio::io_context& io, core::Clock& clock, Control& control,
-               pipeline::Pipeline& pipeline, ServerOptions options)
+Server::Server(asio::io_context& io, core::Clock& clock, core::Executor& executor,
+               Control& control, pipeline::Pipeline& pipeline, ServerOptions options)
     : io_(io),
       clock_(clock),
+      executor_(executor),
       control_(control),
       pipeline_(pipeline),
       options_(std::move(options)),
       rpc_(control, pipeline, options_.local_channel,
            RpcLimits{options_.max_message_bytes, options_.max_history_bytes}),
       acceptor_(io),
-      tick_timer_(io),
-      close_timer_(io),
-      accept_timer_(io),
       auth_throttle_(options_.auth_throttle) {
   const std::size_t room = options_.max_message_bytes * 6 + 64 * 1024;
   if (options_.max_payload_bytes == 0) options_.max_payload_bytes = room;
@@ -65,7 +63,17 @@ std::size_t ConnectionCounts::of(const std::string& peer) const {
   return it == by_peer_.end() ? 0 : it->second;
 }
 
-Server::~Server() { pipeline_.remove_listener(this); }
+Server::~Server() {
+  cancel_timer(tick_timer_);
+  cancel_timer(close_timer_);
+  cancel_timer(accept_timer_);
+  pipeline_.remove_listener(this);
+}
+
+void Server::cancel_timer(std::optional<core::TimerId>& timer) {
+  if (timer) executor_.cancel(*timer);
+  timer.reset();
+}
 
 std::optional<std::string> Server::open_acceptor(const std::string& bind_address, int port,
                                                  tcp::acceptor& acceptor, bool* in_use) {
@@ -269,6 +277,7 @@ void Server::do_accept() {
 }
 
 void Server::accept_backoff(const boost::system::error_code& ec) {
+  ++accept_failures_total_;
   if (accept_failures_++ == 0) {
     accept_failing_since_ = clock_.now();
     spdlog::warn("accept failed: {} ({} connections open); retrying with back-off, one line "
@@ -278,9 +287,10 @@ void Server::accept_backoff(const boost::system::error_code& ec) {
   accept_delay_ = std::min(std::max(accept_delay_ * 2, std::chrono::milliseconds(5)),
                            std::chrono::milliseconds(1000));
   const auto generation = accept_generation_;
-  accept_timer_.expires_after(accept_delay_);
-  accept_timer_.async_wait([this, generation](boost::system::error_code ec) {
-    if (ec || closing_ || generation != accept_generation_) return;
+  cancel_timer(accept_timer_);
+  accept_timer_ = executor_.schedule(accept_delay_, [this, generation] {
+    accept_timer_.reset();
+    if (closing_ || generation != accept_generation_) return;
     do_accept();
   });
 }
@@ -370,6 +380,9 @@ std::string Server::metrics_text() const {
           "Connections closed at once for a connection limit", refused_total_);
   counter("drawbridge_requests_refused_total", "Requests refused by the Host or Origin check",
           refused_requests_total_);
+  counter("drawbridge_accept_failures_total",
+          "accept() failures for lack of resources (each retried after a back-off)",
+          accept_failures_total_);
   out += "# HELP drawbridge_connections_open Open TCP connections\n"
          "# TYPE drawbridge_connections_open gauge\ndrawbridge_connections_open " +
          std::to_string(counts_->total()) + "\n";
@@ -377,9 +390,10 @@ std::string Server::metrics_text() const {
 }
 
 void Server::schedule_tick() {
-  tick_timer_.expires_after(std::chrono::milliseconds(options_.tick_interval_ms));
-  tick_timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec || closing_) return;
+  cancel_timer(tick_timer_);
+  tick_timer_ = executor_.schedule(std::chrono::milliseconds(options_.tick_interval_ms), [this] {
+    tick_timer_.reset();
+    if (closing_) return;
     json payload = {{"ts", clock_.wall_ms()}};
     auto conns = connections_;  // a send may close a slow consumer
     for (auto& [id, c] : conns) c->send_event("tick", payload);
@@ -479,8 +493,8 @@ void Server::close(std::string reason, std::optional<std::int64_t> restart_expec
     closing_ = true;
     boost::system::error_code ec;
     acceptor_.close(ec);
-    tick_timer_.cancel();
-    accept_timer_.cancel();
+    cancel_timer(tick_timer_);
+    cancel_timer(accept_timer_);
     for (auto& [id, weak] : http_sessions_) {
       if (auto s = weak.lock()) s->abort_now();
     }
@@ -513,9 +527,9 @@ void Server::end_connections(const std::string& reason,
     c->shutdown(payload, code, close_reason);
   }
   // A client that does not answer the close handshake is cut off after a bound.
-  close_timer_.expires_after(std::chrono::milliseconds(options_.close_timeout_ms));
-  close_timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec) return;
+  cancel_timer(close_timer_);
+  close_timer_ = executor_.schedule(std::chrono::milliseconds(options_.close_timeout_ms), [this] {
+    close_timer_.reset();
     auto left = std::move(ending_);
     ending_.clear();
     for (auto id : left) {
@@ -532,7 +546,7 @@ void Server::end_connections(const std::string& reason,
 
 void Server::maybe_closed() {
   if (!ending_.empty() || on_ended_.empty()) return;
-  close_timer_.cancel();
+  cancel_timer(close_timer_);
   auto waiters = std::move(on_ended_);
   on_ended_.clear();
   for (auto& done : waiters) done();

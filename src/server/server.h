@@ -12,9 +12,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "core/clock.h"
+#include "core/executor.h"
 #include "pipeline/pipeline.h"
 #include "server/auth_throttle.h"
 #include "server/control.h"
@@ -78,11 +78,13 @@ class WsConnection;
 class HttpSession;
 
 // One port for HTTP (/healthz, /readyz, /metrics, /v1/messages) and the WebSocket control
-// protocol, on the gateway's event loop.
+// protocol, on the gateway's event loop. Its timers (tick, close bound, accept back-off, the
+// WebSocket `connect` deadline) are timers of `executor`, which runs on the io_context's thread;
+// only the sockets' own I/O deadlines (Beast's tcp_stream and WebSocket timeouts) stay on Asio.
 class Server final : public pipeline::ChatEventListener {
  public:
-  Server(boost::asio::io_context& io, core::Clock& clock, Control& control,
-         pipeline::Pipeline& pipeline, ServerOptions options);
+  Server(boost::asio::io_context& io, core::Clock& clock, core::Executor& executor,
+         Control& control, pipeline::Pipeline& pipeline, ServerOptions options);
   ~Server() override;
 
   // Binds and listens. Returns a message a user can act on when it cannot.
@@ -130,6 +132,7 @@ class Server final : public pipeline::ChatEventListener {
   // For the sessions.
   boost::asio::io_context& io() { return io_; }
   core::Clock& clock() { return clock_; }
+  core::Executor& executor() { return executor_; }
   Control& control() { return control_; }
   pipeline::Pipeline& pipeline() { return pipeline_; }
   RpcMethods& rpc() { return rpc_; }
@@ -169,22 +172,26 @@ class Server final : public pipeline::ChatEventListener {
                        std::uint16_t code, const std::string& close_reason,
                        std::function<void()> done);
   void maybe_closed();
+  void cancel_timer(std::optional<core::TimerId>& timer);
 
   boost::asio::io_context& io_;
   core::Clock& clock_;
+  core::Executor& executor_;
   Control& control_;
   pipeline::Pipeline& pipeline_;
   ServerOptions options_;
   RpcMethods rpc_;
   boost::asio::ip::tcp::acceptor acceptor_;
-  boost::asio::steady_timer tick_timer_;
-  boost::asio::steady_timer close_timer_;
-  boost::asio::steady_timer accept_timer_;
+  // Timers of executor_, while armed.
+  std::optional<core::TimerId> tick_timer_;
+  std::optional<core::TimerId> close_timer_;
+  std::optional<core::TimerId> accept_timer_;
   std::shared_ptr<ConnectionCounts> counts_ = std::make_shared<ConnectionCounts>();
   OriginPolicy origin_policy_;
   AuthThrottle auth_throttle_;
-  // Accept failures of the episode under way (0: none), its back-off and start.
+  // Accept failures of the episode under way (0: none), its back-off and start; and in total.
   std::uint64_t accept_failures_ = 0;
+  std::uint64_t accept_failures_total_ = 0;
   std::chrono::milliseconds accept_delay_{0};
   core::TimePoint accept_failing_since_{};
   // Connections closed at once for a limit: in total, and in the episode under way.

@@ -31,8 +31,7 @@ WsConnection::WsConnection(Server& server, boost::asio::ip::tcp::socket&& socket
       ws_(std::move(socket)),
       slot_(std::move(slot)),
       peer_(std::move(peer)),
-      id_(id),
-      handshake_timer_(server.io()) {
+      id_(id) {
   caller_.conn_id = "conn-" + std::to_string(id);
 }
 
@@ -62,12 +61,17 @@ void WsConnection::on_accept(beast::error_code ec) {
   nonce_ = random_hex(16);
   send_frame(make_event("connect.challenge", {{"nonce", nonce_}, {"ts", server_.clock().wall_ms()}},
                         std::nullopt));
-  handshake_timer_.expires_after(std::chrono::milliseconds(server_.options().handshake_timeout_ms));
-  handshake_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (ec || self->authenticated_ || self->closing_) return;
-    spdlog::info("{}: no connect request in time, closing", self->caller_.conn_id);
-    self->close_after_flush(websocket::close_code::normal, "");
-  });
+  // A weak reference: the timer does not keep a connection that ended alive.
+  handshake_timer_ = server_.executor().schedule(
+      std::chrono::milliseconds(server_.options().handshake_timeout_ms),
+      [weak = weak_from_this()] {
+        auto self = weak.lock();
+        if (!self) return;
+        self->handshake_timer_.reset();
+        if (self->authenticated_ || self->closing_) return;
+        spdlog::info("{}: no connect request in time, closing", self->caller_.conn_id);
+        self->close_after_flush(websocket::close_code::normal, "");
+      });
   do_read();
 }
 
@@ -331,7 +335,7 @@ void WsConnection::handle_connect(const std::string& req_id, const json& params)
     server->subscribe(id, session);
   };
   authenticated_ = true;
-  handshake_timer_.cancel();
+  cancel_handshake_timer();
   ws_.read_message_max(server_.options().max_payload_bytes);
 
   const auto& opts = server_.options();
@@ -423,7 +427,7 @@ void WsConnection::on_write(beast::error_code ec, std::size_t) {
 void WsConnection::close_after_flush(std::uint16_t code, std::string reason) {
   if (closing_) return;
   closing_ = true;
-  handshake_timer_.cancel();
+  cancel_handshake_timer();
   pending_close_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason);
   if (!writing_) do_write();
 }
@@ -438,10 +442,15 @@ void WsConnection::abort_now() {
   beast::get_lowest_layer(ws_).socket().close(ec);
 }
 
+void WsConnection::cancel_handshake_timer() {
+  if (handshake_timer_) server_.executor().cancel(*handshake_timer_);
+  handshake_timer_.reset();
+}
+
 void WsConnection::finish() {
   if (finished_) return;
   finished_ = true;
-  handshake_timer_.cancel();
+  cancel_handshake_timer();
   server_.detach(id_);
 }
 

@@ -6,12 +6,12 @@
 #include <optional>
 #include <string>
 
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/executor.h"
 #include "server/rpc_methods.h"
 
 namespace drawbridge::server {
@@ -49,6 +49,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   void on_write(boost::beast::error_code ec, std::size_t n);
   void close_after_flush(std::uint16_t code, std::string reason);
   void finish();
+  void cancel_handshake_timer();
 
   Server& server_;
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
@@ -66,7 +67,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   std::uint64_t id_;
   std::uint64_t seq_ = 0;
   std::string nonce_;
-  boost::asio::steady_timer handshake_timer_;
+  // The `connect` deadline: a timer of the server's executor, while armed.
+  std::optional<core::TimerId> handshake_timer_;
   Caller caller_;
 };
 

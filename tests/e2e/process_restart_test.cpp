@@ -227,11 +227,20 @@ TEST(ProcessRestart, ReexecHandsTheSocketOverWithoutRefusingAConnection) {
       }
     }
   });
-  std::this_thread::sleep_for(100ms);
+  // The load runs across the hand-off: requests served before it and after it, each waited
+  // FOR (bounded) rather than given a fixed time.
+  auto served = [&](int n) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (ok.load() + failed.load() < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    return ok.load() + failed.load() >= n;
+  };
+  EXPECT_TRUE(served(10)) << "the load did not get going";
   gw.signal(SIGUSR2);
   auto old_exit = gw.wait_exit(15s);
   json s = wait_status_at(port, [&](const json& s) { return s.value("pid", 0) != old_pid; });
-  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(served(ok.load() + failed.load() + 11)) << "no load after the hand-off";
   stop = true;
   load.join();
   const pid_t new_pid = s.value("pid", 0);

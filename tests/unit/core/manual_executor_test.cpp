@@ -21,6 +21,18 @@ TEST(ManualExecutor, TimersFireInDeadlineOrderOnlyWhenTimeIsAdvanced) {
   EXPECT_EQ(fired, (std::vector<int>{100, 300}));
 }
 
+TEST(ManualExecutor, ATimerOverdueBecauseTheClockMovedAloneRunsLateAndTimeNeverGoesBack) {
+  ManualClock clock;
+  ManualExecutor ex(clock);
+  const auto start = clock.now();
+  Duration seen{};
+  ex.schedule(Duration(50), [&] { seen = std::chrono::duration_cast<Duration>(clock.now() - start); });
+  clock.advance(Duration(175));  // a stalled loop: time passed, no timer ran
+  ex.advance(Duration(0));
+  EXPECT_EQ(seen, Duration(175));
+  EXPECT_EQ(clock.now() - start, Duration(175));
+}
+
 TEST(ManualExecutor, ClockShowsTheDeadlineWhileATimerRuns) {
   ManualClock clock;
   ManualExecutor ex(clock);

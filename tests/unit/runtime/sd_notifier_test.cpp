@@ -20,7 +20,7 @@
 
 #include <gtest/gtest.h>
 
-#include <boost/asio/io_context.hpp>
+#include "core/manual_executor.h"
 
 namespace drawbridge::runtime {
 namespace {
@@ -74,7 +74,9 @@ std::vector<std::string> lines(const std::string& s) {
 
 // Plays systemd: a datagram socket the notifier sends to, bound to a file in a fresh folder
 // or to an abstract address ("@..."). NOTIFY_SOCKET points at it for the test; the watchdog
-// variables start unset, whatever the environment running the tests has.
+// variables start unset, whatever the environment running the tests has. The watchdog's
+// timers run on a ManualExecutor: a datagram is queued on the socket before sd_notify returns,
+// so drain() after advance() sees exactly the pings of that simulated time.
 class SdNotifierTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -149,7 +151,8 @@ class SdNotifierTest : public ::testing::Test {
     return "@drawbridge-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd());
   }
 
-  boost::asio::io_context io_;
+  core::ManualClock clock_;
+  core::ManualExecutor executor_{clock_};
   fs::path dir_;
   int fd_ = -1;
   ScopedEnv watchdog_usec_{"WATCHDOG_USEC", std::nullopt};
@@ -158,7 +161,7 @@ class SdNotifierTest : public ::testing::Test {
 
 TEST_F(SdNotifierTest, ReadySendsStatusAndOurPid) {
   ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   ASSERT_TRUE(n.enabled());
   n.ready("serving on 127.0.0.1:18789");
   EXPECT_EQ(receive(),
@@ -168,7 +171,7 @@ TEST_F(SdNotifierTest, ReadySendsStatusAndOurPid) {
 
 TEST_F(SdNotifierTest, ReloadingCarriesTheMonotonicClockNow) {
   ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   const auto before = monotonic_usec_now();
   n.reloading("restarting: config change");
   const auto after = monotonic_usec_now();
@@ -186,7 +189,7 @@ TEST_F(SdNotifierTest, ReloadingCarriesTheMonotonicClockNow) {
 
 TEST_F(SdNotifierTest, StoppingStatusExtendTimeoutAndMainPid) {
   ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   n.stopping("draining: 2 turns");
   n.status("running, generation 3");
   n.extend_timeout(45s);
@@ -200,14 +203,14 @@ TEST_F(SdNotifierTest, StoppingStatusExtendTimeoutAndMainPid) {
 
 TEST_F(SdNotifierTest, StatusWithANewlineStaysOneField) {
   ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   n.status("first\nREADY=1");
   EXPECT_EQ(receive(), "STATUS=first READY=1");
 }
 
 TEST_F(SdNotifierTest, AbstractNamespaceAddress) {
   ScopedEnv env("NOTIFY_SOCKET", listen(abstract_name()));
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   ASSERT_TRUE(n.enabled());
   n.ready("up");
   n.status("still up");
@@ -219,41 +222,54 @@ TEST_F(SdNotifierTest, WatchdogPingsEveryHalfInterval) {
   ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
   ScopedEnv usec("WATCHDOG_USEC", "100000");
   ScopedEnv pid("WATCHDOG_PID", std::to_string(::getpid()));
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   ASSERT_EQ(n.watchdog_interval(), std::chrono::microseconds{50'000});
   n.start_watchdog();
-  io_.run_for(250ms);
-  int pings = 0;
-  for (const auto& m : drain()) {
-    EXPECT_EQ(m, "WATCHDOG=1");
-    ++pings;
-  }
-  // One at start, then every 50 ms: 0, 50, ..., 200 and perhaps 250.
-  EXPECT_GE(pings, 4);
-  EXPECT_LE(pings, 6);
-  EXPECT_EQ(n.messages_sent(), static_cast<std::uint64_t>(pings));
+  EXPECT_EQ(drain(), std::vector<std::string>{"WATCHDOG=1"}) << "one at start";
+  executor_.advance(49ms);
+  EXPECT_TRUE(drain().empty());
+  executor_.advance(1ms);
+  EXPECT_EQ(drain(), std::vector<std::string>{"WATCHDOG=1"});
+  // Then every 50 ms: 100, 150, 200, 250.
+  executor_.advance(200ms);
+  EXPECT_EQ(drain().size(), 4u);
+  EXPECT_EQ(n.messages_sent(), 6u);
+}
+
+TEST_F(SdNotifierTest, AfterAStallTheNextPingIsAWholeIntervalAwayNotABurst) {
+  ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
+  ScopedEnv usec("WATCHDOG_USEC", "100000");
+  SdNotifier n(clock_, executor_);
+  n.start_watchdog();
+  EXPECT_EQ(drain().size(), 1u);
+  // The loop is wedged for 175 ms: the ping due at 50 ms runs late, at 175 ms, once.
+  clock_.advance(175ms);
+  executor_.advance(0ms);
+  EXPECT_EQ(drain().size(), 1u);
+  executor_.advance(49ms);
+  EXPECT_TRUE(drain().empty());
+  executor_.advance(1ms);
+  EXPECT_EQ(drain().size(), 1u) << "225 ms: 175 + 50";
 }
 
 TEST_F(SdNotifierTest, WatchdogWithoutWatchdogPidIsOurs) {
   ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
   ScopedEnv usec("WATCHDOG_USEC", "100000");
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   EXPECT_EQ(n.watchdog_interval(), std::chrono::microseconds{50'000});
 }
 
 TEST_F(SdNotifierTest, StoppedWatchdogSendsNothingMore) {
   ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
   ScopedEnv usec("WATCHDOG_USEC", "100000");
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   n.start_watchdog();
   n.start_watchdog();  // a second start does not start a second chain of pings
-  io_.run_for(120ms);
+  executor_.advance(120ms);
   n.stop_watchdog();
-  const auto pings = drain().size();
-  EXPECT_GE(pings, 2u);
-  EXPECT_LE(pings, 4u);
-  io_.restart();
-  io_.run_for(120ms);
+  EXPECT_EQ(drain().size(), 3u) << "0, 50 and 100 ms";
+  EXPECT_EQ(executor_.pending_timers(), 0u);
+  executor_.advance(10s);
   EXPECT_TRUE(drain().empty());
 }
 
@@ -261,11 +277,12 @@ TEST_F(SdNotifierTest, WatchdogOfAnotherProcessIsNotPinged) {
   ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
   ScopedEnv usec("WATCHDOG_USEC", "100000");
   ScopedEnv pid("WATCHDOG_PID", std::to_string(::getppid()));
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   EXPECT_TRUE(n.enabled());
   EXPECT_EQ(n.watchdog_interval(), std::nullopt);
   n.start_watchdog();
-  io_.run_for(250ms);
+  EXPECT_EQ(executor_.pending_timers(), 0u);
+  executor_.advance(10s);
   EXPECT_TRUE(drain().empty());
   EXPECT_EQ(n.messages_sent(), 0u);
 }
@@ -274,7 +291,7 @@ TEST_F(SdNotifierTest, BadWatchdogUsecDisablesTheWatchdog) {
   ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
   for (const char* bad : {"0", "-5", "12ms", "abc"}) {
     ScopedEnv usec("WATCHDOG_USEC", bad);
-    SdNotifier n(io_);
+    SdNotifier n(clock_, executor_);
     EXPECT_EQ(n.watchdog_interval(), std::nullopt) << bad;
   }
 }
@@ -283,14 +300,14 @@ TEST_F(SdNotifierTest, DestroyedWhileTheWatchdogRunsIsSafe) {
   ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
   ScopedEnv usec("WATCHDOG_USEC", "20000");
   {
-    SdNotifier n(io_);
+    SdNotifier n(clock_, executor_);
     n.start_watchdog();
-    io_.run_for(25ms);
+    executor_.advance(25ms);
   }
-  EXPECT_GE(drain().size(), 1u);
-  // The wait that was pending ends as aborted and must not touch the destroyed notifier.
-  io_.restart();
-  io_.run_for(50ms);
+  EXPECT_EQ(drain().size(), 3u) << "0, 10 and 20 ms";
+  // The pending timer is cancelled and must not touch the destroyed notifier.
+  EXPECT_EQ(executor_.pending_timers(), 0u);
+  executor_.advance(10s);
   EXPECT_TRUE(drain().empty());
 }
 
@@ -299,7 +316,7 @@ TEST_F(SdNotifierTest, WithoutNotifySocketNothingIsSent) {
   ScopedEnv env("NOTIFY_SOCKET", std::nullopt);
   ScopedEnv usec("WATCHDOG_USEC", "100000");
   ScopedEnv pid("WATCHDOG_PID", std::to_string(::getpid()));
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   EXPECT_FALSE(n.enabled());
   EXPECT_EQ(n.watchdog_interval(), std::nullopt);
   n.ready("up");
@@ -310,7 +327,8 @@ TEST_F(SdNotifierTest, WithoutNotifySocketNothingIsSent) {
   n.main_pid(1);
   EXPECT_TRUE(n.barrier(10ms));
   n.start_watchdog();
-  io_.run_for(120ms);
+  EXPECT_EQ(executor_.pending_timers(), 0u);
+  executor_.advance(10s);
   n.stop_watchdog();
   EXPECT_EQ(n.messages_sent(), 0u);
   EXPECT_TRUE(drain().empty());
@@ -319,7 +337,7 @@ TEST_F(SdNotifierTest, WithoutNotifySocketNothingIsSent) {
 TEST_F(SdNotifierTest, FailedSendsAreNotCounted) {
   // Nobody listens there.
   ScopedEnv env("NOTIFY_SOCKET", (dir_ / "nobody").string());
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   EXPECT_TRUE(n.enabled());
   n.ready("up");
   n.status("still up");
@@ -328,7 +346,7 @@ TEST_F(SdNotifierTest, FailedSendsAreNotCounted) {
 
 TEST_F(SdNotifierTest, BarrierReturnsOnceTheReceiverHasReadEverything) {
   ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   n.main_pid(4242);
   bool acknowledged = false;
   std::thread waiter([&] { acknowledged = n.barrier(5s); });
@@ -340,7 +358,7 @@ TEST_F(SdNotifierTest, BarrierReturnsOnceTheReceiverHasReadEverything) {
 
 TEST_F(SdNotifierTest, BarrierNobodyAcknowledgesTimesOut) {
   ScopedEnv env("NOTIFY_SOCKET", listen_in_folder());
-  SdNotifier n(io_);
+  SdNotifier n(clock_, executor_);
   EXPECT_FALSE(n.barrier(20ms));
 }
 

@@ -109,10 +109,17 @@ class HostileInputTest : public ServerTest {
     EXPECT_EQ(c->request("health", json::object())["ok"], true);
     EXPECT_TRUE(c->request("chat.history", {{"sessionKey", "s"}}).contains("messages"));
   }
-  // A request whose answer waits for the pipeline's commit, which runs on the manual executor.
+  // A request whose answer waits for the pipeline's commit, which is work posted to the
+  // manual executor: it is run on the server's loop until the answer comes. A wait FOR the
+  // answer (no simulated time moves), failing after 10 s.
   json pumped(GatewayClient& c, const std::string& method, const json& params) {
     auto answer = std::async(std::launch::async, [&] { return c.request(method, params); });
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (answer.wait_for(1ms) != std::future_status::ready) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        ADD_FAILURE() << method << ": no answer within 10 s";
+        break;
+      }
       on_io([this] { executor_.run_ready(); });
     }
     return answer.get();
@@ -477,6 +484,74 @@ TEST_F(HostileInputTest, FailedAuthIsThrottledPerPeerAndTheRightTokenWorksAfterT
   EXPECT_NE(metrics.find("drawbridge_auth_throttled_total 2"), std::string::npos) << metrics;
 }
 
+// Out of file descriptors, accept() fails at once every time it is tried: the server retries
+// after a back-off (5, 10, 20 ... ms, a timer of its executor, simulated here), never at once
+// in a loop. Each count below is waited FOR (bounded); between the steps simulated time does
+// not reach the next retry, so a count that moved on would be a retry without the back-off.
+TEST_F(HostileInputTest, OutOfDescriptorsAcceptIsRetriedOnlyAfterTheBackOff) {
+  auto failures = [&] {
+    const auto m = on_io([this] { return server_->metrics_text(); });
+    const std::string name = "drawbridge_accept_failures_total ";
+    const auto at = m.rfind(name);
+    return at == std::string::npos ? -1 : std::stoi(m.substr(at + name.size()));
+  };
+  auto wait_for_failures = [&](int n) {
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (failures() < n && std::chrono::steady_clock::now() < deadline) {
+    }
+    return failures();
+  };
+  auto advance = [&](core::Duration d) { on_io([&] { executor_.advance(d); }); };
+
+  // Three connections wait in the backlog while the server does not accept.
+  on_io([this] { server_->pause_accepting(); });
+  asio::io_context io;
+  std::vector<asio::ip::tcp::socket> waiting;
+  for (int i = 0; i < 3; ++i) {
+    waiting.emplace_back(io).connect(
+        {asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port())});
+  }
+  // No room for one more descriptor: the soft limit at the lowest free one.
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  const int lowest_free = ::dup(0);
+  ASSERT_GE(lowest_free, 0);
+  ::close(lowest_free);
+  struct Restore {
+    rlimit limit;
+    bool done = false;
+    void operator()() {
+      if (!done) ::setrlimit(RLIMIT_NOFILE, &limit);
+      done = true;
+    }
+    ~Restore() { (*this)(); }
+  } restore{old};
+  const rlimit tight{static_cast<rlim_t>(lowest_free), old.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+
+  on_io([this] { server_->resume_accepting(); });
+  ASSERT_EQ(wait_for_failures(1), 1);
+  advance(4ms);
+  EXPECT_EQ(failures(), 1) << "retried before the first 5 ms back-off";
+  advance(1ms);
+  ASSERT_EQ(wait_for_failures(2), 2);
+  advance(9ms);
+  EXPECT_EQ(failures(), 2) << "retried before the 10 ms back-off";
+  advance(1ms);
+  ASSERT_EQ(wait_for_failures(3), 3);
+
+  restore();
+  advance(20ms);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (on_io([this] { return server_->open_connections(); }) < 3 &&
+         std::chrono::steady_clock::now() < deadline) {
+  }
+  EXPECT_EQ(on_io([this] { return server_->open_connections(); }), 3u);
+  EXPECT_EQ(failures(), 3);
+  waiting.clear();
+  expect_still_serving();
+}
+
 TEST_F(HostileInputTest, HttpTokenFailuresAreThrottledToo) {
   for (int i = 0; i < 6; ++i) EXPECT_EQ(post_message(port(), "bad", {{"message", "m"}}).status, 401);
   EXPECT_EQ(post_message(port(), "tok", {{"message", "m"}}).status, 429);
@@ -498,7 +573,9 @@ class ShortTimeoutsTest : public ServerTest {
 
 TEST_F(ShortTimeoutsTest, AClientThatNeverConnectsNorAnswersTheCloseIsCutOffPromptly) {
   // On 364f714 such a client lived the handshake timeout plus Beast's suggested 30 s for the
-  // close handshake (15 + 30 s with the defaults, although the README said 15 s).
+  // close handshake (15 + 30 s with the defaults, although the README said 15 s). The
+  // `connect` deadline is a timer of the server's executor (simulated: moved by the test); the
+  // close handshake's bound is Beast's own stream timeout, in real time.
   asio::io_context io;
   asio::ip::tcp::socket s(io);
   s.connect({asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port())});
@@ -506,23 +583,50 @@ TEST_F(ShortTimeoutsTest, AClientThatNeverConnectsNorAnswersTheCloseIsCutOffProm
       "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
   asio::write(s, asio::buffer(upgrade));
-  // Read (never answer) until the server ends the TCP connection, bounded by 3 s.
+  // Every read is bounded by 3 s: waiting for something, failing when it does not come.
   timeval tv{3, 0};
   ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  const auto start = std::chrono::steady_clock::now();
   std::string seen;
   char buf[4096];
-  for (;;) {
+  auto read_some = [&] {
     const ssize_t n = ::recv(s.native_handle(), buf, sizeof buf, 0);
+    if (n > 0) seen.append(buf, static_cast<std::size_t>(n));
+    return n;
+  };
+  while (seen.find("connect.challenge") == std::string::npos) {
+    ASSERT_GT(read_some(), 0) << "no challenge within 3 s: " << seen;
+  }
+  EXPECT_NE(seen.find("101 Switching Protocols"), std::string::npos);
+  const auto challenged = seen.find("connect.challenge");
+  // Just before the deadline the server has not closed: nothing is sent. Then past it.
+  on_io([this] { executor_.advance(199ms); });
+  on_io([this] { executor_.advance(1ms); });
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    const ssize_t n = read_some();
     if (n <= 0) {
       EXPECT_TRUE(n == 0 || errno == ECONNRESET) << "no close within 3 s: " << strerror(errno);
       break;
     }
-    seen.append(buf, static_cast<std::size_t>(n));
   }
-  EXPECT_NE(seen.find("101 Switching Protocols"), std::string::npos);
-  EXPECT_NE(seen.find("connect.challenge"), std::string::npos);
+  // A close frame (FIN + opcode 8: 0x88) came after the challenge, and the connection ended
+  // within the 200 ms close bound (the 3 s read timeout only bounds the wait).
+  EXPECT_NE(seen.find('\x88', challenged), std::string::npos);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+TEST_F(ShortTimeoutsTest, TheConnectDeadlineIsNotReachedBeforeItsTime) {
+  RawWs ws;
+  ASSERT_EQ(ws.open(port()), 101);
+  // 199 ms of simulated time: still open, `connect` is still served.
+  on_io([this] { executor_.advance(199ms); });
+  EXPECT_EQ(ws.connect({{"auth", {{"token", "tok"}}}})["ok"], true);
+  // Connected: the deadline passing closes nothing.
+  on_io([this] { executor_.advance(10s); });
+  ws.send(R"({"type":"req","id":"h","method":"health","params":{}})");
+  auto answer = ws.read();
+  ASSERT_TRUE(answer);
+  EXPECT_EQ((*answer)["id"], "h");
 }
 
 }  // namespace

@@ -149,7 +149,7 @@ class ServerAdopt : public ::testing::Test {
     ServerOptions options;
     options.port = 0;
     options.token = "tok";
-    return std::make_unique<Server>(io_, clock_, control_, *pipeline_, options);
+    return std::make_unique<Server>(io_, clock_, executor_, control_, *pipeline_, options);
   }
 
   template <typename F>

@@ -71,7 +71,7 @@ class ServerTest : public ::testing::Test {
     options.port = 0;
     options.token = "tok";
     tune(options);
-    server_ = std::make_unique<Server>(io_, clock_, control_, *pipeline_, options);
+    server_ = std::make_unique<Server>(io_, clock_, executor_, control_, *pipeline_, options);
     auto err = server_->listen();
     ASSERT_FALSE(err) << *err;
     server_->start();
