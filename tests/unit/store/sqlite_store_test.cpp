@@ -87,6 +87,24 @@ std::string raw_pragma(const std::string& path, const std::string& pragma) {
   return value;
 }
 
+// The first column of the first row of `sql` on a connection of its own ("" when none);
+// `error` gets SQLite's message when the statement fails.
+std::string raw_sql(const std::string& path, const std::string& sql, std::string* error = nullptr) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  std::string value;
+  int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr);
+  if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
+    value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  }
+  if (error != nullptr && rc != SQLITE_ROW && rc != SQLITE_DONE) *error = sqlite3_errmsg(db);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return value;
+}
+
 TEST(SqliteStore, NewInboundIsPendingAndStartsTheSessionHistory) {
   auto store = SqliteStore::open(":memory:");
   const auto result = store->insert_inbound(message("m1", "hi there"), 1000);
@@ -473,6 +491,44 @@ TEST(SqliteStore, OpenCreatesTheSchemaInWalMode) {
   EXPECT_EQ(raw_pragma(path, "journal_mode"), "wal");
 }
 
+// The state CHECKs are OR chains, not `IN (...)` lists (SQLite builds a temporary b-tree for
+// those on every write), with the same schema version, and they still refuse unknown states.
+TEST(SqliteStore, StateChecksAreOrChainsAndStillEnforced) {
+  TempDir dir;
+  const auto path = dir.file("drawbridge.sqlite");
+  SqliteStore::open(path);
+  const auto inbox = raw_sql(path, "SELECT sql FROM sqlite_schema WHERE name = 'inbox'");
+  const auto outbox = raw_sql(path, "SELECT sql FROM sqlite_schema WHERE name = 'outbox'");
+  EXPECT_TRUE(contains(inbox, "CHECK (state = 'pending' OR state = 'running' OR state = 'done' OR "
+                              "state = 'aborted' OR state = 'failed')"))
+      << inbox;
+  EXPECT_TRUE(contains(outbox, "CHECK (state = 'pending' OR state = 'sent' OR state = 'failed' OR "
+                               "state = 'stale')"))
+      << outbox;
+  EXPECT_FALSE(contains(inbox + outbox, "state IN ('pending', 'running', 'done'")) << inbox;
+  EXPECT_FALSE(contains(inbox + outbox, "state IN ('pending', 'sent'")) << outbox;
+  EXPECT_EQ(raw_pragma(path, "user_version"), "2");
+
+  std::string error;
+  raw_sql(path,
+          "INSERT INTO inbox (channel, external_id, session_key, chat_id, sender, text, run_id, "
+          "state, received_at_ms) VALUES ('c', 'x', 's', 's', 'u', 't', 'r', 'bogus', 1)",
+          &error);
+  EXPECT_TRUE(contains(error, "CHECK constraint failed")) << error;
+  error.clear();
+  raw_sql(path,
+          "INSERT INTO outbox (idem_key, part, final_part, channel, chat_id, session_key, run_id, "
+          "text, state, created_at_ms) VALUES ('k', 0, 1, 'c', 's', 's', 'r', 't', 'bogus', 1)",
+          &error);
+  EXPECT_TRUE(contains(error, "CHECK constraint failed")) << error;
+
+  // A second open finds nothing to rewrite and leaves the schema alone.
+  const auto version = raw_pragma(path, "schema_version");
+  SqliteStore::open(path)->insert_inbound(message("m1"), 1000);
+  EXPECT_EQ(raw_pragma(path, "schema_version"), version);
+  EXPECT_EQ(raw_pragma(path, "integrity_check"), "ok");
+}
+
 TEST(SqliteStore, NewerSchemaIsRefused) {
   TempDir dir;
   const auto path = dir.file("drawbridge.sqlite");
@@ -824,6 +880,8 @@ TEST(SqliteStoreLifecycle, AVersionOneDatabaseIsUpgradedWithItsRowsKept) {
   EXPECT_EQ(s->mark_stale({pending[0].id}, 30), 1);
   EXPECT_EQ(s->stage_reply(1, {"x"}, 40).at(0).state, OutboxState::stale);
   EXPECT_EQ(raw_pragma(path, "integrity_check"), "ok");
+  EXPECT_TRUE(contains(raw_sql(path, "SELECT sql FROM sqlite_schema WHERE name = 'inbox'"),
+                       "state = 'pending' OR state = 'running'"));
   EXPECT_EQ(raw_pragma(path, "foreign_key_check"), "");
 }
 
