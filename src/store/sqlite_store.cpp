@@ -210,6 +210,14 @@ std::unique_ptr<Database> open_database(const std::string& path, Durability dura
                                              : "PRAGMA synchronous = NORMAL");
     db->exec("PRAGMA foreign_keys = ON");
     db->exec("PRAGMA temp_store = MEMORY");
+    // Checkpoint every 4000 WAL pages (~16 MB) instead of SQLite's 1000: a page the messages
+    // keep writing (an index's rightmost leaf, a session's transcript tail) is copied to the
+    // database once per checkpoint however often it was committed, so fewer, larger
+    // checkpoints copy fewer pages (25.8 -> 20.2 kB written per message at 100 sessions) and
+    // fsync less. Durability is not affected: commits go to the WAL as before, with the same
+    // `synchronous`. The cost: the WAL file stays ~16 MB, and recovery after a kill reads up to
+    // that much.
+    db->exec("PRAGMA wal_autocheckpoint = 4000");
     migrate(*db);
     try {
       rewrite_state_checks(*db);
