@@ -241,6 +241,52 @@ TEST(SqliteStore, StageReplyAfterAPartWasSentReturnsItsState) {
   EXPECT_EQ(again[1].state, OutboxState::pending);
 }
 
+// stage_reply_as_sent writes new parts sent at once; it must return and store exactly what
+// stage_reply followed by mark_sent of the pending parts (the Store default) does.
+TEST(SqliteStore, StageReplyAsSentEqualsStageReplyThenMarkSent) {
+  auto fused = SqliteStore::open(":memory:");
+  auto composed = SqliteStore::open(":memory:");
+  std::vector<std::vector<OutboxRecord>> got[2];
+  for (int i = 0; i < 2; ++i) {
+    SqliteStore& s = i == 0 ? *fused : *composed;
+    auto call = [&](std::int64_t id, const std::vector<std::string>& parts, std::int64_t now) {
+      got[i].push_back(i == 0 ? s.stage_reply_as_sent(id, parts, now)
+                              : s.Store::stage_reply_as_sent(id, parts, now));
+    };
+    const auto fresh = s.insert_inbound(message("m1"), 1000).record;
+    call(fresh.id, {"one ", "two"}, 2000);  // new parts: returned pending, stored sent
+    call(fresh.id, {"again"}, 3000);        // closed row, parts sent: returned sent, untouched
+    // A closed row whose part was staged pending (before this call existed): marked now.
+    const auto old = s.insert_inbound(message("m2"), 4000).record;
+    s.stage_reply(old.id, {"legacy"}, 5000);
+    call(old.id, {"legacy"}, 6000);
+  }
+  ASSERT_EQ(got[0].size(), got[1].size());
+  for (std::size_t c = 0; c < got[0].size(); ++c) {
+    ASSERT_EQ(got[0][c].size(), got[1][c].size()) << "call " << c;
+    for (std::size_t r = 0; r < got[0][c].size(); ++r) {
+      const auto& a = got[0][c][r];
+      const auto& b = got[1][c][r];
+      EXPECT_EQ(a.id, b.id);
+      EXPECT_EQ(a.idem_key, b.idem_key);
+      EXPECT_EQ(a.state, b.state) << "call " << c << " part " << r;
+      EXPECT_EQ(a.sent_at_ms, b.sent_at_ms);
+      EXPECT_EQ(a.text, b.text);
+    }
+  }
+  EXPECT_EQ(got[0][0].at(0).state, OutboxState::pending);
+  EXPECT_EQ(got[0][1].at(0).state, OutboxState::sent);
+  EXPECT_EQ(got[0][1].at(0).sent_at_ms, 2000);
+  EXPECT_EQ(got[0][2].at(0).state, OutboxState::pending);
+  EXPECT_TRUE(fused->pending_outbox().empty());
+  EXPECT_TRUE(composed->pending_outbox().empty());
+  const auto counts = fused->counts();
+  EXPECT_EQ(counts.outbox_sent, 3);
+  EXPECT_EQ(counts.outbox_sent, composed->counts().outbox_sent);
+  EXPECT_EQ(fused->transcript("local:alice", 10).size(),
+            composed->transcript("local:alice", 10).size());
+}
+
 TEST(SqliteStore, StageReplyWithNoPartsClosesTheRowSilently) {
   auto store = SqliteStore::open(":memory:");
   const auto in = store->insert_inbound(message("m1"), 1000).record;
