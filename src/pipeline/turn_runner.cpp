@@ -7,18 +7,6 @@
 
 namespace drawbridge::pipeline {
 
-namespace {
-
-// In the staging commit: parts of a channel whose send cannot fail are marked sent at once.
-void mark_staged_sent(store::Store& s, const std::vector<store::OutboxRecord>& rows,
-                      std::int64_t now) {
-  for (const auto& r : rows) {
-    if (r.state == store::OutboxState::pending) s.mark_sent(r.id, now);
-  }
-}
-
-}  // namespace
-
 bool Pipeline::stages_as_sent(const std::string& channel) const {
   auto it = routes_.find(channel);
   return it != routes_.end() && it->second.channel->send_cannot_fail();
@@ -228,8 +216,7 @@ bool Pipeline::run_command(const store::InboxRecord& rec, const TurnInput& input
   auto reservation = delivery_.reserve(std::to_string(rec.id));
   const bool marked = stages_as_sent(rec.channel);
   write([rows, id = rec.id, answer, marked, now = clock_.wall_ms()](store::Store& s) {
-    *rows = s.stage_reply(id, {answer}, now);
-    if (marked) mark_staged_sent(s, *rows, now);
+    *rows = marked ? s.stage_reply_as_sent(id, {answer}, now) : s.stage_reply(id, {answer}, now);
   });
   const auto session = rec.session_key;
   const auto work = work_.start(core::WorkKind::turn,
@@ -304,8 +291,9 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
       close_members(store::InboxState::done);
       write([rows, inbound_id, parts = std::move(parts), marked, now = clock_.wall_ms()](
                 store::Store& s) {
-        *rows = s.stage_reply(inbound_id, parts, now);
-        if (marked) mark_staged_sent(s, *rows, now);
+        // A channel whose send cannot fail: the parts are staged as sent, in this commit.
+        *rows = marked ? s.stage_reply_as_sent(inbound_id, parts, now)
+                       : s.stage_reply(inbound_id, parts, now);
       });
       if (resumed) {
         write([session, now = clock_.wall_ms()](store::Store& s) {

@@ -34,6 +34,9 @@ class SqliteStore final : public Store {
   std::vector<OutboxRecord> stage_reply(std::int64_t inbound_id,
                                         const std::vector<std::string>& parts,
                                         std::int64_t now_ms) override;
+  std::vector<OutboxRecord> stage_reply_as_sent(std::int64_t inbound_id,
+                                                const std::vector<std::string>& parts,
+                                                std::int64_t now_ms) override;
   std::pair<OutboxRecord, bool> stage_outbound(const NewOutbound& m, std::int64_t now_ms) override;
   std::vector<OutboxRecord> pending_outbox() override;
   void mark_sent(std::int64_t outbox_id, std::int64_t now_ms) override;

@@ -68,6 +68,10 @@ struct SqliteStore::Impl {
             "INSERT INTO outbox (idem_key, inbound_id, part, final_part, channel, chat_id, "
             "session_key, run_id, text, state, created_at_ms) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (idem_key) DO NOTHING")),
+        insert_outbox_sent(db->prepare(
+            "INSERT INTO outbox (idem_key, inbound_id, part, final_part, channel, chat_id, "
+            "session_key, run_id, text, state, created_at_ms, sent_at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'sent', ?, ?) ON CONFLICT (idem_key) DO NOTHING")),
         outbox_by_key(db->prepare(select_from(kOutboxColumns, "FROM outbox WHERE idem_key = ?"))),
         outbox_by_inbound(db->prepare(
             select_from(kOutboxColumns, "FROM outbox WHERE inbound_id = ? ORDER BY part"))),
@@ -147,6 +151,11 @@ struct SqliteStore::Impl {
     return db->last_insert_rowid();
   }
 
+  // SqliteStore::stage_reply and stage_reply_as_sent (`as_sent`: new parts written sent).
+  std::vector<OutboxRecord> stage_reply(std::int64_t inbound_id,
+                                        const std::vector<std::string>& parts,
+                                        std::int64_t now_ms, bool as_sent);
+
   void set_outbox(const char* caller, std::int64_t id, OutboxState state, std::int64_t now_ms) {
     Transaction tx(*db, Transaction::Mode::write);
     if (set_outbox_state.execute(to_string(state), now_ms, id) == 0) {
@@ -170,6 +179,7 @@ struct SqliteStore::Impl {
   Statement transcript_tail;
   Statement transcript_before;
   Statement insert_outbox;
+  Statement insert_outbox_sent;
   Statement outbox_by_key;
   Statement outbox_by_inbound;
   Statement pending_outbox;

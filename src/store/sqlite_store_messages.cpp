@@ -82,8 +82,21 @@ void SqliteStore::set_inbound_state(std::int64_t id, InboxState state) {
 std::vector<OutboxRecord> SqliteStore::stage_reply(std::int64_t inbound_id,
                                                    const std::vector<std::string>& parts,
                                                    std::int64_t now_ms) {
-  Impl& s = *impl_;
-  std::lock_guard lock(s.mutex);
+  std::lock_guard lock(impl_->mutex);
+  return impl_->stage_reply(inbound_id, parts, now_ms, false);
+}
+
+std::vector<OutboxRecord> SqliteStore::stage_reply_as_sent(std::int64_t inbound_id,
+                                                           const std::vector<std::string>& parts,
+                                                           std::int64_t now_ms) {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->stage_reply(inbound_id, parts, now_ms, true);
+}
+
+std::vector<OutboxRecord> SqliteStore::Impl::stage_reply(std::int64_t inbound_id,
+                                                         const std::vector<std::string>& parts,
+                                                         std::int64_t now_ms, bool as_sent) {
+  Impl& s = *this;
   Transaction tx(*s.db, Transaction::Mode::write);
   const auto inbox = s.find_inbox(inbound_id);
   if (!inbox) {
@@ -92,6 +105,14 @@ std::vector<OutboxRecord> SqliteStore::stage_reply(std::int64_t inbound_id,
   if (is_closed(inbox->state)) {
     // Already answered (or given up on): a replayed turn must not send a second reply.
     auto rows = s.outbox_for(inbound_id);
+    if (as_sent) {
+      for (const auto& r : rows) {
+        if (r.state == OutboxState::pending &&
+            s.set_outbox_state.execute(to_string(OutboxState::sent), now_ms, r.id) == 0) {
+          throw StoreError("stage_reply: outbox row " + std::to_string(r.id) + " vanished");
+        }
+      }
+    }
     tx.commit();
     return rows;
   }
@@ -115,8 +136,15 @@ std::vector<OutboxRecord> SqliteStore::stage_reply(std::int64_t inbound_id,
       r.text = parts[i];
       r.state = OutboxState::pending;
       r.created_at_ms = now_ms;
-      if (s.insert_outbox.execute(r.idem_key, inbound_id, r.part, r.final_part, r.channel,
-                                  r.chat_id, r.session_key, r.run_id, r.text, now_ms) == 0) {
+      // Returned as pending (what a delivery looks at) even when written sent.
+      const int inserted =
+          as_sent ? s.insert_outbox_sent.execute(r.idem_key, inbound_id, r.part, r.final_part,
+                                                 r.channel, r.chat_id, r.session_key, r.run_id,
+                                                 r.text, now_ms, now_ms)
+                  : s.insert_outbox.execute(r.idem_key, inbound_id, r.part, r.final_part,
+                                            r.channel, r.chat_id, r.session_key, r.run_id, r.text,
+                                            now_ms);
+      if (inserted == 0) {
         // Only possible if something else took a reply key: fail rather than send its text.
         throw StoreError("stage_reply: outbox key " + r.idem_key + " is already used");
       }

@@ -18,6 +18,16 @@ const char* to_string(InboxState s) {
   return "unknown";
 }
 
+std::vector<OutboxRecord> Store::stage_reply_as_sent(std::int64_t inbound_id,
+                                                     const std::vector<std::string>& parts,
+                                                     std::int64_t now_ms) {
+  auto rows = stage_reply(inbound_id, parts, now_ms);
+  for (const auto& r : rows) {
+    if (r.state == OutboxState::pending) mark_sent(r.id, now_ms);
+  }
+  return rows;
+}
+
 const char* to_string(OutboxState s) {
   switch (s) {
     case OutboxState::pending:

@@ -131,6 +131,14 @@ class Store {
   virtual std::vector<OutboxRecord> stage_reply(std::int64_t inbound_id,
                                                 const std::vector<std::string>& parts,
                                                 std::int64_t now_ms) = 0;
+  // stage_reply, then mark_sent of every part it returned pending, as one operation: for a
+  // channel whose delivery cannot fail (the local one), whose parts are staged as sent.
+  // Returns what stage_reply returned (the states before the marking), so the caller hands
+  // the parts that were pending to the channel. The default composes the two calls; the
+  // SqliteStore writes a new part as sent at once (one write per part instead of two).
+  virtual std::vector<OutboxRecord> stage_reply_as_sent(std::int64_t inbound_id,
+                                                        const std::vector<std::string>& parts,
+                                                        std::int64_t now_ms);
   // Outbound message that answers no inbound row (`send`). Deduped by idem_key: a second call
   // returns the existing row and `false`.
   virtual std::pair<OutboxRecord, bool> stage_outbound(const NewOutbound& m,

@@ -87,6 +87,24 @@ std::string raw_pragma(const std::string& path, const std::string& pragma) {
   return value;
 }
 
+// The first column of the first row of `sql` on a connection of its own ("" when none);
+// `error` gets SQLite's message when the statement fails.
+std::string raw_sql(const std::string& path, const std::string& sql, std::string* error = nullptr) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  std::string value;
+  int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr);
+  if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+  if (rc == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
+    value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+  }
+  if (error != nullptr && rc != SQLITE_ROW && rc != SQLITE_DONE) *error = sqlite3_errmsg(db);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return value;
+}
+
 TEST(SqliteStore, NewInboundIsPendingAndStartsTheSessionHistory) {
   auto store = SqliteStore::open(":memory:");
   const auto result = store->insert_inbound(message("m1", "hi there"), 1000);
@@ -221,6 +239,52 @@ TEST(SqliteStore, StageReplyAfterAPartWasSentReturnsItsState) {
   EXPECT_EQ(again[0].state, OutboxState::sent);
   EXPECT_EQ(again[0].sent_at_ms, 2100);
   EXPECT_EQ(again[1].state, OutboxState::pending);
+}
+
+// stage_reply_as_sent writes new parts sent at once; it must return and store exactly what
+// stage_reply followed by mark_sent of the pending parts (the Store default) does.
+TEST(SqliteStore, StageReplyAsSentEqualsStageReplyThenMarkSent) {
+  auto fused = SqliteStore::open(":memory:");
+  auto composed = SqliteStore::open(":memory:");
+  std::vector<std::vector<OutboxRecord>> got[2];
+  for (int i = 0; i < 2; ++i) {
+    SqliteStore& s = i == 0 ? *fused : *composed;
+    auto call = [&](std::int64_t id, const std::vector<std::string>& parts, std::int64_t now) {
+      got[i].push_back(i == 0 ? s.stage_reply_as_sent(id, parts, now)
+                              : s.Store::stage_reply_as_sent(id, parts, now));
+    };
+    const auto fresh = s.insert_inbound(message("m1"), 1000).record;
+    call(fresh.id, {"one ", "two"}, 2000);  // new parts: returned pending, stored sent
+    call(fresh.id, {"again"}, 3000);        // closed row, parts sent: returned sent, untouched
+    // A closed row whose part was staged pending (before this call existed): marked now.
+    const auto old = s.insert_inbound(message("m2"), 4000).record;
+    s.stage_reply(old.id, {"legacy"}, 5000);
+    call(old.id, {"legacy"}, 6000);
+  }
+  ASSERT_EQ(got[0].size(), got[1].size());
+  for (std::size_t c = 0; c < got[0].size(); ++c) {
+    ASSERT_EQ(got[0][c].size(), got[1][c].size()) << "call " << c;
+    for (std::size_t r = 0; r < got[0][c].size(); ++r) {
+      const auto& a = got[0][c][r];
+      const auto& b = got[1][c][r];
+      EXPECT_EQ(a.id, b.id);
+      EXPECT_EQ(a.idem_key, b.idem_key);
+      EXPECT_EQ(a.state, b.state) << "call " << c << " part " << r;
+      EXPECT_EQ(a.sent_at_ms, b.sent_at_ms);
+      EXPECT_EQ(a.text, b.text);
+    }
+  }
+  EXPECT_EQ(got[0][0].at(0).state, OutboxState::pending);
+  EXPECT_EQ(got[0][1].at(0).state, OutboxState::sent);
+  EXPECT_EQ(got[0][1].at(0).sent_at_ms, 2000);
+  EXPECT_EQ(got[0][2].at(0).state, OutboxState::pending);
+  EXPECT_TRUE(fused->pending_outbox().empty());
+  EXPECT_TRUE(composed->pending_outbox().empty());
+  const auto counts = fused->counts();
+  EXPECT_EQ(counts.outbox_sent, 3);
+  EXPECT_EQ(counts.outbox_sent, composed->counts().outbox_sent);
+  EXPECT_EQ(fused->transcript("local:alice", 10).size(),
+            composed->transcript("local:alice", 10).size());
 }
 
 TEST(SqliteStore, StageReplyWithNoPartsClosesTheRowSilently) {
@@ -471,6 +535,44 @@ TEST(SqliteStore, OpenCreatesTheSchemaInWalMode) {
 
   EXPECT_EQ(raw_pragma(path, "user_version"), "2");
   EXPECT_EQ(raw_pragma(path, "journal_mode"), "wal");
+}
+
+// The state CHECKs are OR chains, not `IN (...)` lists (SQLite builds a temporary b-tree for
+// those on every write), with the same schema version, and they still refuse unknown states.
+TEST(SqliteStore, StateChecksAreOrChainsAndStillEnforced) {
+  TempDir dir;
+  const auto path = dir.file("drawbridge.sqlite");
+  SqliteStore::open(path);
+  const auto inbox = raw_sql(path, "SELECT sql FROM sqlite_schema WHERE name = 'inbox'");
+  const auto outbox = raw_sql(path, "SELECT sql FROM sqlite_schema WHERE name = 'outbox'");
+  EXPECT_TRUE(contains(inbox, "CHECK (state = 'pending' OR state = 'running' OR state = 'done' OR "
+                              "state = 'aborted' OR state = 'failed')"))
+      << inbox;
+  EXPECT_TRUE(contains(outbox, "CHECK (state = 'pending' OR state = 'sent' OR state = 'failed' OR "
+                               "state = 'stale')"))
+      << outbox;
+  EXPECT_FALSE(contains(inbox + outbox, "state IN ('pending', 'running', 'done'")) << inbox;
+  EXPECT_FALSE(contains(inbox + outbox, "state IN ('pending', 'sent'")) << outbox;
+  EXPECT_EQ(raw_pragma(path, "user_version"), "2");
+
+  std::string error;
+  raw_sql(path,
+          "INSERT INTO inbox (channel, external_id, session_key, chat_id, sender, text, run_id, "
+          "state, received_at_ms) VALUES ('c', 'x', 's', 's', 'u', 't', 'r', 'bogus', 1)",
+          &error);
+  EXPECT_TRUE(contains(error, "CHECK constraint failed")) << error;
+  error.clear();
+  raw_sql(path,
+          "INSERT INTO outbox (idem_key, part, final_part, channel, chat_id, session_key, run_id, "
+          "text, state, created_at_ms) VALUES ('k', 0, 1, 'c', 's', 's', 'r', 't', 'bogus', 1)",
+          &error);
+  EXPECT_TRUE(contains(error, "CHECK constraint failed")) << error;
+
+  // A second open finds nothing to rewrite and leaves the schema alone.
+  const auto version = raw_pragma(path, "schema_version");
+  SqliteStore::open(path)->insert_inbound(message("m1"), 1000);
+  EXPECT_EQ(raw_pragma(path, "schema_version"), version);
+  EXPECT_EQ(raw_pragma(path, "integrity_check"), "ok");
 }
 
 TEST(SqliteStore, NewerSchemaIsRefused) {
@@ -824,6 +926,8 @@ TEST(SqliteStoreLifecycle, AVersionOneDatabaseIsUpgradedWithItsRowsKept) {
   EXPECT_EQ(s->mark_stale({pending[0].id}, 30), 1);
   EXPECT_EQ(s->stage_reply(1, {"x"}, 40).at(0).state, OutboxState::stale);
   EXPECT_EQ(raw_pragma(path, "integrity_check"), "ok");
+  EXPECT_TRUE(contains(raw_sql(path, "SELECT sql FROM sqlite_schema WHERE name = 'inbox'"),
+                       "state = 'pending' OR state = 'running'"));
   EXPECT_EQ(raw_pragma(path, "foreign_key_check"), "");
 }
 
