@@ -145,23 +145,18 @@ core::ReloadPlan ConfigReloader::plan_for(const config::Config& next) const {
   return core::plan_reload(changed, mode);
 }
 
-json ConfigReloader::plan_json(const core::ReloadPlan& plan) {
-  json paths = json::array();
+server::ReloadReport ConfigReloader::plan_report(const core::ReloadPlan& plan) {
+  server::ReloadReport r;
+  r.kind = core::to_string(plan.kind);
+  r.mode = plan.apply ? "hybrid" : "off";
   for (const auto& d : plan.paths) {
-    json p = {{"path", d.path}, {"kind", core::to_string(d.kind)}, {"rule", d.rule}};
-    if (d.action) p["action"] = core::to_string(*d.action);
-    if (!d.target.empty()) p["target"] = d.target;
-    paths.push_back(std::move(p));
+    r.paths.push_back({d.path, core::to_string(d.kind), d.rule,
+                       d.action ? std::optional<std::string>(core::to_string(*d.action))
+                                : std::nullopt,
+                       d.target});
   }
-  json actions = json::array();
-  for (const auto& a : plan.actions) {
-    actions.push_back({{"action", core::to_string(a.action)}, {"target", a.target}});
-  }
-  return {{"kind", core::to_string(plan.kind)},
-          {"mode", plan.apply ? "hybrid" : "off"},
-          {"applied", false},
-          {"actions", actions},
-          {"paths", paths}};
+  for (const auto& a : plan.actions) r.actions.push_back({core::to_string(a.action), a.target});
+  return r;
 }
 
 std::string ConfigReloader::plan_summary(const core::ReloadPlan& plan) {
@@ -176,7 +171,7 @@ std::string ConfigReloader::plan_summary(const core::ReloadPlan& plan) {
   return out + " (" + (paths.empty() ? "no effective change" : paths) + ")";
 }
 
-json ConfigReloader::config_get() {
+server::ConfigSnapshot ConfigReloader::config_get() {
   auto f = read_config_file();
   std::string raw;
   bool redacted = false;
@@ -192,31 +187,33 @@ json ConfigReloader::config_get() {
       raw = f.text;
     }
   }
-  json errors = json::array();
+  std::vector<server::ConfigIssue> errors;
   bool valid = true;
   if (!config_path_.empty()) {
     if (!f.error.empty()) {
       valid = false;
-      errors.push_back({{"path", ""}, {"pointer", ""}, {"message", f.error}});
+      errors.push_back({"", "", f.error});
     } else {
       auto c = candidate(f.text);
       valid = c.errors.empty();
-      errors = errors_json(c.errors);
+      for (const auto& e : c.errors) errors.push_back({e.path, e.pointer, e.message});
     }
   }
   const auto hash = config::content_hash(f.exists ? f.text : "");
-  return {{"path", config_path_},
-          {"exists", f.exists},
-          {"raw", raw},
-          {"rawRedacted", redacted},
-          {"hash", hash},
-          {"config", config::redact(config::effective_json(cfg_))},
-          {"valid", valid},
-          {"errors", errors},
-          {"appliedHash", applied_hash_},
-          {"pending", !config_path_.empty() && hash != applied_hash_},
-          {"degraded", !degraded_reason_.empty()},
-          {"reloadMode", cfg_.gateway.reload.mode}};
+  server::ConfigSnapshot out;
+  out.path = config_path_;
+  out.exists = f.exists;
+  out.raw = raw;
+  out.raw_redacted = redacted;
+  out.hash = hash;
+  out.config = config::redact(config::effective_json(cfg_));
+  out.valid = valid;
+  out.errors = std::move(errors);
+  out.applied_hash = applied_hash_;
+  out.pending = !config_path_.empty() && hash != applied_hash_;
+  out.degraded = !degraded_reason_.empty();
+  out.reload_mode = cfg_.gateway.reload.mode;
+  return out;
 }
 
 void ConfigReloader::config_write(const server::ConfigWrite& w,
@@ -290,10 +287,11 @@ void ConfigReloader::config_write(const server::ConfigWrite& w,
                                        DRAWBRIDGE_VERSION});
   if (!edit.errors.empty()) return invalid(edit.errors, "the change");
   if (edit.unchanged) {
-    json out = {{"ok", true},         {"path", config_path_}, {"hash", current_hash},
-                {"written", false},   {"changedPaths", json::array()},
-                {"plan", plan_json(core::plan_reload({}, core::ReloadMode::hybrid))}};
-    out["plan"]["applied"] = true;
+    server::ConfigWriteDone out;
+    out.path = config_path_;
+    out.hash = current_hash;
+    out.plan = plan_report(core::plan_reload({}, core::ReloadMode::hybrid));
+    out.plan.applied = true;
     return done(out);
   }
   const std::string& text = edit.text;
@@ -316,18 +314,16 @@ void ConfigReloader::config_write(const server::ConfigWrite& w,
   file_errors_ = json::array();
   spdlog::info("{} wrote {}{}: {}", w.whole ? "config.apply" : "config.patch", config_path_,
                w.note.empty() ? "" : " (" + w.note + ")", plan_summary(plan));
-  json changed = json::array();
-  for (const auto& d : plan.paths) changed.push_back(d.path);
-  json base = {{"ok", true},
-               {"path", config_path_},
-               {"hash", hash},
-               {"written", true},
-               {"changedPaths", changed}};
+  server::ConfigWriteDone base;
+  base.path = config_path_;
+  base.hash = hash;
+  base.written = true;
+  for (const auto& d : plan.paths) base.changed_paths.push_back(d.path);
   std::optional<core::Duration> delay;
   if (w.restart_delay_ms) delay = core::Duration{*w.restart_delay_ms};
   apply_change(*c.config, text, plan, "rpc", delay,
-               [done, base](json plan_out) mutable {
-                 base["plan"] = std::move(plan_out);
+               [done, base](server::ReloadReport report) mutable {
+                 base.plan = std::move(report);
                  done(base);
                });
 }
@@ -378,13 +374,13 @@ void ConfigReloader::on_config_file(const WatchedFile& f, const std::string& sou
   }
   const auto plan = plan_for(*c.config);
   spdlog::info("config {} changed ({}): {}", config_path_, source, plan_summary(plan));
-  apply_change(*c.config, f.text, plan, source, std::nullopt, [](json) {});
+  apply_change(*c.config, f.text, plan, source, std::nullopt, [](server::ReloadReport) {});
 }
 
 // Serializes reloads: a hot reload that restarts a channel finishes before the next starts.
 void ConfigReloader::apply_change(config::Config next, std::string text, core::ReloadPlan plan,
                   std::string source, std::optional<core::Duration> delay,
-                  std::function<void(json)> done) {
+                  std::function<void(server::ReloadReport)> done) {
   auto job = [this, next = std::move(next), text = std::move(text), plan = std::move(plan),
               source = std::move(source), delay, done = std::move(done)]() mutable {
     run_change(std::move(next), std::move(text), std::move(plan), std::move(source), delay,
@@ -406,9 +402,9 @@ void ConfigReloader::next_reload() {
 }
 
 void ConfigReloader::run_change(config::Config next, std::string text, core::ReloadPlan plan, std::string source,
-                std::optional<core::Duration> delay, std::function<void(json)> done) {
+                std::optional<core::Duration> delay, std::function<void(server::ReloadReport)> done) {
   const auto t0 = clock_.now();
-  json out = plan_json(plan);
+  server::ReloadReport out = plan_report(plan);
   auto record = [this, t0, source](const core::ReloadPlan& p, bool ok, const std::string& error) {
     ++reloads_total_;
     last_reload_ = {{"source", source},
@@ -428,14 +424,14 @@ void ConfigReloader::run_change(config::Config next, std::string text, core::Rel
   };
   if (hooks_.state() != core::LifecycleState::running) {
     // A drain began while this waited: the next generation reads the file.
-    out["note"] = "the gateway is restarting; the next generation reads the new config";
+    out.note = "the gateway is restarting; the next generation reads the new config";
     done(out);
     return next_reload();
   }
   if (!plan.apply) {
     spdlog::warn("gateway.reload.mode is off: not applied until the next restart: {}",
                  plan_summary(plan));
-    out["note"] = "gateway.reload.mode is off: applies at the next restart";
+    out.note = "gateway.reload.mode is off: applies at the next restart";
     record(plan, true, {});
     done(out);
     return next_reload();
@@ -449,9 +445,8 @@ void ConfigReloader::run_change(config::Config next, std::string text, core::Rel
     req.reason = "config change (" + source + "): " + paths;
     req.source = core::RestartSource::config;
     req.delay = delay;
-    auto r = hooks_.schedule_restart(req);
-    out["restart"] = {{"status", r.status}, {"cycle", r.cycle.value_or(0)}, {"dueInMs", r.due_in_ms.value_or(0)}};
-    out["applied"] = true;
+    out.restart = hooks_.schedule_restart(req);
+    out.applied = true;
     record(plan, true, {});
     done(out);
     return next_reload();
@@ -463,9 +458,8 @@ void ConfigReloader::run_change(config::Config next, std::string text, core::Rel
       core::RestartRequest req;
       req.reason = "config change (" + source + "): hot reload failed: " + error;
       req.source = core::RestartSource::config;
-      auto r = hooks_.schedule_restart(req);
-      out["error"] = error;
-      out["restart"] = {{"status", r.status}, {"cycle", r.cycle.value_or(0)}, {"dueInMs", r.due_in_ms.value_or(0)}};
+      out.restart = hooks_.schedule_restart(req);
+      out.error = error;
       record(plan, false, error);
       done(out);
       return next_reload();
@@ -473,9 +467,9 @@ void ConfigReloader::run_change(config::Config next, std::string text, core::Rel
     commit_config(std::move(next), text);
     if (hooks_.cancel_config_restart()) {
       spdlog::info("the scheduled config restart is no longer needed: cancelled");
-      out["cancelledRestart"] = true;
+      out.cancelled_restart = true;
     }
-    out["applied"] = true;
+    out.applied = true;
     record(plan, true, {});
     spdlog::info("config applied: {}", plan_summary(plan));
     done(out);

@@ -64,7 +64,7 @@ class ConfigReloader {
   const std::string& degraded_reason() const { return degraded_reason_; }
   const std::vector<std::string>& file_secrets() const { return file_secrets_; }
 
-  json config_get();
+  server::ConfigSnapshot config_get();
   void config_write(const server::ConfigWrite& w,
                     std::function<void(server::ConfigWriteResult)> done);
   void start_watcher();
@@ -107,15 +107,15 @@ class ConfigReloader {
   static std::string errors_text(const std::vector<config::ConfigError>& errors);
   Candidate candidate(const std::string& text) const;
   core::ReloadPlan plan_for(const config::Config& next) const;
-  static json plan_json(const core::ReloadPlan& plan);
+  static server::ReloadReport plan_report(const core::ReloadPlan& plan);
   static std::string plan_summary(const core::ReloadPlan& plan);
   void on_config_file(const WatchedFile& f, const std::string& source);
   void apply_change(config::Config next, std::string text, core::ReloadPlan plan,
                     std::string source, std::optional<core::Duration> delay,
-                    std::function<void(json)> done);
+                    std::function<void(server::ReloadReport)> done);
   void next_reload();
   void run_change(config::Config next, std::string text, core::ReloadPlan plan, std::string source,
-                  std::optional<core::Duration> delay, std::function<void(json)> done);
+                  std::optional<core::Duration> delay, std::function<void(server::ReloadReport)> done);
   void commit_config(config::Config next, const std::string& text);
 
 

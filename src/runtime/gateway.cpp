@@ -37,6 +37,7 @@
 #include "server/control.h"
 #include "server/server.h"
 #include "store/sqlite_store.h"
+#include "store/wal_checkpointer.h"
 
 namespace drawbridge::runtime {
 
@@ -54,6 +55,8 @@ std::string bind_address(const std::string& bind) {
 }
 
 namespace {
+
+constexpr std::chrono::milliseconds kCheckpointInterval{100};
 
 // The composition root: builds the units, wires their hooks, answers the control plane by
 // asking them. It decides nothing itself; docs/DECISIONS.md ("The map") says who owns what.
@@ -94,8 +97,11 @@ class Gateway final : public server::Control {
       const auto durability = cfg().store.durability == "power" ? store::Durability::power
                                                                : store::Durability::process;
       // Two connections: the store thread writes, the event loop reads (WAL lets both run).
-      writer_store_ = store::SqliteStore::open(db_path, durability);
+      writer_store_ = store::SqliteStore::open(db_path, durability,
+                                               store::WalCheckpointer::kBackstopPages);
       store_ = store::SqliteStore::open(db_path, durability);
+      // Checkpoints off the commit path (store/wal_checkpointer.h).
+      checkpointer_ = std::make_unique<store::WalCheckpointer>(db_path, kCheckpointInterval);
     } catch (const std::exception& e) {
       spdlog::critical("cannot open the store {}: {}", db_path, e.what());
       return exit_code::crashed;
@@ -165,7 +171,7 @@ class Gateway final : public server::Control {
                                        const std::string& reason) override {
     return restarts_->request_update(binary, reason);
   }
-  json config_get() override { return reloader_->config_get(); }
+  server::ConfigSnapshot config_get() override { return reloader_->config_get(); }
   void config_write(const server::ConfigWrite& w,
                     std::function<void(server::ConfigWriteResult)> done) override {
     reloader_->config_write(w, std::move(done));
@@ -375,6 +381,7 @@ class Gateway final : public server::Control {
   // Destroyed in reverse: the pipeline flushes through the thread, which commits to the writer.
   std::unique_ptr<store::SqliteStore> writer_store_;
   std::unique_ptr<store::SqliteStore> store_;  // reads of the event loop
+  std::unique_ptr<store::WalCheckpointer> checkpointer_;
   std::unique_ptr<StoreThread> store_thread_;
   std::unique_ptr<pipeline::Pipeline> pipeline_;
   std::unique_ptr<server::Server> server_;

@@ -60,7 +60,6 @@ struct ConfigWriteError {
   bool retryable = false;
   std::int64_t retry_after_ms = 0;
 };
-using ConfigWriteResult = std::variant<nlohmann::json, ConfigWriteError>;
 
 // The answer to restart, update and a restart asked for by a config write. The server writes
 // it as OpenClaw's payload: {"ok", "status", "cycle", "dueInMs", "note"}.
@@ -71,6 +70,65 @@ struct RestartAnswer {
   std::optional<std::uint64_t> cycle;      // absent when refused
   std::optional<std::int64_t> due_in_ms;   // absent when refused
   std::string note;
+};
+
+// What a config change did: its plan (none / hot / restart, the actions, the paths and their
+// rule) and how it was applied.
+struct ReloadReport {
+  struct Action {
+    std::string action;  // update-auth | swap-agent | rebind-agents | restart-channel
+    std::string target;
+  };
+  struct Path {
+    std::string path;
+    std::string kind;  // none | hot | restart
+    std::string rule;
+    std::optional<std::string> action;
+    std::string target;  // empty: none
+  };
+  std::string kind;         // none | hot | restart
+  std::string mode;         // hybrid | off
+  bool applied = false;
+  std::vector<Action> actions;
+  std::vector<Path> paths;
+  std::string note;         // empty: none
+  std::string error;        // a hot reload that failed (a restart was asked for instead)
+  std::optional<RestartAnswer> restart;  // the restart it asked for
+  bool cancelled_restart = false;        // a scheduled config restart was no longer needed
+};
+
+// config.patch / config.apply done: {"ok", "path", "hash", "written", "changedPaths", "plan"}.
+struct ConfigWriteDone {
+  std::string path;
+  std::string hash;
+  bool written = false;
+  std::vector<std::string> changed_paths;
+  ReloadReport plan;
+};
+using ConfigWriteResult = std::variant<ConfigWriteDone, ConfigWriteError>;
+
+// One error of a config file: where (a dotted path and a JSON pointer) and what.
+struct ConfigIssue {
+  std::string path;
+  std::string pointer;
+  std::string message;
+};
+
+// config.get: {path, exists, raw, rawRedacted, hash, config, valid, errors, appliedHash,
+// pending, degraded, reloadMode}.
+struct ConfigSnapshot {
+  std::string path;
+  bool exists = false;
+  std::string raw;            // the file's text; "" when it holds secrets it could not redact
+  bool raw_redacted = false;
+  std::string hash;
+  nlohmann::json config;      // the effective config, secrets redacted (a config document)
+  bool valid = true;
+  std::vector<ConfigIssue> errors;
+  std::string applied_hash;
+  bool pending = false;
+  bool degraded = false;
+  std::string reload_mode;
 };
 
 // The answer to gateway.stop: {"ok": true, "status": "stopping"|"already-stopping", "note"}.
@@ -167,8 +225,7 @@ class Control {
   // on the running binary when it does not become ready. ok false, "refused", when the binary
   // is not an executable file.
   virtual RestartAnswer request_update(const std::string& binary, const std::string& reason) = 0;
-  // {path, exists, raw, rawRedacted, hash, config, valid, errors, appliedHash, pending}
-  virtual nlohmann::json config_get() = 0;
+  virtual ConfigSnapshot config_get() = 0;
   // Validates, writes, applies; `done` gets the answer once the change is applied (a hot
   // reload finished, or the restart scheduled).
   virtual void config_write(const ConfigWrite& write,

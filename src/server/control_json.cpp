@@ -100,4 +100,58 @@ json to_json(const StatusReport& s) {
   return out;
 }
 
+json to_json(const ReloadReport& r) {
+  json actions = json::array();
+  for (const auto& a : r.actions) actions.push_back({{"action", a.action}, {"target", a.target}});
+  json paths = json::array();
+  for (const auto& p : r.paths) {
+    json one = {{"path", p.path}, {"kind", p.kind}, {"rule", p.rule}};
+    if (p.action) one["action"] = *p.action;
+    if (!p.target.empty()) one["target"] = p.target;
+    paths.push_back(std::move(one));
+  }
+  json out = {{"kind", r.kind},
+              {"mode", r.mode},
+              {"applied", r.applied},
+              {"actions", std::move(actions)},
+              {"paths", std::move(paths)}};
+  if (!r.note.empty()) out["note"] = r.note;
+  if (!r.error.empty()) out["error"] = r.error;
+  if (r.restart) {
+    out["restart"] = {{"status", r.restart->status},
+                      {"cycle", r.restart->cycle.value_or(0)},
+                      {"dueInMs", r.restart->due_in_ms.value_or(0)}};
+  }
+  if (r.cancelled_restart) out["cancelledRestart"] = true;
+  return out;
+}
+
+json to_json(const ConfigWriteDone& d) {
+  return {{"ok", true},
+          {"path", d.path},
+          {"hash", d.hash},
+          {"written", d.written},
+          {"changedPaths", d.changed_paths},
+          {"plan", to_json(d.plan)}};
+}
+
+json to_json(const ConfigSnapshot& c) {
+  json errors = json::array();
+  for (const auto& e : c.errors) {
+    errors.push_back({{"path", e.path}, {"pointer", e.pointer}, {"message", e.message}});
+  }
+  return {{"path", c.path},
+          {"exists", c.exists},
+          {"raw", c.raw},
+          {"rawRedacted", c.raw_redacted},
+          {"hash", c.hash},
+          {"config", c.config},
+          {"valid", c.valid},
+          {"errors", std::move(errors)},
+          {"appliedHash", c.applied_hash},
+          {"pending", c.pending},
+          {"degraded", c.degraded},
+          {"reloadMode", c.reload_mode}};
+}
+
 }  // namespace drawbridge::server

@@ -12,5 +12,8 @@ nlohmann::json to_json(const RestartAnswer& a);
 nlohmann::json to_json(const StopAnswer& a);
 nlohmann::json to_json(const HealthReport& h);
 nlohmann::json to_json(const StatusReport& s);
+nlohmann::json to_json(const ReloadReport& r);
+nlohmann::json to_json(const ConfigWriteDone& d);
+nlohmann::json to_json(const ConfigSnapshot& c);
 
 }  // namespace drawbridge::server

@@ -331,7 +331,7 @@ RpcOutcome RpcMethods::gateway_stop(const Caller&, const nlohmann::json& params)
 
 RpcOutcome RpcMethods::config_get(const Caller&, const nlohmann::json&) {
   try {
-    return control_.config_get();
+    return to_json(control_.config_get());
   } catch (const std::exception& e) {
     return control_failed("config.get", e);
   }
@@ -364,7 +364,7 @@ void RpcMethods::config_write(const nlohmann::json& params, bool whole, Respond 
   const char* method = whole ? "config.apply" : "config.patch";
   try {
     control_.config_write(w, [respond, method](ConfigWriteResult result) {
-      if (auto* ok = std::get_if<nlohmann::json>(&result)) return respond(std::move(*ok));
+      if (auto* ok = std::get_if<ConfigWriteDone>(&result)) return respond(to_json(*ok));
       const auto& e = std::get<ConfigWriteError>(result);
       nlohmann::json details = {{"code", e.code}};
       if (!e.errors.empty()) details["errors"] = e.errors;

@@ -200,7 +200,8 @@ void rewrite_state_checks(Database& db) {
   tx.commit();
 }
 
-std::unique_ptr<Database> open_database(const std::string& path, Durability durability) {
+std::unique_ptr<Database> open_database(const std::string& path, Durability durability,
+                                        int wal_autocheckpoint) {
   auto db = std::make_unique<Database>(path);
   try {
     db->set_busy_timeout(5000);
@@ -217,7 +218,7 @@ std::unique_ptr<Database> open_database(const std::string& path, Durability dura
     // fsync less. Durability is not affected: commits go to the WAL as before, with the same
     // `synchronous`. The cost: the WAL file stays ~16 MB, and recovery after a kill reads up to
     // that much.
-    db->exec("PRAGMA wal_autocheckpoint = 4000");
+    db->exec("PRAGMA wal_autocheckpoint = " + std::to_string(wal_autocheckpoint));
     migrate(*db);
     try {
       rewrite_state_checks(*db);
@@ -309,9 +310,10 @@ std::optional<std::int64_t> null_if_zero(std::int64_t id) {
   return id == 0 ? std::nullopt : std::optional<std::int64_t>(id);
 }
 
-std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path, Durability durability) {
+std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& path, Durability durability,
+                                               int wal_autocheckpoint) {
   return std::unique_ptr<SqliteStore>(
-      new SqliteStore(std::make_unique<Impl>(open_database(path, durability))));
+      new SqliteStore(std::make_unique<Impl>(open_database(path, durability, wal_autocheckpoint))));
 }
 
 SqliteStore::SqliteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -22,8 +22,12 @@ class SqliteStore final : public Store {
   // Opens or creates the database file at `path` and brings its schema up to date. Creates no
   // folder: the caller owns the data folder. ":memory:" gives a private in-memory store.
   // Throws StoreError naming the path and SQLite's reason.
+  // `wal_autocheckpoint`: the WAL size in pages at which a commit checkpoints on its own
+  // thread; a gateway's writer raises it to WalCheckpointer::kBackstopPages and lets a
+  // WalCheckpointer do the work off the commit path.
   static std::unique_ptr<SqliteStore> open(const std::string& path,
-                                           Durability durability = Durability::process);
+                                           Durability durability = Durability::process,
+                                           int wal_autocheckpoint = 4000);
   ~SqliteStore() override;
 
   InsertInboundResult insert_inbound(const NewInbound& m, std::int64_t now_ms) override;

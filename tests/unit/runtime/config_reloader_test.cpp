@@ -144,7 +144,7 @@ TEST_F(ConfigReloaderTest, AHotChangeRunsThePlanThroughTheHookAndCommitsWhenItIs
   EXPECT_EQ(health["lastReload"]["ok"], true);
   EXPECT_EQ(health["lastReload"]["source"], "SIGHUP");
   EXPECT_EQ(health["lastReload"]["durationMs"], 7.0);
-  EXPECT_EQ(reloader_->config_get()["pending"], false);
+  EXPECT_EQ(reloader_->config_get().pending, false);
 }
 
 TEST_F(ConfigReloaderTest, AFailedHotChangeIsNotCommittedAndAsksForARestartInstead) {
@@ -188,8 +188,8 @@ TEST_F(ConfigReloaderTest, AnInvalidFileKeepsTheRunningConfigAndShowsPendingAndI
   ASSERT_FALSE(health["errors"].empty());
   EXPECT_NE(health["errors"].dump().find("gateway.port"), std::string::npos) << health["errors"];
   const auto got = reloader_->config_get();
-  EXPECT_EQ(got["pending"], true) << "the file on disk is not the one applied";
-  EXPECT_EQ(got["valid"], false);
+  EXPECT_EQ(got.pending, true) << "the file on disk is not the one applied";
+  EXPECT_EQ(got.valid, false);
 
   // Not JSON at all: the same, with the parser's words.
   write(R"({"gateway": )");
@@ -205,7 +205,7 @@ TEST_F(ConfigReloaderTest, AnInvalidFileKeepsTheRunningConfigAndShowsPendingAndI
   ASSERT_EQ(hot_.size(), 1u);
   hot_[0].done("");
   EXPECT_EQ(reloader_->config_health()["valid"], true);
-  EXPECT_EQ(reloader_->config_get()["pending"], false);
+  EXPECT_EQ(reloader_->config_get().pending, false);
 }
 
 TEST_F(ConfigReloaderTest, AChangeDuringAReloadWaitsForItThenRunsInOrder) {
@@ -248,10 +248,10 @@ TEST_F(ConfigReloaderTest, AnRpcWriteDuringAReloadIsAnsweredWhenItsOwnChangeIsAp
   EXPECT_TRUE(answers.empty());
   hot_[1].done("");
   ASSERT_EQ(answers.size(), 1u);
-  const auto* ok = std::get_if<json>(&answers[0]);
+  const auto* ok = std::get_if<server::ConfigWriteDone>(&answers[0]);
   ASSERT_NE(ok, nullptr) << "the write was refused";
-  EXPECT_EQ((*ok)["written"], true);
-  EXPECT_EQ((*ok)["plan"]["applied"], true);
+  EXPECT_TRUE(ok->written);
+  EXPECT_TRUE(ok->plan.applied);
   EXPECT_EQ(reloader_->running().gateway.auth_token, kTokenC);
 }
 

@@ -32,14 +32,7 @@ struct Fixture {
 
   Fixture() { lifecycle.generation_started({"127.0.0.1", 18789}, "h1"); }
 
-  // Runs posted work (the runner posts every idle event) and the teardown's completions.
-  void settle() {
-    executor.run_ready();
-    if (target.channels_done) std::exchange(target.channels_done, nullptr)();
-    executor.run_ready();
-    if (target.server_done) std::exchange(target.server_done, nullptr)();
-    executor.run_ready();
-  }
+  void settle() { fakes::settle(executor, target); }
   void restart(std::optional<core::Duration> budget = 300s) {
     runner.begin({core::DrainKind::restart, core::RestartPath::in_process, "test", budget,
                   clock.now() + 325s});

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/manual_executor.h"
 #include "runtime/drain_runner.h"
 
 namespace drawbridge::runtime::fakes {
@@ -78,5 +79,15 @@ class FakeTarget final : public DrainTarget {
   void drain_changed() override {}
   void drain_done(core::AfterDrain next) override { done = next; }
 };
+
+// Runs posted work (the runner posts every idle event) and completes the teardown the drain
+// asked for: the channels stopped, then the server closed.
+inline void settle(core::ManualExecutor& executor, FakeTarget& target) {
+  executor.run_ready();
+  if (target.channels_done) std::exchange(target.channels_done, nullptr)();
+  executor.run_ready();
+  if (target.server_done) std::exchange(target.server_done, nullptr)();
+  executor.run_ready();
+}
 
 }  // namespace drawbridge::runtime::fakes

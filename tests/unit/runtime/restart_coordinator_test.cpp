@@ -68,14 +68,7 @@ struct Fixture {
     return h;
   }
 
-  // Completes the teardown the drain asked for (channels stopped, server closed).
-  void settle() {
-    executor.run_ready();
-    if (target.channels_done) std::exchange(target.channels_done, nullptr)();
-    executor.run_ready();
-    if (target.server_done) std::exchange(target.server_done, nullptr)();
-    executor.run_ready();
-  }
+  void settle() { fakes::settle(executor, target); }
   bool draining() const { return has(target.calls, "set_draining"); }
 };
 

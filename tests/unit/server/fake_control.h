@@ -46,7 +46,12 @@ class FakeControl final : public Control {
     stops.push_back(reason);
     return {"stopping", {}};
   }
-  nlohmann::json config_get() override { return {{"hash", "h1"}, {"path", "/x/drawbridge.json"}}; }
+  ConfigSnapshot config_get() override {
+    ConfigSnapshot c;
+    c.hash = "h1";
+    c.path = "/x/drawbridge.json";
+    return c;
+  }
   void config_write(const ConfigWrite& w, std::function<void(ConfigWriteResult)> done) override {
     {
       std::lock_guard lock(mu);
@@ -74,7 +79,11 @@ class FakeControl final : public Control {
   std::vector<RestartIntent> intents;
   std::vector<std::string> stops;
   std::vector<ConfigWrite> writes;
-  ConfigWriteResult write_result = nlohmann::json{{"ok", true}, {"plan", {{"kind", "none"}}}};
+  ConfigWriteResult write_result = [] {
+    ConfigWriteDone d{"/x/drawbridge.json", "h2", true, {}, {}};
+    d.plan.kind = "none";
+    return d;
+  }();
 };
 
 }  // namespace drawbridge::server::fakes
