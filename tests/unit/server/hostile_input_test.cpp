@@ -3,6 +3,12 @@
 
 #include <sys/resource.h>
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) && !defined(__SANITIZE_ADDRESS__)
+#define __SANITIZE_ADDRESS__ 1
+#endif
+#endif
+
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
@@ -489,6 +495,12 @@ TEST_F(HostileInputTest, FailedAuthIsThrottledPerPeerAndTheRightTokenWorksAfterT
 // in a loop. Each count below is waited FOR (bounded); between the steps simulated time does
 // not reach the next retry, so a count that moved on would be a retry without the back-off.
 TEST_F(HostileInputTest, OutOfDescriptorsAcceptIsRetriedOnlyAfterTheBackOff) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizer build also runs UBSan, whose vptr check opens a pipe to test that memory is
+  // readable: in a process out of descriptors it cannot, and reports a false "invalid vptr".
+  // The normal build runs this test; the e2e OutOfFileDescriptors test runs under ASan.
+  GTEST_SKIP() << "UBSan's vptr check needs descriptors this test takes away";
+#endif
   auto failures = [&] {
     const auto m = on_io([this] { return server_->metrics_text(); });
     const std::string name = "drawbridge_accept_failures_total ";

@@ -154,9 +154,10 @@ class ServerAdopt : public ::testing::Test {
 
   template <typename F>
   auto on_io(F f) -> decltype(f()) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto result = task.get_future();
-    asio::post(io_, [&task] { task(); });
+    // Shared with the handler (see ServerFixture::on_io).
+    auto task = std::make_shared<std::packaged_task<decltype(f())()>>(std::move(f));
+    auto result = task->get_future();
+    asio::post(io_, [task] { (*task)(); });
     return result.get();
   }
 

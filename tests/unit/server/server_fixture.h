@@ -90,9 +90,11 @@ class ServerTest : public ::testing::Test {
 
   template <typename F>
   auto on_io(F f) -> decltype(f()) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto result = task.get_future();
-    asio::post(io_, [&task] { task(); });
+    // Shared with the handler: the waiting thread wakes inside task() (set_value) and must not
+    // destroy the task while the server's thread is still returning from it.
+    auto task = std::make_shared<std::packaged_task<decltype(f())()>>(std::move(f));
+    auto result = task->get_future();
+    asio::post(io_, [task] { (*task)(); });
     return result.get();
   }
 
