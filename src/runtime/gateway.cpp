@@ -56,7 +56,7 @@ std::string bind_address(const std::string& bind) {
 
 namespace {
 
-constexpr std::chrono::milliseconds kCheckpointInterval{100};
+constexpr std::chrono::milliseconds kCheckpointInterval{25};
 
 // The composition root: builds the units, wires their hooks, answers the control plane by
 // asking them. It decides nothing itself; docs/DECISIONS.md ("The map") says who owns what.
