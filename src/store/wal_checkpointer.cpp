@@ -44,10 +44,16 @@ void WalCheckpointer::checkpoint_now() {
   std::lock_guard lock(mutex_);
   ++runs_;
   if (rc == SQLITE_OK && copied > 0) frames_ += static_cast<std::uint64_t>(copied);
+  copied_.notify_all();
   if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
     // Not fatal: the writer's backstop threshold checkpoints if this keeps failing.
     spdlog::warn("WAL checkpoint failed: {}", sqlite3_errmsg(db_->handle()));
   }
+}
+
+bool WalCheckpointer::wait_for_frames(std::uint64_t frames, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return copied_.wait_for(lock, timeout, [&] { return frames_ >= frames; });
 }
 
 void WalCheckpointer::loop() {

@@ -37,6 +37,9 @@ class WalCheckpointer {
   std::uint64_t frames_copied() const;
   // Runs one checkpoint now, on the caller's thread (tests).
   void checkpoint_now();
+  // Blocks until a checkpoint has copied at least `frames` frames in all, or `timeout` passed;
+  // whether it had (tests: waits on the event, not a fixed time).
+  bool wait_for_frames(std::uint64_t frames, std::chrono::milliseconds timeout);
 
  private:
   void loop();
@@ -44,7 +47,8 @@ class WalCheckpointer {
   std::unique_ptr<sqlite::Database> db_;
   std::chrono::milliseconds interval_;
   mutable std::mutex mutex_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;       // quit
+  std::condition_variable copied_;   // after each checkpoint
   bool quit_ = false;
   std::uint64_t runs_ = 0;
   std::uint64_t frames_ = 0;

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <filesystem>
 #include <string>
-#include <thread>
 
 #include "store/sqlite_store.h"
 
@@ -77,11 +76,8 @@ TEST(WalCheckpointer, ItsThreadCheckpointsOnItsInterval) {
   auto writer = SqliteStore::open(db, Durability::process, WalCheckpointer::kBackstopPages);
   WalCheckpointer checkpointer(db, 5ms);
   for (int i = 0; i < 50; ++i) writer->insert_inbound(message(i), i);
-  // Waits for the thread to do it (bounded: a failure, not a hang).
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (checkpointer.frames_copied() == 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(1ms);
-  }
+  // Waits for the thread's checkpoint (an event), failing after 10 s.
+  EXPECT_TRUE(checkpointer.wait_for_frames(1, 10s)) << "no checkpoint from the thread in 10 s";
   EXPECT_GT(checkpointer.frames_copied(), 0u);
 }
 
