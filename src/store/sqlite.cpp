@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "store/store.h"
+#include "store/wal_write_buffer.h"
 
 namespace drawbridge::store::sqlite {
 namespace {
@@ -130,7 +131,8 @@ sqlite3* open_connection(const std::string& path) {
   sqlite3* raw = nullptr;
   // NOMUTEX: SqliteStore serializes every call itself, SQLite's own mutex would be redundant.
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  // The WAL's frames of a commit go to the file in a few writes (store/wal_write_buffer.h).
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, wal_write_buffer_vfs());
   if (rc == SQLITE_OK) return raw;
   std::string message = "cannot open store \"" + path + "\": ";
   message += raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
