@@ -496,14 +496,27 @@ HttpResponse Gateway::post_message(const json& body,
 }
 
 json Gateway::history(const std::string& session_key) const {
-  auto res = get("/v1/messages?sessionKey=" + session_key + "&limit=1000");
-  if (res.status != 200) fail("GET history of " + session_key + ": " +
-                              std::to_string(res.status) + " " + res.body);
-  json body = res.json_body();
-  if (!body.is_object() || !body.contains("messages") || !body["messages"].is_array()) {
-    fail("GET history of " + session_key + ": unexpected body " + res.body);
+  // The whole transcript, oldest first: pages of up to 1000 entries, newest page first
+  // (bounded: 100 pages).
+  json all = json::array();
+  std::string before;
+  for (int page = 0; page < 100; ++page) {
+    auto res = get("/v1/messages?sessionKey=" + session_key + "&limit=1000" +
+                   (before.empty() ? "" : "&before=" + before));
+    if (res.status != 200) fail("GET history of " + session_key + ": " +
+                                std::to_string(res.status) + " " + res.body);
+    json body = res.json_body();
+    if (!body.is_object() || !body.contains("messages") || !body["messages"].is_array()) {
+      fail("GET history of " + session_key + ": unexpected body " + res.body);
+    }
+    json older = std::move(body["messages"]);
+    for (auto& m : all) older.push_back(std::move(m));
+    all = std::move(older);
+    if (!body.value("hasMore", false) || !body.contains("nextBefore")) return all;
+    before = std::to_string(body["nextBefore"].get<std::int64_t>());
   }
-  return body["messages"];
+  fail("GET history of " + session_key + ": more than 100 pages");
+  return all;
 }
 
 std::unique_ptr<server::GatewayClient> Gateway::client(std::vector<std::string> scopes) const {
