@@ -18,6 +18,7 @@ constexpr std::size_t kFrameHeaderBytes = 24;
 constexpr std::size_t kWriteChunk = 64u << 10;
 // A transaction larger than this (one that spills its cache) is written as it goes.
 constexpr std::size_t kMaxGathered = 4u << 20;
+constexpr std::size_t kKeptCapacity = 1u << 20;
 
 sqlite3_vfs* g_real = nullptr;
 sqlite3_vfs g_vfs;
@@ -53,6 +54,8 @@ int flush(WalFile* f) {
     g_file_writes.fetch_add(1, std::memory_order_relaxed);
   }
   g.clear();
+  // A commit's frames are reused in place; a spilled transaction's 4 MB are not kept.
+  if (g.capacity() > kKeptCapacity) std::string().swap(g);
   f->flush_at = -1;
   return rc;
 }
