@@ -225,7 +225,7 @@ std::span<const Kind> channel_kinds() {
   static constexpr std::array<Kind, 3> kinds = {{
       {"irc", "IRC (adapter not written yet: other keys are accepted)", true},
       {"local", "Local HTTP/WebSocket chat served by the gateway itself", false},
-      {"telegram", "Telegram bot (adapter not written yet: other keys are accepted)", true},
+      {"telegram", "Telegram bot by long polling (botToken/botTokenEnv/tokenFile, apiRoot, dmPolicy, allowFrom, pollTimeoutSeconds; other keys are accepted)", true},
   }};
   return kinds;
 }

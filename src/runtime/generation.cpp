@@ -8,6 +8,7 @@
 #include "agents/echo_agent.h"
 #include "agents/exec_agent.h"
 #include "channels/local/local_channel.h"
+#include "channels/telegram/telegram_channel.h"
 
 namespace drawbridge::runtime {
 
@@ -84,13 +85,27 @@ std::optional<std::string> Generation::add_channel(const std::string& id,
   const std::string agent_id = agent_of(id, cfg);
   auto agent = agents_.find(agent_id);
   if (agent == agents_.end()) return "channels." + id + ".agent: unknown agent " + agent_id;
-  if (id != "local") {
+  int max_chars = settings->second.max_message_chars;
+  if (id == "local") {
+    channels_[id] = std::make_unique<channels::LocalChannel>(id);
+  } else if (id == "telegram") {
+    std::string error;
+    auto options = channels::TelegramOptions::parse(
+        settings->second.raw, error, [](const std::string& name) -> std::optional<std::string> {
+          const char* v = std::getenv(name.c_str());
+          return v ? std::optional<std::string>(v) : std::nullopt;
+        });
+    if (!options) return error;
+    // Telegram refuses a message over 4096 characters: replies are split below that.
+    max_chars = max_chars > 0 ? std::min(max_chars, options->max_message_chars)
+                              : options->max_message_chars;
+    channels_[id] = std::make_unique<channels::TelegramChannel>(id, std::move(*options), io_,
+                                                                executor_, pipeline_);
+  } else {
     spdlog::warn("channels.{}: this adapter is not available in this build; ignored", id);
     return std::nullopt;
   }
-  channels_[id] = std::make_unique<channels::LocalChannel>(id);
-  pipeline_.add_channel(channels_[id].get(), agent->second.get(),
-                        settings->second.max_message_chars, agent_id);
+  pipeline_.add_channel(channels_[id].get(), agent->second.get(), max_chars, agent_id);
   return std::nullopt;
 }
 

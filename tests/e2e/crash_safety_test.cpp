@@ -27,25 +27,6 @@ struct Acked {
   std::string run_id;
 };
 
-// Waits (bounded) until the gateway reports no unfinished work; returns the last status.
-json wait_until_idle(const Gateway& gw, Millis timeout) {
-  auto c = gw.client({"operator.read"});
-  const auto deadline = Clock::now() + timeout;
-  json s;
-  for (;;) {
-    s = c->request("status", json::object());
-    const json& store = s["store"];
-    if (store.value("inboxUnfinished", -1) == 0 && store.value("outboxPending", -1) == 0 &&
-        s.value("activeRuns", json::array()).empty() && s.value("queueDepth", -1) == 0 &&
-        s.value("pendingDeliveries", -1) == 0) {
-      return s;
-    }
-    if (Clock::now() >= deadline) return s;
-    // Another process's progress: polled, bounded by the deadline.
-    std::this_thread::sleep_for(20ms);
-  }
-}
-
 // How many runs of the gateway (their log files in `dir`) logged `needle`.
 int runs_that_logged(const TempDir& dir, const std::string& needle) {
   int n = 0;

@@ -745,4 +745,23 @@ std::uint64_t test_seed() {
   return std::random_device{}() ^ (static_cast<std::uint64_t>(std::random_device{}()) << 32);
 }
 
+json wait_until_idle(const Gateway& gw, Millis timeout) {
+  auto c = gw.client({"operator.read"});
+  const auto deadline = Clock::now() + timeout;
+  json s;
+  for (;;) {
+    s = c->request("status", json::object());
+    const json& store = s["store"];
+    if (store.value("inboxUnfinished", -1) == 0 && store.value("outboxPending", -1) == 0 &&
+        s.value("activeRuns", json::array()).empty() && s.value("queueDepth", -1) == 0 &&
+        s.value("pendingDeliveries", -1) == 0) {
+      return s;
+    }
+    if (Clock::now() >= deadline) return s;
+    // Another process's progress: polled, bounded by the deadline.
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+
 }  // namespace drawbridge::e2e

@@ -256,6 +256,10 @@ std::vector<json> entries_of_run(const json& messages, const std::string& role,
                                  const std::string& run_id);
 std::string entry_text(const json& message);
 
+// Waits (bounded) until the gateway reports no unfinished work (status: inbox, outbox, runs,
+// queue and deliveries all empty); returns the last status.
+json wait_until_idle(const Gateway& gw, Millis timeout);
+
 // The random seed of a randomized test: $DRAWBRIDGE_E2E_SEED or a fresh one.
 std::uint64_t test_seed();
 

@@ -549,6 +549,7 @@ class Session : public std::enable_shared_from_this<Session> {
     polling_ = true;
     bot.poll_waiting = true;
     impl_.waiting[token_] = shared_from_this();
+    impl_.changed();  // wakes a test waiting for poll_waiting()
     stream_.expires_never();  // the poll's own timer bounds it
     poll_timer_.expires_after(std::chrono::seconds(timeout));
     poll_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {

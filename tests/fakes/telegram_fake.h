@@ -96,7 +96,7 @@ class TelegramFake {
   // the fake held, so it may call the accessors) at once and after every change.
   bool wait_for(std::function<bool()> pred, std::chrono::milliseconds timeout) const;
 
-  struct Impl;
+  struct Impl;  // opaque; public only so that telegram_fake.cpp's connections can name it
 
  private:
   std::unique_ptr<Impl> impl_;
