@@ -10,6 +10,8 @@
 #include <optional>
 #include <utility>
 
+#include "config/bounded_json.h"
+
 namespace drawbridge::channels::telegram {
 
 namespace asio = boost::asio;
@@ -117,7 +119,12 @@ struct BotApi::Call : std::enable_shared_from_this<Call> {
     ApiResult r;
     const auto& res = parser.get();
     r.http_status = static_cast<int>(res.result_int());
-    json body = json::parse(res.body(), nullptr, false);
+    // The answer is outside input: bounded in size (the parser's body limit) and in nesting.
+    config::JsonLimits limits;
+    limits.max_bytes = kMaxAnswerBytes;
+    limits.max_depth = 32;
+    auto parsed = config::parse_bounded_json(res.body(), limits);
+    json body = parsed.ok() ? std::move(parsed.value) : json();
     if (!body.is_object() || !body.contains("ok") || !body["ok"].is_boolean()) {
       r.description =
           "the Bot API answered HTTP " + std::to_string(r.http_status) + " without a Bot API body";

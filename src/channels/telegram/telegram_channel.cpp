@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <utility>
 
@@ -244,6 +245,7 @@ void TelegramChannel::on_updates(const telegram::ApiResult& r) {
     }
     const auto update_id = u["update_id"].get<std::int64_t>();
     if (update_id < offset_) continue;  // already confirmed: a server that repeats itself
+    if (update_id < 0 || update_id == std::numeric_limits<std::int64_t>::max()) continue;
     batch_next_ = std::max(batch_next_, update_id + 1);
     const json* msg = nullptr;
     if (auto m = u.find("message"); m != u.end() && m->is_object()) msg = &*m;
