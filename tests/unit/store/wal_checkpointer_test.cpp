@@ -8,6 +8,7 @@
 #include <string>
 
 #include "store/sqlite_store.h"
+#include "unit/store/temp_dir.h"
 
 // The WAL is copied back by the checkpointer's own connection while the writer's automatic
 // checkpoint stays out of the way; the data stays readable and the WAL restarts.
@@ -18,18 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "drawbridge-ckpt-XXXXXX").string();
-    EXPECT_NE(mkdtemp(pattern.data()), nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test_support::TempDir;
 
 NewInbound message(int i) {
   NewInbound m;

@@ -10,6 +10,7 @@
 
 #include "store/sqlite.h"
 #include "store/sqlite_store.h"
+#include "unit/store/temp_dir.h"
 
 // The store's connections write the WAL through the gathering VFS: a commit's frames reach the
 // file in a few writes, and a connection that does not use the VFS (SQLite's default, as the
@@ -20,18 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "drawbridge-walbuf-XXXXXX").string();
-    EXPECT_NE(mkdtemp(pattern.data()), nullptr);
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using test_support::TempDir;
 
 // A connection with SQLite's default VFS, for reading behind the store's back.
 struct PlainConnection {
