@@ -307,7 +307,7 @@ TEST_P(ExecAgentTest, ChildIgnoringSigtermIsKilledAfterTheGracePeriod) {
 
 TEST_P(ExecAgentTest, CancelAbortsExactlyOnce) {
   Recorder r;
-  auto s = settings({"sh", "-c", "echo ready; sleep 30"});
+  auto s = settings({"sh", "-c", "echo ready; exec sleep 30"});
   s.kill_grace_ms = 10000;  // SIGTERM must suffice: on_done well before the grace ends
   auto turn = start(s, r);
   ASSERT_TRUE(run_until([&] { return !r.deltas.empty(); }));
