@@ -21,6 +21,30 @@ struct OutboundPart {
 
 enum class SendStatus { sent, retry, failed };
 
+// What a channel says of its link to the chat network, for status, health, /metrics and
+// /readyz. A channel is `connected` only while it receives: a bot answered with 409 Conflict is
+// in `conflict` (deaf) however often its poll restarts.
+enum class LinkState { connecting, connected, conflict, failed, stopped };
+inline const char* link_state_name(LinkState s) {
+  switch (s) {
+    case LinkState::connecting: return "connecting";
+    case LinkState::connected: return "connected";
+    case LinkState::conflict: return "conflict";
+    case LinkState::failed: return "failed";
+    case LinkState::stopped: return "stopped";
+  }
+  return "unknown";
+}
+
+struct ChannelHealth {
+  LinkState state = LinkState::connecting;
+  std::string last_error;             // empty: none since start
+  std::int64_t last_error_at_ms = 0;  // wall clock (ms since the epoch) of last_error
+  std::uint64_t errors = 0;           // errors since the channel was created
+  std::uint64_t conflicts = 0;        // 409s (Telegram) since the channel was created
+  std::string detail;                 // e.g. the bot's username, the IRC nick in use
+};
+
 // One chat network account. A channel feeds Pipeline::accept and acknowledges upstream only
 // after accept returned; it sends what the reply delivery hands it.
 class Channel {
@@ -31,6 +55,12 @@ class Channel {
   // Stops receiving; `done` runs once the poller (if any) has returned and its cursor is saved.
   virtual void stop(std::function<void()> done) = 0;
   virtual bool ready() const = 0;
+  // The link's state; the default says connected when ready.
+  virtual ChannelHealth health() const {
+    ChannelHealth h;
+    h.state = ready() ? LinkState::connected : LinkState::connecting;
+    return h;
+  }
   // True when send() always reports `sent` at once (the local channel: its chat is the
   // pipeline's chat-event listeners, whom the pipeline publishes every delivered part to).
   // Its reply parts are then staged as sent in the commit that stages them: the transcript
