@@ -43,6 +43,18 @@ Pipeline::~Pipeline() {
   round_.finish();
 }
 
+std::optional<std::string> Pipeline::load_cursor(const std::string& key) {
+  return store_.get_value("cursor." + key);
+}
+
+void Pipeline::save_cursor(const std::string& key, std::string value,
+                           std::function<void(const std::string& error)> done) {
+  write([key = "cursor." + key, value = std::move(value)](store::Store& s) {
+    s.set_value(key, value);
+  });
+  after_commit(std::move(done));
+}
+
 void Pipeline::flush() { round_.flush(); }
 
 void Pipeline::flush_and_wait() { round_.flush_and_wait(); }

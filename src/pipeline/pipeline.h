@@ -94,6 +94,14 @@ class Pipeline {
   // (before writing anything) when the channel is not configured.
   void accept(const InboundMessage& message, std::function<void(AcceptResult)> done);
   void send(const SendRequest& request, std::function<void(SendResult)> done);
+  core::Clock& clock() const { return clock_; }
+  // A channel's cursor (Telegram's update offset) under `key`: the value last saved, read from
+  // the store. A channel reads it once as it starts.
+  std::optional<std::string> load_cursor(const std::string& key);
+  // Saves a cursor with the writes of this round; `done` runs after that commit with its error
+  // (empty: saved).
+  void save_cursor(const std::string& key, std::string value,
+                   std::function<void(const std::string& error)> done);
   // Hands the writes of the current round to the writer now.
   void flush();
   // Flushes and waits until everything handed to the writer is committed (for shutdown).

@@ -36,13 +36,22 @@ server::Readiness readiness(const GatewayFacts& f, const GatewayParts& p) {
     return r;
   }
   json waiting = json::array();
+  json links = json::object();
   for (auto& [id, ch] : p.generation.channels()) {
-    if (!ch->ready()) waiting.push_back(id);
+    if (ch->ready()) continue;
+    waiting.push_back(id);
+    const auto h = ch->health();
+    links[id] = {{"state", pipeline::link_state_name(h.state)}};
+    if (!h.last_error.empty()) {
+      links[id]["lastError"] = h.last_error;
+      links[id]["lastErrorAt"] = h.last_error_at_ms;
+    }
   }
   if (!waiting.empty()) {
     r.ready = false;
     r.reason = "channels";
     detail("channelsNotReady", waiting);
+    detail("channels", links);
     detail("message", "channel(s) not ready: " + waiting.dump());
   }
   return r;
@@ -58,11 +67,21 @@ std::string status_line(const GatewayFacts& f, const GatewayParts& p) {
   return out;
 }
 
+namespace {
+
+server::ChannelLink link_of(const pipeline::Channel& ch) {
+  const auto h = ch.health();
+  return {pipeline::link_state_name(h.state), h.last_error, h.last_error_at_ms, h.errors,
+          h.conflicts, h.detail};
+}
+
+}  // namespace
+
 server::HealthReport health_report(const GatewayParts& p) {
   const auto t0 = p.clock.now();
   server::HealthReport h;
   for (auto& [id, ch] : p.generation.channels()) {
-    h.channels.push_back({id, ch->ready(), p.pipeline.agent_of(id)});
+    h.channels.push_back({id, ch->ready(), p.pipeline.agent_of(id), link_of(*ch)});
   }
   p.store.counts();  // throws when the store cannot be read
   h.ts_ms = p.clock.wall_ms();
@@ -75,7 +94,8 @@ server::HealthReport health_report(const GatewayParts& p) {
 server::StatusReport status_report(const GatewayFacts& f, const GatewayParts& p) {
   server::StatusReport s;
   for (auto& [id, ch] : p.generation.channels()) {
-    s.channels.push_back({id, ch->ready(), p.pipeline.agent_of(id), p.generation.starts(id)});
+    s.channels.push_back(
+        {id, ch->ready(), p.pipeline.agent_of(id), p.generation.starts(id), link_of(*ch)});
   }
   for (auto& [id, a] : p.generation.agents()) s.agents.push_back({id, std::string(a->type())});
   for (const auto& r : p.pipeline.active_runs()) {
@@ -167,6 +187,40 @@ std::string metrics_text(const GatewayFacts& f, const GatewayParts& p) {
          f.ready ? 1 : 0);
   metric("drawbridge_uptime_seconds", "gauge", "Seconds since the process started.",
          f.uptime_ms / 1000.0);
+  // Per channel: its link state (one series per state, 1 for the current one), its errors and
+  // the 409 Conflicts in a row (Telegram).
+  using pipeline::LinkState;
+  constexpr LinkState kStates[] = {LinkState::connecting, LinkState::connected,
+                                   LinkState::conflict, LinkState::failed, LinkState::stopped};
+  std::ostringstream state, errors, conflicts;
+  for (auto& [id, ch] : p.generation.channels()) {
+    const auto h = ch->health();
+    std::string label;
+    for (char c : id) {
+      if (c == '"' || c == '\\') label += '\\';
+      if (c == '\n') {
+        label += "\\n";
+        continue;
+      }
+      label += c;
+    }
+    for (auto st : kStates) {
+      state << "drawbridge_channel_state{channel=\"" << label << "\",state=\""
+            << pipeline::link_state_name(st) << "\"} " << (h.state == st ? 1 : 0) << '\n';
+    }
+    errors << "drawbridge_channel_errors_total{channel=\"" << label << "\"} " << h.errors << '\n';
+    conflicts << "drawbridge_channel_conflicts{channel=\"" << label << "\"} " << h.conflicts
+              << '\n';
+  }
+  o << "# HELP drawbridge_channel_state 1 for the channel's link state (connecting, connected, "
+       "conflict, failed, stopped).\n# TYPE drawbridge_channel_state gauge\n"
+    << state.str()
+    << "# HELP drawbridge_channel_errors_total Errors of the channel's link since it was "
+       "created.\n# TYPE drawbridge_channel_errors_total counter\n"
+    << errors.str()
+    << "# HELP drawbridge_channel_conflicts 409 Conflicts in a row (another poller or a "
+       "webhook has the bot).\n# TYPE drawbridge_channel_conflicts gauge\n"
+    << conflicts.str();
   return o.str();
 }
 

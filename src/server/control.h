@@ -137,12 +137,23 @@ struct StopAnswer {
   std::string note;  // empty: none
 };
 
+// A channel's link to its chat network (pipeline::ChannelHealth, as text).
+struct ChannelLink {
+  std::string state;  // connecting | connected | conflict | failed | stopped
+  std::string last_error;
+  std::int64_t last_error_at_ms = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t conflicts = 0;
+  std::string detail;
+};
+
 // OpenClaw's health snapshot (the `health` method and event, hello-ok snapshot.health).
 struct HealthReport {
   struct Channel {
     std::string id;
     bool ready = false;
     std::string agent;
+    ChannelLink link;
   };
   std::int64_t ts_ms = 0;
   std::int64_t duration_ms = 0;
@@ -159,6 +170,7 @@ struct StatusReport {
     bool ready = false;
     std::string agent;
     std::uint64_t starts = 0;
+    ChannelLink link;
   };
   struct Agent {
     std::string id;

@@ -18,11 +18,29 @@ json to_json(const StopAnswer& a) {
   return out;
 }
 
+namespace {
+
+// OpenClaw's account snapshot keys (running, connected, lastError) and drawbridge's state.
+json link_json(const ChannelLink& l) {
+  json out = {{"state", l.state},
+              {"running", l.state != "stopped"},
+              {"connected", l.state == "connected"},
+              {"lastError", l.last_error.empty() ? json(nullptr) : json(l.last_error)},
+              {"lastErrorAt", l.last_error_at_ms ? json(l.last_error_at_ms) : json(nullptr)},
+              {"errors", l.errors}};
+  if (l.conflicts) out["conflicts"] = l.conflicts;
+  if (!l.detail.empty()) out["detail"] = l.detail;
+  return out;
+}
+
+}  // namespace
+
 json to_json(const HealthReport& h) {
   json channels = json::object();
   json order = json::array();
   for (const auto& c : h.channels) {
-    channels[c.id] = {{"ready", c.ready}, {"agent", c.agent}};
+    channels[c.id] = {{"ready", c.ready}, {"agent", c.agent}, {"configured", true}};
+    channels[c.id].update(link_json(c.link));
     order.push_back(c.id);
   }
   return {{"ok", true},
@@ -53,8 +71,9 @@ json store_json(const StatusReport::StoreCounts& c) {
 json to_json(const StatusReport& s) {
   json channels = json::array();
   for (const auto& c : s.channels) {
-    channels.push_back(
-        {{"id", c.id}, {"ready", c.ready}, {"agent", c.agent}, {"starts", c.starts}});
+    json entry = {{"id", c.id}, {"ready", c.ready}, {"agent", c.agent}, {"starts", c.starts}};
+    entry.update(link_json(c.link));
+    channels.push_back(std::move(entry));
   }
   json agents = json::array();
   for (const auto& a : s.agents) agents.push_back({{"id", a.id}, {"type", a.type}});

@@ -291,6 +291,10 @@ Process::Process(const std::vector<std::string>& argv, const fs::path& cwd,
   // DRAWBRIDGE_GATEWAY_PORT, ...) may change what the test sees.
   std::vector<std::string> env_strings = {"PATH=/usr/local/bin:/usr/bin:/bin",
                                           "HOME=" + cwd.string(), "LANG=C.UTF-8"};
+  // Machine-wide locks (a Telegram bot's poller) go under XDG_RUNTIME_DIR: one per test, so
+  // tests that share a fake bot token may run in parallel; a test that wants two gateways to
+  // meet sets the same folder for both.
+  if (!extra_env.count("XDG_RUNTIME_DIR")) env_strings.push_back("XDG_RUNTIME_DIR=" + cwd.string());
   for (const auto& [k, v] : extra_env) env_strings.push_back(k + "=" + v);
   std::vector<char*> env;
   for (auto& e : env_strings) env.push_back(e.data());
@@ -433,7 +437,7 @@ bool Gateway::spawn_and_wait_ready(std::string& why) {
       why = "exited before it was ready (" + st->describe() + ")";
       return false;
     }
-    auto res = probe.request("GET", "/readyz");
+    auto res = probe.request("GET", wait_for_channels_ ? "/readyz" : "/healthz");
     if (res && res->status == 200) return true;
     // An external process's readiness: polled, bounded by the deadline.
     std::this_thread::sleep_for(15ms);

@@ -153,6 +153,9 @@ class Gateway {
   // The next start writes its free port into the config file (gateway.port) instead of
   // passing --port, so that a config edit can move it (issue 17).
   void set_port_in_config(bool on) { port_in_config_ = on; }
+  // start() waits for /healthz (serving) instead of /readyz (serving, and every channel
+  // connected): for a test whose channel is meant not to connect.
+  void set_wait_for_channels(bool on) { wait_for_channels_ = on; }
   // Environment variables for the next start (the environment is otherwise fixed).
   void set_env(const std::string& name, const std::string& value) { env_[name] = value; }
   // Bounded wait for the exit; throws (with the log) when it still runs at the deadline.
@@ -189,6 +192,7 @@ class Gateway {
   std::unique_ptr<Process> proc_;
   std::map<std::string, std::string> env_;
   bool port_in_config_ = false;
+  bool wait_for_channels_ = true;
 };
 
 // What one run looked like from a subscribed client.

@@ -168,6 +168,114 @@ TEST_F(TelegramTest, AConflictAndARateLimitAreRiddenOutAndABlockedChatIsNotRetri
   EXPECT_EQ(fake.max_concurrent_polls(kBot), 1);
 }
 
+// The telegram channel's entry in /readyz's details (null once it is ready).
+json readyz_channel(const Gateway& g) {
+  auto body = g.get("/readyz").json_body();
+  if (!body.is_object() || !body.contains("details")) return nullptr;
+  return body["details"].value("channels", json::object()).value("telegram", json(nullptr));
+}
+
+TEST_F(TelegramTest, ASecondGatewayWithTheSameBotRefusesTheChannelUntilTheFirstStops) {
+  // Two gateways (two data folders) on one machine: the same runtime folder.
+  const auto run_dir = dir.path() / "shared-run";
+  fs::create_directories(run_dir);
+  gw->set_env("XDG_RUNTIME_DIR", run_dir.string());
+  gw->start();
+  fake.push_message(kBot, kAlice, kAlice, "one");
+  ASSERT_TRUE(answered(kAlice, 1)) << gw->log();
+
+  TempDir other_dir;
+  Gateway second(other_dir, telegram_config(fake));
+  second.set_env("E2E_BOT_TOKEN", kBot);
+  second.set_env("XDG_RUNTIME_DIR", run_dir.string());
+  second.set_wait_for_channels(false);
+  second.start();
+  ASSERT_TRUE(second.wait_for_log("polled by another drawbridge", 10s)) << second.log();
+  json ch = readyz_channel(second);
+  ASSERT_TRUE(ch.is_object()) << second.get("/readyz").body;
+  EXPECT_EQ(ch.value("state", ""), "failed") << ch;
+  EXPECT_NE(ch.value("lastError", "").find("polled by another drawbridge"), std::string::npos)
+      << ch;
+  EXPECT_NE(second.get("/metrics").body.find(
+                "drawbridge_channel_state{channel=\"telegram\",state=\"failed\"} 1"),
+            std::string::npos);
+
+  fake.push_message(kBot, kAlice, kAlice, "two");
+  ASSERT_TRUE(answered(kAlice, 2)) << gw->log();
+
+  // The first one stops: the second takes the bot over (its retry backs off up to 30 s).
+  gw->signal(SIGTERM);
+  gw->wait_exit(15s);
+  ASSERT_TRUE(fake.wait_for([&] { return second.get("/readyz").status == 200; }, 40s))
+      << second.log();
+  fake.push_message(kBot, kAlice, kAlice, "three");
+  ASSERT_TRUE(answered(kAlice, 3)) << second.log();
+  EXPECT_EQ(sent_to(fake, kAlice), (std::vector<std::string>{"one", "two", "three"}));
+  EXPECT_EQ(fake.max_concurrent_polls(kBot), 1) << "two getUpdates overlapped";
+  second.signal(SIGTERM);
+  second.wait_exit(15s);
+}
+
+TEST_F(TelegramTest, AConflictIsShownAsSuchAfterItsGraceAndEndsWhenAPollSucceeds) {
+  json cfg = telegram_config(fake);
+  cfg["channels"]["telegram"]["conflictFailAfterSeconds"] = 1;
+  gw = std::make_unique<Gateway>(dir, cfg);
+  gw->set_env("E2E_BOT_TOKEN", kBot);
+  gw->set_wait_for_channels(false);
+  // Three 409s back off 1 s then 2 s: about three seconds of conflict.
+  fake.fail_next(kBot, "getUpdates", 409,
+                 "Conflict: terminated by other getUpdates request; make sure that only one bot "
+                 "instance is running",
+                 0, 3);
+  gw->start();
+  json seen;
+  ASSERT_TRUE(fake.wait_for(
+      [&] {
+        seen = readyz_channel(*gw);
+        return seen.is_object() && seen.value("state", "") == "conflict";
+      },
+      10s))
+      << seen << gw->log();
+  EXPECT_NE(seen.value("lastError", "").find("409"), std::string::npos) << seen;
+  const auto metrics = gw->get("/metrics").body;
+  EXPECT_NE(metrics.find("drawbridge_channel_state{channel=\"telegram\",state=\"conflict\"} 1"),
+            std::string::npos)
+      << metrics;
+  EXPECT_EQ(metrics.find("drawbridge_channel_state{channel=\"telegram\",state=\"connected\"} 1"),
+            std::string::npos);
+  // The fake lets the fourth poll through: connected, and /readyz is 200 again.
+  ASSERT_TRUE(fake.wait_for([&] { return gw->get("/readyz").status == 200; }, 15s)) << gw->log();
+  auto health = gw->client()->request("health", json::object());
+  EXPECT_EQ(health["channels"]["telegram"].value("state", ""), "connected") << health;
+  EXPECT_EQ(health["channels"]["telegram"].value("connected", false), true) << health;
+  fake.push_message(kBot, kAlice, kAlice, "heard");
+  ASSERT_TRUE(answered(kAlice, 1)) << gw->log();
+}
+
+TEST_F(TelegramTest, AStartConfirmsTheSavedOffsetAtItsFirstPoll) {
+  gw->start();
+  fake.push_message(kBot, kAlice, kAlice, "a");
+  fake.push_message(kBot, kAlice, kAlice, "b");
+  ASSERT_TRUE(answered(kAlice, 2)) << gw->log();
+  gw->signal(SIGTERM);
+  gw->wait_exit(15s);
+
+  // Another API root that has never seen this bot: only the saved offset can tell the first
+  // poll where the bot stands.
+  TelegramFake fresh;
+  fresh.add_bot(kBot, 123456, "drawbridge_e2e_bot");
+  json cfg = telegram_config(fake);
+  cfg["channels"]["telegram"]["apiRoot"] = fresh.base_url();
+  Gateway again(dir, cfg, gw->data_dir());
+  again.set_env("E2E_BOT_TOKEN", kBot);
+  again.start();
+  ASSERT_TRUE(fresh.wait_for([&] { return fresh.poll_waiting(kBot); }, 10s)) << again.log();
+  EXPECT_EQ(fresh.confirmed_offset(kBot), fake.confirmed_offset(kBot)) << again.log();
+  EXPECT_GT(fresh.confirmed_offset(kBot), 0);
+  again.signal(SIGTERM);
+  again.wait_exit(15s);
+}
+
 TEST_F(TelegramTest, AMissingTokenStopsTheStartWithAClearError) {
   Gateway bad(dir, telegram_config(fake));  // E2E_BOT_TOKEN not set for this one
   EXPECT_THROW(bad.start(), std::exception);

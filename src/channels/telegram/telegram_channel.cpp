@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <sstream>
 #include <utility>
 
@@ -38,6 +39,17 @@ bool plausible_token(const std::string& t) {
     if (i > colon && !std::isalnum(c) && c != '-' && c != '_') return false;
   }
   return true;
+}
+
+// 409s per bot in this process, kept across the channel's restarts (a hot reload builds a new
+// channel): only a getUpdates that succeeds ends a conflict. Event-loop thread only.
+struct ConflictRecord {
+  std::int64_t since_ms = 0;
+  std::uint64_t count = 0;
+};
+std::map<std::string, ConflictRecord>& conflicts_by_bot() {
+  static std::map<std::string, ConflictRecord> m;
+  return m;
 }
 
 }  // namespace
@@ -133,6 +145,14 @@ std::optional<TelegramOptions> TelegramOptions::parse(
     }
     o.poll_timeout_s = v.get<int>();
   }
+  if (raw.contains("conflictFailAfterSeconds")) {
+    const auto& v = raw["conflictFailAfterSeconds"];
+    if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > 86400) {
+      error = "channels.telegram.conflictFailAfterSeconds: expected an integer in 0..86400";
+      return std::nullopt;
+    }
+    o.conflict_fail_after_s = v.get<int>();
+  }
   return o;
 }
 
@@ -142,6 +162,7 @@ TelegramChannel::TelegramChannel(std::string id, TelegramOptions options,
     : id_(std::move(id)),
       options_(std::move(options)),
       executor_(executor),
+      clock_(pipeline.clock()),
       pipeline_(pipeline),
       api_(io, options_.api_root, options_.token) {}
 
@@ -158,7 +179,60 @@ void TelegramChannel::start() {
         "answered (set channels.{}.allowFrom to user ids, or dmPolicy \"open\")",
         id_, options_.dm_policy, id_);
   }
+  if (auto saved = pipeline_.load_cursor("telegram." + options_.bot_id())) {
+    // Updates below it are in the inbox already: confirmed at the first poll, never asked for
+    // again (the inbox would drop them; this spares it the work).
+    try {
+      offset_ = std::max<std::int64_t>(offset_, std::stoll(*saved));
+    } catch (const std::exception&) {
+      spdlog::warn("channel {}: the saved update offset is not a number; starting from Telegram's",
+                   id_);
+    }
+  }
   poll();
+}
+
+bool TelegramChannel::take_lock() {
+  if (lock_) return true;
+  std::string why;
+  lock_ = AccountLock::acquire("telegram-" + options_.bot_id(), why);
+  if (lock_) {
+    lock_error_.clear();
+    return true;
+  }
+  lock_error_ = "bot " + options_.bot_id() + " is polled by another drawbridge on this machine: " + why;
+  error(lock_error_);
+  spdlog::error("channel {}: {}; not polling until it is free", id_, lock_error_);
+  return false;
+}
+
+void TelegramChannel::error(std::string what) {
+  last_error_ = std::move(what);
+  last_error_at_ms_ = clock_.wall_ms();
+  ++errors_;
+}
+
+pipeline::ChannelHealth TelegramChannel::health() const {
+  using pipeline::LinkState;
+  pipeline::ChannelHealth h;
+  h.last_error = last_error_;
+  h.last_error_at_ms = last_error_at_ms_;
+  h.errors = errors_;
+  h.detail = username_.empty() ? std::string() : "@" + username_;
+  const auto& conflicts = conflicts_by_bot();
+  const auto c = conflicts.find(options_.bot_id());
+  if (c != conflicts.end()) h.conflicts = c->second.count;
+  if (!running_) {
+    h.state = LinkState::stopped;
+  } else if (!lock_error_.empty() || bad_token_) {
+    h.state = LinkState::failed;
+  } else if (c != conflicts.end() && clock_.wall_ms() - c->second.since_ms >=
+                                         std::int64_t{options_.conflict_fail_after_s} * 1000) {
+    h.state = LinkState::conflict;
+  } else {
+    h.state = ready_ ? LinkState::connected : LinkState::connecting;
+  }
+  return h;
 }
 
 void TelegramChannel::connect() {
@@ -173,7 +247,10 @@ void TelegramChannel::connect() {
               if (!r.ok || !r.result.is_object()) {
                 auto delay = backoff_ == 0ms ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
                 backoff_ = delay;
-                last_error_ = r.description.empty() ? "getMe: no bot in the answer" : r.description;
+                // 401/404: Telegram does not know the token; retried, but shown as failed.
+                bad_token_ = r.error_code == 401 || r.error_code == 404;
+                error("getMe: " + (r.description.empty() ? std::string("no bot in the answer")
+                                                         : r.description));
                 spdlog::error("channel {}: getMe failed ({}{}): retrying in {} ms", id_,
                               r.error_code ? std::to_string(r.error_code) + " " : std::string(),
                               last_error_, delay.count());
@@ -181,7 +258,11 @@ void TelegramChannel::connect() {
               }
               connected_ = true;
               ready_ = true;
+              bad_token_ = false;
               backoff_ = 0ms;
+              if (r.result.contains("username") && r.result["username"].is_string()) {
+                username_ = r.result["username"].get<std::string>().substr(0, 64);
+              }
               spdlog::info("channel {}: connected as @{} (id {})", id_,
                            r.result.value("username", "?"), id_text(r.result.value("id", json())));
               poll();
@@ -190,6 +271,10 @@ void TelegramChannel::connect() {
 
 void TelegramChannel::poll() {
   if (!running_ || polling_) return;
+  if (!take_lock()) {
+    backoff_ = backoff_ == 0ms ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
+    return retry_later(backoff_);
+  }
   if (!connected_) return connect();
   polling_ = true;
   json params = {{"timeout", options_.poll_timeout_s},
@@ -210,12 +295,13 @@ void TelegramChannel::on_updates(const telegram::ApiResult& r) {
     auto delay = backoff_ == 0ms ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
     backoff_ = delay;
     if (r.error_code == 409) {
-      ++conflicts_;
+      auto& c = conflicts_by_bot()[options_.bot_id()];
+      if (c.count++ == 0) c.since_ms = clock_.wall_ms();
       ready_ = false;
       spdlog::error(
           "channel {}: getUpdates conflict ({}): another poller or a webhook uses "
           "this bot; {} in a row, retrying in {} ms",
-          id_, r.description, conflicts_, delay.count());
+          id_, r.description, c.count, delay.count());
     } else if (r.retry_after_s) {
       delay = std::chrono::seconds(std::clamp(*r.retry_after_s, 1, 3600));
       spdlog::warn("channel {}: getUpdates rate-limited: retrying in {} s", id_, *r.retry_after_s);
@@ -225,15 +311,15 @@ void TelegramChannel::on_updates(const telegram::ApiResult& r) {
                    r.error_code ? std::to_string(r.error_code) + " " : std::string(), r.description,
                    delay.count());
     }
-    last_error_ = r.description;
+    error("getUpdates: " + (r.error_code ? std::to_string(r.error_code) + " " : std::string()) +
+          r.description);
     return retry_later(delay);
   }
   backoff_ = 0ms;
-  conflicts_ = 0;
+  conflicts_by_bot().erase(options_.bot_id());
   ready_ = true;
-  last_error_.clear();
   if (!r.result.is_array()) {
-    last_error_ = "getUpdates answered no array";
+    error("getUpdates answered no array");
     return retry_later(kFirstBackoff);
   }
   batch_next_ = offset_;
@@ -290,7 +376,22 @@ void TelegramChannel::batch_done() {
     // Nothing confirmed: Telegram delivers the batch again; the inbox drops what it has.
     return retry_later(kFirstBackoff);
   }
-  offset_ = batch_next_;  // the next poll confirms the batch to Telegram
+  if (batch_next_ > offset_) {
+    offset_ = batch_next_;  // the next poll confirms the batch to Telegram
+    // Saved too (after the inbox commit, so it never passes an update not in the inbox): a
+    // restart starts from it. Polling does not wait for it: the inbox drops what a lost save
+    // lets Telegram deliver again.
+    ++saves_waiting_;
+    pipeline_.save_cursor("telegram." + options_.bot_id(), std::to_string(offset_),
+                          [this, alive = alive_](const std::string& err) {
+                            if (!*alive) return;
+                            --saves_waiting_;
+                            if (!err.empty()) {
+                              spdlog::warn("channel {}: update offset not saved: {}", id_, err);
+                            }
+                            if (!running_) end_stop();
+                          });
+  }
   if (!running_) return end_stop();
   poll();
 }
@@ -317,13 +418,14 @@ void TelegramChannel::stop(std::function<void()> done) {
     api_.cancel_all();  // the poll's handler runs with `cancelled` and ends the stop
     return;
   }
-  if (batch_waiting_ == 0) end_stop();
+  end_stop();
 }
 
 void TelegramChannel::end_stop() {
-  if (polling_ || batch_waiting_ > 0 || !stop_done_) return;
+  if (polling_ || batch_waiting_ > 0 || saves_waiting_ > 0 || !stop_done_) return;
   auto done = std::move(stop_done_);
   stop_done_ = nullptr;
+  lock_.reset();  // the next poller (a reload's, a successor's) may take it now
   executor_.post([done = std::move(done)] { done(); });
 }
 

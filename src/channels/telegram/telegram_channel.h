@@ -10,7 +10,9 @@
 #include <set>
 #include <string>
 
+#include "channels/account_lock.h"
 #include "channels/telegram/bot_api.h"
+#include "core/clock.h"
 #include "core/executor.h"
 #include "pipeline/channel.h"
 #include "pipeline/pipeline.h"
@@ -25,6 +27,10 @@ struct TelegramOptions {
   std::set<std::string> allow_from;     // Telegram user ids (as text)
   int poll_timeout_s = 30;              // getUpdates long poll
   int max_message_chars = 4096;         // Telegram's limit for one message
+  int conflict_fail_after_s = 30;       // 409s for this long: the channel shows `conflict`
+
+  // The bot's id: the digits before the token's ':' (public, unlike the token).
+  std::string bot_id() const { return token.substr(0, token.find(':')); }
 
   // Reads `raw` (the channel's object); an error names the key. `env` looks up variables.
   static std::optional<TelegramOptions> parse(
@@ -47,13 +53,13 @@ class TelegramChannel final : public pipeline::Channel {
   void start() override;
   void stop(std::function<void()> done) override;
   bool ready() const override { return ready_; }
+  pipeline::ChannelHealth health() const override;
   void send(const pipeline::OutboundPart& part,
             std::function<void(pipeline::SendStatus, std::string)> done) override;
 
   // For status and tests.
   std::int64_t offset() const { return offset_; }
   const std::string& last_error() const { return last_error_; }
-  std::uint64_t conflicts() const { return conflicts_; }
 
  private:
   void connect();
@@ -63,10 +69,13 @@ class TelegramChannel final : public pipeline::Channel {
   void batch_done();
   void end_stop();
   bool allowed(const nlohmann::json& message, std::string& why) const;
+  bool take_lock();
+  void error(std::string what);
 
   std::string id_;
   TelegramOptions options_;
   core::Executor& executor_;
+  core::Clock& clock_;
   pipeline::Pipeline& pipeline_;
   telegram::BotApi api_;
   bool running_ = false;
@@ -79,8 +88,14 @@ class TelegramChannel final : public pipeline::Channel {
   bool batch_failed_ = false;
   std::optional<core::TimerId> retry_timer_;
   std::chrono::milliseconds backoff_{0};
-  std::uint64_t conflicts_ = 0;
   std::string last_error_;
+  std::int64_t last_error_at_ms_ = 0;
+  std::uint64_t errors_ = 0;
+  std::string username_;
+  bool bad_token_ = false;  // getMe said 401/404
+  std::unique_ptr<AccountLock> lock_;
+  std::string lock_error_;       // the lock is held elsewhere: the channel is `failed`
+  std::size_t saves_waiting_ = 0;  // offset saves not yet committed
   std::function<void()> stop_done_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

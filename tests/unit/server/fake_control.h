@@ -24,7 +24,7 @@ class FakeControl final : public Control {
   HealthReport health() override {
     HealthReport h;
     h.ts_ms = 1;
-    h.channels.push_back(HealthReport::Channel{"local", true, "main"});
+    h.channels.push_back(HealthReport::Channel{"local", true, "main", {"connected", "", 0, 0, 0, ""}});
     h.default_agent = "main";
     return h;
   }
