@@ -360,6 +360,37 @@ TEST_F(IrcTest, ARestartQuitsRejoinsAndAnswersWhatCameDuringTheDrainOnce) {
       << alice->transcript();
 }
 
+TEST_F(IrcTest, AHotReloadOfTheChannelQuitsAndRejoinsWithTheNewSettings) {
+  auto alice = alice_in_ops();
+  make_gateway(irc_config(server->port()));
+  gw->start();
+  ASSERT_TRUE(alice->wait_for([](const std::string& l) { return is_join(l, kBot, "#ops"); }, 15s))
+      << alice->transcript() << gw->log();
+  alice->say("#ops", "!before");  // no commandPrefix yet: not for the bot
+  auto admin = gw->client({"operator.admin"});
+  const json got = admin->request("config.get", json::object());
+  const json res = admin->request(
+      "config.patch",
+      {{"raw", R"({"channels":{"irc":{"commandPrefix":"!"}}})"}, {"baseHash", got["hash"]}});
+  ASSERT_EQ(res["plan"]["kind"], "hot") << res.dump();
+  ASSERT_TRUE(alice->wait_for(
+      [](const std::string& l) {
+        return l.rfind(std::string(":") + kBot + "!", 0) == 0 &&
+               l.find(" QUIT :") != std::string::npos && l.find("restarting") != std::string::npos;
+      },
+      15s))
+      << alice->transcript() << gw->log();
+  ASSERT_TRUE(alice->wait_for([](const std::string& l) { return is_join(l, kBot, "#ops"); }, 15s))
+      << "no rejoin\n"
+      << alice->transcript() << gw->log();
+  alice->say("#ops", "!after");
+  ASSERT_TRUE(alice->wait_privmsg(kBot, "#ops", "after")) << alice->transcript() << gw->log();
+  EXPECT_EQ(alice->privmsgs(kBot, "#ops"), (std::vector<std::string>{"after"}))
+      << alice->transcript();
+  ASSERT_TRUE(gw->wait_for_log("channel irc started (start 2", 5s)) << gw->log();
+  EXPECT_EQ(gw->log().find("channel irc started (start 3"), std::string::npos) << gw->log();
+}
+
 TEST_F(IrcTest, ATakenNickFallsBackToAnUnderscore) {
   IrcClient squatter(server->port(), kBot);  // holds the bot's nick
   json cfg = irc_config(server->port());
