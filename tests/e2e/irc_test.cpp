@@ -53,40 +53,41 @@ int connect_loopback(int port) {
 // As root it drops to nobody by itself; it writes nothing.
 class Ngircd {
  public:
-  explicit Ngircd(const TempDir& dir) : port_(free_port()) {
-    const auto conf = dir.write("ngircd.conf",
-                                "[Global]\n"
-                                "Name = irc.e2e.test\n"
-                                "Info = drawbridge e2e\n"
-                                "AdminInfo1 = e2e\nAdminInfo2 = e2e\nAdminEMail = e2e@localhost\n"
-                                "Listen = 127.0.0.1\n"
-                                "Ports = " +
-                                    std::to_string(port_) +
-                                    "\n"
-                                    "Password = " +
-                                    kServerPassword +
-                                    "\n"
-                                    "MotdPhrase = e2e\n"
-                                    "[Limits]\n"
-                                    "MaxNickLength = 30\n"
-                                    "MaxConnectionsIP = 0\n"
-                                    "PingTimeout = 120\nPongTimeout = 20\n"
-                                    "[Options]\n"
-                                    "PAM = no\nIdent = no\nDNS = no\n"
-                                    "IncludeDir = " +
-                                    (dir.path() / "ngircd.conf.d").string() + "\n");
+  // With `tls`, a second port speaks TLS with a fresh self-signed certificate for "localhost".
+  explicit Ngircd(const TempDir& dir, bool tls = false) : port_(free_port()) {
+    std::string conf =
+        "[Global]\nName = irc.e2e.test\nInfo = drawbridge e2e\n"
+        "AdminInfo1 = e2e\nAdminInfo2 = e2e\nAdminEMail = e2e@localhost\n"
+        "Listen = 127.0.0.1\nPorts = " +
+        std::to_string(port_) + "\nPassword = " + kServerPassword +
+        "\nMotdPhrase = e2e\n"
+        "[Limits]\nMaxNickLength = 30\nMaxConnectionsIP = 0\nPingTimeout = 120\n"
+        "PongTimeout = 20\n"
+        "[Options]\nPAM = no\nIdent = no\nDNS = no\nIncludeDir = " +
+        (dir.path() / "ngircd.conf.d").string() + "\n";
+    if (tls) {
+      tls_port_ = free_port();
+      const auto cert = dir.path() / "irc-cert.pem", key = dir.path() / "irc-key.pem";
+      Process openssl({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                       "-keyout", key.string(), "-out", cert.string(), "-days", "1", "-subj",
+                       "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"},
+                      dir.path(), dir.path() / "openssl.out", dir.path() / "openssl.err");
+      const auto st = openssl.wait(30s);
+      if (!st || !st->exited || st->code != 0) {
+        throw std::runtime_error("openssl req failed: " + read_text(dir.path() / "openssl.err"));
+      }
+      conf += "[SSL]\nCertFile = " + cert.string() + "\nKeyFile = " + key.string() +
+              "\nPorts = " + std::to_string(tls_port_) + "\n";
+    }
+    const auto conf_file = dir.write("ngircd.conf", conf);
     fs::create_directories(dir.path() / "ngircd.conf.d");
     out_ = dir.path() / "ngircd.out";
     proc_ = std::make_unique<Process>(
-        std::vector<std::string>{ngircd_binary(), "-n", "-f", conf.string()}, dir.path(), out_,
+        std::vector<std::string>{ngircd_binary(), "-n", "-f", conf_file.string()}, dir.path(), out_,
         dir.path() / "ngircd.err");
     const auto deadline = SteadyClock::now() + 10s;
     while (SteadyClock::now() < deadline) {
-      const int fd = connect_loopback(port_);
-      if (fd >= 0) {
-        ::close(fd);
-        return;
-      }
+      if (listening(port_) && (tls_port_ == 0 || listening(tls_port_))) return;
       if (proc_->wait(20ms)) break;  // it exited: its output says why
     }
     throw std::runtime_error("ngircd did not listen on port " + std::to_string(port_) + ": " +
@@ -97,9 +98,18 @@ class Ngircd {
     proc_->wait(5s);  // the Process destructor kills it by its pid if it still runs
   }
   int port() const { return port_; }
+  int tls_port() const { return tls_port_; }
 
  private:
+  static bool listening(int port) {
+    const int fd = connect_loopback(port);
+    if (fd < 0) return false;
+    ::close(fd);
+    return true;
+  }
+
   int port_;
+  int tls_port_ = 0;
   fs::path out_;
   std::unique_ptr<Process> proc_;
 };
@@ -389,6 +399,35 @@ TEST_F(IrcTest, AHotReloadOfTheChannelQuitsAndRejoinsWithTheNewSettings) {
       << alice->transcript();
   ASSERT_TRUE(gw->wait_for_log("channel irc started (start 2", 5s)) << gw->log();
   EXPECT_EQ(gw->log().find("channel irc started (start 3"), std::string::npos) << gw->log();
+}
+
+// TLS with the server's certificate checked: a self-signed one is refused unless tlsInsecure.
+TEST_F(IrcTest, TlsIsSpokenAndTheCertificateCheckedUnlessTlsInsecure) {
+  if (::access("/usr/bin/openssl", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/openssl";
+  server.reset();
+  server = std::make_unique<Ngircd>(dir, /*tls=*/true);
+  auto alice = std::make_unique<IrcClient>(server->port(), "alice");
+  json cfg = irc_config(server->port());
+  cfg["channels"]["irc"]["port"] = server->tls_port();
+  cfg["channels"]["irc"]["tls"] = true;
+  cfg["channels"]["irc"]["tlsInsecure"] = true;
+  make_gateway(cfg);
+  gw->start();
+  ASSERT_TRUE(gw->wait_for_log("registered on 127.0.0.1 as drawbot", 15s)) << gw->log();
+  alice->say(kBot, "over tls");
+  ASSERT_TRUE(alice->wait_privmsg(kBot, "alice", "over tls")) << alice->transcript() << gw->log();
+
+  // The same server checked: its certificate is self-signed (and names localhost, not
+  // 127.0.0.1): the handshake fails, the channel retries with back-off.
+  auto admin = gw->client({"operator.admin"});
+  const json got = admin->request("config.get", json::object());
+  const json res = admin->request(
+      "config.patch",
+      {{"raw", R"({"channels":{"irc":{"tlsInsecure":false}}})"}, {"baseHash", got["hash"]}});
+  ASSERT_EQ(res["plan"]["kind"], "hot") << res.dump();
+  ASSERT_TRUE(gw->wait_for_log("TLS handshake", 15s)) << gw->log();
+  EXPECT_TRUE(gw->wait_for_log("reconnecting in", 5s)) << gw->log();
+  EXPECT_EQ(gw->log().find(kServerPassword), std::string::npos) << "the password is in the log";
 }
 
 TEST_F(IrcTest, ATakenNickFallsBackToAnUnderscore) {
