@@ -202,6 +202,36 @@ TEST_F(IrcChannelTest, PrivateAndAddressedMessagesReachThePipelineWithTheirSessi
   EXPECT_EQ(chan.sender, "alice");
 }
 
+TEST_F(IrcChannelTest, AMessageIdTagIsTheExternalIdSoAReplayIsAcceptedOnce) {
+  connect();
+  say(":irc.test CAP * LS :message-tags\r\n");
+  ASSERT_TRUE(got("CAP REQ message-tags"));
+  say(":irc.test CAP * ACK :message-tags\r\n");
+  ASSERT_TRUE(got("CAP END"));
+  say(":irc.test 001 drawbot :Welcome\r\n");
+  ASSERT_TRUE(got("JOIN #ops"));
+  // A bouncer replaying its history after a reconnect: the same msgid twice.
+  say("@msgid=m-1 :alice!a@host PRIVMSG drawbot :once\r\n"
+      "@msgid=m-1 :alice!a@host PRIVMSG drawbot :once\r\n"
+      "@msgid=m-2 :alice!a@host PRIVMSG #ops :drawbot: other\r\n"
+      "PING :sync\r\n");
+  ASSERT_TRUE(got("PONG sync"));
+  executor_.run_ready();
+  std::vector<std::string> texts;
+  for (const auto& c : agent_.calls) texts.push_back(c->request.text);
+  EXPECT_EQ(texts, (std::vector<std::string>{"once", "other"}));
+}
+
+TEST_F(IrcChannelTest, WithoutMessageIdsEachMessageIsNew) {
+  register_bot();
+  say(":alice!a@host PRIVMSG drawbot :same text\r\n"
+      ":alice!a@host PRIVMSG #ops :drawbot: same text\r\n"
+      "PING :sync\r\n");
+  ASSERT_TRUE(got("PONG sync"));
+  executor_.run_ready();
+  EXPECT_EQ(agent_.calls.size(), 2u);
+}
+
 TEST_F(IrcChannelTest, PoliciesDecideWhoIsAnswered) {
   options_.group_policy = "allowlist";
   options_.groups["#quiet"] = {/*require_mention=*/false};
