@@ -14,7 +14,8 @@ packages=(
 for arg in "$@"; do
   case "$arg" in
     --with-tests)
-      packages+=(sqlite3)
+      # ngircd: the real IRC server the IRC channel's end-to-end tests start (tests/e2e/irc_test.cpp).
+      packages+=(sqlite3 ngircd)
       # Node and npm only fetch OpenClaw's packages (and Node 24) from the npm registry: any
       # install that provides the commands will do (Debian's, or nodesource's nodejs with npm).
       if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

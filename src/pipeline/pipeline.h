@@ -86,6 +86,8 @@ class Pipeline {
   // agents. The runtime then wires the next generation and calls start().
   void reset();
   std::uint64_t generation() const { return generation_; }
+  // The injected clock, for channels that stamp what they report (ChannelHealth).
+  core::Clock& clock() const { return clock_; }
 
   // Commits the message to the inbox (deduplicated), then calls `done` and schedules its turn.
   // Writes of one event-loop round share one commit (group commit): `done` runs after that

@@ -7,6 +7,7 @@
 
 #include "agents/echo_agent.h"
 #include "agents/exec_agent.h"
+#include "channels/irc/irc_channel.h"
 #include "channels/local/local_channel.h"
 #include "channels/telegram/telegram_channel.h"
 
@@ -101,6 +102,18 @@ std::optional<std::string> Generation::add_channel(const std::string& id,
                               : options->max_message_chars;
     channels_[id] = std::make_unique<channels::TelegramChannel>(id, std::move(*options), io_,
                                                                 executor_, pipeline_);
+  } else if (id == "irc") {
+    std::string error;
+    auto options = channels::IrcOptions::parse(
+        settings->second.raw, error, [](const std::string& name) -> std::optional<std::string> {
+          const char* v = std::getenv(name.c_str());
+          return v ? std::optional<std::string>(v) : std::nullopt;
+        });
+    if (!options) return error;
+    for (const auto& w : options->warnings) spdlog::warn("{}", w);
+    // The channel splits replies into lines of at most 512 bytes itself.
+    channels_[id] = std::make_unique<channels::IrcChannel>(id, std::move(*options), io_, executor_,
+                                                           pipeline_.clock(), pipeline_);
   } else {
     spdlog::warn("channels.{}: this adapter is not available in this build; ignored", id);
     return std::nullopt;

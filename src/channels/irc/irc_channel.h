@@ -1,0 +1,160 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "channels/irc/irc_message.h"
+#include "core/clock.h"
+#include "core/executor.h"
+#include "pipeline/channel.h"
+#include "pipeline/pipeline.h"
+
+namespace boost::asio::ssl {
+class context;
+}
+
+namespace drawbridge::channels {
+
+// What `channels.irc` says, with OpenClaw's keys (docs/DECISIONS.md "IRC").
+struct IrcOptions {
+  struct Group {
+    bool require_mention = true;
+  };
+
+  std::string host;
+  int port = 6667;  // 6697 with tls
+  bool tls = false;
+  bool tls_insecure = false;  // tlsInsecure: no certificate or host name check
+  std::string nick;
+  std::string username;  // default: nick
+  std::string realname = "drawbridge";
+  std::string password;                    // server PASS, and SASL PLAIN where offered
+  std::vector<std::string> channels;       // joined at connect
+  std::string group_policy = "allowlist";  // "open" | "allowlist" | "disabled"
+  std::map<std::string, Group> groups;     // lower-cased channel name, or "*"
+  std::string dm_policy = "allowlist";     // "open" | "allowlist" | "disabled"
+  std::set<std::string> allow_from;        // lower-cased nicks or nick!user@host masks; "*"
+  std::string command_prefix;              // "!": "!hi" in a channel is addressed
+  std::vector<std::string> warnings;       // keys accepted and not honoured, one each
+
+  // Reads `raw` (the channel's object); an error names the key and never shows the password.
+  // `env` looks up variables (passwordEnv).
+  static std::optional<IrcOptions> parse(
+      const nlohmann::json& raw, std::string& error,
+      const std::function<std::optional<std::string>(const std::string&)>& env);
+};
+
+// An IRC client (RFC 1459/2812 as servers speak it) on the gateway's event loop: registers
+// (CAP LS, SASL PLAIN where offered, PASS, NICK/USER, nick_ fallback), joins the configured
+// channels, answers PING, and hands each private message and each channel message addressed to
+// the bot to Pipeline::accept until stop(). Replies go out as PRIVMSG lines of at most 512
+// bytes through a token bucket (flood control). A lost connection is retried with backoff
+// (1 s doubling to 60 s). Every timer runs on the injected Executor.
+class IrcChannel final : public pipeline::Channel {
+ public:
+  // Flood control: kBurst lines at once, then one line per kRefill.
+  static constexpr int kBurst = 5;
+  static constexpr core::Duration kRefill{500};
+  // A line the server sends without a line end within this many bytes is dropped.
+  static constexpr std::size_t kMaxInboundLine = 8192;
+
+  IrcChannel(std::string id, IrcOptions options, boost::asio::io_context& io,
+             core::Executor& executor, core::Clock& clock, pipeline::Pipeline& pipeline);
+  ~IrcChannel() override;
+
+  const std::string& id() const override { return id_; }
+  void start() override;
+  void stop(std::function<void()> done) override;
+  bool ready() const override { return ready_; }
+  pipeline::ChannelHealth health() const override;
+  void send(const pipeline::OutboundPart& part,
+            std::function<void(pipeline::SendStatus, std::string)> done) override;
+
+  const std::string& nick() const { return nick_; }
+
+ private:
+  struct Conn;
+  struct OutLine {
+    std::string line;                                             // without CRLF
+    std::function<void(pipeline::SendStatus, std::string)> done;  // on a part's last line
+  };
+
+  void connect();
+  void on_connected(const std::shared_ptr<Conn>& c);
+  void read(const std::shared_ptr<Conn>& c);
+  void on_data(const std::shared_ptr<Conn>& c, std::size_t n);
+  void on_line(const std::string& line);
+  void on_cap(const irc::Message& m);
+  void on_welcome(const std::string& nick);
+  void on_privmsg(const irc::Message& m);
+  void next_nick(bool erroneous);
+  void urgent(std::string line);
+  void pump();
+  void arm_refill();
+  void arm_keepalive();
+  void fail_connection(const std::string& why);
+  void fail_pending(const std::string& why);
+  void finish_stop();
+  void note_error(const std::string& why);
+  std::size_t relay_reserve() const;
+  bool channel_allowed(const std::string& chan, bool& require_mention) const;
+  bool dm_allowed(const std::string& nick, const std::string& mask) const;
+  std::string next_external_id(const irc::Message& m);
+
+  std::string id_;
+  IrcOptions options_;
+  boost::asio::io_context& io_;
+  core::Executor& executor_;
+  core::Clock& clock_;
+  pipeline::Pipeline& pipeline_;
+  std::shared_ptr<boost::asio::ssl::context> tls_context_;
+
+  std::shared_ptr<Conn> conn_;
+  bool running_ = false;
+  bool stopping_ = false;
+  bool ready_ = false;
+  bool registered_ = false;
+  pipeline::LinkState state_ = pipeline::LinkState::connecting;
+  std::string last_error_;
+  std::int64_t last_error_at_ms_ = 0;
+  std::uint64_t errors_ = 0;
+
+  std::string nick_;
+  int nick_attempt_ = 0;
+  bool nick_shorten_ = false;
+  std::string own_mask_;   // "nick!user@host" as the server relays our lines, once seen
+  std::string cap_list_;   // CAP LS, accumulated over continuation lines
+  bool cap_tags_ = false;  // message-tags acknowledged: msgid is the external id
+  bool sasl_ = false;
+
+  std::string rbuf_;
+  bool skipping_ = false;  // inside an overlong line: dropped up to its end
+  bool seen_since_ping_ = false;
+  bool ping_sent_ = false;
+
+  std::deque<std::string> urgent_;  // PONG, registration, QUIT: not flood controlled
+  std::deque<OutLine> queue_;       // PRIVMSG, JOIN: through the token bucket
+  bool writing_ = false;
+  std::vector<std::function<void(pipeline::SendStatus, std::string)>> in_write_;
+  int tokens_ = kBurst;
+
+  std::optional<core::TimerId> backoff_timer_, refill_timer_, register_timer_, keepalive_timer_,
+      stop_timer_, rejoin_timer_;
+  core::Duration backoff_{0};
+
+  std::int64_t conn_epoch_ms_ = 0;  // external ids: "<conn_epoch_ms>-<seq>"
+  std::uint64_t seq_ = 0;
+  std::function<void()> stop_done_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace drawbridge::channels

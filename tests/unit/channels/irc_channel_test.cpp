@@ -1,0 +1,360 @@
+#include "channels/irc/irc_channel.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+
+#include "core/manual_executor.h"
+#include "store/sqlite_store.h"
+#include "unit/pipeline/fakes.h"
+
+// IrcChannel against a scripted server on a loopback socket of the test's own io_context: the
+// protocol (registration, nick fallback, PING, CAP), what reaches the pipeline, flood control,
+// hostile lines and stop. Timers (flood control, the stop bound) run on a ManualExecutor: the
+// test moves time by hand; the sockets are real, each wait bounded.
+
+namespace drawbridge::channels {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+using pipeline::SendStatus;
+
+class IrcChannelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = store::SqliteStore::open(":memory:");
+    writer_ = std::make_unique<pipeline::InlineBatchRunner>(*store_);
+    pipeline_ = std::make_unique<pipeline::Pipeline>(clock_, executor_, *store_, *writer_);
+    options_.host = "127.0.0.1";
+    options_.port = acceptor_.local_endpoint().port();
+    options_.nick = "drawbot";
+    options_.username = "drawbot";
+    options_.channels = {"#ops"};
+    options_.group_policy = "open";
+    options_.dm_policy = "open";
+  }
+  void TearDown() override {
+    if (channel_) channel_->stop([] {});
+    executor_.run_ready();
+  }
+
+  void make_channel() {
+    channel_ = std::make_unique<IrcChannel>("irc", options_, io_, executor_, clock_, *pipeline_);
+    pipeline_->add_channel(channel_.get(), &agent_, 0);
+  }
+
+  // Runs the loop and the posted work until `pred` holds; false after 2 s of real time.
+  template <typename Pred>
+  bool spin(Pred pred) {
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      io_.restart();
+      io_.run_one_for(5ms);
+      executor_.run_ready();
+    }
+    return true;
+  }
+
+  // Starts the channel and accepts its connection.
+  void connect() {
+    make_channel();
+    bool accepted = false;
+    acceptor_.async_accept(server_, [&](boost::system::error_code ec) { accepted = !ec; });
+    channel_->start();
+    ASSERT_TRUE(spin([&] { return accepted; }));
+    read_more();
+  }
+  void read_more() {
+    server_.async_read_some(asio::buffer(rbuf_), [this](boost::system::error_code ec,
+                                                        std::size_t n) {
+      if (ec) {
+        server_eof_ = true;
+        return;
+      }
+      pending_.append(rbuf_.data(), n);
+      for (auto lf = pending_.find("\r\n"); lf != std::string::npos; lf = pending_.find("\r\n")) {
+        received_.push_back(pending_.substr(0, lf));
+        pending_.erase(0, lf + 2);
+      }
+      read_more();
+    });
+  }
+  void say(const std::string& raw) { asio::write(server_, asio::buffer(raw)); }
+  bool got(const std::string& line) {
+    return spin(
+        [&] { return std::find(received_.begin(), received_.end(), line) != received_.end(); });
+  }
+  std::size_t count_prefix(const std::string& prefix) const {
+    return static_cast<std::size_t>(
+        std::count_if(received_.begin(), received_.end(),
+                      [&](const auto& l) { return l.rfind(prefix, 0) == 0; }));
+  }
+  // Connects and registers as `drawbot`, having joined #ops.
+  void register_bot() {
+    connect();
+    ASSERT_TRUE(got("CAP LS 302"));
+    ASSERT_TRUE(got("NICK drawbot"));
+    ASSERT_TRUE(got("USER drawbot 0 * drawbridge"));
+    say(":irc.test CAP * LS :multi-prefix\r\n");
+    ASSERT_TRUE(got("CAP END"));
+    EXPECT_FALSE(channel_->ready());
+    say(":irc.test 001 drawbot :Welcome\r\n");
+    ASSERT_TRUE(got("JOIN #ops"));
+    EXPECT_TRUE(channel_->ready());
+    say(":drawbot!~drawbot@127.0.0.1 JOIN #ops\r\n");
+    executor_.advance(5000ms);  // the JOIN's token comes back
+  }
+
+  asio::io_context io_;
+  tcp::acceptor acceptor_{io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)};
+  tcp::socket server_{io_};
+  std::array<char, 4096> rbuf_{};
+  std::string pending_;
+  std::vector<std::string> received_;
+  bool server_eof_ = false;
+
+  core::ManualClock clock_;
+  core::ManualExecutor executor_{clock_};
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<pipeline::InlineBatchRunner> writer_;
+  std::unique_ptr<pipeline::Pipeline> pipeline_;
+  testing::FakeAgent agent_;
+  IrcOptions options_;
+  std::unique_ptr<IrcChannel> channel_;
+};
+
+TEST_F(IrcChannelTest, RegistersJoinsAndAnswersPing) {
+  register_bot();
+  EXPECT_EQ(channel_->health().state, pipeline::LinkState::connected);
+  EXPECT_EQ(channel_->health().detail, "drawbot");
+  say("PING :irc.test\r\n");
+  EXPECT_TRUE(got("PONG irc.test"));
+}
+
+TEST_F(IrcChannelTest, SaslPlainWhenOfferedAndAPasswordIsSet) {
+  options_.password = "pw";
+  connect();
+  ASSERT_TRUE(got("PASS pw"));
+  say(":irc.test CAP * LS * :multi-prefix\r\n:irc.test CAP * LS :sasl=PLAIN message-tags\r\n");
+  ASSERT_TRUE(got("CAP REQ :sasl message-tags"));
+  say(":irc.test CAP * ACK :sasl message-tags\r\n");
+  ASSERT_TRUE(got("AUTHENTICATE PLAIN"));
+  say("AUTHENTICATE +\r\n");
+  ASSERT_TRUE(got("AUTHENTICATE ZHJhd2JvdABkcmF3Ym90AHB3"));  // "drawbot\0drawbot\0pw"
+  EXPECT_EQ(count_prefix("CAP END"), 0u) << "registration waits for SASL";
+  say(":irc.test 903 drawbot :SASL authentication successful\r\n");
+  EXPECT_TRUE(got("CAP END"));
+}
+
+TEST_F(IrcChannelTest, ATakenNickTriesUnderscoresThenGivesUp) {
+  connect();
+  ASSERT_TRUE(got("NICK drawbot"));
+  for (const char* next :
+       {"NICK drawbot_", "NICK drawbot__", "NICK drawbot___", "NICK drawbot____"}) {
+    say(":irc.test 433 * x :Nickname already in use\r\n");
+    ASSERT_TRUE(got(next));
+  }
+  say(":irc.test 433 * x :Nickname already in use\r\n");
+  ASSERT_TRUE(spin([&] { return server_eof_; }));
+  EXPECT_EQ(channel_->health().state, pipeline::LinkState::failed);
+  EXPECT_NE(channel_->health().last_error.find("no nick available"), std::string::npos);
+  EXPECT_EQ(channel_->health().last_error_at_ms, clock_.wall_ms());
+  EXPECT_FALSE(channel_->ready());
+}
+
+TEST_F(IrcChannelTest, TheWelcomeNickIsTheOneInUse) {
+  connect();
+  say(":irc.test 433 * drawbot :Nickname already in use\r\n");
+  ASSERT_TRUE(got("NICK drawbot_"));
+  say(":irc.test 001 drawbot_ :Welcome\r\n");
+  ASSERT_TRUE(got("JOIN #ops"));
+  EXPECT_EQ(channel_->nick(), "drawbot_");
+  EXPECT_EQ(channel_->health().detail, "drawbot_");
+}
+
+TEST_F(IrcChannelTest, PrivateAndAddressedMessagesReachThePipelineWithTheirSessions) {
+  register_bot();
+  say(":Alice!a@host PRIVMSG drawbot :hello\r\n"
+      ":alice!a@host PRIVMSG #Ops :just talking\r\n"
+      ":alice!a@host PRIVMSG #Ops :DrawBot, hi there\r\n"
+      ":alice!a@host PRIVMSG drawbot :\x01VERSION\x01\r\n"
+      ":alice!a@host NOTICE drawbot :a notice\r\n"
+      ":irc.test PRIVMSG drawbot :from a server\r\n"
+      ":alice!a@host PRIVMSG someoneelse :not ours\r\n");
+  ASSERT_TRUE(spin([&] { return agent_.calls.size() >= 2; }));
+  say("PING :sync\r\n");
+  ASSERT_TRUE(got("PONG sync"));  // every line before it was handled
+  executor_.run_ready();
+  ASSERT_EQ(agent_.calls.size(), 2u);
+  const auto& dm = agent_.calls[0]->request;
+  EXPECT_EQ(dm.session_key, "irc:dm:alice");
+  EXPECT_EQ(dm.chat_id, "Alice");
+  EXPECT_EQ(dm.text, "hello");
+  const auto& chan = agent_.calls[1]->request;
+  EXPECT_EQ(chan.session_key, "irc:#ops");
+  EXPECT_EQ(chan.chat_id, "#Ops");
+  EXPECT_EQ(chan.text, "hi there");
+  EXPECT_EQ(chan.sender, "alice");
+}
+
+TEST_F(IrcChannelTest, AMessageIdTagIsTheExternalIdSoAReplayIsAcceptedOnce) {
+  connect();
+  say(":irc.test CAP * LS :message-tags\r\n");
+  ASSERT_TRUE(got("CAP REQ message-tags"));
+  say(":irc.test CAP * ACK :message-tags\r\n");
+  ASSERT_TRUE(got("CAP END"));
+  say(":irc.test 001 drawbot :Welcome\r\n");
+  ASSERT_TRUE(got("JOIN #ops"));
+  // A bouncer replaying its history after a reconnect: the same msgid twice.
+  say("@msgid=m-1 :alice!a@host PRIVMSG drawbot :once\r\n"
+      "@msgid=m-1 :alice!a@host PRIVMSG drawbot :once\r\n"
+      "@msgid=m-2 :alice!a@host PRIVMSG #ops :drawbot: other\r\n"
+      "PING :sync\r\n");
+  ASSERT_TRUE(got("PONG sync"));
+  executor_.run_ready();
+  std::vector<std::string> texts;
+  for (const auto& c : agent_.calls) texts.push_back(c->request.text);
+  EXPECT_EQ(texts, (std::vector<std::string>{"once", "other"}));
+}
+
+TEST_F(IrcChannelTest, WithoutMessageIdsEachMessageIsNew) {
+  register_bot();
+  say(":alice!a@host PRIVMSG drawbot :same text\r\n"
+      ":alice!a@host PRIVMSG #ops :drawbot: same text\r\n"
+      "PING :sync\r\n");
+  ASSERT_TRUE(got("PONG sync"));
+  executor_.run_ready();
+  EXPECT_EQ(agent_.calls.size(), 2u);
+}
+
+TEST_F(IrcChannelTest, PoliciesDecideWhoIsAnswered) {
+  options_.group_policy = "allowlist";
+  options_.groups["#quiet"] = {/*require_mention=*/false};
+  options_.dm_policy = "allowlist";
+  options_.allow_from = {"bob"};
+  options_.command_prefix = "!";
+  register_bot();
+  say(":alice!a@host PRIVMSG drawbot :not allowed\r\n"
+      ":bob!b@host PRIVMSG drawbot :allowed\r\n"
+      ":alice!a@host PRIVMSG #ops :drawbot: not in groups\r\n"
+      ":alice!a@host PRIVMSG #quiet :no mention needed\r\n"
+      ":alice!a@host PRIVMSG #quiet :!prefixed\r\n"
+      "PING :sync\r\n");
+  ASSERT_TRUE(got("PONG sync"));
+  executor_.run_ready();
+  for (int i = 0; i < 4; ++i) {  // one turn per session: #quiet's second waits for its first
+    agent_.complete_all_open();
+    executor_.run_ready();
+  }
+  std::vector<std::string> texts;
+  for (const auto& c : agent_.calls) texts.push_back(c->request.text);
+  EXPECT_EQ(texts, (std::vector<std::string>{"allowed", "no mention needed", "prefixed"}));
+}
+
+TEST_F(IrcChannelTest, FloodControlSendsFiveLinesThenOneEvery500ms) {
+  register_bot();
+  const std::size_t before = count_prefix("PRIVMSG");
+  std::vector<SendStatus> statuses;
+  pipeline::OutboundPart part;
+  part.chat_id = "#ops";
+  part.text = "l1\nl2\nl3\nl4\nl5\nl6\nl7\nl8";
+  channel_->send(part, [&](SendStatus s, std::string) { statuses.push_back(s); });
+  ASSERT_TRUE(spin([&] { return count_prefix("PRIVMSG") == before + 5; }));
+  EXPECT_TRUE(statuses.empty()) << "sent before its last line was written";
+  executor_.advance(500ms);
+  ASSERT_TRUE(spin([&] { return count_prefix("PRIVMSG") == before + 6; }));
+  executor_.advance(999ms);
+  ASSERT_TRUE(spin([&] { return count_prefix("PRIVMSG") == before + 7; }));
+  executor_.advance(1ms);
+  ASSERT_TRUE(spin([&] { return statuses.size() == 1 && count_prefix("PRIVMSG") == before + 8; }));
+  EXPECT_EQ(statuses[0], SendStatus::sent);
+  EXPECT_EQ(received_.back(), "PRIVMSG #ops :l8");
+}
+
+TEST_F(IrcChannelTest, SendSaysRetryWhenNotConnectedAndFailedForABadTarget) {
+  make_channel();
+  std::vector<SendStatus> statuses;
+  pipeline::OutboundPart part;
+  part.chat_id = "alice";
+  part.text = "hi";
+  channel_->send(part, [&](SendStatus s, std::string) { statuses.push_back(s); });
+  part.chat_id = "#ops\r\nQUIT";
+  channel_->send(part, [&](SendStatus s, std::string) { statuses.push_back(s); });
+  executor_.run_ready();
+  EXPECT_EQ(statuses, (std::vector<SendStatus>{SendStatus::retry, SendStatus::failed}));
+}
+
+TEST_F(IrcChannelTest, HostileLinesCostNothing) {
+  register_bot();
+  say(std::string(20000, 'x'));  // no line end: dropped up to the next one
+  say("\r\n");
+  say(
+      std::string(":alice!a@h PRIVMSG drawbot :a\0b\xff\xfe"
+                  "c\r\n",
+                  36));
+  say(":\r\n@\r\n: PRIVMSG\r\nPRIVMSG\r\n:x!y@z PRIVMSG drawbot\r\n:!@ PRIVMSG drawbot :x\r\n");
+  say("PING :still-here\r\n");
+  ASSERT_TRUE(got("PONG still-here"));
+  executor_.run_ready();
+  ASSERT_EQ(agent_.calls.size(), 1u);
+  EXPECT_EQ(agent_.calls[0]->request.text,
+            "ab\xc3\xbf\xc3\xbe"
+            "c");
+  EXPECT_EQ(channel_->health().state, pipeline::LinkState::connected);
+}
+
+TEST_F(IrcChannelTest, StopQuitsWaitsBoundedForTheServerAndReportsDoneOnce) {
+  register_bot();
+  int done = 0;
+  channel_->stop([&] { ++done; });
+  ASSERT_TRUE(got("QUIT :restarting"));
+  say(":alice!a@host PRIVMSG drawbot :after the stop\r\nPING :x\r\n");
+  ASSERT_TRUE(got("PONG x"));  // the line before it was read, and not accepted
+  executor_.run_ready();
+  EXPECT_EQ(done, 0) << "done before the server closed or the bound";
+  executor_.advance(2000ms);  // the server never closes: the bound ends the stop
+  EXPECT_EQ(done, 1);
+  ASSERT_TRUE(spin([&] { return server_eof_; }));
+  executor_.run_ready();
+  EXPECT_EQ(done, 1);
+  EXPECT_TRUE(agent_.calls.empty()) << "accepted after stop()";
+  EXPECT_EQ(channel_->health().state, pipeline::LinkState::stopped);
+  EXPECT_EQ(executor_.pending_timers(), 0u);
+}
+
+TEST_F(IrcChannelTest, StopEndsWhenTheServerClosesAfterQuit) {
+  register_bot();
+  int done = 0;
+  channel_->stop([&] { ++done; });
+  ASSERT_TRUE(got("QUIT :restarting"));
+  say("ERROR :Closing connection\r\n");
+  server_.close();
+  ASSERT_TRUE(spin([&] { return done == 1; }));
+  EXPECT_EQ(channel_->health().last_error, "") << "the server's goodbye is no error";
+  executor_.advance(5000ms);
+  EXPECT_EQ(done, 1);
+}
+
+TEST_F(IrcChannelTest, ALostConnectionIsRetriedWithBackoff) {
+  register_bot();
+  server_.close();
+  ASSERT_TRUE(spin([&] { return !channel_->ready(); }));
+  EXPECT_EQ(channel_->health().state, pipeline::LinkState::failed);
+  tcp::socket next(io_);
+  bool accepted = false;
+  acceptor_.async_accept(next, [&](boost::system::error_code ec) { accepted = !ec; });
+  executor_.advance(999ms);
+  io_.restart();
+  io_.poll();
+  EXPECT_FALSE(accepted) << "reconnected before the first back-off (1 s)";
+  executor_.advance(1ms);
+  EXPECT_TRUE(spin([&] { return accepted; }));
+}
+
+}  // namespace
+}  // namespace drawbridge::channels
