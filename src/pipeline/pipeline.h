@@ -96,7 +96,6 @@ class Pipeline {
   // (before writing anything) when the channel is not configured.
   void accept(const InboundMessage& message, std::function<void(AcceptResult)> done);
   void send(const SendRequest& request, std::function<void(SendResult)> done);
-  core::Clock& clock() const { return clock_; }
   // A channel's cursor (Telegram's update offset) under `key`: the value last saved, read from
   // the store. A channel reads it once as it starts.
   std::optional<std::string> load_cursor(const std::string& key);
