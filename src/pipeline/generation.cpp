@@ -155,6 +155,7 @@ void Pipeline::reset() {
   }
   *gen_alive_ = false;
   gen_alive_ = std::make_shared<bool>(true);
+  command_answers_.clear();
   if (debounce_timer_) executor_.cancel(*debounce_timer_);
   debounce_timer_.reset();
   // Whatever the debouncers still held is pending in the inbox: the next start replays it.

@@ -119,6 +119,20 @@ std::string Pipeline::new_run_id() {
   return buf;
 }
 
+namespace {
+
+bool is_stop_command(std::string_view text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
+    text.remove_prefix(1);
+  }
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) {
+    text.remove_suffix(1);
+  }
+  return text == "/stop";
+}
+
+}  // namespace
+
 void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)> done) {
   if (!routes_.count(m.channel)) {
     throw std::invalid_argument("channel \"" + m.channel + "\" is not configured");
@@ -146,6 +160,12 @@ void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)>
       history_.append(rec.session_key, store::TranscriptEntry{0, rec.session_key, "user", rec.text,
                                                               rec.run_id, rec.id,
                                                               rec.received_at_ms});
+    }
+    if (!res->duplicate && is_stop_command(rec.text)) {
+      // "/stop" ends the session's running turn now, not when its own turn comes (it waits
+      // behind the very turn it stops); that turn only answers (run_command).
+      command_answers_[rec.id] =
+          abort(rec.session_key, "").empty() ? "Nothing was running." : "Stopped.";
     }
     bool start_now = false;
     auto result = on_committed(*res, start_now);

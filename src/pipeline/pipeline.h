@@ -251,6 +251,8 @@ class Pipeline {
   std::optional<core::TimerId> debounce_timer_;
   bool debounce_bypass_ = false;
   core::Gate followup_gate_;  // counts rows waiting in the followup queues
+  // Answers of "/stop" rows (what their accept aborted), until their turn sends them.
+  std::unordered_map<std::int64_t, std::string> command_answers_;
   std::unordered_set<std::string> resume_pending_;  // sessions whose last turn a restart aborted
   core::WorkTracker work_;
   std::unordered_map<std::string, RunningTurn> running_;  // by session key

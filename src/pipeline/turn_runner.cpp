@@ -198,10 +198,22 @@ bool Pipeline::run_command(const store::InboxRecord& rec, const TurnInput& input
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) {
     text.remove_suffix(1);
   }
-  if (text != "/restart" || !input.members.empty()) return false;
+  if (!input.members.empty()) return false;
   std::string answer;
   bool request = false;
-  if (!settings_.restart_command) {
+  if (text == "/stop") {
+    // The abort happened as it was accepted (Pipeline::accept): its turn only answers.
+    auto it = command_answers_.find(rec.id);
+    answer = it != command_answers_.end() ? it->second : "Nothing was running.";
+    if (it != command_answers_.end()) command_answers_.erase(it);
+  } else if (text == "/status") {
+    const auto waiting = waiting_count();
+    answer = "drawbridge is running (generation " + std::to_string(generation_) + "): " +
+             std::to_string(running_.size()) + " turn(s) running, " + std::to_string(waiting) +
+             " message(s) waiting.";
+  } else if (text != "/restart") {
+    return false;
+  } else if (!settings_.restart_command) {
     answer = "/restart is turned off on this gateway (commands.restart).";
   } else if (rec.id <= replay_horizon_ || rec.received_at_ms < generation_started_ms_) {
     // Sent before the last restart (or crash) and replayed by it: that restart answered it.
@@ -211,7 +223,7 @@ bool Pipeline::run_command(const store::InboxRecord& rec, const TurnInput& input
     answer = "Restarting the gateway.";
     request = true;
   }
-  ChatCommand cmd{"restart", rec.run_id, rec.session_key, rec.channel};
+  ChatCommand cmd{std::string(text.substr(1)), rec.run_id, rec.session_key, rec.channel};
   auto rows = std::make_shared<std::vector<store::OutboxRecord>>();
   auto reservation = delivery_.reserve(std::to_string(rec.id));
   const bool marked = stages_as_sent(rec.channel);
@@ -220,7 +232,7 @@ bool Pipeline::run_command(const store::InboxRecord& rec, const TurnInput& input
   });
   const auto session = rec.session_key;
   const auto work = work_.start(core::WorkKind::turn,
-                                core::WorkInfo{"", rec.run_id, session, "running", "/restart"});
+                                core::WorkInfo{"", rec.run_id, session, "running", std::string(text)});
   after_commit([this, alive = gen_alive_, rows, reservation, session, work, cmd, request, marked,
                 answer, run = rec.run_id, id = rec.id](const std::string& error) {
     if (!*alive) return;

@@ -97,6 +97,7 @@ std::optional<std::string> Generation::add_channel(const std::string& id,
           return v ? std::optional<std::string>(v) : std::nullopt;
         });
     if (!options) return error;
+    for (const auto& w : options->warnings) spdlog::warn("{}", w);
     // Telegram refuses a message over 4096 characters: replies are split below that.
     max_chars = max_chars > 0 ? std::min(max_chars, options->max_message_chars)
                               : options->max_message_chars;

@@ -27,8 +27,11 @@ json telegram_config(const TelegramFake& fake) {
                                  {"apiRoot", fake.base_url()},
                                  {"allowFrom", json::array({kAlice})},
                                  {"pollTimeoutSeconds", 5},
-                                 // An OpenClaw key drawbridge does not honour yet: accepted.
-                                 {"replyToMode", "first"}};
+                                 // Tests send bursts to one chat: the per-chat limit has a
+                                 // test of its own.
+                                 {"sendRate", {{"chatPerSecond", 0}}},
+                                 // An OpenClaw key drawbridge does not honour: accepted.
+                                 {"streamMode", "partial"}};
   return cfg;
 }
 
@@ -274,6 +277,107 @@ TEST_F(TelegramTest, AStartConfirmsTheSavedOffsetAtItsFirstPoll) {
   EXPECT_GT(fresh.confirmed_offset(kBot), 0);
   again.signal(SIGTERM);
   again.wait_exit(15s);
+}
+
+// Replies to `chat` as the fake received them (text, reply-to).
+std::vector<TelegramFake::SentMessage> messages_to(const TelegramFake& fake, std::int64_t chat) {
+  std::vector<TelegramFake::SentMessage> out;
+  for (auto& m : fake.sent(kBot)) {
+    if (m.chat_id == chat) out.push_back(m);
+  }
+  return out;
+}
+
+TEST_F(TelegramTest, GroupsAreAnsweredWhenAdmittedAndAddressedAndRepliesQuoteTheMessage) {
+  constexpr std::int64_t kTeam = -1001, kOther = -1002, kOpenRoom = -1003;
+  json cfg = telegram_config(fake);
+  cfg["channels"]["telegram"]["groups"] = {{std::to_string(kTeam), json::object()},
+                                           {std::to_string(kOpenRoom), {{"requireMention", false}}}};
+  gw = std::make_unique<Gateway>(dir, cfg);
+  gw->set_env("E2E_BOT_TOKEN", kBot);
+  gw->start();
+  EXPECT_NE(gw->log().find("channels.telegram.streamMode: not supported"), std::string::npos)
+      << gw->log();
+  fake.push_message(kBot, kTeam, kMallory, "chatter among people", "supergroup");  // message 1
+  fake.push_message(kBot, kTeam, kMallory, "@Drawbridge_E2E_Bot what time is it", "supergroup");
+  fake.push_message(kBot, kOther, kAlice, "@drawbridge_e2e_bot hello", "group");
+  fake.push_message(kBot, kOpenRoom, kMallory, "no mention needed here", "supergroup");
+  fake.push_message(kBot, kAlice, kAlice, "and a private one");
+  ASSERT_TRUE(answered(kAlice, 1)) << gw->log();
+  ASSERT_TRUE(fake.wait_for([&] { return !messages_to(fake, kTeam).empty() &&
+                                         !messages_to(fake, kOpenRoom).empty(); },
+                            10s))
+      << gw->log();
+  ASSERT_TRUE(gw->wait_for_log("not addressed to the bot", 5s)) << gw->log();
+  ASSERT_TRUE(gw->wait_for_log("is not in groups", 5s)) << gw->log();
+  const auto team = messages_to(fake, kTeam);
+  ASSERT_EQ(team.size(), 1u);
+  EXPECT_EQ(team[0].text, "what time is it");  // the mention taken out
+  EXPECT_EQ(team[0].reply_to_message_id, std::optional<std::int64_t>(2));  // quotes message 2
+  EXPECT_TRUE(messages_to(fake, kOther).empty());
+  EXPECT_EQ(messages_to(fake, kOpenRoom).at(0).text, "no mention needed here");
+  EXPECT_EQ(messages_to(fake, kAlice).at(0).reply_to_message_id,
+            std::optional<std::int64_t>(1));
+  // The commands are offered in Telegram's menu.
+  ASSERT_TRUE(fake.wait_for([&] { return fake.my_commands(kBot).size() == 3; }, 5s));
+}
+
+TEST_F(TelegramTest, StopEndsTheRunningTurnStatusAnswersAndTypingShowsMeanwhile) {
+  constexpr std::int64_t kRoom = -1005;
+  json cfg = telegram_config(fake);
+  cfg["agents"]["main"]["delayMs"] = 60000;  // a turn that runs until stopped
+  cfg["channels"]["telegram"]["groupPolicy"] = "open";
+  cfg["channels"]["telegram"]["groups"] = {{"*", {{"requireMention", false}}}};
+  gw = std::make_unique<Gateway>(dir, cfg);
+  gw->set_env("E2E_BOT_TOKEN", kBot);
+  gw->start();
+  fake.push_message(kBot, kAlice, kAlice, "think hard");
+  ASSERT_TRUE(fake.wait_for(
+      [&] {
+        for (const auto& a : fake.chat_actions(kBot)) {
+          if (a.chat_id == kAlice && a.action == "typing") return true;
+        }
+        return false;
+      },
+      10s))
+      << "no typing indicator while the turn ran\n"
+      << gw->log();
+  fake.push_message(kBot, kAlice, kAlice, "/stop");
+  ASSERT_TRUE(answered(kAlice, 1, 10s)) << gw->log();
+  EXPECT_EQ(sent_to(fake, kAlice).at(0), "Stopped.");
+  fake.push_message(kBot, kAlice, kAlice, "/status@drawbridge_e2e_bot");
+  ASSERT_TRUE(answered(kAlice, 2, 10s)) << gw->log();
+  EXPECT_NE(sent_to(fake, kAlice).at(1).find("drawbridge is running"), std::string::npos)
+      << sent_to(fake, kAlice).at(1);
+  // Someone in an open group who is not in allowFrom cannot stop or restart the gateway.
+  fake.push_message(kBot, kRoom, kMallory, "/restart", "group");
+  ASSERT_TRUE(gw->wait_for_log("/restart from sender 666, who is not in allowFrom", 10s))
+      << gw->log();
+  EXPECT_EQ(gw->client()->request("status", json::object()).value("generation", 0), 1);
+  EXPECT_TRUE(messages_to(fake, kRoom).empty());
+  // The stopped turn never answers.
+  EXPECT_EQ(sent_to(fake, kAlice).size(), 2u);
+}
+
+TEST_F(TelegramTest, RepliesToOneChatAreSpacedAndA429RetryAfterIsWaitedOut) {
+  json cfg = telegram_config(fake);
+  cfg["channels"]["telegram"].erase("sendRate");  // the defaults: a burst of 3, then 1/s
+  gw = std::make_unique<Gateway>(dir, cfg);
+  gw->set_env("E2E_BOT_TOKEN", kBot);
+  gw->start();
+  for (int i = 0; i < 5; ++i) fake.push_message(kBot, kAlice, kAlice, "b" + std::to_string(i));
+  ASSERT_TRUE(answered(kAlice, 5, 15s)) << gw->log();
+  auto burst = messages_to(fake, kAlice);
+  // Three at once, then one a second: the fifth at least ~2 s after the first.
+  EXPECT_GE(burst.at(4).time - burst.at(0).time, 1800ms);
+
+  fake.fail_next(kBot, "sendMessage", 429, "Too Many Requests: retry after 2", 2, 1);
+  const auto pushed = std::chrono::system_clock::now();
+  fake.push_message(kBot, kAlice, kAlice, "after the limit");
+  ASSERT_TRUE(answered(kAlice, 6, 15s)) << gw->log();
+  // The first try was refused with retry_after 2: the reply came no sooner.
+  EXPECT_GE(messages_to(fake, kAlice).back().time - pushed, 2s);
+  EXPECT_EQ(messages_to(fake, kAlice).back().text, "after the limit");
 }
 
 TEST_F(TelegramTest, AMissingTokenStopsTheStartWithAClearError) {

@@ -20,6 +20,54 @@ constexpr auto kFirstBackoff = 1000ms;
 constexpr auto kMaxBackoff = 30000ms;
 constexpr std::size_t kMaxTokenBytes = 256;
 constexpr auto kSendTimeout = 30s;
+constexpr auto kTypingAfter = 1000ms;   // a turn this long shows "typing..."
+constexpr auto kTypingEvery = 4500ms;   // Telegram shows it for 5 s
+constexpr auto kTypingAtMost = 300s;
+constexpr std::size_t kRowsRemembered = 4096;
+constexpr std::size_t kChatBucketsKept = 4096;
+
+// The keys of channels.telegram this build reads (the rest: one warning each).
+const std::set<std::string>& known_keys() {
+  static const std::set<std::string> keys = {
+      "enabled",     "agent",          "maxMessageChars",   "notices",
+      "botToken",    "botTokenEnv",    "tokenFile",         "apiRoot",
+      "dmPolicy",    "allowFrom",      "pollTimeoutSeconds", "conflictFailAfterSeconds",
+      "groupPolicy", "groups",         "groupAllowFrom",    "replyToMode",
+      "sendRate"};
+  return keys;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Removes every "@name" (any case) that is not part of a longer name; true when one was found.
+bool strip_mention(std::string& text, const std::string& name) {
+  if (name.empty()) return false;
+  const std::string needle = "@" + lower(name);
+  bool found = false;
+  std::string low = lower(text);
+  for (auto at = low.find(needle); at != std::string::npos; at = low.find(needle, at)) {
+    const auto end = at + needle.size();
+    const bool word_end =
+        end >= low.size() || !(std::isalnum(static_cast<unsigned char>(low[end])) || low[end] == '_');
+    if (!word_end) {
+      at = end;
+      continue;
+    }
+    text.erase(at, needle.size());
+    low.erase(at, needle.size());
+    found = true;
+  }
+  return found;
+}
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return {};
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
 
 std::string id_text(const json& v) {
   if (v.is_number_integer()) return std::to_string(v.get<std::int64_t>());
@@ -145,6 +193,99 @@ std::optional<TelegramOptions> TelegramOptions::parse(
     }
     o.poll_timeout_s = v.get<int>();
   }
+  if (!text("groupPolicy", o.group_policy) || !text("replyToMode", o.reply_to_mode)) {
+    return std::nullopt;
+  }
+  if (o.group_policy != "open" && o.group_policy != "allowlist" && o.group_policy != "disabled") {
+    error = "channels.telegram.groupPolicy: expected one of \"open\", \"allowlist\", \"disabled\"";
+    return std::nullopt;
+  }
+  if (o.reply_to_mode != "off" && o.reply_to_mode != "first" && o.reply_to_mode != "all") {
+    error = "channels.telegram.replyToMode: expected one of \"off\", \"first\", \"all\"";
+    return std::nullopt;
+  }
+  if (raw.contains("groups")) {
+    const auto& v = raw["groups"];
+    if (!v.is_object()) {
+      error = "channels.telegram.groups: expected an object keyed by chat id (or \"*\")";
+      return std::nullopt;
+    }
+    for (const auto& [chat, g] : v.items()) {
+      const std::string key = "channels.telegram.groups." + chat;
+      const bool numeric = !chat.empty() && chat.size() < 24 &&
+                           chat.find_first_not_of("-0123456789") == std::string::npos;
+      if (chat != "*" && !numeric) {
+        error = key + ": expected a chat id such as \"-1001234567890\" (or \"*\")";
+        return std::nullopt;
+      }
+      if (!g.is_object()) {
+        error = key + ": expected an object";
+        return std::nullopt;
+      }
+      TelegramOptions::Group group;
+      for (const auto& [k, gv] : g.items()) {
+        if (k == "requireMention") {
+          if (!gv.is_boolean()) {
+            error = key + ".requireMention: expected true or false";
+            return std::nullopt;
+          }
+          group.require_mention = gv.get<bool>();
+        } else {
+          o.warnings.push_back(key + "." + k + ": not supported by drawbridge yet; ignored");
+        }
+      }
+      o.groups[chat] = group;
+    }
+  }
+  if (raw.contains("groupAllowFrom")) {
+    if (!raw["groupAllowFrom"].is_array()) {
+      error = "channels.telegram.groupAllowFrom: expected an array of user ids";
+      return std::nullopt;
+    }
+    for (const auto& v : raw["groupAllowFrom"]) {
+      auto s = id_text(v);
+      if (s.rfind("telegram:", 0) == 0) s = s.substr(9);
+      if (s.empty()) {
+        error = "channels.telegram.groupAllowFrom: expected user ids (numbers or strings)";
+        return std::nullopt;
+      }
+      o.group_allow_from.insert(s);
+    }
+  }
+  if (raw.contains("sendRate")) {
+    const auto& v = raw["sendRate"];
+    if (!v.is_object()) {
+      error = "channels.telegram.sendRate: expected an object (botPerSecond, chatPerSecond, chatBurst)";
+      return std::nullopt;
+    }
+    auto number = [&](const char* key, double lo, double hi, double& out) {
+      if (!v.contains(key)) return true;
+      if (!v[key].is_number() || v[key].get<double>() < lo || v[key].get<double>() > hi) {
+        error = std::string("channels.telegram.sendRate.") + key + ": expected a number in " +
+                std::to_string(static_cast<int>(lo)) + ".." + std::to_string(static_cast<int>(hi));
+        return false;
+      }
+      out = v[key].get<double>();
+      return true;
+    };
+    double burst = o.chat_burst;
+    if (!number("botPerSecond", 0, 100000, o.bot_per_second) ||
+        !number("chatPerSecond", 0, 100000, o.chat_per_second) ||
+        !number("chatBurst", 1, 1000, burst)) {
+      return std::nullopt;
+    }
+    o.chat_burst = static_cast<int>(burst);
+    for (const auto& [k, x] : v.items()) {
+      if (k != "botPerSecond" && k != "chatPerSecond" && k != "chatBurst") {
+        o.warnings.push_back("channels.telegram.sendRate." + k + ": unknown; ignored");
+      }
+    }
+  }
+  for (const auto& [k, v] : raw.items()) {
+    if (!known_keys().count(k)) {
+      o.warnings.push_back("channels.telegram." + k + ": not supported by drawbridge yet; ignored");
+    }
+  }
   if (raw.contains("conflictFailAfterSeconds")) {
     const auto& v = raw["conflictFailAfterSeconds"];
     if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > 86400) {
@@ -164,10 +305,14 @@ TelegramChannel::TelegramChannel(std::string id, TelegramOptions options,
       executor_(executor),
       clock_(pipeline.clock()),
       pipeline_(pipeline),
-      api_(io, options_.api_root, options_.token) {}
+      api_(io, options_.api_root, options_.token),
+      bot_bucket_(std::max(1.0, options_.bot_per_second), options_.bot_per_second) {}
 
 TelegramChannel::~TelegramChannel() {
   *alive_ = false;
+  for (auto& [chat, t] : typing_) {
+    if (t.timer) executor_.cancel(*t.timer);
+  }
   if (retry_timer_) executor_.cancel(*retry_timer_);
 }
 
@@ -260,11 +405,27 @@ void TelegramChannel::connect() {
               ready_ = true;
               bad_token_ = false;
               backoff_ = 0ms;
+              if (r.result.contains("id") && r.result["id"].is_number_integer()) {
+                bot_user_id_ = r.result["id"].get<std::int64_t>();
+              }
               if (r.result.contains("username") && r.result["username"].is_string()) {
                 username_ = r.result["username"].get<std::string>().substr(0, 64);
               }
               spdlog::info("channel {}: connected as @{} (id {})", id_,
                            r.result.value("username", "?"), id_text(r.result.value("id", json())));
+              // The commands a user can pick from Telegram's menu; a failure costs nothing else.
+              api_.call("setMyCommands",
+                        {{"commands", json::array({{{"command", "status"},
+                                                    {"description", "What the gateway is doing"}},
+                                                   {{"command", "stop"},
+                                                    {"description", "Stop the running reply"}},
+                                                   {{"command", "restart"},
+                                                    {"description", "Restart the gateway"}}})}},
+                        std::chrono::seconds(15), [this, alive = alive_](telegram::ApiResult c) {
+                          if (*alive && !c.ok && !c.cancelled) {
+                            spdlog::warn("channel {}: setMyCommands failed: {}", id_, c.description);
+                          }
+                        });
               poll();
             });
 }
@@ -336,8 +497,8 @@ void TelegramChannel::on_updates(const telegram::ApiResult& r) {
     const json* msg = nullptr;
     if (auto m = u.find("message"); m != u.end() && m->is_object()) msg = &*m;
     if (msg == nullptr) continue;
-    std::string why;
-    if (!allowed(*msg, why)) {
+    std::string why, text;
+    if (!allowed(*msg, text, why)) {
       spdlog::info("channel {}: update {} ignored: {}", id_, update_id, why);
       continue;
     }
@@ -350,15 +511,31 @@ void TelegramChannel::on_updates(const telegram::ApiResult& r) {
     in.chat_id = id_text(chat.value("id", json()));
     in.session_key = id_ + ":" + in.chat_id;
     in.sender = from != msg->end() && from->is_object() ? id_text(from->value("id", json())) : "";
-    in.text = msg->at("text").get<std::string>();
+    in.text = std::move(text);
+    const auto message_id = msg->value("message_id", json()).is_number_integer()
+                                ? msg->at("message_id").get<std::int64_t>()
+                                : std::int64_t{0};
     ++batch_waiting_;
     try {
-      pipeline_.accept(in, [this, alive = alive_, update_id](pipeline::AcceptResult res) {
+      pipeline_.accept(in, [this, alive = alive_, update_id, message_id,
+                            chat = in.chat_id](pipeline::AcceptResult res) {
         if (!*alive) return;
         if (!res.error.empty()) {
           spdlog::error("channel {}: update {} not journaled ({}): it is asked for again", id_,
                         update_id, res.error);
           batch_failed_ = true;
+        } else if (!res.duplicate) {
+          if (message_id > 0 && res.inbound_id > 0) {
+            if (row_order_.size() < kRowsRemembered) {
+              row_order_.push_back(res.inbound_id);
+            } else {
+              message_of_row_.erase(row_order_[row_next_]);
+              row_order_[row_next_] = res.inbound_id;
+              row_next_ = (row_next_ + 1) % kRowsRemembered;
+            }
+            message_of_row_[res.inbound_id] = message_id;
+          }
+          typing(chat, true);
         }
         batch_done();
       });
@@ -407,6 +584,10 @@ void TelegramChannel::retry_later(std::chrono::milliseconds delay) {
 }
 
 void TelegramChannel::stop(std::function<void()> done) {
+  for (auto& [chat, t] : typing_) {
+    if (t.timer) executor_.cancel(*t.timer);
+  }
+  typing_.clear();
   running_ = false;
   ready_ = false;
   stop_done_ = std::move(done);
@@ -429,7 +610,7 @@ void TelegramChannel::end_stop() {
   executor_.post([done = std::move(done)] { done(); });
 }
 
-bool TelegramChannel::allowed(const json& message, std::string& why) const {
+bool TelegramChannel::allowed(const json& message, std::string& out, std::string& why) const {
   auto text = message.find("text");
   if (text == message.end() || !text->is_string() || text->get<std::string>().empty()) {
     why = "not a text message";
@@ -440,22 +621,107 @@ bool TelegramChannel::allowed(const json& message, std::string& why) const {
     why = "no chat";
     return false;
   }
-  if (chat->value("type", "") != "private") {
-    why = "group chats are not answered yet";
-    return false;
-  }
+  const std::string chat_id = id_text(chat->value("id", json()));
   auto from = message.find("from");
   const std::string sender =
       from != message.end() && from->is_object() ? id_text(from->value("id", json())) : "";
-  if (options_.dm_policy == "disabled") {
-    why = "dmPolicy is \"disabled\"";
+  out = text->get<std::string>();
+  // "/cmd@thisbot" is "/cmd"; a mention of the bot is taken out of the text.
+  const bool mentioned = strip_mention(out, username_);
+  out = trim(out);
+  const std::string type = chat->value("type", "");
+  if (type == "private") {
+    if (options_.dm_policy == "disabled") {
+      why = "dmPolicy is \"disabled\"";
+      return false;
+    }
+    if (options_.dm_policy == "allowlist" && !options_.allow_from.count(sender)) {
+      why = "sender " + sender + " is not in allowFrom";
+      return false;
+    }
+  } else if (type == "group" || type == "supergroup") {
+    if (options_.group_policy == "disabled") {
+      why = "groupPolicy is \"disabled\"";
+      return false;
+    }
+    auto g = options_.groups.find(chat_id);
+    if (g == options_.groups.end()) g = options_.groups.find("*");
+    if (options_.group_policy == "allowlist" && g == options_.groups.end()) {
+      why = "group " + chat_id + " is not in groups (groupPolicy \"allowlist\")";
+      return false;
+    }
+    if (!options_.group_allow_from.empty() && !options_.group_allow_from.count(sender) &&
+        !options_.allow_from.count(sender)) {
+      why = "sender " + sender + " is not in groupAllowFrom";
+      return false;
+    }
+    const bool require = g == options_.groups.end() || g->second.require_mention;
+    bool addressed = mentioned || (!out.empty() && out[0] == '/');
+    if (auto reply = message.find("reply_to_message"); reply != message.end() &&
+                                                        reply->is_object() && bot_user_id_ != 0) {
+      const auto rf = reply->find("from");
+      addressed = addressed || (rf != reply->end() && rf->is_object() &&
+                                rf->value("id", json()).is_number_integer() &&
+                                rf->at("id").get<std::int64_t>() == bot_user_id_);
+    }
+    if (require && !addressed) {
+      why = "not addressed to the bot (groups requireMention)";
+      return false;
+    }
+  } else {
+    why = "a " + (type.empty() ? std::string("chat") : type) + " is not answered";
     return false;
   }
-  if (options_.dm_policy == "allowlist" && !options_.allow_from.count(sender)) {
-    why = "sender " + sender + " is not in allowFrom";
+  if (out.empty()) {
+    why = "nothing but the mention";
+    return false;
+  }
+  if ((out == "/restart" || out == "/stop") && !options_.allow_from.count(sender) &&
+      !options_.group_allow_from.count(sender)) {
+    why = out + " from sender " + sender + ", who is not in allowFrom";
     return false;
   }
   return true;
+}
+
+void TelegramChannel::typing(const std::string& chat, bool on) {
+  auto it = typing_.find(chat);
+  if (!on) {
+    if (it == typing_.end()) return;
+    if (it->second.timer) executor_.cancel(*it->second.timer);
+    typing_.erase(it);
+    return;
+  }
+  if (!running_) return;
+  if (it != typing_.end()) {
+    it->second.until = clock_.now() + kTypingAtMost;  // another message: the turn goes on
+    return;
+  }
+  auto& t = typing_[chat];
+  t.until = clock_.now() + kTypingAtMost;
+  // Shown once a turn takes a while (an instant reply needs none), then kept up.
+  auto step = std::make_shared<std::function<void()>>();
+  *step = [this, alive = alive_, chat, weak = std::weak_ptr<std::function<void()>>(step)] {
+    if (!*alive) return;
+    auto it = typing_.find(chat);
+    if (it == typing_.end()) return;
+    it->second.timer.reset();
+    if (!running_ || clock_.now() >= it->second.until) {
+      typing_.erase(it);
+      return;
+    }
+    json chat_id = chat;
+    try {
+      chat_id = std::stoll(chat);
+    } catch (const std::exception&) {
+    }
+    api_.call("sendChatAction", {{"chat_id", chat_id}, {"action", "typing"}},
+              std::chrono::seconds(10), [](telegram::ApiResult) {});
+    if (auto next = weak.lock()) {
+      it->second.timer = executor_.schedule(kTypingEvery, [next] { (*next)(); });
+    }
+  };
+  t.timer = executor_.schedule(kTypingAfter, [step] { (*step)(); });
 }
 
 void TelegramChannel::send(const pipeline::OutboundPart& part,
@@ -469,21 +735,67 @@ void TelegramChannel::send(const pipeline::OutboundPart& part,
     chat_id = std::stoll(part.chat_id);
   }
   json params = {{"chat_id", chat_id}, {"text", part.text}};
-  api_.call("sendMessage", params, kSendTimeout, [done = std::move(done)](telegram::ApiResult r) {
-    using pipeline::SendStatus;
-    if (r.ok) return done(SendStatus::sent, {});
-    const std::string why =
-        (r.error_code ? std::to_string(r.error_code) + " " : std::string()) + r.description;
-    if (r.cancelled) return done(SendStatus::retry, why);
-    if (r.maybe_done && r.http_status == 0) {
-      // Written, never answered: it may have been delivered. Not sent twice.
-      return done(SendStatus::failed, why + " (may have been delivered)");
+  if (options_.reply_to_mode == "all" || (options_.reply_to_mode == "first" && part.part == 0)) {
+    if (auto m = message_of_row_.find(part.inbound_id); m != message_of_row_.end()) {
+      // Sent even when that message was deleted meanwhile.
+      params["reply_parameters"] = {{"message_id", m->second},
+                                    {"allow_sending_without_reply", true}};
     }
-    if (r.error_code == 429 || r.error_code >= 500 || r.http_status == 0) {
-      return done(SendStatus::retry, why);
+  }
+  // Rate limits: a slot of the bot's and of the chat's bucket, after any 429 pause.
+  const auto now = clock_.now();
+  if (chat_buckets_.size() > kChatBucketsKept) {
+    std::erase_if(chat_buckets_, [now](auto& kv) { return kv.second.idle(now); });
+  }
+  core::Duration wait{0};
+  if (options_.bot_per_second > 0) wait = bot_bucket_.take(now);
+  if (options_.chat_per_second > 0) {
+    auto bucket =
+        chat_buckets_.try_emplace(part.chat_id, options_.chat_burst, options_.chat_per_second).first;
+    wait = std::max(wait, bucket->second.take(now));
+  }
+  for (const auto* key : {&part.chat_id, static_cast<const std::string*>(nullptr)}) {
+    auto p = paused_until_.find(key ? *key : std::string());
+    if (p == paused_until_.end()) continue;
+    if (p->second <= now) {
+      paused_until_.erase(p);
+    } else {
+      wait = std::max(wait, std::chrono::duration_cast<core::Duration>(p->second - now));
     }
-    done(SendStatus::failed, why);  // 400 too long, 403 blocked: not retried
+  }
+  if (wait <= core::Duration{0}) return do_send(part, std::move(params), std::move(done));
+  executor_.schedule(wait, [this, alive = alive_, part, params = std::move(params),
+                            done = std::move(done)]() mutable {
+    if (!*alive) return done(pipeline::SendStatus::retry, "the channel stopped");
+    do_send(part, std::move(params), std::move(done));
   });
+}
+
+void TelegramChannel::do_send(const pipeline::OutboundPart& part, json params,
+                              std::function<void(pipeline::SendStatus, std::string)> done) {
+  if (part.final_part) typing(part.chat_id, false);
+  api_.call("sendMessage", params, kSendTimeout,
+            [this, alive = alive_, chat = part.chat_id, done = std::move(done)](
+                telegram::ApiResult r) {
+              using pipeline::SendStatus;
+              if (r.ok) return done(SendStatus::sent, {});
+              const std::string why =
+                  (r.error_code ? std::to_string(r.error_code) + " " : std::string()) +
+                  r.description;
+              if (r.cancelled) return done(SendStatus::retry, why);
+              if (r.maybe_done && r.http_status == 0) {
+                // Written, never answered: it may have been delivered. Not sent twice.
+                return done(SendStatus::failed, why + " (may have been delivered)");
+              }
+              if (r.error_code == 429) {
+                // This chat waits as long as Telegram asks before its next message.
+                const int after = std::clamp(r.retry_after_s.value_or(1), 1, 3600);
+                if (*alive) paused_until_[chat] = clock_.now() + std::chrono::seconds(after);
+                return done(SendStatus::retry, why);
+              }
+              if (r.error_code >= 500 || r.http_status == 0) return done(SendStatus::retry, why);
+              done(SendStatus::failed, why);  // 400 too long, 403 blocked: not retried
+            });
 }
 
 }  // namespace drawbridge::channels

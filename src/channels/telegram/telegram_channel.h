@@ -7,13 +7,17 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <map>
 #include <set>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "channels/account_lock.h"
 #include "channels/telegram/bot_api.h"
 #include "core/clock.h"
 #include "core/executor.h"
+#include "core/token_bucket.h"
 #include "pipeline/channel.h"
 #include "pipeline/pipeline.h"
 
@@ -25,6 +29,22 @@ struct TelegramOptions {
   std::string api_root = "https://api.telegram.org";
   std::string dm_policy = "allowlist";  // "open" | "allowlist" | "disabled"
   std::set<std::string> allow_from;     // Telegram user ids (as text)
+  // Group chats: "open" (any group), "allowlist" (those in `groups`, or all with "*"),
+  // "disabled". In a group the bot answers when mentioned (@name, a reply to it, a command)
+  // unless the group's requireMention is false.
+  std::string group_policy = "allowlist";
+  struct Group {
+    bool require_mention = true;
+  };
+  std::map<std::string, Group> groups;        // by chat id (as text) or "*"
+  std::set<std::string> group_allow_from;     // empty: anyone in an admitted group
+  std::string reply_to_mode = "first";        // "off" | "first" | "all" parts reply
+  std::vector<std::string> warnings;          // keys accepted and not honoured, one each
+  // sendRate: Telegram's advice is about 30 messages a second per bot and one a second per
+  // chat (a short burst passes). 0: no limit (a local Bot API server, a benchmark's fake).
+  double bot_per_second = 30;
+  double chat_per_second = 1;
+  int chat_burst = 3;
   int poll_timeout_s = 30;              // getUpdates long poll
   int max_message_chars = 4096;         // Telegram's limit for one message
   int conflict_fail_after_s = 30;       // 409s for this long: the channel shows `conflict`
@@ -68,7 +88,10 @@ class TelegramChannel final : public pipeline::Channel {
   void retry_later(std::chrono::milliseconds delay);
   void batch_done();
   void end_stop();
-  bool allowed(const nlohmann::json& message, std::string& why) const;
+  bool allowed(const nlohmann::json& message, std::string& text, std::string& why) const;
+  void do_send(const pipeline::OutboundPart& part, nlohmann::json params,
+               std::function<void(pipeline::SendStatus, std::string)> done);
+  void typing(const std::string& chat, bool on);
   bool take_lock();
   void error(std::string what);
 
@@ -96,6 +119,23 @@ class TelegramChannel final : public pipeline::Channel {
   std::unique_ptr<AccountLock> lock_;
   std::string lock_error_;       // the lock is held elsewhere: the channel is `failed`
   std::size_t saves_waiting_ = 0;  // offset saves not yet committed
+  std::int64_t bot_user_id_ = 0;
+  // Sending: about 30 messages a second per bot, a burst of 3 then one a second per chat, and
+  // a chat (or the bot) that got 429 waits its retry_after.
+  core::TokenBucket bot_bucket_;
+  std::unordered_map<std::string, core::TokenBucket> chat_buckets_;
+  std::unordered_map<std::string, core::TimePoint> paused_until_;  // by chat; "" = the bot
+  // Chats with a turn running: a typing indicator every few seconds until its last part.
+  struct Typing {
+    std::optional<core::TimerId> timer;
+    core::TimePoint until;
+  };
+  std::unordered_map<std::string, Typing> typing_;
+  // The Telegram message each inbox row came from, for reply-to (the newest few thousand; a
+  // reply after a process restart goes without).
+  std::unordered_map<std::int64_t, std::int64_t> message_of_row_;
+  std::vector<std::int64_t> row_order_;
+  std::size_t row_next_ = 0;
   std::function<void()> stop_done_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
