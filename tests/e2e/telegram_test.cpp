@@ -380,6 +380,80 @@ TEST_F(TelegramTest, RepliesToOneChatAreSpacedAndA429RetryAfterIsWaitedOut) {
   EXPECT_EQ(messages_to(fake, kAlice).back().text, "after the limit");
 }
 
+TEST_F(TelegramTest, ATokenChangedByAConfigPatchMovesThePollerToTheNewBotWithoutOverlap) {
+  constexpr const char* kBot2 = "654321:second-fake-token";
+  fake.add_bot(kBot2, 654321, "second_bot");
+  json cfg = telegram_config(fake);
+  cfg["gateway"]["auth"]["token"] = Gateway::kToken;
+  gw = std::make_unique<Gateway>(dir, cfg);
+  gw->set_env("E2E_BOT_TOKEN", kBot);
+  gw->set_env("E2E_BOT_TOKEN_2", kBot2);
+  gw->start();
+  fake.push_message(kBot, kAlice, kAlice, "to the first bot");
+  ASSERT_TRUE(answered(kAlice, 1)) << gw->log();
+  ASSERT_TRUE(fake.wait_for([&] { return fake.poll_waiting(kBot); }, 10s));
+
+  // The token's variable changes while the first bot's long poll waits: a hot reload of the
+  // channel alone (the secret never enters the file).
+  auto c = gw->client({"operator.admin"});
+  const json got = c->request("config.get", json::object());
+  c->request("config.patch",
+             {{"raw", json({{"channels", {{"telegram", {{"botTokenEnv", "E2E_BOT_TOKEN_2"}}}}}})
+                          .dump()},
+              {"baseHash", got["hash"]}});
+  ASSERT_TRUE(fake.wait_for([&] { return fake.poll_waiting(kBot2); }, 10s)) << gw->log();
+  EXPECT_EQ(fake.polls_in_flight(kBot), 0) << "the first bot is still polled";
+  fake.push_message(kBot2, kAlice, kAlice, "to the second bot");
+  fake.push_message(kBot, kAlice, kAlice, "to the first bot, unheard now");
+  ASSERT_TRUE(fake.wait_for(
+      [&] {
+        for (const auto& m : fake.sent(kBot2)) {
+          if (m.text == "to the second bot") return true;
+        }
+        return false;
+      },
+      10s))
+      << gw->log();
+  EXPECT_EQ(fake.pending_updates(kBot), 1u);
+  EXPECT_EQ(sent_to(fake, kAlice), (std::vector<std::string>{"to the first bot"}));
+  EXPECT_EQ(fake.max_concurrent_polls(kBot), 1);
+  EXPECT_EQ(fake.max_concurrent_polls(kBot2), 1);
+  EXPECT_EQ(gw->log().find(kBot2), std::string::npos) << "the token is in the log";
+}
+
+TEST_F(TelegramTest, ADebouncedBurstIsOneTurnAndARestartFlushesItIntoTheJournal) {
+  json cfg = telegram_config(fake);
+  cfg["messages"]["inbound"]["debounceMs"] = 400;
+  gw = std::make_unique<Gateway>(dir, cfg);
+  gw->set_env("E2E_BOT_TOKEN", kBot);
+  gw->start();
+  fake.push_message(kBot, kAlice, kAlice, "part one");
+  fake.push_message(kBot, kAlice, kAlice, "part two");
+  ASSERT_TRUE(answered(kAlice, 1)) << gw->log();
+  auto replies = sent_to(fake, kAlice);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_NE(replies[0].find("part one"), std::string::npos) << replies[0];
+  EXPECT_NE(replies[0].find("part two"), std::string::npos) << replies[0];
+
+  // A restart while a burst waits in the debouncer: handed to its session before the drain,
+  // answered once.
+  fake.push_message(kBot, kAlice, kAlice, "late three");
+  fake.push_message(kBot, kAlice, kAlice, "late four");
+  ASSERT_TRUE(fake.wait_for([&] { return fake.pending_updates(kBot) == 0; }, 10s)) << gw->log();
+  gw->signal(SIGUSR1);
+  ASSERT_TRUE(answered(kAlice, 2, 15s)) << gw->log();
+  // The flush answered them during the drain: the restart is still under way.
+  ASSERT_TRUE(fake.wait_for([&] { return gw->get("/readyz").status == 200; }, 15s)) << gw->log();
+  ASSERT_EQ(wait_until_idle(*gw, 15s)["store"].value("inboxUnfinished", -1), 0) << gw->log();
+  std::string all;
+  for (const auto& r : sent_to(fake, kAlice)) all += r + "|";
+  for (const char* t : {"late three", "late four"}) {
+    const auto first = all.find(t);
+    EXPECT_NE(first, std::string::npos) << all;
+    EXPECT_EQ(all.find(t, first + 1), std::string::npos) << t << " answered twice: " << all;
+  }
+}
+
 TEST_F(TelegramTest, AMissingTokenStopsTheStartWithAClearError) {
   Gateway bad(dir, telegram_config(fake));  // E2E_BOT_TOKEN not set for this one
   EXPECT_THROW(bad.start(), std::exception);

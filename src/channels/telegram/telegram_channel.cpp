@@ -507,7 +507,8 @@ void TelegramChannel::on_updates(const telegram::ApiResult& r) {
     const auto from = msg->find("from");
     pipeline::InboundMessage in;
     in.channel = id_;
-    in.external_id = std::to_string(update_id);
+    // Update ids are per bot: a token changed to another bot starts its own sequence.
+    in.external_id = options_.bot_id() + ":" + std::to_string(update_id);
     in.chat_id = id_text(chat.value("id", json()));
     in.session_key = id_ + ":" + in.chat_id;
     in.sender = from != msg->end() && from->is_object() ? id_text(from->value("id", json())) : "";
