@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/config_cmd.h"
+#include "cli/gateway_address.h"
 #include "cli/restart_text.h"
 #include "runtime/gateway.h"
 #include "runtime/log_redaction.h"
@@ -490,8 +491,7 @@ int main(int argc, char** argv) {
   try {
     drawbridge::server::GatewayClient client(target.host, target.port);
     if (*status) {
-      client.connect(target.token, {"operator.read"});
-      json s = client.request("status", json::object());
+      json s = drawbridge::cli::request_status({target.host, target.port, target.token});
       if (status_json) {
         std::cout << s.dump(2) << "\n";
         return ok;
