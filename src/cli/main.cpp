@@ -14,6 +14,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "cli/channels_cmd.h"
 #include "cli/config_cmd.h"
 #include "cli/gateway_address.h"
 #include "cli/restart_text.h"
@@ -456,6 +457,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
 
   drawbridge::cli::ConfigCommands config_cmd(app, add_target);
+  drawbridge::cli::ChannelsCommands channels_cmd(app, add_target);
 
   try {
     app.parse(argc, argv);
@@ -482,6 +484,13 @@ int main(int argc, char** argv) {
 
   if (config_cmd.selected()) {
     return config_cmd.run(cfg_path, [&] {
+      const Target t = resolve_target(cfg_path, url, token);
+      return drawbridge::cli::GatewayAddress{t.host, t.port, t.token};
+    });
+  }
+
+  if (channels_cmd.selected()) {
+    return channels_cmd.run(cfg_path, [&] {
       const Target t = resolve_target(cfg_path, url, token);
       return drawbridge::cli::GatewayAddress{t.host, t.port, t.token};
     });
