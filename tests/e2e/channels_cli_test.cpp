@@ -76,11 +76,11 @@ void write_config(const TempDir& dir, const json& channels) {
 }
 
 // An IRC server that takes one client on 127.0.0.1: once it has NICK and USER it answers
-// `reply` ("{nick}" replaced by the nick asked for), then records what the client sends until
-// it closes. Every wait is bounded (10 s).
+// `replies[0]` ("{nick}" replaced by the nick asked for), each further NICK the next reply, and
+// records what the client sends until it closes. Every wait is bounded (10 s).
 class FakeIrcServer {
  public:
-  explicit FakeIrcServer(std::string reply) : reply_(std::move(reply)) {
+  explicit FakeIrcServer(std::vector<std::string> replies) : replies_(std::move(replies)) {
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -122,7 +122,9 @@ class FakeIrcServer {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     int fd = readable(listen_fd_, deadline) ? ::accept(listen_fd_, nullptr, nullptr) : -1;
     std::string buf, nick;
-    bool user = false, answered = false;
+    bool user = false;
+    std::size_t answered = 0;
+    bool nick_since_answer = false;
     char chunk[4096];
     while (fd >= 0 && readable(fd, deadline)) {
       const ssize_t n = ::read(fd, chunk, sizeof chunk);
@@ -132,15 +134,18 @@ class FakeIrcServer {
         std::string line = buf.substr(0, lf);
         buf.erase(0, lf + 1);
         if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.rfind("NICK ", 0) == 0) nick = line.substr(5);
+        if (line.rfind("NICK ", 0) == 0) {
+          nick = line.substr(5);
+          nick_since_answer = true;
+        }
         if (line.rfind("USER ", 0) == 0) user = true;
         {
           std::lock_guard lock(mu_);
           lines_.push_back(line);
         }
-        if (!answered && user && !nick.empty()) {
-          answered = true;
-          std::string out = reply_;
+        if (answered < replies_.size() && user && nick_since_answer) {
+          nick_since_answer = false;
+          std::string out = replies_[answered++];
           for (auto at = out.find("{nick}"); at != std::string::npos; at = out.find("{nick}")) {
             out.replace(at, 6, nick);
           }
@@ -154,7 +159,7 @@ class FakeIrcServer {
     cv_.notify_all();
   }
 
-  std::string reply_;
+  std::vector<std::string> replies_;
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
@@ -336,7 +341,7 @@ TEST(ChannelsCliProbe, IrcNothingListeningExitsOneWithTheConnectError) {
 }
 
 TEST(ChannelsCliProbe, IrcRegistersUnderAProbeNickWaitsForTheWelcomeAndQuits) {
-  FakeIrcServer server(":srv 001 {nick} :Welcome to the fake network\r\n");
+  FakeIrcServer server({":srv 001 {nick} :Welcome to the fake network\r\n"});
   TempDir dir;
   write_config(dir, {{"irc", irc_channel(server.port())}});
   auto r = probe(dir, "irc");
@@ -351,8 +356,25 @@ TEST(ChannelsCliProbe, IrcRegistersUnderAProbeNickWaitsForTheWelcomeAndQuits) {
   EXPECT_TRUE(lines.back().rfind("QUIT", 0) == 0) << lines.back();
 }
 
+TEST(ChannelsCliProbe, IrcARefusedProbeNickIsRetriedOnceWithAShortOne) {
+  FakeIrcServer server({":srv 432 * {nick} :Erroneous nickname\r\n",
+                        ":srv 001 {nick} :Welcome to the fake network\r\n"});
+  TempDir dir;
+  write_config(dir, {{"irc", irc_channel(server.port())}});
+  auto r = probe(dir, "irc");
+  EXPECT_TRUE(exited_with(r, 0)) << describe(r);
+  EXPECT_TRUE(has(r.out, "irc: ok, welcome from srv as probe")) << describe(r);
+  std::vector<std::string> nicks;
+  for (const auto& l : server.lines_after_close()) {
+    if (l.rfind("NICK ", 0) == 0) nicks.push_back(l.substr(5));
+  }
+  ASSERT_EQ(nicks.size(), 2u);
+  EXPECT_EQ(nicks[0], "drawbot-probe");
+  EXPECT_EQ(nicks[1].size(), 9u) << nicks[1];
+}
+
 TEST(ChannelsCliProbe, IrcARefusedRegistrationExitsOneWithTheServersWords) {
-  FakeIrcServer server(":srv 464 {nick} :Password incorrect\r\nERROR :Closing link\r\n");
+  FakeIrcServer server({":srv 464 {nick} :Password incorrect\r\nERROR :Closing link\r\n"});
   TempDir dir;
   write_config(dir, {{"irc", irc_channel(server.port())}});
   auto r = probe(dir, "irc");
