@@ -13,18 +13,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/gateway_address.h"
+
 namespace CLI {
 class App;
 }
 
 namespace drawbridge::cli {
-
-// Where the running gateway is and how to authenticate (resolve_target in main.cpp).
-struct GatewayAddress {
-  std::string host;
-  int port = 0;
-  std::string token;
-};
 
 // One step of a dotted config path: a key, or an array index ("command[1]").
 struct PathStep {

@@ -14,7 +14,9 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "cli/channels_cmd.h"
 #include "cli/config_cmd.h"
+#include "cli/gateway_address.h"
 #include "cli/restart_text.h"
 #include "runtime/gateway.h"
 #include "runtime/log_redaction.h"
@@ -455,6 +457,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
 
   drawbridge::cli::ConfigCommands config_cmd(app, add_target);
+  drawbridge::cli::ChannelsCommands channels_cmd(app, add_target);
 
   try {
     app.parse(argc, argv);
@@ -486,12 +489,18 @@ int main(int argc, char** argv) {
     });
   }
 
+  if (channels_cmd.selected()) {
+    return channels_cmd.run(cfg_path, [&] {
+      const Target t = resolve_target(cfg_path, url, token);
+      return drawbridge::cli::GatewayAddress{t.host, t.port, t.token};
+    });
+  }
+
   Target target = resolve_target(cfg_path, url, token);
   try {
     drawbridge::server::GatewayClient client(target.host, target.port);
     if (*status) {
-      client.connect(target.token, {"operator.read"});
-      json s = client.request("status", json::object());
+      json s = drawbridge::cli::request_status({target.host, target.port, target.token});
       if (status_json) {
         std::cout << s.dump(2) << "\n";
         return ok;

@@ -6,6 +6,7 @@
 // config.patch.
 
 #include <cstddef>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,6 +53,15 @@ struct OfflineConfig {
   std::string bind;
   std::string auth_token;
   std::string data_dir;
+  // Each channel under `channels`, as the gateway builds it: its object is NOT redacted, so
+  // that `drawbridge channels probe` can parse the options (and find the secrets) the way the
+  // gateway does. Never print `raw`.
+  struct Channel {
+    bool enabled = true;
+    std::string agent;  // resolved: agents.default when the channel names none
+    nlohmann::json raw;
+  };
+  std::map<std::string, Channel> channels;
 };
 OfflineConfig load_offline_config(const std::string& path);
 

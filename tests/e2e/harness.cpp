@@ -368,14 +368,15 @@ std::optional<ExitStatus> Process::wait(Millis timeout) {
   }
 }
 
-CliResult run_cli(const TempDir& dir, const std::vector<std::string>& args, Millis timeout) {
+CliResult run_cli(const TempDir& dir, const std::vector<std::string>& args, Millis timeout,
+                  const std::map<std::string, std::string>& env) {
   static int counter = 0;
   const std::string n = std::to_string(++counter);
   const fs::path out = dir.path() / ("cli-" + n + ".out");
   const fs::path err = dir.path() / ("cli-" + n + ".err");
   std::vector<std::string> argv{DRAWBRIDGE_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
-  Process p(argv, dir.path(), out, err);
+  Process p(argv, dir.path(), out, err, env);
   auto st = p.wait(timeout);
   if (!st) {
     p.signal(SIGKILL);

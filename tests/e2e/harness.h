@@ -125,8 +125,10 @@ struct CliResult {
   std::string err;
 };
 
-// Runs `drawbridge args...` in `dir` and waits (bounded) for it.
-CliResult run_cli(const TempDir& dir, const std::vector<std::string>& args, Millis timeout = 10s);
+// Runs `drawbridge args...` in `dir` and waits (bounded) for it; `env` is added to its
+// environment.
+CliResult run_cli(const TempDir& dir, const std::vector<std::string>& args, Millis timeout = 10s,
+                  const std::map<std::string, std::string>& env = {});
 
 // The gateway under test: `drawbridge run --port P --data-dir D --config <dir>/config.json`.
 class Gateway {
