@@ -66,6 +66,17 @@ class Channel {
   // Its reply parts are then staged as sent in the commit that stages them: the transcript
   // entry written with them is their durable copy (docs/DECISIONS.md "One message path").
   virtual bool send_cannot_fail() const { return false; }
+  // A channel that receives by webhook (Telegram's setWebhook): the path on the gateway's
+  // HTTP port it receives on; empty: none.
+  virtual std::string webhook_path() const { return {}; }
+  // A POST to that path. `respond(status, body)` runs exactly once, on the event loop thread:
+  // 200 only once what it carried is durable, so the sender delivers again whatever was not.
+  virtual void on_webhook(const std::string& secret_header, const std::string& body,
+                          std::function<void(int status, std::string body)> respond) {
+    (void)secret_header;
+    (void)body;
+    respond(404, "{\"ok\":false}");
+  }
   // Delivers one reply part. `done` runs exactly once, on the event loop thread. The pipeline
   // publishes the part as a `final` chat event once it is sent.
   virtual void send(const OutboundPart& part,

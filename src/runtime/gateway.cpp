@@ -172,6 +172,17 @@ class Gateway final : public server::Control {
     return restarts_->request_update(binary, reason);
   }
   server::ConfigSnapshot config_get() override { return reloader_->config_get(); }
+  bool webhook(std::string_view path, const std::string& secret, const std::string& body,
+               std::function<void(int, std::string)> respond) override {
+    if (!generation_units_ || path.empty()) return false;
+    for (auto& [id, ch] : generation_units_->channels()) {
+      if (ch->webhook_path() == path) {
+        ch->on_webhook(secret, body, std::move(respond));
+        return true;
+      }
+    }
+    return false;
+  }
   void config_write(const server::ConfigWrite& w,
                     std::function<void(server::ConfigWriteResult)> done) override {
     reloader_->config_write(w, std::move(done));

@@ -4,6 +4,7 @@
 #include <optional>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -238,6 +239,16 @@ class Control {
   // is not an executable file.
   virtual RestartAnswer request_update(const std::string& binary, const std::string& reason) = 0;
   virtual ConfigSnapshot config_get() = 0;
+  // A POST to a channel's webhook path (no gateway token: the channel checks its own secret).
+  // False when `path` is no channel's; else `respond(status, body)` runs once, later.
+  virtual bool webhook(std::string_view path, const std::string& secret_header,
+                       const std::string& body, std::function<void(int, std::string)> respond) {
+    (void)path;
+    (void)secret_header;
+    (void)body;
+    (void)respond;
+    return false;
+  }
   // Validates, writes, applies; `done` gets the answer once the change is applied (a hot
   // reload finished, or the restart scheduled).
   virtual void config_write(const ConfigWrite& write,

@@ -239,6 +239,27 @@ std::optional<HttpSession::Response> HttpSession::handle(const Request& req) {
     res.prepare_payload();
     return res;
   }
+  if (req.method() == http::verb::post && !path.starts_with("/v1/")) {
+    // A channel's webhook (Telegram): answered once what it carried is durable.
+    auto respond = [self = shared_from_this(), version = req.version(),
+                    keep_alive = req.keep_alive()](int status, std::string body) {
+      Response res{static_cast<http::status>(status), version};
+      res.set(http::field::content_type, "application/json");
+      res.keep_alive(keep_alive);
+      res.body() = std::move(body);
+      res.prepare_payload();
+      self->write_response(std::move(res));
+    };
+    const std::string secret(req["X-Telegram-Bot-Api-Secret-Token"]);
+    if (server_.control().webhook(path, secret, req.body(), respond)) return std::nullopt;
+    if (server_.refusal()) {
+      // Between two generations: the sender retries.
+      auto res = error(http::status::service_unavailable, error_code::unavailable,
+                       "the gateway is restarting; retry");
+      res.set(http::field::retry_after, "1");
+      return res;
+    }
+  }
   if (path.starts_with("/v1/")) {
     auto auth = req[http::field::authorization];
     if (auto blocked = server_.auth_blocked(peer_)) {

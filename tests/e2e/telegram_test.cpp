@@ -454,6 +454,67 @@ TEST_F(TelegramTest, ADebouncedBurstIsOneTurnAndARestartFlushesItIntoTheJournal)
   }
 }
 
+// An update as Telegram POSTs it to a webhook.
+std::string update_json(std::int64_t update_id, std::int64_t chat, std::int64_t message_id,
+                        const std::string& text) {
+  return json({{"update_id", update_id},
+               {"message",
+                {{"message_id", message_id},
+                 {"date", 1700000000},
+                 {"chat", {{"id", chat}, {"type", "private"}}},
+                 {"from", {{"id", chat}, {"is_bot", false}, {"first_name", "A"}}},
+                 {"text", text}}}})
+      .dump();
+}
+
+TEST_F(TelegramTest, AWebhookIsSetWithItsSecretAndAnsweredOnceAfterTheCommit) {
+  constexpr const char* kSecret = "webhook-secret_0123456789";
+  json cfg = telegram_config(fake);
+  cfg["channels"]["telegram"]["webhookUrl"] = "https://bot.example.org/tg/hook";
+  cfg["channels"]["telegram"]["webhookSecretEnv"] = "E2E_WEBHOOK_SECRET";
+  gw = std::make_unique<Gateway>(dir, cfg);
+  gw->set_env("E2E_BOT_TOKEN", kBot);
+  gw->set_env("E2E_WEBHOOK_SECRET", kSecret);
+  gw->start();
+  EXPECT_EQ(fake.webhook_url(kBot), "https://bot.example.org/tg/hook");
+  const std::map<std::string, std::string> right = {{"X-Telegram-Bot-Api-Secret-Token", kSecret}};
+  const std::map<std::string, std::string> wrong = {{"X-Telegram-Bot-Api-Secret-Token", "guess"}};
+  const auto body = update_json(500, kAlice, 7, "by webhook");
+  EXPECT_EQ(http(gw->port(), "POST", "/tg/hook", body, wrong).status, 401);
+  EXPECT_EQ(http(gw->port(), "POST", "/tg/hook", body).status, 401);
+  EXPECT_EQ(http(gw->port(), "POST", "/tg/hook", "{not json", right).status, 400);
+  EXPECT_EQ(http(gw->port(), "POST", "/tg/hook", R"({"update_id":"x"})", right).status, 400);
+  // 200 means journaled; Telegram's retry of the same update is 200 too and answered once.
+  EXPECT_EQ(http(gw->port(), "POST", "/tg/hook", body, right).status, 200);
+  EXPECT_EQ(http(gw->port(), "POST", "/tg/hook", body, right).status, 200);
+  ASSERT_TRUE(answered(kAlice, 1)) << gw->log();
+  // A sender not in allowFrom: 200 (not wanted again), not answered.
+  EXPECT_EQ(
+      http(gw->port(), "POST", "/tg/hook", update_json(501, kMallory, 1, "hi"), right).status,
+      200);
+  EXPECT_EQ(http(gw->port(), "POST", "/tg/hook", update_json(502, kAlice, 8, "second"), right)
+                .status,
+            200);
+  ASSERT_TRUE(answered(kAlice, 2)) << gw->log();
+  EXPECT_EQ(sent_to(fake, kAlice), (std::vector<std::string>{"by webhook", "second"}));
+  EXPECT_EQ(messages_to(fake, kAlice).at(0).reply_to_message_id, std::optional<std::int64_t>(7));
+  EXPECT_EQ(fake.requests(kBot, "getUpdates"), 0) << "a webhook bot polled";
+  const auto log = gw->log();
+  EXPECT_EQ(log.find(kSecret), std::string::npos) << "the secret is in the log";
+  EXPECT_NE(log.find("without the right secret token"), std::string::npos) << log;
+
+  // Back to polling: the webhook Telegram still has is deleted once, then the bot polls.
+  gw->signal(SIGTERM);
+  gw->wait_exit(15s);
+  Gateway polling(dir, telegram_config(fake), gw->data_dir());
+  polling.set_env("E2E_BOT_TOKEN", kBot);
+  polling.start();
+  ASSERT_TRUE(fake.wait_for([&] { return fake.poll_waiting(kBot); }, 15s)) << polling.log();
+  EXPECT_EQ(fake.webhook_url(kBot), "");
+  fake.push_message(kBot, kAlice, kAlice, "polled again");
+  ASSERT_TRUE(answered(kAlice, 3)) << polling.log();
+}
+
 TEST_F(TelegramTest, AMissingTokenStopsTheStartWithAClearError) {
   Gateway bad(dir, telegram_config(fake));  // E2E_BOT_TOKEN not set for this one
   EXPECT_THROW(bad.start(), std::exception);

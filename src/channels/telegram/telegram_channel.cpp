@@ -1,11 +1,14 @@
 #include "channels/telegram/telegram_channel.h"
 
+#include "config/bounded_json.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <fstream>
 #include <limits>
 #include <map>
+#include <random>
 #include <sstream>
 #include <utility>
 
@@ -33,7 +36,8 @@ const std::set<std::string>& known_keys() {
       "botToken",    "botTokenEnv",    "tokenFile",         "apiRoot",
       "dmPolicy",    "allowFrom",      "pollTimeoutSeconds", "conflictFailAfterSeconds",
       "groupPolicy", "groups",         "groupAllowFrom",    "replyToMode",
-      "sendRate"};
+      "sendRate",    "webhookUrl",     "webhookSecret",     "webhookSecretEnv",
+      "webhookPath"};
   return keys;
 }
 
@@ -286,6 +290,57 @@ std::optional<TelegramOptions> TelegramOptions::parse(
       o.warnings.push_back("channels.telegram." + k + ": not supported by drawbridge yet; ignored");
     }
   }
+  std::string secret_env;
+  if (!text("webhookUrl", o.webhook_url) || !text("webhookSecret", o.webhook_secret) ||
+      !text("webhookSecretEnv", secret_env) || !text("webhookPath", o.webhook_path)) {
+    return std::nullopt;
+  }
+  if (o.webhook_secret.empty() && !secret_env.empty()) {
+    auto v = env(secret_env);
+    if (!v || v->empty()) {
+      error = "channels.telegram.webhookSecretEnv: the variable " + secret_env + " is not set";
+      return std::nullopt;
+    }
+    o.webhook_secret = *v;
+  }
+  if (!o.webhook_url.empty()) {
+    const auto scheme = o.webhook_url.find("://");
+    if (o.webhook_url.size() > 2048 ||
+        (o.webhook_url.rfind("https://", 0) != 0 && o.webhook_url.rfind("http://", 0) != 0) ||
+        o.webhook_url.find_first_of(" \t\r\n") != std::string::npos) {
+      error = "channels.telegram.webhookUrl: expected an https:// URL Telegram can reach";
+      return std::nullopt;
+    }
+    if (o.webhook_path.empty()) {
+      const auto slash = o.webhook_url.find('/', scheme + 3);
+      o.webhook_path = slash == std::string::npos ? "" : o.webhook_url.substr(slash);
+      o.webhook_path = o.webhook_path.substr(0, o.webhook_path.find('?'));
+      if (o.webhook_path.empty() || o.webhook_path == "/") o.webhook_path = "/telegram-webhook";
+    }
+    const bool path_ok =
+        o.webhook_path.size() > 1 && o.webhook_path.size() <= 256 && o.webhook_path[0] == '/' &&
+        o.webhook_path.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_.-") ==
+            std::string::npos &&
+        o.webhook_path.rfind("/v1/", 0) != 0 && o.webhook_path != "/healthz" &&
+        o.webhook_path != "/readyz" && o.webhook_path != "/metrics";
+    if (!path_ok) {
+      error =
+          "channels.telegram.webhookPath: expected a path such as \"/telegram-webhook\" (letters, "
+          "digits, / _ . -; not /v1/..., /healthz, /readyz, /metrics)";
+      return std::nullopt;
+    }
+    if (!o.webhook_secret.empty() &&
+        (o.webhook_secret.size() > 256 ||
+         o.webhook_secret.find_first_not_of(
+             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+             std::string::npos)) {
+      // The value is a secret: not quoted.
+      error =
+          "channels.telegram.webhookSecret: expected 1-256 characters of A-Z, a-z, 0-9, _ and -";
+      return std::nullopt;
+    }
+  }
   if (raw.contains("conflictFailAfterSeconds")) {
     const auto& v = raw["conflictFailAfterSeconds"];
     if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > 86400) {
@@ -306,7 +361,15 @@ TelegramChannel::TelegramChannel(std::string id, TelegramOptions options,
       clock_(pipeline.clock()),
       pipeline_(pipeline),
       api_(io, options_.api_root, options_.token),
-      bot_bucket_(std::max(1.0, options_.bot_per_second), options_.bot_per_second) {}
+      bot_bucket_(std::max(1.0, options_.bot_per_second), options_.bot_per_second) {
+  webhook_secret_ = options_.webhook_secret;
+  if (webhook_secret_.empty()) {
+    // Generated: Telegram gets it with setWebhook at every start.
+    std::random_device rd;
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (int i = 0; i < 48; ++i) webhook_secret_ += kHex[rd() % 16];
+  }
+}
 
 TelegramChannel::~TelegramChannel() {
   *alive_ = false;
@@ -437,6 +500,10 @@ void TelegramChannel::poll() {
     return retry_later(backoff_);
   }
   if (!connected_) return connect();
+  if (!options_.webhook_url.empty()) {
+    if (!webhook_set_) set_webhook();
+    return;  // updates come by POST
+  }
   polling_ = true;
   json params = {{"timeout", options_.poll_timeout_s},
                  {"limit", 100},
@@ -450,11 +517,54 @@ void TelegramChannel::poll() {
   });
 }
 
+void TelegramChannel::set_webhook() {
+  polling_ = true;
+  json params = {{"url", options_.webhook_url},
+                 {"secret_token", webhook_secret_},
+                 {"allowed_updates", json::array({"message"})}};
+  api_.call("setWebhook", params, std::chrono::seconds(15),
+            [this, alive = alive_](telegram::ApiResult r) {
+              if (!*alive) return;
+              polling_ = false;
+              if (!running_) return end_stop();
+              if (!r.ok) {
+                auto delay = backoff_ == 0ms ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
+                backoff_ = delay;
+                error("setWebhook: " +
+                      (r.error_code ? std::to_string(r.error_code) + " " : std::string()) +
+                      r.description);
+                spdlog::error("channel {}: {}; retrying in {} ms", id_, last_error_, delay.count());
+                return retry_later(delay);
+              }
+              webhook_set_ = true;
+              ready_ = true;
+              backoff_ = 0ms;
+              spdlog::info("channel {}: receiving by webhook on {}", id_, options_.webhook_path);
+            });
+}
+
 void TelegramChannel::on_updates(const telegram::ApiResult& r) {
   if (!running_) return end_stop();
   if (!r.ok) {
     auto delay = backoff_ == 0ms ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
     backoff_ = delay;
+    if (r.error_code == 409 && r.description.find("webhook is active") != std::string::npos &&
+        !webhook_deleted_) {
+      // Left by an earlier webhook configuration: this one polls, so it goes (once).
+      webhook_deleted_ = true;
+      spdlog::warn("channel {}: a webhook is set for this bot and webhookUrl is not: deleting it "
+                   "to poll",
+                   id_);
+      polling_ = true;
+      api_.call("deleteWebhook", json::object(), std::chrono::seconds(15),
+                [this, alive = alive_](telegram::ApiResult) {
+                  if (!*alive) return;
+                  polling_ = false;
+                  if (!running_) return end_stop();
+                  poll();
+                });
+      return;
+    }
     if (r.error_code == 409) {
       auto& c = conflicts_by_bot()[options_.bot_id()];
       if (c.count++ == 0) c.since_ms = clock_.wall_ms();
@@ -494,58 +604,105 @@ void TelegramChannel::on_updates(const telegram::ApiResult& r) {
     if (update_id < offset_) continue;  // already confirmed: a server that repeats itself
     if (update_id < 0 || update_id == std::numeric_limits<std::int64_t>::max()) continue;
     batch_next_ = std::max(batch_next_, update_id + 1);
-    const json* msg = nullptr;
-    if (auto m = u.find("message"); m != u.end() && m->is_object()) msg = &*m;
-    if (msg == nullptr) continue;
-    std::string why, text;
-    if (!allowed(*msg, text, why)) {
-      spdlog::info("channel {}: update {} ignored: {}", id_, update_id, why);
-      continue;
-    }
-    // allowed() checked the shape: a text, a chat with an id.
-    const json& chat = msg->at("chat");
-    const auto from = msg->find("from");
-    pipeline::InboundMessage in;
-    in.channel = id_;
-    // Update ids are per bot: a token changed to another bot starts its own sequence.
-    in.external_id = options_.bot_id() + ":" + std::to_string(update_id);
-    in.chat_id = id_text(chat.value("id", json()));
-    in.session_key = id_ + ":" + in.chat_id;
-    in.sender = from != msg->end() && from->is_object() ? id_text(from->value("id", json())) : "";
-    in.text = std::move(text);
-    const auto message_id = msg->value("message_id", json()).is_number_integer()
-                                ? msg->at("message_id").get<std::int64_t>()
-                                : std::int64_t{0};
     ++batch_waiting_;
-    try {
-      pipeline_.accept(in, [this, alive = alive_, update_id, message_id,
-                            chat = in.chat_id](pipeline::AcceptResult res) {
-        if (!*alive) return;
-        if (!res.error.empty()) {
-          spdlog::error("channel {}: update {} not journaled ({}): it is asked for again", id_,
-                        update_id, res.error);
-          batch_failed_ = true;
-        } else if (!res.duplicate) {
-          if (message_id > 0 && res.inbound_id > 0) {
-            if (row_order_.size() < kRowsRemembered) {
-              row_order_.push_back(res.inbound_id);
-            } else {
-              message_of_row_.erase(row_order_[row_next_]);
-              row_order_[row_next_] = res.inbound_id;
-              row_next_ = (row_next_ + 1) % kRowsRemembered;
-            }
-            message_of_row_[res.inbound_id] = message_id;
-          }
-          typing(chat, true);
-        }
-        batch_done();
-      });
-    } catch (const std::exception& e) {
-      spdlog::error("channel {}: update {} refused: {}", id_, update_id, e.what());
+    if (!take_update(u, update_id, [this](bool committed) {
+          if (!committed) batch_failed_ = true;
+          batch_done();
+        })) {
       --batch_waiting_;
     }
   }
   batch_done();
+}
+
+bool TelegramChannel::take_update(const json& u, std::int64_t update_id,
+                                  std::function<void(bool committed)> after) {
+  const json* msg = nullptr;
+  if (auto m = u.find("message"); m != u.end() && m->is_object()) msg = &*m;
+  if (msg == nullptr) return false;
+  std::string why, text;
+  if (!allowed(*msg, text, why)) {
+    spdlog::info("channel {}: update {} ignored: {}", id_, update_id, why);
+    return false;
+  }
+  // allowed() checked the shape: a text, a chat with an id.
+  const json& chat = msg->at("chat");
+  const auto from = msg->find("from");
+  pipeline::InboundMessage in;
+  in.channel = id_;
+  // Update ids are per bot: a token changed to another bot starts its own sequence.
+  in.external_id = options_.bot_id() + ":" + std::to_string(update_id);
+  in.chat_id = id_text(chat.value("id", json()));
+  in.session_key = id_ + ":" + in.chat_id;
+  in.sender = from != msg->end() && from->is_object() ? id_text(from->value("id", json())) : "";
+  in.text = std::move(text);
+  const auto message_id = msg->value("message_id", json()).is_number_integer()
+                              ? msg->at("message_id").get<std::int64_t>()
+                              : std::int64_t{0};
+  try {
+    pipeline_.accept(in, [this, alive = alive_, update_id, message_id, chat = in.chat_id,
+                          after = std::move(after)](pipeline::AcceptResult res) {
+      if (!*alive) return;
+      if (!res.error.empty()) {
+        spdlog::error("channel {}: update {} not journaled ({}): it is asked for again", id_,
+                      update_id, res.error);
+        return after(false);
+      }
+      if (!res.duplicate) {
+        if (message_id > 0 && res.inbound_id > 0) {
+          if (row_order_.size() < kRowsRemembered) {
+            row_order_.push_back(res.inbound_id);
+          } else {
+            message_of_row_.erase(row_order_[row_next_]);
+            row_order_[row_next_] = res.inbound_id;
+            row_next_ = (row_next_ + 1) % kRowsRemembered;
+          }
+          message_of_row_[res.inbound_id] = message_id;
+        }
+        typing(chat, true);
+      }
+      after(true);
+    });
+  } catch (const std::exception& e) {
+    spdlog::error("channel {}: update {} refused: {}", id_, update_id, e.what());
+    return false;
+  }
+  return true;
+}
+
+void TelegramChannel::on_webhook(const std::string& secret, const std::string& body,
+                                 std::function<void(int, std::string)> respond) {
+  if (!running_ || !ready_) {
+    // Not set up (yet, or any more): Telegram delivers it again later.
+    return respond(503, R"({"ok":false,"description":"not ready"})");
+  }
+  // Constant time: the secret is the only thing that tells Telegram from anyone else.
+  const std::string& want = webhook_secret_;
+  unsigned diff = secret.size() != want.size() ? 1u : 0u;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    diff |= static_cast<unsigned char>(want[i]) ^
+            static_cast<unsigned char>(i < secret.size() ? secret[i] : 0);
+  }
+  if (diff != 0) {
+    spdlog::warn("channel {}: a webhook request without the right secret token: refused", id_);
+    return respond(401, R"({"ok":false,"description":"wrong secret token"})");
+  }
+  config::JsonLimits limits;
+  limits.max_bytes = 1 << 20;
+  auto parsed = config::parse_bounded_json(body, limits);
+  if (!parsed.ok() || !parsed.value.is_object() || !parsed.value.contains("update_id") ||
+      !parsed.value["update_id"].is_number_integer() ||
+      parsed.value["update_id"].get<std::int64_t>() < 0) {
+    return respond(400, R"({"ok":false,"description":"not an update"})");
+  }
+  const auto update_id = parsed.value["update_id"].get<std::int64_t>();
+  auto shared = std::make_shared<std::function<void(int, std::string)>>(std::move(respond));
+  if (!take_update(parsed.value, update_id, [shared](bool committed) {
+        // Not committed: 500, and Telegram delivers it again.
+        (*shared)(committed ? 200 : 500, committed ? R"({"ok":true})" : R"({"ok":false})");
+      })) {
+    (*shared)(200, R"({"ok":true})");  // ignored on purpose: not wanted again
+  }
 }
 
 void TelegramChannel::batch_done() {

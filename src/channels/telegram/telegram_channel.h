@@ -48,6 +48,11 @@ struct TelegramOptions {
   int poll_timeout_s = 30;              // getUpdates long poll
   int max_message_chars = 4096;         // Telegram's limit for one message
   int conflict_fail_after_s = 30;       // 409s for this long: the channel shows `conflict`
+  // Webhook mode (webhookUrl set): setWebhook with a secret token, updates POSTed to
+  // webhookPath on the gateway's own port (behind the reverse proxy that webhookUrl names).
+  std::string webhook_url;
+  std::string webhook_secret;  // webhookSecret / webhookSecretEnv; empty: generated per start
+  std::string webhook_path;    // default: webhookUrl's path, else "/telegram-webhook"
 
   // The bot's id: the digits before the token's ':' (public, unlike the token).
   std::string bot_id() const { return token.substr(0, token.find(':')); }
@@ -74,6 +79,11 @@ class TelegramChannel final : public pipeline::Channel {
   void stop(std::function<void()> done) override;
   bool ready() const override { return ready_; }
   pipeline::ChannelHealth health() const override;
+  std::string webhook_path() const override {
+    return options_.webhook_url.empty() ? std::string() : options_.webhook_path;
+  }
+  void on_webhook(const std::string& secret_header, const std::string& body,
+                  std::function<void(int, std::string)> respond) override;
   void send(const pipeline::OutboundPart& part,
             std::function<void(pipeline::SendStatus, std::string)> done) override;
 
@@ -85,6 +95,11 @@ class TelegramChannel final : public pipeline::Channel {
   void connect();
   void poll();
   void on_updates(const telegram::ApiResult& r);
+  void set_webhook();
+  // Journals one update's message when it is admitted; false when nothing was handed over
+  // (ignored), else `after(committed)` runs once its commit is done.
+  bool take_update(const nlohmann::json& u, std::int64_t update_id,
+                   std::function<void(bool committed)> after);
   void retry_later(std::chrono::milliseconds delay);
   void batch_done();
   void end_stop();
@@ -120,6 +135,9 @@ class TelegramChannel final : public pipeline::Channel {
   std::string lock_error_;       // the lock is held elsewhere: the channel is `failed`
   std::size_t saves_waiting_ = 0;  // offset saves not yet committed
   std::int64_t bot_user_id_ = 0;
+  std::string webhook_secret_;
+  bool webhook_set_ = false;
+  bool webhook_deleted_ = false;  // polling found a webhook and removed it once
   // Sending: about 30 messages a second per bot, a burst of 3 then one a second per chat, and
   // a chat (or the bot) that got 429 waits its retry_after.
   core::TokenBucket bot_bucket_;
