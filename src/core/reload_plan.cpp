@@ -55,7 +55,7 @@ std::optional<ReloadMode> parse_reload_mode(std::string_view s) {
 
 std::span<const ReloadRule> reload_rules() {
   using enum ReloadKind;
-  static constexpr std::array<ReloadRule, 14> rules = {{
+  static constexpr std::array<ReloadRule, 15> rules = {{
       {"$schema", none, std::nullopt, -1, "editor hint, not config"},
       {"meta", none, std::nullopt, -1, "bookkeeping the gateway writes"},
       {"logging", none, std::nullopt, -1, "log level applied at once"},
@@ -70,6 +70,8 @@ std::span<const ReloadRule> reload_rules() {
       {"channels.*", hot, HotAction::restart_channel, 1,
        "that channel stops completely, then starts again"},
       {"channels.*.notices", none, std::nullopt, -1, "read when a notice is sent"},
+      {"channels.*.accounts.*", hot, HotAction::restart_channel, 1,
+       "that account alone stops completely, then starts again", 3},
       {"agents.default", hot, HotAction::rebind_agents, -1,
        "channels without an agent of their own follow it"},
       {"agents.*", hot, HotAction::swap_agent, 1,
@@ -103,6 +105,9 @@ PathDecision classify_path(const std::string& path) {
   // A rule's target segment lies within its own prefix, so the matched path has it.
   if (best->target_segment >= 0) {
     decision.target = std::string(segments[static_cast<std::size_t>(best->target_segment)]);
+    if (best->target_segment2 >= 0) {
+      decision.target += ":" + std::string(segments[static_cast<std::size_t>(best->target_segment2)]);
+    }
   }
   return decision;
 }

@@ -35,6 +35,9 @@ struct ReloadRule {
   // "channels.*" -> the channel id.
   int target_segment = -1;
   std::string_view note;  // why, for the README table and `config` answers
+  // A second segment joined to the target with ':', e.g. 3 for "channels.*.accounts.*" ->
+  // "telegram:<account>".
+  int target_segment2 = -1;
 };
 
 // The one table, in the order the README lists it.

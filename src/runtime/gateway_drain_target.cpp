@@ -94,7 +94,8 @@ void GatewayDrainTarget::flush_writes() { p_.pipeline.flush_and_wait(); }
 // Best effort: a failed send is logged, never waited for.
 void GatewayDrainTarget::send_notice(const pipeline::ActiveChat& chat, core::DrainNotice kind) {
   const auto& cfg = p_.cfg();
-  const auto ch = cfg.channels.find(chat.channel);
+  // "telegram:<account>" has the settings of "telegram".
+  const auto ch = cfg.channels.find(chat.channel.substr(0, chat.channel.find(':')));
   if (ch == cfg.channels.end() || !ch->second.notices.enabled) return;
   const auto& n = ch->second.notices;
   const std::string& text = kind == core::DrainNotice::shutting_down ? n.stopping

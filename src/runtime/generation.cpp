@@ -1,6 +1,7 @@
 #include "runtime/generation.h"
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -18,6 +19,62 @@ namespace {
 constexpr const char* kAgentTypes = "echo, exec";
 
 bool buildable_agent(const std::string& type) { return type == "echo" || type == "exec"; }
+
+// One bot of channels.telegram: its channel id and its keys.
+struct Account {
+  std::string name;        // the key under accounts, "" without accounts
+  std::string channel_id;  // "telegram" (the default account) or "telegram:<name>"
+  nlohmann::json raw;
+};
+
+// channels.telegram's bots: the channel itself, or with accounts.<name> one per account, the
+// top-level keys overlaid by the account's (OpenClaw's shape). The default account
+// (defaultAccount, else "default", else the first by name) runs as "telegram".
+std::optional<std::vector<Account>> telegram_accounts(const nlohmann::json& raw,
+                                                      std::string& error) {
+  std::vector<Account> out;
+  const auto accounts = raw.find("accounts");
+  if (accounts == raw.end() || (accounts->is_object() && accounts->empty())) {
+    out.push_back({"", "telegram", raw});
+    return out;
+  }
+  if (!accounts->is_object()) {
+    error = "channels.telegram.accounts: expected an object keyed by account id";
+    return std::nullopt;
+  }
+  std::string def;
+  if (auto d = raw.find("defaultAccount"); d != raw.end()) {
+    if (!d->is_string() || !accounts->contains(d->get<std::string>())) {
+      error = "channels.telegram.defaultAccount: expected the id of one of accounts";
+      return std::nullopt;
+    }
+    def = d->get<std::string>();
+  } else {
+    def = accounts->contains("default") ? "default" : accounts->begin().key();
+  }
+  nlohmann::json base = raw;
+  base.erase("accounts");
+  base.erase("defaultAccount");
+  for (const auto& [name, a] : accounts->items()) {
+    const bool ok_name = !name.empty() && name.size() <= 64 &&
+                         name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") ==
+                             std::string::npos;
+    if (!ok_name) {
+      error = "channels.telegram.accounts: \"" + name.substr(0, 64) +
+              "\" is not an account id (lower-case letters, digits, _ and -)";
+      return std::nullopt;
+    }
+    if (!a.is_object()) {
+      error = "channels.telegram.accounts." + name + ": expected an object";
+      return std::nullopt;
+    }
+    if (a.contains("enabled") && a["enabled"].is_boolean() && !a["enabled"].get<bool>()) continue;
+    nlohmann::json merged = base;
+    for (const auto& [k, v] : a.items()) merged[k] = v;
+    out.push_back({name, name == def ? "telegram" : "telegram:" + name, std::move(merged)});
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -54,7 +111,8 @@ std::vector<config::ConfigError> Generation::unbuildable(const config::Config& c
 }
 
 std::string Generation::agent_of(const std::string& channel, const config::Config& cfg) {
-  auto it = cfg.channels.find(channel);
+  // "telegram:<account>" answers with the agent of "telegram".
+  auto it = cfg.channels.find(channel.substr(0, channel.find(':')));
   if (it == cfg.channels.end() || it->second.agent.empty()) return cfg.default_agent;
   return it->second.agent;
 }
@@ -79,8 +137,12 @@ std::optional<std::string> Generation::build(const config::Config& cfg) {
 
 // Creates channel `id` of `cfg` (when enabled and available) and wires it into the pipeline;
 // it starts with start_channels() or, in a hot reload, right after.
-std::optional<std::string> Generation::add_channel(const std::string& id,
+std::optional<std::string> Generation::add_channel(const std::string& target,
                                                    const config::Config& cfg) {
+  // `target`: a channel of the config ("telegram"), or one account of it ("telegram:<name>").
+  const std::string id = target.substr(0, target.find(':'));
+  const std::string only_account =
+      target.find(':') == std::string::npos ? std::string() : target.substr(target.find(':') + 1);
   auto settings = cfg.channels.find(id);
   if (settings == cfg.channels.end() || !settings->second.enabled) return std::nullopt;
   const std::string agent_id = agent_of(id, cfg);
@@ -91,18 +153,37 @@ std::optional<std::string> Generation::add_channel(const std::string& id,
     channels_[id] = std::make_unique<channels::LocalChannel>(id);
   } else if (id == "telegram") {
     std::string error;
-    auto options = channels::TelegramOptions::parse(
-        settings->second.raw, error, [](const std::string& name) -> std::optional<std::string> {
-          const char* v = std::getenv(name.c_str());
-          return v ? std::optional<std::string>(v) : std::nullopt;
-        });
-    if (!options) return error;
-    for (const auto& w : options->warnings) spdlog::warn("{}", w);
-    // Telegram refuses a message over 4096 characters: replies are split below that.
-    max_chars = max_chars > 0 ? std::min(max_chars, options->max_message_chars)
-                              : options->max_message_chars;
-    channels_[id] = std::make_unique<channels::TelegramChannel>(id, std::move(*options), io_,
-                                                                executor_, pipeline_);
+    auto accounts = telegram_accounts(settings->second.raw, error);
+    if (!accounts) return error;
+    std::set<std::string> paths;
+    for (auto& account : *accounts) {
+      if (!only_account.empty() && account.name != only_account) continue;
+      auto options = channels::TelegramOptions::parse(
+          account.raw, error, [](const std::string& name) -> std::optional<std::string> {
+            const char* v = std::getenv(name.c_str());
+            return v ? std::optional<std::string>(v) : std::nullopt;
+          });
+      if (!options) {
+        return account.name.empty() ? error : error + " (account " + account.name + ")";
+      }
+      if (!options->webhook_url.empty() && !paths.insert(options->webhook_path).second) {
+        return "channels.telegram.accounts." + account.name + ".webhookPath: " +
+               options->webhook_path + " is another account's too";
+      }
+      for (const auto& w : options->warnings) {
+        spdlog::warn("{}{}", w, account.name.empty() ? "" : " (account " + account.name + ")");
+      }
+      // Telegram refuses a message over 4096 characters: replies are split below that.
+      const int chars = max_chars > 0 ? std::min(max_chars, options->max_message_chars)
+                                      : options->max_message_chars;
+      auto channel = std::make_unique<channels::TelegramChannel>(
+          account.channel_id, std::move(*options), io_, executor_, pipeline_);
+      if (!account.name.empty()) account_channels_["telegram:" + account.name] = account.channel_id;
+      channels_[account.channel_id] = std::move(channel);
+      pipeline_.add_channel(channels_[account.channel_id].get(), agent->second.get(), chars,
+                            agent_id);
+    }
+    return std::nullopt;
   } else if (id == "irc") {
     std::string error;
     auto options = channels::IrcOptions::parse(
@@ -201,38 +282,66 @@ std::optional<std::string> Generation::rebind(const config::Config& next,
   return std::nullopt;
 }
 
-void Generation::restart_channel(const std::string& id, const config::Config& next,
+void Generation::restart_channel(const std::string& target, const config::Config& next,
                                  std::function<bool()> still_wanted,
                                  std::function<void(const std::string&)> done) {
-  auto start_new = [this, alive = alive_, id, next, still_wanted, done, epoch = epoch_](
-                       std::shared_ptr<pipeline::Channel> old) {
-    // Runs after the old one stopped; it stays alive until its route is replaced.
+  // The channels `target` runs as now: "telegram" is every account of it, "telegram:<name>"
+  // the one account.
+  std::vector<std::string> old_ids;
+  if (target.find(':') == std::string::npos) {
+    for (const auto& [id, ch] : channels_) {
+      if (id == target || id.rfind(target + ":", 0) == 0) old_ids.push_back(id);
+    }
+    std::erase_if(account_channels_, [&](const auto& kv) { return kv.first.rfind(target + ":", 0) == 0; });
+  } else if (auto a = account_channels_.find(target); a != account_channels_.end()) {
+    if (channels_.count(a->second)) old_ids.push_back(a->second);
+    account_channels_.erase(a);
+  }
+  auto start_new = [this, alive = alive_, target, next, still_wanted, done, old_ids,
+                    epoch = epoch_](std::vector<std::shared_ptr<pipeline::Channel>> olds) {
+    // Runs after the old ones stopped; they stay alive until their routes are replaced.
     if (!*alive || epoch != epoch_ || stopping_ || !still_wanted()) {
       return done({});  // a drain took over: the next generation starts channels
     }
+    const std::string kind = target.substr(0, target.find(':'));
     std::optional<std::string> error;
-    if (next.channels.count(id) && next.channels.at(id).enabled) {
-      error = add_channel(id, next);
-    } else {
-      pipeline_.remove_channel(id);
-      if (old) spdlog::info("channel {} stopped and removed", id);
+    std::set<std::string> existing;
+    for (const auto& [id, ch] : channels_) existing.insert(id);
+    if (next.channels.count(kind) && next.channels.at(kind).enabled) {
+      error = add_channel(target, next);
     }
-    old.reset();
+    std::vector<std::string> started;
+    for (const auto& [id, ch] : channels_) {
+      if (!existing.count(id)) started.push_back(id);
+    }
+    for (const auto& id : old_ids) {
+      if (!channels_.count(id)) {
+        pipeline_.remove_channel(id);
+        spdlog::info("channel {} stopped and removed", id);
+      }
+    }
+    olds.clear();
     if (error) return done(*error);
-    start_channel(id);
+    for (const auto& id : started) start_channel(id);
     done({});
   };
-  auto it = channels_.find(id);
-  if (it == channels_.end()) {
-    start_new(nullptr);
+  if (old_ids.empty()) {
+    start_new({});
     return;
   }
-  std::shared_ptr<pipeline::Channel> old(std::move(it->second));
-  channels_.erase(it);
-  spdlog::info("channel {}: stopping for a config reload", id);
-  old->stop([this, old, start_new]() mutable {
-    executor_.post([old, start_new]() mutable { start_new(std::move(old)); });
-  });
+  std::vector<std::shared_ptr<pipeline::Channel>> olds;
+  for (const auto& id : old_ids) {
+    olds.emplace_back(std::move(channels_[id]));
+    channels_.erase(id);
+    spdlog::info("channel {}: stopping for a config reload", id);
+  }
+  auto remaining = std::make_shared<std::size_t>(olds.size());
+  for (auto& old : olds) {
+    old->stop([this, remaining, olds, start_new]() mutable {
+      if (--*remaining > 0) return;
+      executor_.post([olds, start_new]() mutable { start_new(std::move(olds)); });
+    });
+  }
 }
 
 void Generation::apply_hot(const config::Config& next, const core::ReloadPlan& plan,

@@ -87,6 +87,8 @@ class Generation {
   std::map<std::string, std::unique_ptr<pipeline::Agent>> agents_;
   std::map<std::string, std::unique_ptr<pipeline::Channel>> channels_;
   std::map<std::string, std::uint64_t> starts_;  // per channel id, in this process
+  // "telegram:<account>" -> the channel id that account runs as ("telegram" for the default).
+  std::map<std::string, std::string> account_channels_;
   std::vector<std::unique_ptr<pipeline::Agent>> retired_;
   bool stopping_ = false;
   std::uint64_t epoch_ = 0;  // callbacks of a cleared generation carry an older one

@@ -239,8 +239,8 @@ std::optional<std::string> BotApi::check_root(const std::string& root) {
   return std::nullopt;
 }
 
-void BotApi::call(const std::string& method, const json& params, std::chrono::milliseconds timeout,
-                  std::function<void(ApiResult)> done) {
+std::uint64_t BotApi::call(const std::string& method, const json& params,
+                           std::chrono::milliseconds timeout, std::function<void(ApiResult)> done) {
   const auto id = ++next_id_;
   auto c = std::make_shared<Call>(this, id, std::move(done), timeout);
   c->req.method(http::verb::post);
@@ -254,6 +254,14 @@ void BotApi::call(const std::string& method, const json& params, std::chrono::mi
   c->req.prepare_payload();
   calls_[id] = c;
   c->start();
+  return id;
+}
+
+void BotApi::cancel(std::uint64_t id) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  auto c = it->second;  // cancel() may end it and erase it from calls_
+  c->cancel();
 }
 
 void BotApi::cancel_all() {

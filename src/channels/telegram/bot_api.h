@@ -44,8 +44,11 @@ class BotApi {
 
   // Calls `method`; `done` runs once on the event loop thread, also when cancelled. `timeout`
   // bounds the whole call (connect, TLS, request, answer).
-  void call(const std::string& method, const nlohmann::json& params,
-            std::chrono::milliseconds timeout, std::function<void(ApiResult)> done);
+  // Returns the call's id (for cancel()).
+  std::uint64_t call(const std::string& method, const nlohmann::json& params,
+                     std::chrono::milliseconds timeout, std::function<void(ApiResult)> done);
+  // Ends one call in flight now (its `done` gets `cancelled`); nothing when it has ended.
+  void cancel(std::uint64_t id);
   // Ends every call in flight now (their `done` gets `cancelled`).
   void cancel_all();
   std::size_t in_flight() const { return calls_.size(); }

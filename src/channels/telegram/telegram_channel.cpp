@@ -37,7 +37,7 @@ const std::set<std::string>& known_keys() {
       "dmPolicy",    "allowFrom",      "pollTimeoutSeconds", "conflictFailAfterSeconds",
       "groupPolicy", "groups",         "groupAllowFrom",    "replyToMode",
       "sendRate",    "webhookUrl",     "webhookSecret",     "webhookSecretEnv",
-      "webhookPath"};
+      "webhookPath", "accounts",       "defaultAccount"};
   return keys;
 }
 
@@ -447,7 +447,7 @@ void TelegramChannel::connect() {
   polling_ = true;
   // getMe: the token works and the API answers; the channel is ready from here on, not only
   // once the first long poll returns (which may take its whole timeout).
-  api_.call("getMe", json::object(), std::chrono::seconds(15),
+  poll_call_ = api_.call("getMe", json::object(), std::chrono::seconds(15),
             [this, alive = alive_](telegram::ApiResult r) {
               if (!*alive) return;
               polling_ = false;
@@ -510,7 +510,7 @@ void TelegramChannel::poll() {
                  {"allowed_updates", json::array({"message"})}};
   if (offset_ > 0) params["offset"] = offset_;
   const auto bound = std::chrono::seconds(options_.poll_timeout_s + 15);
-  api_.call("getUpdates", params, bound, [this, alive = alive_](telegram::ApiResult r) {
+  poll_call_ = api_.call("getUpdates", params, bound, [this, alive = alive_](telegram::ApiResult r) {
     if (!*alive) return;
     polling_ = false;
     on_updates(r);
@@ -522,7 +522,7 @@ void TelegramChannel::set_webhook() {
   json params = {{"url", options_.webhook_url},
                  {"secret_token", webhook_secret_},
                  {"allowed_updates", json::array({"message"})}};
-  api_.call("setWebhook", params, std::chrono::seconds(15),
+  poll_call_ = api_.call("setWebhook", params, std::chrono::seconds(15),
             [this, alive = alive_](telegram::ApiResult r) {
               if (!*alive) return;
               polling_ = false;
@@ -556,7 +556,7 @@ void TelegramChannel::on_updates(const telegram::ApiResult& r) {
                    "to poll",
                    id_);
       polling_ = true;
-      api_.call("deleteWebhook", json::object(), std::chrono::seconds(15),
+      poll_call_ = api_.call("deleteWebhook", json::object(), std::chrono::seconds(15),
                 [this, alive = alive_](telegram::ApiResult) {
                   if (!*alive) return;
                   polling_ = false;
@@ -753,15 +753,30 @@ void TelegramChannel::stop(std::function<void()> done) {
     executor_.cancel(*retry_timer_);
     retry_timer_.reset();
   }
+  // Rate-limited sends not yet made go back to the reply delivery (it tries again, through
+  // whichever channel then has this id).
+  auto delayed = std::move(delayed_);
+  delayed_.clear();
+  for (auto& [n, d] : delayed) {
+    executor_.cancel(d.timer);
+    executor_.post([done = std::move(d.done)] {
+      done(pipeline::SendStatus::retry, "the channel stopped before sending");
+    });
+  }
   if (polling_) {
-    api_.cancel_all();  // the poll's handler runs with `cancelled` and ends the stop
+    // Only the poll: a sendMessage under way ends by itself, so it is neither cut off after
+    // Telegram got it (and sent again) nor left without its answer.
+    api_.cancel(poll_call_);  // its handler runs with `cancelled` and ends the stop
     return;
   }
   end_stop();
 }
 
 void TelegramChannel::end_stop() {
-  if (polling_ || batch_waiting_ > 0 || saves_waiting_ > 0 || !stop_done_) return;
+  if (polling_ || batch_waiting_ > 0 || saves_waiting_ > 0 || sends_in_flight_ > 0 ||
+      !stop_done_) {
+    return;
+  }
   auto done = std::move(stop_done_);
   stop_done_ = nullptr;
   lock_.reset();  // the next poller (a reload's, a successor's) may take it now
@@ -921,26 +936,41 @@ void TelegramChannel::send(const pipeline::OutboundPart& part,
       wait = std::max(wait, std::chrono::duration_cast<core::Duration>(p->second - now));
     }
   }
-  if (wait <= core::Duration{0}) return do_send(part, std::move(params), std::move(done));
-  executor_.schedule(wait, [this, alive = alive_, part, params = std::move(params),
-                            done = std::move(done)]() mutable {
-    if (!*alive) return done(pipeline::SendStatus::retry, "the channel stopped");
-    do_send(part, std::move(params), std::move(done));
+  if (wait <= core::Duration{0} || !running_) {
+    return do_send(part, std::move(params), std::move(done));
+  }
+  const auto n = ++delayed_next_;
+  auto timer = executor_.schedule(wait, [this, alive = alive_, n, part,
+                                         params = std::move(params)]() mutable {
+    if (!*alive) return;
+    auto it = delayed_.find(n);
+    if (it == delayed_.end()) return;
+    auto d = std::move(it->second.done);
+    delayed_.erase(it);
+    do_send(part, std::move(params), std::move(d));
   });
+  delayed_[n] = Delayed{timer, std::move(done)};
 }
 
 void TelegramChannel::do_send(const pipeline::OutboundPart& part, json params,
                               std::function<void(pipeline::SendStatus, std::string)> done) {
   if (part.final_part) typing(part.chat_id, false);
+  ++sends_in_flight_;
   api_.call("sendMessage", params, kSendTimeout,
             [this, alive = alive_, chat = part.chat_id, done = std::move(done)](
                 telegram::ApiResult r) {
               using pipeline::SendStatus;
+              if (*alive) {
+                --sends_in_flight_;
+                // A stop waits for its sends: the last one ends it (after `done`, below).
+                if (!running_ && stop_done_) executor_.post([this, alive] {
+                  if (*alive) end_stop();
+                });
+              }
               if (r.ok) return done(SendStatus::sent, {});
               const std::string why =
                   (r.error_code ? std::to_string(r.error_code) + " " : std::string()) +
                   r.description;
-              if (r.cancelled) return done(SendStatus::retry, why);
               if (r.maybe_done && r.http_status == 0) {
                 // Written, never answered: it may have been delivered. Not sent twice.
                 return done(SendStatus::failed, why + " (may have been delivered)");
@@ -951,7 +981,10 @@ void TelegramChannel::do_send(const pipeline::OutboundPart& part, json params,
                 if (*alive) paused_until_[chat] = clock_.now() + std::chrono::seconds(after);
                 return done(SendStatus::retry, why);
               }
-              if (r.error_code >= 500 || r.http_status == 0) return done(SendStatus::retry, why);
+              // Cancelled before it was written, 5xx, no connection: not delivered, try again.
+              if (r.cancelled || r.error_code >= 500 || r.http_status == 0) {
+                return done(SendStatus::retry, why);
+              }
               done(SendStatus::failed, why);  // 400 too long, 403 blocked: not retried
             });
 }

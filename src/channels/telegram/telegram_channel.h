@@ -138,6 +138,16 @@ class TelegramChannel final : public pipeline::Channel {
   std::string webhook_secret_;
   bool webhook_set_ = false;
   bool webhook_deleted_ = false;  // polling found a webhook and removed it once
+  std::uint64_t poll_call_ = 0;     // the getMe/getUpdates/setWebhook in flight (polling_)
+  // Sends: a stop lets those in flight end (they are bounded by their timeout) so that every
+  // `done` runs; those still waiting for a rate-limit slot are handed back as `retry`.
+  std::size_t sends_in_flight_ = 0;
+  struct Delayed {
+    core::TimerId timer;
+    std::function<void(pipeline::SendStatus, std::string)> done;
+  };
+  std::map<std::uint64_t, Delayed> delayed_;
+  std::uint64_t delayed_next_ = 0;
   // Sending: about 30 messages a second per bot, a burst of 3 then one a second per chat, and
   // a chat (or the bot) that got 429 waits its retry_after.
   core::TokenBucket bot_bucket_;
