@@ -141,6 +141,45 @@ double proc_cpu_s(pid_t pid) {
   return static_cast<double>(ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// CPU seconds per thread ("comm/tid") of a process ("self" for this one).
+std::map<std::string, double> thread_cpu_s(const std::string& pid) {
+  std::map<std::string, double> out;
+  std::error_code ec;
+  for (auto& t : fs::directory_iterator("/proc/" + pid + "/task", ec)) {
+    std::ifstream in(t.path() / "stat");
+    std::string s;
+    if (!std::getline(in, s)) continue;
+    auto open = s.find('('), close = s.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::istringstream rest(s.substr(close + 2));
+    std::string f;
+    unsigned long long ut = 0, st = 0;
+    for (int i = 3; i <= 15 && rest >> f; ++i) {
+      if (i == 14) ut = std::stoull(f);
+      if (i == 15) st = std::stoull(f);
+    }
+    const std::string tid = t.path().filename().string();
+    std::string name = s.substr(open + 1, close - open - 1) + "/" + tid;
+    // In this process: the main thread pushes and waits; the only other is the fake's server.
+    if (pid == "self") name = tid == std::to_string(::getpid()) ? "main" : "fake-server/" + tid;
+    out[name] =
+        static_cast<double>(ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  return out;
+}
+
+// "name 93%, name 12%" for the threads that used at least 2% of a core since `before`.
+json thread_pcts(const std::map<std::string, double>& before,
+                 const std::map<std::string, double>& after, double wall) {
+  json out = json::object();
+  for (auto& [k, v] : after) {
+    auto b = before.find(k);
+    const double d = v - (b == before.end() ? 0 : b->second);
+    if (wall > 0 && d / wall >= 0.02) out[k] = std::round(d / wall * 1000) / 10;
+  }
+  return out;
+}
+
 double self_cpu_s() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -537,15 +576,20 @@ struct Usage {
   double gw0 = 0, self0 = 0;
   std::pair<double, double> m0;
   pid_t pid;
+  std::map<std::string, double> gw_threads0, self_threads0;
   explicit Usage(pid_t p) : t0(Clock::now()), gw0(proc_cpu_s(p)), self0(self_cpu_s()),
-                            m0(machine_jiffies()), pid(p) {}
+                            m0(machine_jiffies()), pid(p),
+                            gw_threads0(thread_cpu_s(std::to_string(p))),
+                            self_threads0(thread_cpu_s("self")) {}
   json end() const {
     const double wall = secs(Clock::now() - t0);
     const auto m1 = machine_jiffies();
     const double busy = m1.second > m0.second ? (m1.first - m0.first) / (m1.second - m0.second) : 0;
     return {{"gatewayCpuPct", std::round((proc_cpu_s(pid) - gw0) / wall * 1000) / 10},
             {"benchCpuPct", std::round((self_cpu_s() - self0) / wall * 1000) / 10},
-            {"machineBusyPct", std::round(busy * 1000) / 10}};
+            {"machineBusyPct", std::round(busy * 1000) / 10},
+            {"gatewayThreadsPct", thread_pcts(gw_threads0, thread_cpu_s(std::to_string(pid)), wall)},
+            {"benchThreadsPct", thread_pcts(self_threads0, thread_cpu_s("self"), wall)}};
   }
 };
 
@@ -620,6 +664,8 @@ json run_throughput(const Options& o, const fs::path& dir, int run) {
       c.lost, c.duplicated, r.other, res["getUpdates"].get<int>(), res["sendMessage"].get<int>(),
       res["gatewayCpuPct"].get<double>(), res["benchCpuPct"].get<double>(),
       res["machineBusyPct"].get<double>(), load.c_str());
+  std::printf("  CPU %% of one core by thread: gateway %s; bench %s\n",
+              res["gatewayThreadsPct"].dump().c_str(), res["benchThreadsPct"].dump().c_str());
   print_errors(gw.all_logs());
   gw.stop();
   return res;
