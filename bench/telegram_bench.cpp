@@ -781,6 +781,8 @@ json run_lifecycle(const Options& o, const fs::path& dir, int run) {
   std::string failure;
   std::vector<double> restart_ms, reload_ms, kill_ms;
   const auto t0 = Clock::now();
+  const auto events_t0 = Sys::now();
+  std::vector<Sys::time_point> kill_at;
   try {
     pause();
     for (int i = 0; i < o.restarts; ++i) {
@@ -810,6 +812,7 @@ json run_lifecycle(const Options& o, const fs::path& dir, int run) {
     }
     for (int i = 0; i < o.kills; ++i) {
       const auto s0 = Clock::now();
+      kill_at.push_back(Sys::now());
       gw.kill9();
       gw.start(20s);
       kill_ms.push_back(secs(Clock::now() - s0) * 1000);
@@ -872,6 +875,21 @@ json run_lifecycle(const Options& o, const fs::path& dir, int run) {
       percentiles(kill_ms).max, c.lost, c.duplicated, c.extra, replayed, unexplained, max_polls,
       r.other, failure.empty() ? "" : "\n  FAILED: ", failure.c_str());
   for (auto& s : r.other_samples) std::printf("    other reply: %s\n", s.c_str());
+  if (c.duplicated > 0) {
+    // When each copy arrived, against the kills: the documented window is a kill.
+    int shown = 0;
+    std::printf("    answered more than once (s after the first event):");
+    for (auto& t : texts) {
+      auto it = r.by_text.find(t);
+      if (it == r.by_text.end() || it->second.size() < 2 || shown++ >= 10) continue;
+      std::printf(" %s at", t.c_str());
+      for (auto& x : it->second) std::printf(" %.3f", ms(x - events_t0) / 1000);
+      std::printf(";");
+    }
+    std::printf("\n    kill -9 at (s):");
+    for (auto& k : kill_at) std::printf(" %.3f", ms(k - events_t0) / 1000);
+    std::printf("\n");
+  }
   if (c.lost > 0) {
     int shown = 0;
     std::printf("    lost:");
