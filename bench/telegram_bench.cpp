@@ -29,6 +29,7 @@
 // lost, no duplicate outside the documented window, no overlapping polls, a clean stop), 1
 // otherwise, 2 setup failure, 64 usage.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -36,9 +37,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -50,6 +51,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -59,9 +61,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
 #include "fakes/telegram_fake.h"
 
 extern char** environ;
@@ -69,8 +68,8 @@ extern char** environ;
 namespace {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 using drawbridge::testing::TelegramFake;
+using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using Sys = std::chrono::system_clock;
 using namespace std::chrono_literals;
@@ -104,8 +103,12 @@ struct Options {
   std::string log_level = "info";
 };
 
-double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-double ms(Sys::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double secs(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+double ms(Sys::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
 
 std::string load_avg() {
   std::ifstream in("/proc/loadavg");
@@ -165,8 +168,7 @@ std::map<std::string, double> thread_cpu_s(const std::string& pid) {
     std::string name = s.substr(open + 1, close - open - 1) + "/" + tid;
     // In this process: the main thread pushes and waits; the only other is the fake's server.
     if (pid == "self") name = tid == std::to_string(::getpid()) ? "main" : "fake-server/" + tid;
-    out[name] =
-        static_cast<double>(ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
+    out[name] = static_cast<double>(ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
   }
   return out;
 }
@@ -326,21 +328,20 @@ class GatewayProcess {
 
   // pollTimeoutSeconds toggles between 5 and 6 (a change that restarts only the channel).
   void write_config() {
-    json cfg = {
-        {"gateway",
-         {{"auth", {{"token", "bench-token"}}},
-          {"bind", "127.0.0.1"},
-          {"restart", {{"delayMs", 0}, {"cooldownMs", 0}}}}},
-        {"logging", {{"level", o_.log_level}}},
-        {"agents", {{"main", {{"type", "echo"}}}}},
-        {"channels",
-         {{"telegram",
-           {{"botTokenEnv", kTokenEnv},
-            {"apiRoot", api_root_},
-            {"dmPolicy", "open"},
-            {"pollTimeoutSeconds", poll_timeout_},
-            // Telegram's own limits (30/s per bot, 1/s per chat) would be the measure.
-            {"sendRate", {{"botPerSecond", 0}, {"chatPerSecond", 0}}}}}}}};
+    json cfg = {{"gateway",
+                 {{"auth", {{"token", "bench-token"}}},
+                  {"bind", "127.0.0.1"},
+                  {"restart", {{"delayMs", 0}, {"cooldownMs", 0}}}}},
+                {"logging", {{"level", o_.log_level}}},
+                {"agents", {{"main", {{"type", "echo"}}}}},
+                {"channels",
+                 {{"telegram",
+                   {{"botTokenEnv", kTokenEnv},
+                    {"apiRoot", api_root_},
+                    {"dmPolicy", "open"},
+                    {"pollTimeoutSeconds", poll_timeout_},
+                    // Telegram's own limits (30/s per bot, 1/s per chat) would be the measure.
+                    {"sendRate", {{"botPerSecond", 0}, {"chatPerSecond", 0}}}}}}}};
     // In place (the gateway watches the file), as an editor that truncates would.
     std::ofstream out(config_path(), std::ios::trunc);
     out << "// drawbridge_telegram_bench config\n" << cfg.dump(2) << "\n";
@@ -371,9 +372,14 @@ class GatewayProcess {
     if (pid_ > 0) throw std::logic_error("already running");
     ++starts_;
     const std::string log = log_path().string();
-    std::vector<std::string> args{o_.bin,       "--config", config_path().string(), "run",
-                                  "--port",     std::to_string(port_),
-                                  "--data-dir", (dir_ / "data").string()};
+    std::vector<std::string> args{o_.bin,
+                                  "--config",
+                                  config_path().string(),
+                                  "run",
+                                  "--port",
+                                  std::to_string(port_),
+                                  "--data-dir",
+                                  (dir_ / "data").string()};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -498,7 +504,8 @@ Replies replies(const TelegramFake& fake) {
   Replies r;
   for (auto& m : fake.sent(kBot)) {
     if (m.text.size() >= 2 && (m.text[0] == 'u' || m.text[0] == 'w') &&
-        std::all_of(m.text.begin() + 1, m.text.end(), [](unsigned char c) { return std::isdigit(c); })) {
+        std::all_of(m.text.begin() + 1, m.text.end(),
+                    [](unsigned char c) { return std::isdigit(c); })) {
       r.by_text[m.text].push_back(m.time);
     } else {
       ++r.other;
@@ -552,7 +559,9 @@ Check check(const Replies& r, const std::vector<std::string>& texts) {
   return c;
 }
 
-std::int64_t chat_of(int i, int chats) { return kFirstChat + (i % chats); }
+std::int64_t chat_of(int i, int chats) {
+  return kFirstChat + (i % chats);
+}
 
 void print_errors(const std::string& log) {
   std::istringstream in(log);
@@ -580,19 +589,24 @@ struct Usage {
   std::pair<double, double> m0;
   pid_t pid;
   std::map<std::string, double> gw_threads0, self_threads0;
-  explicit Usage(pid_t p) : t0(Clock::now()), gw0(proc_cpu_s(p)), self0(self_cpu_s()),
-                            m0(machine_jiffies()), pid(p),
-                            gw_threads0(thread_cpu_s(std::to_string(p))),
-                            self_threads0(thread_cpu_s("self")) {}
+  explicit Usage(pid_t p)
+      : t0(Clock::now()),
+        gw0(proc_cpu_s(p)),
+        self0(self_cpu_s()),
+        m0(machine_jiffies()),
+        pid(p),
+        gw_threads0(thread_cpu_s(std::to_string(p))),
+        self_threads0(thread_cpu_s("self")) {}
   json end() const {
     const double wall = secs(Clock::now() - t0);
     const auto m1 = machine_jiffies();
     const double busy = m1.second > m0.second ? (m1.first - m0.first) / (m1.second - m0.second) : 0;
-    return {{"gatewayCpuPct", std::round((proc_cpu_s(pid) - gw0) / wall * 1000) / 10},
-            {"benchCpuPct", std::round((self_cpu_s() - self0) / wall * 1000) / 10},
-            {"machineBusyPct", std::round(busy * 1000) / 10},
-            {"gatewayThreadsPct", thread_pcts(gw_threads0, thread_cpu_s(std::to_string(pid)), wall)},
-            {"benchThreadsPct", thread_pcts(self_threads0, thread_cpu_s("self"), wall)}};
+    return {
+        {"gatewayCpuPct", std::round((proc_cpu_s(pid) - gw0) / wall * 1000) / 10},
+        {"benchCpuPct", std::round((self_cpu_s() - self0) / wall * 1000) / 10},
+        {"machineBusyPct", std::round(busy * 1000) / 10},
+        {"gatewayThreadsPct", thread_pcts(gw_threads0, thread_cpu_s(std::to_string(pid)), wall)},
+        {"benchThreadsPct", thread_pcts(self_threads0, thread_cpu_s("self"), wall)}};
   }
 };
 
@@ -698,10 +712,11 @@ json run_latency(const Options& o, const fs::path& dir, int run) {
   std::optional<Usage> usage;
   const auto c0 = Clock::now();
   for (int i = 0; i < warm + n; ++i) {
-    const auto due = c0 + std::chrono::duration_cast<Clock::duration>(
-                              std::chrono::duration<double>(i / o.rate));
+    const auto due =
+        c0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(i / o.rate));
     std::this_thread::sleep_until(due);
-    max_lag_ms = std::max(max_lag_ms, std::chrono::duration<double, std::milli>(Clock::now() - due).count());
+    max_lag_ms =
+        std::max(max_lag_ms, std::chrono::duration<double, std::milli>(Clock::now() - due).count());
     if (i == warm) usage.emplace(gw.pid());
     const auto chat = chat_of(i, o.chats);
     if (i < warm) {
@@ -778,9 +793,7 @@ json run_lifecycle(const Options& o, const fs::path& dir, int run) {
       pushed.store(i + 1);
     }
   });
-  auto pause = [&] {
-    std::this_thread::sleep_for(std::chrono::duration<double>(o.pause_s));
-  };
+  auto pause = [&] { std::this_thread::sleep_for(std::chrono::duration<double>(o.pause_s)); };
   std::string failure;
   std::vector<double> restart_ms, reload_ms, kill_ms;
   const auto t0 = Clock::now();
@@ -891,8 +904,8 @@ json run_lifecycle(const Options& o, const fs::path& dir, int run) {
       run, n, o.lifecycle_rate, events_s, restart_ms.size(), percentiles(restart_ms).p50,
       percentiles(restart_ms).max, reload_ms.size(), percentiles(reload_ms).p50,
       percentiles(reload_ms).max, kill_ms.size(), percentiles(kill_ms).p50,
-      percentiles(kill_ms).max, c.lost, c.duplicated, c.extra, replayed, at_kill, outside, unexplained, max_polls,
-      r.other, failure.empty() ? "" : "\n  FAILED: ", failure.c_str());
+      percentiles(kill_ms).max, c.lost, c.duplicated, c.extra, replayed, at_kill, outside,
+      unexplained, max_polls, r.other, failure.empty() ? "" : "\n  FAILED: ", failure.c_str());
   for (auto& s : r.other_samples) std::printf("    other reply: %s\n", s.c_str());
   if (c.duplicated > 0) {
     // When each copy arrived, against the kills: the documented window is a kill.
@@ -1042,16 +1055,17 @@ int main(int argc, char** argv) {
                     r["duplicatesAtAKill"].get<int>(), r["duplicatesOutsideTheWindow"].get<int>(),
                     r.value("stopSeconds", 0.0));
     }
-    std::printf("| %s | %d | %s | %d | %d | %d | %s | %s |\n", part.c_str(), r["run"].get<int>(),
-                what, r["lost"].get<int>(), r["duplicated"].get<int>(),
-                r["maxConcurrentPolls"].get<int>(),
-                r.contains("gatewayCpuPct")
-                    ? (std::to_string(static_cast<int>(r["gatewayCpuPct"].get<double>())) + "%").c_str()
-                    : "—",
-                r["loadBefore"].get<std::string>().c_str());
+    std::printf(
+        "| %s | %d | %s | %d | %d | %d | %s | %s |\n", part.c_str(), r["run"].get<int>(), what,
+        r["lost"].get<int>(), r["duplicated"].get<int>(), r["maxConcurrentPolls"].get<int>(),
+        r.contains("gatewayCpuPct")
+            ? (std::to_string(static_cast<int>(r["gatewayCpuPct"].get<double>())) + "%").c_str()
+            : "—",
+        r["loadBefore"].get<std::string>().c_str());
   }
-  std::printf("targets: >= 2000 updates/s (the fake the bottleneck); p50 < 5 ms; lost 0, "
-              "duplicated 0 (beyond the replayed parts), overlapping polls 0 (max 1)\n");
+  std::printf(
+      "targets: >= 2000 updates/s (the fake the bottleneck); p50 < 5 ms; lost 0, "
+      "duplicated 0 (beyond the replayed parts), overlapping polls 0 (max 1)\n");
   if (o.keep.empty()) {
     std::error_code ec;
     fs::remove_all(dir, ec);
