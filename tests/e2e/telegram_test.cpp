@@ -515,6 +515,85 @@ TEST_F(TelegramTest, AWebhookIsSetWithItsSecretAndAnsweredOnceAfterTheCommit) {
   ASSERT_TRUE(answered(kAlice, 3)) << polling.log();
 }
 
+TEST_F(TelegramTest, AccountsAreBotsOfTheirOwnAndOneReloadsAlone) {
+  constexpr const char* kBot2 = "654321:alerts-fake-token";
+  constexpr std::int64_t kBob = 43;
+  fake.add_bot(kBot2, 654321, "alerts_bot");
+  json cfg = telegram_config(fake);
+  cfg["gateway"]["auth"]["token"] = Gateway::kToken;
+  cfg["channels"]["telegram"].erase("botTokenEnv");
+  cfg["channels"]["telegram"]["defaultAccount"] = "main";
+  cfg["channels"]["telegram"]["accounts"] = {
+      {"main", {{"botTokenEnv", "E2E_BOT_TOKEN"}}},
+      {"alerts", {{"botTokenEnv", "E2E_BOT_TOKEN_2"}, {"allowFrom", json::array({kBob})}}}};
+  gw = std::make_unique<Gateway>(dir, cfg);
+  gw->set_env("E2E_BOT_TOKEN", kBot);
+  gw->set_env("E2E_BOT_TOKEN_2", kBot2);
+  gw->start();
+  auto texts_of = [&](const char* token, std::int64_t chat) {
+    std::vector<std::string> out;
+    for (const auto& m : fake.sent(token)) {
+      if (m.chat_id == chat) out.push_back(m.text);
+    }
+    return out;
+  };
+  fake.push_message(kBot, kAlice, kAlice, "to main");
+  fake.push_message(kBot2, kAlice, kAlice, "alice to alerts");  // not in alerts' allowFrom
+  fake.push_message(kBot2, kBob, kBob, "bob to alerts");
+  ASSERT_TRUE(fake.wait_for([&] { return texts_of(kBot2, kBob).size() == 1; }, 10s)) << gw->log();
+  ASSERT_TRUE(answered(kAlice, 1)) << gw->log();
+  ASSERT_TRUE(gw->wait_for_log("sender 42 is not in allowFrom", 5s)) << gw->log();
+  EXPECT_EQ(texts_of(kBot2, kBob), std::vector<std::string>{"bob to alerts"});
+  EXPECT_TRUE(texts_of(kBot2, kAlice).empty());
+  const json status = gw->client()->request("status", json::object());
+  std::set<std::string> ids;
+  for (const auto& c : status["channels"]) ids.insert(c.value("id", ""));
+  EXPECT_TRUE(ids.count("telegram") && ids.count("telegram:alerts")) << status["channels"];
+
+  // One account's change restarts that account only.
+  ASSERT_TRUE(fake.wait_for([&] { return fake.poll_waiting(kBot) && fake.poll_waiting(kBot2); },
+                            10s));
+  auto c = gw->client({"operator.admin"});
+  const json got = c->request("config.get", json::object());
+  c->request("config.patch",
+             {{"raw", json({{"channels",
+                             {{"telegram",
+                               {{"accounts", {{"alerts", {{"pollTimeoutSeconds", 7}}}}}}}}}})
+                          .dump()},
+              {"baseHash", got["hash"]}});
+  ASSERT_TRUE(gw->wait_for_log("channel telegram:alerts started (start 2", 10s)) << gw->log();
+  EXPECT_EQ(gw->log().find("channel telegram: stopping"), std::string::npos) << gw->log();
+  fake.push_message(kBot2, kBob, kBob, "after the reload");
+  ASSERT_TRUE(fake.wait_for([&] { return texts_of(kBot2, kBob).size() == 2; }, 10s)) << gw->log();
+  EXPECT_EQ(fake.max_concurrent_polls(kBot), 1);
+  EXPECT_EQ(fake.max_concurrent_polls(kBot2), 1);
+}
+
+TEST_F(TelegramTest, AReloadDuringASendLetsItEndAndSendsItOnce) {
+  json cfg = telegram_config(fake);
+  cfg["gateway"]["auth"]["token"] = Gateway::kToken;
+  gw = std::make_unique<Gateway>(dir, cfg);
+  gw->set_env("E2E_BOT_TOKEN", kBot);
+  gw->start();
+  // Telegram takes the message at once and answers a second later.
+  fake.delay_next(kBot, "sendMessage", 1000ms);
+  fake.push_message(kBot, kAlice, kAlice, "in flight");
+  ASSERT_TRUE(fake.wait_for([&] { return fake.requests(kBot, "sendMessage") >= 1; }, 10s));
+  ASSERT_EQ(sent_to(fake, kAlice).size(), 1u);  // delivered; the answer is still on its way
+  auto c = gw->client({"operator.admin"});
+  const json got = c->request("config.get", json::object());
+  c->request("config.patch",
+             {{"raw", json({{"channels", {{"telegram", {{"pollTimeoutSeconds", 6}}}}}}).dump()},
+              {"baseHash", got["hash"]}});
+  ASSERT_TRUE(gw->wait_for_log("channel telegram started (start 2", 10s)) << gw->log();
+  fake.push_message(kBot, kAlice, kAlice, "after");
+  ASSERT_TRUE(answered(kAlice, 2)) << gw->log();
+  ASSERT_EQ(wait_until_idle(*gw, 15s)["store"].value("outboxPending", -1), 0) << gw->log();
+  EXPECT_EQ(sent_to(fake, kAlice), (std::vector<std::string>{"in flight", "after"}));
+  EXPECT_EQ(gw->log().find("cancelled"), std::string::npos) << gw->log();
+  EXPECT_EQ(fake.max_concurrent_polls(kBot), 1);
+}
+
 TEST_F(TelegramTest, AMissingTokenStopsTheStartWithAClearError) {
   Gateway bad(dir, telegram_config(fake));  // E2E_BOT_TOKEN not set for this one
   EXPECT_THROW(bad.start(), std::exception);

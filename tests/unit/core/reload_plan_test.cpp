@@ -52,7 +52,8 @@ TEST(ReloadPlan, TableListsTheRulesInReadmeOrder) {
   EXPECT_EQ(prefixes, (std::vector<std::string>{
                           "$schema", "meta", "logging", "messages", "commands", "gateway.reload",
                           "gateway.restart", "gateway.auth", "gateway", "store", "channels.*",
-                          "channels.*.notices", "agents.default", "agents.*"}));
+                          "channels.*.notices", "channels.*.accounts.*", "agents.default",
+                          "agents.*"}));
 }
 
 TEST(ReloadPlan, EveryRuleClassifiesAPathUnderIt) {
@@ -70,6 +71,8 @@ TEST(ReloadPlan, EveryRuleClassifiesAPathUnderIt) {
       {"store.dataDir", restart, "store", std::nullopt, ""},
       {"channels.telegram.botToken", hot, "channels.*", HotAction::restart_channel, "telegram"},
       {"channels.irc.notices.enabled", none, "channels.*.notices", std::nullopt, ""},
+      {"channels.telegram.accounts.alerts.botTokenEnv", hot, "channels.*.accounts.*",
+       HotAction::restart_channel, "telegram:alerts"},
       {"agents.default", hot, "agents.default", HotAction::rebind_agents, ""},
       {"agents.shell.command", hot, "agents.*", HotAction::swap_agent, "shell"},
   };
@@ -86,6 +89,11 @@ TEST(ReloadPlan, LongestMatchingRuleWins) {
       {"channels.local.enabled", hot, "channels.*", HotAction::restart_channel, "local"});
   // A whole channel added or removed is that channel's restart.
   expect_decision({"channels.irc", hot, "channels.*", HotAction::restart_channel, "irc"});
+  // One account is that account's restart; the accounts object as a whole, every account's.
+  expect_decision({"channels.telegram.accounts.b", hot, "channels.*.accounts.*",
+                   HotAction::restart_channel, "telegram:b"});
+  expect_decision({"channels.telegram.accounts", hot, "channels.*", HotAction::restart_channel,
+                   "telegram"});
   // Same length as "agents.*"; the rule without a wildcard wins.
   expect_decision({"agents.default", hot, "agents.default", HotAction::rebind_agents, ""});
   expect_decision({"agents.main.delayMs", hot, "agents.*", HotAction::swap_agent, "main"});
