@@ -1,7 +1,5 @@
 #include "channels/telegram/telegram_channel.h"
 
-#include "config/bounded_json.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -11,6 +9,8 @@
 #include <random>
 #include <sstream>
 #include <utility>
+
+#include "config/bounded_json.h"
 
 namespace drawbridge::channels {
 
@@ -23,8 +23,8 @@ constexpr auto kFirstBackoff = 1000ms;
 constexpr auto kMaxBackoff = 30000ms;
 constexpr std::size_t kMaxTokenBytes = 256;
 constexpr auto kSendTimeout = 30s;
-constexpr auto kTypingAfter = 1000ms;   // a turn this long shows "typing..."
-constexpr auto kTypingEvery = 4500ms;   // Telegram shows it for 5 s
+constexpr auto kTypingAfter = 1000ms;  // a turn this long shows "typing..."
+constexpr auto kTypingEvery = 4500ms;  // Telegram shows it for 5 s
 constexpr auto kTypingAtMost = 300s;
 constexpr std::size_t kRowsRemembered = 4096;
 constexpr std::size_t kChatBucketsKept = 4096;
@@ -32,12 +32,12 @@ constexpr std::size_t kChatBucketsKept = 4096;
 // The keys of channels.telegram this build reads (the rest: one warning each).
 const std::set<std::string>& known_keys() {
   static const std::set<std::string> keys = {
-      "enabled",     "agent",          "maxMessageChars",   "notices",
-      "botToken",    "botTokenEnv",    "tokenFile",         "apiRoot",
-      "dmPolicy",    "allowFrom",      "pollTimeoutSeconds", "conflictFailAfterSeconds",
-      "groupPolicy", "groups",         "groupAllowFrom",    "replyToMode",
-      "sendRate",    "webhookUrl",     "webhookSecret",     "webhookSecretEnv",
-      "webhookPath", "accounts",       "defaultAccount"};
+      "enabled",     "agent",       "maxMessageChars",    "notices",
+      "botToken",    "botTokenEnv", "tokenFile",          "apiRoot",
+      "dmPolicy",    "allowFrom",   "pollTimeoutSeconds", "conflictFailAfterSeconds",
+      "groupPolicy", "groups",      "groupAllowFrom",     "replyToMode",
+      "sendRate",    "webhookUrl",  "webhookSecret",      "webhookSecretEnv",
+      "webhookPath", "accounts",    "defaultAccount"};
   return keys;
 }
 
@@ -54,8 +54,8 @@ bool strip_mention(std::string& text, const std::string& name) {
   std::string low = lower(text);
   for (auto at = low.find(needle); at != std::string::npos; at = low.find(needle, at)) {
     const auto end = at + needle.size();
-    const bool word_end =
-        end >= low.size() || !(std::isalnum(static_cast<unsigned char>(low[end])) || low[end] == '_');
+    const bool word_end = end >= low.size() ||
+                          !(std::isalnum(static_cast<unsigned char>(low[end])) || low[end] == '_');
     if (!word_end) {
       at = end;
       continue;
@@ -259,7 +259,8 @@ std::optional<TelegramOptions> TelegramOptions::parse(
   if (raw.contains("sendRate")) {
     const auto& v = raw["sendRate"];
     if (!v.is_object()) {
-      error = "channels.telegram.sendRate: expected an object (botPerSecond, chatPerSecond, chatBurst)";
+      error =
+          "channels.telegram.sendRate: expected an object (botPerSecond, chatPerSecond, chatBurst)";
       return std::nullopt;
     }
     auto number = [&](const char* key, double lo, double hi, double& out) {
@@ -408,7 +409,8 @@ bool TelegramChannel::take_lock() {
     lock_error_.clear();
     return true;
   }
-  lock_error_ = "bot " + options_.bot_id() + " is polled by another drawbridge on this machine: " + why;
+  lock_error_ =
+      "bot " + options_.bot_id() + " is polled by another drawbridge on this machine: " + why;
   error(lock_error_);
   spdlog::error("channel {}: {}; not polling until it is free", id_, lock_error_);
   return false;
@@ -447,50 +449,50 @@ void TelegramChannel::connect() {
   polling_ = true;
   // getMe: the token works and the API answers; the channel is ready from here on, not only
   // once the first long poll returns (which may take its whole timeout).
-  poll_call_ = api_.call("getMe", json::object(), std::chrono::seconds(15),
-            [this, alive = alive_](telegram::ApiResult r) {
-              if (!*alive) return;
-              polling_ = false;
-              if (!running_) return end_stop();
-              if (!r.ok || !r.result.is_object()) {
-                auto delay = backoff_ == 0ms ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
-                backoff_ = delay;
-                // 401/404: Telegram does not know the token; retried, but shown as failed.
-                bad_token_ = r.error_code == 401 || r.error_code == 404;
-                error("getMe: " + (r.description.empty() ? std::string("no bot in the answer")
-                                                         : r.description));
-                spdlog::error("channel {}: getMe failed ({}{}): retrying in {} ms", id_,
-                              r.error_code ? std::to_string(r.error_code) + " " : std::string(),
-                              last_error_, delay.count());
-                return retry_later(delay);
+  poll_call_ = api_.call(
+      "getMe", json::object(), std::chrono::seconds(15),
+      [this, alive = alive_](telegram::ApiResult r) {
+        if (!*alive) return;
+        polling_ = false;
+        if (!running_) return end_stop();
+        if (!r.ok || !r.result.is_object()) {
+          auto delay = backoff_ == 0ms ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
+          backoff_ = delay;
+          // 401/404: Telegram does not know the token; retried, but shown as failed.
+          bad_token_ = r.error_code == 401 || r.error_code == 404;
+          error("getMe: " +
+                (r.description.empty() ? std::string("no bot in the answer") : r.description));
+          spdlog::error("channel {}: getMe failed ({}{}): retrying in {} ms", id_,
+                        r.error_code ? std::to_string(r.error_code) + " " : std::string(),
+                        last_error_, delay.count());
+          return retry_later(delay);
+        }
+        connected_ = true;
+        ready_ = true;
+        bad_token_ = false;
+        backoff_ = 0ms;
+        if (r.result.contains("id") && r.result["id"].is_number_integer()) {
+          bot_user_id_ = r.result["id"].get<std::int64_t>();
+        }
+        if (r.result.contains("username") && r.result["username"].is_string()) {
+          username_ = r.result["username"].get<std::string>().substr(0, 64);
+        }
+        spdlog::info("channel {}: connected as @{} (id {})", id_, r.result.value("username", "?"),
+                     id_text(r.result.value("id", json())));
+        // The commands a user can pick from Telegram's menu; a failure costs nothing else.
+        api_.call(
+            "setMyCommands",
+            {{"commands",
+              json::array({{{"command", "status"}, {"description", "What the gateway is doing"}},
+                           {{"command", "stop"}, {"description", "Stop the running reply"}},
+                           {{"command", "restart"}, {"description", "Restart the gateway"}}})}},
+            std::chrono::seconds(15), [this, alive = alive_](telegram::ApiResult c) {
+              if (*alive && !c.ok && !c.cancelled) {
+                spdlog::warn("channel {}: setMyCommands failed: {}", id_, c.description);
               }
-              connected_ = true;
-              ready_ = true;
-              bad_token_ = false;
-              backoff_ = 0ms;
-              if (r.result.contains("id") && r.result["id"].is_number_integer()) {
-                bot_user_id_ = r.result["id"].get<std::int64_t>();
-              }
-              if (r.result.contains("username") && r.result["username"].is_string()) {
-                username_ = r.result["username"].get<std::string>().substr(0, 64);
-              }
-              spdlog::info("channel {}: connected as @{} (id {})", id_,
-                           r.result.value("username", "?"), id_text(r.result.value("id", json())));
-              // The commands a user can pick from Telegram's menu; a failure costs nothing else.
-              api_.call("setMyCommands",
-                        {{"commands", json::array({{{"command", "status"},
-                                                    {"description", "What the gateway is doing"}},
-                                                   {{"command", "stop"},
-                                                    {"description", "Stop the running reply"}},
-                                                   {{"command", "restart"},
-                                                    {"description", "Restart the gateway"}}})}},
-                        std::chrono::seconds(15), [this, alive = alive_](telegram::ApiResult c) {
-                          if (*alive && !c.ok && !c.cancelled) {
-                            spdlog::warn("channel {}: setMyCommands failed: {}", id_, c.description);
-                          }
-                        });
-              poll();
             });
+        poll();
+      });
 }
 
 void TelegramChannel::poll() {
@@ -510,11 +512,12 @@ void TelegramChannel::poll() {
                  {"allowed_updates", json::array({"message"})}};
   if (offset_ > 0) params["offset"] = offset_;
   const auto bound = std::chrono::seconds(options_.poll_timeout_s + 15);
-  poll_call_ = api_.call("getUpdates", params, bound, [this, alive = alive_](telegram::ApiResult r) {
-    if (!*alive) return;
-    polling_ = false;
-    on_updates(r);
-  });
+  poll_call_ =
+      api_.call("getUpdates", params, bound, [this, alive = alive_](telegram::ApiResult r) {
+        if (!*alive) return;
+        polling_ = false;
+        on_updates(r);
+      });
 }
 
 void TelegramChannel::set_webhook() {
@@ -522,25 +525,26 @@ void TelegramChannel::set_webhook() {
   json params = {{"url", options_.webhook_url},
                  {"secret_token", webhook_secret_},
                  {"allowed_updates", json::array({"message"})}};
-  poll_call_ = api_.call("setWebhook", params, std::chrono::seconds(15),
-            [this, alive = alive_](telegram::ApiResult r) {
-              if (!*alive) return;
-              polling_ = false;
-              if (!running_) return end_stop();
-              if (!r.ok) {
-                auto delay = backoff_ == 0ms ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
-                backoff_ = delay;
-                error("setWebhook: " +
-                      (r.error_code ? std::to_string(r.error_code) + " " : std::string()) +
-                      r.description);
-                spdlog::error("channel {}: {}; retrying in {} ms", id_, last_error_, delay.count());
-                return retry_later(delay);
-              }
-              webhook_set_ = true;
-              ready_ = true;
-              backoff_ = 0ms;
-              spdlog::info("channel {}: receiving by webhook on {}", id_, options_.webhook_path);
-            });
+  poll_call_ = api_.call(
+      "setWebhook", params, std::chrono::seconds(15),
+      [this, alive = alive_](telegram::ApiResult r) {
+        if (!*alive) return;
+        polling_ = false;
+        if (!running_) return end_stop();
+        if (!r.ok) {
+          auto delay = backoff_ == 0ms ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
+          backoff_ = delay;
+          error(
+              "setWebhook: " + (r.error_code ? std::to_string(r.error_code) + " " : std::string()) +
+              r.description);
+          spdlog::error("channel {}: {}; retrying in {} ms", id_, last_error_, delay.count());
+          return retry_later(delay);
+        }
+        webhook_set_ = true;
+        ready_ = true;
+        backoff_ = 0ms;
+        spdlog::info("channel {}: receiving by webhook on {}", id_, options_.webhook_path);
+      });
 }
 
 void TelegramChannel::on_updates(const telegram::ApiResult& r) {
@@ -552,17 +556,18 @@ void TelegramChannel::on_updates(const telegram::ApiResult& r) {
         !webhook_deleted_) {
       // Left by an earlier webhook configuration: this one polls, so it goes (once).
       webhook_deleted_ = true;
-      spdlog::warn("channel {}: a webhook is set for this bot and webhookUrl is not: deleting it "
-                   "to poll",
-                   id_);
+      spdlog::warn(
+          "channel {}: a webhook is set for this bot and webhookUrl is not: deleting it "
+          "to poll",
+          id_);
       polling_ = true;
       poll_call_ = api_.call("deleteWebhook", json::object(), std::chrono::seconds(15),
-                [this, alive = alive_](telegram::ApiResult) {
-                  if (!*alive) return;
-                  polling_ = false;
-                  if (!running_) return end_stop();
-                  poll();
-                });
+                             [this, alive = alive_](telegram::ApiResult) {
+                               if (!*alive) return;
+                               polling_ = false;
+                               if (!running_) return end_stop();
+                               poll();
+                             });
       return;
     }
     if (r.error_code == 409) {
@@ -773,8 +778,7 @@ void TelegramChannel::stop(std::function<void()> done) {
 }
 
 void TelegramChannel::end_stop() {
-  if (polling_ || batch_waiting_ > 0 || saves_waiting_ > 0 || sends_in_flight_ > 0 ||
-      !stop_done_) {
+  if (polling_ || batch_waiting_ > 0 || saves_waiting_ > 0 || sends_in_flight_ > 0 || !stop_done_) {
     return;
   }
   auto done = std::move(stop_done_);
@@ -830,8 +834,8 @@ bool TelegramChannel::allowed(const json& message, std::string& out, std::string
     }
     const bool require = g == options_.groups.end() || g->second.require_mention;
     bool addressed = mentioned || (!out.empty() && out[0] == '/');
-    if (auto reply = message.find("reply_to_message"); reply != message.end() &&
-                                                        reply->is_object() && bot_user_id_ != 0) {
+    if (auto reply = message.find("reply_to_message");
+        reply != message.end() && reply->is_object() && bot_user_id_ != 0) {
       const auto rf = reply->find("from");
       addressed = addressed || (rf != reply->end() && rf->is_object() &&
                                 rf->value("id", json()).is_number_integer() &&
@@ -924,7 +928,8 @@ void TelegramChannel::send(const pipeline::OutboundPart& part,
   if (options_.bot_per_second > 0) wait = bot_bucket_.take(now);
   if (options_.chat_per_second > 0) {
     auto bucket =
-        chat_buckets_.try_emplace(part.chat_id, options_.chat_burst, options_.chat_per_second).first;
+        chat_buckets_.try_emplace(part.chat_id, options_.chat_burst, options_.chat_per_second)
+            .first;
     wait = std::max(wait, bucket->second.take(now));
   }
   for (const auto* key : {&part.chat_id, static_cast<const std::string*>(nullptr)}) {
@@ -940,15 +945,15 @@ void TelegramChannel::send(const pipeline::OutboundPart& part,
     return do_send(part, std::move(params), std::move(done));
   }
   const auto n = ++delayed_next_;
-  auto timer = executor_.schedule(wait, [this, alive = alive_, n, part,
-                                         params = std::move(params)]() mutable {
-    if (!*alive) return;
-    auto it = delayed_.find(n);
-    if (it == delayed_.end()) return;
-    auto d = std::move(it->second.done);
-    delayed_.erase(it);
-    do_send(part, std::move(params), std::move(d));
-  });
+  auto timer = executor_.schedule(
+      wait, [this, alive = alive_, n, part, params = std::move(params)]() mutable {
+        if (!*alive) return;
+        auto it = delayed_.find(n);
+        if (it == delayed_.end()) return;
+        auto d = std::move(it->second.done);
+        delayed_.erase(it);
+        do_send(part, std::move(params), std::move(d));
+      });
   delayed_[n] = Delayed{timer, std::move(done)};
 }
 
@@ -956,37 +961,37 @@ void TelegramChannel::do_send(const pipeline::OutboundPart& part, json params,
                               std::function<void(pipeline::SendStatus, std::string)> done) {
   if (part.final_part) typing(part.chat_id, false);
   ++sends_in_flight_;
-  api_.call("sendMessage", params, kSendTimeout,
-            [this, alive = alive_, chat = part.chat_id, done = std::move(done)](
-                telegram::ApiResult r) {
-              using pipeline::SendStatus;
-              if (*alive) {
-                --sends_in_flight_;
-                // A stop waits for its sends: the last one ends it (after `done`, below).
-                if (!running_ && stop_done_) executor_.post([this, alive] {
-                  if (*alive) end_stop();
-                });
-              }
-              if (r.ok) return done(SendStatus::sent, {});
-              const std::string why =
-                  (r.error_code ? std::to_string(r.error_code) + " " : std::string()) +
-                  r.description;
-              if (r.maybe_done && r.http_status == 0) {
-                // Written, never answered: it may have been delivered. Not sent twice.
-                return done(SendStatus::failed, why + " (may have been delivered)");
-              }
-              if (r.error_code == 429) {
-                // This chat waits as long as Telegram asks before its next message.
-                const int after = std::clamp(r.retry_after_s.value_or(1), 1, 3600);
-                if (*alive) paused_until_[chat] = clock_.now() + std::chrono::seconds(after);
-                return done(SendStatus::retry, why);
-              }
-              // Cancelled before it was written, 5xx, no connection: not delivered, try again.
-              if (r.cancelled || r.error_code >= 500 || r.http_status == 0) {
-                return done(SendStatus::retry, why);
-              }
-              done(SendStatus::failed, why);  // 400 too long, 403 blocked: not retried
+  api_.call(
+      "sendMessage", params, kSendTimeout,
+      [this, alive = alive_, chat = part.chat_id, done = std::move(done)](telegram::ApiResult r) {
+        using pipeline::SendStatus;
+        if (*alive) {
+          --sends_in_flight_;
+          // A stop waits for its sends: the last one ends it (after `done`, below).
+          if (!running_ && stop_done_)
+            executor_.post([this, alive] {
+              if (*alive) end_stop();
             });
+        }
+        if (r.ok) return done(SendStatus::sent, {});
+        const std::string why =
+            (r.error_code ? std::to_string(r.error_code) + " " : std::string()) + r.description;
+        if (r.maybe_done && r.http_status == 0) {
+          // Written, never answered: it may have been delivered. Not sent twice.
+          return done(SendStatus::failed, why + " (may have been delivered)");
+        }
+        if (r.error_code == 429) {
+          // This chat waits as long as Telegram asks before its next message.
+          const int after = std::clamp(r.retry_after_s.value_or(1), 1, 3600);
+          if (*alive) paused_until_[chat] = clock_.now() + std::chrono::seconds(after);
+          return done(SendStatus::retry, why);
+        }
+        // Cancelled before it was written, 5xx, no connection: not delivered, try again.
+        if (r.cancelled || r.error_code >= 500 || r.http_status == 0) {
+          return done(SendStatus::retry, why);
+        }
+        done(SendStatus::failed, why);  // 400 too long, 403 blocked: not retried
+      });
 }
 
 }  // namespace drawbridge::channels

@@ -4,10 +4,10 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <map>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -36,18 +36,18 @@ struct TelegramOptions {
   struct Group {
     bool require_mention = true;
   };
-  std::map<std::string, Group> groups;        // by chat id (as text) or "*"
-  std::set<std::string> group_allow_from;     // empty: anyone in an admitted group
-  std::string reply_to_mode = "first";        // "off" | "first" | "all" parts reply
-  std::vector<std::string> warnings;          // keys accepted and not honoured, one each
+  std::map<std::string, Group> groups;     // by chat id (as text) or "*"
+  std::set<std::string> group_allow_from;  // empty: anyone in an admitted group
+  std::string reply_to_mode = "first";     // "off" | "first" | "all" parts reply
+  std::vector<std::string> warnings;       // keys accepted and not honoured, one each
   // sendRate: Telegram's advice is about 30 messages a second per bot and one a second per
   // chat (a short burst passes). 0: no limit (a local Bot API server, a benchmark's fake).
   double bot_per_second = 30;
   double chat_per_second = 1;
   int chat_burst = 3;
-  int poll_timeout_s = 30;              // getUpdates long poll
-  int max_message_chars = 4096;         // Telegram's limit for one message
-  int conflict_fail_after_s = 30;       // 409s for this long: the channel shows `conflict`
+  int poll_timeout_s = 30;         // getUpdates long poll
+  int max_message_chars = 4096;    // Telegram's limit for one message
+  int conflict_fail_after_s = 30;  // 409s for this long: the channel shows `conflict`
   // Webhook mode (webhookUrl set): setWebhook with a secret token, updates POSTed to
   // webhookPath on the gateway's own port (behind the reverse proxy that webhookUrl names).
   std::string webhook_url;
@@ -132,13 +132,13 @@ class TelegramChannel final : public pipeline::Channel {
   std::string username_;
   bool bad_token_ = false;  // getMe said 401/404
   std::unique_ptr<AccountLock> lock_;
-  std::string lock_error_;       // the lock is held elsewhere: the channel is `failed`
+  std::string lock_error_;         // the lock is held elsewhere: the channel is `failed`
   std::size_t saves_waiting_ = 0;  // offset saves not yet committed
   std::int64_t bot_user_id_ = 0;
   std::string webhook_secret_;
   bool webhook_set_ = false;
   bool webhook_deleted_ = false;  // polling found a webhook and removed it once
-  std::uint64_t poll_call_ = 0;     // the getMe/getUpdates/setWebhook in flight (polling_)
+  std::uint64_t poll_call_ = 0;   // the getMe/getUpdates/setWebhook in flight (polling_)
   // Sends: a stop lets those in flight end (they are bounded by their timeout) so that every
   // `done` runs; those still waiting for a rate-limit slot are handed back as `retry`.
   std::size_t sends_in_flight_ = 0;
