@@ -532,6 +532,39 @@ TEST_F(PipelineTest, RestartCommandIsAnsweredAndHandedToTheRuntime) {
   EXPECT_EQ(p->work().total(), 0u);
 }
 
+TEST_F(PipelineTest, StopCommandEndsTheRunningTurnAtOnceAndStatusAnswersWithoutAnAgent) {
+  auto p = make_pipeline();
+  p->start();
+  auto running = accept(*p, msg("k1", "s", "a long one"));
+  executor_.run_ready();
+  ASSERT_EQ(agent_.calls.size(), 1u);
+  // "/stop" waits behind the very turn it stops: the abort happens as it is accepted.
+  auto stop = accept(*p, msg("k2", "s", " /stop "));
+  EXPECT_TRUE(agent_.calls[0]->cancelled);
+  executor_.run_ready();
+  EXPECT_EQ(store_->inbound(running.inbound_id)->state, store::InboxState::aborted);
+  EXPECT_EQ(store_->inbound(stop.inbound_id)->state, store::InboxState::done);
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  EXPECT_EQ(channel_.sent[0].text, "Stopped.");
+  // Nothing runs now: said so.
+  accept(*p, msg("k3", "s", "/stop"));
+  executor_.run_ready();
+  ASSERT_EQ(channel_.sent.size(), 2u);
+  EXPECT_EQ(channel_.sent[1].text, "Nothing was running.");
+  // A replayed "/stop" (a duplicate) aborts nothing.
+  accept(*p, msg("k4", "other", "busy"));
+  executor_.run_ready();
+  accept(*p, msg("k3", "s", "/stop"));
+  executor_.run_ready();
+  EXPECT_FALSE(agent_.calls.back()->cancelled);
+  accept(*p, msg("k5", "s", "/status"));
+  executor_.run_ready();
+  ASSERT_EQ(channel_.sent.size(), 3u);
+  EXPECT_NE(channel_.sent[2].text.find("1 turn(s) running"), std::string::npos)
+      << channel_.sent[2].text;
+  EXPECT_EQ(agent_.calls.size(), 2u) << "a command reached the agent";
+}
+
 TEST_F(PipelineTest, RestartCommandIsRefusedWhenTurnedOff) {
   PipelineSettings s;
   s.restart_command = false;
