@@ -11,6 +11,8 @@
 #include <boost/asio/write.hpp>
 #include <utility>
 
+#include "channels/group_entry.h"
+
 namespace drawbridge::channels {
 
 namespace asio = boost::asio;
@@ -163,23 +165,9 @@ std::optional<IrcOptions> IrcOptions::parse(
         error = key + ": expected a channel name such as \"#ops\" (or \"*\")";
         return std::nullopt;
       }
-      if (!g.is_object()) {
-        error = key + ": expected an object";
-        return std::nullopt;
-      }
-      Group group;
-      for (const auto& [k, gv] : g.items()) {
-        if (k == "requireMention") {
-          if (!gv.is_boolean()) {
-            error = key + ".requireMention: expected true or false";
-            return std::nullopt;
-          }
-          group.require_mention = gv.get<bool>();
-        } else {
-          o.warnings.push_back(key + "." + k + ": not supported by drawbridge yet; ignored");
-        }
-      }
-      o.groups[irc::lower(name)] = group;
+      auto group = parse_group_entry(g, key, error, o.warnings);
+      if (!group) return std::nullopt;
+      o.groups[irc::lower(name)] = {group->require_mention};
     }
   }
   if (raw.contains("allowFrom")) {

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <utility>
 
+#include "channels/group_entry.h"
 #include "config/bounded_json.h"
 
 namespace drawbridge::channels {
@@ -222,23 +223,9 @@ std::optional<TelegramOptions> TelegramOptions::parse(
         error = key + ": expected a chat id such as \"-1001234567890\" (or \"*\")";
         return std::nullopt;
       }
-      if (!g.is_object()) {
-        error = key + ": expected an object";
-        return std::nullopt;
-      }
-      TelegramOptions::Group group;
-      for (const auto& [k, gv] : g.items()) {
-        if (k == "requireMention") {
-          if (!gv.is_boolean()) {
-            error = key + ".requireMention: expected true or false";
-            return std::nullopt;
-          }
-          group.require_mention = gv.get<bool>();
-        } else {
-          o.warnings.push_back(key + "." + k + ": not supported by drawbridge yet; ignored");
-        }
-      }
-      o.groups[chat] = group;
+      auto group = parse_group_entry(g, key, error, o.warnings);
+      if (!group) return std::nullopt;
+      o.groups[chat] = {group->require_mention};
     }
   }
   if (raw.contains("groupAllowFrom")) {
