@@ -70,6 +70,10 @@ struct TelegramTest : ::testing::Test {
     gw = std::make_unique<Gateway>(dir, telegram_config(fake));
     gw->set_env("E2E_BOT_TOKEN", kBot);
   }
+  // Whatever a test did, the fake never saw two getUpdates of the bot at once.
+  void TearDown() override {
+    EXPECT_LE(fake.max_concurrent_polls(kBot), 1) << "two getUpdates overlapped";
+  }
   bool answered(std::int64_t chat, std::size_t n, Millis timeout = 10s) {
     return fake.wait_for([&] { return sent_to(fake, chat).size() >= n; }, timeout);
   }

@@ -38,7 +38,7 @@ const std::set<std::string>& known_keys() {
       "dmPolicy",    "allowFrom",   "pollTimeoutSeconds", "conflictFailAfterSeconds",
       "groupPolicy", "groups",      "groupAllowFrom",     "replyToMode",
       "sendRate",    "webhookUrl",  "webhookSecret",      "webhookSecretEnv",
-      "webhookPath", "accounts",    "defaultAccount"};
+      "webhookPath", "accounts",    "defaultAccount",     "allowedUpdates"};
   return keys;
 }
 
@@ -278,6 +278,24 @@ std::optional<TelegramOptions> TelegramOptions::parse(
       o.warnings.push_back("channels.telegram." + k + ": not supported by drawbridge yet; ignored");
     }
   }
+  if (raw.contains("allowedUpdates")) {
+    const auto& v = raw["allowedUpdates"];
+    bool ok = v.is_array() && v.size() <= 32;
+    for (const auto& t : ok ? v : json::array()) {
+      ok = ok && t.is_string() && !t.get<std::string>().empty() &&
+           t.get<std::string>().size() <= 64 &&
+           t.get<std::string>().find_first_not_of("abcdefghijklmnopqrstuvwxyz_") ==
+               std::string::npos;
+    }
+    if (!ok) {
+      error =
+          "channels.telegram.allowedUpdates: expected an array of update types such as "
+          "\"message\", \"edited_message\"";
+      return std::nullopt;
+    }
+    // Only messages are answered; other types are asked for (and confirmed) but not journaled.
+    o.allowed_updates = v;
+  }
   std::string secret_env;
   if (!text("webhookUrl", o.webhook_url) || !text("webhookSecret", o.webhook_secret) ||
       !text("webhookSecretEnv", secret_env) || !text("webhookPath", o.webhook_path)) {
@@ -496,7 +514,7 @@ void TelegramChannel::poll() {
   polling_ = true;
   json params = {{"timeout", options_.poll_timeout_s},
                  {"limit", 100},
-                 {"allowed_updates", json::array({"message"})}};
+                 {"allowed_updates", options_.allowed_updates}};
   if (offset_ > 0) params["offset"] = offset_;
   const auto bound = std::chrono::seconds(options_.poll_timeout_s + 15);
   poll_call_ =
@@ -511,7 +529,7 @@ void TelegramChannel::set_webhook() {
   polling_ = true;
   json params = {{"url", options_.webhook_url},
                  {"secret_token", webhook_secret_},
-                 {"allowed_updates", json::array({"message"})}};
+                 {"allowed_updates", options_.allowed_updates}};
   poll_call_ = api_.call(
       "setWebhook", params, std::chrono::seconds(15),
       [this, alive = alive_](telegram::ApiResult r) {

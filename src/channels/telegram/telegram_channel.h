@@ -45,7 +45,8 @@ struct TelegramOptions {
   double bot_per_second = 30;
   double chat_per_second = 1;
   int chat_burst = 3;
-  int poll_timeout_s = 30;         // getUpdates long poll
+  int poll_timeout_s = 30;                                              // getUpdates long poll
+  nlohmann::json allowed_updates = nlohmann::json::array({"message"});  // allowedUpdates
   int max_message_chars = 4096;    // Telegram's limit for one message
   int conflict_fail_after_s = 30;  // 409s for this long: the channel shows `conflict`
   // Webhook mode (webhookUrl set): setWebhook with a secret token, updates POSTed to

@@ -94,5 +94,45 @@ TEST(TelegramOptions, PoliciesAllowListAndApiRootAreChecked) {
   EXPECT_FALSE(parse({{"botToken", kToken}, {"pollTimeoutSeconds", 51}}, error));
 }
 
+TEST(TelegramOptions, GroupsReplyModeUpdatesWebhookAndRatesAreChecked) {
+  std::string error;
+  auto o = parse({{"botToken", kToken},
+                  {"groupPolicy", "open"},
+                  {"groups", {{"-100123", {{"requireMention", false}, {"skills", 1}}}}},
+                  {"replyToMode", "all"},
+                  {"allowedUpdates", json::array({"message", "edited_message"})},
+                  {"webhookUrl", "https://bot.example.org/hook"},
+                  {"sendRate", {{"chatPerSecond", 0}}},
+                  {"historyLimit", 20}},
+                 error);
+  ASSERT_TRUE(o) << error;
+  EXPECT_EQ(o->group_policy, "open");
+  EXPECT_FALSE(o->groups.at("-100123").require_mention);
+  EXPECT_EQ(o->reply_to_mode, "all");
+  EXPECT_EQ(o->allowed_updates, json::array({"message", "edited_message"}));
+  EXPECT_EQ(o->webhook_path, "/hook");
+  EXPECT_EQ(o->chat_per_second, 0);
+  EXPECT_EQ(o->bot_per_second, 30);
+  // One warning per key not honoured, naming it.
+  EXPECT_EQ(o->warnings.size(), 2u) << ::testing::PrintToString(o->warnings);
+  EXPECT_NE(o->warnings.at(0).find("groups.-100123.skills"), std::string::npos);
+  EXPECT_NE(o->warnings.at(1).find("historyLimit"), std::string::npos);
+
+  EXPECT_FALSE(parse({{"botToken", kToken}, {"groups", {{"general", json::object()}}}}, error));
+  EXPECT_NE(error.find("groups.general"), std::string::npos) << error;
+  EXPECT_FALSE(parse({{"botToken", kToken}, {"replyToMode", "sometimes"}}, error));
+  EXPECT_FALSE(parse({{"botToken", kToken}, {"allowedUpdates", json::array({"Message!"})}}, error));
+  EXPECT_FALSE(parse({{"botToken", kToken}, {"webhookUrl", "ftp://x/y"}}, error));
+  EXPECT_FALSE(parse({{"botToken", kToken},
+                      {"webhookUrl", "https://x/y"},
+                      {"webhookPath", "/v1/messages"}},
+                     error));
+  EXPECT_NE(error.find("webhookPath"), std::string::npos);
+  EXPECT_FALSE(
+      parse({{"botToken", kToken}, {"webhookUrl", "https://x/y"}, {"webhookSecret", "a b"}}, error));
+  EXPECT_EQ(error.find("a b"), std::string::npos) << "the secret is quoted: " << error;
+  EXPECT_FALSE(parse({{"botToken", kToken}, {"sendRate", {{"chatBurst", 0}}}}, error));
+}
+
 }  // namespace
 }  // namespace drawbridge::channels
