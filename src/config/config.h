@@ -77,6 +77,7 @@ struct ChannelSettings {
   bool enabled = true;
   std::string agent;  // agent id answering this channel; empty: agents.default
   int max_message_chars = 0;  // split replies into parts of at most this many chars; 0 = no split
+  int history_limit = 0;      // earlier messages a turn of this channel sees; 0: the gateway's (50)
   NoticeSettings notices;
   nlohmann::json raw = nlohmann::json::object();  // the channel's whole object, for adapters
 };

@@ -95,9 +95,10 @@ std::string Pipeline::agent_of(const std::string& channel) const {
 }
 
 void Pipeline::add_channel(Channel* channel, Agent* agent, int max_message_chars,
-                           std::string agent_id) {
+                           std::string agent_id, int history_limit) {
   const bool returning = started_ && !routes_.count(channel->id());
-  routes_[channel->id()] = Route{channel, agent, std::move(agent_id), max_message_chars};
+  routes_[channel->id()] =
+      Route{channel, agent, std::move(agent_id), max_message_chars, history_limit};
   if (settings_.inbound_debounce > core::Duration::zero() && !debounce_bypass_) {
     debouncers_.add(channel->id(), settings_.inbound_debounce);
   }

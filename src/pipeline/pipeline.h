@@ -61,7 +61,7 @@ class Pipeline {
   void configure(const PipelineSettings& settings);
   // `agent_id` names the agent for status (agent_of).
   void add_channel(Channel* channel, Agent* agent, int max_message_chars,
-                   std::string agent_id = {});
+                   std::string agent_id = {}, int history_limit = 0);
   // A hot reload: the channel's route goes away (its debounced messages go to their sessions
   // first; later messages for it are journaled and wait for the channel to come back).
   void remove_channel(const std::string& id);

@@ -15,6 +15,7 @@ struct Route {
   Agent* agent = nullptr;
   std::string agent_id;  // the config's name of the agent, for status
   int max_message_chars = 0;
+  int history_limit = 0;  // earlier messages a turn sees; 0: PipelineOptions::history_limit
 };
 using Routes = std::map<std::string, Route>;  // by channel id
 

@@ -139,6 +139,12 @@ void Pipeline::run_turn(const store::InboxRecord& record, TurnInput input,
     if (e.role == "user" && e.inbound_id >= first_id) continue;
     req.history.push_back(HistoryEntry{e.role, e.text});
   }
+  // The channel's historyLimit keeps the newest entries only.
+  if (const int limit = route_it->second.history_limit;
+      limit > 0 && req.history.size() > static_cast<std::size_t>(limit)) {
+    req.history.erase(req.history.begin(),
+                      req.history.end() - static_cast<std::ptrdiff_t>(limit));
+  }
   if (resume_pending_.count(session)) {
     req.history.push_back(HistoryEntry{
         "system", "The previous turn of this conversation was interrupted by a gateway "

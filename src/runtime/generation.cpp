@@ -181,7 +181,7 @@ std::optional<std::string> Generation::add_channel(const std::string& target,
       if (!account.name.empty()) account_channels_["telegram:" + account.name] = account.channel_id;
       channels_[account.channel_id] = std::move(channel);
       pipeline_.add_channel(channels_[account.channel_id].get(), agent->second.get(), chars,
-                            agent_id);
+                            agent_id, settings->second.history_limit);
     }
     return std::nullopt;
   } else if (id == "irc") {
@@ -200,7 +200,8 @@ std::optional<std::string> Generation::add_channel(const std::string& target,
     spdlog::warn("channels.{}: this adapter is not available in this build; ignored", id);
     return std::nullopt;
   }
-  pipeline_.add_channel(channels_[id].get(), agent->second.get(), max_chars, agent_id);
+  pipeline_.add_channel(channels_[id].get(), agent->second.get(), max_chars, agent_id,
+                        settings->second.history_limit);
   return std::nullopt;
 }
 

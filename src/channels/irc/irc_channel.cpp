@@ -38,10 +38,11 @@ constexpr std::size_t kMaxExternalIdTag = 128;
 // Keys of the channel object drawbridge reads; config/schema.cpp reads the first four.
 const std::set<std::string>& known_keys() {
   static const std::set<std::string> keys = {
-      "enabled",  "agent",    "maxMessageChars", "notices",       "host",
-      "port",     "tls",      "tlsInsecure",     "nick",          "username",
-      "realname", "password", "passwordEnv",     "channels",      "groupPolicy",
-      "groups",   "dmPolicy", "allowFrom",       "commandPrefix", "accounts"};
+      "enabled",     "agent",    "maxMessageChars", "notices",       "host",
+      "port",        "tls",      "tlsInsecure",     "nick",          "username",
+      "realname",    "password", "passwordEnv",     "channels",      "groupPolicy",
+      "groups",      "dmPolicy", "allowFrom",       "commandPrefix", "accounts",
+      "historyLimit"};
   return keys;
 }
 

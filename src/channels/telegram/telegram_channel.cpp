@@ -38,7 +38,8 @@ const std::set<std::string>& known_keys() {
       "dmPolicy",    "allowFrom",   "pollTimeoutSeconds", "conflictFailAfterSeconds",
       "groupPolicy", "groups",      "groupAllowFrom",     "replyToMode",
       "sendRate",    "webhookUrl",  "webhookSecret",      "webhookSecretEnv",
-      "webhookPath", "accounts",    "defaultAccount",     "allowedUpdates"};
+      "webhookPath", "accounts",    "defaultAccount",     "allowedUpdates",
+      "historyLimit"};
   return keys;
 }
 

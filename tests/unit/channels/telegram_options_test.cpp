@@ -103,7 +103,8 @@ TEST(TelegramOptions, GroupsReplyModeUpdatesWebhookAndRatesAreChecked) {
                   {"allowedUpdates", json::array({"message", "edited_message"})},
                   {"webhookUrl", "https://bot.example.org/hook"},
                   {"sendRate", {{"chatPerSecond", 0}}},
-                  {"historyLimit", 20}},
+                  {"historyLimit", 20},
+                  {"streamMode", "partial"}},
                  error);
   ASSERT_TRUE(o) << error;
   EXPECT_EQ(o->group_policy, "open");
@@ -116,7 +117,7 @@ TEST(TelegramOptions, GroupsReplyModeUpdatesWebhookAndRatesAreChecked) {
   // One warning per key not honoured, naming it.
   EXPECT_EQ(o->warnings.size(), 2u) << ::testing::PrintToString(o->warnings);
   EXPECT_NE(o->warnings.at(0).find("groups.-100123.skills"), std::string::npos);
-  EXPECT_NE(o->warnings.at(1).find("historyLimit"), std::string::npos);
+  EXPECT_NE(o->warnings.at(1).find("streamMode"), std::string::npos);
 
   EXPECT_FALSE(parse({{"botToken", kToken}, {"groups", {{"general", json::object()}}}}, error));
   EXPECT_NE(error.find("groups.general"), std::string::npos) << error;

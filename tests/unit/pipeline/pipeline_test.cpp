@@ -565,6 +565,24 @@ TEST_F(PipelineTest, StopCommandEndsTheRunningTurnAtOnceAndStatusAnswersWithoutA
   EXPECT_EQ(agent_.calls.size(), 2u) << "a command reached the agent";
 }
 
+TEST_F(PipelineTest, AChannelsHistoryLimitKeepsTheNewestEarlierMessagesOnly) {
+  auto p = std::make_unique<Pipeline>(clock_, executor_, *store_, *writer_);
+  p->add_channel(&channel_, &agent_, 0, "main", /*history_limit=*/2);
+  p->start();
+  for (int i = 0; i < 3; ++i) {
+    accept(*p, msg("k" + std::to_string(i), "s", "m" + std::to_string(i)));
+    complete(static_cast<std::size_t>(i), "r" + std::to_string(i));
+  }
+  accept(*p, msg("k3", "s", "m3"));
+  ASSERT_EQ(agent_.calls.size(), 4u);
+  const auto& h = agent_.calls[3]->request.history;
+  // Two earlier entries (the newest: m2 and its reply), then the message itself.
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_EQ(h[0].text, "m2");
+  EXPECT_EQ(h[1].text, "r2");
+  EXPECT_EQ(h[2].text, "m3");
+}
+
 TEST_F(PipelineTest, RestartCommandIsRefusedWhenTurnedOff) {
   PipelineSettings s;
   s.restart_command = false;
