@@ -1,16 +1,17 @@
 #include "runtime/generation.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <set>
 #include <utility>
-
-#include <spdlog/spdlog.h>
 
 #include "agents/echo_agent.h"
 #include "agents/exec_agent.h"
 #include "channels/irc/irc_channel.h"
 #include "channels/local/local_channel.h"
 #include "channels/telegram/telegram_channel.h"
+#include "runtime/channel_accounts.h"
 
 namespace drawbridge::runtime {
 
@@ -18,62 +19,17 @@ namespace {
 
 constexpr const char* kAgentTypes = "echo, exec";
 
-bool buildable_agent(const std::string& type) { return type == "echo" || type == "exec"; }
+bool buildable_agent(const std::string& type) {
+  return type == "echo" || type == "exec";
+}
 
-// One bot of channels.telegram: its channel id and its keys.
-struct Account {
-  std::string name;        // the key under accounts, "" without accounts
-  std::string channel_id;  // "telegram" (the default account) or "telegram:<name>"
-  nlohmann::json raw;
-};
+std::optional<std::string> from_env(const std::string& name) {
+  const char* v = std::getenv(name.c_str());
+  return v ? std::optional<std::string>(v) : std::nullopt;
+}
 
-// channels.telegram's bots: the channel itself, or with accounts.<name> one per account, the
-// top-level keys overlaid by the account's (OpenClaw's shape). The default account
-// (defaultAccount, else "default", else the first by name) runs as "telegram".
-std::optional<std::vector<Account>> telegram_accounts(const nlohmann::json& raw,
-                                                      std::string& error) {
-  std::vector<Account> out;
-  const auto accounts = raw.find("accounts");
-  if (accounts == raw.end() || (accounts->is_object() && accounts->empty())) {
-    out.push_back({"", "telegram", raw});
-    return out;
-  }
-  if (!accounts->is_object()) {
-    error = "channels.telegram.accounts: expected an object keyed by account id";
-    return std::nullopt;
-  }
-  std::string def;
-  if (auto d = raw.find("defaultAccount"); d != raw.end()) {
-    if (!d->is_string() || !accounts->contains(d->get<std::string>())) {
-      error = "channels.telegram.defaultAccount: expected the id of one of accounts";
-      return std::nullopt;
-    }
-    def = d->get<std::string>();
-  } else {
-    def = accounts->contains("default") ? "default" : accounts->begin().key();
-  }
-  nlohmann::json base = raw;
-  base.erase("accounts");
-  base.erase("defaultAccount");
-  for (const auto& [name, a] : accounts->items()) {
-    const bool ok_name = !name.empty() && name.size() <= 64 &&
-                         name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") ==
-                             std::string::npos;
-    if (!ok_name) {
-      error = "channels.telegram.accounts: \"" + name.substr(0, 64) +
-              "\" is not an account id (lower-case letters, digits, _ and -)";
-      return std::nullopt;
-    }
-    if (!a.is_object()) {
-      error = "channels.telegram.accounts." + name + ": expected an object";
-      return std::nullopt;
-    }
-    if (a.contains("enabled") && a["enabled"].is_boolean() && !a["enabled"].get<bool>()) continue;
-    nlohmann::json merged = base;
-    for (const auto& [k, v] : a.items()) merged[k] = v;
-    out.push_back({name, name == def ? "telegram" : "telegram:" + name, std::move(merged)});
-  }
-  return out;
+std::string of_account(const ChannelAccount& a) {
+  return a.name.empty() ? std::string() : " (account " + a.name + ")";
 }
 
 }  // namespace
@@ -83,7 +39,7 @@ Generation::Generation(boost::asio::io_context& io, core::Executor& executor,
     : io_(io), executor_(executor), pipeline_(pipeline) {}
 
 std::unique_ptr<pipeline::Agent> Generation::make_agent(const config::AgentSettings& a,
-                                                         std::string& error) {
+                                                        std::string& error) {
   if (a.type == "echo") {
     return std::make_unique<agents::EchoAgent>(
         executor_, agents::EchoSettings{a.delay_ms, a.chunk_chars, a.prefix});
@@ -102,9 +58,9 @@ std::vector<config::ConfigError> Generation::unbuildable(const config::Config& c
   std::vector<config::ConfigError> out;
   for (const auto& [id, a] : cfg.agents) {
     if (!buildable_agent(a.type)) {
-      out.push_back({"/agents/" + id + "/type", "agents." + id + ".type",
-                     "\"" + a.type + "\" is not available in this build (available: " +
-                         kAgentTypes + ")"});
+      out.push_back(
+          {"/agents/" + id + "/type", "agents." + id + ".type",
+           "\"" + a.type + "\" is not available in this build (available: " + kAgentTypes + ")"});
     }
   }
   return out;
@@ -129,8 +85,9 @@ std::optional<std::string> Generation::build(const config::Config& cfg) {
     if (auto err = add_channel(id, cfg)) return err;
   }
   if (!channels_.count("local")) {
-    spdlog::warn("the local channel is disabled: chat.send and POST /v1/messages will refuse "
-                 "messages");
+    spdlog::warn(
+        "the local channel is disabled: chat.send and POST /v1/messages will refuse "
+        "messages");
   }
   return std::nullopt;
 }
@@ -151,51 +108,53 @@ std::optional<std::string> Generation::add_channel(const std::string& target,
   int max_chars = settings->second.max_message_chars;
   if (id == "local") {
     channels_[id] = std::make_unique<channels::LocalChannel>(id);
-  } else if (id == "telegram") {
+  } else if (id == "telegram" || id == "irc") {
     std::string error;
-    auto accounts = telegram_accounts(settings->second.raw, error);
+    auto accounts = channel_accounts(id, settings->second.raw, error);
     if (!accounts) return error;
+    // Options of every account first: a bad account refuses the reload before any starts.
+    struct Made {
+      const ChannelAccount* account;
+      std::unique_ptr<pipeline::Channel> channel;
+      int chars;
+    };
+    std::vector<Made> made;
     std::set<std::string> paths;
-    for (auto& account : *accounts) {
+    for (const auto& account : *accounts) {
       if (!only_account.empty() && account.name != only_account) continue;
-      auto options = channels::TelegramOptions::parse(
-          account.raw, error, [](const std::string& name) -> std::optional<std::string> {
-            const char* v = std::getenv(name.c_str());
-            return v ? std::optional<std::string>(v) : std::nullopt;
-          });
-      if (!options) {
-        return account.name.empty() ? error : error + " (account " + account.name + ")";
+      int chars = max_chars;
+      std::unique_ptr<pipeline::Channel> channel;
+      if (id == "telegram") {
+        auto options = channels::TelegramOptions::parse(account.raw, error, from_env);
+        if (!options) return error + of_account(account);
+        if (!options->webhook_url.empty() && !paths.insert(options->webhook_path).second) {
+          return "channels.telegram.accounts." + account.name +
+                 ".webhookPath: " + options->webhook_path + " is another account's too";
+        }
+        for (const auto& w : options->warnings) spdlog::warn("{}{}", w, of_account(account));
+        // Telegram refuses a message over 4096 characters: replies are split below that.
+        chars = max_chars > 0 ? std::min(max_chars, options->max_message_chars)
+                              : options->max_message_chars;
+        channel = std::make_unique<channels::TelegramChannel>(
+            account.channel_id, std::move(*options), io_, executor_, pipeline_);
+      } else {
+        auto options = channels::IrcOptions::parse(account.raw, error, from_env);
+        if (!options) return error + of_account(account);
+        for (const auto& w : options->warnings) spdlog::warn("{}{}", w, of_account(account));
+        // The channel splits replies into lines of at most 512 bytes itself.
+        channel = std::make_unique<channels::IrcChannel>(
+            account.channel_id, std::move(*options), io_, executor_, pipeline_.clock(), pipeline_);
       }
-      if (!options->webhook_url.empty() && !paths.insert(options->webhook_path).second) {
-        return "channels.telegram.accounts." + account.name + ".webhookPath: " +
-               options->webhook_path + " is another account's too";
-      }
-      for (const auto& w : options->warnings) {
-        spdlog::warn("{}{}", w, account.name.empty() ? "" : " (account " + account.name + ")");
-      }
-      // Telegram refuses a message over 4096 characters: replies are split below that.
-      const int chars = max_chars > 0 ? std::min(max_chars, options->max_message_chars)
-                                      : options->max_message_chars;
-      auto channel = std::make_unique<channels::TelegramChannel>(
-          account.channel_id, std::move(*options), io_, executor_, pipeline_);
-      if (!account.name.empty()) account_channels_["telegram:" + account.name] = account.channel_id;
-      channels_[account.channel_id] = std::move(channel);
-      pipeline_.add_channel(channels_[account.channel_id].get(), agent->second.get(), chars,
-                            agent_id, settings->second.history_limit);
+      made.push_back({&account, std::move(channel), chars});
+    }
+    for (auto& [account, channel, chars] : made) {
+      if (!account->name.empty()) account_channels_[id + ":" + account->name] = account->channel_id;
+      auto* ch = channel.get();
+      channels_[account->channel_id] = std::move(channel);
+      pipeline_.add_channel(ch, agent->second.get(), chars, agent_id,
+                            settings->second.history_limit);
     }
     return std::nullopt;
-  } else if (id == "irc") {
-    std::string error;
-    auto options = channels::IrcOptions::parse(
-        settings->second.raw, error, [](const std::string& name) -> std::optional<std::string> {
-          const char* v = std::getenv(name.c_str());
-          return v ? std::optional<std::string>(v) : std::nullopt;
-        });
-    if (!options) return error;
-    for (const auto& w : options->warnings) spdlog::warn("{}", w);
-    // The channel splits replies into lines of at most 512 bytes itself.
-    channels_[id] = std::make_unique<channels::IrcChannel>(id, std::move(*options), io_, executor_,
-                                                           pipeline_.clock(), pipeline_);
   } else {
     spdlog::warn("channels.{}: this adapter is not available in this build; ignored", id);
     return std::nullopt;
@@ -293,7 +252,8 @@ void Generation::restart_channel(const std::string& target, const config::Config
     for (const auto& [id, ch] : channels_) {
       if (id == target || id.rfind(target + ":", 0) == 0) old_ids.push_back(id);
     }
-    std::erase_if(account_channels_, [&](const auto& kv) { return kv.first.rfind(target + ":", 0) == 0; });
+    std::erase_if(account_channels_,
+                  [&](const auto& kv) { return kv.first.rfind(target + ":", 0) == 0; });
   } else if (auto a = account_channels_.find(target); a != account_channels_.end()) {
     if (channels_.count(a->second)) old_ids.push_back(a->second);
     account_channels_.erase(a);
@@ -373,8 +333,8 @@ void Generation::apply_hot(const config::Config& next, const core::ReloadPlan& p
   restart_channels(std::move(channels), 0, next, std::move(still_wanted), std::move(done));
 }
 
-void Generation::restart_channels(std::vector<std::string> ids, std::size_t i,
-                                  config::Config next, std::function<bool()> still_wanted,
+void Generation::restart_channels(std::vector<std::string> ids, std::size_t i, config::Config next,
+                                  std::function<bool()> still_wanted,
                                   std::function<void(const std::string&)> done) {
   if (i == ids.size()) return done({});
   const std::string id = ids[i];

@@ -401,6 +401,68 @@ TEST_F(IrcTest, AHotReloadOfTheChannelQuitsAndRejoinsWithTheNewSettings) {
   EXPECT_EQ(gw->log().find("channel irc started (start 3"), std::string::npos) << gw->log();
 }
 
+// Two accounts of channels.irc: two connections with their own nicks and sessions; a change
+// to one account's object restarts that account alone, the other stays connected.
+TEST_F(IrcTest, SeveralAccountsEachConnectAnswerAndReloadAlone) {
+  auto alice = alice_in_ops();
+  const std::string second = std::string(kBot) + "2";
+  json cfg = irc_config(server->port());
+  cfg["channels"]["irc"]["defaultAccount"] = "main";
+  cfg["channels"]["irc"]["accounts"] = {{"main", json::object()}, {"second", {{"nick", second}}}};
+  make_gateway(cfg);
+  gw->start();
+  ASSERT_TRUE(alice->wait_for([](const std::string& l) { return is_join(l, kBot, "#ops"); }, 15s))
+      << alice->transcript() << gw->log();
+  ASSERT_TRUE(
+      alice->wait_for([&](const std::string& l) { return is_join(l, second, "#ops"); }, 15s))
+      << alice->transcript() << gw->log();
+  alice->say(kBot, "to main");
+  alice->say(second, "to second");
+  // The two answers come in either order.
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(alice->wait_for(
+        [&](const std::string& l) {
+          return IrcClient::is_privmsg(l, kBot, "alice", "to main") ||
+                 IrcClient::is_privmsg(l, second, "alice", "to second");
+        },
+        15s))
+        << alice->transcript() << gw->log();
+  }
+  EXPECT_EQ(alice->privmsgs(kBot, "alice"), std::vector<std::string>{"to main"});
+  EXPECT_EQ(alice->privmsgs(second, "alice"), std::vector<std::string>{"to second"});
+  auto admin = gw->client({"operator.admin"});
+  const json health = admin->request("health", json::object());
+  EXPECT_EQ(health["channels"]["irc"].value("state", ""), "connected") << health.dump();
+  EXPECT_EQ(health["channels"]["irc:second"].value("state", ""), "connected") << health.dump();
+  const json hist = admin->request("chat.history", {{"sessionKey", "irc:second:dm:alice"}});
+  ASSERT_EQ(hist["messages"].size(), 2u) << "the second account's chat is its own session\n"
+                                         << hist.dump();
+
+  const json got = admin->request("config.get", json::object());
+  const json res = admin->request(
+      "config.patch",
+      {{"raw", R"({"channels":{"irc":{"accounts":{"second":{"commandPrefix":"!"}}}}})"},
+       {"baseHash", got["hash"]}});
+  ASSERT_EQ(res["plan"]["kind"], "hot") << res.dump();
+  ASSERT_TRUE(
+      alice->wait_for([&](const std::string& l) { return is_join(l, second, "#ops"); }, 15s))
+      << "the second account did not rejoin\n"
+      << alice->transcript() << gw->log();
+  alice->say("#ops", "!after");
+  ASSERT_TRUE(alice->wait_privmsg(second, "#ops", "after")) << alice->transcript() << gw->log();
+  alice->say(kBot, "main still here");
+  ASSERT_TRUE(alice->wait_privmsg(kBot, "alice", "main still here"))
+      << alice->transcript() << gw->log();
+  EXPECT_TRUE(alice->privmsgs(kBot, "#ops").empty()) << "only the second account has the prefix";
+  for (const auto& l : alice->lines()) {
+    EXPECT_FALSE(l.rfind(std::string(":") + kBot + "!", 0) == 0 &&
+                 l.find(" QUIT ") != std::string::npos)
+        << "the default account was restarted: " << l;
+  }
+  EXPECT_TRUE(gw->wait_for_log("channel irc:second started (start 2", 5s)) << gw->log();
+  EXPECT_EQ(gw->log().find("channel irc started (start 2"), std::string::npos) << gw->log();
+}
+
 // TLS with the server's certificate checked: a self-signed one is refused unless tlsInsecure.
 TEST_F(IrcTest, TlsIsSpokenAndTheCertificateCheckedUnlessTlsInsecure) {
   if (::access("/usr/bin/openssl", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/openssl";

@@ -14,11 +14,11 @@ namespace {
 // Keys of the channel object drawbridge reads; config/schema.cpp reads the first four.
 const std::set<std::string>& known_keys() {
   static const std::set<std::string> keys = {
-      "enabled",     "agent",    "maxMessageChars", "notices",       "host",
-      "port",        "tls",      "tlsInsecure",     "nick",          "username",
-      "realname",    "password", "passwordEnv",     "channels",      "groupPolicy",
-      "groups",      "dmPolicy", "allowFrom",       "commandPrefix", "accounts",
-      "historyLimit"};
+      "enabled",        "agent",       "maxMessageChars", "notices",       "host",
+      "port",           "tls",         "tlsInsecure",     "nick",          "username",
+      "realname",       "password",    "passwordEnv",     "channels",      "groupPolicy",
+      "groups",         "dmPolicy",    "allowFrom",       "commandPrefix", "accounts",
+      "defaultAccount", "historyLimit"};
   return keys;
 }
 
@@ -161,17 +161,6 @@ std::optional<IrcOptions> IrcOptions::parse(
         return std::nullopt;
       }
       o.allow_from.insert(irc::lower(s));
-    }
-  }
-  if (raw.contains("accounts")) {
-    if (!raw["accounts"].is_object()) {
-      error = at + "accounts: expected an object keyed by account id";
-      return std::nullopt;
-    }
-    if (!raw["accounts"].empty()) {
-      o.warnings.push_back(at +
-                           "accounts: several IRC accounts are not supported yet; the top-level "
-                           "account is used");
     }
   }
   for (const auto& [k, v] : raw.items()) {

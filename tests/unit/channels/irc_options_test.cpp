@@ -126,7 +126,6 @@ TEST(IrcOptions, ErrorsNameTheKey) {
       {{{"groups", {{"#ops", {{"requireMention", "no"}}}}}},
        "channels.irc.groups.#ops.requireMention:"},
       {{{"allowFrom", {42}}}, "channels.irc.allowFrom[0]:"},
-      {{{"accounts", {"a"}}}, "channels.irc.accounts:"},
       {{{"username", "a@b"}}, "channels.irc.username:"},
   };
   for (const auto& c : cases) {
@@ -147,22 +146,17 @@ TEST(IrcOptions, OpenClawKeysNotHonouredAreAcceptedWithOneWarningEach) {
   json raw = minimal();
   raw.update({{"groupAllowFrom", {"alice"}},
               {"nickserv", {{"password", "x"}}},
-              {"defaultAccount", "second"},
-              {"accounts", {{"second", {{"host", "other.example.org"}}}}},
               {"groups", {{"#ops", {{"allowFrom", {"bob"}}, {"requireMention", true}}}}}});
   std::string error;
   auto o = parse(raw, error);
   ASSERT_TRUE(o) << error;
-  ASSERT_EQ(o->warnings.size(), 5u);
+  ASSERT_EQ(o->warnings.size(), 3u);
   std::string all;
   for (const auto& w : o->warnings) all += w + "\n";
   EXPECT_NE(all.find("channels.irc.groupAllowFrom"), std::string::npos) << all;
   EXPECT_NE(all.find("channels.irc.nickserv"), std::string::npos) << all;
-  EXPECT_NE(all.find("channels.irc.defaultAccount"), std::string::npos) << all;
   EXPECT_EQ(all.find("\"x\""), std::string::npos) << "a warning shows a value: " << all;
   EXPECT_NE(all.find("channels.irc.groups.#ops.allowFrom"), std::string::npos) << all;
-  EXPECT_NE(all.find("several IRC accounts are not supported yet"), std::string::npos) << all;
-  EXPECT_EQ(o->host, "irc.example.org") << "the top-level account is used";
 }
 
 }  // namespace
