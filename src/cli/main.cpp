@@ -14,6 +14,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "cli/agents_cmd.h"
 #include "cli/channels_cmd.h"
 #include "cli/config_cmd.h"
 #include "cli/gateway_address.h"
@@ -458,6 +459,7 @@ int main(int argc, char** argv) {
 
   drawbridge::cli::ConfigCommands config_cmd(app, add_target);
   drawbridge::cli::ChannelsCommands channels_cmd(app, add_target);
+  drawbridge::cli::AgentsCommands agents_cmd(app);
 
   try {
     app.parse(argc, argv);
@@ -488,6 +490,8 @@ int main(int argc, char** argv) {
       return drawbridge::cli::GatewayAddress{t.host, t.port, t.token};
     });
   }
+
+  if (agents_cmd.selected()) return agents_cmd.run(cfg_path);
 
   if (channels_cmd.selected()) {
     return channels_cmd.run(cfg_path, [&] {

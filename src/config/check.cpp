@@ -166,6 +166,14 @@ bool check_value(const schema::Rule& rule, const json& value, const Location& at
       if (!n || *n < rule.min || *n > rule.max) return fail(rule, value, at, errors);
       return true;
     }
+    case schema::Type::kNumber: {
+      if (!value.is_number()) return fail(rule, value, at, errors);
+      const double d = value.get<double>();
+      if (!(d >= static_cast<double>(rule.min) && d <= static_cast<double>(rule.max))) {
+        return fail(rule, value, at, errors);
+      }
+      return true;
+    }
     case schema::Type::kString: {
       if (!value.is_string()) return fail(rule, value, at, errors);
       const auto& s = value.get_ref<const std::string&>();

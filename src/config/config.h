@@ -98,7 +98,19 @@ struct AgentSettings {
   // openai
   std::string base_url = "https://api.openai.com/v1";
   std::string model;
-  std::string api_key;
+  std::string api_key;      // literal (warned) or "${VAR}" (OpenClaw's substitution)
+  std::string api_key_env;  // the variable holding the key
+  std::string system_prompt;
+  std::optional<double> temperature;
+  std::int64_t max_tokens = 0;  // 0: the endpoint's default
+  nlohmann::json params = nlohmann::json::object();  // more request fields, passed through
+  int max_history_turns = 20;
+  std::int64_t max_history_tokens = 0;  // 0: no budget
+  bool stream = true;
+  std::int64_t connect_timeout_ms = 10000;
+  std::int64_t first_token_timeout_ms = 60000;
+  std::int64_t idle_timeout_ms = 30000;
+  int max_retries = 3;
   nlohmann::json raw = nlohmann::json::object();
 };
 

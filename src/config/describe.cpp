@@ -18,7 +18,7 @@ json describe_field(const schema::Field<T>& field) {
   json out = {{"type", schema::type_name(rule.type)}};
   if (rule.type == schema::Type::kStringArray) out["items"] = "string";
   if (rule.type == schema::Type::kStringMap) out["values"] = "string";
-  if (rule.type == schema::Type::kInteger) {
+  if (rule.type == schema::Type::kInteger || rule.type == schema::Type::kNumber) {
     if (rule.min != std::numeric_limits<std::int64_t>::min()) out["minimum"] = rule.min;
     if (rule.max != std::numeric_limits<std::int64_t>::max()) out["maximum"] = rule.max;
   }

@@ -9,6 +9,9 @@ namespace drawbridge::config::schema {
 Rule integer(std::int64_t min, std::int64_t max) {
   return {.type = Type::kInteger, .min = min, .max = max};
 }
+Rule number(std::int64_t min, std::int64_t max) {
+  return {.type = Type::kNumber, .min = min, .max = max};
+}
 Rule text() {
   return {.type = Type::kString};
 }
@@ -218,8 +221,43 @@ std::span<const Field<AgentSettings>> agent_fields() {
        DRAWBRIDGE_MEMBER(AgentSettings, base_url), "openai"},
       {"model", text(), "Model name sent with each request",
        DRAWBRIDGE_MEMBER(AgentSettings, model), "openai"},
-      {"apiKey", text(), "Bearer token for the API", DRAWBRIDGE_MEMBER(AgentSettings, api_key),
+      {"apiKey", text(),
+       "Bearer token for the API: \"${OPENAI_API_KEY}\" reads the variable; a literal key is "
+       "accepted with a warning",
+       DRAWBRIDGE_MEMBER(AgentSettings, api_key), "openai"},
+      {"apiKeyEnv", text(), "Environment variable holding the API key (e.g. OPENAI_API_KEY)",
+       DRAWBRIDGE_MEMBER(AgentSettings, api_key_env), "openai"},
+      {"systemPrompt", text(), "System message sent first with every request",
+       DRAWBRIDGE_MEMBER(AgentSettings, system_prompt), "openai"},
+      {"temperature", number(0, 2), "Sampling temperature; unset: the endpoint's default",
+       [](AgentSettings& a, const json& v) { a.temperature = v.get<double>(); },
+       [](const AgentSettings& a) { return a.temperature ? json(*a.temperature) : json(); },
        "openai"},
+      {"maxTokens", integer(0, 10000000), "max_tokens of each request; 0: the endpoint's default",
+       DRAWBRIDGE_MEMBER(AgentSettings, max_tokens), "openai"},
+      {"params", free_object(),
+       "More request fields passed through as they are (top_p, stop, seed, ...)",
+       DRAWBRIDGE_MEMBER(AgentSettings, params), "openai"},
+      {"maxHistoryTurns", integer(0, 1000),
+       "Earlier user messages (with their replies) sent along with each request",
+       DRAWBRIDGE_MEMBER(AgentSettings, max_history_turns), "openai"},
+      {"maxHistoryTokens", integer(0, 100000000),
+       "Budget of the history sent, estimated at 4 bytes a token; 0: no budget",
+       DRAWBRIDGE_MEMBER(AgentSettings, max_history_tokens), "openai"},
+      {"stream", boolean(), "Stream the reply (server-sent events); false: one answer",
+       DRAWBRIDGE_MEMBER(AgentSettings, stream), "openai"},
+      {"connectTimeoutMs", integer(1, 600000),
+       "Bound on resolving, connecting, TLS and sending a request",
+       DRAWBRIDGE_MEMBER(AgentSettings, connect_timeout_ms), "openai"},
+      {"firstTokenTimeoutMs", integer(1, 86400000),
+       "A request with no token of the reply after this long fails",
+       DRAWBRIDGE_MEMBER(AgentSettings, first_token_timeout_ms), "openai"},
+      {"idleTimeoutMs", integer(1, 86400000),
+       "A stream that sends nothing for this long fails (a stalled endpoint)",
+       DRAWBRIDGE_MEMBER(AgentSettings, idle_timeout_ms), "openai"},
+      {"maxRetries", integer(0, 10),
+       "Retries of 429, 5xx and lost connections before the first token",
+       DRAWBRIDGE_MEMBER(AgentSettings, max_retries), "openai"},
   };
   return fields;
 }
@@ -265,6 +303,8 @@ std::string type_name(Type type) {
   switch (type) {
     case Type::kInteger:
       return "integer";
+    case Type::kNumber:
+      return "number";
     case Type::kString:
       return "string";
     case Type::kBoolean:
@@ -291,6 +331,8 @@ std::string expected_text(const Rule& rule) {
       if (rule.min != lowest) return "an integer >= " + std::to_string(rule.min);
       if (rule.max != highest) return "an integer <= " + std::to_string(rule.max);
       return "an integer";
+    case Type::kNumber:
+      return "a number in " + std::to_string(rule.min) + ".." + std::to_string(rule.max);
     case Type::kString: {
       if (rule.one_of.empty()) return rule.non_empty ? "a non-empty string" : "a string";
       std::string out = "one of ";

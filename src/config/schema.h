@@ -21,6 +21,7 @@ using nlohmann::json;
 
 enum class Type {
   kInteger,
+  kNumber,  // integer or fraction, within min..max
   kString,
   kBoolean,
   kSection,      // an object whose keys are further rows of the same table
@@ -44,6 +45,7 @@ struct Rule {
 
 Rule integer(std::int64_t min = std::numeric_limits<std::int64_t>::min(),
              std::int64_t max = std::numeric_limits<std::int64_t>::max());
+Rule number(std::int64_t min, std::int64_t max);
 Rule text();
 Rule non_empty_text();
 Rule one_of(std::vector<std::string_view> values);

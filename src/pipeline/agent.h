@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -44,12 +45,26 @@ class Turn {
   virtual void cancel() = 0;
 };
 
+// What `status` shows of an agent's backend: where it sends turns and how that went lately.
+// Empty for backends with no endpoint (echo, exec).
+struct AgentHealth {
+  std::string endpoint;  // "https://api.openai.com:443"
+  std::string model;
+  std::string last_error;
+  std::int64_t last_error_at_ms = 0;
+  std::int64_t last_latency_ms = -1;  // request to first token, the last turn that had one
+};
+
 class Agent {
  public:
   virtual ~Agent() = default;
   virtual std::string_view type() const = 0;
+  // What the drain and `status` show of a turn's backend: the type, and what runs it
+  // ("openai gpt-4o-mini").
+  virtual std::string describe() const { return std::string(type()); }
   // False when the agent ignores TurnRequest::history: the pipeline then skips reading it.
   virtual bool wants_history() const { return true; }
+  virtual AgentHealth health() const { return {}; }
   virtual std::unique_ptr<Turn> start(TurnRequest request, TurnCallbacks callbacks) = 0;
 };
 

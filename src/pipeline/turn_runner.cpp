@@ -168,7 +168,7 @@ void Pipeline::run_turn(const store::InboxRecord& record, TurnInput input,
   for (const auto& r : earlier) rt.member_runs.push_back(r.run_id);
   rt.work = work_.start(core::WorkKind::turn,
                         core::WorkInfo{"", rec->run_id, session, "running",
-                                       std::string(route_it->second.agent->type()) + " turn"});
+                                       route_it->second.agent->describe() + " turn"});
   // Held from now until the reply's parts are enqueued: a drain waiting for deliveries cannot
   // slip between the end of the turn and its reply.
   rt.reservation = delivery_.reserve(std::to_string(inbound_id));
@@ -298,8 +298,14 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
       } else {
         ++metrics_.turns_failed;
         spdlog::warn("run {} failed: {}", rt.info.run_id, outcome.error);
-        // The user is told why instead of waiting forever; the notice is the reply.
-        parts = {"Sorry, I could not answer that: " + outcome.error};
+        // The user is told why instead of waiting forever; the notice is the reply. A reply
+        // cut short keeps what was said, marked as cut, never passed off as complete.
+        if (outcome.text.empty()) {
+          parts = {"Sorry, I could not answer that: " + outcome.error};
+        } else {
+          parts = split_reply(outcome.text + "\n\n[reply cut short: " + outcome.error + "]",
+                              route ? route->max_message_chars : 0);
+        }
       }
       auto rows = std::make_shared<std::vector<store::OutboxRecord>>();
       std::string whole;

@@ -97,7 +97,11 @@ server::StatusReport status_report(const GatewayFacts& f, const GatewayParts& p)
     s.channels.push_back(
         {id, ch->ready(), p.pipeline.agent_of(id), p.generation.starts(id), link_of(*ch)});
   }
-  for (auto& [id, a] : p.generation.agents()) s.agents.push_back({id, std::string(a->type())});
+  for (auto& [id, a] : p.generation.agents()) {
+    const auto h = a->health();
+    s.agents.push_back({id, std::string(a->type()), h.endpoint, h.model, h.last_error,
+                        h.last_error_at_ms, h.last_latency_ms});
+  }
   for (const auto& r : p.pipeline.active_runs()) {
     s.active_runs.push_back({r.run_id, r.session_key, r.started_at_ms});
   }

@@ -8,19 +8,21 @@
 
 #include "agents/echo_agent.h"
 #include "agents/exec_agent.h"
+#include "agents/openai/openai_agent.h"
 #include "channels/irc/irc_channel.h"
 #include "channels/local/local_channel.h"
 #include "channels/telegram/telegram_channel.h"
 #include "runtime/channel_accounts.h"
+#include "runtime/openai_settings.h"
 
 namespace drawbridge::runtime {
 
 namespace {
 
-constexpr const char* kAgentTypes = "echo, exec";
+constexpr const char* kAgentTypes = "echo, exec, openai";
 
 bool buildable_agent(const std::string& type) {
-  return type == "echo" || type == "exec";
+  return type == "echo" || type == "exec" || type == "openai";
 }
 
 std::optional<std::string> from_env(const std::string& name) {
@@ -49,6 +51,14 @@ std::unique_ptr<pipeline::Agent> Generation::make_agent(const config::AgentSetti
         io_, executor_,
         agents::ExecSettings{a.command, a.timeout_ms, a.kill_grace_ms, a.cwd, a.env});
   }
+  if (a.type == "openai") {
+    std::vector<std::string> warnings;
+    auto s = openai_settings(a, error, warnings, from_env);
+    if (!s) return nullptr;
+    for (const auto& w : warnings) spdlog::warn("{}", w);
+    return std::make_unique<agents::openai::OpenAiAgent>(io_, executor_, pipeline_.clock(),
+                                                         std::move(*s));
+  }
   error = "agents." + a.id + ".type: \"" + a.type + "\" is not available in this build " +
           "(available: " + kAgentTypes + ")";
   return nullptr;
@@ -61,6 +71,17 @@ std::vector<config::ConfigError> Generation::unbuildable(const config::Config& c
       out.push_back(
           {"/agents/" + id + "/type", "agents." + id + ".type",
            "\"" + a.type + "\" is not available in this build (available: " + kAgentTypes + ")"});
+    } else if (a.type == "openai") {
+      // What the schema cannot see: the key's variable unset, no model, a URL it cannot call.
+      std::string error;
+      std::vector<std::string> warnings;
+      if (!openai_settings(a, error, warnings, from_env)) {
+        const auto colon = error.find(": ");
+        const std::string path = error.substr(0, colon);
+        std::string pointer = "/" + path;
+        std::replace(pointer.begin(), pointer.end(), '.', '/');
+        out.push_back({pointer, path, error.substr(colon + 2)});
+      }
     }
   }
   return out;

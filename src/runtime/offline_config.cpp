@@ -87,6 +87,7 @@ OfflineConfig load_offline_config(const std::string& path) {
     out.bind = cfg.gateway.bind;
     out.auth_token = cfg.gateway.auth_token;
     out.data_dir = cfg.store.data_dir;
+    out.agents = cfg.agents;
     for (const auto& [id, ch] : cfg.channels) {
       out.channels[id] = {ch.enabled, ch.agent.empty() ? cfg.default_agent : ch.agent, ch.raw};
     }

@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/config.h"
+
 namespace drawbridge::runtime {
 
 // Limits on config text from outside (config/config_text.h).
@@ -62,6 +64,8 @@ struct OfflineConfig {
     nlohmann::json raw;
   };
   std::map<std::string, Channel> channels;
+  // Each agent as the gateway reads it (not redacted either: `drawbridge agents probe`).
+  std::map<std::string, config::AgentSettings> agents;
 };
 OfflineConfig load_offline_config(const std::string& path);
 

@@ -176,6 +176,11 @@ struct StatusReport {
   struct Agent {
     std::string id;
     std::string type;
+    std::string endpoint;  // the rest: backends with an endpoint only (openai)
+    std::string model;
+    std::string last_error;
+    std::int64_t last_error_at_ms = 0;
+    std::int64_t last_latency_ms = -1;
   };
   struct Run {
     std::string run_id;

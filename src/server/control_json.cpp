@@ -76,7 +76,17 @@ json to_json(const StatusReport& s) {
     channels.push_back(std::move(entry));
   }
   json agents = json::array();
-  for (const auto& a : s.agents) agents.push_back({{"id", a.id}, {"type", a.type}});
+  for (const auto& a : s.agents) {
+    json entry = {{"id", a.id}, {"type", a.type}};
+    if (!a.endpoint.empty()) {
+      entry["endpoint"] = a.endpoint;
+      entry["model"] = a.model;
+      entry["lastError"] = a.last_error.empty() ? json() : json(a.last_error);
+      entry["lastErrorAt"] = a.last_error_at_ms > 0 ? json(a.last_error_at_ms) : json();
+      entry["latencyMs"] = a.last_latency_ms >= 0 ? json(a.last_latency_ms) : json();
+    }
+    agents.push_back(std::move(entry));
+  }
   json runs = json::array();
   for (const auto& r : s.active_runs) {
     runs.push_back(
