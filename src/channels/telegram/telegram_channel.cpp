@@ -99,6 +99,7 @@ TelegramChannel::~TelegramChannel() {
 
 void TelegramChannel::start() {
   running_ = true;
+  stopped_ = false;
   if (options_.dm_policy == "allowlist" && options_.allow_from.empty()) {
     spdlog::warn(
         "channel {}: allowFrom is empty and dmPolicy is \"{}\": no message will be "
@@ -500,6 +501,7 @@ void TelegramChannel::end_stop() {
   }
   auto done = std::move(stop_done_);
   stop_done_ = nullptr;
+  stopped_ = true;
   lock_.reset();  // the next poller (a reload's, a successor's) may take it now
   executor_.post([done = std::move(done)] { done(); });
 }

@@ -78,6 +78,10 @@ class TelegramChannel final : public pipeline::Channel {
   pipeline::Pipeline& pipeline_;
   telegram::BotApi api_;
   bool running_ = false;
+  // The stop has ended: a send now would outlive this object's Bot API client (destroyed with
+  // it, its calls never answered), so it goes back to the reply delivery as `retry`, which
+  // finds the channel's successor.
+  bool stopped_ = false;
   bool ready_ = false;
   bool polling_ = false;           // a getMe or getUpdates is in flight
   bool connected_ = false;         // getMe answered

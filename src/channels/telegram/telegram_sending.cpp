@@ -64,6 +64,13 @@ void TelegramChannel::typing(const std::string& chat, bool on) {
 
 void TelegramChannel::send(const pipeline::OutboundPart& part,
                            std::function<void(pipeline::SendStatus, std::string)> done) {
+  if (stopped_) {
+    // Between a reload's stop and its successor's start the route may still name this one.
+    executor_.post([done = std::move(done)] {
+      done(pipeline::SendStatus::retry, "the channel stopped before sending");
+    });
+    return;
+  }
   // A numeric chat id goes as a number (Telegram takes both; "@name" only as text).
   json chat_id = part.chat_id;
   const std::size_t sign = !part.chat_id.empty() && part.chat_id[0] == '-' ? 1 : 0;
