@@ -270,8 +270,7 @@ void OpenAiTurn::fail(std::string why) {
   finish(std::move(out));
 }
 
-void OpenAiTurn::finish(pipeline::TurnOutcome outcome) {
-  if (finished_) return;
+void OpenAiTurn::halt() {
   finished_ = true;
   if (exchange_) exchange_->cancel();
   exchange_.reset();
@@ -279,18 +278,17 @@ void OpenAiTurn::finish(pipeline::TurnOutcome outcome) {
   stop_timer(first_token_timer_);
   stop_timer(idle_timer_);
   stop_timer(retry_timer_);
+}
+
+void OpenAiTurn::finish(pipeline::TurnOutcome outcome) {
+  if (finished_) return;
+  halt();
   if (auto done = std::move(callbacks_.on_done)) done(std::move(outcome));
 }
 
 void OpenAiTurn::cancel() {
   if (finished_) return;
-  finished_ = true;
-  if (exchange_) exchange_->cancel();
-  exchange_.reset();
-  stop_timer(total_timer_);
-  stop_timer(first_token_timer_);
-  stop_timer(idle_timer_);
-  stop_timer(retry_timer_);
+  halt();
   pipeline::TurnOutcome out;
   out.kind = pipeline::TurnOutcome::Kind::aborted;
   out.text = text_;

@@ -58,6 +58,8 @@ class OpenAiTurn final : public pipeline::Turn {
   void complete();
   void fail(std::string why);
   void finish(pipeline::TurnOutcome outcome);
+  // Ends the request and every timer; nothing of this turn runs afterwards.
+  void halt();
   void arm_idle();
   void stop_timer(core::TimerId& id);
   std::string http_failure(int status, const std::string& summary) const;
