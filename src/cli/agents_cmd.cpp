@@ -11,7 +11,7 @@
 #include "runtime/asio_executor.h"
 #include "runtime/gateway.h"
 #include "runtime/offline_config.h"
-#include "runtime/openai_settings.h"
+#include "runtime/openai_config.h"
 
 namespace drawbridge::cli {
 

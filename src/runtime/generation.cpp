@@ -13,7 +13,7 @@
 #include "channels/local/local_channel.h"
 #include "channels/telegram/telegram_channel.h"
 #include "runtime/channel_accounts.h"
-#include "runtime/openai_settings.h"
+#include "runtime/openai_config.h"
 
 namespace drawbridge::runtime {
 

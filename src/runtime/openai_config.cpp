@@ -1,4 +1,4 @@
-#include "runtime/openai_settings.h"
+#include "runtime/openai_config.h"
 
 #include <cctype>
 
