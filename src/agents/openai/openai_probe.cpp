@@ -1,5 +1,6 @@
 #include "agents/openai/openai_probe.h"
 
+#include <boost/asio/post.hpp>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -106,7 +107,9 @@ struct Probe : std::enable_shared_from_this<Probe> {
       self->turn.reset();
       self->agent.reset();
       self->models_call.reset();
-      if (auto d = std::move(self->done)) d(self->result);
+      auto report = std::move(self->done);
+      self->done = nullptr;
+      if (report) report(self->result);
     });
   }
 };
