@@ -64,6 +64,7 @@ int parts_replayed(const std::string& log) {
 struct TelegramTest : ::testing::Test {
   TelegramFake fake;
   TempDir dir;
+  TempDir hook_dir;  // the webhook test's gateway's (see there)
   std::unique_ptr<Gateway> gw;
   void SetUp() override {
     fake.add_bot(kBot, 123456, "drawbridge_e2e_bot");
@@ -476,7 +477,11 @@ TEST_F(TelegramTest, AWebhookIsSetWithItsSecretAndAnsweredOnceAfterTheCommit) {
   json cfg = telegram_config(fake);
   cfg["channels"]["telegram"]["webhookUrl"] = "https://bot.example.org/tg/hook";
   cfg["channels"]["telegram"]["webhookSecretEnv"] = "E2E_WEBHOOK_SECRET";
-  gw = std::make_unique<Gateway>(dir, cfg);
+  // A folder of its own: the fixture's gateway (built in SetUp, never started here) has its
+  // config and output files in `dir`, and once a gateway of the polling config showed up in this
+  // test's log, deleting the webhook (not understood yet: docs/TESTING.md, "Known flakes").
+  gw.reset();
+  gw = std::make_unique<Gateway>(hook_dir, cfg);
   gw->set_env("E2E_BOT_TOKEN", kBot);
   gw->set_env("E2E_WEBHOOK_SECRET", kSecret);
   gw->start();
