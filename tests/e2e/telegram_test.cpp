@@ -64,7 +64,6 @@ int parts_replayed(const std::string& log) {
 struct TelegramTest : ::testing::Test {
   TelegramFake fake;
   TempDir dir;
-  TempDir hook_dir;  // the webhook test's gateway's (see there)
   std::unique_ptr<Gateway> gw;
   void SetUp() override {
     fake.add_bot(kBot, 123456, "drawbridge_e2e_bot");
@@ -477,11 +476,7 @@ TEST_F(TelegramTest, AWebhookIsSetWithItsSecretAndAnsweredOnceAfterTheCommit) {
   json cfg = telegram_config(fake);
   cfg["channels"]["telegram"]["webhookUrl"] = "https://bot.example.org/tg/hook";
   cfg["channels"]["telegram"]["webhookSecretEnv"] = "E2E_WEBHOOK_SECRET";
-  // A folder of its own: the fixture's gateway (built in SetUp, never started here) has its
-  // config and output files in `dir`, and once a gateway of the polling config showed up in this
-  // test's log, deleting the webhook (not understood yet: docs/TESTING.md, "Known flakes").
-  gw.reset();
-  gw = std::make_unique<Gateway>(hook_dir, cfg);
+  gw = std::make_unique<Gateway>(dir, cfg);
   gw->set_env("E2E_BOT_TOKEN", kBot);
   gw->set_env("E2E_WEBHOOK_SECRET", kSecret);
   gw->start();
@@ -522,6 +517,25 @@ TEST_F(TelegramTest, AWebhookIsSetWithItsSecretAndAnsweredOnceAfterTheCommit) {
   EXPECT_EQ(fake.webhook_url(kBot), "");
   fake.push_message(kBot, kAlice, kAlice, "polled again");
   ASSERT_TRUE(answered(kAlice, 3)) << polling.log();
+}
+
+// A webhook bot hears nothing until setWebhook has succeeded: it is not ready before, even
+// though getMe answered.
+TEST_F(TelegramTest, AWebhookBotIsNotReadyUntilItsWebhookIsSet) {
+  json cfg = telegram_config(fake);
+  cfg["channels"]["telegram"]["webhookUrl"] = "https://bot.example.org/tg/hook";
+  fake.fail_next(kBot, "setWebhook", 500, "Internal Server Error", 0, 3);  // 1 + 2 + 4 s
+  gw = std::make_unique<Gateway>(dir, cfg);
+  gw->set_env("E2E_BOT_TOKEN", kBot);
+  gw->set_wait_for_channels(false);
+  gw->start();
+  ASSERT_TRUE(gw->wait_for_log("connected as @drawbridge_e2e_bot", 10s)) << gw->log();
+  ASSERT_TRUE(gw->wait_for_log("setWebhook: 500", 10s)) << gw->log();
+  EXPECT_EQ(gw->get("/readyz").status, 503) << "ready while deaf";
+  const json health = gw->client()->request("health", json::object());
+  EXPECT_EQ(health["channels"]["telegram"].value("state", ""), "connecting") << health;
+  ASSERT_TRUE(fake.wait_for([&] { return gw->get("/readyz").status == 200; }, 15s)) << gw->log();
+  EXPECT_EQ(fake.webhook_url(kBot), "https://bot.example.org/tg/hook");
 }
 
 TEST_F(TelegramTest, AccountsAreBotsOfTheirOwnAndOneReloadsAlone) {

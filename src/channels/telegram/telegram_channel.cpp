@@ -186,7 +186,8 @@ void TelegramChannel::connect() {
           return retry_later(delay);
         }
         connected_ = true;
-        ready_ = true;
+        // A webhook bot hears nothing until setWebhook has succeeded: not ready before.
+        ready_ = options_.webhook_url.empty() || webhook_set_;
         bad_token_ = false;
         backoff_ = 0ms;
         if (r.result.contains("id") && r.result["id"].is_number_integer()) {
