@@ -4,8 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include <thread>
-
 #include "e2e/harness.h"
 #include "fakes/openai_fake.h"
 
@@ -125,18 +123,19 @@ TEST_F(OpenAiAgentTest, AGatewayKilledMidStreamAnswersAfterItsRestartAndStoresNo
         return !r.empty() && r[0].first_delta_written.has_value();
       },
       10s));
+  // The next start's attempt streams slowly, so a client can subscribe before it ends.
+  fake.push(Script::slow_stream({"echo: ", "count"}, 300ms));
   gw->kill9();
   c.reset();
   // The killed gateway's stream is closed by the kernel; the next start runs the turn again.
   gw->start();
   ASSERT_TRUE(fake.wait_for([&] { return fake.requests().size() == 2; }, 10s)) << gw->log();
   auto c2 = gw->client();
-  json history;
-  for (int i = 0; i < 100; ++i) {
-    history = gw->history("ai-kill");
-    if (entries_of_run(history, "assistant", ack.value("runId", "")).size() == 1) break;
-    std::this_thread::sleep_for(100ms);  // another process: polled, bounded
-  }
+  c2->request("chat.history", {{"sessionKey", "ai-kill"}});  // subscribes to the session
+  ChatRun rerun = await_run(*c2, ack.value("runId", ""), 10s);
+  ASSERT_EQ(rerun.state(), "final") << rerun.terminal.dump() << gw->log();
+  EXPECT_EQ(rerun.text(), "echo: count");
+  const json history = gw->history("ai-kill");
   const auto replies = entries_of_run(history, "assistant", ack.value("runId", ""));
   ASSERT_EQ(replies.size(), 1u) << history.dump(2) << gw->log();
   EXPECT_EQ(replies[0].dump().find("one two"), std::string::npos)
@@ -161,7 +160,9 @@ std::string describe(const CliResult& r) {
   return r.status.describe() + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
 }
 
-bool exited_with(const CliResult& r, int code) { return r.status.exited && r.status.code == code; }
+bool exited_with(const CliResult& r, int code) {
+  return r.status.exited && r.status.code == code;
+}
 
 CliResult agents_probe(const TempDir& dir, const json& cfg, const std::string& key,
                        std::vector<std::string> args = {}) {
