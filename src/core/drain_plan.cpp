@@ -49,6 +49,10 @@ std::string format_blockers(const DrainAction& action) {
     if (!out.empty()) out += "; ";
     out += "task=" + b.task_id + " run=" + b.run_id + " status=" + b.status + " label=\"" +
            b.label + "\"";
+    if (b.elapsed_ms > 0) {
+      out += " elapsed=" + std::to_string(b.elapsed_ms / 1000) + "." +
+             std::to_string(b.elapsed_ms % 1000 / 100) + "s";
+    }
   }
   if (action.more > 0) {
     if (!out.empty()) out += "; ";

@@ -42,6 +42,7 @@ struct DrainBlocker {
   std::string session;
   std::string status;
   std::string label;
+  std::int64_t elapsed_ms = 0;  // how long it has run; 0: not known
   bool operator==(const DrainBlocker&) const = default;
 };
 

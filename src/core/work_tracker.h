@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/gate.h"
 
 namespace drawbridge::core {
@@ -23,6 +24,7 @@ struct WorkInfo {
   std::string session{};
   std::string status{};  // "running", "delivering", ...
   std::string label{};   // human text, e.g. "echo turn", "reply 3 parts"
+  TimePoint started{};   // when the work began (the elapsed time shown); {}: not known
 };
 
 using WorkId = std::uint64_t;  // 0 is never issued

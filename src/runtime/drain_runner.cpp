@@ -211,7 +211,8 @@ json DrainRunner::status() const {
                        {"runId", list[i].run_id},
                        {"sessionKey", list[i].session},
                        {"status", list[i].status},
-                       {"label", list[i].label}});
+                       {"label", list[i].label},
+                       {"elapsedMs", list[i].elapsed_ms}});
   }
   return {{"kind", lifecycle_.stop_pending() ? "stop" : "restart"},
           {"reason", reason_},

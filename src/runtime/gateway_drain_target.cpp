@@ -32,10 +32,15 @@ void GatewayDrainTarget::when_turns_idle(std::function<void()> fn) {
 
 std::vector<core::DrainBlocker> GatewayDrainTarget::blockers() {
   std::vector<core::DrainBlocker> out;
+  const auto now = p_.clock.now();
   for (const auto& e : p_.pipeline.work().list()) {
     if (e.exempt) continue;
+    std::int64_t elapsed = 0;
+    if (e.info.started != core::TimePoint{} && now > e.info.started) {
+      elapsed = std::chrono::duration_cast<core::Duration>(now - e.info.started).count();
+    }
     out.push_back({e.info.task_id.empty() ? "w" + std::to_string(e.id) : e.info.task_id,
-                   e.info.run_id, e.info.session, e.info.status, e.info.label});
+                   e.info.run_id, e.info.session, e.info.status, e.info.label, elapsed});
   }
   return out;
 }

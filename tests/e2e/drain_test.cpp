@@ -99,6 +99,8 @@ TEST(Drain, StatusDuringTheDrainNamesTheBlockingRun) {
   for (const char* key : {"taskId", "status", "label"}) {
     EXPECT_TRUE(waiting[0].contains(key)) << key << " missing: " << drain.dump(2);
   }
+  EXPECT_NE(waiting[0].value("label", "").find("echo"), std::string::npos) << drain.dump(2);
+  EXPECT_TRUE(waiting[0]["elapsedMs"].is_number_integer()) << drain.dump(2);
   EXPECT_EQ(drain.value("more", -1), 0) << drain.dump(2);
 
   WsFrame close = tape.until_close(8s);

@@ -178,6 +178,11 @@ TEST(DrainPlan, BlockersAreLoggedEveryThirtySecondsAtMostEightThenMore) {
   EXPECT_EQ(s.actions[0].blockers.size(), 3u);
   EXPECT_EQ(s.actions[0].more, 0u);
   EXPECT_EQ(format_blockers(s.actions[0]).find("more"), std::string::npos);
+  // The elapsed time of a blocker is shown when known.
+  DrainAction timed;
+  timed.blockers = {{"t0", "r0", "chat-0", "running", "openai gpt-4o turn", 61'250}};
+  EXPECT_EQ(format_blockers(timed),
+            "task=t0 run=r0 status=running label=\"openai gpt-4o turn\" elapsed=61.2s");
 
   // A late timer logs once and stays on the 30 s grid.
   s = plan.step({E::timer, stuck}, at(125s));
