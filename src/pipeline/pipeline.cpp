@@ -244,7 +244,8 @@ HistoryPage Pipeline::history_page(const std::string& session_key, std::size_t l
   out.messages.reserve(page.entries.size());
   for (auto& e : page.entries) {
     out.messages.push_back(TranscriptMessage{e.id, std::move(e.role), std::move(e.text),
-                                             std::move(e.run_id), e.created_at_ms});
+                                             std::move(e.run_id), e.created_at_ms,
+                                             e.state == store::TranscriptState::interrupted});
   }
   return out;
 }

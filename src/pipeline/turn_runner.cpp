@@ -2,10 +2,19 @@
 
 #include <algorithm>
 #include <cctype>
+#include <memory>
+#include <string>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
 namespace drawbridge::pipeline {
+namespace {
+
+// Appended to an interrupted assistant entry in the history a turn sends to its agent.
+constexpr std::string_view kInterruptedMark = "\n\n[interrupted: this reply was cut short]";
+
+}  // namespace
 
 bool Pipeline::stages_as_sent(const std::string& channel) const {
   auto it = routes_.find(channel);
@@ -85,8 +94,9 @@ void Pipeline::start_turn(const store::InboxRecord& rec, TurnInput input) {
       reads->error = e.what();  // a failed read must not fail the writes of the batch
     }
   });
-  const auto work = work_.start(core::WorkKind::turn,
-                                core::WorkInfo{"", rec.run_id, session, "starting", "history"});
+  const auto work =
+      work_.start(core::WorkKind::turn,
+                  core::WorkInfo{"", rec.run_id, session, "starting", "history", clock_.now()});
   after_commit([this, alive = gen_alive_, rec, input = std::move(input), reads, work,
                 wants_history](const std::string& error) mutable {
     if (!*alive) return;
@@ -132,11 +142,20 @@ void Pipeline::run_turn(const store::InboxRecord& record, TurnInput input,
   }
   // The row stays "pending" while its turn runs: a restart re-runs pending rows either way,
   // and one commit less per message matters on the hot path. The transcript never holds a
-  // partial reply (the assistant entry is written with the reply), so nothing needs repair.
+  // partial reply as complete: the assistant entry is written with the reply, or with what it
+  // had said when the turn was aborted, marked interrupted (close_interrupted).
   for (const auto& e : history) {
     // User messages are journaled when accepted, before earlier turns answered: the history
     // of this turn is what came before it, then the message itself.
     if (e.role == "user" && e.inbound_id >= first_id) continue;
+    if (e.state == store::TranscriptState::interrupted) {
+      // A reply cut short goes to the agent marked as cut, never as a whole answer; one that
+      // had said nothing leaves the user's message unanswered, which every endpoint accepts.
+      if (!e.text.empty()) {
+        req.history.push_back(HistoryEntry{e.role, e.text + std::string(kInterruptedMark)});
+      }
+      continue;
+    }
     req.history.push_back(HistoryEntry{e.role, e.text});
   }
   // The channel's historyLimit keeps the newest entries only.
@@ -148,7 +167,7 @@ void Pipeline::run_turn(const store::InboxRecord& record, TurnInput input,
   if (resume_pending_.count(session)) {
     req.history.push_back(HistoryEntry{
         "system", "The previous turn of this conversation was interrupted by a gateway "
-                  "restart before it could answer."});
+                  "restart before its reply was finished."});
   }
   if (input.dropped > 0) {
     req.history.push_back(HistoryEntry{
@@ -168,7 +187,8 @@ void Pipeline::run_turn(const store::InboxRecord& record, TurnInput input,
   for (const auto& r : earlier) rt.member_runs.push_back(r.run_id);
   rt.work = work_.start(core::WorkKind::turn,
                         core::WorkInfo{"", rec->run_id, session, "running",
-                                       route_it->second.agent->describe() + " turn"});
+                                       route_it->second.agent->describe() + " turn",
+                                       clock_.now()});
   // Held from now until the reply's parts are enqueued: a drain waiting for deliveries cannot
   // slip between the end of the turn and its reply.
   rt.reservation = delivery_.reserve(std::to_string(inbound_id));
@@ -238,7 +258,8 @@ bool Pipeline::run_command(const store::InboxRecord& rec, const TurnInput& input
   });
   const auto session = rec.session_key;
   const auto work = work_.start(core::WorkKind::turn,
-                                core::WorkInfo{"", rec.run_id, session, "running", std::string(text)});
+                                core::WorkInfo{"", rec.run_id, session, "running",
+                                                std::string(text), clock_.now()});
   after_commit([this, alive = gen_alive_, rows, reservation, session, work, cmd, request, marked,
                 answer, run = rec.run_id, id = rec.id](const std::string& error) {
     if (!*alive) return;
@@ -359,8 +380,13 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
     case TurnOutcome::Kind::aborted: {
       ++metrics_.turns_aborted;
       close_members(store::InboxState::aborted);
-      write([inbound_id](store::Store& s) {
-        s.set_inbound_state(inbound_id, store::InboxState::aborted);
+      // What the reply had said is kept, marked interrupted (never stored as complete).
+      auto partial =
+          std::make_shared<std::string>(outcome.text.empty() ? rt.streamed : outcome.text);
+      auto entry = std::make_shared<std::int64_t>(0);
+      const auto now = clock_.wall_ms();
+      write([inbound_id, partial, entry, now](store::Store& s) {
+        *entry = s.close_interrupted(inbound_id, *partial, now);
       });
       if (rt.drain_aborted) {
         resume_pending_.insert(session);
@@ -380,8 +406,16 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
       ev.error = outcome.error.empty() ? "aborted" : outcome.error;
       ev.ts_ms = clock_.wall_ms();
       // The reservation holds the drain's "deliveries idle" until the aborted event is out.
-      after_commit([this, alive = gen_alive_, ev, session, work, reservation](const std::string&) {
+      after_commit([this, alive = gen_alive_, ev, session, work, reservation, partial, entry,
+                    inbound_id, now](const std::string& error) {
         if (!*alive) return;
+        if (!error.empty()) {
+          history_.forget(session);
+        } else if (*entry != 0) {
+          history_.append(session, store::TranscriptEntry{*entry, session, "assistant", *partial,
+                                                          ev.run_id, inbound_id, now,
+                                                          store::TranscriptState::interrupted});
+        }
         publish(ev);
         delivery_.release(reservation);
         finish_turn(session, work);

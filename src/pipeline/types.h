@@ -81,6 +81,7 @@ struct TranscriptMessage {
   std::string text;
   std::string run_id;
   std::int64_t created_at_ms = 0;
+  bool interrupted = false;  // a reply cut short (store::TranscriptState::interrupted)
 };
 
 // A page of a session's transcript, oldest first; `more` when older entries remain.

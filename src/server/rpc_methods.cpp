@@ -37,6 +37,11 @@ nlohmann::json transcript_message(const pipeline::TranscriptMessage& e) {
                       {"timestamp", e.created_at_ms},
                       {"__openclaw", {{"id", std::to_string(e.id)}, {"seq", e.id}}}};
   if (!e.run_id.empty()) m["__openclaw"]["runId"] = e.run_id;
+  if (e.interrupted) {
+    // pi-ai's AssistantMessage fields, which OpenClaw's clients read: a reply cut short.
+    m["stopReason"] = "aborted";
+    m["errorMessage"] = "interrupted: the reply was cut short";
+  }
   return m;
 }
 

@@ -9,9 +9,9 @@ namespace drawbridge::store {
 namespace {
 
 // clang-format off
-constexpr std::array<std::string_view, 25> kOperations = {
-    "insert_inbound", "inbound", "unfinished_inbound", "set_inbound_state", "stage_reply",
-    "stage_outbound", "pending_outbox", "mark_sent", "mark_failed", "mark_stale", "transcript",
+constexpr std::array<std::string_view, 26> kOperations = {
+    "insert_inbound", "inbound", "unfinished_inbound", "set_inbound_state", "close_interrupted",
+    "stage_reply", "stage_outbound", "pending_outbox", "mark_sent", "mark_failed", "mark_stale", "transcript",
     "transcript_page", "counts", "set_session_state", "sessions_in_state",
     "repair_interrupted", "mark_interrupted", "sessions_interrupted", "suspend_session",
     "begin_batch", "commit_batch", "rollback_batch", "get_value", "set_value", "erase_value"};
@@ -155,6 +155,13 @@ std::vector<InboxRecord> FaultInjectingStore::unfinished_inbound() {
 void FaultInjectingStore::set_inbound_state(std::int64_t id, InboxState state) {
   check("set_inbound_state", true);
   inner_.set_inbound_state(id, state);
+}
+
+std::int64_t FaultInjectingStore::close_interrupted(std::int64_t inbound_id,
+                                                    const std::string& partial,
+                                                    std::int64_t now_ms) {
+  check("close_interrupted", true);
+  return inner_.close_interrupted(inbound_id, partial, now_ms);
 }
 
 std::vector<OutboxRecord> FaultInjectingStore::stage_reply(std::int64_t inbound_id,

@@ -50,6 +50,8 @@ class FaultInjectingStore final : public Store {
   std::optional<InboxRecord> inbound(std::int64_t id) override;
   std::vector<InboxRecord> unfinished_inbound() override;
   void set_inbound_state(std::int64_t id, InboxState state) override;
+  std::int64_t close_interrupted(std::int64_t inbound_id, const std::string& partial,
+                                 std::int64_t now_ms) override;
   std::vector<OutboxRecord> stage_reply(std::int64_t inbound_id,
                                         const std::vector<std::string>& parts,
                                         std::int64_t now_ms) override;

@@ -16,7 +16,7 @@ namespace {
 
 // Migration i takes the schema from user_version i to i + 1. Append only: a migration that has
 // shipped is never edited, since databases in the field already ran it.
-constexpr std::array<std::string_view, 2> kMigrations = {
+constexpr std::array<std::string_view, 3> kMigrations = {
     R"sql(
 CREATE TABLE inbox (
   id INTEGER PRIMARY KEY,
@@ -109,6 +109,12 @@ DROP TABLE outbox;
 ALTER TABLE outbox_v2 RENAME TO outbox;
 CREATE INDEX outbox_by_state ON outbox (state, id);
 CREATE INDEX outbox_by_inbound ON outbox (inbound_id, part) WHERE inbound_id IS NOT NULL;
+)sql",
+    R"sql(
+-- An assistant entry cut short (chat.abort, /stop, a drain's timeout) is kept as
+-- 'interrupted' with what it had said, never as a complete reply. Existing rows are complete.
+ALTER TABLE transcript ADD COLUMN state TEXT NOT NULL DEFAULT 'complete'
+  CHECK (state = 'complete' OR state = 'interrupted');
 )sql",
 };
 
@@ -303,6 +309,7 @@ TranscriptEntry read_transcript(const Cursor& c) {
   e.run_id = c.text(4);
   e.inbound_id = c.int64(5);
   e.created_at_ms = c.int64(6);
+  e.state = c.text(7) == "interrupted" ? TranscriptState::interrupted : TranscriptState::complete;
   return e;
 }
 

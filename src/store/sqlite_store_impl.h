@@ -28,7 +28,7 @@ inline constexpr std::string_view kOutboxColumns =
     "id, idem_key, inbound_id, part, final_part, channel, chat_id, session_key, run_id, text, "
     "state, created_at_ms, sent_at_ms";
 inline constexpr std::string_view kTranscriptColumns =
-    "id, session_key, role, text, run_id, inbound_id, created_at_ms";
+    "id, session_key, role, text, run_id, inbound_id, created_at_ms, state";
 
 
 std::string select_from(std::string_view columns, std::string_view rest);
@@ -59,6 +59,9 @@ struct SqliteStore::Impl {
         insert_transcript(db->prepare(
             "INSERT INTO transcript (session_key, role, text, run_id, inbound_id, created_at_ms) "
             "VALUES (?, ?, ?, ?, ?, ?)")),
+        insert_interrupted(db->prepare(
+            "INSERT INTO transcript (session_key, role, text, run_id, inbound_id, created_at_ms, "
+            "state) VALUES (?, 'assistant', ?, ?, ?, ?, 'interrupted')")),
         transcript_tail(db->prepare(select_from(
             kTranscriptColumns, "FROM transcript WHERE session_key = ? ORDER BY id DESC LIMIT ?"))),
         transcript_before(db->prepare(select_from(
@@ -176,6 +179,7 @@ struct SqliteStore::Impl {
   Statement set_inbox_state;
   Statement upsert_session;
   Statement insert_transcript;
+  Statement insert_interrupted;
   Statement transcript_tail;
   Statement transcript_before;
   Statement insert_outbox;

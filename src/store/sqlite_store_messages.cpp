@@ -79,6 +79,28 @@ void SqliteStore::set_inbound_state(std::int64_t id, InboxState state) {
   tx.commit();
 }
 
+std::int64_t SqliteStore::close_interrupted(std::int64_t inbound_id, const std::string& partial,
+                                            std::int64_t now_ms) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  Transaction tx(*s.db, Transaction::Mode::write);
+  const auto inbox = s.find_inbox(inbound_id);
+  if (!inbox) {
+    throw StoreError("close_interrupted: no inbound message with id " +
+                     std::to_string(inbound_id));
+  }
+  if (is_closed(inbox->state)) {
+    tx.commit();
+    return 0;  // answered or closed already: its transcript says so
+  }
+  s.upsert_session.execute(inbox->session_key, now_ms, now_ms);
+  s.insert_interrupted.execute(inbox->session_key, partial, inbox->run_id, inbound_id, now_ms);
+  const std::int64_t id = s.db->last_insert_rowid();
+  s.set_inbox_state.execute(to_string(InboxState::aborted), inbound_id);
+  tx.commit();
+  return id;
+}
+
 std::vector<OutboxRecord> SqliteStore::stage_reply(std::int64_t inbound_id,
                                                    const std::vector<std::string>& parts,
                                                    std::int64_t now_ms) {

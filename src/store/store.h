@@ -76,6 +76,12 @@ struct NewOutbound {
   std::string text;
 };
 
+// An assistant entry is complete (the reply as sent), or interrupted: what a turn cut short
+// (chat.abort, /stop, a drain's timeout) had said so far, possibly nothing. An interrupted
+// entry is never passed off as a whole reply (chat.history marks it, the agent's history
+// says it was cut).
+enum class TranscriptState { complete, interrupted };
+
 struct TranscriptEntry {
   std::int64_t id = 0;
   std::string session_key;
@@ -84,6 +90,7 @@ struct TranscriptEntry {
   std::string run_id;
   std::int64_t inbound_id = 0;
   std::int64_t created_at_ms = 0;
+  TranscriptState state = TranscriptState::complete;
 };
 
 struct StoreCounts {
@@ -122,6 +129,13 @@ class Store {
   // Rows still pending or running, oldest first: what a restart replays.
   virtual std::vector<InboxRecord> unfinished_inbound() = 0;
   virtual void set_inbound_state(std::int64_t id, InboxState state) = 0;
+  // Closes an inbound row whose turn was cut short (chat.abort, /stop, a drain's timeout): the
+  // row becomes "aborted" and the transcript gets an assistant entry in state interrupted
+  // holding what the reply had said so far (`partial`, possibly empty), in one transaction.
+  // A row already closed is left alone (no second entry). Returns the entry's id, 0 when
+  // nothing was written.
+  virtual std::int64_t close_interrupted(std::int64_t inbound_id, const std::string& partial,
+                                         std::int64_t now_ms) = 0;
 
   // Closes an inbound row with its reply: appends the assistant transcript entry (the whole
   // text), writes every part to the outbox as pending with key "<inbound id>:<part>", and marks

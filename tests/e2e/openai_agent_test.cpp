@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include "e2e/harness.h"
+#include "e2e/lifecycle_helpers.h"
 #include "fakes/openai_fake.h"
 
 namespace drawbridge::e2e {
@@ -141,6 +144,153 @@ TEST_F(OpenAiAgentTest, AGatewayKilledMidStreamAnswersAfterItsRestartAndStoresNo
   EXPECT_EQ(replies[0].dump().find("one two"), std::string::npos)
       << "the half reply of the killed run was stored: " << history.dump(2);
   EXPECT_NE(replies[0].dump().find("echo: count"), std::string::npos) << history.dump(2);
+}
+
+// Reads events until a delta of `run_id` carries `text` as its accumulated message.
+bool await_accumulated(server::GatewayClient& c, const std::string& run_id,
+                       const std::string& text, Millis timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    auto ev = c.next_event(left);
+    if (!ev) return false;
+    const json& p = ev->contains("payload") ? (*ev)["payload"] : json();
+    if (ev->value("event", "") == "chat" && p.is_object() && p.value("runId", "") == run_id &&
+        p.value("state", "") == "delta" && entry_text(p["message"]) == text) {
+      return true;
+    }
+  }
+}
+
+const json* last_message(const json& history_payload) {
+  const json& m = history_payload["messages"];
+  return m.is_array() && !m.empty() ? &m.back() : nullptr;
+}
+
+bool has_message(const json& messages, const std::string& role, const std::string& content) {
+  for (const auto& m : messages) {
+    if (m.value("role", "") == role && m.value("content", "") == content) return true;
+  }
+  return false;
+}
+
+TEST_F(OpenAiAgentTest, AnAbortMidStreamCancelsTheRequestAndKeepsThePartMarkedInterrupted) {
+  make(openai_config(fake));
+  gw->start();
+  fake.push(Script::stall_after_deltas({"Once upon", " a time"}));
+  auto c = gw->client();
+  json ack = c->request("chat.send", {{"sessionKey", "ai-abort"},
+                                      {"message", "tell me a story"},
+                                      {"idempotencyKey", "ai-abort-1"}});
+  const std::string run_id = ack.value("runId", "");
+  ASSERT_TRUE(await_accumulated(*c, run_id, "Once upon a time", 10s)) << gw->log();
+  c->request("chat.abort", {{"sessionKey", "ai-abort"}, {"runId", run_id}});
+  ChatRun run = await_run(*c, run_id, 10s);
+  EXPECT_EQ(run.state(), "aborted") << run.terminal.dump();
+  EXPECT_TRUE(fake.wait_for([&] { return fake.streams_cancelled_by_client() == 1; }, 5s))
+      << "the HTTP stream is closed at once, not left to the idle timeout";
+
+  const json history = c->request("chat.history", {{"sessionKey", "ai-abort"}});
+  const json* cut = last_message(history);
+  ASSERT_NE(cut, nullptr) << history.dump(2);
+  EXPECT_EQ(cut->value("role", ""), "assistant") << history.dump(2);
+  EXPECT_EQ(entry_text(*cut), "Once upon a time") << history.dump(2);
+  EXPECT_EQ(cut->value("stopReason", ""), "aborted") << history.dump(2);
+
+  // The next request carries the part, marked as cut; the endpoint gets a valid conversation.
+  fake.push(Script::stream_reply({"The end."}));
+  json ack2 = c->request("chat.send", {{"sessionKey", "ai-abort"},
+                                       {"message", "go on"},
+                                       {"idempotencyKey", "ai-abort-2"}});
+  ChatRun run2 = await_run(*c, ack2.value("runId", ""), 10s);
+  ASSERT_EQ(run2.state(), "final") << run2.terminal.dump();
+  const auto reqs = fake.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  const json& messages = reqs[1].body["messages"];
+  EXPECT_TRUE(has_message(messages, "assistant",
+                          "Once upon a time\n\n[interrupted: this reply was cut short]"))
+      << messages.dump(2);
+  EXPECT_EQ(messages.back(), (json{{"role", "user"}, {"content", "go on"}}));
+}
+
+TEST_F(OpenAiAgentTest, ASigtermMidStreamLetsTheStreamFinishAndNothingRunsTwice) {
+  make(openai_config(fake));
+  gw->start();
+  fake.push(Script::slow_stream({"one ", "two ", "three"}, 300ms));
+  auto c = gw->client();
+  json ack = c->request("chat.send", {{"sessionKey", "ai-term"},
+                                      {"message", "count"},
+                                      {"idempotencyKey", "ai-term-1"}});
+  const std::string run_id = ack.value("runId", "");
+  ASSERT_TRUE(await_accumulated(*c, run_id, "one ", 10s)) << gw->log();
+  gw->signal(SIGTERM);
+  ChatRun run = await_run(*c, run_id, 10s);
+  ASSERT_EQ(run.state(), "final") << run.terminal.dump() << gw->log();
+  EXPECT_EQ(run.text(), "one two three");
+  const ExitStatus exit = gw->wait_exit(15s);
+  EXPECT_TRUE(exit.exited && exit.code == 0) << exit.describe() << gw->log();
+  c.reset();
+
+  gw->start();
+  fake.push(Script::stream_reply({"four"}));
+  auto c2 = gw->client();
+  json ack2 = c2->request("chat.send", {{"sessionKey", "ai-term"},
+                                        {"message", "and then"},
+                                        {"idempotencyKey", "ai-term-2"}});
+  ChatRun run2 = await_run(*c2, ack2.value("runId", ""), 10s);
+  ASSERT_EQ(run2.state(), "final") << run2.terminal.dump() << gw->log();
+  const auto reqs = fake.requests();
+  ASSERT_EQ(reqs.size(), 2u) << "the finished turn was run again after the stop";
+  EXPECT_TRUE(has_message(reqs[1].body["messages"], "assistant", "one two three"))
+      << reqs[1].body.dump(2);
+}
+
+TEST_F(OpenAiAgentTest, ARestartWhoseBudgetEndsMidStreamMarksTheReplyInterrupted) {
+  json cfg = lifecycle::restartable(openai_config(fake));
+  cfg["gateway"]["reload"]["deferralTimeoutMs"] = 500;
+  make(cfg);
+  gw->start();
+  fake.push(Script::stall_after_deltas({"Step one", " is done"}));
+  auto c = gw->client();
+  json ack = c->request("chat.send", {{"sessionKey", "ai-usr1"},
+                                      {"message", "do the steps"},
+                                      {"idempotencyKey", "ai-usr1-1"}});
+  const std::string run_id = ack.value("runId", "");
+  ASSERT_TRUE(await_accumulated(*c, run_id, "Step one is done", 10s)) << gw->log();
+  gw->signal(SIGUSR1);
+  ChatRun run = await_run(*c, run_id, 10s);
+  EXPECT_EQ(run.state(), "aborted") << run.terminal.dump() << gw->log();
+  EXPECT_TRUE(fake.wait_for([&] { return fake.streams_cancelled_by_client() == 1; }, 5s));
+  c.reset();
+  ASSERT_TRUE(lifecycle::wait_generation(*gw, 2)) << gw->log();
+
+  auto c2 = gw->client();
+  const json history = c2->request("chat.history", {{"sessionKey", "ai-usr1"}});
+  const auto cut = entries_of_run(history["messages"], "assistant", run_id);
+  ASSERT_EQ(cut.size(), 1u) << history.dump(2);
+  EXPECT_EQ(entry_text(cut[0]), "Step one is done") << history.dump(2);
+  EXPECT_EQ(cut[0].value("stopReason", ""), "aborted") << history.dump(2);
+
+  fake.push(Script::stream_reply({"Step two."}));
+  json ack2 = c2->request("chat.send", {{"sessionKey", "ai-usr1"},
+                                        {"message", "continue"},
+                                        {"idempotencyKey", "ai-usr1-2"}});
+  ChatRun run2 = await_run(*c2, ack2.value("runId", ""), 10s);
+  ASSERT_EQ(run2.state(), "final") << run2.terminal.dump() << gw->log();
+  const auto reqs = fake.requests();
+  ASSERT_EQ(reqs.size(), 2u) << "the aborted turn is not run again";
+  const json& messages = reqs[1].body["messages"];
+  EXPECT_TRUE(has_message(messages, "assistant",
+                          "Step one is done\n\n[interrupted: this reply was cut short]"))
+      << messages.dump(2);
+  // The pipeline's note, as a user message (request_body: no system message mid-conversation).
+  bool told = false;
+  for (const auto& m : messages) {
+    told |= m.value("content", "").find("interrupted by a gateway restart") != std::string::npos;
+  }
+  EXPECT_TRUE(told) << messages.dump(2);
 }
 
 TEST_F(OpenAiAgentTest, AnUnsetKeyVariableRefusesTheConfigNamingIt) {

@@ -294,7 +294,10 @@ TEST(Restart, TurnOutlivingWaitMsIsAbortedWithANoticeAndNotRunAgain) {
   EXPECT_EQ(status["store"].value("inboxUnfinished", -1), 0) << status.dump(2);
   EXPECT_TRUE(status.value("activeRuns", json::array()).empty()) << status.dump(2);
   json history = gw.history("too-slow");
-  EXPECT_TRUE(entries_of_run(history, "assistant", run_id).empty()) << history.dump(2);
+  // Kept as interrupted (nothing said), never as a reply.
+  const auto cut = entries_of_run(history, "assistant", run_id);
+  ASSERT_EQ(cut.size(), 1u) << history.dump(2);
+  EXPECT_EQ(cut[0].value("stopReason", ""), "aborted") << history.dump(2);
 }
 
 // (3) force: true does not wait at all; the one notice says "interrupted", not "will finish".
@@ -332,7 +335,10 @@ TEST(Restart, ForceAbortsAtOnceWithTheInterruptedNotice) {
   EXPECT_EQ(status["store"].value("inboxUnfinished", -1), 0) << status.dump(2);
   EXPECT_TRUE(status.value("activeRuns", json::array()).empty()) << status.dump(2);
   json history = gw.history("forced");
-  EXPECT_TRUE(entries_of_run(history, "assistant", run_id).empty()) << history.dump(2);
+  // Kept as interrupted (nothing said), never as a reply.
+  const auto cut = entries_of_run(history, "assistant", run_id);
+  ASSERT_EQ(cut.size(), 1u) << history.dump(2);
+  EXPECT_EQ(cut[0].value("stopReason", ""), "aborted") << history.dump(2);
 }
 
 // Waits (bounded, on a pidfd: no polling) until `pid` has exited; true when it is gone.

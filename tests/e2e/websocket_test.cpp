@@ -240,7 +240,10 @@ TEST(WebSocket, ChatAbortOfASlowTurnEndsItQuickly) {
   EXPECT_LT(took.count(), 1000) << "the abort took " << took.count() << " ms";
 
   json history = c->request("chat.history", {{"sessionKey", "slow"}});
-  EXPECT_TRUE(entries_of_run(history["messages"], "assistant", run_id).empty()) << history.dump(2);
+  // Kept as interrupted (nothing said), never as a reply.
+  const auto cut = entries_of_run(history["messages"], "assistant", run_id);
+  ASSERT_EQ(cut.size(), 1u) << history.dump(2);
+  EXPECT_EQ(cut[0].value("stopReason", ""), "aborted") << history.dump(2);
   EXPECT_EQ(history["sessionInfo"].value("hasActiveRun", true), false) << history.dump(2);
 }
 

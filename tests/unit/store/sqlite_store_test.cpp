@@ -533,7 +533,7 @@ TEST(SqliteStore, OpenCreatesTheSchemaInWalMode) {
   SqliteStore::open(path);
   SqliteStore::open(path);  // a second open finds the schema current and leaves it alone
 
-  EXPECT_EQ(raw_pragma(path, "user_version"), "2");
+  EXPECT_EQ(raw_pragma(path, "user_version"), "3");
   EXPECT_EQ(raw_pragma(path, "journal_mode"), "wal");
 }
 
@@ -553,7 +553,7 @@ TEST(SqliteStore, StateChecksAreOrChainsAndStillEnforced) {
       << outbox;
   EXPECT_FALSE(contains(inbox + outbox, "state IN ('pending', 'running', 'done'")) << inbox;
   EXPECT_FALSE(contains(inbox + outbox, "state IN ('pending', 'sent'")) << outbox;
-  EXPECT_EQ(raw_pragma(path, "user_version"), "2");
+  EXPECT_EQ(raw_pragma(path, "user_version"), "3");
 
   std::string error;
   raw_sql(path,
@@ -917,12 +917,16 @@ TEST(SqliteStoreLifecycle, AVersionOneDatabaseIsUpgradedWithItsRowsKept) {
   sqlite3_close(db);
 
   auto s = SqliteStore::open(path);
-  EXPECT_EQ(raw_pragma(path, "user_version"), "2");
+  EXPECT_EQ(raw_pragma(path, "user_version"), "3");
   const auto pending = s->pending_outbox();
   ASSERT_EQ(pending.size(), 1u);
   EXPECT_EQ(pending[0].idem_key, "1:0");
   EXPECT_EQ(pending[0].text, "hi");
   EXPECT_EQ(s->sessions_in_state("resume_pending"), std::vector<std::string>{"s1"});
+  const auto t = s->transcript("s1", 10);
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[1].text, "hi");
+  EXPECT_EQ(t[1].state, TranscriptState::complete) << "entries written before interrupted existed";
   EXPECT_EQ(s->mark_stale({pending[0].id}, 30), 1);
   EXPECT_EQ(s->stage_reply(1, {"x"}, 40).at(0).state, OutboxState::stale);
   EXPECT_EQ(raw_pragma(path, "integrity_check"), "ok");
