@@ -542,9 +542,10 @@ void Server::end_connections(const std::string& reason,
     if (!ending_.insert(id).second) continue;  // already closing: one shutdown event each
     c->shutdown(payload, code, close_reason);
   }
-  // A client that does not answer the close handshake is cut off after a bound.
+  // A client that does not answer the close handshake is cut off after a bound: the shutdown
+  // event and the close frame went out first; what it missed is in chat.history.
   cancel_timer(close_timer_);
-  close_timer_ = executor_.schedule(std::chrono::milliseconds(options_.close_timeout_ms), [this] {
+  close_timer_ = executor_.schedule(std::chrono::milliseconds(options_.teardown_close_ms), [this] {
     close_timer_.reset();
     auto left = std::move(ending_);
     ending_.clear();

@@ -44,6 +44,9 @@ struct ServerOptions {
   int tick_interval_ms = 30000;
   int handshake_timeout_ms = 15000;  // from the upgrade to `connect`
   int close_timeout_ms = 2000;       // a close handshake the client does not answer
+  // A drain's teardown (disconnect_all, close) waits this long for the clients' close
+  // handshakes, then cuts the rest: a client that does not answer must not hold a restart.
+  int teardown_close_ms = 100;
   // A WebSocket that receives nothing this long is closed; pings go out at half of it.
   int idle_timeout_ms = 120000;
   AuthThrottle::Options auth_throttle;

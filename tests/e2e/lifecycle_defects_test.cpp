@@ -131,8 +131,7 @@ TEST(LifecycleDefects, SigtermDuringARestartDrainIsBoundedByTheStopBudget) {
   ASSERT_EQ(ack.value("status", ""), "started") << ack.dump();
   ASSERT_TRUE(wait_for_file(stuck.pid_file)) << gw.log();
   // This client does not read while the test waits, so it would never answer the close
-  // frame: the 2 s close timeout would outlast the 0.8 s of teardown the stop leaves. The
-  // turn runs on without it.
+  // frame (the teardown cuts it after 100 ms). The turn runs on without it.
   c.reset();
   json r = admin(gw, "gateway.restart.request", {{"reason", "test"}, {"delayMs", 0}});
   ASSERT_EQ(r.value("status", ""), "scheduled") << r.dump();

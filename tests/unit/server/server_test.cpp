@@ -64,6 +64,28 @@ TEST_F(ServerTest, CloseDuringDisconnectAllWaitsForTheSameConnections) {
   ASSERT_EQ(second.wait_for(5s), std::future_status::ready);
 }
 
+class SlowCloseTest : public ServerTest {
+ protected:
+  // Beast's own close bound (real time) far away: only the teardown's timer can end it.
+  void tune(ServerOptions& o) override { o.close_timeout_ms = 60000; }
+};
+
+TEST_F(SlowCloseTest, TeardownWaitsForAnUnansweredCloseAtMostAHundredMilliseconds) {
+  auto silent = connected();  // never reads again: never answers the close frame
+  auto done = when_done([this](auto done) {
+    server_->disconnect_all("gateway restarting", 1500, 1012, "service restart", std::move(done));
+  });
+  on_io([this] { executor_.advance(99ms); });
+  EXPECT_EQ(done.wait_for(0s), std::future_status::timeout) << "cut off before its bound";
+  on_io([this] { executor_.advance(1ms); });
+  ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(on_io([this] { return server_->connection_count(); }), 0u);
+  // What it was sent before the cut is still readable: the shutdown event first.
+  auto ev = silent->next_event(5s);
+  ASSERT_TRUE(ev);
+  EXPECT_EQ((*ev)["event"], "shutdown");
+}
+
 TEST_F(ServerTest, ConnectWhileNotAcceptingIsRetryableAndClosedWithTryAgainLater) {
   control_.set({.state = "restarting", .accepting_connections = false, .restart_expected_ms = 100});
   GatewayClient client("127.0.0.1", port());
