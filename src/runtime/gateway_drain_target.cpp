@@ -74,12 +74,12 @@ void GatewayDrainTarget::close_server(bool stopping, bool next_process,
                     std::move(done));
     return;
   }
-  if (next_process) {
-    // The next process serves: connections that arrive from now on wait in the socket's
-    // backlog for it (a hand-off, or systemd holding the socket) instead of being served by a
-    // process about to exit.
-    p_.server.pause_accepting();
-  }
+  // Connections that arrive from now on wait in the socket's backlog for whoever serves next
+  // instead of being refused meanwhile: the next generation of this process (it resumes
+  // accepting when it is ready, or failed), or the next process (a hand-off, or systemd
+  // holding the socket).
+  (void)next_process;
+  p_.server.pause_accepting();
   p_.server.disconnect_all("gateway restarting", kRestartExpectedMs,
                            boost::beast::websocket::close_code::service_restart,
                            "service restart", std::move(done));

@@ -66,6 +66,7 @@ void GenerationStarter::fail(std::optional<config::Config>& previous, const std:
     p_.lock.reset();
   }
   p_.restarts.generation_finished();
+  p_.server.resume_accepting();  // status and health answer while failed
   spdlog::critical("generation {} failed to start: {}", generation_ + 1, why);
   p_.notifier.ready("failed: " + why);
   spdlog::critical("the process stays alive without serving chats and has released the "
@@ -125,6 +126,9 @@ void GenerationStarter::start_next() {
   p_.restarts.generation_finished();
   const auto now = p_.clock.now();
   p_.restarts.record_restart(generation_, t0, now);
+  // Connections that waited in the backlog since the teardown are served now, by this
+  // generation: none was refused.
+  p_.server.resume_accepting();
   p_.notifier.ready(p_.status_line());
   spdlog::info("generation {} ready: restart ({}) took {:.1f} ms, the new generation started "
                "in {:.1f} ms",

@@ -73,6 +73,31 @@ TEST(Drain, ReadyzIs503WhileDrainingAnd200After) {
   EXPECT_EQ(ready.status, 200) << ready.body;
 }
 
+// A connection that arrives during an in-process restart's teardown waits in the socket's
+// backlog and is served by the next generation: never refused (issue 14).
+TEST(Drain, AConnectionDuringTheTeardownIsServedByTheNextGenerationNotRefused) {
+  TempDir dir;
+  Gateway gw(dir, restartable(echo_config()));
+  gw.start();
+  RawWs watcher(gw.port());
+  ASSERT_EQ(watcher.connect(gw.token(), {"operator.admin"}).value("ok", false), true);
+  json res = watcher.request("gateway.restart.request", {{"reason", "e2e backlog"}, {"delayMs", 0}});
+  ASSERT_EQ(res["payload"].value("ok", false), true) << res.dump();
+  // The shutdown event: the teardown has begun. The watcher stops reading, so it never answers
+  // the close frame and the teardown waits its whole bound (100 ms) for it.
+  for (;;) {
+    auto ev = watcher.next_event(5s);
+    ASSERT_TRUE(ev) << gw.log();
+    if (is_shutdown(*ev)) break;
+  }
+  RawWs late(gw.port());  // TCP connect and upgrade: accepted once the next generation is up
+  const json hello = late.connect(gw.token(), {"operator.read"});
+  EXPECT_EQ(hello.value("ok", false), true) << hello.dump() << gw.log();
+  ASSERT_TRUE(wait_generation(gw, 2)) << gw.log();
+  EXPECT_EQ(gw.log().find("connect refused"), std::string::npos) << gw.log();
+  EXPECT_EQ(late.request("health", json::object())["payload"].value("ok", false), true);
+}
+
 TEST(Drain, StatusDuringTheDrainNamesTheBlockingRun) {
   TempDir dir;
   Gateway gw(dir, restartable(echo_config(/*delay_ms=*/3000)));
