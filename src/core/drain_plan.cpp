@@ -12,7 +12,6 @@ const char* to_string(DrainPhase p) {
     case DrainPhase::not_started: return "not_started";
     case DrainPhase::not_ready: return "not_ready";
     case DrainPhase::flush_debouncers: return "flush_debouncers";
-    case DrainPhase::wait_followups: return "wait_followups";
     case DrainPhase::mark_draining: return "mark_draining";
     case DrainPhase::wait_turns: return "wait_turns";
     case DrainPhase::abort_remaining: return "abort_remaining";
@@ -29,7 +28,6 @@ const char* to_string(DrainActionType t) {
   switch (t) {
     case DrainActionType::set_not_ready: return "set_not_ready";
     case DrainActionType::flush_debouncers: return "flush_debouncers";
-    case DrainActionType::await_followups: return "await_followups";
     case DrainActionType::mark_draining: return "mark_draining";
     case DrainActionType::await_turns: return "await_turns";
     case DrainActionType::log_blockers: return "log_blockers";
@@ -68,7 +66,6 @@ DrainPlan::DrainPlan(DrainOptions options) : options_(std::move(options)) {
 
 std::optional<TimePoint> DrainPlan::next_deadline() const {
   switch (phase_) {
-    case DrainPhase::wait_followups: return followups_deadline_;
     case DrainPhase::wait_turns:
       if (budget_end_) return std::min(next_log_, *budget_end_);
       return next_log_;
@@ -87,15 +84,9 @@ DrainStep DrainPlan::step(const DrainEvent& event, TimePoint now) {
       if (phase_ != DrainPhase::not_started) break;
       // Readiness goes first so load balancers stop sending before anything else changes.
       out.push_back({DrainActionType::set_not_ready});
-      // Flushed messages become followups or turns, which the next two waits then cover.
+      // Flushed messages become turns, which the wait on turns covers, or stay queued for the
+      // next generation.
       out.push_back({DrainActionType::flush_debouncers});
-      out.push_back({DrainActionType::await_followups});
-      phase_ = DrainPhase::wait_followups;
-      phase_started_ = now;
-      followups_deadline_ = saturating_add(now, options_.followup_timeout);
-      break;
-    case DrainEventType::followups_idle:
-      if (phase_ != DrainPhase::wait_followups) break;
       enter_wait_turns(now, out);
       break;
     case DrainEventType::turns_idle:
@@ -147,17 +138,11 @@ DrainStep DrainPlan::cut_turns(TimePoint at, TimePoint now,
                                const std::vector<DrainBlocker>& blockers) {
   std::vector<DrainAction> out;
   if (!cut_at_ || at < *cut_at_) cut_at_ = at;
-  if (phase_ == DrainPhase::not_started || phase_ == DrainPhase::wait_followups) {
-    // Queued followups are journaled and run after the restart: no reason to wait past `at`.
-    if (phase_ == DrainPhase::wait_followups && *cut_at_ < followups_deadline_) {
-      followups_deadline_ = *cut_at_;
-    }
-  }
   if (phase_ == DrainPhase::wait_turns && (!budget_end_ || *cut_at_ < *budget_end_)) {
     budget_end_ = cut_at_;
   }
-  // Whatever is due now happens now (a force: the followup wait ends, the turns are aborted).
-  if (phase_ == DrainPhase::wait_followups || phase_ == DrainPhase::wait_turns) {
+  // Whatever is due now happens now (a force: the turns are aborted).
+  if (phase_ == DrainPhase::wait_turns) {
     on_timer(blockers, now, out);
     if (phase_ == DrainPhase::wait_turns && budget_end_ && now >= *budget_end_) {
       on_timer(blockers, now, out);
@@ -174,13 +159,6 @@ void DrainPlan::enter_wait_deliveries(std::vector<DrainAction>& out) {
 
 void DrainPlan::on_timer(const std::vector<DrainBlocker>& blockers, TimePoint now,
                          std::vector<DrainAction>& out) {
-  if (phase_ == DrainPhase::wait_followups) {
-    if (now < followups_deadline_) return;
-    // The items still queued stay in the inbox and run after the restart.
-    report_.followups_drained = false;
-    enter_wait_turns(now, out);
-    return;
-  }
   if (phase_ != DrainPhase::wait_turns) return;
   if (budget_end_ && now >= *budget_end_) {
     DrainAction abort{DrainActionType::abort_turns};

@@ -14,7 +14,6 @@ enum class DrainPhase {
   not_started,
   not_ready,
   flush_debouncers,
-  wait_followups,
   mark_draining,
   wait_turns,
   abort_remaining,
@@ -48,7 +47,6 @@ struct DrainBlocker {
 
 struct DrainOptions {
   DrainKind kind = DrainKind::restart;
-  Duration followup_timeout{5'000};
   // How long to wait for turns and tasks before aborting them; nullopt: no limit. Zero (force)
   // aborts at once. See deferral_budget() in core/restart_scheduler.h.
   std::optional<Duration> turn_budget = Duration{300'000};
@@ -58,7 +56,6 @@ struct DrainOptions {
 
 enum class DrainEventType {
   start,
-  followups_idle,
   turns_idle,
   deliveries_idle,
   channels_stopped,
@@ -74,9 +71,12 @@ struct DrainEvent {
 
 enum class DrainActionType {
   set_not_ready,     // /readyz 503, RELOADING=1 or STOPPING=1 to systemd
-  flush_debouncers,  // hand every buffered inbound message to its session
-  await_followups,   // send followups_idle once the followup queues are empty (at once if so)
-  mark_draining,     // new inbound goes to the inbox only; one `notice` per chat with a turn
+  // Hand every buffered inbound message to its session: a session with no turn running starts
+  // one (counted by the work tracker at once); queued ones stay in the inbox, and the next
+  // generation runs them (their merges are durable): the drain does not wait for queues that
+  // a steady stream keeps full.
+  flush_debouncers,
+  mark_draining,  // new inbound goes to the inbox only; one `notice` per chat with a turn
   await_turns,       // send turns_idle once no turn or task runs (at once if none does)
   log_blockers,      // log `blockers` (at most blockers_listed) and `more`
   abort_turns,       // abort every one of `blockers`; their sessions become resume_pending
@@ -109,7 +109,6 @@ struct DrainStep {
 };
 
 struct DrainReport {
-  bool followups_drained = true;
   // Turns were aborted at the budget: no clean-shutdown marker, so the next start repairs them.
   bool interrupted = false;
   std::vector<DrainBlocker> aborted;
@@ -126,8 +125,8 @@ class DrainPlan {
 
   DrainStep step(const DrainEvent& event, TimePoint now);
 
-  // A more urgent request (a stop, a forced restart, a shorter waitMs): the wait on followups
-  // and turns ends by `at` at the latest. Never lengthens it. When `at` has passed and the plan
+  // A more urgent request (a stop, a forced restart, a shorter waitMs): the wait on turns ends
+  // by `at` at the latest. Never lengthens it. When `at` has passed and the plan
   // waits on turns, the step aborts `blockers` at once; a later phase is left alone.
   DrainStep cut_turns(TimePoint at, TimePoint now, const std::vector<DrainBlocker>& blockers);
 
@@ -145,10 +144,9 @@ class DrainPlan {
   DrainOptions options_;
   DrainPhase phase_ = DrainPhase::not_started;
   TimePoint phase_started_{};
-  TimePoint followups_deadline_{};
   TimePoint next_log_{};
   std::optional<TimePoint> budget_end_;
-  std::optional<TimePoint> cut_at_;  // cut_turns(): no wait on followups or turns beyond this
+  std::optional<TimePoint> cut_at_;  // cut_turns(): no wait on turns beyond this
   DrainReport report_;
 };
 

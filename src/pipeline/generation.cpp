@@ -108,8 +108,20 @@ void Pipeline::replay(const std::optional<std::string>& only_channel,
     bool& flag;
     ~EndReplay() { flag = false; }
   } end_replay{replaying_};
-  for (const auto& row : store_.unfinished_inbound()) {
+  const auto rows = store_.unfinished_inbound();
+  // Rows debounced into a later row that is still unfinished run in that row's turn, as they
+  // would have before the restart (set_merged); the others run alone.
+  std::unordered_set<std::int64_t> unfinished;
+  for (const auto& row : rows) unfinished.insert(row.id);
+  std::map<std::int64_t, std::vector<std::int64_t>> merges;
+  for (const auto& row : rows) {
     if (!only_channel) replay_horizon_ = std::max(replay_horizon_, row.id);
+    if (row.merged_into != 0 && row.merged_into > row.id && unfinished.count(row.merged_into)) {
+      merges[row.merged_into].push_back(row.id);
+    }
+  }
+  for (const auto& row : rows) {
+    if (row.merged_into != 0 && merges.count(row.merged_into)) continue;  // in its lead's turn
     if (suspended.count(row.session_key)) continue;  // closed by its suspension
     if (only_channel && (row.channel != *only_channel || followups_.active(row.session_key))) {
       // A channel coming back: a session with a live lane carries on from it.
@@ -121,8 +133,11 @@ void Pipeline::replay(const std::optional<std::string>& only_channel,
       continue;
     }
     ++replayed;
+    if (auto m = merges.find(row.id); m != merges.end()) {
+      replayed += m->second.size();
+      merged_[row.id] = m->second;
+    }
     auto res = followups_.enqueue(row.session_key, row.id, core::FollowupMode::followup);
-    followups_changed();
     if (res.action == core::EnqueueAction::start_now) start_turn(row, TurnInput{row.id, {}, 0});
   }
   followups_.set_options(live);
@@ -163,7 +178,6 @@ void Pipeline::reset() {
   debouncers_ = core::DebouncerRegistry{};
   merged_.clear();
   followups_.clear();
-  followups_changed();  // wakes whoever waits for the queues: they are gone
   delivery_.reset();
   history_.clear();  // the next generation reads what it needs again
   running_.clear();

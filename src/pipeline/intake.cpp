@@ -66,9 +66,12 @@ AcceptResult Pipeline::enqueue(const store::InboxRecord& rec, std::vector<std::i
   // Agents take no input mid-turn yet: "steer" waits for the turn like "followup".
   auto mode = settings_.queue_mode == core::FollowupMode::steer ? core::FollowupMode::followup
                                                                 : settings_.queue_mode;
-  if (!members.empty()) merged_[rec.id] = members;
+  if (!members.empty()) {
+    // Durable with the round: a restart before the turn runs replays the rows as one again.
+    write([lead = rec.id, members](store::Store& s) { s.set_merged(lead, members); });
+    merged_[rec.id] = members;
+  }
   auto res = followups_.enqueue(rec.session_key, rec.id, mode);
-  followups_changed();
   if (!res.dropped.empty()) {
     close_dropped(res.dropped, rec.session_key,
                   res.action == core::EnqueueAction::interrupt_active
@@ -119,8 +122,14 @@ void Pipeline::release_batches(std::vector<core::InboundDebouncer::Batch> batche
     bool start_now = false;
     if (rec && routes_.count(rec->channel)) enqueue(*rec, std::move(members), start_now);
     if (start_now) {
-      executor_.post([this, alive = gen_alive_, rec = *rec] {
+      // Counted from now, not from when the post runs: a drain that flushed this batch and
+      // then waits for turns sees it.
+      const auto work = work_.start(core::WorkKind::turn,
+                                    core::WorkInfo{"", rec->run_id, rec->session_key, "starting",
+                                                   "debounced batch", clock_.now()});
+      executor_.post([this, alive = gen_alive_, rec = *rec, work] {
         if (*alive) start_turn(rec, TurnInput{rec.id, {}, 0});
+        work_.finish(work);  // after the turn's own work began: the count never touches zero
       });
     }
   }
@@ -186,14 +195,6 @@ std::size_t Pipeline::flush_debouncers() {
   for (auto& named : flushed.batches) batches.push_back(std::move(named.batch));
   release_batches(std::move(batches));
   return count;
-}
-
-void Pipeline::followups_changed() {
-  // The gate's count follows the rows waiting in the queues; reaching zero wakes the drain.
-  const std::size_t waiting = followups_.pending_count();
-  while (followup_gate_.count() < waiting) followup_gate_.enter();
-  while (followup_gate_.count() > waiting) followup_gate_.leave();
-  followup_gate_.wake_if_idle();
 }
 
 }  // namespace drawbridge::pipeline

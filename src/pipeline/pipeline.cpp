@@ -219,15 +219,10 @@ std::vector<std::string> Pipeline::abort(const std::string& session_key,
     auto rec = store_.inbound(id);
     if (!rec || rec->run_id != run_id) continue;
     followups_.remove_waiting(session_key, id);
-    followups_changed();
     close_dropped({id}, session_key, "aborted before it started");
     aborted.push_back(run_id);
   }
   return aborted;
-}
-
-void Pipeline::when_followups_drained(std::function<void()> fn) {
-  followup_gate_.when_idle(std::move(fn));
 }
 
 void Pipeline::send_notice(const ActiveChat& chat, const std::string& text,

@@ -115,9 +115,6 @@ class Pipeline {
   // Hands every debounce buffer to its session now; later messages skip the debouncer until
   // reset(). Returns how many buffers were flushed.
   std::size_t flush_debouncers();
-  // Runs `fn` once no followup waits for its session's turn (at once when none does): the
-  // queues handed everything to turns. Event-driven; the caller bounds the wait.
-  void when_followups_drained(std::function<void()> fn);
   std::size_t followups_pending() const { return followups_.pending_count(); }
   // Draining: accepted messages are journaled but no new turn starts until the next start().
   void set_draining(bool draining) { draining_ = draining; }
@@ -200,8 +197,6 @@ class Pipeline {
   void arm_debounce_timer();
   void close_dropped(const std::vector<std::int64_t>& ids, const std::string& session,
                      const std::string& why);
-  // The followup gate counts waiting rows: call after anything that may have emptied them.
-  void followups_changed();
 
   // turn_runner.cpp
   void start_turn(TurnInput input);
@@ -250,7 +245,6 @@ class Pipeline {
   std::unordered_map<std::int64_t, std::vector<std::int64_t>> merged_;
   std::optional<core::TimerId> debounce_timer_;
   bool debounce_bypass_ = false;
-  core::Gate followup_gate_;  // counts rows waiting in the followup queues
   // Answers of "/stop" rows (what their accept aborted), until their turn sends them.
   std::unordered_map<std::int64_t, std::string> command_answers_;
   std::unordered_set<std::string> resume_pending_;  // sessions whose last turn a restart aborted

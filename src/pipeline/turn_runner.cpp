@@ -434,7 +434,6 @@ void Pipeline::finish_turn(const std::string& session, core::WorkId work) {
 
 void Pipeline::next_in_lane(const std::string& session) {
   auto next = followups_.on_turn_finished(session);
-  followups_changed();
   if (!next) return;
   // While draining the waiting rows stay pending in the store for the next generation.
   if (draining_) return;

@@ -48,8 +48,7 @@ void DrainRunner::begin(const DrainStart& start) {
   core::DrainOptions o;
   o.kind = start.kind;
   o.turn_budget = start.turn_budget;
-  // The turns' end as the lifecycle compares later requests with it (the plan counts the
-  // budget from the end of the followup wait, at most 5 s later).
+  // The turns' end as the lifecycle compares later requests with it.
   lifecycle_.drain_began(
       start.kind, start.path,
       o.turn_budget ? std::optional(core::saturating_add(now, *o.turn_budget)) : std::nullopt,
@@ -112,13 +111,10 @@ void DrainRunner::run_action(const core::DrainAction& a) {
       if (n > 0) spdlog::info("drain: flushed {} debounce buffer(s) to their sessions", n);
       break;
     }
-    case T::await_followups:
-      target_.when_followups_drained(event(core::DrainEventType::followups_idle));
-      break;
     case T::mark_draining:
-      if (!plan_->report().followups_drained) {
-        spdlog::warn("drain: {} followup(s) still queued; they run after the restart",
-                     target_.waiting_count());
+      if (const auto queued = target_.waiting_count(); queued > 0) {
+        // Journaled, with their merges: the next generation runs them, nobody waits for them.
+        spdlog::info("drain: {} queued message(s) go to the next generation", queued);
       }
       target_.set_draining();
       notify(a.notice, target_.active_chats());

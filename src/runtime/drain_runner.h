@@ -26,8 +26,6 @@ class DrainTarget {
   virtual ~DrainTarget() = default;
   // Hands every inbound debounce buffer to its session; how many there were.
   virtual std::size_t flush_debouncers() = 0;
-  // `fn` once no followup waits in a queue (at once when none does).
-  virtual void when_followups_drained(std::function<void()> fn) = 0;
   virtual std::size_t waiting_count() = 0;
   // New inbound goes to the inbox only.
   virtual void set_draining() = 0;

@@ -14,10 +14,6 @@ namespace drawbridge::runtime {
 
 std::size_t GatewayDrainTarget::flush_debouncers() { return p_.pipeline.flush_debouncers(); }
 
-void GatewayDrainTarget::when_followups_drained(std::function<void()> fn) {
-  p_.pipeline.when_followups_drained(std::move(fn));
-}
-
 std::size_t GatewayDrainTarget::waiting_count() { return p_.pipeline.waiting_count(); }
 
 void GatewayDrainTarget::set_draining() { p_.pipeline.set_draining(true); }

@@ -39,7 +39,6 @@ class GatewayDrainTarget final : public DrainTarget {
   explicit GatewayDrainTarget(Parts parts) : p_(std::move(parts)) {}
 
   std::size_t flush_debouncers() override;
-  void when_followups_drained(std::function<void()> fn) override;
   std::size_t waiting_count() override;
   void set_draining() override;
   std::vector<pipeline::ActiveChat> active_chats() override;

@@ -9,8 +9,9 @@ namespace drawbridge::store {
 namespace {
 
 // clang-format off
-constexpr std::array<std::string_view, 26> kOperations = {
-    "insert_inbound", "inbound", "unfinished_inbound", "set_inbound_state", "close_interrupted",
+constexpr std::array<std::string_view, 27> kOperations = {
+    "insert_inbound", "inbound", "unfinished_inbound", "set_inbound_state", "set_merged",
+    "close_interrupted",
     "stage_reply", "stage_outbound", "pending_outbox", "mark_sent", "mark_failed", "mark_stale", "transcript",
     "transcript_page", "counts", "set_session_state", "sessions_in_state",
     "repair_interrupted", "mark_interrupted", "sessions_interrupted", "suspend_session",
@@ -155,6 +156,11 @@ std::vector<InboxRecord> FaultInjectingStore::unfinished_inbound() {
 void FaultInjectingStore::set_inbound_state(std::int64_t id, InboxState state) {
   check("set_inbound_state", true);
   inner_.set_inbound_state(id, state);
+}
+
+void FaultInjectingStore::set_merged(std::int64_t lead, const std::vector<std::int64_t>& members) {
+  check("set_merged", true);
+  inner_.set_merged(lead, members);
 }
 
 std::int64_t FaultInjectingStore::close_interrupted(std::int64_t inbound_id,

@@ -50,6 +50,7 @@ class FaultInjectingStore final : public Store {
   std::optional<InboxRecord> inbound(std::int64_t id) override;
   std::vector<InboxRecord> unfinished_inbound() override;
   void set_inbound_state(std::int64_t id, InboxState state) override;
+  void set_merged(std::int64_t lead, const std::vector<std::int64_t>& members) override;
   std::int64_t close_interrupted(std::int64_t inbound_id, const std::string& partial,
                                  std::int64_t now_ms) override;
   std::vector<OutboxRecord> stage_reply(std::int64_t inbound_id,

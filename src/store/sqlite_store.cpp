@@ -16,7 +16,7 @@ namespace {
 
 // Migration i takes the schema from user_version i to i + 1. Append only: a migration that has
 // shipped is never edited, since databases in the field already ran it.
-constexpr std::array<std::string_view, 3> kMigrations = {
+constexpr std::array<std::string_view, 4> kMigrations = {
     R"sql(
 CREATE TABLE inbox (
   id INTEGER PRIMARY KEY,
@@ -115,6 +115,11 @@ CREATE INDEX outbox_by_inbound ON outbox (inbound_id, part) WHERE inbound_id IS 
 -- 'interrupted' with what it had said, never as a complete reply. Existing rows are complete.
 ALTER TABLE transcript ADD COLUMN state TEXT NOT NULL DEFAULT 'complete'
   CHECK (state = 'complete' OR state = 'interrupted');
+)sql",
+    R"sql(
+-- A debounce merge, durable: the row is answered by the turn of row merged_into, so a restart
+-- before that turn runs replays the rows as one turn again (the drain need not wait for it).
+ALTER TABLE inbox ADD COLUMN merged_into INTEGER REFERENCES inbox (id);
 )sql",
 };
 
@@ -279,6 +284,7 @@ InboxRecord read_inbox(const Cursor& c) {
   r.run_id = c.text(7);
   r.state = inbox_state_from(c.text(8));
   r.received_at_ms = c.int64(9);
+  r.merged_into = c.int64(10);  // NULL reads as 0
   return r;
 }
 

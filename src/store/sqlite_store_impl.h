@@ -23,7 +23,7 @@ using sqlite::Transaction;
 
 inline constexpr std::string_view kInboxColumns =
     "id, channel, external_id, session_key, chat_id, sender, text, run_id, state, "
-    "received_at_ms";
+    "received_at_ms, merged_into";
 inline constexpr std::string_view kOutboxColumns =
     "id, idem_key, inbound_id, part, final_part, channel, chat_id, session_key, run_id, text, "
     "state, created_at_ms, sent_at_ms";
@@ -53,6 +53,7 @@ struct SqliteStore::Impl {
         unfinished_inbox(db->prepare(select_from(
             kInboxColumns, "FROM inbox WHERE state IN ('pending', 'running') ORDER BY id"))),
         set_inbox_state(db->prepare("UPDATE inbox SET state = ? WHERE id = ?")),
+        set_merged_into(db->prepare("UPDATE inbox SET merged_into = ? WHERE id = ? AND id <> ?")),
         upsert_session(db->prepare(
             "INSERT INTO sessions (session_key, created_at_ms, updated_at_ms) VALUES (?, ?, ?) "
             "ON CONFLICT (session_key) DO UPDATE SET updated_at_ms = excluded.updated_at_ms")),
@@ -177,6 +178,7 @@ struct SqliteStore::Impl {
   Statement inbox_by_id;
   Statement unfinished_inbox;
   Statement set_inbox_state;
+  Statement set_merged_into;
   Statement upsert_session;
   Statement insert_transcript;
   Statement insert_interrupted;

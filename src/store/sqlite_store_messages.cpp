@@ -79,6 +79,14 @@ void SqliteStore::set_inbound_state(std::int64_t id, InboxState state) {
   tx.commit();
 }
 
+void SqliteStore::set_merged(std::int64_t lead, const std::vector<std::int64_t>& members) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  Transaction tx(*s.db, Transaction::Mode::write);
+  for (auto id : members) s.set_merged_into.execute(lead, id, lead);
+  tx.commit();
+}
+
 std::int64_t SqliteStore::close_interrupted(std::int64_t inbound_id, const std::string& partial,
                                             std::int64_t now_ms) {
   Impl& s = *impl_;

@@ -40,6 +40,8 @@ struct InboxRecord {
   std::string run_id;
   InboxState state = InboxState::pending;
   std::int64_t received_at_ms = 0;
+  // Debounced into the turn of row `merged_into` (set_merged), 0: answered by its own turn.
+  std::int64_t merged_into = 0;
 };
 
 struct InsertInboundResult {
@@ -129,6 +131,9 @@ class Store {
   // Rows still pending or running, oldest first: what a restart replays.
   virtual std::vector<InboxRecord> unfinished_inbound() = 0;
   virtual void set_inbound_state(std::int64_t id, InboxState state) = 0;
+  // Rows `members` are answered by the turn of row `lead` (debounced into it): kept, so that a
+  // restart before that turn runs replays them as one turn again. Unknown rows are skipped.
+  virtual void set_merged(std::int64_t lead, const std::vector<std::int64_t>& members) = 0;
   // Closes an inbound row whose turn was cut short (chat.abort, /stop, a drain's timeout): the
   // row becomes "aborted" and the transcript gets an assistant entry in state interrupted
   // holding what the reply had said so far (`partial`, possibly empty), in one transaction.

@@ -37,14 +37,12 @@ TEST(DrainPlan, HappyPathRunsEveryPhaseInOrder) {
   DrainPlan plan;
   EXPECT_EQ(plan.phase(), DrainPhase::not_started);
 
-  auto s = plan.step({E::start}, at(0s));
-  EXPECT_EQ(types(s), (std::vector<A>{A::set_not_ready, A::flush_debouncers, A::await_followups}));
-  EXPECT_EQ(s.phase, DrainPhase::wait_followups);
-  EXPECT_EQ(s.next_deadline, at(5s));
-
-  s = plan.step({E::followups_idle}, at(100ms));
-  EXPECT_EQ(types(s), (std::vector<A>{A::mark_draining, A::await_turns}));
-  EXPECT_EQ(s.actions[0].notice, DrainNotice::will_finish);
+  // Queued followups are durable and go to the next generation: no wait on them, the drain
+  // waits for the turns running now.
+  auto s = plan.step({E::start}, at(100ms));
+  EXPECT_EQ(types(s), (std::vector<A>{A::set_not_ready, A::flush_debouncers, A::mark_draining,
+                                      A::await_turns}));
+  EXPECT_EQ(s.actions[2].notice, DrainNotice::will_finish);
   EXPECT_EQ(s.phase, DrainPhase::wait_turns);
   EXPECT_EQ(s.next_deadline, at(30100ms));  // first blocker log
 
@@ -65,7 +63,6 @@ TEST(DrainPlan, HappyPathRunsEveryPhaseInOrder) {
   EXPECT_EQ(types(s), (std::vector<A>{A::write_clean_marker, A::finished}));
   EXPECT_EQ(s.phase, DrainPhase::done);
 
-  EXPECT_TRUE(plan.report().followups_drained);
   EXPECT_FALSE(plan.report().interrupted);
   EXPECT_TRUE(plan.report().clean_marker);
 }
@@ -75,39 +72,15 @@ TEST(DrainPlan, EventsOutOfPhaseAreIgnored) {
   EXPECT_TRUE(plan.step({E::turns_idle}, at(0s)).actions.empty());
   EXPECT_EQ(plan.phase(), DrainPhase::not_started);
   plan.step({E::start}, at(0s));
-  // An idle signal from before the debouncers were flushed must not skip the followup wait.
-  auto s = plan.step({E::turns_idle}, at(1s));
-  EXPECT_TRUE(s.actions.empty());
-  EXPECT_EQ(s.phase, DrainPhase::wait_followups);
+  EXPECT_TRUE(plan.step({E::deliveries_idle}, at(1s)).actions.empty());
   EXPECT_TRUE(plan.step({E::server_closed}, at(1s)).actions.empty());
   EXPECT_TRUE(plan.step({E::start}, at(1s)).actions.empty());
-  EXPECT_EQ(plan.phase(), DrainPhase::wait_followups);
-}
-
-TEST(DrainPlan, FollowupWaitTimesOutAndProceedsReportingNotDrained) {
-  DrainPlan plan;
-  plan.step({E::start}, at(0s));
-  EXPECT_TRUE(plan.step({E::timer}, at(4999ms)).actions.empty());
-  EXPECT_EQ(plan.phase(), DrainPhase::wait_followups);
-
-  auto s = plan.step({E::timer}, at(5s));
-  EXPECT_EQ(types(s), (std::vector<A>{A::mark_draining, A::await_turns}));
-  EXPECT_FALSE(plan.report().followups_drained);
-  // A late followups_idle is ignored now.
-  EXPECT_TRUE(plan.step({E::followups_idle}, at(6s)).actions.empty());
-
-  plan.step({E::turns_idle}, at(7s));
-  plan.step({E::deliveries_idle}, at(7s));
-  plan.step({E::channels_stopped}, at(7s));
-  s = plan.step({E::server_closed}, at(7s));
-  // Queued followups stay in the inbox; nothing was interrupted, so the marker is written.
-  EXPECT_EQ(types(s), (std::vector<A>{A::write_clean_marker, A::finished}));
+  EXPECT_EQ(plan.phase(), DrainPhase::wait_turns);
 }
 
 TEST(DrainPlan, TurnsAtTheBudgetAreAbortedAndNoCleanMarkerIsWritten) {
   DrainPlan plan({.turn_budget = Duration(60'000)});
-  plan.step({E::start}, at(0s));
-  auto s = plan.step({E::followups_idle}, at(1s));
+  auto s = plan.step({E::start}, at(1s));
   EXPECT_EQ(s.next_deadline, at(31s));
 
   const auto stuck = blockers(10);
@@ -136,7 +109,6 @@ TEST(DrainPlan, TurnsAtTheBudgetAreAbortedAndNoCleanMarkerIsWritten) {
 TEST(DrainPlan, ZeroDeferralTimeoutNeverAbortsButStillLogsEveryThirtySeconds) {
   DrainPlan plan({.turn_budget = deferral_budget(Duration(0), std::nullopt, false)});
   plan.step({E::start}, at(0s));
-  plan.step({E::followups_idle}, at(0s));
 
   const auto stuck = blockers(2);
   int logs = 0;
@@ -156,7 +128,6 @@ TEST(DrainPlan, ZeroDeferralTimeoutNeverAbortsButStillLogsEveryThirtySeconds) {
 TEST(DrainPlan, BlockersAreLoggedEveryThirtySecondsAtMostEightThenMore) {
   DrainPlan plan;
   plan.step({E::start}, at(0s));
-  plan.step({E::followups_idle}, at(0s));
   const auto stuck = blockers(11);
 
   EXPECT_TRUE(plan.step({E::timer, stuck}, at(29999ms)).actions.empty());
@@ -192,10 +163,9 @@ TEST(DrainPlan, BlockersAreLoggedEveryThirtySecondsAtMostEightThenMore) {
 
 TEST(DrainPlan, ForcedDrainAbortsAtOnceAndSaysInterrupted) {
   DrainPlan plan({.turn_budget = deferral_budget(Duration(300'000), std::nullopt, true)});
-  plan.step({E::start}, at(0s));
-  auto s = plan.step({E::followups_idle}, at(200ms));
-  EXPECT_EQ(s.actions[0].type, A::mark_draining);
-  EXPECT_EQ(s.actions[0].notice, DrainNotice::interrupted);
+  auto s = plan.step({E::start}, at(200ms));
+  EXPECT_EQ(s.actions[2].type, A::mark_draining);
+  EXPECT_EQ(s.actions[2].notice, DrainNotice::interrupted);
   EXPECT_EQ(s.next_deadline, at(200ms));
   s = plan.step({E::timer, blockers(1)}, at(200ms));
   EXPECT_EQ(types(s), (std::vector<A>{A::abort_turns, A::await_deliveries}));
@@ -205,7 +175,6 @@ TEST(DrainPlan, ForcedDrainAbortsAtOnceAndSaysInterrupted) {
 TEST(DrainPlan, ForcedDrainWithNoTurnsAbortsNothing) {
   DrainPlan plan({.turn_budget = Duration(0)});
   plan.step({E::start}, at(0s));
-  plan.step({E::followups_idle}, at(0s));
   // await_turns answers at once when nothing runs, before the zero-delay timer.
   auto s = plan.step({E::turns_idle}, at(0s));
   EXPECT_EQ(types(s), (std::vector<A>{A::await_deliveries}));
@@ -215,10 +184,9 @@ TEST(DrainPlan, ForcedDrainWithNoTurnsAbortsNothing) {
 
 TEST(DrainPlan, StopNoticeSaysShuttingDown) {
   DrainPlan plan({.kind = DrainKind::stop});
-  plan.step({E::start}, at(0s));
-  auto s = plan.step({E::followups_idle}, at(0s));
-  ASSERT_EQ(s.actions[0].type, A::mark_draining);
-  EXPECT_EQ(s.actions[0].notice, DrainNotice::shutting_down);
+  auto s = plan.step({E::start}, at(0s));
+  ASSERT_EQ(s.actions[2].type, A::mark_draining);
+  EXPECT_EQ(s.actions[2].notice, DrainNotice::shutting_down);
 }
 
 }  // namespace

@@ -45,8 +45,7 @@ struct RestartDrain {
       : plan(DrainOptions{.kind = DrainKind::restart, .turn_budget = Duration{300'000}}) {
     life.generation_started(kP, "h1");
     life.drain_began(DrainKind::restart, path, at(300s), at(325s));
-    plan.step({E::start}, at(0s));
-    auto s = plan.step({E::followups_idle}, at(0s));
+    auto s = plan.step({E::start}, at(0s));
     EXPECT_EQ(s.phase, DrainPhase::wait_turns);
   }
 };
@@ -203,10 +202,9 @@ TEST(Lifecycle, AShorterWaitCutsTheDrainAndALongerOneCoalesces) {
 
 TEST(Lifecycle, ACutBeforeTheTurnWaitAppliesWhenItBegins) {
   DrainPlan plan(DrainOptions{.kind = DrainKind::restart, .turn_budget = Duration{300'000}});
-  plan.step({E::start}, at(0s));  // waiting on followups (5 s at most)
-  auto s = plan.cut_turns(at(1s), at(0s), kStuck);
-  EXPECT_EQ(s.next_deadline, at(1s));  // the followup wait ends at the cut too
-  s = plan.step({E::followups_idle}, at(500ms));
+  auto s = plan.cut_turns(at(1s), at(0s), kStuck);  // before the drain's first step
+  EXPECT_TRUE(s.actions.empty());
+  s = plan.step({E::start}, at(500ms));
   EXPECT_EQ(s.next_deadline, at(1s));  // the turns get what is left of the cut, not 300 s
   s = plan.step({E::timer, kStuck}, at(1s));
   EXPECT_TRUE(has(s, A::abort_turns));

@@ -74,8 +74,7 @@ TEST(Saturating, EnormousWaitMsWaitsForTheTurnInsteadOfAbortingIt) {
   o.turn_budget = action->drain_budget;
   DrainPlan plan(o);
   TimePoint now = t0 + 1h;
-  plan.step({DrainEventType::start}, now);
-  auto step = plan.step({DrainEventType::followups_idle}, now);
+  auto step = plan.step({DrainEventType::start}, now);
   ASSERT_EQ(plan.phase(), DrainPhase::wait_turns);
   EXPECT_FALSE(has(step, DrainActionType::abort_turns));
   ASSERT_TRUE(step.next_deadline);

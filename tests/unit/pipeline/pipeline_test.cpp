@@ -294,25 +294,6 @@ TEST_F(PipelineTest, FlushingTheDebouncersHandsBufferedMessagesToTheirSessionsAt
   EXPECT_EQ(c.status, "started");
 }
 
-TEST_F(PipelineTest, FollowupWaiterFiresWhenTheLastQueuedMessageIsHandedToATurn) {
-  auto p = make_pipeline();
-  p->start();
-  accept(*p, msg("k1", "s", "one"));
-  accept(*p, msg("k2", "s", "two"));
-  accept(*p, msg("k3", "s", "three"));
-  EXPECT_EQ(p->followups_pending(), 2u);
-  int fired = 0;
-  p->when_followups_drained([&] { ++fired; });
-  complete(0, "r1");
-  EXPECT_EQ(fired, 0);
-  complete(1, "r2");
-  EXPECT_EQ(fired, 1);  // "three" started: nothing waits any more, though a turn still runs
-  EXPECT_EQ(p->active_runs().size(), 1u);
-  bool at_once = false;
-  p->when_followups_drained([&] { at_once = true; });
-  EXPECT_TRUE(at_once);
-}
-
 TEST_F(PipelineTest, CollectModeRunsEverythingThatWaitedAsOneTurn) {
   PipelineSettings s;
   s.queue_mode = core::FollowupMode::collect;

@@ -33,7 +33,6 @@ class FakeTarget final : public DrainTarget {
   }
 
   std::size_t flush_debouncers() override { return 0; }
-  void when_followups_drained(std::function<void()> fn) override { fn(); }
   std::size_t waiting_count() override { return 0; }
   void set_draining() override { calls.push_back("set_draining"); }
   std::vector<pipeline::ActiveChat> active_chats() override {

@@ -1,5 +1,5 @@
 // SqliteStore::close_interrupted: a turn cut short closes its row and keeps what it said,
-// marked interrupted, once.
+// marked interrupted, once. SqliteStore::set_merged: a debounce merge outlives a restart.
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -93,6 +93,27 @@ TEST(SqliteStoreInterrupted, ARestartRepairKeepsInterruptedEntriesAndTheSchemaRe
                               nullptr, nullptr, nullptr);
   sqlite3_close(db);
   EXPECT_EQ(rc, SQLITE_CONSTRAINT);
+}
+
+TEST(SqliteStoreMerged, AMergeIsKeptWithTheRowsAndSurvivesAReopen) {
+  test_support::TempDir dir;
+  const auto path = (dir.path / "db.sqlite").string();
+  std::int64_t a = 0, b = 0, lead = 0;
+  {
+    auto s = SqliteStore::open(path);
+    a = s->insert_inbound(message("k1", "one"), 1000).record.id;
+    b = s->insert_inbound(message("k2", "two"), 1001).record.id;
+    lead = s->insert_inbound(message("k3", "three"), 1002).record.id;
+    s->set_merged(lead, {a, b, 9999});  // an unknown row is skipped
+    s->set_merged(lead, {lead});        // a row is never merged into itself
+  }
+  auto s = SqliteStore::open(path);
+  const auto rows = s->unfinished_inbound();
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].merged_into, lead);
+  EXPECT_EQ(rows[1].merged_into, lead);
+  EXPECT_EQ(rows[2].merged_into, 0);
+  EXPECT_EQ(s->inbound(a)->merged_into, lead);
 }
 
 }  // namespace

@@ -533,7 +533,7 @@ TEST(SqliteStore, OpenCreatesTheSchemaInWalMode) {
   SqliteStore::open(path);
   SqliteStore::open(path);  // a second open finds the schema current and leaves it alone
 
-  EXPECT_EQ(raw_pragma(path, "user_version"), "3");
+  EXPECT_EQ(raw_pragma(path, "user_version"), "4");
   EXPECT_EQ(raw_pragma(path, "journal_mode"), "wal");
 }
 
@@ -553,7 +553,7 @@ TEST(SqliteStore, StateChecksAreOrChainsAndStillEnforced) {
       << outbox;
   EXPECT_FALSE(contains(inbox + outbox, "state IN ('pending', 'running', 'done'")) << inbox;
   EXPECT_FALSE(contains(inbox + outbox, "state IN ('pending', 'sent'")) << outbox;
-  EXPECT_EQ(raw_pragma(path, "user_version"), "3");
+  EXPECT_EQ(raw_pragma(path, "user_version"), "4");
 
   std::string error;
   raw_sql(path,
@@ -917,7 +917,7 @@ TEST(SqliteStoreLifecycle, AVersionOneDatabaseIsUpgradedWithItsRowsKept) {
   sqlite3_close(db);
 
   auto s = SqliteStore::open(path);
-  EXPECT_EQ(raw_pragma(path, "user_version"), "3");
+  EXPECT_EQ(raw_pragma(path, "user_version"), "4");
   const auto pending = s->pending_outbox();
   ASSERT_EQ(pending.size(), 1u);
   EXPECT_EQ(pending[0].idem_key, "1:0");
