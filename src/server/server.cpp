@@ -423,7 +423,9 @@ void Server::detach(std::uint64_t conn_id) {
   connections_.erase(conn_id);
   ending_.erase(conn_id);
   for (auto it = subscribers_.begin(); it != subscribers_.end();) {
-    it->second.erase(conn_id);
+    if (it->second.erase(conn_id) > 0 && it->second.empty()) {
+      missed_.watcher_left(it->first);  // its next end events wait for a watcher
+    }
     it = it->second.empty() ? subscribers_.erase(it) : std::next(it);
   }
   maybe_closed();
@@ -440,11 +442,21 @@ void Server::track(const std::shared_ptr<HttpSession>& s) {
 
 void Server::subscribe(std::uint64_t conn_id, const std::string& session_key) {
   subscribers_[session_key].insert(conn_id);
+  if (!missed_.keeps(session_key)) return;
+  // The runs that ended while nobody watched: their end events, once, to whoever comes back.
+  auto missed = missed_.take(session_key, clock_.wall_ms());
+  auto c = connections_.find(conn_id);
+  if (c == connections_.end()) return;
+  for (const auto& payload : missed) c->second->send_event_dump("chat", payload);
 }
 
 void Server::on_chat_event(const pipeline::ChatEvent& ev) {
   auto subs = subscribers_.find(ev.session_key);
-  if (subs == subscribers_.end()) return;
+  const bool away = subs == subscribers_.end();
+  // Nobody watches: only the end of a run is kept, and only for a session someone left.
+  if (away && (ev.state == pipeline::ChatEvent::State::delta || !missed_.keeps(ev.session_key))) {
+    return;
+  }
   // Built member by member and moved into place: braced lists copy every element (a deep
   // copy of `message` too), which cost a third of the event's CPU.
   json payload(json::value_t::object);
@@ -494,8 +506,12 @@ void Server::on_chat_event(const pipeline::ChatEvent& ev) {
       if (!ev.error.empty()) payload.emplace("errorMessage", ev.error);
       break;
   }
-  const std::string payload_json =
+  std::string payload_json =
       payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (away) {
+    missed_.record(ev.session_key, std::move(payload_json), clock_.wall_ms());
+    return;
+  }
   for (auto id : subs->second) {
     if (auto c = connections_.find(id); c != connections_.end()) {
       c->second->send_event_dump("chat", payload_json);

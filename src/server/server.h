@@ -18,6 +18,7 @@
 #include "pipeline/pipeline.h"
 #include "server/auth_throttle.h"
 #include "server/control.h"
+#include "server/missed_finals.h"
 #include "server/origin_policy.h"
 #include "server/rpc_methods.h"
 
@@ -215,6 +216,8 @@ class Server final : public pipeline::ChatEventListener {
   std::uint64_t health_version_ = 0;
   std::map<std::uint64_t, std::shared_ptr<WsConnection>> connections_;
   std::unordered_map<std::string, std::set<std::uint64_t>> subscribers_;  // by session key
+  // End events of sessions whose subscribers all went away, for when one comes back.
+  MissedFinals missed_;
   std::map<std::uint64_t, std::weak_ptr<HttpSession>> http_sessions_;
 };
 

@@ -98,6 +98,51 @@ TEST(Drain, AConnectionDuringTheTeardownIsServedByTheNextGenerationNotRefused) {
   EXPECT_EQ(late.request("health", json::object())["payload"].value("ok", false), true);
 }
 
+// A message acknowledged `queued` during a restart's drain runs in the next generation while
+// its client is away; the client that comes back and subscribes gets its final event, once.
+TEST(Drain, AClientThatComesBackGetsTheFinalOfARunThatEndedWhileItWasAway) {
+  TempDir dir;
+  Gateway gw(dir, restartable(echo_config(/*delay_ms=*/800)));
+  gw.start();
+  RawWs ws(gw.port());
+  ASSERT_EQ(ws.connect(gw.token(), {"operator.write", "operator.admin"}).value("ok", false), true);
+  EventTape tape(ws);
+  start_turn(ws, "away", "hold the drain", "aw-1");
+  json res = ws.request("gateway.restart.request", {{"reason", "e2e away"}, {"delayMs", 0}});
+  ASSERT_EQ(res["payload"].value("ok", false), true) << res.dump();
+  ASSERT_FALSE(tape.wait_for(is_notice, 5s).is_null()) << tape.dump() << gw.log();
+  json late = ws.request("chat.send", {{"sessionKey", "away"},
+                                       {"message", "while draining"},
+                                       {"idempotencyKey", "aw-2"}});
+  ASSERT_EQ(late["payload"].value("status", ""), "queued") << late.dump();
+  tape.until_close(8s);
+  ASSERT_TRUE(wait_generation(gw, 2)) << gw.log();
+  // The next generation answers "aw-2" while nobody is connected (a bounded wait on the other
+  // process's store, as a client polling chat.history would).
+  const auto deadline = Clock::now() + 10s;
+  while (entries_of_run(gw.history("away"), "assistant", "aw-2").empty()) {
+    ASSERT_LT(Clock::now(), deadline) << gw.log();
+    std::this_thread::sleep_for(20ms);
+  }
+  auto back = gw.client();
+  back->request("chat.history", {{"sessionKey", "away"}});
+  ChatRun run = await_run(*back, "aw-2", 5s);
+  EXPECT_EQ(run.state(), "final") << run.terminal.dump() << gw.log();
+  EXPECT_NE(run.text().find("while draining"), std::string::npos) << run.text();
+
+  // Once: a second client that subscribes gets no copy before the end of its own run.
+  auto again = gw.client();
+  again->request("chat.history", {{"sessionKey", "away"}});
+  json ack = again->request("chat.send", {{"sessionKey", "away"},
+                                          {"message", "next"},
+                                          {"idempotencyKey", "aw-3"}});
+  ChatRun next = await_run(*again, ack.value("runId", ""), 5s);
+  ASSERT_EQ(next.state(), "final") << next.terminal.dump();
+  for (const auto& ev : next.other) {
+    EXPECT_NE(ev["payload"].value("runId", ""), "aw-2") << "a second copy: " << ev.dump();
+  }
+}
+
 TEST(Drain, StatusDuringTheDrainNamesTheBlockingRun) {
   TempDir dir;
   Gateway gw(dir, restartable(echo_config(/*delay_ms=*/3000)));
