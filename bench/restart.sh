@@ -10,13 +10,15 @@
 #              new generation (tight poll), and status.lastRestart.durationMs. Target < 50 ms.
 #  3. load     restart under load: drawbridge_loadgen --reconnect --verify, open loop RATE msg/s
 #              over SESSIONS sessions for SECONDS s, SIGUSR1 every EVERY s; messages lost and
-#              replies duplicated (from the transcripts) must be 0; p99 latency reported.
+#              replies duplicated (from the transcripts) must be 0; p99 latency reported. The
+#              echo agent answers after LOAD_TURN_MS (-l, default 0); connects the gateway
+#              refused are counted from its log.
 #
 #  (baseline, -b S: the same load for S s without restarts, on a fresh gateway, to compare
 #              the latency; not run by default)
 #
-#   bench/restart.sh [-n RUNS] [-t TURN_DELAY_MS] [-r RATE] [-c SESSIONS] [-d SECONDS]
-#                    [-e EVERY_S] [-b BASELINE_S] [-o latency,idle,load] [-q MAX_WAIT_S]
+#   bench/restart.sh [-n RUNS] [-t TURN_DELAY_MS] [-l LOAD_TURN_MS] [-r RATE] [-c SESSIONS]
+#                    [-d SECONDS] [-e EVERY_S] [-b BASELINE_S] [-o latency,idle,load] [-q MAX_WAIT_S]
 #                    [-L LOG_DIR] [-- extra loadgen args]
 # -q S: before each part wait up to S s for the machine to be >= 80% idle (default 0).
 # -L DIR: keep the gateway logs and JSON results there (the work folder is removed on exit).
@@ -26,11 +28,12 @@ source "$(dirname "$0")/common.sh"
 RESTART_PROBE_BIN="${RESTART_PROBE_BIN:-$BUILD_DIR/bench/drawbridge_restart_probe}"
 
 runs=20 turn_delay=200 rate=200 sessions=50 seconds=60 every=2 only="latency,idle,load" quiet=0
-keep="" baseline=0
-while getopts "n:t:r:c:d:e:b:o:q:L:" o; do
+keep="" baseline=0 load_turn=0
+while getopts "n:t:l:r:c:d:e:b:o:q:L:" o; do
   case "$o" in
     n) runs="$OPTARG" ;;
     t) turn_delay="$OPTARG" ;;
+    l) load_turn="$OPTARG" ;;
     r) rate="$OPTARG" ;;
     c) sessions="$OPTARG" ;;
     d) seconds="$OPTARG" ;;
@@ -39,7 +42,7 @@ while getopts "n:t:r:c:d:e:b:o:q:L:" o; do
     o) only="$OPTARG" ;;
     q) quiet="$OPTARG" ;;
     L) keep="$OPTARG" ;;
-    *) echo "usage: $0 [-n RUNS] [-t TURN_DELAY_MS] [-r RATE] [-c SESSIONS] [-d SECONDS] [-e EVERY_S] [-b BASELINE_S] [-o latency,idle,load] [-q S] [-L DIR] [-- loadgen args]" >&2
+    *) echo "usage: $0 [-n RUNS] [-t TURN_DELAY_MS] [-l LOAD_TURN_MS] [-r RATE] [-c SESSIONS] [-d SECONDS] [-e EVERY_S] [-b BASELINE_S] [-o latency,idle,load] [-q S] [-L DIR] [-- loadgen args]" >&2
        exit 64 ;;
   esac
 done
@@ -145,7 +148,8 @@ fi
 # ---- 3. restarts under load ------------------------------------------------------------------
 if [[ ",$only," == *",load,"* ]]; then
   cfg="$work/config-load.json"
-  write_config "$cfg" info "" "$restart_gw"
+  write_config "$cfg" info "\"agents\": {\"main\": {\"type\": \"echo\", \"delayMs\": $load_turn}}" \
+    "$restart_gw"
   part_start load "$cfg"
   echo "+ $LOADGEN_BIN --url ws://127.0.0.1:$PORT --token $BENCH_TOKEN --connections $sessions" \
        "--rate $rate --duration $seconds --warmup 0 --grace 15 --reconnect --verify" \
@@ -155,6 +159,7 @@ if [[ ",$only," == *",load,"* ]]; then
     --restart-every "$every" --server-pid "$GW_PID" "$@" >"$work/load.json"
   rc=$?
   gens=$(grep -c 'ready: restart (' "$LOG")
+  refused=$(grep -c 'connect refused' "$LOG")
   ready_after=$(http_status "$PORT" /readyz)
   part_stop load
   [[ -n "$keep" ]] && cp "$work/load.json" "$keep/"
@@ -168,7 +173,7 @@ if [[ ",$only," == *",load,"* ]]; then
     "   latency ms (finals received): p50 \(.latencyMs.p50 * 100 | round / 100)  p90 \(.latencyMs.p90 * 100 | round / 100)  p99 \(.latencyMs.p99 * 100 | round / 100)  max \(.latencyMs.max * 100 | round / 100)",
     "   SIGUSR1 sent \(.reconnect.restartsSignalled)  disconnects \(.reconnect.disconnects)  reconnects \(.reconnect.reconnects)  re-sent with the same key \(.reconnect.resentSameKey)  longest down \(.reconnect.longestDownMs | round) ms"
   ' "$work/load.json")
-  SUMMARY+=("3. load: $rate msg/s over $sessions sessions, SIGUSR1 every $every s for $seconds s: $gens restarts completed"
+  SUMMARY+=("3. load: $rate msg/s over $sessions sessions, ${load_turn} ms turns, SIGUSR1 every $every s for $seconds s: $gens restarts completed, $refused connect(s) refused"
             "   $r"
             "   gateway log 'restart took X ms' under load:                   $l")
 fi
