@@ -8,14 +8,8 @@
 namespace drawbridge::pipeline {
 namespace {
 
-PipelineSettings debounce_window(core::Duration window) {
-  PipelineSettings s;
-  s.inbound_debounce = window;
-  return s;
-}
-
 TEST_F(PipelineTest, ADebouncedBatchQueuedAtTheDrainRunsAsOneTurnAfterTheRestart) {
-  auto p = make_pipeline(0, debounce_window(core::Duration(1000)));
+  auto p = make_pipeline(0, debounced(core::Duration(1000)));
   p->start();
   accept(*p, msg("k1", "s", "long task"));
   executor_.advance(core::Duration(1000));
@@ -46,7 +40,7 @@ TEST_F(PipelineTest, ADebouncedBatchQueuedAtTheDrainRunsAsOneTurnAfterTheRestart
 }
 
 TEST_F(PipelineTest, AFlushedBatchThatStartsATurnIsCountedBeforeItsStartRuns) {
-  auto p = make_pipeline(0, debounce_window(core::Duration(1000)));
+  auto p = make_pipeline(0, debounced(core::Duration(1000)));
   p->start();
   accept(*p, msg("k1", "s", "hello"));
   EXPECT_EQ(p->flush_debouncers(), 1u);

@@ -82,6 +82,12 @@ class PipelineTest : public ::testing::Test {
   RecordingListener listener_;
 };
 
+inline PipelineSettings debounced(core::Duration window) {
+  PipelineSettings s;
+  s.inbound_debounce = window;
+  return s;
+}
+
 inline bool has_history(const TurnRequest& r, const std::string& role, const std::string& part) {
   for (const auto& h : r.history) {
     if (h.role == role && h.text.find(part) != std::string::npos) return true;

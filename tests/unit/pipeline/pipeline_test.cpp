@@ -247,12 +247,6 @@ TEST_F(PipelineTest, UnknownChannelIsRefusedAndNothingIsWritten) {
 
 // --- debounce, followup queues and the drain's hooks (issue 3) ---
 
-PipelineSettings debounced(core::Duration window) {
-  PipelineSettings s;
-  s.inbound_debounce = window;
-  return s;
-}
-
 TEST_F(PipelineTest, DebouncedMessagesOfOneChatBecomeOneTurn) {
   auto p = make_pipeline(0, debounced(core::Duration(1000)));
   p->start();
