@@ -300,6 +300,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void start(Out out, bool watch) {
     out_ = std::move(out);
     next_ = 0;
+    content_next_ = 0;
     answering_ = true;
     if (out_.stream) {
       std::lock_guard lock(impl_.mu);
@@ -312,6 +313,15 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void write() {
+    const auto& content = out_.content_writes;
+    if (record_ != npos && content_next_ < content.size() && content[content_next_] == next_) {
+      const auto now = Clock::now();
+      std::lock_guard lock(impl_.mu);
+      auto& sent = impl_.requests[record_].deltas_sent;
+      for (; content_next_ < content.size() && content[content_next_] == next_; ++content_next_) {
+        sent.push_back(now);
+      }
+    }
     net::async_write(socket_, net::buffer(out_.writes[next_]),
                      beast::bind_front_handler(&Session::on_write, shared_from_this()));
   }
@@ -402,11 +412,12 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   Out out_;
-  std::size_t next_ = 0;       // the write in flight or next
-  std::size_t record_ = npos;  // the answered request in impl_.requests
-  bool keep_alive_ = true;     // of the request being answered
-  bool answering_ = false;     // from the first write until the answer ends
-  bool streaming_ = false;     // counted in active_streams
+  std::size_t next_ = 0;          // the write in flight or next
+  std::size_t content_next_ = 0;  // the first of out_.content_writes not yet stamped
+  std::size_t record_ = npos;     // the answered request in impl_.requests
+  bool keep_alive_ = true;        // of the request being answered
+  bool answering_ = false;        // from the first write until the answer ends
+  bool streaming_ = false;        // counted in active_streams
   bool closed_ = false;
   bool drain_ = false;  // close by drain_then_close()
   std::array<char, 4096> scratch_;

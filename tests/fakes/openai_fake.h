@@ -91,6 +91,11 @@ class OpenAiFake {
     // When the write carrying the first non-empty content delta completed (for a
     // non-streaming answer, its body); none without content or before it is written.
     std::optional<std::chrono::steady_clock::time_point> first_delta_written;
+    // One entry per non-empty content delta, in order: just before the write carrying (the
+    // end of) that delta was handed to the socket (asio writes at once when no write is
+    // queued, so this is when the bytes reach the kernel). Several deltas in one write
+    // share its time. Benchmarks compare it with when a client saw the delta.
+    std::vector<std::chrono::steady_clock::time_point> deltas_sent;
   };
 
   // Binds 127.0.0.1:0 and starts serving; throws when it cannot bind.
