@@ -71,10 +71,11 @@ std::string describe(const json& r) {
   if (part == "first" || part == "first-direct") {
     const auto& p = r["firstDeltaOverheadMs"];
     std::snprintf(what, sizeof what,
-                  "%d session(s), %d turns: first-delta overhead p50 %.3f, p90 %.3f, p99 "
-                  "%.3f, max %.3f ms",
-                  r["concurrency"].get<int>(), r["turns"].get<int>(), p["p50"].get<double>(),
-                  p["p90"].get<double>(), p["p99"].get<double>(), p["max"].get<double>());
+                  "%d session(s), %d turns (gap %d ms, think %d ms): first-delta overhead p50 "
+                  "%.3f, p90 %.3f, p99 %.3f, max %.3f ms",
+                  r["concurrency"].get<int>(), r["turns"].get<int>(), r["gapMs"].get<int>(),
+                  r["thinkMs"].get<int>(), p["p50"].get<double>(), p["p90"].get<double>(),
+                  p["p99"].get<double>(), p["max"].get<double>());
   } else if (part == "streams" || part == "streams-direct") {
     const auto& p = r["deltaDelayMs"];
     std::snprintf(what, sizeof what,
@@ -116,6 +117,11 @@ int main(int argc, char** argv) {
   app.add_option("--turns,-n", o.turns, "first: measured turns per concurrency (default 2000)");
   app.add_option("--first-concurrency", first_c, "first: sessions in parallel (default 1,20)");
   app.add_option("--first-deltas", o.first_deltas, "first: deltas per turn (default 3)");
+  app.add_option("--first-gap-ms", o.first_gap_ms,
+                 "first: the fake waits this long before each delta, the first too (default 0)");
+  app.add_option(
+      "--first-think-ms", o.first_think_ms,
+      "first: a session waits 0..2x this after a final before its next turn (default 0)");
   app.add_option("--warmup-turns", o.warmup_turns, "first: unmeasured turns first (default 20)");
   app.add_option("--streams,-s", o.streams, "streams: concurrent turns (default 200)");
   app.add_option("--deltas,-k", o.deltas, "streams: deltas per turn (default 100)");
@@ -142,8 +148,9 @@ int main(int argc, char** argv) {
     return std::all_of(v.begin(), v.end(), [](int x) { return x > 0 && x <= 5000; });
   };
   if (o.turns <= 0 || o.first_deltas <= 0 || o.streams <= 0 || o.streams > 5000 || o.deltas <= 0 ||
-      o.gap_ms < 0 || o.stagger_ms < 0 || o.warmup_turns < 0 || !positive(o.first_concurrency) ||
-      !positive(o.mem_streams) || o.repeats <= 0) {
+      o.gap_ms < 0 || o.first_gap_ms < 0 || o.first_think_ms < 0 || o.stagger_ms < 0 ||
+      o.warmup_turns < 0 || !positive(o.first_concurrency) || !positive(o.mem_streams) ||
+      o.repeats <= 0) {
     std::fprintf(stderr, "counts must be > 0 (clients at most 5000), times >= 0\n");
     return 64;
   }

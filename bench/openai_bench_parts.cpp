@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <random>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -329,6 +330,18 @@ std::vector<std::unique_ptr<asio::steady_timer>> staggered(asio::io_context& io,
   return timers;
 }
 
+// The first part's turns: --first-deltas deltas, each --first-gap-ms after the one before (the
+// first after the role chunk, which comes at once).
+Script first_script(const Options& o) {
+  return Script::slow_stream(markers(o.first_deltas), std::chrono::milliseconds(o.first_gap_ms));
+}
+
+Clock::duration first_budget(const Options& o, int turns, int concurrency) {
+  const long long per_turn_ms =
+      5 + 2LL * o.first_think_ms + (o.first_deltas + 1LL) * o.first_gap_ms;
+  return std::chrono::milliseconds(60000 + 2 * turns * per_turn_ms / concurrency);
+}
+
 Clock::duration streams_budget(const Options& o) {
   return std::chrono::milliseconds(30000 + o.stagger_ms + 4LL * o.deltas * o.gap_ms);
 }
@@ -362,7 +375,7 @@ std::vector<json> run_direct(const Options& o, int run) {
   // One at a time, as the first part with one session (a fresh connection per turn).
   const int total = o.turns + o.warmup_turns;
   const std::string first_name = "direct-first-r" + std::to_string(run);
-  const Script quick = Script::stream_reply(markers(o.first_deltas));
+  const Script quick = first_script(o);
   int ended = 0;
   CpuWindow cpu(-1);
   std::function<void()> next = [&] {
@@ -378,12 +391,13 @@ std::vector<json> run_direct(const Options& o, int run) {
   };
   next();
   if (!run_until(
-          io, [&] { return ended == total; }, std::chrono::seconds(60 + total / 20))) {
+          io, [&] { return ended == total; }, first_budget(o, total, 1))) {
     throw std::runtime_error(first_name + ": not every turn ended within the time limit");
   }
   Problems first_problems;
-  json first = {{"part", "first-direct"}, {"run", run},         {"concurrency", 1},
-                {"turns", o.turns},       {"loadBefore", load}, {"cpu", cpu.result()}};
+  json first = {
+      {"part", "first-direct"},  {"run", run},   {"concurrency", 1},   {"turns", o.turns},
+      {"gapMs", o.first_gap_ms}, {"thinkMs", 0}, {"loadBefore", load}, {"cpu", cpu.result()}};
   first.update(first_figures(turns(), requests_by_tag(fake), o.warmup_turns, o.first_deltas,
                              first_problems));
   first["problems"] = first_problems.to_json();
@@ -422,24 +436,39 @@ json run_first(const Options& o, const fs::path& dir, int concurrency, int run) 
             {"run", run},
             {"concurrency", concurrency},
             {"turns", o.turns},
+            {"gapMs", o.first_gap_ms},
+            {"thinkMs", o.first_think_ms},
             {"loadBefore", load_avg()}};
   const std::string name = "first-c" + std::to_string(concurrency) + "-r" + std::to_string(run);
   Rig rig(o, dir / name, static_cast<std::size_t>(concurrency), false);
   rig.connect(concurrency, name + "-s");
   const int total = o.turns + o.warmup_turns;
-  const Script script = Script::stream_reply(markers(o.first_deltas));
+  const Script script = first_script(o);
   int started = 0, ended = 0;
   CpuWindow cpu(rig.gateway().pid());
-  std::function<void(WsClient&)> next = [&](WsClient& c) {
-    if (!c.turns().empty()) ++ended;
+  std::mt19937 rng(12345);
+  std::uniform_int_distribution<int> think_us(0, 2000 * o.first_think_ms);
+  std::unordered_map<WsClient*, std::unique_ptr<asio::steady_timer>> timers;
+  std::function<void(WsClient&)> next;
+  auto begin = [&](WsClient& c) {
     if (started >= total || !c.failure().empty()) return;
     if (started == o.warmup_turns) cpu.reset();
     const std::string tag = name + "-t" + std::to_string(started++);
     rig.fake().push(script);
     c.send_turn(tag, tag + " stream please", next);
   };
-  for (auto& c : rig.clients()) next(*c);
-  if (!rig.run([&] { return ended == total; }, std::chrono::seconds(60 + total / 20))) {
+  next = [&](WsClient& c) {
+    ++ended;
+    if (o.first_think_ms <= 0) return begin(c);
+    auto& timer = timers[&c];
+    if (!timer) timer = std::make_unique<asio::steady_timer>(rig.io());
+    timer->expires_after(std::chrono::microseconds(think_us(rng)));
+    timer->async_wait([&begin, &c](boost::system::error_code ec) {
+      if (!ec) begin(c);
+    });
+  };
+  for (auto& c : rig.clients()) begin(*c);
+  if (!rig.run([&] { return ended == total; }, first_budget(o, total, concurrency))) {
     throw std::runtime_error(name + ": " + std::to_string(ended) + " of " + std::to_string(total) +
                              " turns ended within the time limit");
   }

@@ -18,6 +18,8 @@ struct Options {
   int turns = 2000;
   std::vector<int> first_concurrency{1, 20};
   int first_deltas = 3;
+  int first_gap_ms = 0;    // the fake's pause before each delta (the first included)
+  int first_think_ms = 0;  // a session's pause after a final: uniform in [0, 2 x this]
   int warmup_turns = 20;
   int streams = 200;
   int deltas = 100;
