@@ -135,6 +135,9 @@ int main(int argc, char** argv) {
   app.add_option("--quiet-pct", o.quiet_pct, "Idle percentage -q waits for (default 80)");
   app.add_option("--keep,-L", o.keep, "Keep the data folders and logs under this folder");
   app.add_option("--json", o.json_out, "Also append every run's result (JSON lines) here");
+  app.add_option("--samples", o.samples,
+                 "Append every delta of the streams parts here (CSV: run,stream,k,write_ms,"
+                 "delay_ms)");
   app.add_option("--log-level", o.log_level, "The gateway's logging.level (default info)");
   CLI11_PARSE(app, argc, argv);
   try {

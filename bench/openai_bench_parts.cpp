@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <random>
@@ -266,30 +267,58 @@ json delta_figures(const std::vector<Turn*>& turns, const Requests& requests, in
           {"deltasOver5ms", over5}};
 }
 
+// Appends "label,stream,k,write_ms,delay_ms" per delta to `path` (write_ms: from the first
+// delta the fake wrote in this run), for plotting delays against time.
+void write_samples(const std::string& path, const std::string& label,
+                   const std::vector<Turn*>& turns, const Requests& requests) {
+  if (path.empty()) return;
+  auto t0 = Clock::time_point::max();
+  for (const Turn* t : turns) {
+    const Request* req = find(requests, t->tag);
+    if (req && !req->deltas_sent.empty()) t0 = std::min(t0, req->deltas_sent.front());
+  }
+  std::ofstream out(path, std::ios::app);
+  for (const Turn* t : turns) {
+    const Request* req = find(requests, t->tag);
+    if (!req) continue;
+    const std::string stream = t->tag.substr(t->tag.rfind("-t") + 2);
+    for (std::size_t k = 0; k < t->markers.size() && k < req->deltas_sent.size(); ++k) {
+      if (!t->markers[k]) continue;
+      out << label << ',' << stream << ',' << k << ',' << ms_between(t0, req->deltas_sent[k]) << ','
+          << ms_between(req->deltas_sent[k], *t->markers[k]) << '\n';
+    }
+  }
+}
+
 // CPU use by thread, of the gateway and of this process, over a window.
 struct CpuWindow {
   explicit CpuWindow(pid_t gw) : pid(gw) { reset(); }
   void reset() {
     t0 = Clock::now();
     if (pid > 0) gw0 = thread_cpu_s(std::to_string(pid));
+    if (pid > 0) gw_wait0 = thread_wait_s(std::to_string(pid));
     self0 = thread_cpu_s("self");
+    self_wait0 = thread_wait_s("self");
   }
   json result() const {
     const double wall = ms_between(t0, Clock::now()) / 1000;
     json r = {{"wallSeconds", round3(wall)},
-              {"benchThreads", thread_pcts(self0, thread_cpu_s("self"), wall)}};
+              {"benchThreads", thread_pcts(self0, thread_cpu_s("self"), wall)},
+              {"benchThreadsWaitingForCpu", thread_pcts(self_wait0, thread_wait_s("self"), wall)}};
     if (pid > 0) {
       auto gw1 = thread_cpu_s(std::to_string(pid));
       double total = 0;
       for (auto& [k, v] : gw1) total += v - (gw0.count(k) ? gw0.at(k) : 0);
       r["gatewayCpuPct"] = wall > 0 ? std::round(total / wall * 1000) / 10 : 0.0;
       r["gatewayThreads"] = thread_pcts(gw0, gw1, wall);
+      r["gatewayThreadsWaitingForCpu"] =
+          thread_pcts(gw_wait0, thread_wait_s(std::to_string(pid)), wall);
     }
     return r;
   }
   pid_t pid;
   Clock::time_point t0;
-  std::map<std::string, double> gw0, self0;
+  std::map<std::string, double> gw0, self0, gw_wait0, self_wait0;
 };
 
 json finish(Rig& rig, json r, Problems& problems) {
@@ -424,7 +453,9 @@ std::vector<json> run_direct(const Options& o, int run) {
   json r = {{"part", "streams-direct"}, {"run", run},         {"streams", o.streams},
             {"deltas", o.deltas},       {"gapMs", o.gap_ms},  {"staggerMs", o.stagger_ms},
             {"loadBefore", load},       {"cpu", cpu.result()}};
-  r.update(delta_figures(turns(), requests_by_tag(fake), o.deltas, problems));
+  const auto requests = requests_by_tag(fake);
+  r.update(delta_figures(turns(), requests, o.deltas, problems));
+  write_samples(o.samples, name, turns(), requests);
   r["problems"] = problems.to_json();
   results.push_back(r);
   return results;
@@ -504,7 +535,9 @@ json run_streams(const Options& o, const fs::path& dir, int run) {
   r["cpu"] = cpu.result();
   r["fakeMaxActiveStreams"] = rig.fake().max_active_streams();
   Problems problems;
-  r.update(delta_figures(turns_of(rig.clients()), requests_by_tag(rig.fake()), o.deltas, problems));
+  const auto requests = requests_by_tag(rig.fake());
+  r.update(delta_figures(turns_of(rig.clients()), requests, o.deltas, problems));
+  write_samples(o.samples, name, turns_of(rig.clients()), requests);
   return finish(rig, r, problems);
 }
 

@@ -32,6 +32,7 @@ struct Options {
   int quiet_pct = 80;
   std::string keep;
   std::string json_out;
+  std::string samples;  // streams: every delta's delay, as CSV lines
   std::string log_level = "info";
 };
 

@@ -147,6 +147,14 @@ double proc_cpu_s(pid_t pid) {
 }
 
 std::map<std::string, double> thread_cpu_s(const std::string& pid) {
+  return thread_times_s(pid, false);
+}
+
+std::map<std::string, double> thread_wait_s(const std::string& pid) {
+  return thread_times_s(pid, true);
+}
+
+std::map<std::string, double> thread_times_s(const std::string& pid, bool wait) {
   std::map<std::string, double> out;
   std::error_code ec;
   for (auto& t : fs::directory_iterator("/proc/" + pid + "/task", ec)) {
@@ -162,7 +170,13 @@ std::map<std::string, double> thread_cpu_s(const std::string& pid) {
       // the resolver's.
       name = tid == std::to_string(::getpid()) ? "bench-clients" : "bench-other/" + tid;
     }
-    out[name] = stat_cpu_s(s);
+    if (!wait) {
+      out[name] = stat_cpu_s(s);
+      continue;
+    }
+    std::ifstream sched(t.path() / "schedstat");  // ns on a CPU, ns runnable and waiting
+    unsigned long long run_ns = 0, wait_ns = 0;
+    if (sched >> run_ns >> wait_ns) out[name] = static_cast<double>(wait_ns) / 1e9;
   }
   return out;
 }
@@ -422,7 +436,35 @@ void WsClient::do_read() {
   });
 }
 
+namespace {
+
+// The value of the first `"key":"` in a frame, when it holds no escapes. (Inside a JSON string
+// a quote is escaped, so the pattern only matches a key.)
+std::optional<std::string_view> string_field(std::string_view frame, std::string_view pattern) {
+  auto p = frame.find(pattern);
+  if (p == std::string_view::npos) return std::nullopt;
+  p += pattern.size();
+  auto e = frame.find('"', p);
+  if (e == std::string_view::npos) return std::nullopt;
+  auto v = frame.substr(p, e - p);
+  if (v.find('\\') != std::string_view::npos) return std::nullopt;
+  return v;
+}
+
+}  // namespace
+
 void WsClient::on_frame(const std::string& text, Clock::time_point at) {
+  // Delta events, most of the frames, without a full parse: the client's own time is part of
+  // every delay measured.
+  if (busy_ && text.rfind(R"({"type":"event","event":"chat",)", 0) == 0) {
+    auto state = string_field(text, R"("state":")");
+    auto key = string_field(text, R"("sessionKey":")");
+    auto delta = string_field(text, R"("deltaText":")");
+    if (state && *state == "delta" && key && *key == key_ && delta) {
+      on_delta(*delta, at);
+      return;
+    }
+  }
   json j = json::parse(text, nullptr, false);
   if (!j.is_object()) return fail("a frame that is not a JSON object");
   const std::string type = j.value("type", "");
@@ -449,22 +491,7 @@ void WsClient::on_frame(const std::string& text, Clock::time_point at) {
   if (!p.is_object() || p.value("sessionKey", "") != key_) return;
   const std::string state = p.value("state", "");
   Turn& t = turns_.back();
-  if (state == "delta") {
-    ++t.delta_events;
-    if (!t.first_delta) t.first_delta = at;
-    // The bench's deltas are "t<k> ": a delta event carries one or more of them.
-    const std::string d = p.value("deltaText", "");
-    for (std::size_t i = d.find('t'); i != std::string::npos; i = d.find('t', i + 1)) {
-      std::size_t e = i + 1;
-      while (e < d.size() && d[e] >= '0' && d[e] <= '9') ++e;
-      if (e == i + 1 || e >= d.size() || d[e] != ' ') continue;
-      const auto k = static_cast<std::size_t>(std::stoul(d.substr(i + 1, e - i - 1)));
-      if (k >= 100000) continue;
-      if (t.markers.size() <= k) t.markers.resize(k + 1);
-      if (!t.markers[k]) t.markers[k] = at;
-    }
-    return;
-  }
+  if (state == "delta") return on_delta(p.value("deltaText", ""), at);
   std::string err = p.value("errorMessage", "");
   if (state == "final" && p.contains("message")) {
     const json& content = p["message"].value("content", json::array());
@@ -473,6 +500,21 @@ void WsClient::on_frame(const std::string& text, Clock::time_point at) {
     }
   }
   end_turn(state, err, at);
+}
+
+void WsClient::on_delta(std::string_view d, Clock::time_point at) {
+  Turn& t = turns_.back();
+  ++t.delta_events;
+  if (!t.first_delta) t.first_delta = at;
+  // The bench's deltas are "t<k> ": a delta event carries one or more of them.
+  for (std::size_t i = d.find('t'); i != std::string_view::npos; i = d.find('t', i + 1)) {
+    std::size_t e = i + 1;
+    while (e < d.size() && d[e] >= '0' && d[e] <= '9') ++e;
+    if (e == i + 1 || e >= d.size() || d[e] != ' ' || e - i > 6) continue;
+    const auto k = static_cast<std::size_t>(std::stoul(std::string(d.substr(i + 1, e - i - 1))));
+    if (t.markers.size() <= k) t.markers.resize(k + 1);
+    if (!t.markers[k]) t.markers[k] = at;
+  }
 }
 
 void WsClient::end_turn(std::string state, std::string error, Clock::time_point at) {

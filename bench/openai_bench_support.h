@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -52,6 +53,9 @@ Memory read_memory(pid_t pid);
 double proc_cpu_s(pid_t pid);
 // CPU seconds per thread ("name/tid") of a process, "self" for this one.
 std::map<std::string, double> thread_cpu_s(const std::string& pid);
+// Seconds each thread was runnable but waited for a CPU (/proc/.../schedstat), same names.
+std::map<std::string, double> thread_wait_s(const std::string& pid);
+std::map<std::string, double> thread_times_s(const std::string& pid, bool wait);
 // {"name/tid": percent of one core} for the threads that used at least 2 % since `before`.
 nlohmann::json thread_pcts(const std::map<std::string, double>& before,
                            const std::map<std::string, double>& after, double wall_s);
@@ -128,6 +132,7 @@ class WsClient : public std::enable_shared_from_this<WsClient> {
   void do_write();
   void do_read();
   void on_frame(const std::string& text, Clock::time_point at);
+  void on_delta(std::string_view delta_text, Clock::time_point at);
   void end_turn(std::string state, std::string error, Clock::time_point at);
   void fail(std::string why);
 
