@@ -22,7 +22,10 @@
 //           The first --warmup-turns turns are not measured.
 //  streams  --streams concurrent streaming turns (one session each), each --deltas deltas
 //           --gap-ms apart, started over --stagger-ms; per delta: receipt - write. Counts those
-//           later than 1 ms and 5 ms.
+//           later than 1 ms and 5 ms. --pace: steady (each stream on its own fixed schedule,
+//           so the streams' deltas stay spread out), grid (every stream's delta at the same
+//           instants, as a server decoding a batch of streams: bursts of --streams deltas) or
+//           after-write (each a gap after the previous write; the streams drift into bursts).
 //  memory   per level of --mem-streams: the gateway's VmRSS with no client, with the clients
 //           connected, and with every client's turn held open mid-stream (the fake sends one
 //           delta, then nothing; first-token and idle timeouts raised); (RSS_n - RSS_0) / n.
@@ -79,11 +82,12 @@ std::string describe(const json& r) {
   } else if (part == "streams" || part == "streams-direct") {
     const auto& p = r["deltaDelayMs"];
     std::snprintf(what, sizeof what,
-                  "%d streams × %d deltas / %d ms: delay p50 %.3f, p99 %.3f, max %.3f ms; "
+                  "%d streams × %d deltas / %d ms (%s): delay p50 %.3f, p99 %.3f, max %.3f ms; "
                   "%d of %zu > 5 ms",
                   r["streams"].get<int>(), r["deltas"].get<int>(), r["gapMs"].get<int>(),
-                  p["p50"].get<double>(), p["p99"].get<double>(), p["max"].get<double>(),
-                  r["deltasOver5ms"].get<int>(), p["n"].get<std::size_t>());
+                  r["pace"].get<std::string>().c_str(), p["p50"].get<double>(),
+                  p["p99"].get<double>(), p["max"].get<double>(), r["deltasOver5ms"].get<int>(),
+                  p["n"].get<std::size_t>());
   } else {
     std::snprintf(what, sizeof what,
                   "%d streams held: %.1f KiB VmRSS per stream (%.1f over the connected "
@@ -126,6 +130,11 @@ int main(int argc, char** argv) {
   app.add_option("--streams,-s", o.streams, "streams: concurrent turns (default 200)");
   app.add_option("--deltas,-k", o.deltas, "streams: deltas per turn (default 100)");
   app.add_option("--gap-ms", o.gap_ms, "streams: ms between two deltas (default 20)");
+  app.add_option("--pace", o.pace,
+                 "streams: steady (each stream's deltas on its own fixed schedule), grid (all "
+                 "streams' deltas at the same instants, as a batching server) or after-write "
+                 "(each a gap after the last write; drifts into bursts) (default steady)")
+      ->check(CLI::IsMember({"steady", "grid", "after-write"}));
   app.add_option("--stagger-ms", o.stagger_ms, "streams: the starts spread over (default 200)");
   app.add_option("--mem-streams", mem, "memory: streams held open, per run (default 200,1000)");
   app.add_option("--settle-ms", o.settle_ms, "memory: wait before each reading (default 1000)");

@@ -371,6 +371,15 @@ Clock::duration first_budget(const Options& o, int turns, int concurrency) {
   return std::chrono::milliseconds(60000 + 2 * turns * per_turn_ms / concurrency);
 }
 
+// The streams parts' turns: --deltas deltas --gap-ms apart, paced as --pace says.
+Script streams_script(const Options& o) {
+  Script s = Script::slow_stream(markers(o.deltas), std::chrono::milliseconds(o.gap_ms));
+  s.pace = o.pace == "grid"          ? OpenAiFake::Pace::grid
+           : o.pace == "after-write" ? OpenAiFake::Pace::after_write
+                                     : OpenAiFake::Pace::steady;
+  return s;
+}
+
 Clock::duration streams_budget(const Options& o) {
   return std::chrono::milliseconds(30000 + o.stagger_ms + 4LL * o.deltas * o.gap_ms);
 }
@@ -436,7 +445,7 @@ std::vector<json> run_direct(const Options& o, int run) {
   streams.clear();
   ended = 0;
   const std::string name = "direct-streams-r" + std::to_string(run);
-  const Script slow = Script::slow_stream(markers(o.deltas), std::chrono::milliseconds(o.gap_ms));
+  const Script slow = streams_script(o);
   for (int i = 0; i < o.streams; ++i) {
     fake.push(slow);
     streams.push_back(std::make_shared<DirectStream>(io, name + "-t" + std::to_string(i)));
@@ -450,9 +459,9 @@ std::vector<json> run_direct(const Options& o, int run) {
     throw std::runtime_error(name + ": not every stream ended within the time limit");
   }
   Problems problems;
-  json r = {{"part", "streams-direct"}, {"run", run},         {"streams", o.streams},
-            {"deltas", o.deltas},       {"gapMs", o.gap_ms},  {"staggerMs", o.stagger_ms},
-            {"loadBefore", load},       {"cpu", cpu.result()}};
+  json r = {{"part", "streams-direct"},  {"run", run},         {"streams", o.streams},
+            {"deltas", o.deltas},        {"gapMs", o.gap_ms},  {"pace", o.pace},
+            {"staggerMs", o.stagger_ms}, {"loadBefore", load}, {"cpu", cpu.result()}};
   const auto requests = requests_by_tag(fake);
   r.update(delta_figures(turns(), requests, o.deltas, problems));
   write_samples(o.samples, name, turns(), requests);
@@ -512,13 +521,14 @@ json run_first(const Options& o, const fs::path& dir, int concurrency, int run) 
 
 json run_streams(const Options& o, const fs::path& dir, int run) {
   wait_quiet(o.quiet_s, o.quiet_pct);
-  json r = {{"part", "streams"},       {"run", run},        {"streams", o.streams},
-            {"deltas", o.deltas},      {"gapMs", o.gap_ms}, {"staggerMs", o.stagger_ms},
-            {"loadBefore", load_avg()}};
+  json r = {{"part", "streams"},         {"run", run},
+            {"streams", o.streams},      {"deltas", o.deltas},
+            {"gapMs", o.gap_ms},         {"pace", o.pace},
+            {"staggerMs", o.stagger_ms}, {"loadBefore", load_avg()}};
   const std::string name = "streams-r" + std::to_string(run);
   Rig rig(o, dir / name, static_cast<std::size_t>(o.streams), false);
   rig.connect(o.streams, name + "-s");
-  const Script script = Script::slow_stream(markers(o.deltas), std::chrono::milliseconds(o.gap_ms));
+  const Script script = streams_script(o);
   for (int i = 0; i < o.streams; ++i) rig.fake().push(script);
   int ended = 0;
   CpuWindow cpu(rig.gateway().pid());

@@ -25,6 +25,7 @@ struct Options {
   int deltas = 100;
   int gap_ms = 20;
   int stagger_ms = 200;
+  std::string pace = "steady";  // streams: steady, grid or after-write (OpenAiFake::Pace)
   std::vector<int> mem_streams{200, 1000};
   int settle_ms = 1000;
   int repeats = 1;

@@ -301,6 +301,7 @@ class Session : public std::enable_shared_from_this<Session> {
     out_ = std::move(out);
     next_ = 0;
     content_next_ = 0;
+    began_ = Clock::now();
     answering_ = true;
     if (out_.stream) {
       std::lock_guard lock(impl_.mu);
@@ -336,7 +337,14 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (++next_ == out_.writes.size()) return finish();
     if (next_ < 2 || out_.gap.count() <= 0) return write();
-    timer_.expires_after(out_.gap);
+    if (out_.pace == OpenAiFake::Pace::after_write) {
+      timer_.expires_after(out_.gap);
+    } else if (out_.pace == OpenAiFake::Pace::steady) {
+      timer_.expires_at(began_ + out_.gap * static_cast<int>(next_ - 1));
+    } else {
+      const auto gap = std::chrono::duration_cast<Clock::duration>(out_.gap);
+      timer_.expires_at(Clock::time_point((Clock::now().time_since_epoch() / gap + 1) * gap));
+    }
     timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (!ec && !self->closed_) self->write();
     });
@@ -415,6 +423,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t next_ = 0;          // the write in flight or next
   std::size_t content_next_ = 0;  // the first of out_.content_writes not yet stamped
   std::size_t record_ = npos;     // the answered request in impl_.requests
+  Clock::time_point began_;       // of the answer's writes (Pace::steady)
   bool keep_alive_ = true;        // of the request being answered
   bool answering_ = false;        // from the first write until the answer ends
   bool streaming_ = false;        // counted in active_streams

@@ -184,6 +184,7 @@ Out build(const Script& s, const Chat& c, bool keep_alive, const std::string& re
   Out out;
   out.status = s.status;
   out.gap = s.gap;
+  out.pace = s.pace;
   out.end = s.end;
   out.stream = sse;
   out.writes.push_back(std::move(head));

@@ -34,6 +34,7 @@ struct Out {
   int status = 200;
   std::vector<std::string> writes;
   std::chrono::milliseconds gap{0};  // before each write after the head and the first chunk
+  OpenAiFake::Pace pace = OpenAiFake::Pace::after_write;
   OpenAiFake::End end = OpenAiFake::End::done;
   bool stream = false;               // an SSE answer: counted in active_streams
   std::size_t first_content = npos;  // the write that completes the first content delta
