@@ -146,7 +146,8 @@ int main(int argc, char** argv) {
   app.add_option("--json", o.json_out, "Also append every run's result (JSON lines) here");
   app.add_option("--samples", o.samples,
                  "Append every delta of the streams parts here (CSV: run,stream,k,write_ms,"
-                 "delay_ms)");
+                 "delay_ms), and to FILE.sched every 10 ms the gateway loop's and the client's "
+                 "run and run-queue wait (ms) and the machine's busy and total jiffies");
   app.add_option("--log-level", o.log_level, "The gateway's logging.level (default info)");
   CLI11_PARSE(app, argc, argv);
   try {

@@ -13,6 +13,7 @@
 #include <random>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include "fakes/openai_fake.h"
@@ -267,16 +268,22 @@ json delta_figures(const std::vector<Turn*>& turns, const Requests& requests, in
           {"deltasOver5ms", over5}};
 }
 
-// Appends "label,stream,k,write_ms,delay_ms" per delta to `path` (write_ms: from the first
-// delta the fake wrote in this run), for plotting delays against time.
-void write_samples(const std::string& path, const std::string& label,
-                   const std::vector<Turn*>& turns, const Requests& requests) {
-  if (path.empty()) return;
+// When the fake wrote the run's first delta.
+Clock::time_point first_write(const std::vector<Turn*>& turns, const Requests& requests) {
   auto t0 = Clock::time_point::max();
   for (const Turn* t : turns) {
     const Request* req = find(requests, t->tag);
     if (req && !req->deltas_sent.empty()) t0 = std::min(t0, req->deltas_sent.front());
   }
+  return t0;
+}
+
+// Appends "label,stream,k,write_ms,delay_ms" per delta to `path` (write_ms: from the first
+// delta the fake wrote in this run), for plotting delays against time.
+void write_samples(const std::string& path, const std::string& label,
+                   const std::vector<Turn*>& turns, const Requests& requests) {
+  if (path.empty()) return;
+  const auto t0 = first_write(turns, requests);
   std::ofstream out(path, std::ios::app);
   for (const Turn* t : turns) {
     const Request* req = find(requests, t->tag);
@@ -289,6 +296,61 @@ void write_samples(const std::string& path, const std::string& label,
     }
   }
 }
+
+// Every 10 ms of a run: how long the gateway's event-loop thread and this process's client
+// thread had run and had waited for a CPU (/proc/.../schedstat), and the machine's busy and
+// total jiffies. Written beside the samples, it tells a late delta's cause apart: the gateway's
+// loop busy, the gateway or the client waiting for a CPU (other work on the machine), or both
+// idle (a wait inside the gateway).
+class SchedSampler {
+ public:
+  SchedSampler(asio::io_context& io, pid_t gateway) : timer_(io), gateway_(gateway) { tick(); }
+  ~SchedSampler() { timer_.cancel(); }
+  void stop() {
+    stopped_ = true;
+    timer_.cancel();
+  }
+  // "label,t_ms,gw_run_ms,gw_wait_ms,client_run_ms,client_wait_ms,busy_jiffies,jiffies"
+  void write(const std::string& path, const std::string& label, Clock::time_point t0) const {
+    if (path.empty()) return;
+    std::ofstream out(path, std::ios::app);
+    for (const auto& r : rows_) {
+      out << label << ',' << ms_between(t0, r.at) << ',' << r.gw[0] << ',' << r.gw[1] << ','
+          << r.client[0] << ',' << r.client[1] << ',' << r.busy << ',' << r.total << '\n';
+    }
+  }
+
+ private:
+  struct Row {
+    Clock::time_point at;
+    double gw[2], client[2], busy, total;
+  };
+  static void read(const std::string& path, double (&out)[2]) {  // run, wait in ms
+    std::ifstream in(path);
+    unsigned long long run = 0, wait = 0;
+    in >> run >> wait;
+    out[0] = static_cast<double>(run) / 1e6;
+    out[1] = static_cast<double>(wait) / 1e6;
+  }
+  void tick() {
+    if (stopped_) return;
+    Row r;
+    r.at = Clock::now();
+    const std::string gw = std::to_string(gateway_);
+    read("/proc/" + gw + "/task/" + gw + "/schedstat", r.gw);
+    read("/proc/self/task/" + std::to_string(::getpid()) + "/schedstat", r.client);
+    std::tie(r.busy, r.total) = machine_jiffies();
+    rows_.push_back(r);
+    timer_.expires_after(10ms);
+    timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) tick();
+    });
+  }
+  asio::steady_timer timer_;
+  pid_t gateway_;
+  bool stopped_ = false;
+  std::vector<Row> rows_;
+};
 
 // CPU use by thread, of the gateway and of this process, over a window.
 struct CpuWindow {
@@ -532,6 +594,7 @@ json run_streams(const Options& o, const fs::path& dir, int run) {
   for (int i = 0; i < o.streams; ++i) rig.fake().push(script);
   int ended = 0;
   CpuWindow cpu(rig.gateway().pid());
+  SchedSampler sched(rig.io(), rig.gateway().pid());
   auto timers = staggered(rig.io(), o.streams, o.stagger_ms, [&](int i) {
     auto& c = *rig.clients()[static_cast<std::size_t>(i)];
     if (!c.failure().empty()) return;
@@ -542,12 +605,16 @@ json run_streams(const Options& o, const fs::path& dir, int run) {
     throw std::runtime_error(name + ": " + std::to_string(ended) + " of " +
                              std::to_string(o.streams) + " streams ended within the time limit");
   }
+  sched.stop();
   r["cpu"] = cpu.result();
   r["fakeMaxActiveStreams"] = rig.fake().max_active_streams();
   Problems problems;
   const auto requests = requests_by_tag(rig.fake());
   r.update(delta_figures(turns_of(rig.clients()), requests, o.deltas, problems));
   write_samples(o.samples, name, turns_of(rig.clients()), requests);
+  if (!o.samples.empty()) {
+    sched.write(o.samples + ".sched", name, first_write(turns_of(rig.clients()), requests));
+  }
   return finish(rig, r, problems);
 }
 

@@ -69,9 +69,7 @@ std::string load_avg() {
   return a + " " + b + " " + c;
 }
 
-namespace {
-
-std::pair<double, double> machine_jiffies() {  // busy, total
+std::pair<double, double> machine_jiffies() {
   std::ifstream in("/proc/stat");
   std::string cpu;
   unsigned long long v[10] = {};
@@ -81,6 +79,8 @@ std::pair<double, double> machine_jiffies() {  // busy, total
   for (int i = 0; i < 8; ++i) total += static_cast<double>(v[i]);
   return {total - static_cast<double>(v[3] + v[4]), total};
 }
+
+namespace {
 
 // utime + stime (fields 14 and 15) of a /proc/.../stat line, in seconds.
 double stat_cpu_s(const std::string& line) {

@@ -41,6 +41,8 @@ Percentiles percentiles(std::vector<double> v);
 nlohmann::json to_json(const Percentiles& p);
 
 std::string load_avg();
+// Busy and total jiffies of the whole machine, from /proc/stat.
+std::pair<double, double> machine_jiffies();
 // Waits (bounded by max_s) until the machine was at least `pct`% idle over one second.
 void wait_quiet(int max_s, int pct);
 
