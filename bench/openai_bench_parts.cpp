@@ -506,7 +506,7 @@ std::vector<json> run_direct(const Options& o, int run) {
   // Concurrent slow streams, as the streams part.
   streams.clear();
   ended = 0;
-  const std::string name = "direct-streams-r" + std::to_string(run);
+  const std::string name = "direct-streams-" + o.pace + "-r" + std::to_string(run);
   const Script slow = streams_script(o);
   for (int i = 0; i < o.streams; ++i) {
     fake.push(slow);
@@ -587,7 +587,7 @@ json run_streams(const Options& o, const fs::path& dir, int run) {
             {"streams", o.streams},      {"deltas", o.deltas},
             {"gapMs", o.gap_ms},         {"pace", o.pace},
             {"staggerMs", o.stagger_ms}, {"loadBefore", load_avg()}};
-  const std::string name = "streams-r" + std::to_string(run);
+  const std::string name = "streams-" + o.pace + "-r" + std::to_string(run);
   Rig rig(o, dir / name, static_cast<std::size_t>(o.streams), false);
   rig.connect(o.streams, name + "-s");
   const Script script = streams_script(o);
