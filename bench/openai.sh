@@ -7,13 +7,17 @@
 # write of the first content delta), the delay of every delta with 200 concurrent streams, and
 # the gateway's RSS per stream held open.
 #
+# The `direct` part reads the same streams straight from the fake: the measurement's floor.
+#
 #   bench/openai.sh [drawbridge_openai_bench options]
-#   e.g. bench/openai.sh -q 300 -R 3 -p first,streams
+#   e.g. bench/openai.sh -q 300 -R 3 -p direct,first,streams
+#        bench/openai.sh -q 300 -R 3 -p direct,streams --pace grid
 #        bench/openai.sh -q 300 -p memory --mem-streams 200,1000
-# Options (see --help): -p PARTS, -n TURNS, --first-concurrency LIST, --first-deltas K,
-# --warmup-turns N, -s STREAMS, -k DELTAS, --gap-ms MS, --stagger-ms MS, --mem-streams LIST,
+# Options (see --help): -p PARTS (direct,first,streams,memory), -n TURNS, --first-concurrency
+# LIST, --first-deltas K, --first-gap-ms MS, --first-think-ms MS, --warmup-turns N, -s STREAMS,
+# -k DELTAS, --gap-ms MS, --stagger-ms MS, --pace steady|grid|after-write, --mem-streams LIST,
 # --settle-ms MS, -R REPEATS, -q MAX_WAIT_S (wait for the machine to be >= 80% idle before each
-# run), -L DIR (keep logs), --json FILE.
+# run), -L DIR (keep logs), --json FILE, --samples FILE (every delta, and scheduler samples).
 # Environment: DRAWBRIDGE_BIN, OPENAI_BENCH_BIN, BUILD_DIR, BENCH_TMP.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
