@@ -300,6 +300,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void start(Out out, bool watch) {
     out_ = std::move(out);
     next_ = 0;
+    content_next_ = 0;
+    began_ = Clock::now();
     answering_ = true;
     if (out_.stream) {
       std::lock_guard lock(impl_.mu);
@@ -312,6 +314,15 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void write() {
+    const auto& content = out_.content_writes;
+    if (record_ != npos && content_next_ < content.size() && content[content_next_] == next_) {
+      const auto now = Clock::now();
+      std::lock_guard lock(impl_.mu);
+      auto& sent = impl_.requests[record_].deltas_sent;
+      for (; content_next_ < content.size() && content[content_next_] == next_; ++content_next_) {
+        sent.push_back(now);
+      }
+    }
     net::async_write(socket_, net::buffer(out_.writes[next_]),
                      beast::bind_front_handler(&Session::on_write, shared_from_this()));
   }
@@ -326,7 +337,14 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (++next_ == out_.writes.size()) return finish();
     if (next_ < 2 || out_.gap.count() <= 0) return write();
-    timer_.expires_after(out_.gap);
+    if (out_.pace == OpenAiFake::Pace::after_write) {
+      timer_.expires_after(out_.gap);
+    } else if (out_.pace == OpenAiFake::Pace::steady) {
+      timer_.expires_at(began_ + out_.gap * static_cast<int>(next_ - 1));
+    } else {
+      const auto gap = std::chrono::duration_cast<Clock::duration>(out_.gap);
+      timer_.expires_at(Clock::time_point((Clock::now().time_since_epoch() / gap + 1) * gap));
+    }
     timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
       if (!ec && !self->closed_) self->write();
     });
@@ -402,11 +420,13 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   Out out_;
-  std::size_t next_ = 0;       // the write in flight or next
-  std::size_t record_ = npos;  // the answered request in impl_.requests
-  bool keep_alive_ = true;     // of the request being answered
-  bool answering_ = false;     // from the first write until the answer ends
-  bool streaming_ = false;     // counted in active_streams
+  std::size_t next_ = 0;          // the write in flight or next
+  std::size_t content_next_ = 0;  // the first of out_.content_writes not yet stamped
+  std::size_t record_ = npos;     // the answered request in impl_.requests
+  Clock::time_point began_;       // of the answer's writes (Pace::steady)
+  bool keep_alive_ = true;        // of the request being answered
+  bool answering_ = false;        // from the first write until the answer ends
+  bool streaming_ = false;        // counted in active_streams
   bool closed_ = false;
   bool drain_ = false;  // close by drain_then_close()
   std::array<char, 4096> scratch_;

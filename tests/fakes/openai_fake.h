@@ -43,6 +43,16 @@ class OpenAiFake {
     drop,   // the connection is closed (FIN) without the chunked body's terminating chunk
   };
 
+  // How `gap` spaces a scripted answer's chunks in time.
+  enum class Pace {
+    after_write,  // each chunk a gap after the previous one's write completed (drifts late)
+    steady,       // chunk n a fixed (n - 1) gaps after the answer began: a late write does not
+                  // push the later ones back
+    grid,         // each chunk at the next multiple of the gap on the steady clock: every
+                  // stream with that gap writes at the same instants, as a server decoding a
+                  // batch of streams one token each step
+  };
+
   // One scripted answer to a POST .../chat/completions. The builders below cover the usual
   // cases; their fields can be changed afterwards to combine them (a drop cut into pieces, a
   // slow error, ...).
@@ -63,6 +73,7 @@ class OpenAiFake {
     // body is chunked too then (and whenever End is not done).
     std::size_t piece_bytes = 0;
     std::chrono::milliseconds gap{0};  // before each chunk after the first (an asio timer)
+    Pace pace = Pace::after_write;
     End end = End::done;
 
     static Script stream_reply(std::vector<std::string> deltas);
@@ -91,6 +102,11 @@ class OpenAiFake {
     // When the write carrying the first non-empty content delta completed (for a
     // non-streaming answer, its body); none without content or before it is written.
     std::optional<std::chrono::steady_clock::time_point> first_delta_written;
+    // One entry per non-empty content delta, in order: just before the write carrying (the
+    // end of) that delta was handed to the socket (asio writes at once when no write is
+    // queued, so this is when the bytes reach the kernel). Several deltas in one write
+    // share its time. Benchmarks compare it with when a client saw the delta.
+    std::vector<std::chrono::steady_clock::time_point> deltas_sent;
   };
 
   // Binds 127.0.0.1:0 and starts serving; throws when it cannot bind.

@@ -92,7 +92,8 @@ std::string content_text(const json& content) {
 Out build(const Script& s, const Chat& c, bool keep_alive, const std::string& request_id) {
   const bool sse = s.status == 200 && c.stream;
   std::vector<std::string> events;
-  std::size_t first_event = npos;  // the first event with content
+  std::size_t first_event = npos;           // the first event with content
+  std::vector<std::size_t> content_events;  // the event of each non-empty delta
   std::string content;
   for (const auto& d : s.deltas) content += d;
   auto usage = [&] {
@@ -121,6 +122,7 @@ Out build(const Script& s, const Chat& c, bool keep_alive, const std::string& re
     events.push_back(event(choice({{"role", "assistant"}, {"content", ""}}, nullptr)));
     for (const auto& d : s.deltas) {
       if (first_event == npos && !d.empty()) first_event = events.size();
+      if (!d.empty()) content_events.push_back(events.size());
       events.push_back(event(choice({{"content", d}}, nullptr)));
     }
     if (s.end == End::done) {
@@ -140,13 +142,21 @@ Out build(const Script& s, const Chat& c, bool keep_alive, const std::string& re
         {"usage", usage()}};
     events.push_back(dump(completion));
     if (!content.empty()) first_event = 0;
+    for (const auto& d : s.deltas) {
+      if (!d.empty()) content_events.push_back(0);
+    }
   }
 
   std::string body;
-  std::size_t first_end = npos;  // the byte just past the first content event
+  std::size_t first_end = npos;           // the byte just past the first content event
+  std::vector<std::size_t> content_ends;  // the byte just past each content delta's event
   for (std::size_t i = 0; i < events.size(); ++i) {
     body += events[i];
     if (i == first_event) first_end = body.size();
+    while (content_ends.size() < content_events.size() &&
+           content_events[content_ends.size()] == i) {
+      content_ends.push_back(body.size());
+    }
   }
   const bool chunked = sse || s.piece_bytes > 0 || s.end != End::done;
 
@@ -174,12 +184,14 @@ Out build(const Script& s, const Chat& c, bool keep_alive, const std::string& re
   Out out;
   out.status = s.status;
   out.gap = s.gap;
+  out.pace = s.pace;
   out.end = s.end;
   out.stream = sse;
   out.writes.push_back(std::move(head));
   if (!chunked) {
     out.writes.back() += body;
     if (first_end != npos) out.first_content = 0;
+    out.content_writes.assign(content_ends.size(), 0);
     return out;
   }
   std::vector<std::string_view> pieces;
@@ -200,6 +212,10 @@ Out build(const Script& s, const Chat& c, bool keep_alive, const std::string& re
     out.writes.push_back(chunk(piece));
     if (out.first_content == npos && first_end != npos && written >= first_end) {
       out.first_content = out.writes.size() - 1;
+    }
+    while (out.content_writes.size() < content_ends.size() &&
+           written >= content_ends[out.content_writes.size()]) {
+      out.content_writes.push_back(out.writes.size() - 1);
     }
   }
   // The last chunk goes with the last piece: a client that closes as soon as it has read

@@ -34,9 +34,12 @@ struct Out {
   int status = 200;
   std::vector<std::string> writes;
   std::chrono::milliseconds gap{0};  // before each write after the head and the first chunk
+  OpenAiFake::Pace pace = OpenAiFake::Pace::after_write;
   OpenAiFake::End end = OpenAiFake::End::done;
   bool stream = false;               // an SSE answer: counted in active_streams
   std::size_t first_content = npos;  // the write that completes the first content delta
+  // Per non-empty content delta, in order: the write that completes it (non-decreasing).
+  std::vector<std::size_t> content_writes;
 };
 
 // The answer `s` scripts to the request `c` (a default Chat{} for answers that are not chat

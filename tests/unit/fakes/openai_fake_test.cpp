@@ -446,6 +446,10 @@ TEST(OpenAiFakeTest, ASlowStreamSpacesItsEventsByTheGap) {
   auto request = fake.requests().at(0);
   ASSERT_TRUE(request.first_delta_written.has_value());
   EXPECT_GE(*request.first_delta_written - request.received, 50ms);
+  // One send time per delta, a gap apart, the first just before its write completed.
+  ASSERT_EQ(request.deltas_sent.size(), 3u);
+  EXPECT_LE(request.deltas_sent[0], *request.first_delta_written);
+  EXPECT_GE(request.deltas_sent[2] - request.deltas_sent[1], 50ms);
 }
 
 TEST(OpenAiFakeTest, AWrongOrMissingApiKeyIs401) {
