@@ -139,7 +139,9 @@ struct BeastTransport::Op : std::enable_shared_from_this<Op> {
   bool reused = false;
   tcp::resolver resolver;
   std::optional<http::response_parser<http::buffer_body>> parser;
-  std::array<char, 16384> buf{};
+  // Not value-initialized: the parser writes what it reads, and only that is read; zeroing
+  // made all 16 KiB of every open stream resident.
+  std::array<char, 16384> buf;
   bool cancelled = false;
   bool ended = false;
 
