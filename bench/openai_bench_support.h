@@ -26,7 +26,17 @@
 #include <utility>
 #include <vector>
 
+#include "bench_host.h"
+
 namespace openai_bench {
+
+using bench_host::free_port;
+using bench_host::http_status;
+using bench_host::load_avg;
+using bench_host::machine_jiffies;
+using bench_host::proc_cpu_s;
+using bench_host::stat_cpu_s;
+using bench_host::wait_quiet;
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -40,19 +50,12 @@ struct Percentiles {
 Percentiles percentiles(std::vector<double> v);
 nlohmann::json to_json(const Percentiles& p);
 
-std::string load_avg();
-// Busy and total jiffies of the whole machine, from /proc/stat.
-std::pair<double, double> machine_jiffies();
-// Waits (bounded by max_s) until the machine was at least `pct`% idle over one second.
-void wait_quiet(int max_s, int pct);
 
 // From /proc/<pid>/status, in KiB (0 when unreadable).
 struct Memory {
   long vm_rss = 0, rss_anon = 0, rss_file = 0, vm_hwm = 0;
 };
 Memory read_memory(pid_t pid);
-// CPU seconds (user + system) of a process, -1 when it is gone.
-double proc_cpu_s(pid_t pid);
 // CPU seconds per thread ("name/tid") of a process, "self" for this one.
 std::map<std::string, double> thread_cpu_s(const std::string& pid);
 // Seconds each thread was runnable but waited for a CPU (/proc/.../schedstat), same names.
@@ -62,10 +65,6 @@ std::map<std::string, double> thread_times_s(const std::string& pid, bool wait);
 nlohmann::json thread_pcts(const std::map<std::string, double>& before,
                            const std::map<std::string, double>& after, double wall_s);
 
-// A TCP port on 127.0.0.1 nobody listens on, below the ephemeral range.
-int free_port();
-// GET `path` on 127.0.0.1:port: the HTTP status, 0 when nothing answered (at most ~2 s).
-int http_status(int port, const std::string& path);
 
 // One `drawbridge --config C run --port P --data-dir D` child with its own folder under `dir`.
 class GatewayProcess {

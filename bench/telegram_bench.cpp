@@ -61,6 +61,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_host.h"
 #include "fakes/telegram_fake.h"
 
 extern char** environ;
@@ -69,6 +70,12 @@ namespace {
 
 namespace fs = std::filesystem;
 using drawbridge::testing::TelegramFake;
+using bench_host::free_port;
+using bench_host::http_status;
+using bench_host::load_avg;
+using bench_host::machine_jiffies;
+using bench_host::proc_cpu_s;
+using bench_host::wait_quiet;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using Sys = std::chrono::system_clock;
@@ -110,42 +117,8 @@ double ms(Sys::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
 
-std::string load_avg() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
 
-// Busy and total jiffies of the whole machine, from /proc/stat.
-std::pair<double, double> machine_jiffies() {
-  std::ifstream in("/proc/stat");
-  std::string cpu;
-  unsigned long long v[10] = {};
-  in >> cpu;
-  for (auto& x : v) in >> x;
-  const double idle = static_cast<double>(v[3] + v[4]);
-  double total = 0;
-  for (int i = 0; i < 8; ++i) total += static_cast<double>(v[i]);
-  return {total - idle, total};
-}
 
-// CPU seconds (user + system) of a process, from /proc/PID/stat; -1 when it is gone.
-double proc_cpu_s(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string s;
-  if (!std::getline(in, s)) return -1;
-  auto p = s.rfind(')');
-  if (p == std::string::npos) return -1;
-  std::istringstream rest(s.substr(p + 2));
-  std::string f;
-  unsigned long long ut = 0, st = 0;
-  for (int i = 3; i <= 15 && rest >> f; ++i) {
-    if (i == 14) ut = std::stoull(f);
-    if (i == 15) st = std::stoull(f);
-  }
-  return static_cast<double>(ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 // CPU seconds per thread ("comm/tid") of a process ("self" for this one).
 std::map<std::string, double> thread_cpu_s(const std::string& pid) {
@@ -192,78 +165,8 @@ double self_cpu_s() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-// Waits (bounded) until the machine was at least `pct`% idle over one second.
-void wait_quiet(int max_s, int pct) {
-  if (max_s <= 0) return;
-  for (int waited = 1;; ++waited) {
-    auto a = machine_jiffies();
-    std::this_thread::sleep_for(1s);
-    auto b = machine_jiffies();
-    const double total = b.second - a.second;
-    const int idle = total > 0 ? static_cast<int>(100 * (1 - (b.first - a.first) / total)) : 0;
-    if (idle >= pct) {
-      std::printf("machine %d%% idle (waited %d s); load %s\n", idle, waited, load_avg().c_str());
-      return;
-    }
-    if (waited >= max_s) {
-      std::printf("WARNING: machine only %d%% idle after %d s; running anyway (load %s)\n", idle,
-                  waited, load_avg().c_str());
-      return;
-    }
-  }
-}
 
-// A TCP port on 127.0.0.1 nobody listens on, below the ephemeral range (so that no client
-// socket holds it when the gateway is started again on it).
-int free_port() {
-  int lo = 32768;
-  if (std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range"); in) in >> lo;
-  if (lo <= 20000) lo = 30000;
-  std::mt19937 rng(std::random_device{}());
-  std::uniform_int_distribution<int> pick(10000, lo - 1);
-  for (int i = 0; i < 200; ++i) {
-    const int p = pick(rng);
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(p));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    if (ok) return p;
-  }
-  throw std::runtime_error("no free port found");
-}
 
-// GET `path` on 127.0.0.1:port; the HTTP status, 0 when nothing answered (at most ~2 s).
-int http_status(int port, const std::string& path) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  timeval tv{2, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int status = 0;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    const std::string req =
-        "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
-      char buf[64];
-      std::size_t have = 0;
-      while (have < 12) {
-        ssize_t n = ::recv(fd, buf + have, sizeof buf - have, 0);
-        if (n <= 0) break;
-        have += static_cast<std::size_t>(n);
-      }
-      if (have >= 12 && std::strncmp(buf, "HTTP/1.", 7) == 0) status = std::atoi(buf + 9);
-    }
-  }
-  ::close(fd);
-  return status;
-}
 
 std::string read_text(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

@@ -86,6 +86,59 @@ TEST_F(SlowCloseTest, TeardownWaitsForAnUnansweredCloseAtMostAHundredMillisecond
   EXPECT_EQ((*ev)["event"], "shutdown");
 }
 
+// A run that ends while every watcher of its session is gone (here: a restart's teardown) is
+// handed, once, to the next connection that subscribes to the session. The messages go to the
+// pipeline on the server's loop (their commit is work of the manual executor, run there), and
+// chat.history subscribes: every step waits on an answer or an event, nothing on time.
+TEST_F(ServerTest, TheEndOfARunThatFinishedWhileTheClientWasAwayComesWhenItSubscribesOnce) {
+  auto accept = [this](const std::string& key, const std::string& text) {
+    on_io([this, key, text] {
+      pipeline_->accept(pipeline::InboundMessage{"local", key, "away", "", "tester", text, key},
+                        [](pipeline::AcceptResult) {});
+      executor_.run_ready();
+    });
+  };
+  auto client = connected();
+  client->request("chat.history", {{"sessionKey", "away"}});  // watches the session
+  accept("k1", "hi");
+  ASSERT_EQ(on_io([this] { return agent_.calls.size(); }), 1u);
+  auto done = when_done([this](auto done) {
+    server_->disconnect_all("gateway restarting", 1500, 1012, "service restart", std::move(done));
+  });
+  auto shutdown = client->next_event(5s);
+  ASSERT_TRUE(shutdown);
+  EXPECT_EQ((*shutdown)["event"], "shutdown");
+  EXPECT_THROW(client->next_event(5s), ClientError);  // reads the close, answers it
+  ASSERT_EQ(done.wait_for(5s), std::future_status::ready);
+
+  // The turn ends while nobody watches the session.
+  on_io([this] {
+    agent_.complete(0, "hello");
+    executor_.run_ready();
+  });
+
+  auto back = connected();
+  back->request("chat.history", {{"sessionKey", "away"}});
+  auto ev = back->next_event(5s);
+  ASSERT_TRUE(ev) << "the missed final never came";
+  EXPECT_EQ((*ev)["event"], "chat");
+  EXPECT_EQ((*ev)["payload"]["runId"], "k1");
+  EXPECT_EQ((*ev)["payload"]["state"], "final");
+  EXPECT_EQ((*ev)["payload"]["message"]["content"][0]["text"], "hello");
+
+  // Once: the next subscriber's first event is its own run's, not a copy of k1's.
+  auto again = connected();
+  again->request("chat.history", {{"sessionKey", "away"}});
+  accept("k2", "next");
+  on_io([this] {
+    agent_.complete(1, "again");
+    executor_.run_ready();
+  });
+  auto own = again->next_event(5s);
+  ASSERT_TRUE(own);
+  EXPECT_EQ((*own)["payload"]["runId"], "k2") << own->dump();
+}
+
 TEST_F(ServerTest, ConnectWhileNotAcceptingIsRetryableAndClosedWithTryAgainLater) {
   control_.set({.state = "restarting", .accepting_connections = false, .restart_expected_ms = 100});
   GatewayClient client("127.0.0.1", port());
