@@ -120,10 +120,16 @@ namespace {
 // SQLite creates a database file 0644 less the umask, and its -wal and -shm files with the
 // database file's mode: made 0600 first, every transcript stays private whatever the umask.
 // An existing file keeps its mode; a failure here is left for SQLite to report.
+// Only a file that does not exist yet is opened (O_EXCL): closing a descriptor of a file drops
+// every POSIX lock this process holds on it, so opening and closing an existing database here
+// would drop the SHARED lock of this process's other connections. Another process (the
+// successor of a re-exec, the predecessor that hands over to it, a CLI command) could then take
+// the EXCLUSIVE lock when it closes its last connection, checkpoint, and delete the -wal and
+// -shm files this process still writes to: its commits from then on were lost at a kill -9.
 void create_private_file(const std::string& path) {
   if (path.empty() || path == ":memory:" || path.starts_with("file:")) return;
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd >= 0) ::close(fd);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) ::close(fd);  // new: nobody, this process included, can hold a lock on it yet
 }
 
 sqlite3* open_connection(const std::string& path) {
