@@ -29,6 +29,8 @@
 // N kills and ends the sending S seconds after the last restart.
 // --verify: at the end, reads every session's transcript (GET /v1/messages) and checks that
 // every message sent has exactly one user entry and exactly one assistant reply.
+// --records FILE: each measured final's send time (ms since the epoch) and latency, one per line
+// (bench/chaos plots them against the events it injected).
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -103,6 +105,7 @@ struct Options {
   int kill_max = 0;             // stop killing after this many (0: no limit)
   std::string server_pid_file;  // the current gateway pid, rewritten by whoever restarts it
   bool verify = false;          // check every session's transcript at the end
+  std::string records_out;      // one line per measured final: send time (epoch ms), latency ms
 };
 
 double seconds_between(Clock::time_point a, Clock::time_point b) {
@@ -370,6 +373,7 @@ class LoadGen {
   void stop_sending(Clock::time_point now);
   void finish();
   void verify();
+  void write_records() const;
   json report() const;
   void print_human(const json& r) const;
   Connection* next_ready_connection();
@@ -425,6 +429,8 @@ class LoadGen {
   std::vector<std::string> missed_samples_;
   json verify_ = nullptr;
   std::vector<double> latencies_ms_;
+  // --records: (send time, latency ms) of every measured final, written at the end
+  std::vector<std::pair<Clock::time_point, double>> records_;
   std::vector<std::string> error_samples_;
   bool interrupted_ = false;
   void note_error(const std::string& e) {
@@ -673,6 +679,7 @@ int LoadGen::run() {
     std::ofstream out(opt_.json_out);
     out << r.dump(2) << "\n";
   }
+  if (!opt_.records_out.empty()) write_records();
   if (ready_ == 0 || sent_ == 0) return 2;
   bool bad = r["lost"].get<std::int64_t>() > 0 || duplicates_ > 0;
   if (verify_.is_object()) {
@@ -1090,6 +1097,7 @@ void LoadGen::on_frame(Connection& c, std::string_view text) {
       if (m.measured) {
         ++measured_finals_;
         latencies_ms_.push_back(std::chrono::duration<double, std::milli>(now - m.sent).count());
+        if (!opt_.records_out.empty()) records_.emplace_back(m.sent, latencies_ms_.back());
       }
       if (m.settled) {
         if (m.missed) {
@@ -1277,6 +1285,24 @@ void LoadGen::finish() {
 // After the run: every session's transcript, read over HTTP (a connection of its own, so a
 // WebSocket that the last restart closed does not matter). Each message written must have
 // exactly one user entry and exactly one assistant entry carrying its run id (= its key).
+void LoadGen::write_records() const {
+  // The steady clock's records on the wall clock, so that another process's timeline (the
+  // chaos harness's injected events) lines up with them.
+  const auto steady_now = Clock::now();
+  const double epoch_now_ms =
+      std::chrono::duration<double, std::milli>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  std::ofstream out(opt_.records_out);
+  char line[64];
+  for (const auto& [sent, latency_ms] : records_) {
+    const double at =
+        epoch_now_ms - std::chrono::duration<double, std::milli>(steady_now - sent).count();
+    std::snprintf(line, sizeof line, "%.1f\t%.3f\n", at, latency_ms);
+    out << line;
+  }
+}
+
 void LoadGen::verify() {
   const auto t0 = Clock::now();
   constexpr std::size_t kLimit = 1000;  // the most GET /v1/messages returns
@@ -1643,6 +1669,9 @@ int main(int argc, char** argv) {
                "Parse every frame with nlohmann::json instead of the fast scanner");
   app.add_option("--server-pid", o.server_pid, "Report this process's CPU use over the window");
   app.add_option("--json", o.json_out, "Also write the JSON report to this file");
+  app.add_option("--records", o.records_out,
+                 "Write one line per measured final to this file: its send time (open loop: "
+                 "its due time) in ms since the epoch and its latency in ms, tab-separated");
   app.add_option("--session-prefix", o.session_prefix, "Prefix of the session keys");
   app.add_option("--max-outstanding", o.max_outstanding,
                  "Open loop: skip a due message when this many are unanswered");

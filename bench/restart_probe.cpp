@@ -82,6 +82,8 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
+#include "ws_rpc.h"
+
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
@@ -91,6 +93,8 @@ using Millis = std::chrono::milliseconds;
 using nlohmann::json;
 
 extern char** environ;
+
+using bench_ws::Ws;
 
 namespace {
 
@@ -169,185 +173,6 @@ double metric(const std::string& text, const std::string& name) {
 }
 
 // ---- A blocking WebSocket client (async Beast operations, each run to completion) ----------
-
-class Ws {
- public:
-  struct Frame {
-    bool ok = false;         // a text frame was read
-    std::string text;
-    json msg;
-    Clock::time_point at;    // when it was read
-    int close_code = 0;      // the gateway closed (ok false)
-    std::string error;
-  };
-
-  explicit Ws(int port) : port_(port), ws_(io_) {}
-  Ws(const Ws&) = delete;
-  Ws& operator=(const Ws&) = delete;
-  ~Ws() {
-    if (pump_thread_.joinable()) {
-      io_.stop();
-      pump_thread_.join();
-    }
-  }
-
-  // TCP connect, upgrade, connect.challenge, connect. Empty on success; else why (and
-  // `retryable` says whether the gateway asked to come back).
-  std::string open(const std::string& token, Millis timeout, bool& retryable) {
-    retryable = true;
-    tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), static_cast<std::uint16_t>(port_));
-    auto ec = run([&](auto h) { beast::get_lowest_layer(ws_).async_connect(ep, h); }, timeout);
-    if (ec) return "connect: " + ec.message();
-    beast::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true), ignored);
-    ec = run([&](auto h) { ws_.async_handshake("127.0.0.1:" + std::to_string(port_), "/", h); },
-             timeout);
-    if (ec) return "websocket handshake: " + ec.message();
-    ws_.read_message_max(64 * 1024 * 1024);
-    ws_.text(true);
-    json connect = {{"type", "req"},
-                    {"id", "connect"},
-                    {"method", "connect"},
-                    {"params",
-                     {{"minProtocol", 4},
-                      {"maxProtocol", 4},
-                      {"client",
-                       {{"id", "drawbridge-restart-probe"},
-                        {"version", "1"},
-                        {"platform", "linux"},
-                        {"mode", "test"}}},
-                      {"role", "operator"},
-                      {"scopes", {"operator.admin"}},
-                      {"auth", {{"token", token}}}}}};
-    if (!write(connect.dump(), timeout)) return "write connect: " + last_error_;
-    auto res = response("connect", timeout);
-    if (!res) return "no connect response: " + last_error_;
-    if (!res->value("ok", false)) {
-      const auto& e = (*res)["error"];
-      retryable = e.is_object() && e.value("retryable", false);
-      return "connect refused: " + res->dump();
-    }
-    return {};
-  }
-
-  bool write(const std::string& text, Millis timeout) {
-    auto ec = run([&](auto h) { ws_.async_write(asio::buffer(text), h); }, timeout);
-    if (ec) last_error_ = ec.message();
-    return !ec;
-  }
-
-  Frame read(Millis timeout) {
-    Frame f;
-    buffer_.clear();
-    auto ec = run([&](auto h) { ws_.async_read(buffer_, h); }, timeout);
-    f.at = Clock::now();
-    if (ec) {
-      if (ec == websocket::error::closed) f.close_code = ws_.reason().code;
-      f.error = ec.message();
-      last_error_ = f.error;
-      closed_ = true;
-      return f;
-    }
-    f.ok = true;
-    f.text = beast::buffers_to_string(buffer_.data());
-    f.msg = json::parse(f.text, nullptr, false);
-    return f;
-  }
-
-  // Reads until the response `id`; events meanwhile go to events().
-  std::optional<json> response(const std::string& id, Millis timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (!closed_) {
-      const auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
-      if (left.count() <= 0) {
-        last_error_ = "timeout waiting for " + id;
-        return std::nullopt;
-      }
-      Frame f = read(left);
-      if (!f.ok) return std::nullopt;
-      if (f.msg.is_object() && f.msg.value("type", "") == "res" && f.msg.value("id", "") == id) {
-        return f.msg;
-      }
-      events_.push_back(std::move(f));
-    }
-    return std::nullopt;
-  }
-
-  std::optional<json> request(const std::string& method, const json& params, Millis timeout) {
-    const std::string id = "r" + std::to_string(++next_id_);
-    json req = {{"type", "req"}, {"id", id}, {"method", method}, {"params", params}};
-    if (!write(req.dump(), timeout)) return std::nullopt;
-    return response(id, timeout);
-  }
-
-  std::vector<Frame>& events() { return events_; }
-  const std::string& last_error() const { return last_error_; }
-  // From now on a read is always pending, on a thread of its own, so a close frame is answered
-  // at once (a drain waits for every close handshake) however long the caller idles; every
-  // frame, and at the end the failed read (ok false), goes to `on_frame` on that thread. Write
-  // with post_write() only, one at a time; the blocking calls above are not to be used any more.
-  void pump(std::function<void(Frame)> on_frame) {
-    on_frame_ = std::move(on_frame);
-    beast::get_lowest_layer(ws_).expires_never();
-    io_.restart();
-    work_.emplace(asio::make_work_guard(io_));
-    read_loop();
-    pump_thread_ = std::thread([this] { io_.run(); });
-  }
-
-  void post_write(std::string text) {
-    auto t = std::make_shared<std::string>(std::move(text));
-    asio::post(io_, [this, t] { ws_.async_write(asio::buffer(*t), [t](beast::error_code, std::size_t) {}); });
-  }
-  bool closed() const { return closed_; }
-
- private:
-  // Starts one asynchronous operation and runs the loop until it completes; the tcp_stream's
-  // expiry bounds it (on expiry the operation completes with a timeout error).
-  template <class Start>
-  beast::error_code run(Start start, Millis timeout) {
-    beast::get_lowest_layer(ws_).expires_after(timeout);
-    std::optional<beast::error_code> result;
-    start([&](beast::error_code ec, auto&&...) { result = ec; });
-    io_.restart();
-    while (!result && io_.run_one()) {
-    }
-    beast::get_lowest_layer(ws_).expires_never();
-    return result.value_or(asio::error::operation_aborted);
-  }
-
-  void read_loop() {
-    buffer_.clear();
-    ws_.async_read(buffer_, [this](beast::error_code ec, std::size_t) {
-      Frame f;
-      f.at = Clock::now();
-      if (ec) {
-        if (ec == websocket::error::closed) f.close_code = ws_.reason().code;
-        f.error = ec.message();
-        closed_ = true;
-        on_frame_(std::move(f));
-        return;
-      }
-      f.ok = true;
-      f.text = beast::buffers_to_string(buffer_.data());
-      f.msg = json::parse(f.text, nullptr, false);
-      on_frame_(std::move(f));
-      read_loop();
-    });
-  }
-
-  int port_;
-  asio::io_context io_;
-  websocket::stream<beast::tcp_stream> ws_;
-  beast::flat_buffer buffer_;
-  std::vector<Frame> events_;
-  std::string last_error_;
-  std::atomic<bool> closed_{false};
-  std::function<void(Frame)> on_frame_;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
-  std::thread pump_thread_;
-  int next_id_ = 0;
-};
 
 struct Options {
   int port = 0;

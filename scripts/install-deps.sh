@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages drawbridge builds with (--with-tests: and tests with;
-# --with-sanitizers: the asan preset's and the fuzzers' clang). Safe to run again: it installs
+# --with-sanitizers: the asan preset's and the fuzzers' clang; --with-bench: what the bench/
+# scripts read and draw with). Safe to run again: it installs
 # only what is missing.
 set -euo pipefail
 
@@ -27,7 +28,11 @@ for arg in "$@"; do
       # (libclang-rt-14-dev), llvm-symbolizer for file:line in reports (llvm-14).
       packages+=(clang-14 libclang-rt-14-dev llvm-14)
       ;;
-    *) echo "usage: $0 [--with-tests] [--with-sanitizers]" >&2; exit 64 ;;
+    --with-bench)
+      # jq reads the benches' JSON results; gnuplot draws bench/chaos.sh's picture (PNG).
+      packages+=(jq gnuplot-nox)
+      ;;
+    *) echo "usage: $0 [--with-tests] [--with-sanitizers] [--with-bench]" >&2; exit 64 ;;
   esac
 done
 

@@ -1,0 +1,359 @@
+// drawbridge_chaos: the lifecycle guarantees under load, checked from outside (issue 14).
+//
+// One command starts everything on 127.0.0.1: the tests' fake Telegram Bot API (in this
+// process), ngircd (when installed), and the gateway (`drawbridge run`: echo agent answering
+// after --turn-ms, the local channel, Telegram against the fake, IRC against ngircd; this
+// process is its supervisor and a child subreaper). Then, for --duration seconds:
+//  - WebSocket: drawbridge_loadgen (spawned) drives --sessions sessions at --rate messages/s
+//    over the control protocol, reconnecting through every restart and re-sending what was not
+//    acknowledged with the same idempotency key; at the end it reads every transcript;
+//  - Telegram: --telegram-chats private chats at --telegram-rate updates/s through the fake;
+//  - IRC: --irc-users users at --irc-rate private messages/s to the bot;
+//  - a probe opens a fresh connection every --probe-ms and asks GET /healthz;
+//  - RSS of the gateway every 100 ms;
+//  - after a quiet lead-in (--quiet s), the events of a seeded schedule (bench/chaos/schedule.h):
+//    in-process restarts (SIGUSR1, RPC, a restart-class config patch), re-exec (SIGUSR2) and
+//    update (gateway.update with another copy of the binary) every --restart-every s in a
+//    shuffled rotation, a hot config patch every --hot-every s, SIGTERM + start every
+//    --term-every s, SIGKILL + start every --kill-every s; one at a time, each waited for until
+//    the gateway serves again. --random draws exponential intervals instead.
+// Then everything still owed is waited for (bounded), the gateway gets a final SIGTERM, and
+// the verdict is written (bench/chaos/report.h): --out/chaos.json, latency.tsv, events.tsv,
+// rss.tsv, gateway.log, loadgen.json; bench/chaos.sh draws chaos.png from them.
+//
+// Exit status: 0 every guarantee held, 1 one broke (the summary lists which), 2 setup failed,
+// 64 usage.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "chaos/gateway.h"
+#include "chaos/irc_load.h"
+#include "chaos/probe.h"
+#include "chaos/report.h"
+#include "chaos/schedule.h"
+#include "chaos/telegram_load.h"
+#include "fakes/telegram_fake.h"
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr const char* kBotToken = "778899002:drawbridge-chaos-bot";
+constexpr const char* kBotTokenEnv = "DRAWBRIDGE_CHAOS_BOT_TOKEN";
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct Options {
+  std::string bin, loadgen, out;
+  double duration_s = 60, quiet_s = 5, rate = 100, telegram_rate = 20, irc_rate = 1;
+  int sessions = 20, telegram_chats = 20, irc_users = 2, turn_ms = 100, probe_ms = 10;
+  chaos::ScheduleOptions schedule;
+  std::string restart_kinds = "signal,rpc,reexec,update,patch";
+  bool no_telegram = false, no_irc = false, no_ws = false, keep = false;
+};
+
+pid_t spawn_loadgen(const Options& o, int port, const std::string& token, const fs::path& out) {
+  std::vector<std::string> args{o.loadgen,
+                                "--url",
+                                "ws://127.0.0.1:" + std::to_string(port),
+                                "--token",
+                                token,
+                                "--connections",
+                                std::to_string(o.sessions),
+                                "--rate",
+                                std::to_string(o.rate),
+                                "--duration",
+                                std::to_string(o.duration_s),
+                                "--warmup",
+                                "0",
+                                "--grace",
+                                "30",
+                                "--reconnect",
+                                "--verify",
+                                "--allow-loss",
+                                "--give-up",
+                                "60",
+                                "--session-prefix",
+                                "chaos",
+                                "--json",
+                                (out / "loadgen.json").string(),
+                                "--records",
+                                (out / "ws-records.tsv").string()};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, (out / "loadgen.out").c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw std::runtime_error("cannot start " + o.loadgen);
+  return pid;
+}
+
+// Waits for the load generator (bounded); its exit status, -1 when it had to be killed.
+int wait_loadgen(pid_t pid, Clock::time_point deadline) {
+  int st = 0;
+  while (Clock::now() < deadline) {
+    if (::waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    std::this_thread::sleep_for(20ms);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &st, 0);
+  return -1;
+}
+
+std::vector<std::pair<double, double>> read_records(const fs::path& p) {
+  std::vector<std::pair<double, double>> out;
+  std::ifstream in(p);
+  double t = 0, l = 0;
+  while (in >> t >> l) out.emplace_back(t, l);
+  return out;
+}
+
+chaos::EventOutcome inject(chaos::Gateway& gw, const chaos::ScheduledEvent& e) {
+  switch (e.kind) {
+    case chaos::EventKind::restart_signal:
+      return gw.restart_signal();
+    case chaos::EventKind::restart_rpc:
+      return gw.restart_rpc();
+    case chaos::EventKind::restart_patch:
+      return gw.restart_patch(e.n);
+    case chaos::EventKind::reexec:
+      return gw.reexec();
+    case chaos::EventKind::update:
+      return gw.update();
+    case chaos::EventKind::hot_patch:
+      return gw.hot_patch(e.n);
+    case chaos::EventKind::term_start:
+      return gw.term_and_start();
+    case chaos::EventKind::kill_start:
+      return gw.kill_and_start();
+  }
+  return {};
+}
+
+int run(const Options& o) {
+  const fs::path out = fs::absolute(o.out);
+  fs::create_directories(out);
+  const fs::path work = out / "work";
+  fs::remove_all(work);
+
+  drawbridge::testing::TelegramFake fake;
+  fake.add_bot(kBotToken, 778899002, "chaos_bot");
+  std::unique_ptr<chaos::Ngircd> ircd;
+  const bool irc = !o.no_irc && chaos::Ngircd::available();
+  if (!o.no_irc && !irc) std::fprintf(stderr, "chaos: ngircd is not installed: no IRC load\n");
+  if (irc) {
+    fs::create_directories(work / "ircd");
+    ircd = std::make_unique<chaos::Ngircd>(work / "ircd");
+  }
+
+  chaos::GatewaySetup setup;
+  setup.bin = o.bin;
+  setup.dir = work / "gateway";
+  setup.turn_ms = o.turn_ms;
+  setup.connections = o.no_ws ? 0 : o.sessions;
+  if (!o.no_telegram) {
+    setup.telegram_api_root = fake.base_url();
+    setup.telegram_token_env = kBotTokenEnv;
+    setup.telegram_token = kBotToken;
+  }
+  if (irc) {
+    setup.irc_port = ircd->port();
+    setup.irc_password = ircd->password();
+  }
+  chaos::Gateway gw(setup);
+  const auto started = gw.start();
+  if (!started.ok) {
+    std::fprintf(stderr, "chaos: the gateway did not start: %s\n%s\n", started.detail.c_str(),
+                 gw.log().c_str());
+    return 2;
+  }
+  std::fprintf(stderr, "chaos: gateway pid %d on port %d ready in %.1f ms\n", gw.pid(), gw.port(),
+               started.ready_ms);
+
+  std::unique_ptr<chaos::IrcLoad> irc_load;
+  if (irc) {
+    irc_load = std::make_unique<chaos::IrcLoad>(ircd->port(), ircd->password(), setup.irc_nick,
+                                                o.irc_users, o.irc_rate);
+    irc_load->connect();
+  }
+  chaos::TelegramLoad tg(fake, kBotToken, o.telegram_chats, o.no_telegram ? 0 : o.telegram_rate);
+  chaos::Prober probe(gw.port(), o.probe_ms);
+
+  chaos::RunData d;
+  d.turn_ms = o.turn_ms;
+  d.ws = !o.no_ws;
+  d.telegram = !o.no_telegram;
+  d.irc = irc;
+  const auto schedule = chaos::make_schedule(o.schedule);
+
+  // Go.
+  d.start_ms = now_ms();
+  d.quiet_end_ms = d.start_ms + o.schedule.quiet_s * 1000;
+  const auto t0 = Clock::now();
+  const pid_t loadgen = d.ws ? spawn_loadgen(o, gw.port(), gw.token(), out) : -1;
+  probe.start();
+  tg.start();
+  if (irc_load) irc_load->start();
+  std::atomic<bool> sampling{true};
+  std::vector<std::pair<double, long>> rss;
+  std::thread sampler([&] {
+    while (sampling) {
+      const long kib = gw.rss_kib();
+      if (kib > 0) rss.emplace_back(now_ms(), kib);
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  for (const auto& e : schedule) {
+    std::this_thread::sleep_until(
+        t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(e.at_s)));
+    chaos::EventRecord rec;
+    rec.event = e;
+    rec.start_ms = now_ms();
+    rec.outcome = inject(gw, e);
+    rec.end_ms = now_ms();
+    std::fprintf(stderr, "chaos: %6.2f s %-15s %s in %.1f ms %s\n",
+                 (rec.start_ms - d.start_ms) / 1000, chaos::to_string(e.kind),
+                 rec.outcome.ok ? "served again" : "FAILED", rec.outcome.ready_ms,
+                 rec.outcome.detail.c_str());
+    d.events.push_back(std::move(rec));
+  }
+  std::this_thread::sleep_until(t0 + std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double>(o.duration_s)));
+  d.end_ms = now_ms();
+  tg.stop_sending();
+  if (irc_load) irc_load->stop_sending();
+
+  // What is still owed, bounded.
+  if (loadgen > 0) {
+    d.loadgen_exit = wait_loadgen(loadgen, Clock::now() + 150s);
+    std::ifstream in(out / "loadgen.json");
+    d.loadgen = json::parse(in, nullptr, false);
+    if (d.loadgen.is_discarded()) d.loadgen = nullptr;
+    d.ws_records = read_records(out / "ws-records.tsv");
+  }
+  if (d.telegram) tg.wait_answered(30000);
+  if (irc_load) irc_load->wait_answered(30000);
+  probe.stop();
+  sampling = false;
+  sampler.join();
+  d.rss = std::move(rss);
+  d.tg = tg.result();
+  if (irc_load) d.irc_result = irc_load->result();
+  d.probe = probe.result();
+  d.final_stop_exit = gw.stop();
+  d.bad_exits = gw.bad_exits();
+  fs::copy_file(gw.log_path(), out / "gateway.log", fs::copy_options::overwrite_existing);
+
+  json opts = {{"durationS", o.duration_s},
+               {"quietS", o.schedule.quiet_s},
+               {"rate", o.rate},
+               {"sessions", o.sessions},
+               {"telegramRate", d.telegram ? o.telegram_rate : 0},
+               {"telegramChats", o.telegram_chats},
+               {"ircRate", irc ? o.irc_rate : 0},
+               {"ircUsers", o.irc_users},
+               {"turnMs", o.turn_ms},
+               {"seed", o.schedule.seed},
+               {"random", o.schedule.random},
+               {"restartEveryS", o.schedule.restart_every_s},
+               {"restartKinds", o.restart_kinds},
+               {"hotEveryS", o.schedule.hot_every_s},
+               {"termEveryS", o.schedule.term_every_s},
+               {"killEveryS", o.schedule.kill_every_s}};
+  d.options = opts;
+  const chaos::Verdict v = chaos::judge(d);
+  chaos::write_outputs(out, d, v);
+  std::fputs(v.summary.c_str(), stdout);
+  std::printf("  results: %s\n", (out / "chaos.json").c_str());
+  if (!o.keep) fs::remove_all(work);
+  return v.breaches.empty() ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ::signal(SIGPIPE, SIG_IGN);
+  Options o;
+  CLI::App app{"drawbridge_chaos: restarts, reloads and kills under load; checks every guarantee"};
+  app.add_option("--binary", o.bin, "The drawbridge binary")->required();
+  app.add_option("--loadgen", o.loadgen, "The drawbridge_loadgen binary")->required();
+  app.add_option("--out", o.out, "Folder for the results")->required();
+  app.add_option("--duration,-d", o.duration_s, "Seconds of load")->capture_default_str();
+  app.add_option("--quiet", o.schedule.quiet_s, "Seconds at the start without events")
+      ->capture_default_str();
+  app.add_option("--rate,-r", o.rate, "WebSocket messages/s")->capture_default_str();
+  app.add_option("--sessions,-c", o.sessions, "WebSocket sessions")->capture_default_str();
+  app.add_option("--telegram-rate", o.telegram_rate, "Telegram updates/s")->capture_default_str();
+  app.add_option("--telegram-chats", o.telegram_chats, "Telegram chats")->capture_default_str();
+  app.add_option("--irc-rate", o.irc_rate, "IRC messages/s")->capture_default_str();
+  app.add_option("--irc-users", o.irc_users, "IRC users")->capture_default_str();
+  app.add_option("--turn-ms", o.turn_ms, "The echo agent's delay")->capture_default_str();
+  app.add_option("--probe-ms", o.probe_ms, "GET /healthz every N ms")->capture_default_str();
+  app.add_option("--seed", o.schedule.seed, "The schedule's seed")->capture_default_str();
+  app.add_flag("--random", o.schedule.random, "Exponential intervals instead of periodic");
+  app.add_option("--restart-every", o.schedule.restart_every_s,
+                 "Seconds between restarts (0: none)")
+      ->capture_default_str();
+  app.add_option("--restart-kinds", o.restart_kinds,
+                 "Restarts to rotate: signal, rpc, patch, reexec, update")
+      ->capture_default_str();
+  app.add_option("--hot-every", o.schedule.hot_every_s, "Seconds between hot patches (0: none)")
+      ->capture_default_str();
+  app.add_option("--term-every", o.schedule.term_every_s,
+                 "Seconds between SIGTERM + start (0: none)")
+      ->capture_default_str();
+  app.add_option("--kill-every", o.schedule.kill_every_s,
+                 "Seconds between SIGKILL + start (0: none)")
+      ->capture_default_str();
+  app.add_flag("--no-telegram", o.no_telegram, "No Telegram load");
+  app.add_flag("--no-irc", o.no_irc, "No IRC load");
+  app.add_flag("--no-websocket", o.no_ws, "No WebSocket load");
+  app.add_flag("--keep", o.keep, "Keep the gateway's data folder (OUT/work) for a post-mortem");
+  CLI11_PARSE(app, argc, argv);
+
+  o.schedule.duration_s = o.duration_s;
+  o.schedule.restart_kinds.clear();
+  std::stringstream kinds(o.restart_kinds);
+  for (std::string k; std::getline(kinds, k, ',');) {
+    chaos::EventKind kind;
+    if (!chaos::parse_restart_kind(k, kind)) {
+      std::fprintf(stderr, "--restart-kinds: unknown kind \"%s\"\n", k.c_str());
+      return 64;
+    }
+    o.schedule.restart_kinds.push_back(kind);
+  }
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "chaos: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,99 @@
+#pragma once
+
+// The gateway under test, as bench/chaos drives it: its config (echo agent, the local channel,
+// Telegram against the fake, IRC against ngircd), the process (spawned by this harness, which
+// is also its supervisor: a child subreaper, so the successor of a re-exec or an update is
+// reparented here), and every lifecycle event the harness injects, each of which returns once
+// the gateway serves again. Only Beast (through bench/ws_rpc), nlohmann_json and POSIX.
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace chaos {
+
+struct GatewaySetup {
+  std::string bin;            // the drawbridge binary
+  std::filesystem::path dir;  // work folder: config, data/, run/, gateway.log, a binary copy
+  std::string token = "chaos-token-0123456789";
+  int turn_ms = 100;    // the echo agent's delay
+  int connections = 0;  // loopback connections the load holds (the limits get 256 more)
+  std::string log_level = "info";
+  std::string telegram_api_root;  // empty: no Telegram channel
+  std::string telegram_token_env, telegram_token;
+  int irc_port = 0;  // 0: no IRC channel
+  std::string irc_password, irc_nick = "chaosbot";
+};
+
+// What one injected event cost, seen from outside.
+struct EventOutcome {
+  bool ok = false;
+  double ready_ms = 0;  // trigger -> the gateway serves again (its new pid / generation)
+  std::string detail;   // what went wrong, or a note (e.g. the plan of a patch)
+  pid_t old_pid = -1, new_pid = -1;
+};
+
+class Gateway {
+ public:
+  explicit Gateway(GatewaySetup setup);  // writes the config; throws when it cannot
+  ~Gateway();                            // stops every process it started, by pid
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // Spawns the gateway and waits (bounded) until /readyz answers 200.
+  EventOutcome start(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // The injected events (see bench/chaos/schedule.h).
+  EventOutcome restart_signal();      // SIGUSR1: in-process restart
+  EventOutcome restart_rpc();         // gateway.restart.request
+  EventOutcome hot_patch(int n);      // config.patch of a hot key (n picks which)
+  EventOutcome restart_patch(int n);  // config.patch of a restart-class key
+  EventOutcome term_and_start();      // SIGTERM, wait for the exit, start again (a supervisor)
+  EventOutcome kill_and_start();      // SIGKILL, start again
+  EventOutcome reexec();              // SIGUSR2: a fresh process on the same socket
+  EventOutcome update();              // gateway.update {binary}: the other of two binary copies
+  // SIGTERM and wait; the exit status (-1: killed after the timeout, or not running).
+  int stop(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+  pid_t pid() const { return pid_; }
+  int port() const { return port_; }
+  const std::string& token() const { return setup_.token; }
+  std::filesystem::path log_path() const { return setup_.dir / "gateway.log"; }
+  std::string log() const;
+  // VmRSS of the current process in KiB, -1 when unreadable.
+  long rss_kib() const;
+  // Exits seen that were not asked for, or not clean where a clean one was due.
+  const std::vector<std::string>& bad_exits() const { return bad_exits_; }
+
+ private:
+  struct Status {
+    pid_t pid = -1;
+    std::int64_t generation = -1;
+  };
+  void write_config();
+  pid_t spawn();
+  bool status(Status& out, std::string& why) const;
+  // Waits until `status` is answered by a process or generation other than `before`.
+  EventOutcome wait_changed(const Status& before, std::chrono::steady_clock::time_point t0,
+                            bool new_process);
+  bool wait_ready(std::chrono::steady_clock::time_point deadline);
+  std::optional<nlohmann::json> rpc(const std::string& method, const nlohmann::json& params,
+                                    std::string& why) const;
+  EventOutcome patch(const nlohmann::json& merge, bool new_generation);
+  void reap_others();
+  int wait_exit(pid_t pid, std::chrono::milliseconds timeout);
+
+  GatewaySetup setup_;
+  int port_ = 0;
+  std::atomic<pid_t> pid_{-1};  // read by the RSS sampler's thread
+  int update_flip_ = 0;
+  std::vector<std::string> bad_exits_;
+};
+
+}  // namespace chaos
