@@ -31,7 +31,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -58,6 +60,22 @@ using namespace std::chrono_literals;
 
 constexpr const char* kBotToken = "778899002:drawbridge-chaos-bot";
 constexpr const char* kBotTokenEnv = "DRAWBRIDGE_CHAOS_BOT_TOKEN";
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_interrupt(int) {
+  g_interrupted = 1;
+}
+
+// Sleeps until `t`; false when SIGINT or SIGTERM came first (the run then ends early, and
+// everything it started is stopped as at a normal end).
+bool wait_until(Clock::time_point t) {
+  while (!g_interrupted) {
+    const auto now = Clock::now();
+    if (now >= t) return true;
+    std::this_thread::sleep_for(std::min<Clock::duration>(t - now, 50ms));
+  }
+  return false;
+}
 
 double now_ms() {
   return std::chrono::duration<double, std::milli>(
@@ -232,8 +250,10 @@ int run(const Options& o) {
     }
   });
   for (const auto& e : schedule) {
-    std::this_thread::sleep_until(
-        t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(e.at_s)));
+    if (!wait_until(t0 + std::chrono::duration_cast<Clock::duration>(
+                             std::chrono::duration<double>(e.at_s)))) {
+      break;
+    }
     chaos::EventRecord rec;
     rec.event = e;
     rec.start_ms = now_ms();
@@ -245,22 +265,23 @@ int run(const Options& o) {
                  rec.outcome.detail.c_str());
     d.events.push_back(std::move(rec));
   }
-  std::this_thread::sleep_until(t0 + std::chrono::duration_cast<Clock::duration>(
-                                         std::chrono::duration<double>(o.duration_s)));
+  wait_until(t0 + std::chrono::duration_cast<Clock::duration>(
+                      std::chrono::duration<double>(o.duration_s)));
   d.end_ms = now_ms();
   tg.stop_sending();
   if (irc_load) irc_load->stop_sending();
 
   // What is still owed, bounded.
   if (loadgen > 0) {
-    d.loadgen_exit = wait_loadgen(loadgen, Clock::now() + 150s);
+    if (g_interrupted) ::kill(loadgen, SIGINT);
+    d.loadgen_exit = wait_loadgen(loadgen, Clock::now() + (g_interrupted ? 10s : 150s));
     std::ifstream in(out / "loadgen.json");
     d.loadgen = json::parse(in, nullptr, false);
     if (d.loadgen.is_discarded()) d.loadgen = nullptr;
     d.ws_records = read_records(out / "ws-records.tsv");
   }
-  if (d.telegram) tg.wait_answered(30000);
-  if (irc_load) irc_load->wait_answered(30000);
+  if (d.telegram && !g_interrupted) tg.wait_answered(30000);
+  if (irc_load && !g_interrupted) irc_load->wait_answered(30000);
   probe.stop();
   sampling = false;
   sampler.join();
@@ -289,7 +310,13 @@ int run(const Options& o) {
                {"termEveryS", o.schedule.term_every_s},
                {"killEveryS", o.schedule.kill_every_s}};
   d.options = opts;
-  const chaos::Verdict v = chaos::judge(d);
+  chaos::Verdict v = chaos::judge(d);
+  if (g_interrupted) {
+    v.breaches.push_back("interrupted (SIGINT or SIGTERM): the run is incomplete");
+    v.summary += "  INTERRUPTED: the run is incomplete\n";
+    v.result["breaches"] = v.breaches;
+    v.result["ok"] = false;
+  }
   chaos::write_outputs(out, d, v);
   std::fputs(v.summary.c_str(), stdout);
   std::printf("  results: %s\n", (out / "chaos.json").c_str());
@@ -301,6 +328,8 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
+  ::signal(SIGINT, on_interrupt);
+  ::signal(SIGTERM, on_interrupt);
   Options o;
   CLI::App app{"drawbridge_chaos: restarts, reloads and kills under load; checks every guarantee"};
   app.add_option("--binary", o.bin, "The drawbridge binary")->required();

@@ -282,7 +282,7 @@ EventOutcome Gateway::restart_signal() {
   std::string why;
   if (!status(before, why)) return EventOutcome{false, 0, "status: " + why};
   const auto t0 = Clock::now();
-  ::kill(pid_, SIGUSR1);
+  if (!send(SIGUSR1)) return EventOutcome{false, 0, "no gateway process"};
   return wait_changed(before, t0, false);
 }
 
@@ -341,6 +341,11 @@ EventOutcome Gateway::restart_patch(int n) {
   return patch({{"gateway", {{"limits", {{"maxHistoryBytes", 4194305 - n % 2}}}}}}, true);
 }
 
+bool Gateway::send(int sig) {
+  const pid_t p = pid_;
+  return p > 0 && ::kill(p, sig) == 0;  // never 0 or -1: that would be a group, or everyone
+}
+
 int Gateway::wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   int st = 0;
@@ -356,7 +361,7 @@ int Gateway::wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
 EventOutcome Gateway::term_and_start() {
   const auto t0 = Clock::now();
   const pid_t old = pid_;
-  ::kill(old, SIGTERM);
+  if (!send(SIGTERM)) return EventOutcome{false, 0, "no gateway process"};
   const int rc = wait_exit(old, 30s);
   pid_ = -1;
   if (rc != 0) {
@@ -371,7 +376,7 @@ EventOutcome Gateway::term_and_start() {
 EventOutcome Gateway::kill_and_start() {
   const auto t0 = Clock::now();
   const pid_t old = pid_;
-  ::kill(old, SIGKILL);
+  if (!send(SIGKILL)) return EventOutcome{false, 0, "no gateway process"};
   wait_exit(old, 10s);
   pid_ = -1;
   EventOutcome out = start();
@@ -385,7 +390,7 @@ EventOutcome Gateway::reexec() {
   std::string why;
   if (!status(before, why)) return EventOutcome{false, 0, "status: " + why};
   const auto t0 = Clock::now();
-  ::kill(pid_, SIGUSR2);
+  if (!send(SIGUSR2)) return EventOutcome{false, 0, "no gateway process"};
   return wait_changed(before, t0, true);
 }
 

@@ -87,6 +87,7 @@ class Gateway {
                                     std::string& why) const;
   EventOutcome patch(const nlohmann::json& merge, bool new_generation);
   void reap_others();
+  bool send(int sig);  // to the current process only
   int wait_exit(pid_t pid, std::chrono::milliseconds timeout);
 
   GatewaySetup setup_;
