@@ -29,6 +29,7 @@ constexpr core::Duration kMaxBackoff{60000};
 constexpr core::Duration kRegisterTimeout{30000};
 constexpr core::Duration kKeepalive{90000};   // silence this long: PING; twice: reconnect
 constexpr core::Duration kStopBound{2000};    // QUIT sent: wait this long for the server's close
+constexpr core::Duration kUserFallback{1000};  // no CAP LS answer: USER anyway
 constexpr std::size_t kMaxQueuedLines = 400;  // about 200 s of flood-controlled output
 
 }  // namespace
@@ -103,7 +104,7 @@ IrcChannel::IrcChannel(std::string id, IrcOptions options, asio::io_context& io,
 IrcChannel::~IrcChannel() {
   *alive_ = false;
   for (auto* t : {&backoff_timer_, &refill_timer_, &register_timer_, &keepalive_timer_,
-                  &stop_timer_, &rejoin_timer_}) {
+                  &stop_timer_, &rejoin_timer_, &user_timer_}) {
     if (*t) executor_.cancel(**t);
   }
   if (conn_) conn_->close();
@@ -168,6 +169,16 @@ void IrcChannel::connect() {
       });
 }
 
+void IrcChannel::send_user() {
+  if (user_timer_) {
+    executor_.cancel(*user_timer_);
+    user_timer_.reset();
+  }
+  if (user_sent_ || !conn_ || !conn_->open) return;
+  user_sent_ = true;
+  urgent(irc::format("USER", {options_.username, "0", "*", options_.realname}));
+}
+
 void IrcChannel::on_connected(const std::shared_ptr<Conn>& c) {
   // External ids of this connection: its start in ms, strictly after the previous one's, and
   // a sequence number (docs/DECISIONS.md "IRC").
@@ -186,11 +197,24 @@ void IrcChannel::on_connected(const std::shared_ptr<Conn>& c) {
   tokens_ = kBurst;
   c->open = true;
   read(c);
-  // PASS first (RFC 2812 3.1.1); registration then waits for CAP END.
+  // PASS first (RFC 2812 3.1.1); registration then waits for CAP END. At most three commands
+  // in the first write: ngircd handles three of a client's commands at a time and holds the
+  // rest (and everything the client sends after) for a second or two. With a PASS, USER goes
+  // with the answer to CAP LS (send_user), or after kUserFallback from a server that ignores
+  // CAP.
+  user_sent_ = false;
   if (!options_.password.empty()) urgent("PASS " + options_.password);
   urgent("CAP LS 302");
   urgent("NICK " + nick_);
-  urgent(irc::format("USER", {options_.username, "0", "*", options_.realname}));
+  if (options_.password.empty()) {
+    send_user();
+  } else {
+    user_timer_ = executor_.schedule(kUserFallback, [this, alive = alive_] {
+      if (!*alive) return;
+      user_timer_.reset();
+      send_user();
+    });
+  }
   register_timer_ = executor_.schedule(kRegisterTimeout, [this, alive = alive_] {
     if (!*alive) return;
     register_timer_.reset();
@@ -367,7 +391,7 @@ void IrcChannel::fail_connection(const std::string& why) {
   registered_ = false;
   ready_ = false;
   fail_pending(why);
-  for (auto* t : {&register_timer_, &keepalive_timer_, &rejoin_timer_}) {
+  for (auto* t : {&register_timer_, &keepalive_timer_, &rejoin_timer_, &user_timer_}) {
     if (*t) {
       executor_.cancel(**t);
       t->reset();
@@ -404,7 +428,8 @@ void IrcChannel::stop(std::function<void()> done) {
   stopping_ = true;
   ready_ = false;
   stop_done_ = std::move(done);
-  for (auto* t : {&backoff_timer_, &register_timer_, &keepalive_timer_, &rejoin_timer_}) {
+  for (auto* t :
+       {&backoff_timer_, &register_timer_, &keepalive_timer_, &rejoin_timer_, &user_timer_}) {
     if (*t) {
       executor_.cancel(**t);
       t->reset();
@@ -417,7 +442,9 @@ void IrcChannel::stop(std::function<void()> done) {
     }
   }
   queue_.clear();
-  if (!conn_ || !conn_->open || conn_->closed) return finish_stop();
+  // A connection that never registered has written no reply: nothing to wait for (and a server
+  // that holds its registration would hold the QUIT as long).
+  if (!conn_ || !conn_->open || conn_->closed || !registered_) return finish_stop();
   // QUIT, then the server closes; it is given kStopBound to do so.
   urgent("QUIT :restarting");
   stop_timer_ = executor_.schedule(kStopBound, [this, alive = alive_] {

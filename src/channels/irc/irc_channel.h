@@ -94,6 +94,7 @@ class IrcChannel final : public pipeline::Channel {
   void on_data(const std::shared_ptr<Conn>& c, std::size_t n);
   void on_line(const std::string& line);
   void on_cap(const irc::Message& m);
+  void send_user();  // USER, once per connection
   void on_welcome(const std::string& nick);
   void on_privmsg(const irc::Message& m);
   void next_nick(bool erroneous);
@@ -123,6 +124,7 @@ class IrcChannel final : public pipeline::Channel {
   bool stopping_ = false;
   bool ready_ = false;
   bool registered_ = false;
+  bool user_sent_ = false;  // USER of this connection's registration
   pipeline::LinkState state_ = pipeline::LinkState::connecting;
   std::string last_error_;
   std::int64_t last_error_at_ms_ = 0;
@@ -148,7 +150,7 @@ class IrcChannel final : public pipeline::Channel {
   int tokens_ = kBurst;
 
   std::optional<core::TimerId> backoff_timer_, refill_timer_, register_timer_, keepalive_timer_,
-      stop_timer_, rejoin_timer_;
+      stop_timer_, rejoin_timer_, user_timer_;
   core::Duration backoff_{0};
 
   std::int64_t conn_epoch_ms_ = 0;  // external ids: "<conn_epoch_ms>-<seq>"

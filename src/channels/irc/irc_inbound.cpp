@@ -59,6 +59,8 @@ void IrcChannel::on_line(const std::string& line) {
     note_error("SASL authentication failed (" + cmd + "): continuing without");
     spdlog::error("channel {}: {}", id_, last_error_);
     urgent("CAP END");
+  } else if (cmd == "421" && irc::same_name(m.param(1), "CAP")) {
+    send_user();  // a server without CAP: registration goes on without it
   } else if (cmd == "001") {
     on_welcome(m.param(0));
   } else if ((cmd == "433" || cmd == "432" || cmd == "436" || cmd == "437") && !registered_) {
@@ -105,6 +107,7 @@ void IrcChannel::on_cap(const irc::Message& m) {
     const bool more = m.params.size() >= 4 && m.param(2) == "*";
     if (cap_list_.size() < kMaxCapList) cap_list_ += " " + m.params.back();
     if (more) return;
+    send_user();
     std::vector<std::string> want;
     std::string_view caps = cap_list_;
     auto offered = [&](std::string_view cap) {

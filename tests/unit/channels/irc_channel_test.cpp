@@ -340,6 +340,58 @@ TEST_F(IrcChannelTest, StopEndsWhenTheServerClosesAfterQuit) {
   EXPECT_EQ(done, 1);
 }
 
+// ngircd handles three of a client's commands at a time and holds the rest for a second or two:
+// the first write carries at most three (PASS, CAP LS, NICK); USER goes with the answer to CAP LS.
+TEST_F(IrcChannelTest, WithAPasswordUserWaitsForTheCapListSoTheFirstWriteHasThreeCommands) {
+  options_.password = "pw";
+  connect();
+  ASSERT_TRUE(got("PASS pw"));
+  ASSERT_TRUE(got("CAP LS 302"));
+  ASSERT_TRUE(got("NICK drawbot"));
+  io_.restart();
+  io_.poll();
+  EXPECT_EQ(count_prefix("USER "), 0u) << "four commands in the first write";
+  say(":irc.test CAP * LS :multi-prefix\r\n");
+  ASSERT_TRUE(got("USER drawbot 0 * drawbridge"));
+  ASSERT_TRUE(got("CAP END"));
+  executor_.advance(5000ms);  // the fallback timer is gone: USER is sent once
+  io_.restart();
+  io_.poll();
+  EXPECT_EQ(count_prefix("USER "), 1u);
+}
+
+TEST_F(IrcChannelTest, WithAPasswordAServerWithoutCapStillGetsUser) {
+  options_.password = "pw";
+  connect();
+  ASSERT_TRUE(got("NICK drawbot"));
+  say(":irc.test 421 * CAP :Unknown command\r\n");
+  ASSERT_TRUE(got("USER drawbot 0 * drawbridge"));
+}
+
+TEST_F(IrcChannelTest, WithAPasswordAServerThatIgnoresCapGetsUserAfterASecond) {
+  options_.password = "pw";
+  connect();
+  ASSERT_TRUE(got("NICK drawbot"));
+  executor_.advance(999ms);
+  io_.restart();
+  io_.poll();
+  EXPECT_EQ(count_prefix("USER "), 0u);
+  executor_.advance(1ms);
+  ASSERT_TRUE(got("USER drawbot 0 * drawbridge"));
+}
+
+// A connection that never registered has written no reply: its stop does not QUIT and wait for
+// a server that may hold the QUIT as long as the registration.
+TEST_F(IrcChannelTest, AStopBeforeRegistrationClosesAtOnce) {
+  connect();
+  ASSERT_TRUE(got("NICK drawbot"));
+  int done = 0;
+  channel_->stop([&] { ++done; });
+  ASSERT_TRUE(spin([&] { return done == 1 && server_eof_; }));
+  EXPECT_EQ(count_prefix("QUIT"), 0u);
+  EXPECT_EQ(executor_.pending_timers(), 0u);
+}
+
 TEST_F(IrcChannelTest, ALostConnectionIsRetriedWithBackoff) {
   register_bot();
   server_.close();
