@@ -39,7 +39,8 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/summary.txt"
 if [[ -s "$out/latency.tsv" ]]; then
   if command -v gnuplot >/dev/null; then
     title="$(jq -r '"drawbridge under chaos: \(.options.rate) WS msg/s over \(.options.sessions) sessions, \(.options.telegramRate) Telegram/s, \(.options.ircRate) IRC/s; \(.events | length) events in \(.windowS | floor) s"' "$out/chaos.json" 2>/dev/null || echo drawbridge under chaos)"
-    gnuplot -e "dir='$out'; chart_title='$title'" "$(dirname "$0")/chaos/plot.gp" &&
+    xmax="$(jq -r '.windowS | ceil' "$out/chaos.json" 2>/dev/null || echo 0)"
+    gnuplot -e "dir='$out'; chart_title='$title'; xmax=${xmax:-0}" "$(dirname "$0")/chaos/plot.gp" &&
       echo "picture: $out/chaos.png"
   else
     echo "gnuplot not installed (scripts/install-deps.sh --with-bench): no picture"

@@ -1305,7 +1305,7 @@ void LoadGen::write_records() const {
 
 void LoadGen::verify() {
   const auto t0 = Clock::now();
-  constexpr std::size_t kLimit = 1000;  // the most GET /v1/messages returns
+  constexpr std::size_t kLimit = 1000;  // the most GET /v1/messages returns in one page
   std::vector<std::vector<std::string>> keys(sess_.size());
   for (const auto& [key, m] : messages_) {
     if (m.writes > 0) keys[m.conn].push_back(key);
@@ -1315,48 +1315,63 @@ void LoadGen::verify() {
   std::vector<std::string> samples;
   for (std::size_t i = 0; i < sess_.size(); ++i) {
     if (keys[i].empty()) continue;
-    const std::string target = "/v1/messages?sessionKey=" + url_encode(sess_[i].key) +
-                               "&limit=" + std::to_string(kLimit);
-    HttpGet g;
-    // Bounded retries: the gateway may be finishing a restart.
-    const auto deadline = Clock::now() + std::chrono::seconds(15);
-    for (;;) {
-      g = http_get(host, port, target, opt_.token, std::chrono::milliseconds(3000));
-      if (g.status == 200 || Clock::now() >= deadline) break;
-      usleep(20000);
-    }
-    json j = g.status == 200 ? json::parse(g.body, nullptr, false) : json();
-    if (g.status != 200 || j.is_discarded() || !j.contains("messages") ||
-        !j["messages"].is_array()) {
-      ++unreadable;
-      if (samples.size() < 3) {
-        samples.push_back(sess_[i].key + ": HTTP " + std::to_string(g.status) + " " + g.error +
-                          " " + g.body.substr(0, 120));
+    // Every page, newest first (`before` = the previous page's nextBefore), so that a long
+    // run's transcripts are read whole; at most 10,000 pages a session.
+    std::int64_t before = 0;
+    bool failed = false, more = true;
+    for (int page = 0; more && page < 10000; ++page) {
+      const std::string target = "/v1/messages?sessionKey=" + url_encode(sess_[i].key) +
+                                 "&limit=" + std::to_string(kLimit) +
+                                 (before > 0 ? "&before=" + std::to_string(before) : "");
+      HttpGet g;
+      // Bounded retries: the gateway may be finishing a restart.
+      const auto deadline = Clock::now() + std::chrono::seconds(15);
+      for (;;) {
+        g = http_get(host, port, target, opt_.token, std::chrono::milliseconds(3000));
+        if (g.status == 200 || Clock::now() >= deadline) break;
+        usleep(20000);
       }
+      json j = g.status == 200 ? json::parse(g.body, nullptr, false) : json();
+      if (g.status != 200 || j.is_discarded() || !j.contains("messages") ||
+          !j["messages"].is_array()) {
+        failed = true;
+        if (samples.size() < 3) {
+          samples.push_back(sess_[i].key + ": HTTP " + std::to_string(g.status) + " " + g.error +
+                            " " + g.body.substr(0, 120));
+        }
+        break;
+      }
+      more = j.value("hasMore", false);
+      before = j.value("nextBefore", std::int64_t{0});
+      if (more && before <= 0) {
+        ++truncated;  // says there is more but not where: what was read is all we check
+        more = false;
+      }
+      for (const auto& e : j["messages"]) {
+        ++entries;
+        if (!e.is_object()) continue;
+        const std::string role = e.value("role", "");
+        std::string run;
+        if (auto oc = e.find("__openclaw"); oc != e.end() && oc->is_object()) {
+          run = oc->value("runId", "");
+        }
+        auto it = messages_.find(run);
+        if (it == messages_.end()) {
+          ++unexpected;
+          continue;
+        }
+        if (it->second.conn != i) ++wrong_session;
+        if (role == "user" && it->second.user_entries < 250) ++it->second.user_entries;
+        if (role == "assistant" && it->second.assistant_entries < 250) {
+          ++it->second.assistant_entries;
+        }
+      }
+    }
+    if (failed) {
+      ++unreadable;
       continue;
     }
     ++read;
-    const auto& msgs = j["messages"];
-    if (msgs.size() >= kLimit) ++truncated;
-    for (const auto& e : msgs) {
-      ++entries;
-      if (!e.is_object()) continue;
-      const std::string role = e.value("role", "");
-      std::string run;
-      if (auto oc = e.find("__openclaw"); oc != e.end() && oc->is_object()) {
-        run = oc->value("runId", "");
-      }
-      auto it = messages_.find(run);
-      if (it == messages_.end()) {
-        ++unexpected;
-        continue;
-      }
-      if (it->second.conn != i) ++wrong_session;
-      if (role == "user" && it->second.user_entries < 250) ++it->second.user_entries;
-      if (role == "assistant" && it->second.assistant_entries < 250) {
-        ++it->second.assistant_entries;
-      }
-    }
     for (const auto& k : keys[i]) messages_.at(k).verified = true;
   }
   std::int64_t checked = 0, ok = 0, lost = 0, lost_accepted = 0, never_accepted = 0, dup = 0,

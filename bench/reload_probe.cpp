@@ -44,6 +44,8 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+
+#include "ws_rpc.h"
 #include <optional>
 #include <random>
 #include <sstream>
@@ -59,6 +61,8 @@ using Clock = std::chrono::steady_clock;
 using Millis = std::chrono::milliseconds;
 using nlohmann::json;
 
+using bench_ws::Ws;
+
 namespace {
 
 double ms_between(Clock::time_point a, Clock::time_point b) {
@@ -70,112 +74,6 @@ std::int64_t unix_us_now() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-// ---- A blocking WebSocket client (async Beast operations, each run to completion) ----------
-
-class Ws {
- public:
-  explicit Ws(int port) : port_(port), ws_(io_) {}
-
-  // TCP connect, upgrade, connect. Empty on success; else why.
-  std::string open(const std::string& token, Millis timeout) {
-    tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), static_cast<std::uint16_t>(port_));
-    auto ec = run([&](auto h) { beast::get_lowest_layer(ws_).async_connect(ep, h); }, timeout);
-    if (ec) return "connect: " + ec.message();
-    beast::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true), ignored);
-    ec = run([&](auto h) { ws_.async_handshake("127.0.0.1:" + std::to_string(port_), "/", h); },
-             timeout);
-    if (ec) return "websocket handshake: " + ec.message();
-    ws_.read_message_max(64 * 1024 * 1024);
-    ws_.text(true);
-    json connect = {{"type", "req"},
-                    {"id", "connect"},
-                    {"method", "connect"},
-                    {"params",
-                     {{"minProtocol", 4},
-                      {"maxProtocol", 4},
-                      {"client",
-                       {{"id", "drawbridge-reload-probe"},
-                        {"version", "1"},
-                        {"platform", "linux"},
-                        {"mode", "test"}}},
-                      {"role", "operator"},
-                      {"scopes", {"operator.admin"}},
-                      {"auth", {{"token", token}}}}}};
-    if (!write(connect.dump(), timeout)) return "write connect: " + last_error_;
-    auto res = response("connect", timeout);
-    if (!res) return "no connect response: " + last_error_;
-    if (!res->value("ok", false)) return "connect refused: " + res->dump();
-    return {};
-  }
-
-  bool write(const std::string& text, Millis timeout) {
-    auto ec = run([&](auto h) { ws_.async_write(asio::buffer(text), h); }, timeout);
-    if (ec) last_error_ = ec.message();
-    return !ec;
-  }
-
-  // Reads until the response `id`; events meanwhile are dropped.
-  std::optional<json> response(const std::string& id, Millis timeout) {
-    const auto deadline = Clock::now() + timeout;
-    for (;;) {
-      const auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
-      if (left.count() <= 0) {
-        last_error_ = "timeout waiting for " + id;
-        return std::nullopt;
-      }
-      buffer_.clear();
-      auto ec = run([&](auto h) { ws_.async_read(buffer_, h); }, left);
-      if (ec) {
-        last_error_ = ec.message();
-        return std::nullopt;
-      }
-      json msg = json::parse(beast::buffers_to_string(buffer_.data()), nullptr, false);
-      if (msg.is_object() && msg.value("type", "") == "res" && msg.value("id", "") == id) {
-        return msg;
-      }
-    }
-  }
-
-  // A request; `sent` and `answered` are when its frame was written and its response read.
-  std::optional<json> request(const std::string& method, const json& params, Millis timeout,
-                              Clock::time_point* sent = nullptr,
-                              Clock::time_point* answered = nullptr) {
-    const std::string id = "r" + std::to_string(++next_id_);
-    const std::string text =
-        json{{"type", "req"}, {"id", id}, {"method", method}, {"params", params}}.dump();
-    if (sent) *sent = Clock::now();
-    if (!write(text, timeout)) return std::nullopt;
-    auto r = response(id, timeout);
-    if (answered) *answered = Clock::now();
-    return r;
-  }
-
-  const std::string& last_error() const { return last_error_; }
-
- private:
-  // Starts one asynchronous operation and runs the loop until it completes; the tcp_stream's
-  // expiry bounds it (on expiry the operation completes with a timeout error).
-  template <class Start>
-  beast::error_code run(Start start, Millis timeout) {
-    beast::get_lowest_layer(ws_).expires_after(timeout);
-    std::optional<beast::error_code> result;
-    start([&](beast::error_code ec, auto&&...) { result = ec; });
-    io_.restart();
-    while (!result && io_.run_one()) {
-    }
-    beast::get_lowest_layer(ws_).expires_never();
-    return result.value_or(asio::error::operation_aborted);
-  }
-
-  int port_;
-  asio::io_context io_;
-  websocket::stream<beast::tcp_stream> ws_;
-  beast::flat_buffer buffer_;
-  std::string last_error_;
-  int next_id_ = 0;
-};
 
 struct Options {
   int port = 0;
@@ -580,7 +478,8 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   char tag[16];
   std::snprintf(tag, sizeof tag, "%08x", static_cast<unsigned>(std::random_device{}()));
-  Ws ws(o.port);
+  Ws ws(o.port, "drawbridge-reload-probe");
+  ws.keep_events(false);
   if (auto why = ws.open(o.token, Millis(5000)); !why.empty()) {
     std::cerr << "cannot connect: " << why << "\n";
     return 1;

@@ -104,16 +104,20 @@ std::optional<json> Ws::response(const std::string& id, Millis timeout) {
     if (f.msg.is_object() && f.msg.value("type", "") == "res" && f.msg.value("id", "") == id) {
       return f.msg;
     }
-    events_.push_back(std::move(f));
+    if (keep_events_) events_.push_back(std::move(f));
   }
   return std::nullopt;
 }
 
-std::optional<json> Ws::request(const std::string& method, const json& params, Millis timeout) {
+std::optional<json> Ws::request(const std::string& method, const json& params, Millis timeout,
+                                Clock::time_point* sent, Clock::time_point* answered) {
   const std::string id = "r" + std::to_string(++next_id_);
   json req = {{"type", "req"}, {"id", id}, {"method", method}, {"params", params}};
+  if (sent) *sent = Clock::now();
   if (!write(req.dump(), timeout)) return std::nullopt;
-  return response(id, timeout);
+  auto r = response(id, timeout);
+  if (answered) *answered = Clock::now();
+  return r;
 }
 
 void Ws::pump(std::function<void(Frame)> on_frame) {

@@ -44,11 +44,20 @@ class Ws {
   // TCP connect, upgrade, connect.challenge, connect. Empty on success; else why (and
   // `retryable` says whether the gateway asked to come back).
   std::string open(const std::string& token, Millis timeout, bool& retryable);
+  std::string open(const std::string& token, Millis timeout) {
+    bool retryable = false;
+    return open(token, timeout, retryable);
+  }
   bool write(const std::string& text, Millis timeout);
   Frame read(Millis timeout);
   // Reads until the response `id`; events meanwhile go to events().
   std::optional<json> response(const std::string& id, Millis timeout);
-  std::optional<json> request(const std::string& method, const json& params, Millis timeout);
+  // `sent` and `answered`, when given, get the times its frame was written and its answer read.
+  std::optional<json> request(const std::string& method, const json& params, Millis timeout,
+                              Clock::time_point* sent = nullptr,
+                              Clock::time_point* answered = nullptr);
+  // Events read while waiting for a response are kept in events() (the default) or dropped.
+  void keep_events(bool keep) { keep_events_ = keep; }
 
   std::vector<Frame>& events() { return events_; }
   const std::string& last_error() const { return last_error_; }
@@ -79,6 +88,7 @@ class Ws {
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::thread pump_thread_;
   int next_id_ = 0;
+  bool keep_events_ = true;
 };
 
 }  // namespace bench_ws

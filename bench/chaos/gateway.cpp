@@ -105,8 +105,11 @@ Gateway::Gateway(GatewaySetup setup) : setup_(std::move(setup)) {
   fs::create_directories(setup_.dir / "data");
   fs::create_directories(setup_.dir / "run");
   ::chmod((setup_.dir / "run").c_str(), 0700);
-  // `update` alternates between the binary and a copy of it, as an upgrade would.
+  // Two copies of the binary: a rebuild during the run changes nothing, and `update`
+  // alternates between them, as an upgrade would.
+  fs::copy_file(setup_.bin, setup_.dir / "drawbridge", fs::copy_options::overwrite_existing);
   fs::copy_file(setup_.bin, setup_.dir / "drawbridge-next", fs::copy_options::overwrite_existing);
+  setup_.bin = (setup_.dir / "drawbridge").string();
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
     throw std::runtime_error("prctl(PR_SET_CHILD_SUBREAPER) failed");
   }

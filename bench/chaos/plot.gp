@@ -3,6 +3,7 @@
 #   gnuplot -e "dir='OUT'; chart_title='...'" bench/chaos/plot.gp   ->  OUT/chaos.png
 if (!exists("dir")) dir = "."
 if (!exists("chart_title")) chart_title = "drawbridge under chaos"
+if (exists("xmax")) set xrange [0:xmax]
 set terminal pngcairo size 1600,700 font "sans,10" noenhanced
 set output dir."/chaos.png"
 set title chart_title
@@ -11,6 +12,7 @@ set ylabel "latency, ms (log scale)"
 set logscale y
 set y2label "gateway RSS, MiB"
 set y2tics
+set y2range [0:*]
 set ytics nomirror
 set grid ytics
 set key outside right top
