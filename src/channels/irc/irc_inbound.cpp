@@ -174,7 +174,10 @@ void IrcChannel::next_nick(bool erroneous) {
 }
 
 void IrcChannel::on_privmsg(const irc::Message& m) {
-  if (!running_ || m.params.size() < 2) return;  // after stop(): nothing is accepted
+  // After stop() the QUIT is on its way, and until the server has read it, it still relays
+  // messages to us: those are journaled like any other (a restart's next generation answers
+  // them) rather than dropped without a word to their senders.
+  if ((!running_ && !stopping_) || m.params.size() < 2) return;
   const std::string sender = irc::nick_of(m.prefix);
   if (sender.empty() || irc::same_name(sender, nick_) || !irc::is_valid_nick(sender)) return;
   const std::string& raw_text = m.params[1];
