@@ -446,10 +446,11 @@ struct IrcLoad::Impl {
 
   // A PRIVMSG of the bot: every token of the text that is an id we sent (once per line). A
   // reply that reaches another user than the sender is not an answer: counted unknown.
+  // (Ids are "<prefix><user>-<n>".)
   void on_reply(int idx, const std::string& text) {
     const double now = wall_ms();
     std::vector<std::size_t> seen;
-    bool unknown = true;
+    bool unknown = true, names_an_id = false;
     std::lock_guard lk(m);
     for (std::size_t i = 0; i < text.size();) {
       if (!id_char(text[i])) {
@@ -458,8 +459,10 @@ struct IrcLoad::Impl {
       }
       std::size_t j = i;
       while (j < text.size() && id_char(text[j])) ++j;
-      const auto it = by_id.find(text.substr(i, j - i));
+      const std::string token = text.substr(i, j - i);
+      const auto it = by_id.find(token);
       i = j;
+      if (token.rfind(prefix, 0) == 0 && token.find('-') != std::string::npos) names_an_id = true;
       if (it == by_id.end() || owner[it->second] != idx) continue;
       if (std::find(seen.begin(), seen.end(), it->second) != seen.end()) continue;
       seen.push_back(it->second);
@@ -467,7 +470,9 @@ struct IrcLoad::Impl {
       IrcMessage& msg = res.messages[it->second];
       if (msg.replies++ == 0) msg.reply_ms = now;
     }
-    if (unknown) ++res.unknown_replies;
+    // Text that names none of our ids is the gateway speaking for itself (a restart notice):
+    // counted apart. One that names an id but not one of this user's is a reply gone wrong.
+    if (unknown) ++(names_an_id ? res.unknown_replies : res.other_replies);
     cv.notify_all();
   }
 

@@ -47,7 +47,8 @@ struct IrcMessage {
 
 struct IrcResult {
   std::vector<IrcMessage> messages;
-  std::int64_t unknown_replies = 0;  // PRIVMSGs from the bot that name no id we sent
+  std::int64_t unknown_replies = 0;  // PRIVMSGs of the bot naming an id not sent by that user
+  std::int64_t other_replies = 0;    // PRIVMSGs of the bot naming no id at all (notices)
   std::int64_t connection_errors = 0;
 };
 

@@ -193,6 +193,7 @@ Verdict judge(const RunData& d) {
                 {"duplicatedAtAKill", dup_at_kill},
                 {"duplicatedOutsideTheWindow", dup_outside},
                 {"unknownReplies", d.irc_result.unknown_replies},
+                {"otherReplies", d.irc_result.other_replies},
                 {"connectionErrors", d.irc_result.connection_errors}};
     if (lost > 0) breach("irc: " + std::to_string(lost) + " message(s) never answered");
     if (dup_outside > 0) breach("irc: " + std::to_string(dup_outside) + " duplicate(s)");

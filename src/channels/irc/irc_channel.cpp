@@ -104,7 +104,7 @@ IrcChannel::IrcChannel(std::string id, IrcOptions options, asio::io_context& io,
 IrcChannel::~IrcChannel() {
   *alive_ = false;
   for (auto* t : {&backoff_timer_, &refill_timer_, &register_timer_, &keepalive_timer_,
-                  &stop_timer_, &rejoin_timer_, &user_timer_}) {
+                  &stop_timer_, &rejoin_timer_, &user_timer_, &regain_timer_}) {
     if (*t) executor_.cancel(**t);
   }
   if (conn_) conn_->close();
@@ -391,7 +391,8 @@ void IrcChannel::fail_connection(const std::string& why) {
   registered_ = false;
   ready_ = false;
   fail_pending(why);
-  for (auto* t : {&register_timer_, &keepalive_timer_, &rejoin_timer_, &user_timer_}) {
+  for (auto* t :
+       {&register_timer_, &keepalive_timer_, &rejoin_timer_, &user_timer_, &regain_timer_}) {
     if (*t) {
       executor_.cancel(**t);
       t->reset();
@@ -428,8 +429,8 @@ void IrcChannel::stop(std::function<void()> done) {
   stopping_ = true;
   ready_ = false;
   stop_done_ = std::move(done);
-  for (auto* t :
-       {&backoff_timer_, &register_timer_, &keepalive_timer_, &rejoin_timer_, &user_timer_}) {
+  for (auto* t : {&backoff_timer_, &register_timer_, &keepalive_timer_, &rejoin_timer_,
+                  &user_timer_, &regain_timer_}) {
     if (*t) {
       executor_.cancel(**t);
       t->reset();

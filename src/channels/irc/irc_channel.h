@@ -95,6 +95,7 @@ class IrcChannel final : public pipeline::Channel {
   void on_line(const std::string& line);
   void on_cap(const irc::Message& m);
   void send_user();  // USER, once per connection
+  void arm_nick_regain();  // registered under a fallback nick: ask for ours again later
   void on_welcome(const std::string& nick);
   void on_privmsg(const irc::Message& m);
   void next_nick(bool erroneous);
@@ -150,7 +151,8 @@ class IrcChannel final : public pipeline::Channel {
   int tokens_ = kBurst;
 
   std::optional<core::TimerId> backoff_timer_, refill_timer_, register_timer_, keepalive_timer_,
-      stop_timer_, rejoin_timer_, user_timer_;
+      stop_timer_, rejoin_timer_, user_timer_, regain_timer_;
+  int regain_attempts_ = 0;
   core::Duration backoff_{0};
 
   std::int64_t conn_epoch_ms_ = 0;  // external ids: "<conn_epoch_ms>-<seq>"

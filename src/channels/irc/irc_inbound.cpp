@@ -27,6 +27,11 @@ namespace {
 
 constexpr core::Duration kRejoinDelay{10000};
 constexpr int kMaxNickAttempts = 5;  // nick, nick_ ... nick____
+// Registered under a fallback nick (ours was still held, e.g. by our own previous connection
+// that the server had not yet closed after a restart): ask for ours again this often, this many
+// times. Not sooner: a refused NICK costs ngircd's 2 s of penalty on everything we send.
+constexpr core::Duration kNickRegainEvery{10000};
+constexpr int kMaxNickRegains = 6;
 constexpr std::size_t kMaxCapList = 4096;
 constexpr std::size_t kMaxExternalIdTag = 128;
 
@@ -68,6 +73,13 @@ void IrcChannel::on_line(const std::string& line) {
   } else if (cmd == "NICK") {
     if (irc::same_name(irc::nick_of(m.prefix), nick_) && !m.param(0).empty()) {
       nick_ = m.param(0);
+      if (irc::same_name(nick_, options_.nick)) {
+        spdlog::info("channel {}: {} is ours again", id_, nick_);
+        if (regain_timer_) {
+          executor_.cancel(*regain_timer_);
+          regain_timer_.reset();
+        }
+      }
     }
   } else if (cmd == "JOIN") {
     if (irc::same_name(irc::nick_of(m.prefix), nick_)) {
@@ -157,6 +169,25 @@ void IrcChannel::on_welcome(const std::string& nick) {
   spdlog::info("channel {}: registered on {} as {}{}", id_, options_.host, nick_,
                nick_ == options_.nick ? "" : " (" + options_.nick + " is in use)");
   arm_keepalive();
+  regain_attempts_ = 0;
+  arm_nick_regain();
+}
+
+void IrcChannel::arm_nick_regain() {
+  if (regain_timer_ || !registered_ || irc::same_name(nick_, options_.nick)) return;
+  if (regain_attempts_ >= kMaxNickRegains) {
+    spdlog::warn("channel {}: {} is still in use after {} attempts; staying {}", id_,
+                 options_.nick, regain_attempts_, nick_);
+    return;
+  }
+  regain_timer_ = executor_.schedule(kNickRegainEvery, [this, alive = alive_] {
+    if (!*alive) return;
+    regain_timer_.reset();
+    if (!registered_ || !running_ || irc::same_name(nick_, options_.nick)) return;
+    ++regain_attempts_;
+    urgent("NICK " + options_.nick);  // the server's NICK line confirms it (on_line)
+    arm_nick_regain();
+  });
 }
 
 void IrcChannel::next_nick(bool erroneous) {

@@ -167,6 +167,34 @@ TEST_F(IrcChannelTest, ATakenNickTriesUnderscoresThenGivesUp) {
   EXPECT_FALSE(channel_->ready());
 }
 
+// Registered as drawbot_ because drawbot was still held (our own previous connection, which the
+// server had not closed yet after a restart): the bot asks for its nick again every 10 s, and
+// stops once the server confirms it (or after 6 attempts).
+TEST_F(IrcChannelTest, AFallbackNickAsksForOursAgainUntilTheServerGivesIt) {
+  connect();
+  say(":irc.test 433 * drawbot :Nickname already in use\r\n");
+  ASSERT_TRUE(got("NICK drawbot_"));
+  say(":irc.test CAP * LS :multi-prefix\r\n:irc.test 001 drawbot_ :Welcome\r\n");
+  ASSERT_TRUE(got("JOIN #ops"));
+  const auto asked = [&] { return count_prefix("NICK drawbot") - count_prefix("NICK drawbot_"); };
+  ASSERT_EQ(asked(), 1u);  // the first one, at registration
+  executor_.advance(9999ms);
+  io_.restart();
+  io_.poll();
+  EXPECT_EQ(asked(), 1u) << "asked again before 10 s";
+  executor_.advance(1ms);
+  ASSERT_TRUE(spin([&] { return asked() == 2u; }));
+  say(":irc.test 433 drawbot_ drawbot :Nickname already in use\r\n");  // still held
+  executor_.advance(10000ms);
+  ASSERT_TRUE(spin([&] { return asked() == 3u; }));
+  say(":drawbot_!~drawbot@127.0.0.1 NICK :drawbot\r\n");  // now it is free
+  ASSERT_TRUE(spin([&] { return channel_->health().detail == "drawbot"; }));
+  executor_.advance(60000ms);
+  io_.restart();
+  io_.poll();
+  EXPECT_EQ(asked(), 3u) << "asked again after the server gave it";
+}
+
 TEST_F(IrcChannelTest, TheWelcomeNickIsTheOneInUse) {
   connect();
   say(":irc.test 433 * drawbot :Nickname already in use\r\n");
