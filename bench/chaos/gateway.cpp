@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -280,24 +281,24 @@ EventOutcome Gateway::wait_changed(const Status& before, Clock::time_point t0, b
   return out;
 }
 
-EventOutcome Gateway::restart_signal() {
+EventOutcome Gateway::trigger(bool new_process, const std::function<std::string()>& fire) {
   Status before;
   std::string why;
   if (!status(before, why)) return EventOutcome{false, 0, "status: " + why};
   const auto t0 = Clock::now();
-  if (!send(SIGUSR1)) return EventOutcome{false, 0, "no gateway process"};
-  return wait_changed(before, t0, false);
+  if (auto error = fire(); !error.empty()) return EventOutcome{false, ms_since(t0), error};
+  return wait_changed(before, t0, new_process);
+}
+
+EventOutcome Gateway::restart_signal() {
+  return trigger(false, [this] { return send(SIGUSR1) ? "" : "no gateway process"; });
 }
 
 EventOutcome Gateway::restart_rpc() {
-  Status before;
-  std::string why;
-  if (!status(before, why)) return EventOutcome{false, 0, "status: " + why};
-  const auto t0 = Clock::now();
-  if (!rpc("gateway.restart.request", {{"reason", "chaos"}, {"delayMs", 0}}, why)) {
-    return EventOutcome{false, ms_since(t0), why};
-  }
-  return wait_changed(before, t0, false);
+  return trigger(false, [this] {
+    std::string why;
+    return rpc("gateway.restart.request", {{"reason", "chaos"}, {"delayMs", 0}}, why) ? "" : why;
+  });
 }
 
 EventOutcome Gateway::patch(const json& merge, bool new_generation) {
@@ -389,25 +390,16 @@ EventOutcome Gateway::kill_and_start() {
 }
 
 EventOutcome Gateway::reexec() {
-  Status before;
-  std::string why;
-  if (!status(before, why)) return EventOutcome{false, 0, "status: " + why};
-  const auto t0 = Clock::now();
-  if (!send(SIGUSR2)) return EventOutcome{false, 0, "no gateway process"};
-  return wait_changed(before, t0, true);
+  return trigger(true, [this] { return send(SIGUSR2) ? "" : "no gateway process"; });
 }
 
 EventOutcome Gateway::update() {
-  Status before;
-  std::string why;
-  if (!status(before, why)) return EventOutcome{false, 0, "status: " + why};
   const fs::path next =
       update_flip_++ % 2 == 0 ? setup_.dir / "drawbridge-next" : fs::path(setup_.bin);
-  const auto t0 = Clock::now();
-  if (!rpc("gateway.update", {{"binary", next.string()}, {"reason", "chaos"}}, why)) {
-    return EventOutcome{false, ms_since(t0), why};
-  }
-  return wait_changed(before, t0, true);
+  return trigger(true, [this, next] {
+    std::string why;
+    return rpc("gateway.update", {{"binary", next.string()}, {"reason", "chaos"}}, why) ? "" : why;
+  });
 }
 
 int Gateway::stop(std::chrono::milliseconds timeout) {

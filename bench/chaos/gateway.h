@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -88,6 +89,8 @@ class Gateway {
   EventOutcome patch(const nlohmann::json& merge, bool new_generation);
   void reap_others();
   bool send(int sig);  // to the current process only
+  // status, then `fire` (empty: done; else why it failed), then wait_changed.
+  EventOutcome trigger(bool new_process, const std::function<std::string()>& fire);
   int wait_exit(pid_t pid, std::chrono::milliseconds timeout);
 
   GatewaySetup setup_;
