@@ -51,6 +51,18 @@ std::optional<ReplyDispatcher::Part> ReplyDispatcher::settled(const std::string&
   return next;
 }
 
+std::size_t ReplyDispatcher::abandon(const std::string& key) {
+  auto it = lanes_.find(key);
+  if (it == lanes_.end()) return 0;
+  const std::size_t queued = it->second.queued.size();
+  const std::size_t flying = it->second.in_flight ? 1 : 0;
+  queued_ -= queued;
+  in_flight_ -= flying;
+  lanes_.erase(it);
+  for (std::size_t i = 0; i < queued + flying; ++i) gate_.leave();
+  return queued + flying;
+}
+
 std::optional<ReplyDispatcher::Part> ReplyDispatcher::advance(const std::string& key) {
   auto it = lanes_.find(key);
   if (it == lanes_.end()) return std::nullopt;

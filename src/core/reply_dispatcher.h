@@ -60,6 +60,11 @@ class ReplyDispatcher {
   // after it (a core::Gate).
   void when_idle(std::function<void()> fn) { gate_.when_idle(std::move(fn)); }
 
+  // The key's parts are left to the next generation (the outbox keeps them): its queued and
+  // in-flight parts are forgotten without being settled, and no longer hold "idle". Returns how
+  // many there were.
+  std::size_t abandon(const std::string& key);
+
   // Keys with a reservation, a queued or an in-flight part, sorted (status, the drain log).
   std::vector<std::string> pending_keys() const;
 

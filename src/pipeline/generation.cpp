@@ -12,6 +12,7 @@ void Pipeline::start() {
   started_ = true;
   generation_started_ms_ = clock_.wall_ms();
   draining_ = false;
+  delivery_.set_handing_over(false);
   debounce_bypass_ = false;
   try {
     auto pending = store_.sessions_in_state("resume_pending");

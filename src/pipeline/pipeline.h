@@ -116,8 +116,12 @@ class Pipeline {
   // reset(). Returns how many buffers were flushed.
   std::size_t flush_debouncers();
   std::size_t followups_pending() const { return followups_.pending_count(); }
-  // Draining: accepted messages are journaled but no new turn starts until the next start().
-  void set_draining(bool draining) { draining_ = draining; }
+  // Draining: accepted messages are journaled but no new turn starts until the next start();
+  // replies a channel cannot take now are left to it too (ReplyDelivery::set_handing_over).
+  void set_draining(bool draining) {
+    draining_ = draining;
+    delivery_.set_handing_over(draining);
+  }
   bool draining() const { return draining_; }
   // Runs `fn` once no reply is reserved, queued or being sent.
   void when_deliveries_idle(std::function<void()> fn) { delivery_.when_idle(std::move(fn)); }

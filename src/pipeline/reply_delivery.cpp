@@ -24,6 +24,26 @@ void ReplyDelivery::reset() {
   alive_ = std::make_shared<bool>(true);
   replies_.clear();
   rows_.clear();
+  for (const auto& [key, timer] : retrying_) executor_.cancel(timer);
+  retrying_.clear();
+  handing_over_ = false;
+}
+
+void ReplyDelivery::set_handing_over(bool on) {
+  handing_over_ = on;
+  if (!on) return;
+  auto waiting = std::exchange(retrying_, {});
+  for (const auto& [key, timer] : waiting) {
+    executor_.cancel(timer);
+    hand_over(key, "a retry was due");
+  }
+}
+
+void ReplyDelivery::hand_over(const std::string& key, const std::string& why) {
+  std::erase_if(rows_, [&](const auto& entry) { return entry.second.key == key; });
+  const std::size_t parts = replies_.abandon(key);
+  spdlog::warn("reply {} not sent now ({}): {} part(s) left to the next start (kept in the outbox)",
+               key, why, parts);
 }
 
 void ReplyDelivery::dispatch(std::vector<store::OutboxRecord> rows,
@@ -39,7 +59,7 @@ void ReplyDelivery::dispatch(std::vector<store::OutboxRecord> rows,
   parts.reserve(rows.size());
   for (auto& row : rows) {
     parts.push_back({row.id, row.part});
-    rows_[row.id] = Row{std::move(row), marked_sent};
+    rows_[row.id] = Row{std::move(row), marked_sent, key};
   }
   if (auto first = replies_.enqueue(key, std::move(parts), reservation)) {
     send_part(key, *first, options_.retry_initial);
@@ -95,10 +115,16 @@ void ReplyDelivery::send_part(const std::string& key, core::ReplyDispatcher::Par
           settle(key, part.id);
           return;
         case SendStatus::retry: {
+          if (handing_over_) {
+            hand_over(key, err);  // a drain runs: not retried in this generation
+            return;
+          }
           auto next = std::min(delay * 2, options_.retry_max);
           spdlog::warn("reply {} not sent ({}), retrying in {} ms", idem_key, err, delay.count());
-          executor_.schedule(delay, [this, alive, key, part, next] {
-            if (*alive) send_part(key, part, next);
+          retrying_[key] = executor_.schedule(delay, [this, alive, key, part, next] {
+            if (!*alive) return;
+            retrying_.erase(key);
+            send_part(key, part, next);
           });
           return;
         }

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/clock.h"
@@ -62,6 +63,11 @@ class ReplyDelivery {
   // A new generation: forgets every reply (the store keeps what was not sent) and drops the
   // callbacks of the old channels.
   void reset();
+  // While a drain runs: a part its channel cannot take now (a send answered "retry") is not
+  // retried in this generation but left to the next one (its outbox row stays pending and the
+  // next start sends it), so a channel that is down does not hold the drain for its backoff;
+  // parts already waiting for a retry are left at once. False again at the next generation.
+  void set_handing_over(bool on);
 
   // Splits a reply into parts of at most `max_chars` bytes (0: one part), preferring to break
   // after a newline or a space, never inside a UTF-8 sequence.
@@ -71,6 +77,7 @@ class ReplyDelivery {
   struct Row {
     store::OutboxRecord record;
     bool marked_sent = false;
+    std::string key;  // the reply's lane in replies_
   };
   void send_part(const std::string& key, core::ReplyDispatcher::Part part,
                  core::Duration retry_delay);
@@ -80,6 +87,8 @@ class ReplyDelivery {
   void record_sent(std::int64_t outbox_id, std::int64_t now_ms, core::Duration retry_delay,
                    std::optional<ReservationId> held);
   void publish_final(const store::OutboxRecord& row);
+  // Leaves the reply of `key` to the next generation (see set_handing_over).
+  void hand_over(const std::string& key, const std::string& why);
 
   core::Clock& clock_;
   core::Executor& executor_;
@@ -90,6 +99,8 @@ class ReplyDelivery {
   Options options_;
   core::ReplyDispatcher replies_;
   std::unordered_map<std::int64_t, Row> rows_;  // parts being delivered, by outbox id
+  std::unordered_map<std::string, core::TimerId> retrying_;  // keys waiting for a retry
+  bool handing_over_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -198,5 +198,22 @@ TEST(ReplyDispatcher, ClearForgetsEverythingOfTheOldGeneration) {
   EXPECT_EQ(woken, 0);
 }
 
+TEST(ReplyDispatcher, AnAbandonedReplyNoLongerHoldsIdleAndIsNotAdvanced) {
+  ReplyDispatcher d;
+  ASSERT_EQ(d.enqueue("left", {{10, 0}, {11, 1}, {12, 2}}), (Part{10, 0}));
+  ASSERT_EQ(d.enqueue("kept", {{20, 0}}), (Part{20, 0}));
+  int idle = 0;
+  d.when_idle([&] { ++idle; });
+  EXPECT_EQ(d.abandon("left"), 3u);  // one in flight, two queued
+  EXPECT_EQ(d.pending(), 1u);
+  EXPECT_EQ(idle, 0);
+  EXPECT_EQ(d.settled("left", 10), std::nullopt) << "an abandoned part came back";
+  EXPECT_EQ(d.abandon("left"), 0u);
+  EXPECT_EQ(d.settled("kept", 20), std::nullopt);
+  EXPECT_EQ(idle, 1);
+  EXPECT_TRUE(d.idle());
+  EXPECT_EQ(d.abandon("unknown"), 0u);
+}
+
 }  // namespace
 }  // namespace drawbridge::core
