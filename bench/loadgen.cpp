@@ -67,6 +67,8 @@
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bench_host.h"
+
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
@@ -120,23 +122,7 @@ double cpu_seconds_self() {
 }
 
 // utime + stime of another process, in seconds; negative when it cannot be read.
-double cpu_seconds_of(int pid) {
-  if (pid <= 0) return -1;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(in, line)) return -1;
-  auto close = line.rfind(')');
-  if (close == std::string::npos) return -1;
-  std::istringstream rest(line.substr(close + 2));
-  std::string field;
-  // Fields after the command name start at field 3 (state); utime is 14, stime 15.
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::stoull(field);
-    if (i == 15) stime = std::stoull(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
+double cpu_seconds_of(int pid) { return pid <= 0 ? -1 : bench_host::proc_cpu_s(pid); }
 
 // Time on CPU and time waiting on a run queue (seconds) of a thread, from
 // /proc/<pid>/schedstat (the main thread of a process); negative when unavailable.
