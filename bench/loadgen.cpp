@@ -38,6 +38,8 @@
 // with a run id of its own, is taken for the oldest such message of the session.
 // --records FILE: each measured final's send time (ms since the epoch) and latency, one per line
 // (bench/chaos plots them against the events it injected).
+// SIGUSR2 ends the sending window now, as the end of --duration would (bench/chaos ends it so
+// when its last event is done); SIGINT and SIGTERM do too, but mark the report interrupted.
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -324,7 +326,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 class LoadGen {
  public:
-  explicit LoadGen(Options o) : opt_(std::move(o)), tick_(io_), signals_(io_, SIGINT, SIGTERM) {}
+  explicit LoadGen(Options o)
+      : opt_(std::move(o)), tick_(io_), signals_(io_, SIGINT, SIGTERM), end_signal_(io_, SIGUSR2) {}
 
   int run();
 
@@ -396,6 +399,7 @@ class LoadGen {
   asio::io_context io_;
   asio::steady_timer tick_;
   asio::signal_set signals_;
+  asio::signal_set end_signal_;  // SIGUSR2: the sending window ends now (as --duration would)
   tcp::resolver::results_type endpoints_;
   std::vector<std::shared_ptr<Connection>> conns_;
   std::vector<SessionState> sess_;
@@ -670,6 +674,11 @@ int LoadGen::run() {
     } else {
       stop_sending(Clock::now());
     }
+  });
+  end_signal_.async_wait([this](beast::error_code ec, int) {
+    if (ec) return;
+    if (phase_ == Phase::connecting) finish();
+    else stop_sending(Clock::now());
   });
 
   t_connect_start_ = Clock::now();
@@ -1334,6 +1343,7 @@ void LoadGen::finish() {
   t_done_ = Clock::now();
   tick_.cancel();
   signals_.cancel();
+  end_signal_.cancel();
   for (auto& s : sess_) {
     if (s.timer) s.timer->cancel();
     if (s.retry) s.retry->cancel();
@@ -1501,7 +1511,7 @@ void LoadGen::tally_verify(const VerifyRead& vr) {
   const auto& [read, unreadable, truncated, unexpected, wrong_session, entries, by_position,
                samples, t0, via] = vr;
   std::int64_t checked = 0, ok = 0, lost = 0, lost_accepted = 0, never_accepted = 0, dup = 0,
-               dup_user = 0, reply_without_user = 0, settled_here = 0;
+               dup_user = 0, reply_without_user = 0, settled_here = 0, lost_after_error = 0;
   std::vector<std::string> lost_samples, dup_samples;
   for (auto& [key, m] : messages_) {
     if (m.writes == 0 || !m.verified) continue;
@@ -1512,10 +1522,12 @@ void LoadGen::tally_verify(const VerifyRead& vr) {
       ++lost;
       if (u > 0 || m.acked) ++lost_accepted;
       else ++never_accepted;
+      // The gateway told us: its run ended with an error or was aborted (finals 255).
+      if (m.finals == 255) ++lost_after_error;
       if (lost_samples.size() < 5) {
         lost_samples.push_back(key + " (acked " + (m.acked ? "yes" : "no") + ", writes " +
                                std::to_string(m.writes) + ", user entries " + std::to_string(u) +
-                               ")");
+                               (m.finals == 255 ? ", its run ended in an error" : "") + ")");
       }
     }
     if (a > 1) {
@@ -1539,6 +1551,7 @@ void LoadGen::tally_verify(const VerifyRead& vr) {
              {"lost", lost},
              {"lostAccepted", lost_accepted},
              {"lostNeverAccepted", never_accepted},
+             {"lostAfterAnError", lost_after_error},
              {"duplicatedReplies", dup},
              {"duplicatedUserEntries", dup_user},
              {"replyWithoutUserEntry", reply_without_user},

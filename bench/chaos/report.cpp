@@ -120,6 +120,8 @@ Verdict judge(const RunData& d) {
                  {"finalMissed", n(lg, "finalMissed")},
                  {"errors", n(lg, "errors")},
                  {"transcriptLost", n(vf, "lost")},
+                 {"transcriptLostAfterAnError", n(vf, "lostAfterAnError")},
+                 {"transcriptLostNeverAcknowledged", n(vf, "lostNeverAccepted")},
                  {"transcriptDuplicatedReplies", n(vf, "duplicatedReplies")},
                  {"transcriptDuplicatedUserEntries", n(vf, "duplicatedUserEntries")},
                  {"sessionsUnreadable", n(vf, "sessionsUnreadable")},
