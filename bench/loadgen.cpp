@@ -433,6 +433,7 @@ class LoadGen {
                history_reads_ = 0, settled_by_history_ = 0, settled_by_ack_ = 0;
   // events of other sessions (a gateway that sends every session's events to every connection);
   // finals without a message (queued as a follow-up); follow-up finals taken for their message
+  // (followup_finals_: ends of follow-up runs, a reply or an error, taken for their message)
   std::int64_t foreign_events_ = 0, queued_finals_ = 0, followup_finals_ = 0;
   std::int64_t restart_expected_ms_ = -1;
   // --kill-every
@@ -1100,13 +1101,14 @@ void LoadGen::on_frame(Connection& c, std::string_view text) {
         ++foreign_events_;  // another session's run, sent to every connection
         return;
       }
-      if (it == messages_.end() && f.state == "final" && !f.session_key.empty()) {
+      const bool ends = f.state == "final" || f.state == "error" || f.state == "aborted";
+      if (it == messages_.end() && ends && !f.session_key.empty()) {
         if (!own_session(c, f.session_key)) {
           ++foreign_events_;
           return;
         }
-        // A follow-up turn's own run: it answers the oldest message of this session that the
-        // gateway queued (its final came without a message).
+        // A follow-up turn's own run: its end (a reply, an error) is that of the oldest message
+        // of this session that the gateway queued (its final came without a message).
         Message* oldest = nullptr;
         std::string oldest_key;
         for (const auto& k : sess_[static_cast<std::size_t>(c.index())].pending) {
@@ -1116,7 +1118,7 @@ void LoadGen::on_frame(Connection& c, std::string_view text) {
             oldest_key = k;
           }
         }
-        if (oldest && f.has_message && !f.run_id.starts_with("notice:")) {
+        if (oldest && (f.state != "final" || f.has_message) && !f.run_id.starts_with("notice:")) {
           ++followup_finals_;
           oldest->gateway_queued = false;
           it = messages_.find(oldest_key);
@@ -1131,7 +1133,7 @@ void LoadGen::on_frame(Connection& c, std::string_view text) {
         note_error("run " + f.run_id + " ended " + f.state + ": " + f.error);
         if (it != messages_.end() && !it->second.settled) {
           it->second.finals = 255;
-          settle(f.run_id, it->second, now);
+          settle(it->first, it->second, now);
         }
         return;
       }

@@ -176,7 +176,10 @@ std::optional<json> OpenClawGateway::rpc(const std::string& method, const json& 
   ws.keep_events(false);  // it sends every session's events to every connection
   why = ws.open(setup_.token, 10000ms);
   if (!why.empty()) return std::nullopt;
-  auto r = ws.request(method, params, 60000ms);
+  // As long as an event may take: a patch OpenClaw has not answered yet must not be superseded
+  // by the harness's next one (in a trial a hot patch was answered after 61 s).
+  auto r = ws.request(method, params,
+                      std::chrono::duration_cast<std::chrono::milliseconds>(setup_.event_timeout));
   if (!r) {
     why = method + ": " + ws.last_error();
     return std::nullopt;

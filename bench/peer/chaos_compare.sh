@@ -9,7 +9,7 @@
 #       [-e RESTART_EVERY_S] [-p HOT_EVERY_S] [-t TERM_EVERY_S] [-k KILL_EVERY_S] [-s SEED]
 #       [-P PROBE_MS] [-g GRACE_S] [-o drawbridge,openclaw] [-L OUT_DIR] [-j JSON_OUT] [-q MAX_WAIT_S]
 #
-# Defaults: 180 s, 20 s quiet lead-in, 0.5 message/s over 4 WebSocket sessions (a load OpenClaw
+# Defaults: 180 s, 40 s quiet lead-in (20 messages: the quiet latency), 0.5 message/s over 4 WebSocket sessions (a load OpenClaw
 # carries on 2 cores: at 1 message/s its backlog after a SIGKILL + start deferred its next restart
 # by minutes), a restart every 40 s (rotating signal / RPC / restart-class config.patch), a hot
 # config.patch every 30 s, SIGTERM + start and SIGKILL + start every 90 s each, seed 14, a
@@ -76,7 +76,7 @@ if [[ "${1:-}" == "--side" ]]; then
   exit $?
 fi
 
-DURATION=180 QUIET=20 RATE=0.5 SESSIONS=4 RESTART=40 HOT=30 TERM=90 KILL=90 SEED=14 PROBE=20
+DURATION=180 QUIET=40 RATE=0.5 SESSIONS=4 RESTART=40 HOT=30 TERM=90 KILL=90 SEED=14 PROBE=20
 GRACE=180 only="drawbridge,openclaw" keep="" json_out="" quiet=0
 cmdline="bench/peer/chaos_compare.sh $*"
 while getopts "d:Q:r:c:e:p:t:k:s:P:g:o:L:j:q:" o; do
