@@ -9,12 +9,13 @@
 #       [-e RESTART_EVERY_S] [-p HOT_EVERY_S] [-t TERM_EVERY_S] [-k KILL_EVERY_S] [-s SEED]
 #       [-P PROBE_MS] [-g GRACE_S] [-o drawbridge,openclaw] [-L OUT_DIR] [-j JSON_OUT] [-q MAX_WAIT_S]
 #
-# Defaults: 180 s, 40 s quiet lead-in (20 messages: the quiet latency), 0.5 message/s over 4 WebSocket sessions (a load OpenClaw
-# carries on 2 cores: at 1 message/s its backlog after a SIGKILL + start deferred its next restart
-# by minutes), a restart every 40 s (rotating signal / RPC / restart-class config.patch), a hot
-# config.patch every 30 s, SIGTERM + start and SIGKILL + start every 90 s each, seed 14, a
-# /healthz probe every 20 ms, up to 180 s for the last replies. -q S waits up to S s for the machine to be >= 80 % idle first;
-# -L keeps every result file (chaos.json, loadgen.json, gateway logs, ...) in OUT_DIR/<gateway>.
+# Defaults: 180 s; a 40 s quiet lead-in (20 messages: the quiet latency); 0.5 message/s over 4
+# WebSocket sessions (a load OpenClaw carries on 2 cores: at 1 message/s the backlog after its
+# SIGKILL + start deferred its next restart by minutes); a restart every 40 s (rotating signal /
+# RPC / restart-class config.patch), a hot config.patch every 30 s, SIGTERM + start and SIGKILL +
+# start every 90 s each; seed 14; a /healthz probe every 20 ms; up to 180 s for the last replies.
+# -q S waits up to S s for the machine to be >= 80 % idle first; -L keeps every result file
+# (chaos.json, loadgen.json, gateway logs, ...) in OUT_DIR/<gateway>.
 # Environment: BUILD_DIR (default build/), DRAWBRIDGE_BIN, LOADGEN_BIN, CHAOS_BIN, PEER_DIR (the
 # npm cache folder of bench/peer/install.sh, default ~/.cache/drawbridge-peer), BENCH_TMP.
 #
