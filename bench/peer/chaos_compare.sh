@@ -19,7 +19,7 @@
 # Environment: BUILD_DIR (default build/), DRAWBRIDGE_BIN, LOADGEN_BIN, CHAOS_BIN, PEER_DIR (the
 # npm cache folder of bench/peer/install.sh, default ~/.cache/drawbridge-peer), BENCH_TMP.
 #
-# How (decisions; docs/BENCHMARKS.md "The chaos harness against OpenClaw" has the reasons):
+# How (decisions; docs/DECISIONS.md "The chaos harness against OpenClaw" has the reasons):
 # - Each half runs `drawbridge_chaos` inside `unshare -rn` (this script again, with --side): a
 #   network namespace with only `lo` up and no route (checked), the gateway, the fake model server
 #   (bench/peer/fake_openai.mjs, run by the installed node), the load generator and the probes in
