@@ -129,7 +129,9 @@ pid_t spawn_loadgen(const Options& o, int port, const std::string& token, const 
                                 o.verify_ws ? "--verify-ws" : "--verify",
                                 "--allow-loss",
                                 "--give-up",
-                                "60",
+                                // The window's end is told (SIGUSR2); a peer's back-to-back
+                                // stop and kill left no connection up for 61 s in a trial.
+                                o.until_events_done ? "900" : "60",
                                 "--session-prefix",
                                 "chaos",
                                 "--json",
