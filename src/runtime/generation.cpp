@@ -136,8 +136,9 @@ std::optional<std::string> Generation::add_channel(const std::string& target,
     // Options of every account first: a bad account refuses the reload before any starts.
     struct Made {
       const ChannelAccount* account;
-      std::unique_ptr<pipeline::Channel> channel;
+      std::unique_ptr<pipeline::Channel> channel;  // null: take over the carried one
       int chars;
+      std::string settings;
     };
     std::vector<Made> made;
     std::set<std::string> paths;
@@ -145,6 +146,7 @@ std::optional<std::string> Generation::add_channel(const std::string& target,
       if (!only_account.empty() && account.name != only_account) continue;
       int chars = max_chars;
       std::unique_ptr<pipeline::Channel> channel;
+      std::string built_from = account.raw.dump();
       if (id == "telegram") {
         auto options = channels::TelegramOptions::parse(account.raw, error, from_env);
         if (!options) return error + of_account(account);
@@ -163,13 +165,25 @@ std::optional<std::string> Generation::add_channel(const std::string& target,
         if (!options) return error + of_account(account);
         for (const auto& w : options->warnings) spdlog::warn("{}{}", w, of_account(account));
         // The channel splits replies into lines of at most 512 bytes itself.
-        channel = std::make_unique<channels::IrcChannel>(
-            account.channel_id, std::move(*options), io_, executor_, pipeline_.clock(), pipeline_);
+        auto kept = carried_.find(account.channel_id);
+        if (kept == carried_.end() || kept->second.settings != built_from) {
+          channel = std::make_unique<channels::IrcChannel>(account.channel_id, std::move(*options),
+                                                           io_, executor_, pipeline_.clock(),
+                                                           pipeline_);
+        }
       }
-      made.push_back({&account, std::move(channel), chars});
+      made.push_back({&account, std::move(channel), chars, std::move(built_from)});
     }
-    for (auto& [account, channel, chars] : made) {
+    for (auto& [account, channel, chars, built_from] : made) {
       if (!account->name.empty()) account_channels_[id + ":" + account->name] = account->channel_id;
+      if (!channel) {
+        // Running since the last generation with these very settings: taken over as it is.
+        auto kept = carried_.find(account->channel_id);
+        channel = std::move(kept->second.channel);
+        carried_.erase(kept);
+        adopted_.insert(account->channel_id);
+      }
+      settings_[account->channel_id] = std::move(built_from);
       auto* ch = channel.get();
       channels_[account->channel_id] = std::move(channel);
       pipeline_.add_channel(ch, agent->second.get(), chars, agent_id,
@@ -195,7 +209,63 @@ void Generation::start_channel(const std::string& id) {
 
 void Generation::start_channels() {
   stopping_ = false;
-  for (auto& [id, ch] : channels_) start_channel(id);
+  // Carried channels this generation did not take over (settings changed, or gone): stopped
+  // now, and a successor with the same id starts once its predecessor has stopped (one
+  // connection per account at every instant).
+  for (auto& [id, kept] : std::exchange(carried_, {})) {
+    retire(id, std::move(kept.channel), "the new config changed or removed it");
+  }
+  for (auto& [id, ch] : channels_) {
+    if (adopted_.count(id)) {
+      spdlog::info("channel {} carried over from the last generation (its connection kept)", id);
+    } else if (!retiring_.count(id)) {
+      start_channel(id);
+    }
+  }
+}
+
+void Generation::retire(const std::string& id, std::unique_ptr<pipeline::Channel> channel,
+                        const char* why) {
+  spdlog::info("channel {}: {}; stopping the connection an earlier generation left running", id,
+               why);
+  auto* ch = channel.get();
+  retiring_[id] = std::move(channel);
+  ch->stop([this, alive = alive_, id] {
+    // Not inside the channel's own callback: it is destroyed on the next turn of the loop.
+    executor_.post([this, alive, id] {
+      if (!*alive) return;
+      // Its route stays until it has stopped (what it receives meanwhile is journaled), unless
+      // a successor's replaced it.
+      if (!channels_.count(id)) pipeline_.remove_channel(id);
+      retiring_.erase(id);
+      if (!stopping_ && channels_.count(id) && !adopted_.count(id)) start_channel(id);
+      if (retiring_.empty()) {
+        for (auto& fn : std::exchange(on_retired_, {})) fn();
+      }
+    });
+  });
+}
+
+void Generation::stop_carried(std::function<void()> done) {
+  std::vector<std::string> running(carrying_.begin(), carrying_.end());
+  running.insert(running.end(), adopted_.begin(), adopted_.end());
+  carrying_.clear();
+  adopted_.clear();
+  stopping_ = true;
+  for (auto& [id, kept] : std::exchange(carried_, {})) {
+    retire(id, std::move(kept.channel), "no generation takes it over");
+  }
+  for (const auto& id : running) {
+    if (auto it = channels_.find(id); it != channels_.end()) {
+      retire(id, std::move(it->second), "no generation takes it over");
+    }
+    channels_.erase(id);
+  }
+  if (retiring_.empty()) {
+    if (done) done();
+    return;
+  }
+  if (done) on_retired_.push_back(std::move(done));
 }
 
 std::uint64_t Generation::starts(const std::string& id) const {
@@ -203,19 +273,42 @@ std::uint64_t Generation::starts(const std::string& id) const {
   return it == starts_.end() ? 0 : it->second;
 }
 
-void Generation::stop_channels(std::function<void()> done) {
+void Generation::stop_channels(bool keep_connections, std::function<void()> done) {
   stopping_ = true;
-  auto remaining = std::make_shared<std::size_t>(channels_.size());
-  if (*remaining == 0) return done();
+  carrying_.clear();
+  std::vector<pipeline::Channel*> stopping;
   for (auto& [id, ch] : channels_) {
-    ch->stop([remaining, done] {
-      if (--*remaining == 0) done();
-    });
+    if (keep_connections && ch->carries_over()) {
+      carrying_.insert(id);
+      spdlog::info("channel {} keeps its connection for the next generation", id);
+    } else {
+      stopping.push_back(ch.get());
+    }
+  }
+  // One more for the channels an earlier restart left stopping (their successors never
+  // started): the next generation must not connect beside them.
+  auto remaining = std::make_shared<std::size_t>(stopping.size() + 1);
+  auto one_done = [remaining, done = std::move(done)] {
+    if (--*remaining == 0) done();
+  };
+  for (auto* ch : stopping) ch->stop(one_done);
+  if (retiring_.empty()) {
+    one_done();
+  } else {
+    on_retired_.push_back(one_done);
   }
 }
 
 void Generation::clear() {
   ++epoch_;
+  for (const auto& id : carrying_) {
+    auto it = channels_.find(id);
+    if (it == channels_.end()) continue;
+    carried_[id] = Carried{std::move(it->second), settings_[id]};
+  }
+  carrying_.clear();
+  adopted_.clear();
+  settings_.clear();
   channels_.clear();
   agents_.clear();
   retired_.clear();
@@ -315,6 +408,7 @@ void Generation::restart_channel(const std::string& target, const config::Config
   for (const auto& id : old_ids) {
     olds.emplace_back(std::move(channels_[id]));
     channels_.erase(id);
+    adopted_.erase(id);
     spdlog::info("channel {}: stopping for a config reload", id);
   }
   auto remaining = std::make_shared<std::size_t>(olds.size());

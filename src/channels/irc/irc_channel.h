@@ -75,6 +75,7 @@ class IrcChannel final : public pipeline::Channel {
   void start() override;
   void stop(std::function<void()> done) override;
   bool ready() const override { return ready_; }
+  bool carries_over() const override { return true; }
   pipeline::ChannelHealth health() const override;
   void send(const pipeline::OutboundPart& part,
             std::function<void(pipeline::SendStatus, std::string)> done) override;
