@@ -161,7 +161,9 @@ void DrainRunner::run_action(const core::DrainAction& a) {
                      *after_last_reply_ms_);
       }
       target_.stop_channels(
-          !lifecycle_.stop_pending() && lifecycle_.restart_path() == core::RestartPath::in_process,
+          !lifecycle_.stop_pending() &&
+              (lifecycle_.restart_path() == core::RestartPath::in_process ||
+               lifecycle_.restart_path() == core::RestartPath::reexec),
           event(core::DrainEventType::channels_stopped));
       break;
     case T::close_server:

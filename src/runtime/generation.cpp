@@ -146,7 +146,7 @@ std::optional<std::string> Generation::add_channel(const std::string& target,
       if (!only_account.empty() && account.name != only_account) continue;
       int chars = max_chars;
       std::unique_ptr<pipeline::Channel> channel;
-      std::string built_from = account.raw.dump();
+      std::string built_from = settings_digest(account.raw);
       if (id == "telegram") {
         auto options = channels::TelegramOptions::parse(account.raw, error, from_env);
         if (!options) return error + of_account(account);
@@ -182,6 +182,18 @@ std::optional<std::string> Generation::add_channel(const std::string& target,
         channel = std::move(kept->second.channel);
         carried_.erase(kept);
         adopted_.insert(account->channel_id);
+      } else if (auto in = inherited_.find(account->channel_id);
+                 id == "irc" && in != inherited_.end() && in->second.digest == built_from) {
+        // Handed over by the predecessor process with these very settings: start() reads from
+        // it instead of connecting.
+        channels::IrcHandover h{in->second.fd, in->second.state};
+        std::string error;
+        if (static_cast<channels::IrcChannel*>(channel.get())->adopt(h, error)) {
+          inherited_.erase(in);
+        } else {
+          spdlog::warn("channel {}: cannot take the handed-over connection over: {}",
+                       account->channel_id, error);
+        }
       }
       settings_[account->channel_id] = std::move(built_from);
       auto* ch = channel.get();
@@ -207,111 +219,9 @@ void Generation::start_channel(const std::string& id) {
   spdlog::info("channel {} started (start {} in this process)", id, n);
 }
 
-void Generation::start_channels() {
-  stopping_ = false;
-  // Carried channels this generation did not take over (settings changed, or gone): stopped
-  // now, and a successor with the same id starts once its predecessor has stopped (one
-  // connection per account at every instant).
-  for (auto& [id, kept] : std::exchange(carried_, {})) {
-    retire(id, std::move(kept.channel), "the new config changed or removed it");
-  }
-  for (auto& [id, ch] : channels_) {
-    if (adopted_.count(id)) {
-      spdlog::info("channel {} carried over from the last generation (its connection kept)", id);
-    } else if (!retiring_.count(id)) {
-      start_channel(id);
-    }
-  }
-}
-
-void Generation::retire(const std::string& id, std::unique_ptr<pipeline::Channel> channel,
-                        const char* why) {
-  spdlog::info("channel {}: {}; stopping the connection an earlier generation left running", id,
-               why);
-  auto* ch = channel.get();
-  retiring_[id] = std::move(channel);
-  ch->stop([this, alive = alive_, id] {
-    // Not inside the channel's own callback: it is destroyed on the next turn of the loop.
-    executor_.post([this, alive, id] {
-      if (!*alive) return;
-      // Its route stays until it has stopped (what it receives meanwhile is journaled), unless
-      // a successor's replaced it.
-      if (!channels_.count(id)) pipeline_.remove_channel(id);
-      retiring_.erase(id);
-      if (!stopping_ && channels_.count(id) && !adopted_.count(id)) start_channel(id);
-      if (retiring_.empty()) {
-        for (auto& fn : std::exchange(on_retired_, {})) fn();
-      }
-    });
-  });
-}
-
-void Generation::stop_carried(std::function<void()> done) {
-  std::vector<std::string> running(carrying_.begin(), carrying_.end());
-  running.insert(running.end(), adopted_.begin(), adopted_.end());
-  carrying_.clear();
-  adopted_.clear();
-  stopping_ = true;
-  for (auto& [id, kept] : std::exchange(carried_, {})) {
-    retire(id, std::move(kept.channel), "no generation takes it over");
-  }
-  for (const auto& id : running) {
-    if (auto it = channels_.find(id); it != channels_.end()) {
-      retire(id, std::move(it->second), "no generation takes it over");
-    }
-    channels_.erase(id);
-  }
-  if (retiring_.empty()) {
-    if (done) done();
-    return;
-  }
-  if (done) on_retired_.push_back(std::move(done));
-}
-
 std::uint64_t Generation::starts(const std::string& id) const {
   auto it = starts_.find(id);
   return it == starts_.end() ? 0 : it->second;
-}
-
-void Generation::stop_channels(bool keep_connections, std::function<void()> done) {
-  stopping_ = true;
-  carrying_.clear();
-  std::vector<pipeline::Channel*> stopping;
-  for (auto& [id, ch] : channels_) {
-    if (keep_connections && ch->carries_over()) {
-      carrying_.insert(id);
-      spdlog::info("channel {} keeps its connection for the next generation", id);
-    } else {
-      stopping.push_back(ch.get());
-    }
-  }
-  // One more for the channels an earlier restart left stopping (their successors never
-  // started): the next generation must not connect beside them.
-  auto remaining = std::make_shared<std::size_t>(stopping.size() + 1);
-  auto one_done = [remaining, done = std::move(done)] {
-    if (--*remaining == 0) done();
-  };
-  for (auto* ch : stopping) ch->stop(one_done);
-  if (retiring_.empty()) {
-    one_done();
-  } else {
-    on_retired_.push_back(one_done);
-  }
-}
-
-void Generation::clear() {
-  ++epoch_;
-  for (const auto& id : carrying_) {
-    auto it = channels_.find(id);
-    if (it == channels_.end()) continue;
-    carried_[id] = Carried{std::move(it->second), settings_[id]};
-  }
-  carrying_.clear();
-  adopted_.clear();
-  settings_.clear();
-  channels_.clear();
-  agents_.clear();
-  retired_.clear();
 }
 
 void Generation::retire_agent(std::unique_ptr<pipeline::Agent> agent) {

@@ -17,6 +17,7 @@
 #include "pipeline/agent.h"
 #include "pipeline/channel.h"
 #include "pipeline/pipeline.h"
+#include "runtime/carried_connections.h"
 
 namespace drawbridge::runtime {
 
@@ -45,6 +46,15 @@ class Generation {
   // drain left running are kept aside: build() takes each over when the next config has its
   // settings unchanged; start_channels() stops the rest (before their successors start).
   void clear();
+  // A re-exec's last step in the process that ends: every channel the drain kept gives its
+  // connection up for the successor (`hand_over`; an update stops them instead: another binary
+  // may not take them); one that cannot is stopped (QUIT). `done` with what the successor gets.
+  void release_for_successor(bool hand_over,
+                             std::function<void(std::vector<CarriedConnection>)> done);
+  // The successor's side, before build(): connections its predecessor handed over. build()
+  // gives each to the channel of its account when the settings are the same; start_channels()
+  // QUITs the others (their successors connect after).
+  void inherit(std::vector<CarriedConnection> conns);
   // Stops every channel still running from an earlier generation (the next one did not start,
   // or a stop came instead); `done` once all have stopped.
   void stop_carried(std::function<void()> done);
@@ -112,7 +122,8 @@ class Generation {
   std::set<std::string> adopted_;
   std::map<std::string, std::unique_ptr<pipeline::Channel>> retiring_;
   std::vector<std::function<void()>> on_retired_;  // a drain waiting for retiring_ to empty
-  std::map<std::string, std::string> settings_;    // channel id -> the settings it was built from
+  std::map<std::string, std::string> settings_;    // channel id -> settings_digest() built from
+  std::map<std::string, CarriedConnection> inherited_;  // channel id -> from the predecessor
   void retire(const std::string& id, std::unique_ptr<pipeline::Channel> channel, const char* why);
   bool stopping_ = false;
   std::uint64_t epoch_ = 0;  // callbacks of a cleared generation carry an older one

@@ -1,0 +1,110 @@
+#include "runtime/carried_connections.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <regex>
+#include <set>
+
+#include "runtime/successor.h"
+
+namespace drawbridge::runtime {
+
+using nlohmann::json;
+
+namespace {
+constexpr std::size_t kMaxText = 1 << 20;  // the variable; a state is a few hundred bytes
+}  // namespace
+
+std::string settings_digest(const json& raw) {
+  const std::string text = raw.dump(-1, ' ', false, json::error_handler_t::replace);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(text.data(), text.size(), md, &n, EVP_sha256(), nullptr);
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < n; ++i) {
+    out.push_back(kDigits[md[i] >> 4]);
+    out.push_back(kDigits[md[i] & 15]);
+  }
+  return out;
+}
+
+std::string encode_carried(const std::vector<CarriedConnection>& conns, int first_fd) {
+  json out = json::array();
+  for (std::size_t i = 0; i < conns.size(); ++i) {
+    out.push_back({{"channel", conns[i].channel},
+                   {"digest", conns[i].digest},
+                   {"fd", first_fd + static_cast<int>(i)},
+                   {"state", conns[i].state}});
+  }
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::vector<CarriedConnection> decode_carried(const std::string& text, int first_fd,
+                                              std::size_t max_count,
+                                              std::vector<std::string>& warnings) {
+  std::vector<CarriedConnection> out;
+  if (text.size() > kMaxText) {
+    warnings.push_back("longer than " + std::to_string(kMaxText) + " bytes");
+    return out;
+  }
+  const json doc = json::parse(text, nullptr, false);
+  if (!doc.is_array() || doc.size() > max_count) {
+    warnings.push_back("not an array of at most " + std::to_string(max_count) + " entries");
+    return out;
+  }
+  static const std::regex channel_re("irc(:[a-z0-9_-]{1,64})?");
+  static const std::regex digest_re("[0-9a-f]{64}");
+  std::set<int> seen;
+  for (const auto& e : doc) {
+    const bool shaped = e.is_object() && e.contains("channel") && e["channel"].is_string() &&
+                        e.contains("digest") && e["digest"].is_string() && e.contains("fd") &&
+                        e["fd"].is_number_integer() && e.contains("state") &&
+                        e["state"].is_object();
+    if (!shaped) {
+      warnings.push_back("an entry without channel, digest, fd and state");
+      continue;
+    }
+    const auto channel = e["channel"].get<std::string>();
+    const auto digest = e["digest"].get<std::string>();
+    const auto fd = e["fd"].get<std::int64_t>();
+    if (!std::regex_match(channel, channel_re) || !std::regex_match(digest, digest_re) ||
+        fd < first_fd || fd >= first_fd + static_cast<std::int64_t>(max_count) ||
+        !seen.insert(static_cast<int>(fd)).second) {
+      warnings.push_back("an entry with a bad channel, digest or fd");
+      continue;
+    }
+    out.push_back({channel, digest, static_cast<int>(fd), e["state"]});
+  }
+  return out;
+}
+
+std::vector<CarriedConnection> take_carried_connections() {
+  const char* value = std::getenv(kCarriedVariable);
+  if (value == nullptr) return {};
+  const std::string text = value;
+  ::unsetenv(kCarriedVariable);
+  if (!started_by_predecessor()) {
+    spdlog::warn("{} is set, but no predecessor started this process: ignored", kCarriedVariable);
+    return {};
+  }
+  std::vector<std::string> warnings;
+  auto conns = decode_carried(text, kFirstCarriedFd, kMaxCarriedFds, warnings);
+  for (const auto& w : warnings) spdlog::warn("{}: {}; skipped", kCarriedVariable, w);
+  std::vector<CarriedConnection> open;
+  for (auto& c : conns) {
+    const int flags = ::fcntl(c.fd, F_GETFD);
+    if (flags < 0) {
+      spdlog::warn("{}: fd {} of {} is not open; skipped", kCarriedVariable, c.fd, c.channel);
+      continue;
+    }
+    ::fcntl(c.fd, F_SETFD, flags | FD_CLOEXEC);
+    open.push_back(std::move(c));
+  }
+  return open;
+}
+
+}  // namespace drawbridge::runtime
