@@ -114,6 +114,16 @@ class IrcChannelTest : public ::testing::Test {
     executor_.advance(5000ms);  // the JOIN's token comes back
   }
 
+  // The channel's release(): true once it answered (`handed` is what it gave).
+  bool release(std::optional<IrcHandover>& handed) {
+    bool called = false;
+    channel_->release([&](std::optional<IrcHandover> h) {
+      handed = std::move(h);
+      called = true;
+    });
+    return spin([&] { return called; });
+  }
+
   asio::io_context io_;
   tcp::acceptor acceptor_{io_, tcp::endpoint(asio::ip::address_v4::loopback(), 0)};
   tcp::socket server_{io_};
@@ -456,12 +466,7 @@ TEST_F(IrcChannelTest, AReleasedConnectionIsTakenOverWithoutQuitOrReconnect) {
   say(":alice!a@host PRIVMSG drawbot :one\r\nPING :sync\r\n:bob!b@host PRIVMSG drawbot :tw");
   ASSERT_TRUE(got("PONG sync"));
   std::optional<IrcHandover> handed;
-  bool called = false;
-  channel_->release([&](std::optional<IrcHandover> h) {
-    handed = std::move(h);
-    called = true;
-  });
-  ASSERT_TRUE(spin([&] { return called; }));
+  ASSERT_TRUE(release(handed));
   ASSERT_TRUE(handed);
   EXPECT_EQ(channel_->health().state, pipeline::LinkState::stopped);
   EXPECT_FALSE(channel_->ready());
@@ -498,12 +503,7 @@ TEST_F(IrcChannelTest, AReleasedConnectionIsTakenOverWithoutQuitOrReconnect) {
 TEST_F(IrcChannelTest, OnlyARegisteredPlainConnectionIsReleased) {
   connect();  // not registered
   std::optional<IrcHandover> handed;
-  bool called = false;
-  channel_->release([&](std::optional<IrcHandover> h) {
-    handed = std::move(h);
-    called = true;
-  });
-  ASSERT_TRUE(spin([&] { return called; }));
+  ASSERT_TRUE(release(handed));
   EXPECT_FALSE(handed);
 }
 
