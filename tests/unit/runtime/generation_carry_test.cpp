@@ -1,4 +1,8 @@
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <memory>
@@ -8,6 +12,7 @@
 #include "core/manual_executor.h"
 #include "pipeline/batch_runner.h"
 #include "pipeline/pipeline.h"
+#include "runtime/channel_accounts.h"
 #include "runtime/generation.h"
 #include "store/sqlite_store.h"
 
@@ -31,6 +36,62 @@ config::Config irc_config(const std::string& realname) {
 config::Config without_irc() {
   auto parsed = config::parse_config("{}");
   return *parsed.config;
+}
+
+// A connected loopback TCP pair: {the bot's end, the server's end}.
+std::pair<int, int> tcp_pair() {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  EXPECT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(::listen(listener, 1), 0);
+  EXPECT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int bot = ::socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_EQ(::connect(bot, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const int server = ::accept(listener, nullptr, nullptr);
+  ::close(listener);
+  return {bot, server};
+}
+
+// What a predecessor's IrcChannel::release() gives for a bot registered as "bot".
+nlohmann::json released_state() {
+  return {{"v", 1},
+          {"host", "127.0.0.1"},
+          {"port", 6667},
+          {"nick", "bot"},
+          {"ownMask", ""},
+          {"capTags", false},
+          {"sasl", false},
+          {"epochMs", 1},
+          {"seq", 0},
+          {"rbuf", ""},
+          {"skipping", false},
+          {"tokens", 5},
+          {"regainAttempts", 0},
+          {"urgent", nlohmann::json::array()},
+          {"queue", nlohmann::json::array()}};
+}
+
+std::string digest_of(const config::Config& cfg) {
+  std::string error;
+  auto accounts = channel_accounts("irc", cfg.channels.at("irc").raw, error);
+  return settings_digest(accounts->at(0).raw);
+}
+
+// Reads what the server end has received within `ms`.
+std::string received(int fd, int ms) {
+  std::string out;
+  pollfd p{fd, POLLIN, 0};
+  char buf[512];
+  while (::poll(&p, 1, ms) > 0) {
+    const auto n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+    ms = 0;
+  }
+  return out;
 }
 
 struct Fixture {
@@ -174,6 +235,38 @@ TEST(GenerationCarry, AFailedStartStopsTheChannelItHadTakenOver) {
   EXPECT_TRUE(done);
   EXPECT_EQ(f.irc(), nullptr);
   EXPECT_EQ(f.pipeline.agent_of("irc"), "");
+}
+
+// A re-exec's successor: the connection its predecessor handed over goes to the channel built
+// from the same settings, which reads from it instead of connecting.
+TEST(GenerationCarry, AHandedOverConnectionGoesToTheChannelOfTheSameSettings) {
+  Fixture f;
+  auto [bot, server] = tcp_pair();
+  f.gen.inherit({{"irc", digest_of(irc_config("a")), bot, released_state()}});
+  ASSERT_FALSE(f.gen.build(irc_config("a")));
+  f.gen.start_channels();
+  ASSERT_NE(f.irc(), nullptr);
+  EXPECT_TRUE(f.irc()->ready()) << "took the connection over: registered, no connect";
+  EXPECT_EQ(f.gen.starts("irc"), 1u);
+  f.io.poll();
+  EXPECT_EQ(received(server, 0), "") << "no registration, no QUIT";
+  ::close(server);
+}
+
+// The account changed with the re-exec: the handed-over connection QUITs, then the new one
+// connects (one connection per account at every instant).
+TEST(GenerationCarry, AHandedOverConnectionOfOtherSettingsQuitsBeforeTheNewOneStarts) {
+  Fixture f;
+  auto [bot, server] = tcp_pair();
+  f.gen.inherit({{"irc", digest_of(irc_config("a")), bot, released_state()}});
+  ASSERT_FALSE(f.gen.build(irc_config("b")));
+  f.gen.start_channels();
+  EXPECT_EQ(f.gen.starts("irc"), 0u) << "started beside the old connection";
+  f.io.poll();
+  EXPECT_NE(received(server, 2000).find("QUIT :restarting\r\n"), std::string::npos);
+  f.executor.advance(std::chrono::milliseconds(2000));  // the server never closes: the bound
+  EXPECT_EQ(f.gen.starts("irc"), 1u);
+  ::close(server);
 }
 
 }  // namespace
