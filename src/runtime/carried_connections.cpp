@@ -1,13 +1,20 @@
 #include "runtime/carried_connections.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <regex>
 #include <set>
 
+#include "agents/child_process.h"
 #include "runtime/successor.h"
 
 namespace drawbridge::runtime {
@@ -105,6 +112,55 @@ std::vector<CarriedConnection> take_carried_connections() {
     open.push_back(std::move(c));
   }
   return open;
+}
+
+bool takes_carried_connections(const std::string& binary) {
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return false;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  std::string arg0 = binary, arg1 = "capabilities";
+  char* argv[] = {arg0.data(), arg1.data(), nullptr};
+  pid_t pid = -1;
+  const int err = ::posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  if (err != 0) {
+    ::close(out[0]);
+    return false;
+  }
+  std::string text;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  char buf[256];
+  while (text.size() < 4096) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    pollfd p{out[0], POLLIN, 0};
+    if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+    const auto n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  // Its stdout closed: it is exiting. Its exit is waited for within what is left of the 2 s.
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now())
+                        .count();
+  if (auto pidfd = agents::open_pidfd(pid); pidfd.get() >= 0 && left > 0) {
+    pollfd p{pidfd.get(), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(left));
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, WNOHANG) != pid) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    return false;
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+         text.find(kCarriedCapability) != std::string::npos;
 }
 
 }  // namespace drawbridge::runtime

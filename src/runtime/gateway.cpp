@@ -323,11 +323,16 @@ class Gateway final : public server::Control {
   // Re-exec (or update): the successor gets the listening socket and the gateway lock; we exit
   // once it says it is ready. Connections arriving meanwhile wait in the socket's backlog.
   void hand_off() {
-    // The connections the drain kept go to the successor (a re-exec; an update's binary may not
-    // take them, so they are stopped instead).
+    // The connections the drain kept go to the successor; an update's binary may be one that
+    // cannot take them (an older drawbridge): then they are stopped (QUIT) instead.
     const bool update = restarts_->is_update();
+    const bool hand_over = !update || takes_carried_connections(restarts_->binary());
+    if (!hand_over) {
+      spdlog::info("update: {} does not take connections over; channels reconnect",
+                   restarts_->binary());
+    }
     generation_units_->release_for_successor(
-        !update, [this, update](std::vector<CarriedConnection> carried) {
+        hand_over, [this, update](std::vector<CarriedConnection> carried) {
           HandOff::Successor succ;
           succ.binary = restarts_->binary();
           succ.argv = options_.argv;

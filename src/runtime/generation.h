@@ -47,8 +47,9 @@ class Generation {
   // settings unchanged; start_channels() stops the rest (before their successors start).
   void clear();
   // A re-exec's last step in the process that ends: every channel the drain kept gives its
-  // connection up for the successor (`hand_over`; an update stops them instead: another binary
-  // may not take them); one that cannot is stopped (QUIT). `done` with what the successor gets.
+  // connection up for the successor (`hand_over`; false for an update to a binary that cannot
+  // take them: they are stopped instead); one that cannot is stopped (QUIT). `done` with what
+  // the successor gets.
   void release_for_successor(bool hand_over,
                              std::function<void(std::vector<CarriedConnection>)> done);
   // The successor's side, before build(): connections its predecessor handed over. build()

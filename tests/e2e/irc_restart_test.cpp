@@ -3,6 +3,7 @@
 // a restart that changed the account QUITs before the new connection registers.
 
 #include <regex>
+#include <string>
 
 #include "e2e/irc_fixture.h"
 
@@ -119,6 +120,61 @@ TEST_F(IrcTest, AReexecHandsTheConnectionToTheNextProcess) {
   EXPECT_EQ(count_lines(*alice, [](const std::string& l) { return is_join(l, kBot, "#ops"); }), 1u)
       << alice->transcript();
   lifecycle::stop_successor(next);
+}
+
+// An update to a binary that says it takes connections over (`drawbridge capabilities`) hands
+// the connection over like a re-exec; the same update with a binary that does not (an older
+// drawbridge) QUITs first, and the new process reconnects.
+TEST_F(IrcTest, AnUpdateHandsTheConnectionOverOnlyToABinaryThatTakesIt) {
+  lifecycle::Subreaper subreaper;
+  auto alice = alice_in_ops();
+  make_gateway(irc_config(server->port()));
+  gw->set_env("DRAWBRIDGE_SUPERVISOR", "none");
+  gw->start();
+  ASSERT_TRUE(alice->wait_for([](const std::string& l) { return is_join(l, kBot, "#ops"); }, 15s))
+      << alice->transcript() << gw->log();
+  const fs::path next = dir.path() / "drawbridge-next";
+  fs::copy_file(DRAWBRIDGE_BINARY, next);
+  fs::permissions(next, fs::perms::owner_all);
+  auto update = [&](const fs::path& binary) {
+    auto admin = gw->client({"operator.admin"});
+    admin->request("gateway.update", {{"binary", binary.string()}, {"reason", "e2e"}});
+  };
+  auto successor_pid = [&](std::size_t nth) -> pid_t {
+    std::string log = gw->log();
+    std::regex re("handed over to pid ([0-9]+)");
+    std::size_t n = 0;
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator();
+         ++it) {
+      if (++n == nth) return std::stoi((*it)[1]);
+    }
+    return -1;
+  };
+  update(next);
+  ASSERT_TRUE(gw->wait_for_log("took over the connection", 15s)) << gw->log();
+  EXPECT_EQ(gw->wait_exit(10s).code, 0) << gw->log();
+  const pid_t first = successor_pid(1);
+  ASSERT_GT(first, 0) << gw->log();
+  alice->say(kBot, "after the update");
+  ASSERT_TRUE(alice->wait_privmsg(kBot, "alice", "after the update", 20s)) << alice->transcript();
+  EXPECT_EQ(count_lines(*alice, is_bot_quit), 0u) << alice->transcript();
+
+  // A binary that does not answer `capabilities` as drawbridge does (an older one; here a
+  // script that then runs the real binary): QUIT first, and the new process reconnects.
+  const fs::path older = dir.write(
+      "drawbridge-older", std::string("#!/bin/sh\n[ \"$1\" = capabilities ] && exit 2\nexec ") +
+                              DRAWBRIDGE_BINARY + " \"$@\"\n");
+  fs::permissions(older, fs::perms::owner_all);
+  update(older);
+  ASSERT_TRUE(alice->wait_for(is_bot_quit, 15s)) << alice->transcript() << gw->log();
+  ASSERT_TRUE(alice->wait_for([](const std::string& l) { return is_join(l, kBot, "#ops"); }, 15s))
+      << alice->transcript() << gw->log();
+  EXPECT_TRUE(gw->wait_for_log("does not take connections over", 5s)) << gw->log();
+  ASSERT_TRUE(gw->wait_for_log("handed over to pid", 1s)) << gw->log();
+  alice->say(kBot, "after the second");
+  ASSERT_TRUE(alice->wait_privmsg(kBot, "alice", "after the second", 20s)) << alice->transcript();
+  lifecycle::stop_successor(first);
+  lifecycle::stop_successor(successor_pid(2));
 }
 
 }  // namespace

@@ -1,7 +1,11 @@
 #include "runtime/carried_connections.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -67,6 +71,28 @@ TEST(CarriedConnections, TheDigestFollowsTheSettings) {
   EXPECT_EQ(settings_digest(a).size(), 64u);
   b["nick"] = "bot2";
   EXPECT_NE(settings_digest(a), settings_digest(b));
+}
+
+// An update asks the new binary first: only one that answers `capabilities` as this one does
+// gets connections; anything else (an older drawbridge, a failure, a hang) does not.
+TEST(CarriedConnections, OnlyABinaryThatSaysSoTakesConnections) {
+  char dir_template[] = "/tmp/drawbridge-caps-XXXXXX";
+  const std::string dir = ::mkdtemp(dir_template);
+  auto script = [&](const std::string& name, const std::string& body) {
+    const std::string path = dir + "/" + name;
+    std::ofstream(path) << "#!/bin/sh\n" << body << "\n";
+    ::chmod(path.c_str(), 0700);
+    return path;
+  };
+  EXPECT_TRUE(takes_carried_connections(script(
+      "yes", "[ \"$1\" = capabilities ] && echo 'carried-connections 1' && exit 0; exit 9")));
+  EXPECT_FALSE(takes_carried_connections(script("older", "exit 109")));
+  EXPECT_FALSE(
+      takes_carried_connections(script("says-but-fails", "echo 'carried-connections 1'; exit 3")));
+  EXPECT_FALSE(takes_carried_connections(script("other", "echo 'carried-connections 2'")));
+  EXPECT_FALSE(takes_carried_connections(dir + "/missing"));
+  EXPECT_FALSE(takes_carried_connections(script("hangs", "exec sleep 30")));  // at most 2 s
+  std::system(("rm -rf " + dir).c_str());
 }
 
 }  // namespace
