@@ -19,6 +19,7 @@
 #include "cli/config_cmd.h"
 #include "cli/gateway_address.h"
 #include "cli/restart_text.h"
+#include "runtime/carried_connections.h"
 #include "runtime/gateway.h"
 #include "runtime/log_redaction.h"
 #include "runtime/offline_config.h"
@@ -457,6 +458,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
 
+  // Hidden: what this binary can take from a predecessor (an update asks before it hands over).
+  auto* capabilities = app.add_subcommand("capabilities", "")->group("");
+
   drawbridge::cli::ConfigCommands config_cmd(app, add_target);
   drawbridge::cli::ChannelsCommands channels_cmd(app, add_target);
   drawbridge::cli::AgentsCommands agents_cmd(app);
@@ -466,6 +470,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return e.get_exit_code() == 0 ? ok : (rc == 0 ? ok : usage);
+  }
+
+  if (*capabilities) {
+    std::printf("%s\n", drawbridge::runtime::kCarriedCapability);
+    return ok;
   }
 
   const std::string cfg_path = resolve_config_path(config_path);

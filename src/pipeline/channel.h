@@ -69,6 +69,13 @@ class Channel {
   // A channel that receives by webhook (Telegram's setWebhook): the path on the gateway's
   // HTTP port it receives on; empty: none.
   virtual std::string webhook_path() const { return {}; }
+  // True when the channel may keep running from one generation of this process to the next
+  // (an in-process restart): its connection stays up, what it receives meanwhile is journaled
+  // by the draining pipeline, and the next generation takes it over when its settings are
+  // unchanged instead of stopping it and starting a new one (an IRC connection: no QUIT, no
+  // reconnect, no nick left held). docs/DECISIONS.md "An IRC connection outlives an in-process
+  // restart".
+  virtual bool carries_over() const { return false; }
   // A POST to that path. `respond(status, body)` runs exactly once, on the event loop thread:
   // 200 only once what it carried is durable, so the sender delivers again whatever was not.
   virtual void on_webhook(const std::string& secret_header, const std::string& body,

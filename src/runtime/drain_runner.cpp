@@ -160,7 +160,11 @@ void DrainRunner::run_action(const core::DrainAction& a) {
         spdlog::info("drain: teardown begins {:.3f} ms after the last reply",
                      *after_last_reply_ms_);
       }
-      target_.stop_channels(event(core::DrainEventType::channels_stopped));
+      target_.stop_channels(
+          !lifecycle_.stop_pending() &&
+              (lifecycle_.restart_path() == core::RestartPath::in_process ||
+               lifecycle_.restart_path() == core::RestartPath::reexec),
+          event(core::DrainEventType::channels_stopped));
       break;
     case T::close_server:
       lifecycle_.closing();

@@ -43,7 +43,9 @@ class DrainTarget {
   virtual std::size_t pending_deliveries() = 0;
   // `fn` once every reply is delivered (at once when none waits).
   virtual void when_deliveries_idle(std::function<void()> fn) = 0;
-  virtual void stop_channels(std::function<void()> done) = 0;
+  // Stops the channels; with `keep_connections` (an in-process restart or a re-exec) a channel
+  // that carries over keeps running for the next generation, or the next process, to take over.
+  virtual void stop_channels(bool keep_connections, std::function<void()> done) = 0;
   // Closes the server: `stopping` (clients told of a shutdown) or for a restart (clients told
   // to come back; a fresh process serves when `next_process`).
   virtual void close_server(bool stopping, bool next_process, std::function<void()> done) = 0;

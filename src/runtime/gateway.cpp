@@ -14,6 +14,7 @@
 #include "core/lifecycle.h"
 #include "pipeline/pipeline.h"
 #include "runtime/asio_executor.h"
+#include "runtime/carried_connections.h"
 #include "runtime/auth_token.h"
 #include "runtime/config_reloader.h"
 #include "runtime/drain_runner.h"
@@ -92,6 +93,7 @@ class Gateway final : public server::Control {
     const auto t0 = clock_.now();
     // First, before any thread: it edits the environment (LISTEN_* are unset).
     auto inherited = take_listen_fds();
+    auto carried = take_carried_connections();
     const std::string db_path = (fs::path(data_dir_) / "drawbridge.db").string();
     try {
       const auto durability = cfg().store.durability == "power" ? store::Durability::power
@@ -109,6 +111,7 @@ class Gateway final : public server::Control {
     store_thread_ = std::make_unique<StoreThread>(io_, *writer_store_);
     pipeline_ = std::make_unique<pipeline::Pipeline>(clock_, executor_, *store_, *store_thread_);
     generation_units_ = std::make_unique<Generation>(io_, executor_, *pipeline_);
+    generation_units_->inherit(std::move(carried));
     server_ = std::make_unique<server::Server>(io_, clock_, executor_, *this, *pipeline_,
                                                server_options(cfg(), token_.value()));
     wire_units();
@@ -320,13 +323,25 @@ class Gateway final : public server::Control {
   // Re-exec (or update): the successor gets the listening socket and the gateway lock; we exit
   // once it says it is ready. Connections arriving meanwhile wait in the socket's backlog.
   void hand_off() {
-    HandOff::Successor succ;
-    succ.binary = restarts_->binary();
-    succ.argv = options_.argv;
-    succ.data_dir = data_dir_;
-    succ.config_path = config_path_;
-    succ.update = restarts_->is_update();
-    hand_off_->start(succ);
+    // The connections the drain kept go to the successor; an update's binary may be one that
+    // cannot take them (an older drawbridge): then they are stopped (QUIT) instead.
+    const bool update = restarts_->is_update();
+    const bool hand_over = !update || takes_carried_connections(restarts_->binary());
+    if (!hand_over) {
+      spdlog::info("update: {} does not take connections over; channels reconnect",
+                   restarts_->binary());
+    }
+    generation_units_->release_for_successor(
+        hand_over, [this, update](std::vector<CarriedConnection> carried) {
+          HandOff::Successor succ;
+          succ.binary = restarts_->binary();
+          succ.argv = options_.argv;
+          succ.data_dir = data_dir_;
+          succ.config_path = config_path_;
+          succ.update = update;
+          succ.carried = std::move(carried);
+          hand_off_->start(succ);
+        });
   }
 
   HandOff::Hooks hand_off_hooks() {

@@ -57,8 +57,8 @@ void GatewayDrainTarget::when_deliveries_idle(std::function<void()> fn) {
   p_.pipeline.when_deliveries_idle(std::move(fn));
 }
 
-void GatewayDrainTarget::stop_channels(std::function<void()> done) {
-  p_.generation.stop_channels(std::move(done));
+void GatewayDrainTarget::stop_channels(bool keep_connections, std::function<void()> done) {
+  p_.generation.stop_channels(keep_connections, std::move(done));
 }
 
 void GatewayDrainTarget::close_server(bool stopping, bool next_process,

@@ -49,7 +49,7 @@ class GatewayDrainTarget final : public DrainTarget {
   std::size_t finish_detached() override;
   std::size_t pending_deliveries() override;
   void when_deliveries_idle(std::function<void()> fn) override;
-  void stop_channels(std::function<void()> done) override;
+  void stop_channels(bool keep_connections, std::function<void()> done) override;
   void close_server(bool stopping, bool next_process, std::function<void()> done) override;
   void write_clean_marker() override;
   void flush_writes() override;

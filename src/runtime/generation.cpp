@@ -136,8 +136,9 @@ std::optional<std::string> Generation::add_channel(const std::string& target,
     // Options of every account first: a bad account refuses the reload before any starts.
     struct Made {
       const ChannelAccount* account;
-      std::unique_ptr<pipeline::Channel> channel;
+      std::unique_ptr<pipeline::Channel> channel;  // null: take over the carried one
       int chars;
+      std::string settings;
     };
     std::vector<Made> made;
     std::set<std::string> paths;
@@ -145,6 +146,7 @@ std::optional<std::string> Generation::add_channel(const std::string& target,
       if (!only_account.empty() && account.name != only_account) continue;
       int chars = max_chars;
       std::unique_ptr<pipeline::Channel> channel;
+      std::string built_from = settings_digest(account.raw);
       if (id == "telegram") {
         auto options = channels::TelegramOptions::parse(account.raw, error, from_env);
         if (!options) return error + of_account(account);
@@ -163,13 +165,37 @@ std::optional<std::string> Generation::add_channel(const std::string& target,
         if (!options) return error + of_account(account);
         for (const auto& w : options->warnings) spdlog::warn("{}{}", w, of_account(account));
         // The channel splits replies into lines of at most 512 bytes itself.
-        channel = std::make_unique<channels::IrcChannel>(
-            account.channel_id, std::move(*options), io_, executor_, pipeline_.clock(), pipeline_);
+        auto kept = carried_.find(account.channel_id);
+        if (kept == carried_.end() || kept->second.settings != built_from) {
+          channel = std::make_unique<channels::IrcChannel>(account.channel_id, std::move(*options),
+                                                           io_, executor_, pipeline_.clock(),
+                                                           pipeline_);
+        }
       }
-      made.push_back({&account, std::move(channel), chars});
+      made.push_back({&account, std::move(channel), chars, std::move(built_from)});
     }
-    for (auto& [account, channel, chars] : made) {
+    for (auto& [account, channel, chars, built_from] : made) {
       if (!account->name.empty()) account_channels_[id + ":" + account->name] = account->channel_id;
+      if (!channel) {
+        // Running since the last generation with these very settings: taken over as it is.
+        auto kept = carried_.find(account->channel_id);
+        channel = std::move(kept->second.channel);
+        carried_.erase(kept);
+        adopted_.insert(account->channel_id);
+      } else if (auto in = inherited_.find(account->channel_id);
+                 id == "irc" && in != inherited_.end() && in->second.digest == built_from) {
+        // Handed over by the predecessor process with these very settings: start() reads from
+        // it instead of connecting.
+        channels::IrcHandover h{in->second.fd, in->second.state};
+        std::string error;
+        if (static_cast<channels::IrcChannel*>(channel.get())->adopt(h, error)) {
+          inherited_.erase(in);
+        } else {
+          spdlog::warn("channel {}: cannot take the handed-over connection over: {}",
+                       account->channel_id, error);
+        }
+      }
+      settings_[account->channel_id] = std::move(built_from);
       auto* ch = channel.get();
       channels_[account->channel_id] = std::move(channel);
       pipeline_.add_channel(ch, agent->second.get(), chars, agent_id,
@@ -193,32 +219,9 @@ void Generation::start_channel(const std::string& id) {
   spdlog::info("channel {} started (start {} in this process)", id, n);
 }
 
-void Generation::start_channels() {
-  stopping_ = false;
-  for (auto& [id, ch] : channels_) start_channel(id);
-}
-
 std::uint64_t Generation::starts(const std::string& id) const {
   auto it = starts_.find(id);
   return it == starts_.end() ? 0 : it->second;
-}
-
-void Generation::stop_channels(std::function<void()> done) {
-  stopping_ = true;
-  auto remaining = std::make_shared<std::size_t>(channels_.size());
-  if (*remaining == 0) return done();
-  for (auto& [id, ch] : channels_) {
-    ch->stop([remaining, done] {
-      if (--*remaining == 0) done();
-    });
-  }
-}
-
-void Generation::clear() {
-  ++epoch_;
-  channels_.clear();
-  agents_.clear();
-  retired_.clear();
 }
 
 void Generation::retire_agent(std::unique_ptr<pipeline::Agent> agent) {
@@ -315,6 +318,7 @@ void Generation::restart_channel(const std::string& target, const config::Config
   for (const auto& id : old_ids) {
     olds.emplace_back(std::move(channels_[id]));
     channels_.erase(id);
+    adopted_.erase(id);
     spdlog::info("channel {}: stopping for a config reload", id);
   }
   auto remaining = std::make_shared<std::size_t>(olds.size());

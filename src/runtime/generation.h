@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "pipeline/agent.h"
 #include "pipeline/channel.h"
 #include "pipeline/pipeline.h"
+#include "runtime/carried_connections.h"
 
 namespace drawbridge::runtime {
 
@@ -33,12 +35,30 @@ class Generation {
 
   // Builds every agent and enabled channel of `cfg`; the first error, if any.
   std::optional<std::string> build(const config::Config& cfg);
+  // Starts every channel built; a channel taken over running from the previous generation is
+  // not started again, and one whose predecessor still runs starts once that one has stopped.
   void start_channels();
   // The drain stops every channel; `done` once all have stopped. From then on a hot reload
-  // starts none (the next generation does).
-  void stop_channels(std::function<void()> done);
-  // Forgets agents and channels for the next generation (the drain stopped them).
+  // starts none (the next generation does). With `keep_connections` (an in-process restart), a
+  // channel that carries_over() is left running for the next generation instead.
+  void stop_channels(bool keep_connections, std::function<void()> done);
+  // Forgets agents and channels for the next generation (the drain stopped them). Channels the
+  // drain left running are kept aside: build() takes each over when the next config has its
+  // settings unchanged; start_channels() stops the rest (before their successors start).
   void clear();
+  // A re-exec's last step in the process that ends: every channel the drain kept gives its
+  // connection up for the successor (`hand_over`; false for an update to a binary that cannot
+  // take them: they are stopped instead); one that cannot is stopped (QUIT). `done` with what
+  // the successor gets.
+  void release_for_successor(bool hand_over,
+                             std::function<void(std::vector<CarriedConnection>)> done);
+  // The successor's side, before build(): connections its predecessor handed over. build()
+  // gives each to the channel of its account when the settings are the same; start_channels()
+  // QUITs the others (their successors connect after).
+  void inherit(std::vector<CarriedConnection> conns);
+  // Stops every channel still running from an earlier generation (the next one did not start,
+  // or a stop came instead); `done` once all have stopped.
+  void stop_carried(std::function<void()> done);
 
   // What validation cannot know: the parts of `cfg` this build cannot run.
   static std::vector<config::ConfigError> unbuildable(const config::Config& cfg);
@@ -90,6 +110,22 @@ class Generation {
   // "telegram:<account>" -> the channel id that account runs as ("telegram" for the default).
   std::map<std::string, std::string> account_channels_;
   std::vector<std::unique_ptr<pipeline::Agent>> retired_;
+  // An in-process restart's channels that carry over (docs/DECISIONS.md "An IRC connection
+  // outlives an in-process restart"): left running by the drain (`carrying_`, ids), kept aside
+  // with the settings they were built from (`carried_`), taken over by this generation
+  // (`adopted_`), or stopping because the new config changed or dropped them (`retiring_`).
+  struct Carried {
+    std::unique_ptr<pipeline::Channel> channel;
+    std::string settings;
+  };
+  std::set<std::string> carrying_;
+  std::map<std::string, Carried> carried_;
+  std::set<std::string> adopted_;
+  std::map<std::string, std::unique_ptr<pipeline::Channel>> retiring_;
+  std::vector<std::function<void()>> on_retired_;  // a drain waiting for retiring_ to empty
+  std::map<std::string, std::string> settings_;    // channel id -> settings_digest() built from
+  std::map<std::string, CarriedConnection> inherited_;  // channel id -> from the predecessor
+  void retire(const std::string& id, std::unique_ptr<pipeline::Channel> channel, const char* why);
   bool stopping_ = false;
   std::uint64_t epoch_ = 0;  // callbacks of a cleared generation carry an older one
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

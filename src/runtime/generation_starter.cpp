@@ -61,6 +61,8 @@ void GenerationStarter::fail(std::optional<config::Config>& previous, const std:
   }
   p_.lifecycle.generation_failed();
   last_error_ = why;
+  // No generation serves: a connection the last one left running is closed.
+  p_.generation.stop_carried(nullptr);
   if (p_.lock) {
     p_.lock->release();
     p_.lock.reset();
@@ -81,7 +83,12 @@ void GenerationStarter::start_next() {
     // A stop arrived after the drain: the process exits instead (the marker is written).
     spdlog::info("a stop was asked for during the restart: not starting generation {}",
                  generation_ + 1);
-    return p_.finish_process();
+    // A connection the drain kept for the next generation is stopped as a stop stops it (an
+    // IRC QUIT); what it received meanwhile is committed before the process ends.
+    return p_.generation.stop_carried([this] {
+      p_.pipeline.flush_and_wait();
+      p_.finish_process();
+    });
   }
   p_.lifecycle.generation_starting();
   p_.pipeline.reset();

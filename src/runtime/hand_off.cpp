@@ -97,6 +97,10 @@ void HandOff::start(const Successor& s) {
   o.extra_env["DRAWBRIDGE_PREDECESSOR_PID"] = std::to_string(::getpid());
   o.extra_env["WATCHDOG_PID"] = "";  // ours; the successor's watchdog is its own
   o.umask = started_umask();         // it keeps its files private itself
+  if (!s.carried.empty()) {
+    for (const auto& c : s.carried) o.carried_fds.push_back(c.fd);
+    o.extra_env[kCarriedVariable] = encode_carried(s.carried, kFirstCarriedFd);
+  }
   if (update) {
     // Before the successor starts, so it can never read the sentinel before it is written.
     write_sentinel({{"outcome", "handed-over"},
@@ -106,6 +110,8 @@ void HandOff::start(const Successor& s) {
                     {"startedAtMs", clock_.wall_ms()}});
   }
   auto succ = spawn_successor(o);
+  // The successor has its copies now (or never will): ours go, without a shutdown.
+  for (const auto& c : s.carried) ::close(c.fd);
   if (!succ.error.empty()) return failed(succ.pid, succ.error, update, binary);
   spdlog::info("{}: started {} (pid {}) on the listening socket; waiting for it to be ready",
                update ? "update" : "re-exec", binary, succ.pid);

@@ -13,6 +13,7 @@
 
 #include "core/clock.h"
 #include "core/executor.h"
+#include "runtime/carried_connections.h"
 
 namespace drawbridge::runtime {
 
@@ -39,6 +40,8 @@ class HandOff {
     std::string data_dir;
     std::string config_path;
     bool update = false;  // record the outcome in the sentinel
+    // Channel connections it takes over (their fds are closed here once it has them).
+    std::vector<CarriedConnection> carried;
   };
 
   // How long a successor has to report ready before it is killed and `failed` runs.

@@ -63,6 +63,8 @@ struct ChildPlan {
   std::vector<char*> envp;
   char* pid_digits = nullptr;  // inside the LISTEN_PID=... entry, room for kPidDigits + NUL
   int listen_fd = -1;
+  const int* carried = nullptr;  // carried_fds, moved to kFirstCarriedFd + i
+  std::size_t carried_count = 0;
   int ready_write = -1;
   int error_write = -1;
   long max_fd = 0;  // for the close loop where close_range(2) is missing
@@ -110,26 +112,37 @@ void close_fds(int first, int last, long max_fd) {
 
   if (::setsid() < 0) die(Step::setsid);
 
-  // Every source is first moved above the targets, so that a dup2 onto 3 or 4 cannot clobber
-  // one still needed. F_DUPFD (and dup2) leave FD_CLOEXEC off; the error pipe keeps it, so a
-  // successful exec closes it and the parent reads EOF.
-  error_fd = ::fcntl(plan.error_write, F_DUPFD_CLOEXEC, kFirstOtherFd);
+  // Every source is first moved above the targets, so that a dup2 onto 3, 4 or a carried
+  // connection's number cannot clobber one still needed. F_DUPFD (and dup2) leave FD_CLOEXEC
+  // off; the error pipe keeps it, so a successful exec closes it and the parent reads EOF.
+  const int above = kFirstOtherFd + static_cast<int>(plan.carried_count);
+  error_fd = ::fcntl(plan.error_write, F_DUPFD_CLOEXEC, above);
   if (error_fd < 0) {
     error_fd = plan.error_write;
     die(Step::fds);
   }
-  const int ready = ::fcntl(plan.ready_write, F_DUPFD, kFirstOtherFd);
+  const int ready = ::fcntl(plan.ready_write, F_DUPFD, above);
   if (ready < 0) die(Step::fds);
   int socket = -1;
   if (plan.listen_fd >= 0) {
-    socket = ::fcntl(plan.listen_fd, F_DUPFD, kFirstOtherFd);
+    socket = ::fcntl(plan.listen_fd, F_DUPFD, above);
     if (socket < 0) die(Step::fds);
+  }
+  int moved[kMaxCarriedFds];
+  for (std::size_t i = 0; i < plan.carried_count; ++i) {
+    moved[i] = ::fcntl(plan.carried[i], F_DUPFD, above);
+    if (moved[i] < 0) die(Step::fds);
+  }
+  if (socket >= 0) {
     if (::dup2(socket, kListenFd) < 0) die(Step::fds);
   } else {
     ::close(kListenFd);
   }
   if (::dup2(ready, kReadyFd) < 0) die(Step::fds);
-  close_fds(kFirstOtherFd, error_fd - 1, plan.max_fd);
+  for (std::size_t i = 0; i < plan.carried_count; ++i) {
+    if (::dup2(moved[i], kFirstCarriedFd + static_cast<int>(i)) < 0) die(Step::fds);
+  }
+  close_fds(above, error_fd - 1, plan.max_fd);
   close_fds(error_fd + 1, ~0U >> 1, plan.max_fd);
 
   if (plan.umask >= 0) ::umask(static_cast<mode_t>(plan.umask));
@@ -183,6 +196,12 @@ Successor spawn_successor(const SuccessorOptions& options) {
       return fail("\"" + key + "\" is not an environment variable name");
     }
   }
+  if (options.carried_fds.size() > kMaxCarriedFds) return fail("too many connections to carry");
+  for (int fd : options.carried_fds) {
+    if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) {
+      return fail("a carried connection (fd " + std::to_string(fd) + ") is not open");
+    }
+  }
   if (options.listen_fd >= 0 && ::fcntl(options.listen_fd, F_GETFD) < 0) {
     return fail("the listening socket (fd " + std::to_string(options.listen_fd) + ") is not open");
   }
@@ -213,6 +232,8 @@ Successor spawn_successor(const SuccessorOptions& options) {
     plan.pid_digits = env_strings[pid_entry].data() + std::strlen("LISTEN_PID=");
   }
   plan.listen_fd = options.listen_fd;
+  plan.carried = options.carried_fds.data();
+  plan.carried_count = options.carried_fds.size();
   plan.max_fd = fd_limit();
   plan.umask = options.umask;
 

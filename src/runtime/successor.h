@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <map>
 #include <string>
@@ -24,6 +25,9 @@ namespace drawbridge::runtime {
 // it. There is deliberately no double fork: the pid returned is the process that will serve,
 // the one to announce to a supervisor (sd_notify MAINPID=<pid>) before we exit.
 
+inline constexpr int kFirstCarriedFd = 5;
+inline constexpr std::size_t kMaxCarriedFds = 64;
+
 struct SuccessorOptions {
   // The executable: the running one (/proc/self/exe resolved at start), or an update's new
   // binary.
@@ -32,6 +36,9 @@ struct SuccessorOptions {
   // Handed over as fd 3 with LISTEN_FDS=1, LISTEN_PID=<its pid>, LISTEN_FDNAMES=gateway. It
   // stays ours too. -1: no socket, and no LISTEN_* variables.
   int listen_fd = -1;
+  // Connections handed over with it (runtime/carried_connections.h): carried_fds[i] becomes its
+  // fd kFirstCarriedFd + i. They stay ours too. At most kMaxCarriedFds.
+  std::vector<int> carried_fds;
   std::map<std::string, std::string> extra_env;  // added to (or replacing in) our environment
   // The umask it starts with; -1: ours. The gateway passes the one it was started with, which
   // the successor records as its own original before tightening it (runtime/file_modes.h).
@@ -46,9 +53,9 @@ struct Successor {
 
 // fork + exec. The child gets: a new session (setsid: it does not die with our process group or
 // terminal, and getsid(pid) == pid), an empty signal mask and default signal dispositions, the
-// listening socket as fd 3 and the write end of a pipe as fd 4 (DRAWBRIDGE_READY_FD=4), 0..2 as
-// ours, every other fd closed, our working directory and our environment with `extra_env`
-// applied and LISTEN_PID set to its own pid. Inherited LISTEN_* and DRAWBRIDGE_READY_FD are
+// listening socket as fd 3 and the write end of a pipe as fd 4 (DRAWBRIDGE_READY_FD=4), each
+// carried connection as fd 5 + i, 0..2 as ours, every other fd closed, our working directory
+// and our environment with `extra_env` applied and LISTEN_PID set to its own pid. Inherited LISTEN_* and DRAWBRIDGE_READY_FD are
 // replaced. An exec that fails (no such file, not executable) is reported here, in `error`, and
 // the child is reaped; on any failure nothing is left open. Blocks until the child has exec'd
 // (microseconds to a few milliseconds).

@@ -4,6 +4,10 @@
 // predicates, an event tape over a raw WebSocket, and bounded waits on the log, /readyz and
 // generations of another process.
 
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#include <csignal>
 #include <thread>
 
 #include "e2e/harness.h"
@@ -18,6 +22,27 @@ inline const std::string kStoppingNotice =
     "The gateway is shutting down; your reply will come when it is back.";
 inline const std::string kInterruptedNotice =
     "Your task was interrupted by a gateway restart. Send a message to continue.";
+
+// The gateway's successor is its child; when the gateway exits it is reparented to us (a
+// subreaper), so the test can wait for it and end it by its pid.
+struct Subreaper {
+  Subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
+};
+
+// Ends a process the gateway started for us (its successor), by pid, and reaps it.
+inline void stop_successor(pid_t pid) {
+  if (pid <= 1) return;
+  ::kill(pid, SIGTERM);
+  const auto deadline = Clock::now() + 10s;
+  while (Clock::now() < deadline) {
+    int st = 0;
+    pid_t r = ::waitpid(pid, &st, WNOHANG);
+    if (r == pid || (r < 0 && errno == ECHILD)) return;
+    std::this_thread::sleep_for(10ms);
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
 
 // `config` with restarts that begin at once and no cooldown between two of them.
 inline json restartable(json config) {

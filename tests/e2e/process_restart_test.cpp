@@ -16,32 +16,15 @@
 #include <thread>
 
 #include "e2e/harness.h"
+#include "e2e/lifecycle_helpers.h"
 
 namespace drawbridge::e2e {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The gateway's successor is its child; when the gateway exits it is reparented to us (a
-// subreaper), so the test can wait for it and end it by its pid.
-struct Subreaper {
-  Subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
-};
-
-// Ends a process the gateway started for us (its successor), by pid, and reaps it.
-void stop_successor(pid_t pid) {
-  if (pid <= 1) return;
-  ::kill(pid, SIGTERM);
-  const auto deadline = Clock::now() + 10s;
-  while (Clock::now() < deadline) {
-    int st = 0;
-    pid_t r = ::waitpid(pid, &st, WNOHANG);
-    if (r == pid || (r < 0 && errno == ECHILD)) return;
-    std::this_thread::sleep_for(10ms);
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-}
+using lifecycle::stop_successor;
+using lifecycle::Subreaper;
 
 json status_at(int port, Millis timeout = 5s) {
   const auto deadline = Clock::now() + timeout;

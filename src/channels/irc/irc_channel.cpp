@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "channels/group_entry.h"
+#include "channels/irc/irc_conn.h"
 
 namespace drawbridge::channels {
 
@@ -33,52 +34,6 @@ constexpr core::Duration kUserFallback{1000};  // no CAP LS answer: USER anyway
 constexpr std::size_t kMaxQueuedLines = 400;  // about 200 s of flood-controlled output
 
 }  // namespace
-// One TCP (or TLS) connection. Handlers hold it by shared_ptr: a stream is never destroyed
-// under an operation in flight, and a handler of a connection that is no longer conn_ returns.
-struct IrcChannel::Conn {
-  Conn(asio::io_context& io, std::shared_ptr<asio::ssl::context> ctx)
-      : resolver(io), tls_context(std::move(ctx)) {
-    if (tls_context) {
-      tls = std::make_unique<asio::ssl::stream<tcp::socket>>(io, *tls_context);
-    } else {
-      plain = std::make_unique<tcp::socket>(io);
-    }
-  }
-  tcp::socket& socket() { return tls ? tls->next_layer() : *plain; }
-  void close() {
-    boost::system::error_code ec;
-    resolver.cancel();
-    socket().shutdown(tcp::socket::shutdown_both, ec);
-    socket().close(ec);
-    closed = true;
-  }
-  template <class Handler>
-  void read_some(Handler&& h) {
-    if (tls) {
-      tls->async_read_some(asio::buffer(rbuf), std::forward<Handler>(h));
-    } else {
-      plain->async_read_some(asio::buffer(rbuf), std::forward<Handler>(h));
-    }
-  }
-  template <class Handler>
-  void write(Handler&& h) {
-    if (tls) {
-      asio::async_write(*tls, asio::buffer(wbuf), std::forward<Handler>(h));
-    } else {
-      asio::async_write(*plain, asio::buffer(wbuf), std::forward<Handler>(h));
-    }
-  }
-
-  tcp::resolver resolver;
-  std::shared_ptr<asio::ssl::context> tls_context;
-  std::unique_ptr<asio::ssl::stream<tcp::socket>> tls;
-  std::unique_ptr<tcp::socket> plain;
-  std::array<char, 4096> rbuf{};
-  std::string wbuf;
-  bool open = false;  // connected (and TLS established): lines may be written
-  bool closed = false;
-};
-
 IrcChannel::IrcChannel(std::string id, IrcOptions options, asio::io_context& io,
                        core::Executor& executor, core::Clock& clock, pipeline::Pipeline& pipeline)
     : id_(std::move(id)),
@@ -111,6 +66,7 @@ IrcChannel::~IrcChannel() {
 }
 
 void IrcChannel::start() {
+  if (running_) return;
   running_ = true;
   stopping_ = false;
   if (options_.dm_policy == "allowlist" && options_.allow_from.empty()) {
@@ -126,6 +82,7 @@ void IrcChannel::start() {
         "be answered (set channels.{}.groups, or groupPolicy \"open\")",
         id_, id_);
   }
+  if (adopted_) return resume_adopted();
   connect();
 }
 
@@ -223,9 +180,20 @@ void IrcChannel::on_connected(const std::shared_ptr<Conn>& c) {
 }
 
 void IrcChannel::read(const std::shared_ptr<Conn>& c) {
+  read_pending_ = true;
   c->read_some([this, alive = alive_, c](const boost::system::error_code& ec, std::size_t n) {
     if (!*alive || c != conn_) return;
+    read_pending_ = false;
+    if (ec && releasing_ && ec == asio::error::operation_aborted) return finish_release();
     if (ec) {
+      if (releasing_) {
+        // The connection failed while being handed over: nothing to hand.
+        releasing_ = false;
+        running_ = false;
+        auto done = std::move(release_done_);
+        release_done_ = nullptr;
+        executor_.post([done = std::move(done)] { done(std::nullopt); });
+      }
       if (stopping_) return finish_stop();
       return fail_connection(ec == asio::error::eof ? "the server closed the connection"
                                                     : "read: " + ec.message());
@@ -260,6 +228,7 @@ void IrcChannel::on_data(const std::shared_ptr<Conn>& c, std::size_t n) {
     if (lf == std::string_view::npos) break;
     data.remove_prefix(lf + 1);
   }
+  if (releasing_) return finish_release();
   read(c);
 }
 
@@ -302,7 +271,7 @@ void IrcChannel::urgent(std::string line) {
 // Writes what may go now: every urgent line, and queued lines while tokens last. One write
 // is in flight at a time; a part is reported sent once its last line is written.
 void IrcChannel::pump() {
-  if (writing_ || !conn_ || !conn_->open || conn_->closed) return;
+  if (writing_ || releasing_ || !conn_ || !conn_->open || conn_->closed) return;
   auto c = conn_;
   c->wbuf.clear();
   while (!urgent_.empty()) {
@@ -333,6 +302,7 @@ void IrcChannel::pump() {
     for (auto& d : written) {
       executor_.post([d = std::move(d)] { d(SendStatus::sent, {}); });
     }
+    if (releasing_) return finish_release();
     pump();
   });
 }

@@ -53,6 +53,14 @@ struct IrcOptions {
       const std::function<std::optional<std::string>(const std::string&)>& env);
 };
 
+// A registered plain-TCP connection handed from one process to the next (a re-exec or an
+// update): the socket and the protocol state that goes with it (docs/DECISIONS.md "An IRC
+// connection outlives a restart").
+struct IrcHandover {
+  int fd = -1;  // the holder's to close
+  nlohmann::json state;
+};
+
 // An IRC client (RFC 1459/2812 as servers speak it) on the gateway's event loop: registers
 // (CAP LS, SASL PLAIN where offered, PASS, NICK/USER, nick_ fallback), joins the configured
 // channels, answers PING, and hands each private message and each channel message addressed to
@@ -75,11 +83,23 @@ class IrcChannel final : public pipeline::Channel {
   void start() override;
   void stop(std::function<void()> done) override;
   bool ready() const override { return ready_; }
+  bool carries_over() const override { return true; }
   pipeline::ChannelHealth health() const override;
   void send(const pipeline::OutboundPart& part,
             std::function<void(pipeline::SendStatus, std::string)> done) override;
 
   const std::string& nick() const { return nick_; }
+
+  // Gives the connection up for another process: reading stops at a complete read, a write
+  // under way finishes, then `done` gets the socket and the state (what was read of an
+  // unfinished line, lines not yet written, the nick, the ids' sequence). nullopt when this
+  // connection cannot be handed over: TLS, not registered or stopping (the channel is left as
+  // it was: the caller stops it), or it failed meanwhile (then it has stopped). Never a QUIT.
+  void release(std::function<void(std::optional<IrcHandover>)> done);
+  // Takes over a connection a predecessor released: start() then reads from it instead of
+  // connecting. False with `error` for a state or socket that does not hold up (the fd is
+  // then still the caller's); true: the fd is the channel's.
+  bool adopt(IrcHandover& handover, std::string& error);
 
  private:
   struct Conn;
@@ -106,6 +126,8 @@ class IrcChannel final : public pipeline::Channel {
   void fail_connection(const std::string& why);
   void fail_pending(const std::string& why);
   void finish_stop();
+  void finish_release();
+  void resume_adopted();
   void note_error(const std::string& why);
   std::size_t relay_reserve() const;
   bool channel_allowed(const std::string& chan, bool& require_mention) const;
@@ -147,6 +169,10 @@ class IrcChannel final : public pipeline::Channel {
   std::deque<std::string> urgent_;  // PONG, registration, QUIT: not flood controlled
   std::deque<OutLine> queue_;       // PRIVMSG, JOIN: through the token bucket
   bool writing_ = false;
+  bool read_pending_ = false;
+  bool releasing_ = false;
+  bool adopted_ = false;  // adopt() took a connection over: start() reads from it
+  std::function<void(std::optional<IrcHandover>)> release_done_;
   std::vector<std::function<void(pipeline::SendStatus, std::string)>> in_write_;
   int tokens_ = kBurst;
 

@@ -5,6 +5,9 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
+#include <optional>
+
+#include <unistd.h>
 
 #include "core/manual_executor.h"
 #include "store/sqlite_store.h"
@@ -22,6 +25,7 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 using pipeline::SendStatus;
+using nlohmann::json;
 
 class IrcChannelTest : public ::testing::Test {
  protected:
@@ -108,6 +112,16 @@ class IrcChannelTest : public ::testing::Test {
     EXPECT_TRUE(channel_->ready());
     say(":drawbot!~drawbot@127.0.0.1 JOIN #ops\r\n");
     executor_.advance(5000ms);  // the JOIN's token comes back
+  }
+
+  // The channel's release(): true once it answered (`handed` is what it gave).
+  bool release(std::optional<IrcHandover>& handed) {
+    bool called = false;
+    channel_->release([&](std::optional<IrcHandover> h) {
+      handed = std::move(h);
+      called = true;
+    });
+    return spin([&] { return called; });
   }
 
   asio::io_context io_;
@@ -436,6 +450,97 @@ TEST_F(IrcChannelTest, ALostConnectionIsRetriedWithBackoff) {
   EXPECT_FALSE(accepted) << "reconnected before the first back-off (1 s)";
   executor_.advance(1ms);
   EXPECT_TRUE(spin([&] { return accepted; }));
+}
+
+// A re-exec hands the registered connection to the next process (docs/DECISIONS.md "An IRC
+// connection outlives a restart"): what was read of an unfinished line and the lines flood
+// control still held travel with it; the next channel neither registers nor QUITs.
+TEST_F(IrcChannelTest, AReleasedConnectionIsTakenOverWithoutQuitOrReconnect) {
+  register_bot();
+  pipeline::OutboundPart part;
+  part.chat_id = "#ops";
+  part.text = "l1\nl2\nl3\nl4\nl5\nl6\nl7";
+  std::vector<SendStatus> statuses;
+  channel_->send(part, [&](SendStatus s, std::string) { statuses.push_back(s); });
+  ASSERT_TRUE(got("PRIVMSG #ops :l5"));
+  say(":alice!a@host PRIVMSG drawbot :one\r\nPING :sync\r\n:bob!b@host PRIVMSG drawbot :tw");
+  ASSERT_TRUE(got("PONG sync"));
+  std::optional<IrcHandover> handed;
+  ASSERT_TRUE(release(handed));
+  ASSERT_TRUE(handed);
+  EXPECT_EQ(channel_->health().state, pipeline::LinkState::stopped);
+  EXPECT_FALSE(channel_->ready());
+  // The ending process's channel goes away: the connection stays up.
+  pipeline_->remove_channel("irc");
+  channel_.reset();
+  auto next = std::make_unique<IrcChannel>("irc", options_, io_, executor_, clock_, *pipeline_);
+  pipeline_->add_channel(next.get(), &agent_, 0);
+  std::string error;
+  const int fd = handed->fd;
+  ASSERT_TRUE(next->adopt(*handed, error)) << error;
+  EXPECT_EQ(handed->fd, -1) << "fd " << fd << " is the channel's now";
+  next->start();
+  EXPECT_TRUE(next->ready());
+  EXPECT_EQ(next->nick(), "drawbot");
+  say("o\r\nPING :sync2\r\n");
+  ASSERT_TRUE(got("PONG sync2"));
+  executor_.run_ready();
+  std::vector<std::string> texts;
+  for (const auto& c : agent_.calls) texts.push_back(c->request.text);
+  EXPECT_EQ(texts, (std::vector<std::string>{"one", "two"}));
+  // The two lines flood control held go out from the next channel, at its pace.
+  executor_.advance(1000ms);
+  ASSERT_TRUE(got("PRIVMSG #ops :l7"));
+  EXPECT_EQ(count_prefix("PRIVMSG #ops :l6"), 1u);
+  EXPECT_EQ(count_prefix("QUIT"), 0u);
+  EXPECT_EQ(count_prefix("NICK"), 1u) << "registered again";
+  EXPECT_FALSE(server_eof_);
+  executor_.run_ready();
+  EXPECT_EQ(statuses, (std::vector<SendStatus>{SendStatus::sent}));
+  channel_ = std::move(next);
+}
+
+TEST_F(IrcChannelTest, OnlyARegisteredPlainConnectionIsReleased) {
+  connect();  // not registered
+  std::optional<IrcHandover> handed;
+  ASSERT_TRUE(release(handed));
+  EXPECT_FALSE(handed);
+}
+
+TEST_F(IrcChannelTest, AdoptRefusesAStateOrSocketThatDoesNotHoldUp) {
+  const json good = {{"v", 1},         {"host", "h"},        {"port", 6667},
+                     {"nick", "drawbot"}, {"ownMask", ""},   {"capTags", false},
+                     {"sasl", false},  {"epochMs", 1},       {"seq", 0},
+                     {"rbuf", ""},     {"skipping", false},  {"tokens", 5},
+                     {"regainAttempts", 0}, {"urgent", json::array()}, {"queue", json::array()}};
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::string error;
+  {
+    make_channel();
+    IrcHandover h{fds[0], good};
+    EXPECT_FALSE(channel_->adopt(h, error));
+    EXPECT_NE(error.find("not a connected TCP socket"), std::string::npos) << error;
+    EXPECT_EQ(h.fd, fds[0]) << "a refused fd stays the caller's";
+  }
+  auto with = [&](const char* key, json value) {
+    json s = good;
+    s[key] = std::move(value);
+    return s;
+  };
+  for (const json& bad :
+       {json::object(), with("v", 2), with("v", "1"), with("nick", "a b"), with("nick", ""),
+        with("seq", -1), with("tokens", "5"), with("rbuf", "zz"), with("rbuf", "abc"),
+        with("queue", json::array({"0d0a"})), with("urgent", json::array({7})),
+        with("queue", json(std::vector<std::string>(401, "41")))}) {
+    make_channel();
+    IrcHandover h{fds[0], bad};
+    error.clear();
+    EXPECT_FALSE(channel_->adopt(h, error)) << bad.dump();
+    EXPECT_NE(error.find("not usable"), std::string::npos) << bad.dump() << ": " << error;
+  }
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 }  // namespace

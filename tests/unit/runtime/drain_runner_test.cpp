@@ -104,9 +104,30 @@ TEST(DrainRunner, AStopDuringARestartDrainInterruptsAtTheStopBudgetAndExits) {
   EXPECT_EQ(std::count(f.target.calls.begin(), f.target.calls.end(), "abort_for_drain"), 0);
   f.settle();
   EXPECT_TRUE(f.target.closed_as_stop);
+  // The process ends: no channel keeps its connection for a next generation.
+  EXPECT_EQ(f.target.kept_connections, std::optional<bool>(false));
   ASSERT_TRUE(f.target.done);
   EXPECT_EQ(*f.target.done, core::AfterDrain::exit_process);
   EXPECT_EQ(f.runner.status(), nullptr);
+}
+
+// A restart that goes on in this process or in a successor it starts lets channels keep their
+// connections (an IRC connection outlives it); a supervised restart and a stop stop them all.
+TEST(DrainRunner, ChannelsKeepTheirConnectionsOnlyWhenTheGatewayGoesOn) {
+  const std::vector<std::pair<core::DrainKind, core::RestartPath>> cases = {
+      {core::DrainKind::restart, core::RestartPath::in_process},
+      {core::DrainKind::restart, core::RestartPath::reexec},
+      {core::DrainKind::restart, core::RestartPath::supervised},
+      {core::DrainKind::stop, core::RestartPath::in_process}};
+  for (const auto& [kind, path] : cases) {
+    Fixture f;
+    f.runner.begin({kind, path, "test", 300s, f.clock.now() + 325s});
+    f.settle();
+    ASSERT_TRUE(f.target.kept_connections) << static_cast<int>(path);
+    EXPECT_EQ(*f.target.kept_connections,
+              kind == core::DrainKind::restart && path != core::RestartPath::supervised)
+        << static_cast<int>(path);
+  }
 }
 
 TEST(DrainRunner, ACutAfterTheTurnWaitChangesNothing) {

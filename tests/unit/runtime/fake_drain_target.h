@@ -24,6 +24,7 @@ class FakeTarget final : public DrainTarget {
   std::vector<std::pair<std::string, core::DrainNotice>> notices;
   std::optional<core::AfterDrain> done;
   bool closed_as_stop = false;
+  std::optional<bool> kept_connections;  // stop_channels(keep_connections)
 
   void finish_turns() {
     running.clear();
@@ -60,8 +61,9 @@ class FakeTarget final : public DrainTarget {
   std::size_t finish_detached() override { return 0; }
   std::size_t pending_deliveries() override { return 0; }
   void when_deliveries_idle(std::function<void()> fn) override { fn(); }
-  void stop_channels(std::function<void()> d) override {
+  void stop_channels(bool keep, std::function<void()> d) override {
     calls.push_back("stop_channels");
+    kept_connections = keep;
     channels_done = std::move(d);
   }
   void close_server(bool stopping, bool, std::function<void()> d) override {

@@ -147,6 +147,50 @@ TEST_F(SuccessorHandOff, GetsTheSocketAsFd3AndItsOwnPidAndReportsReady) {
   ::close(socket);
 }
 
+// Connections handed over (an IRC connection at a re-exec): carried_fds[i] becomes fd 5 + i,
+// nothing else does, and they stay ours too.
+TEST_F(SuccessorHandOff, CarriedConnectionsArriveAsFd5OnwardInOrder) {
+  const int a = listening_socket(), b = listening_socket();
+  struct stat sa {}, sb {};
+  ASSERT_EQ(::fstat(a, &sa), 0);
+  ASSERT_EQ(::fstat(b, &sb), 0);
+  const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const int leak = ::fcntl(null, F_DUPFD, 7);  // where a third carried fd would go
+  ::close(null);
+  auto options = shell(R"sh(
+    [ "$(readlink /proc/$$/fd/5)" = "$A" ] || exit 11
+    [ "$(readlink /proc/$$/fd/6)" = "$B" ] || exit 12
+    [ ! -e /proc/$$/fd/7 ] || exit 13
+    [ ! -e /proc/$$/fd/3 ] || exit 14
+    echo "READY $$" >&4
+    exec sleep 5
+  )sh");
+  // Given in the order that puts b's number where a goes: the moves must not clobber.
+  options.carried_fds = {a, b};
+  options.extra_env = {{"A", "socket:[" + std::to_string(sa.st_ino) + "]"},
+                       {"B", "socket:[" + std::to_string(sb.st_ino) + "]"}};
+  auto s = spawn_successor(options);
+  Reaper reaper{s.pid};
+  ASSERT_EQ(s.error, "");
+  auto outcome = await(s.ready_fd, 10s);
+  EXPECT_TRUE(outcome.ok) << outcome.why << "; the script " << reaper.exit_status();
+  EXPECT_TRUE(is_open(a));
+  EXPECT_TRUE(is_open(b));
+  ::close(a);
+  ::close(b);
+  ::close(leak);
+}
+
+TEST_F(SuccessorHandOff, AClosedCarriedFdIsRefusedBeforeFork) {
+  const int a = listening_socket();
+  ::close(a);
+  auto options = shell("exit 0");
+  options.carried_fds = {a};
+  auto s = spawn_successor(options);
+  EXPECT_EQ(s.pid, -1);
+  EXPECT_NE(s.error.find("is not open"), std::string::npos) << s.error;
+}
+
 TEST_F(SuccessorHandOff, OneThatExitsWithoutReadyFailsAtOnce) {
   const int socket = listening_socket();
   auto s = spawn_successor(shell("exit 3", socket));
