@@ -29,8 +29,17 @@
 // N kills and ends the sending S seconds after the last restart.
 // --verify: at the end, reads every session's transcript (GET /v1/messages) and checks that
 // every message sent has exactly one user entry and exactly one assistant reply.
+// --verify-ws: the same check with the transcripts read over the protocol (chat.history, every
+// page; bench/chat_history.h), so that it works against any gateway of the protocol (OpenClaw
+// too; there --client-id gateway-client, since OpenClaw accepts only its own client ids).
+// Against a gateway that sends every session's chat events to every connection (OpenClaw), an
+// event counts only on its session's own connection; a final without a message (OpenClaw's
+// answer to a message it queued as a follow-up turn) is not a reply: the follow-up's own final,
+// with a run id of its own, is taken for the oldest such message of the session.
 // --records FILE: each measured final's send time (ms since the epoch) and latency, one per line
 // (bench/chaos plots them against the events it injected).
+// SIGUSR2 ends the sending window now, as the end of --duration would (bench/chaos ends it so
+// when its last event is done); SIGINT and SIGTERM do too, but mark the report interrupted.
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -68,6 +77,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_host.h"
+#include "chat_history.h"
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -107,6 +117,9 @@ struct Options {
   int kill_max = 0;             // stop killing after this many (0: no limit)
   std::string server_pid_file;  // the current gateway pid, rewritten by whoever restarts it
   bool verify = false;          // check every session's transcript at the end
+  bool verify_ws = false;       // ... read over the protocol (chat.history) instead of HTTP
+  std::string client_id = "drawbridge-loadgen";  // connect.params.client.id
+  std::string client_mode = "test";              // connect.params.client.mode
   std::string records_out;      // one line per measured final: send time (epoch ms), latency ms
 };
 
@@ -168,6 +181,8 @@ struct Frame {
   std::string run_id;  // response payload.runId / chat event payload.runId
   std::string state;   // chat event: delta / final / error / aborted
   std::string error;   // response error message / chat errorMessage
+  std::string session_key;  // chat event: payload.sessionKey
+  bool has_message = false;  // chat event: payload.message is present
   bool retryable = false;          // response error: error.retryable
   std::int64_t retry_after_ms = 0; // response error: error.retryAfterMs / shutdown: restartExpectedMs
 };
@@ -205,6 +220,8 @@ Frame parse_full(std::string_view text) {
     f.run_id = p.value("runId", "");
     f.state = p.value("state", "");
     f.error = p.value("errorMessage", "");
+    f.session_key = p.value("sessionKey", "");
+    f.has_message = p.contains("message") && p["message"].is_object();
   }
   return f;
 }
@@ -237,6 +254,8 @@ Frame parse_fast(std::string_view text) {
     f.state = *state;
     f.run_id = *run;
     if (f.state == "error" || f.state == "aborted") return parse_full(text);
+    if (auto sk = string_after(text, R"("sessionKey":")")) f.session_key = *sk;
+    f.has_message = text.find(R"("message":{)") != std::string_view::npos;
     return f;
   }
   if (rest.starts_with(R"("event":"shutdown")")) return parse_full(text);
@@ -267,6 +286,7 @@ struct Message {
   bool queued = false;   // in its session's backlog, to be written once connected
   Clock::time_point first_write;  // (--reconnect: for the samples of finals missed)
   bool missed = false;   // settled without a final event: the reply was delivered while away
+  bool gateway_queued = false;  // its final came without a message: a follow-up turn will answer
   // --verify: transcript entries carrying this run id
   std::uint8_t user_entries = 0, assistant_entries = 0;
   bool verified = false;  // the session's transcript could be read
@@ -306,7 +326,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 class LoadGen {
  public:
-  explicit LoadGen(Options o) : opt_(std::move(o)), tick_(io_), signals_(io_, SIGINT, SIGTERM) {}
+  explicit LoadGen(Options o)
+      : opt_(std::move(o)), tick_(io_), signals_(io_, SIGINT, SIGTERM), end_signal_(io_, SIGUSR2) {}
 
   int run();
 
@@ -359,6 +380,16 @@ class LoadGen {
   void stop_sending(Clock::time_point now);
   void finish();
   void verify();
+  void verify_ws();
+  struct VerifyRead {
+    std::int64_t read = 0, unreadable = 0, truncated = 0, unexpected = 0, wrong_session = 0,
+                 entries = 0, by_position = 0;
+    std::vector<std::string> samples;
+    Clock::time_point t0;
+    const char* via = "";
+  };
+  void tally_verify(const VerifyRead& r);
+  bool own_session(const Connection& c, const std::string& session_key) const;
   void write_records() const;
   json report() const;
   void print_human(const json& r) const;
@@ -368,6 +399,7 @@ class LoadGen {
   asio::io_context io_;
   asio::steady_timer tick_;
   asio::signal_set signals_;
+  asio::signal_set end_signal_;  // SIGUSR2: the sending window ends now (as --duration would)
   tcp::resolver::results_type endpoints_;
   std::vector<std::shared_ptr<Connection>> conns_;
   std::vector<SessionState> sess_;
@@ -399,6 +431,10 @@ class LoadGen {
                retryable_errors_ = 0, shutdown_events_ = 0, restarts_signalled_ = 0,
                missed_ = 0, missed_upgraded_ = 0, notices_ = 0, finals_after_settle_ = 0,
                history_reads_ = 0, settled_by_history_ = 0, settled_by_ack_ = 0;
+  // events of other sessions (a gateway that sends every session's events to every connection);
+  // finals without a message (queued as a follow-up); follow-up finals taken for their message
+  // (followup_finals_: ends of follow-up runs, a reply or an error, taken for their message)
+  std::int64_t foreign_events_ = 0, queued_finals_ = 0, followup_finals_ = 0;
   std::int64_t restart_expected_ms_ = -1;
   // --kill-every
   std::int64_t kills_ = 0, kill_failures_ = 0;
@@ -519,10 +555,10 @@ std::string LoadGen::connect_frame() const {
              {{"minProtocol", 4},
               {"maxProtocol", 4},
               {"client",
-               {{"id", "drawbridge-loadgen"},
+               {{"id", opt_.client_id},
                 {"version", "1"},
                 {"platform", "linux"},
-                {"mode", "test"}}},
+                {"mode", opt_.client_mode}}},
               {"role", "operator"},
               {"scopes", {"operator.admin"}},
               {"auth", {{"token", opt_.token}}}}}};
@@ -640,6 +676,11 @@ int LoadGen::run() {
       stop_sending(Clock::now());
     }
   });
+  end_signal_.async_wait([this](beast::error_code ec, int) {
+    if (ec) return;
+    if (phase_ == Phase::connecting) finish();
+    else stop_sending(Clock::now());
+  });
 
   t_connect_start_ = Clock::now();
   t_last_up_ = t_connect_start_;
@@ -656,7 +697,8 @@ int LoadGen::run() {
     c->start(endpoints_);
   }
   io_.run();
-  if (opt_.verify && sent_ > 0) verify();
+  if (opt_.verify_ws && sent_ > 0) verify_ws();
+  else if (opt_.verify && sent_ > 0) verify();
 
   json r = report();
   print_human(r);
@@ -805,11 +847,13 @@ void LoadGen::on_history(Connection& c, std::string_view text) {
   auto& s = sess_[static_cast<std::size_t>(c.index())];
   s.history_entries = static_cast<std::int64_t>(j["payload"]["messages"].size());
   s.history_at = now;
-  for (const auto& e : j["payload"]["messages"]) {
-    if (!e.is_object() || e.value("role", "") != "assistant") continue;
-    auto oc = e.find("__openclaw");
-    if (oc == e.end() || !oc->is_object()) continue;
-    const std::string run = oc->value("runId", "");
+  std::vector<bench_history::Entry> entries;
+  for (const auto& e : j["payload"]["messages"]) entries.push_back(bench_history::parse_entry(e));
+  const auto owners = bench_history::attribute(
+      entries, [this](const std::string& k) { return messages_.count(k) > 0; });
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (entries[i].role != "assistant" || owners[i].key.empty()) continue;
+    const std::string& run = owners[i].key;
     auto it = messages_.find(run);
     if (it == messages_.end() || it->second.settled) continue;
     // Answered while this session had no connection: no final event will come for it (or it
@@ -1053,11 +1097,43 @@ void LoadGen::on_frame(Connection& c, std::string_view text) {
         return;
       }
       auto it = messages_.find(f.run_id);
+      if (it != messages_.end() && it->second.conn != static_cast<std::uint32_t>(c.index())) {
+        ++foreign_events_;  // another session's run, sent to every connection
+        return;
+      }
+      const bool ends = f.state == "final" || f.state == "error" || f.state == "aborted";
+      if (it == messages_.end() && ends && !f.session_key.empty()) {
+        if (!own_session(c, f.session_key)) {
+          ++foreign_events_;
+          return;
+        }
+        // A follow-up turn's own run: its end (a reply, an error) is that of the oldest message
+        // of this session that the gateway queued (its final came without a message).
+        Message* oldest = nullptr;
+        std::string oldest_key;
+        for (const auto& k : sess_[static_cast<std::size_t>(c.index())].pending) {
+          auto& m = messages_.at(k);
+          if (m.gateway_queued && !m.settled && (!oldest || m.sent < oldest->sent)) {
+            oldest = &m;
+            oldest_key = k;
+          }
+        }
+        if (oldest && (f.state != "final" || f.has_message) && !f.run_id.starts_with("notice:")) {
+          ++followup_finals_;
+          oldest->gateway_queued = false;
+          it = messages_.find(oldest_key);
+        }
+      }
+      if (it != messages_.end() && f.state == "final" && !f.has_message) {
+        ++queued_finals_;  // queued as a follow-up turn: not a reply
+        it->second.gateway_queued = true;
+        return;
+      }
       if (f.state == "error" || f.state == "aborted") {
         note_error("run " + f.run_id + " ended " + f.state + ": " + f.error);
         if (it != messages_.end() && !it->second.settled) {
           it->second.finals = 255;
-          settle(f.run_id, it->second, now);
+          settle(it->first, it->second, now);
         }
         return;
       }
@@ -1096,10 +1172,18 @@ void LoadGen::on_frame(Connection& c, std::string_view text) {
         }
         return;
       }
-      settle(f.run_id, m, now);
+      settle(it->first, m, now);
       return;
     }
   }
+}
+
+bool LoadGen::own_session(const Connection& c, const std::string& session_key) const {
+  const std::string& mine = sess_[static_cast<std::size_t>(c.index())].key;
+  // OpenClaw names a session by its canonical key, "agent:<id>:<key>".
+  return session_key == mine ||
+         (session_key.size() > mine.size() && session_key.ends_with(mine) &&
+          session_key[session_key.size() - mine.size() - 1] == ':');
 }
 
 void LoadGen::schedule_tick() {
@@ -1261,6 +1345,7 @@ void LoadGen::finish() {
   t_done_ = Clock::now();
   tick_.cancel();
   signals_.cancel();
+  end_signal_.cancel();
   for (auto& s : sess_) {
     if (s.timer) s.timer->cancel();
     if (s.retry) s.retry->cancel();
@@ -1290,15 +1375,16 @@ void LoadGen::write_records() const {
 }
 
 void LoadGen::verify() {
-  const auto t0 = Clock::now();
+  VerifyRead vr;
+  vr.t0 = Clock::now();
+  vr.via = "GET /v1/messages";
+  auto& [read, unreadable, truncated, unexpected, wrong_session, entries, by_position, samples,
+         t0_unused, via_unused] = vr;
   constexpr std::size_t kLimit = 1000;  // the most GET /v1/messages returns in one page
   std::vector<std::vector<std::string>> keys(sess_.size());
   for (const auto& [key, m] : messages_) {
     if (m.writes > 0) keys[m.conn].push_back(key);
   }
-  std::int64_t read = 0, unreadable = 0, truncated = 0, unexpected = 0, wrong_session = 0,
-               entries = 0;
-  std::vector<std::string> samples;
   for (std::size_t i = 0; i < sess_.size(); ++i) {
     if (keys[i].empty()) continue;
     // Every page, newest first (`before` = the previous page's nextBefore), so that a long
@@ -1360,8 +1446,74 @@ void LoadGen::verify() {
     ++read;
     for (const auto& k : keys[i]) messages_.at(k).verified = true;
   }
+  tally_verify(vr);
+}
+
+// The same check with each transcript read over the protocol (bench/chat_history.h), on one
+// connection of its own (opened again when the gateway closes it).
+void LoadGen::verify_ws() {
+  VerifyRead vr;
+  vr.t0 = Clock::now();
+  vr.via = "chat.history";
+  std::vector<std::vector<std::string>> keys(sess_.size());
+  for (const auto& [key, m] : messages_) {
+    if (m.writes > 0) keys[m.conn].push_back(key);
+  }
+  auto known = [this](const std::string& k) { return messages_.count(k) > 0; };
+  std::unique_ptr<bench_ws::Ws> ws;
+  for (std::size_t i = 0; i < sess_.size(); ++i) {
+    if (keys[i].empty()) continue;
+    bench_history::Transcript t;
+    // Bounded retries: the gateway may be finishing a restart.
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    for (;;) {
+      if (!ws) {
+        ws = std::make_unique<bench_ws::Ws>(std::stoi(port), opt_.client_id, opt_.client_mode);
+        if (auto why = ws->open(opt_.token, std::chrono::seconds(10)); !why.empty()) {
+          t = {};
+          t.error = why;
+          ws.reset();
+        }
+      }
+      if (ws) {
+        t = bench_history::read(*ws, sess_[i].key, std::chrono::seconds(30));
+        if (t.error.empty()) break;
+        ws.reset();
+      }
+      if (Clock::now() >= deadline) break;
+      usleep(200000);
+    }
+    if (!t.error.empty()) {
+      ++vr.unreadable;
+      if (vr.samples.size() < 3) vr.samples.push_back(sess_[i].key + ": " + t.error);
+      continue;
+    }
+    if (t.truncated) ++vr.truncated;
+    const auto owners = bench_history::attribute(t.entries, known);
+    for (std::size_t k = 0; k < t.entries.size(); ++k) {
+      ++vr.entries;
+      const std::string& role = t.entries[k].role;
+      if (owners[k].key.empty()) {
+        if (role == "user" || role == "assistant") ++vr.unexpected;
+        continue;
+      }
+      auto& m = messages_.at(owners[k].key);
+      if (m.conn != i) ++vr.wrong_session;
+      if (owners[k].by_position) ++vr.by_position;
+      if (role == "user" && m.user_entries < 250) ++m.user_entries;
+      if (role == "assistant" && m.assistant_entries < 250) ++m.assistant_entries;
+    }
+    ++vr.read;
+    for (const auto& k : keys[i]) messages_.at(k).verified = true;
+  }
+  tally_verify(vr);
+}
+
+void LoadGen::tally_verify(const VerifyRead& vr) {
+  const auto& [read, unreadable, truncated, unexpected, wrong_session, entries, by_position,
+               samples, t0, via] = vr;
   std::int64_t checked = 0, ok = 0, lost = 0, lost_accepted = 0, never_accepted = 0, dup = 0,
-               dup_user = 0, reply_without_user = 0, settled_here = 0;
+               dup_user = 0, reply_without_user = 0, settled_here = 0, lost_after_error = 0;
   std::vector<std::string> lost_samples, dup_samples;
   for (auto& [key, m] : messages_) {
     if (m.writes == 0 || !m.verified) continue;
@@ -1372,10 +1524,12 @@ void LoadGen::verify() {
       ++lost;
       if (u > 0 || m.acked) ++lost_accepted;
       else ++never_accepted;
+      // The gateway told us: its run ended with an error or was aborted (finals 255).
+      if (m.finals == 255) ++lost_after_error;
       if (lost_samples.size() < 5) {
         lost_samples.push_back(key + " (acked " + (m.acked ? "yes" : "no") + ", writes " +
                                std::to_string(m.writes) + ", user entries " + std::to_string(u) +
-                               ")");
+                               (m.finals == 255 ? ", its run ended in an error" : "") + ")");
       }
     }
     if (a > 1) {
@@ -1399,12 +1553,15 @@ void LoadGen::verify() {
              {"lost", lost},
              {"lostAccepted", lost_accepted},
              {"lostNeverAccepted", never_accepted},
+             {"lostAfterAnError", lost_after_error},
              {"duplicatedReplies", dup},
              {"duplicatedUserEntries", dup_user},
              {"replyWithoutUserEntry", reply_without_user},
              {"unexpectedEntries", unexpected},
              {"wrongSession", wrong_session},
              {"finalMissedFoundHere", settled_here},
+             {"via", via},
+             {"repliesMatchedByPosition", by_position},
              {"lostSamples", lost_samples},
              {"duplicateSamples", dup_samples},
              {"errorSamples", samples},
@@ -1480,6 +1637,9 @@ json LoadGen::report() const {
       {"finalMissed", missed_},
       {"notices", notices_},
       {"ackStatuses", ack_statuses_},
+      {"foreignEvents", foreign_events_},
+      {"queuedFinals", queued_finals_},
+      {"followupFinals", followup_finals_},
   };
   if (opt_.reconnect) {
     // finalMissed: answered (seen in the transcript, or a re-send acknowledged "ok") but the
@@ -1609,6 +1769,13 @@ void LoadGen::print_human(const json& r) const {
       reasons += (reasons.empty() ? "" : ", ") + k + " x" + std::to_string(v);
     }
     if (!reasons.empty()) std::fprintf(stderr, "  connection ends: %s\n", reasons.c_str());
+    if (foreign_events_ + queued_finals_ > 0) {
+      std::fprintf(stderr,
+                   "  events of other sessions ignored %lld; finals without a message (queued as "
+                   "a follow-up) %lld, follow-up finals taken for their message %lld\n",
+                   static_cast<long long>(foreign_events_), static_cast<long long>(queued_finals_),
+                   static_cast<long long>(followup_finals_));
+    }
     for (const auto& s : missed_samples_) std::fprintf(stderr, "  final missed: %s\n", s.c_str());
   }
   if (verify_.is_object()) {
@@ -1636,6 +1803,9 @@ void LoadGen::print_human(const json& r) const {
     for (const auto& s : v["errorSamples"]) {
       std::fprintf(stderr, "  verify error: %s\n", s.get<std::string>().c_str());
     }
+    std::fprintf(stderr, "  verify via %s; replies matched by their position: %lld\n",
+                 v["via"].get<std::string>().c_str(),
+                 static_cast<long long>(v["repliesMatchedByPosition"].get<std::int64_t>()));
   }
   for (const auto& e : error_samples_) std::fprintf(stderr, "  error: %s\n", e.c_str());
 }
@@ -1703,6 +1873,14 @@ int main(int argc, char** argv) {
   app.add_flag("--verify", o.verify,
                "At the end, read every session's transcript (GET /v1/messages) and check one "
                "user entry and one reply per message");
+  app.add_flag("--verify-ws", o.verify_ws,
+               "As --verify, with the transcripts read over the protocol (chat.history, every "
+               "page) on a connection of its own to 127.0.0.1: works against OpenClaw too");
+  app.add_option("--client-id", o.client_id,
+                 "connect.params.client.id (OpenClaw accepts only its own ids: gateway-client)")
+      ->capture_default_str();
+  app.add_option("--client-mode", o.client_mode, "connect.params.client.mode (e.g. backend)")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -12,7 +12,8 @@ namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
-Ws::Ws(int port, std::string client_id) : port_(port), client_id_(std::move(client_id)), ws_(io_) {}
+Ws::Ws(int port, std::string client_id, std::string client_mode)
+    : port_(port), client_id_(std::move(client_id)), client_mode_(std::move(client_mode)), ws_(io_) {}
 
 template <class Start>
 beast::error_code Ws::run(Start start, Millis timeout) {
@@ -52,7 +53,7 @@ std::string Ws::open(const std::string& token, Millis timeout, bool& retryable) 
       {"params",
        {{"minProtocol", 4},
         {"maxProtocol", 4},
-        {"client", {{"id", client_id_}, {"version", "1"}, {"platform", "linux"}, {"mode", "test"}}},
+        {"client", {{"id", client_id_}, {"version", "1"}, {"platform", "linux"}, {"mode", client_mode_}}},
         {"role", "operator"},
         {"scopes", {"operator.admin"}},
         {"auth", {{"token", token}}}}}};
@@ -64,6 +65,7 @@ std::string Ws::open(const std::string& token, Millis timeout, bool& retryable) 
     retryable = e.is_object() && e.value("retryable", false);
     return "connect refused: " + res->dump();
   }
+  hello_ = res->value("payload", json::object());
   return {};
 }
 

@@ -36,7 +36,8 @@ class Ws {
     std::string error;
   };
 
-  explicit Ws(int port, std::string client_id = "drawbridge-restart-probe");
+  explicit Ws(int port, std::string client_id = "drawbridge-restart-probe",
+              std::string client_mode = "test");
   Ws(const Ws&) = delete;
   Ws& operator=(const Ws&) = delete;
   ~Ws();
@@ -60,6 +61,8 @@ class Ws {
   void keep_events(bool keep) { keep_events_ = keep; }
 
   std::vector<Frame>& events() { return events_; }
+  // The payload of the last hello-ok (OpenClaw's carries server.bootId, new at each start).
+  const json& hello() const { return hello_; }
   const std::string& last_error() const { return last_error_; }
   // From now on a read is always pending, on a thread of its own, so a close frame is answered
   // at once (a drain waits for every close handshake) however long the caller idles; every
@@ -77,7 +80,8 @@ class Ws {
   void read_loop();
 
   int port_;
-  std::string client_id_;
+  std::string client_id_, client_mode_;
+  json hello_;
   boost::asio::io_context io_;
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
   boost::beast::flat_buffer buffer_;

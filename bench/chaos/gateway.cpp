@@ -153,6 +153,11 @@ void Gateway::write_config() {
               {"logging", {{"level", setup_.log_level}}},
               {"agents", {{"main", {{"type", "echo"}, {"delayMs", setup_.turn_ms}}}}},
               {"channels", channels}};
+  if (!setup_.model_base_url.empty()) {
+    cfg["agents"]["main"] = {
+        {"type", "openai"}, {"baseUrl", setup_.model_base_url}, {"model", "fake-echo"}};
+    cfg["messages"] = {{"queue", {{"mode", "followup"}}}};
+  }
   std::ofstream out(setup_.dir / "config.json", std::ios::trunc);
   out << cfg.dump(2) << "\n";
   out.close();
@@ -322,15 +327,17 @@ EventOutcome Gateway::patch(const json& merge, bool new_generation) {
 }
 
 EventOutcome Gateway::hot_patch(int n) {
-  // Each kind of hot change in turn: a new agent backend, the Telegram channel restarted, a
-  // setting read per message, the IRC channel restarted (QUIT and rejoin). Each toggles between
-  // two values, so every patch changes something.
-  const std::size_t kinds =
-      2 + (setup_.telegram_api_root.empty() ? 0 : 1) + (setup_.irc_port > 0 ? 1 : 0);
+  // Each kind of hot change in turn: a new agent backend (the echo agent's prefix), the
+  // Telegram channel restarted, a setting read per message, the IRC channel restarted (QUIT and
+  // rejoin). Each toggles between two values, so every patch changes something.
+  const bool echo = setup_.model_base_url.empty();
+  const std::size_t kinds = (echo ? 2 : 1) + (setup_.telegram_api_root.empty() ? 0 : 1) +
+                            (setup_.irc_port > 0 ? 1 : 0);
   const std::size_t k = static_cast<std::size_t>(n) % kinds;
   const bool flip = (static_cast<std::size_t>(n) / kinds) % 2 == 0;
-  std::vector<json> all{{{"agents", {{"main", {{"prefix", flip ? "~" : ""}}}}}},
-                        {{"messages", {{"queue", {{"cap", flip ? 21 : 20}}}}}}};
+  std::vector<json> all;
+  if (echo) all.push_back({{"agents", {{"main", {{"prefix", flip ? "~" : ""}}}}}});
+  all.push_back({{"messages", {{"queue", {{"cap", flip ? 21 : 20}}}}}});
   if (!setup_.telegram_api_root.empty()) {
     all.push_back({{"channels", {{"telegram", {{"pollTimeoutSeconds", flip ? 6 : 5}}}}}});
   }
@@ -400,6 +407,12 @@ EventOutcome Gateway::update() {
     std::string why;
     return rpc("gateway.update", {{"binary", next.string()}, {"reason", "chaos"}}, why) ? "" : why;
   });
+}
+
+std::string Gateway::event_notes() const {
+  return "restart-signal = SIGUSR1 (in-process), restart-rpc = gateway.restart.request, "
+         "restart-patch = config.patch gateway.limits.maxHistoryBytes, reexec = SIGUSR2, "
+         "update = gateway.update, hot-patch = config.patch of a hot key";
 }
 
 int Gateway::stop(std::chrono::milliseconds timeout) {

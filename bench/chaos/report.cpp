@@ -74,6 +74,7 @@ Verdict judge(const RunData& d) {
   Verdict v;
   json& r = v.result;
   auto breach = [&](const std::string& what) { v.breaches.push_back(what); };
+  r["gateway"] = d.gateway;
   r["options"] = d.options;
   r["windowS"] = (d.end_ms - d.start_ms) / 1000;
 
@@ -119,14 +120,24 @@ Verdict judge(const RunData& d) {
                  {"finalMissed", n(lg, "finalMissed")},
                  {"errors", n(lg, "errors")},
                  {"transcriptLost", n(vf, "lost")},
+                 {"transcriptLostAfterAnError", n(vf, "lostAfterAnError")},
+                 {"transcriptLostNeverAcknowledged", n(vf, "lostNeverAccepted")},
                  {"transcriptDuplicatedReplies", n(vf, "duplicatedReplies")},
                  {"transcriptDuplicatedUserEntries", n(vf, "duplicatedUserEntries")},
                  {"sessionsUnreadable", n(vf, "sessionsUnreadable")},
-                 {"reconnects", lg.value("reconnect", json::object()).value("reconnects", 0)}});
+                 {"reconnects", lg.value("reconnect", json::object()).value("reconnects", 0)},
+                 {"longestDownMs",
+                  lg.value("reconnect", json::object()).value("longestDownMs", 0.0)},
+                 {"finalsFromFollowUps", n(lg, "followupFinals")},
+                 {"repliesMatchedByPosition", n(vf, "repliesMatchedByPosition")},
+                 {"verifiedVia", vf.value("via", "")},
+                 {"transcriptChecked", n(vf, "messagesChecked")},
+                 {"transcriptOk", n(vf, "ok")}});
       if (!lg.contains("verify")) breach("websocket: the transcripts were not verified");
       for (const char* k : {"lost", "duplicateFinals", "unknownFinals", "transcriptLost",
                             "transcriptDuplicatedReplies", "transcriptDuplicatedUserEntries",
                             "sessionsUnreadable"}) {
+        if (std::string_view(k) == "unknownFinals" && !d.judge_unknown_finals) continue;
         if (ws[k].get<std::int64_t>() > 0) {
           breach("websocket: " + std::string(k) + " " + std::to_string(ws[k].get<std::int64_t>()));
         }
@@ -280,8 +291,8 @@ Verdict judge(const RunData& d) {
   // The one screen.
   char buf[512];
   std::string& s = v.summary;
-  std::snprintf(buf, sizeof buf, "chaos: %.0f s, %zu events", r["windowS"].get<double>(),
-                d.events.size());
+  std::snprintf(buf, sizeof buf, "chaos (%s): %.0f s, %zu events", d.gateway.c_str(),
+                r["windowS"].get<double>(), d.events.size());
   s += buf;
   for (const auto& [k, v2] : ready_by_kind) {
     std::snprintf(buf, sizeof buf,

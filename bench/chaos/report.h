@@ -24,12 +24,14 @@ struct EventRecord {
 };
 
 struct RunData {
+  std::string gateway = "drawbridge";  // the gateway under test (bench/chaos/target.h)
   nlohmann::json options;           // as given, for the result file
   double start_ms = 0, end_ms = 0;  // the sending window (wall clock)
   double quiet_end_ms = 0;          // the lead-in without events ends here
   int turn_ms = 0;
   std::vector<EventRecord> events;
   bool ws = false, telegram = false, irc = false;
+  bool judge_unknown_finals = true;  // false for a peer that answers follow-ups in runs of its own
   nlohmann::json loadgen;  // drawbridge_loadgen's report (null when it had none)
   int loadgen_exit = -1;
   std::vector<std::pair<double, double>> ws_records;  // (sent ms, latency ms)
