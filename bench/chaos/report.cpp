@@ -245,6 +245,7 @@ Verdict judge(const RunData& d) {
 
   // Latency: quiet lead-in against the messages that met a restart.
   std::vector<double> quiet, during, all;
+  std::map<std::string, std::vector<double>> latency_by_kind;  // the first restart a message met
   double longest_in_process = 0;
   for (const auto& e : d.events) {
     if (in_process(e.event.kind))
@@ -255,16 +256,22 @@ Verdict judge(const RunData& d) {
     if (s.channel == 'i') continue;  // IRC's flood control paces replies: not the gateway's
     if (s.t_ms < d.quiet_end_ms) quiet.push_back(s.latency_ms);
     const double end = s.t_ms + s.latency_ms;
-    const bool met = std::any_of(d.events.begin(), d.events.end(), [&](const EventRecord& e) {
+    const auto met = std::find_if(d.events.begin(), d.events.end(), [&](const EventRecord& e) {
       return is_restart(e.event.kind) && s.t_ms <= e.end_ms && end >= e.start_ms;
     });
-    if (met) during.push_back(s.latency_ms);
+    if (met == d.events.end()) continue;
+    during.push_back(s.latency_ms);
+    latency_by_kind[to_string(met->event.kind)].push_back(s.latency_ms);
   }
   const double quiet_p99 = percentile(quiet, 99), during_p99 = percentile(during, 99);
   const double p99_target = 2 * quiet_p99 + d.turn_ms;
   const double restart_target = d.turn_ms + 100.0;
-  r["latencyMs"] = {
-      {"quiet", stats(quiet)}, {"duringRestarts", stats(during)}, {"all", stats(all)}};
+  json per_kind = json::object();
+  for (const auto& [kind, v] : latency_by_kind) per_kind[kind] = stats(v);
+  r["latencyMs"] = {{"quiet", stats(quiet)},
+                    {"duringRestarts", stats(during)},
+                    {"duringRestartsByKind", per_kind},
+                    {"all", stats(all)}};
   r["targets"] = {{"inProcessRestartReadyMs",
                    {{"max", longest_in_process},
                     {"target", restart_target},
@@ -311,6 +318,11 @@ Verdict judge(const RunData& d) {
                 during.empty() || during_p99 <= p99_target ? "met" : "MISSED", percentile(all, 99),
                 percentile(all, 100));
   s += buf;
+  for (const auto& [kind, v] : latency_by_kind) {
+    std::snprintf(buf, sizeof buf, "\n    met a %-15s n %5zu  p50 %7.1f  p99 %7.1f  max %7.1f",
+                  kind.c_str(), v.size(), percentile(v, 50), percentile(v, 99), percentile(v, 100));
+    s += buf;
+  }
   std::snprintf(buf, sizeof buf,
                 "\n  in-process restart -> serving: max %.1f ms (target <= %.0f: %s); RSS max "
                 "%.1f MiB, last %.1f MiB",
