@@ -30,6 +30,9 @@ constexpr int kMaxNickAttempts = 5;  // nick, nick_ ... nick____
 // Registered under a fallback nick (ours was still held, e.g. by our own previous connection
 // that the server had not yet closed after a restart): ask for ours again this often, this many
 // times. Not sooner: a refused NICK costs ngircd's 2 s of penalty on everything we send.
+// The first ask 2 s after registering (a connection the server has not yet seen close, such as
+// one of a killed process, holds the nick that long), then every 10 s.
+constexpr core::Duration kNickRegainFirst{2000};
 constexpr core::Duration kNickRegainEvery{10000};
 constexpr int kMaxNickRegains = 6;
 constexpr std::size_t kMaxCapList = 4096;
@@ -180,7 +183,8 @@ void IrcChannel::arm_nick_regain() {
                  options_.nick, regain_attempts_, nick_);
     return;
   }
-  regain_timer_ = executor_.schedule(kNickRegainEvery, [this, alive = alive_] {
+  const auto wait = regain_attempts_ == 0 ? kNickRegainFirst : kNickRegainEvery;
+  regain_timer_ = executor_.schedule(wait, [this, alive = alive_] {
     if (!*alive) return;
     regain_timer_.reset();
     if (!registered_ || !running_ || irc::same_name(nick_, options_.nick)) return;
