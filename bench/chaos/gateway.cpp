@@ -1,6 +1,7 @@
 // See gateway.h.
 
 #include "chaos/gateway.h"
+#include "chaos/process.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -166,28 +167,9 @@ void Gateway::write_config() {
 
 pid_t Gateway::spawn() {
   const fs::path bin = setup_.bin;
-  std::vector<std::string> args{bin.string(), "--config",   (setup_.dir / "config.json").string(),
-                                "run",        "--data-dir", (setup_.dir / "data").string()};
-  std::vector<std::string> env = gateway_environment(setup_, setup_.dir / "run");
-  std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  const int fd = ::open(log_path().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::runtime_error("cannot open " + log_path().string());
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    const int nul = ::open("/dev/null", O_RDONLY);
-    if (nul >= 0) ::dup2(nul, 0);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  ::close(fd);
-  return pid;
+  return proc::spawn({bin.string(), "--config", (setup_.dir / "config.json").string(), "run",
+                      "--data-dir", (setup_.dir / "data").string()},
+                     gateway_environment(setup_, setup_.dir / "run"), log_path());
 }
 
 bool Gateway::wait_ready(Clock::time_point deadline) {
