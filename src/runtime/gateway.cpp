@@ -333,6 +333,9 @@ class Gateway final : public server::Control {
     }
     generation_units_->release_for_successor(
         hand_over, [this, update](std::vector<CarriedConnection> carried) {
+          // What the kept connections received up to now is committed before the successor
+          // starts, so its replay at start sees it.
+          pipeline_->flush_and_wait();
           HandOff::Successor succ;
           succ.binary = restarts_->binary();
           succ.argv = options_.argv;
