@@ -17,7 +17,9 @@ void Generation::start_channels() {
   stopping_ = false;
   // Connections a predecessor process handed over that no channel of this config took: their
   // account changed or is gone. Each is taken over by a channel of its own only to QUIT.
-  for (auto& [id, in] : std::exchange(inherited_, {})) {
+  for (auto& entry : std::exchange(inherited_, {})) {
+    const std::string& id = entry.first;
+    CarriedConnection& in = entry.second;
     auto text = [&in](const char* key) {
       auto it = in.state.find(key);
       return it != in.state.end() && it->is_string() ? it->get<std::string>() : std::string("?");
