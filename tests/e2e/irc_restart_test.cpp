@@ -82,10 +82,31 @@ TEST_F(IrcTest, ARestartThatChangesTheChannelQuitsBeforeReconnectingWithTheNewSe
       << alice->transcript();
 }
 
+// The processes the gateway handed over to (its log, shared with them, says "handed over to
+// pid N"), in order; each is stopped and reaped when the test ends, passed or not.
+struct Successors {
+  const std::unique_ptr<Gateway>& gw;
+  pid_t nth(std::size_t n) const {
+    if (!gw) return -1;
+    const std::string log = gw->log();
+    static const std::regex re("handed over to pid ([0-9]+)");
+    std::size_t i = 0;
+    for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator();
+         ++it) {
+      if (++i == n) return std::stoi((*it)[1]);
+    }
+    return -1;
+  }
+  ~Successors() {
+    for (std::size_t n = 1; nth(n) > 0; ++n) lifecycle::stop_successor(nth(n));
+  }
+};
+
 // A re-exec (SIGUSR2, no supervisor) hands the registered connection to the new process: no
 // QUIT, no rejoin; what came during the drain and after is answered once, by the new process.
 TEST_F(IrcTest, AReexecHandsTheConnectionToTheNextProcess) {
   lifecycle::Subreaper subreaper;
+  Successors successors{gw};
   auto alice = alice_in_ops();
   make_gateway(irc_config(server->port(), /*delay_ms=*/1500));
   gw->set_env("DRAWBRIDGE_SUPERVISOR", "none");
@@ -99,10 +120,6 @@ TEST_F(IrcTest, AReexecHandsTheConnectionToTheNextProcess) {
   ASSERT_TRUE(gw->wait_for_log("SIGUSR2", 5s)) << gw->log();
   alice->say(kBot, "m1");  // during the drain: journaled by this process
   ASSERT_TRUE(gw->wait_for_log("handed over to pid", 15s)) << gw->log();
-  std::smatch m;
-  const std::string log = gw->log();
-  ASSERT_TRUE(std::regex_search(log, m, std::regex("handed over to pid ([0-9]+)"))) << log;
-  const pid_t next = std::stoi(m[1]);
   EXPECT_EQ(gw->wait_exit(10s).code, 0) << gw->log();
   alice->say(kBot, "m2");  // to the new process, over the same connection
   ASSERT_TRUE(alice->wait_privmsg(kBot, "alice", "m2", 20s)) << alice->transcript() << gw->log();
@@ -119,7 +136,6 @@ TEST_F(IrcTest, AReexecHandsTheConnectionToTheNextProcess) {
   EXPECT_EQ(count_lines(*alice, is_bot_quit), 0u) << alice->transcript();
   EXPECT_EQ(count_lines(*alice, [](const std::string& l) { return is_join(l, kBot, "#ops"); }), 1u)
       << alice->transcript();
-  lifecycle::stop_successor(next);
 }
 
 // An update to a binary that says it takes connections over (`drawbridge capabilities`) hands
@@ -127,6 +143,7 @@ TEST_F(IrcTest, AReexecHandsTheConnectionToTheNextProcess) {
 // drawbridge) QUITs first, and the new process reconnects.
 TEST_F(IrcTest, AnUpdateHandsTheConnectionOverOnlyToABinaryThatTakesIt) {
   lifecycle::Subreaper subreaper;
+  Successors successors{gw};
   auto alice = alice_in_ops();
   make_gateway(irc_config(server->port()));
   gw->set_env("DRAWBRIDGE_SUPERVISOR", "none");
@@ -140,21 +157,10 @@ TEST_F(IrcTest, AnUpdateHandsTheConnectionOverOnlyToABinaryThatTakesIt) {
     auto admin = gw->client({"operator.admin"});
     admin->request("gateway.update", {{"binary", binary.string()}, {"reason", "e2e"}});
   };
-  auto successor_pid = [&](std::size_t nth) -> pid_t {
-    std::string log = gw->log();
-    std::regex re("handed over to pid ([0-9]+)");
-    std::size_t n = 0;
-    for (auto it = std::sregex_iterator(log.begin(), log.end(), re); it != std::sregex_iterator();
-         ++it) {
-      if (++n == nth) return std::stoi((*it)[1]);
-    }
-    return -1;
-  };
   update(next);
   ASSERT_TRUE(gw->wait_for_log("took over the connection", 15s)) << gw->log();
   EXPECT_EQ(gw->wait_exit(10s).code, 0) << gw->log();
-  const pid_t first = successor_pid(1);
-  ASSERT_GT(first, 0) << gw->log();
+  ASSERT_GT(successors.nth(1), 0) << gw->log();
   alice->say(kBot, "after the update");
   ASSERT_TRUE(alice->wait_privmsg(kBot, "alice", "after the update", 20s)) << alice->transcript();
   EXPECT_EQ(count_lines(*alice, is_bot_quit), 0u) << alice->transcript();
@@ -173,8 +179,6 @@ TEST_F(IrcTest, AnUpdateHandsTheConnectionOverOnlyToABinaryThatTakesIt) {
   ASSERT_TRUE(gw->wait_for_log("handed over to pid", 1s)) << gw->log();
   alice->say(kBot, "after the second");
   ASSERT_TRUE(alice->wait_privmsg(kBot, "alice", "after the second", 20s)) << alice->transcript();
-  lifecycle::stop_successor(first);
-  lifecycle::stop_successor(successor_pid(2));
 }
 
 }  // namespace
