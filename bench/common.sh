@@ -37,6 +37,14 @@ need_bin() {
 
 # bench_mktemp VAR: a fresh folder under $BENCH_TMP in VAR, removed on exit. (Not "$(...)":
 # the folder must be remembered by this shell, not by a subshell.)
+# The commit of the tree at $1 (default the repository), marked when it has changes.
+commit_line() {
+  local dir="${1:-$BENCH_ROOT}"
+  echo "$(git -C "$dir" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
+    [[ -n "$(git -C "$dir" status --porcelain --untracked-files=no 2>/dev/null)" ]] &&
+      echo ' (working tree has changes)')"
+}
+
 bench_mktemp() {
   local d
   d="$(mktemp -d "$BENCH_TMP/drawbridge-bench.XXXXXX")" || exit 2

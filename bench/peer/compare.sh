@@ -109,8 +109,7 @@ json_out="${json_out:-$BENCH_TMP/drawbridge-peer-compare-$(date -u +%Y%m%dT%H%M%
 
 [[ "$quiet" != 0 ]] && wait_quiet "$quiet" 80
 machine="$(machine_line)"
-commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(
-  [[ -n "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ]] && echo ' (working tree has changes)')"
+commit="$(commit_line "$root")"
 started="$(date -u +%FT%TZ)"
 echo "$machine"
 echo "commit $commit; $started"

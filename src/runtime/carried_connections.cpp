@@ -114,7 +114,7 @@ std::vector<CarriedConnection> take_carried_connections() {
   return open;
 }
 
-bool takes_carried_connections(const std::string& binary) {
+bool takes_carried_connections(const std::string& binary, std::chrono::milliseconds timeout) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return false;
   posix_spawn_file_actions_t actions;
@@ -132,7 +132,7 @@ bool takes_carried_connections(const std::string& binary) {
     return false;
   }
   std::string text;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   char buf[256];
   while (text.size() < 4096) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -145,7 +145,7 @@ bool takes_carried_connections(const std::string& binary) {
     text.append(buf, static_cast<std::size_t>(n));
   }
   ::close(out[0]);
-  // Its stdout closed: it is exiting. Its exit is waited for within what is left of the 2 s.
+  // Its stdout closed: it is exiting. Its exit is waited for within what is left of `timeout`.
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                         deadline - std::chrono::steady_clock::now())
                         .count();

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -22,8 +23,9 @@ inline constexpr const char* kCarriedCapability = "carried-connections 1";
 
 // Whether the drawbridge at `binary` takes carried connections over (an update's new binary
 // may be an older one, which would leave them open and unanswered): runs `binary
-// capabilities` (at most 2 s) and looks for kCarriedCapability.
-bool takes_carried_connections(const std::string& binary);
+// capabilities` (at most `timeout`) and looks for kCarriedCapability.
+bool takes_carried_connections(const std::string& binary,
+                               std::chrono::milliseconds timeout = std::chrono::seconds(2));
 
 // SHA-256 (hex) of an account's settings as the config has them: a successor takes a
 // connection over only when its own config builds that account from the very same settings.

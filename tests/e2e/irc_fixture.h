@@ -242,14 +242,14 @@ struct IrcTest : ::testing::Test {
     gw = std::make_unique<Gateway>(dir, std::move(cfg));
     gw->set_env("E2E_IRC_PASSWORD", kServerPassword);
   }
-  // Polls the gateway's status (another process: bounded by the deadline) until a turn runs.
+  // Asks the gateway's status, one answer after the other (each answer is the next event;
+  // bounded by the deadline), until a turn runs.
   bool turn_running(Millis timeout) {
     auto c = gw->client({"operator.read"});
     const auto deadline = SteadyClock::now() + timeout;
     while (SteadyClock::now() < deadline) {
       const json s = c->request("status", json::object());
       if (!s.value("activeRuns", json::array()).empty()) return true;
-      std::this_thread::sleep_for(20ms);
     }
     return false;
   }

@@ -163,7 +163,6 @@ TEST_F(SuccessorHandOff, CarriedConnectionsArriveAsFd5OnwardInOrder) {
     [ ! -e /proc/$$/fd/7 ] || exit 13
     [ ! -e /proc/$$/fd/3 ] || exit 14
     echo "READY $$" >&4
-    exec sleep 5
   )sh");
   // Given in the order that puts b's number where a goes: the moves must not clobber.
   options.carried_fds = {a, b};
