@@ -55,7 +55,7 @@ TEST(CarriedConnections, HostileEntriesAreSkipped) {
   EXPECT_EQ(got[0].fd, 5);
   EXPECT_EQ(warnings.size(), 9u);
 
-  for (const std::string text :
+  for (const std::string& text :
        {std::string("not json"), std::string("{}"), std::string(2 << 20, '['),
         json(std::vector<json>(65, entry("irc", kDigest, 5))).dump()}) {
     warnings.clear();
