@@ -1,6 +1,8 @@
 #include "server/rpc_sessions.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <set>
 
 #include "server/rpc_errors.h"
@@ -12,6 +14,7 @@ namespace {
 using nlohmann::json;
 
 constexpr std::size_t kMaxLabel = 512;  // OpenClaw's SessionsPatchParams.label
+constexpr std::int64_t kMaxListed = 1000;  // sessions in one sessions.list answer
 
 // The model an agent answers with, as OpenClaw's pickers show it.
 json model_choice(const AgentCatalog::Agent& a) {
@@ -108,7 +111,8 @@ json SessionMethods::row(const pipeline::SessionInfo& s, const AgentCatalog& cat
 RpcOutcome SessionMethods::list(const json& params) {
   Params p(params);
   std::string err;
-  auto limit = p.integer("limit", 1, 1000, err);
+  // The dashboard polls with limit 10000: taken, and at most kMaxListed answered.
+  auto limit = p.integer("limit", 1, std::numeric_limits<std::int32_t>::max(), err);
   auto offset = err.empty() ? p.integer("offset", 0, 1'000'000, err) : std::nullopt;
   auto spawned_by = err.empty() ? p.string("spawnedBy", false, false, err) : std::nullopt;
   auto search = err.empty() ? p.string("search", false, false, err) : std::nullopt;
@@ -118,7 +122,8 @@ RpcOutcome SessionMethods::list(const json& params) {
   // drawbridge's agents start no sessions of their own: a list of those is empty.
   if (!spawned_by) {
     try {
-      for (const auto& s : pipeline_.list_sessions(static_cast<std::size_t>(limit.value_or(100)),
+      const auto n = std::min<std::int64_t>(limit.value_or(100), kMaxListed);
+      for (const auto& s : pipeline_.list_sessions(static_cast<std::size_t>(n),
                                                    static_cast<std::size_t>(offset.value_or(0)))) {
         if (search && !search->empty() && s.session_key.find(*search) == std::string::npos &&
             s.label.find(*search) == std::string::npos) {

@@ -490,9 +490,10 @@ void Server::on_chat_event(const pipeline::ChatEvent& ev) {
       break;
     case pipeline::ChatEvent::State::final: {
       json m = message(ev.text);
+      // No message id: the history gives the same reply the transcript's id, and a client
+      // that saw two ids (the outbox key here) would show the reply twice after a reload.
       json meta(json::value_t::object);
       meta.emplace("runId", ev.run_id);
-      meta.emplace("id", ev.message_id);
       m.emplace("__openclaw", std::move(meta));
       if (ev.final_part) {
         payload.emplace("message", std::move(m));
@@ -510,7 +511,9 @@ void Server::on_chat_event(const pipeline::ChatEvent& ev) {
       break;
     case pipeline::ChatEvent::State::aborted:
       payload.emplace("stopReason", "rpc");
-      if (!ev.error.empty()) payload.emplace("errorMessage", ev.error);
+      // A plain abort is no error (OpenClaw's clients show errorMessage as one); a restart's
+      // or a timeout's reason is, and says why.
+      if (!ev.error.empty() && ev.error != "aborted") payload.emplace("errorMessage", ev.error);
       break;
   }
   std::string payload_json =

@@ -346,7 +346,12 @@ void WsConnection::handle_connect(const std::string& req_id, const json& params)
   json hello = {
       {"type", "hello-ok"},
       {"protocol", kProtocolVersion},
-      {"server", {{"version", opts.version}, {"connId", caller_.conn_id}}},
+      // controlUiBuildSource "configured": the dashboard serves its own build, so it does not
+      // compare its version with the gateway's and reload itself after every reconnect.
+      {"server",
+       {{"version", opts.version},
+        {"connId", caller_.conn_id},
+        {"controlUiBuildSource", "configured"}}},
       {"features", {{"methods", server_.rpc().method_names()},
                     {"events", RpcMethods::event_names()}}},
       {"snapshot",
@@ -382,9 +387,11 @@ nlohmann::json WsConnection::session_defaults() {
   } catch (const std::exception& e) {
     spdlog::warn("{}: agent catalog unavailable: {}", caller_.conn_id, e.what());
   }
+  // OpenClaw's form of the main session's key: the dashboard sends to "agent:<id>:main"
+  // whatever it is told, so it must read and abort the same key.
   return {{"defaultAgentId", agent},
           {"mainKey", "main"},
-          {"mainSessionKey", "main"},
+          {"mainSessionKey", "agent:" + agent + ":main"},
           {"scope", "per-sender"}};
 }
 
