@@ -22,6 +22,18 @@ export const errorSelectors = [
   '.sw-error',
 ];
 
+// Chromium process groups started here, ended when the test process exits, whatever happens.
+const groups = new Set();
+process.on('exit', () => {
+  for (const pid of groups) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
 /** Starts Chromium (CHROMIUM or /usr/bin/chromium) with a fresh profile; returns {browser, pid, close}. */
 export async function launchBrowser() {
   const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -54,6 +66,7 @@ export async function launchBrowser() {
     handleSIGHUP: false,
   });
   const pid = browser.process()?.pid;
+  if (pid) groups.add(pid);
   const close = async () => {
     try {
       await Promise.race([browser.close(), new Promise((r) => setTimeout(r, 5000))]);
@@ -67,6 +80,7 @@ export async function launchBrowser() {
       } catch {
         // already gone
       }
+      groups.delete(pid);
     }
     fs.rmSync(profile, { recursive: true, force: true });
   };
