@@ -3,6 +3,9 @@
 // is killed by its socket when the test ends, whatever happens, and the command's process with
 // it (by the pid tmux reports).
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { waitFor } from './common.mjs';
 
 const servers = new Set();
@@ -17,10 +20,13 @@ export class Tmux {
     this.socket = `drawbridge-ui-${process.pid}-${++count}`;
     this.target = 'ui';
     this.panePid = null;
+    // The socket's folder: the test's temporary folder (run-node.sh removes it), not /tmp.
+    this.env = { ...process.env, TMUX_TMPDIR: os.tmpdir() };
+    this.socketPath = path.join(os.tmpdir(), `tmux-${process.getuid()}`, this.socket);
   }
 
   run(...args) {
-    return execFileSync('tmux', ['-L', this.socket, ...args], { encoding: 'utf8', timeout: 10000 });
+    return execFileSync('tmux', ['-L', this.socket, ...args], { encoding: 'utf8', timeout: 10000, env: this.env });
   }
 
   // Starts the server and the window running `argv` (no shell) with `env` added.
@@ -63,10 +69,11 @@ export class Tmux {
   kill() {
     if (!servers.delete(this)) return;
     try {
-      execFileSync('tmux', ['-L', this.socket, 'kill-server'], { timeout: 5000, stdio: 'ignore' });
+      execFileSync('tmux', ['-L', this.socket, 'kill-server'], { timeout: 5000, stdio: 'ignore', env: this.env });
     } catch {
       // already gone
     }
+    fs.rmSync(this.socketPath, { force: true });
     if (this.panePid) {
       try {
         process.kill(this.panePid, 'SIGKILL');
