@@ -159,6 +159,17 @@ class Pipeline {
   // of the store on the calling thread; throws what the store throws.
   HistoryPage history_page(const std::string& session_key, std::size_t limit,
                            std::size_t max_bytes, std::int64_t before_id);
+  // The session catalog of the control plane (sessions.*, inputReceipts): reads and rare
+  // operator writes of the store on the calling thread; throws what the store throws.
+  std::vector<SessionInfo> list_sessions(std::size_t limit, std::size_t offset);
+  std::optional<SessionInfo> session_summary(const std::string& session_key);
+  bool create_session(const std::string& session_key, const std::string& label);
+  bool label_session(const std::string& session_key, const std::string& label);
+  // Aborts the session's running turn, then starts the session over: what it said before no
+  // longer reaches the agent. False: no such session.
+  bool reset_session(const std::string& session_key);
+  std::optional<InputReceipt> input_receipt(const std::string& channel,
+                                            const std::string& external_id);
   bool has_channel(const std::string& id) const { return routes_.count(id) != 0; }
 
   static std::vector<std::string> split_reply(const std::string& text, int max_chars) {

@@ -84,6 +84,24 @@ struct TranscriptMessage {
   bool interrupted = false;  // a reply cut short (store::TranscriptState::interrupted)
 };
 
+// A session as the control plane lists it (store::SessionSummary, for the server).
+struct SessionInfo {
+  std::string session_key;
+  std::int64_t created_at_ms = 0;
+  std::int64_t updated_at_ms = 0;
+  std::string state;  // idle | resume_pending | suspended
+  std::string label;
+  std::string last_role;  // of the newest entry since the last reset; "" none
+  std::string last_text;
+};
+
+// Whether a message sent with an idempotency key was taken up by a turn (inputReceipts).
+struct InputReceipt {
+  std::string session_key;
+  bool consumed = false;           // a turn took it (running, done, aborted or failed)
+  std::int64_t transcript_id = 0;  // the user entry it wrote
+};
+
 // A page of a session's transcript, oldest first; `more` when older entries remain.
 struct HistoryPage {
   std::vector<TranscriptMessage> messages;

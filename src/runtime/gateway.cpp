@@ -152,6 +152,7 @@ class Gateway final : public server::Control {
   server::Readiness readiness() override { return runtime::readiness(facts(), parts()); }
   server::HealthReport health() override { return health_report(parts()); }
   server::StatusReport status() override { return status_report(facts(), parts()); }
+  server::AgentCatalog agent_catalog() override { return runtime::agent_catalog(parts()); }
   std::string metrics_text() override {
     auto f = facts();
     f.ready = readiness().ready;

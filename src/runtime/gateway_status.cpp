@@ -91,6 +91,17 @@ server::HealthReport health_report(const GatewayParts& p) {
   return h;
 }
 
+server::AgentCatalog agent_catalog(const GatewayParts& p) {
+  server::AgentCatalog c;
+  c.default_agent = p.cfg.default_agent;
+  for (auto& [id, a] : p.generation.agents()) {
+    const auto h = a->health();
+    c.agents.push_back({id, std::string(a->type()), h.model, h.endpoint});
+  }
+  for (auto& [id, ch] : p.generation.channels()) c.channels.push_back(id);
+  return c;
+}
+
 server::StatusReport status_report(const GatewayFacts& f, const GatewayParts& p) {
   server::StatusReport s;
   for (auto& [id, ch] : p.generation.channels()) {

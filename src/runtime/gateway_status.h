@@ -58,6 +58,7 @@ struct GatewayParts {
 // "channels"), fit for anyone who can reach the port; the prose and the config's errors go in
 // `details`, which the server shows only to a caller with the token.
 server::Readiness readiness(const GatewayFacts& facts, const GatewayParts& parts);
+server::AgentCatalog agent_catalog(const GatewayParts& parts);
 // systemd's STATUS= line.
 std::string status_line(const GatewayFacts& facts, const GatewayParts& parts);
 server::StatusReport status_report(const GatewayFacts& facts, const GatewayParts& parts);

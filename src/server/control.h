@@ -226,6 +226,20 @@ struct StatusReport {
   std::optional<ScheduledRestart> scheduled_restart;
 };
 
+// The agents the gateway runs, for the pickers of OpenClaw's clients (agents.list,
+// models.list, agent.identity.get). Cheap: no store read.
+struct AgentCatalog {
+  struct Agent {
+    std::string id;
+    std::string type;      // echo | exec | openai
+    std::string model;     // openai: the model; "" for the others
+    std::string endpoint;  // openai: the base URL; "" for the others
+  };
+  std::string default_agent;
+  std::vector<Agent> agents;  // by id
+  std::vector<std::string> channels;  // the channel ids served, in the gateway's order
+};
+
 // What the control plane asks of the gateway. The runtime implements it; the server knows
 // nothing else above the pipeline.
 class Control {
@@ -234,6 +248,7 @@ class Control {
   virtual Readiness readiness() = 0;
   virtual HealthReport health() = 0;
   virtual StatusReport status() = 0;
+  virtual AgentCatalog agent_catalog() = 0;
   virtual std::string metrics_text() = 0;  // Prometheus text exposition
   virtual std::int64_t uptime_ms() = 0;
   virtual RestartAnswer request_restart(const RestartIntent& intent) = 0;

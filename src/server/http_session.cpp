@@ -10,7 +10,7 @@
 #include "config/bounded_json.h"
 #include "server/protocol.h"
 #include "server/random_id.h"
-#include "server/rpc_methods.h"
+#include "server/rpc_chat.h"
 #include "server/server.h"
 #include "server/ws_connection.h"
 

@@ -2,26 +2,29 @@
 
 #include <functional>
 #include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <variant>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "pipeline/local_chat.h"
 #include "pipeline/pipeline.h"
 #include "server/control.h"
 #include "server/protocol.h"
 
 namespace drawbridge::server {
 
-// Who calls: what the connection proved at `connect`.
+// Who calls: what the connection proved at `connect`, and how it asks for events.
 struct Caller {
   std::string conn_id;
   std::string client_id;
   std::vector<std::string> scopes;
   // Routes the session's `chat` events to this caller.
   std::function<void(const std::string& session_key)> subscribe;
+  // sessions.subscribe: `sessions.changed` events from now on.
+  std::function<void()> subscribe_sessions;
+  // sessions.messages.subscribe / unsubscribe: `session.message` events of one session.
+  std::function<void(const std::string& session_key, bool on)> subscribe_messages;
 };
 
 struct RpcLimits {
@@ -32,11 +35,21 @@ struct RpcLimits {
 using RpcOutcome = std::variant<nlohmann::json, RpcError>;
 using Respond = std::function<void(RpcOutcome)>;
 
-// The methods of shared/PROTOCOL.md after the handshake, with their scopes.
+class ChatMethods;
+class GatewayMethods;
+class SessionMethods;
+
+// The method table after the handshake: a name, the scope it needs, a handler. The handlers
+// live in groups of one subject each (rpc_chat, rpc_gateway, rpc_sessions, rpc_quiet), which
+// add themselves here; this class checks scope and params and answers exactly once.
 class RpcMethods {
  public:
+  using Sync = std::function<RpcOutcome(const Caller&, const nlohmann::json&)>;
+  using Async = std::function<void(const Caller&, const nlohmann::json&, Respond)>;
+
   RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::string local_channel,
              RpcLimits limits = {});
+  ~RpcMethods();
 
   // Answers through `respond`: at once for most methods, after the commit for those that write
   // (chat.send, send), so an acknowledgement is never sent for something not yet durable.
@@ -48,44 +61,26 @@ class RpcMethods {
   // operator.admin grants everything, operator.write grants operator.read.
   static bool has_scope(const std::vector<std::string>& granted, std::string_view required);
 
+  // `scope` empty: no scope needed (health).
+  void add(std::string name, std::string_view scope, Sync handler);
+  void add_async(std::string name, std::string_view scope, Async handler);
+
  private:
-  using Handler = RpcOutcome (RpcMethods::*)(const Caller&, const nlohmann::json&);
-  using AsyncHandler = void (RpcMethods::*)(const Caller&, const nlohmann::json&, Respond);
   struct Method {
     std::string_view scope;
-    Handler handler = nullptr;
-    AsyncHandler async_handler = nullptr;
+    Sync sync;
+    Async async;
   };
 
-  RpcOutcome health(const Caller&, const nlohmann::json&);
-  RpcOutcome status(const Caller&, const nlohmann::json&);
-  void chat_send(const Caller&, const nlohmann::json&, Respond);
-  RpcOutcome chat_history(const Caller&, const nlohmann::json&);
-  RpcOutcome chat_abort(const Caller&, const nlohmann::json&);
-  void send(const Caller&, const nlohmann::json&, Respond);
-  RpcOutcome gateway_restart_request(const Caller&, const nlohmann::json&);
-  RpcOutcome gateway_stop(const Caller&, const nlohmann::json&);
-  RpcOutcome gateway_update(const Caller&, const nlohmann::json&);
-  RpcOutcome config_get(const Caller&, const nlohmann::json&);
-  void config_patch(const Caller&, const nlohmann::json&, Respond);
-  void config_apply(const Caller&, const nlohmann::json&, Respond);
-  void config_write(const nlohmann::json& params, bool whole, Respond respond);
-
-  Control& control_;
-  pipeline::Pipeline& pipeline_;
-  std::string local_channel_;
-  RpcLimits limits_;
   std::map<std::string, Method, std::less<>> methods_;
+  std::unique_ptr<ChatMethods> chat_;
+  std::unique_ptr<GatewayMethods> gateway_;
+  std::unique_ptr<SessionMethods> sessions_;
 };
 
-nlohmann::json transcript_message(const pipeline::TranscriptMessage& e);
-
-// The params of `gateway.restart.request` as a RestartIntent, or the message naming the field
-// that is wrong. Besides drawbridge's {reason, force, waitMs, delayMs, runId} it honours
-// OpenClaw's `skipDeferral` (same as force) and its nested `restartIntent {reason, force,
-// waitMs}`, whose fields fill what the top level leaves unset. Other keys OpenClaw clients
-// send (`target`, `safe`) are ignored. waitMs and delayMs are at most kMaxRestartWaitMs.
-inline constexpr std::int64_t kMaxRestartWaitMs = 86'400'000;  // a day
-std::variant<RestartIntent, std::string> parse_restart_intent(const nlohmann::json& params);
+// Registers the methods OpenClaw's dashboard and terminal UI call at load for features
+// drawbridge does not have (approvals, questions, tasks, cron, ...): each answers an empty
+// result in the shape of OpenClaw's schema, so the page shows no error and stops asking.
+void add_quiet_methods(RpcMethods& rpc);
 
 }  // namespace drawbridge::server

@@ -422,6 +422,7 @@ void Server::attach(const std::shared_ptr<WsConnection>& c) {
 void Server::detach(std::uint64_t conn_id) {
   connections_.erase(conn_id);
   ending_.erase(conn_id);
+  watchers_.forget(conn_id);
   for (auto it = subscribers_.begin(); it != subscribers_.end();) {
     if (it->second.erase(conn_id) > 0 && it->second.empty()) {
       missed_.watcher_left(it->first);  // its next end events wait for a watcher
@@ -451,6 +452,7 @@ void Server::subscribe(std::uint64_t conn_id, const std::string& session_key) {
 }
 
 void Server::on_chat_event(const pipeline::ChatEvent& ev) {
+  notify_session_watchers(ev);
   auto subs = subscribers_.find(ev.session_key);
   const bool away = subs == subscribers_.end();
   // Nobody watches: only the end of a run is kept, and only for a session someone left.

@@ -21,6 +21,7 @@
 #include "server/missed_finals.h"
 #include "server/origin_policy.h"
 #include "server/rpc_methods.h"
+#include "server/session_watchers.h"
 
 namespace drawbridge::server {
 
@@ -158,6 +159,9 @@ class Server final : public pipeline::ChatEventListener {
   void detach(std::uint64_t conn_id);
   void track(const std::shared_ptr<HttpSession>& s);
   void subscribe(std::uint64_t conn_id, const std::string& session_key);
+  // sessions.subscribe, sessions.messages.(un)subscribe: `sessions.changed` events.
+  void watch_sessions(std::uint64_t conn_id) { watchers_.watch_list(conn_id); }
+  void watch_messages(std::uint64_t conn_id, const std::string& session_key, bool on);
   std::uint64_t next_id() { return ++next_conn_id_; }
 
  private:
@@ -218,6 +222,9 @@ class Server final : public pipeline::ChatEventListener {
   std::unordered_map<std::string, std::set<std::uint64_t>> subscribers_;  // by session key
   // End events of sessions whose subscribers all went away, for when one comes back.
   MissedFinals missed_;
+  SessionWatchers watchers_;
+  // A run of the session ended: `sessions.changed` to whoever watches the list or the session.
+  void notify_session_watchers(const pipeline::ChatEvent& ev);
   std::map<std::uint64_t, std::weak_ptr<HttpSession>> http_sessions_;
 };
 

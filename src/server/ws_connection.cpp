@@ -334,6 +334,10 @@ void WsConnection::handle_connect(const std::string& req_id, const json& params)
   caller_.subscribe = [server, id = id_](const std::string& session) {
     server->subscribe(id, session);
   };
+  caller_.subscribe_sessions = [server, id = id_] { server->watch_sessions(id); };
+  caller_.subscribe_messages = [server, id = id_](const std::string& session, bool on) {
+    server->watch_messages(id, session, on);
+  };
   authenticated_ = true;
   cancel_handshake_timer();
   ws_.read_message_max(server_.options().max_payload_bytes);

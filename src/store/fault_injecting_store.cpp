@@ -9,13 +9,15 @@ namespace drawbridge::store {
 namespace {
 
 // clang-format off
-constexpr std::array<std::string_view, 27> kOperations = {
+constexpr std::array<std::string_view, 33> kOperations = {
     "insert_inbound", "inbound", "unfinished_inbound", "set_inbound_state", "set_merged",
     "close_interrupted",
     "stage_reply", "stage_outbound", "pending_outbox", "mark_sent", "mark_failed", "mark_stale", "transcript",
     "transcript_page", "counts", "set_session_state", "sessions_in_state",
     "repair_interrupted", "mark_interrupted", "sessions_interrupted", "suspend_session",
-    "begin_batch", "commit_batch", "rollback_batch", "get_value", "set_value", "erase_value"};
+    "begin_batch", "commit_batch", "rollback_batch", "get_value", "set_value", "erase_value",
+    "list_sessions", "session_summary", "create_session", "set_session_label", "reset_session",
+    "input_receipt"};
 // clang-format on
 
 StoreError injected(const std::string& what) {
@@ -252,6 +254,42 @@ Suspension FaultInjectingStore::suspend_session(const std::string& session_key,
                                                 const std::string& notice, std::int64_t now_ms) {
   check("suspend_session", true);
   return inner_.suspend_session(session_key, notice, now_ms);
+}
+
+std::vector<SessionSummary> FaultInjectingStore::list_sessions(std::size_t limit,
+                                                               std::size_t offset,
+                                                               std::size_t preview_chars) {
+  check("list_sessions", false);
+  return inner_.list_sessions(limit, offset, preview_chars);
+}
+
+std::optional<SessionSummary> FaultInjectingStore::session_summary(const std::string& session_key,
+                                                                   std::size_t preview_chars) {
+  check("session_summary", false);
+  return inner_.session_summary(session_key, preview_chars);
+}
+
+bool FaultInjectingStore::create_session(const std::string& session_key, const std::string& label,
+                                         std::int64_t now_ms) {
+  check("create_session", true);
+  return inner_.create_session(session_key, label, now_ms);
+}
+
+bool FaultInjectingStore::set_session_label(const std::string& session_key,
+                                            const std::string& label, std::int64_t now_ms) {
+  check("set_session_label", true);
+  return inner_.set_session_label(session_key, label, now_ms);
+}
+
+bool FaultInjectingStore::reset_session(const std::string& session_key, std::int64_t now_ms) {
+  check("reset_session", true);
+  return inner_.reset_session(session_key, now_ms);
+}
+
+std::optional<InputReceipt> FaultInjectingStore::input_receipt(const std::string& channel,
+                                                               const std::string& external_id) {
+  check("input_receipt", false);
+  return inner_.input_receipt(channel, external_id);
 }
 
 std::optional<std::string> FaultInjectingStore::get_value(const std::string& key) {

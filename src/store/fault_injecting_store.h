@@ -78,6 +78,17 @@ class FaultInjectingStore final : public Store {
   void begin_batch() override;
   void commit_batch() override;
   void rollback_batch() override;
+  std::vector<SessionSummary> list_sessions(std::size_t limit, std::size_t offset,
+                                            std::size_t preview_chars) override;
+  std::optional<SessionSummary> session_summary(const std::string& session_key,
+                                                std::size_t preview_chars) override;
+  bool create_session(const std::string& session_key, const std::string& label,
+                      std::int64_t now_ms) override;
+  bool set_session_label(const std::string& session_key, const std::string& label,
+                         std::int64_t now_ms) override;
+  bool reset_session(const std::string& session_key, std::int64_t now_ms) override;
+  std::optional<InputReceipt> input_receipt(const std::string& channel,
+                                            const std::string& external_id) override;
   std::optional<std::string> get_value(const std::string& key) override;
   void set_value(const std::string& key, const std::string& value) override;
   void erase_value(const std::string& key) override;

@@ -123,6 +123,26 @@ ALTER TABLE inbox ADD COLUMN merged_into INTEGER REFERENCES inbox (id);
 )sql",
 };
 
+// What the control plane's session catalog adds (labels, resets, receipts). Additive and
+// without a new user_version: an older drawbridge opens the database as before and ignores
+// the table and the index (it then shows a reset session's older entries again; nothing is
+// lost), so rolling back stays possible.
+constexpr std::string_view kCatalogSchema = R"sql(
+CREATE TABLE IF NOT EXISTS session_meta (
+  session_key TEXT PRIMARY KEY,
+  label TEXT NOT NULL DEFAULT '',
+  history_from INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS transcript_by_inbound ON transcript (inbound_id)
+  WHERE inbound_id IS NOT NULL;
+)sql";
+
+void add_catalog_schema(Database& db) {
+  Transaction tx(db, Transaction::Mode::write);
+  db.exec(std::string(kCatalogSchema));
+  tx.commit();
+}
+
 std::int64_t user_version(Database& db) {
   Statement stmt = db.prepare("PRAGMA user_version");
   Cursor c = stmt.query();
@@ -231,6 +251,7 @@ std::unique_ptr<Database> open_database(const std::string& path, Durability dura
     // that much.
     db->exec("PRAGMA wal_autocheckpoint = " + std::to_string(wal_autocheckpoint));
     migrate(*db);
+    add_catalog_schema(*db);
     try {
       rewrite_state_checks(*db);
     } catch (const StoreError&) {

@@ -63,11 +63,16 @@ struct SqliteStore::Impl {
         insert_interrupted(db->prepare(
             "INSERT INTO transcript (session_key, role, text, run_id, inbound_id, created_at_ms, "
             "state) VALUES (?, 'assistant', ?, ?, ?, ?, 'interrupted')")),
+        // A reset session (session_meta.history_from) starts its transcript after the reset.
         transcript_tail(db->prepare(select_from(
-            kTranscriptColumns, "FROM transcript WHERE session_key = ? ORDER BY id DESC LIMIT ?"))),
+            kTranscriptColumns,
+            "FROM transcript WHERE session_key = ?1 AND id > coalesce((SELECT history_from "
+            "FROM session_meta WHERE session_key = ?1), 0) ORDER BY id DESC LIMIT ?2"))),
         transcript_before(db->prepare(select_from(
             kTranscriptColumns,
-            "FROM transcript WHERE session_key = ? AND id < ? ORDER BY id DESC LIMIT ?"))),
+            "FROM transcript WHERE session_key = ?1 AND id < ?2 AND id > coalesce((SELECT "
+            "history_from FROM session_meta WHERE session_key = ?1), 0) ORDER BY id DESC "
+            "LIMIT ?3"))),
         insert_outbox(db->prepare(
             "INSERT INTO outbox (idem_key, inbound_id, part, final_part, channel, chat_id, "
             "session_key, run_id, text, state, created_at_ms) "

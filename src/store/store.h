@@ -117,6 +117,25 @@ struct Suspension {
   std::optional<OutboxRecord> notice;  // the reply to the chat (pending); none: no chat known
 };
 
+// A session as the control plane lists it (sessions.list, sessions.describe).
+struct SessionSummary {
+  std::string session_key;
+  std::int64_t created_at_ms = 0;
+  std::int64_t updated_at_ms = 0;
+  std::string state;  // idle | resume_pending | suspended
+  std::string label;  // "" when none was set
+  // The newest transcript entry since the last reset; empty role: none.
+  std::string last_role;
+  std::string last_text;
+};
+
+// Whether a message taken with `external_id` was taken up by a turn (inputReceipts).
+struct InputReceipt {
+  std::string session_key;
+  InboxState state = InboxState::pending;
+  std::int64_t transcript_id = 0;  // the user entry it wrote
+};
+
 // Durable state of the message path. Every method is one transaction; a method that returns
 // has committed (WAL, synchronous=FULL for commits that acknowledge something upstream).
 // Errors are thrown as StoreError; callers on the event loop catch them at the boundary.
@@ -226,6 +245,24 @@ class Store {
   virtual void begin_batch() = 0;
   virtual void commit_batch() = 0;
   virtual void rollback_batch() = 0;
+
+  // --- The session catalog of the control plane ---
+  // Sessions by last activity, newest first; `last_text` cut to `preview_chars` bytes.
+  virtual std::vector<SessionSummary> list_sessions(std::size_t limit, std::size_t offset,
+                                                    std::size_t preview_chars) = 0;
+  virtual std::optional<SessionSummary> session_summary(const std::string& session_key,
+                                                        std::size_t preview_chars) = 0;
+  // Creates an empty session (false: it existed, nothing changed but a non-empty label).
+  virtual bool create_session(const std::string& session_key, const std::string& label,
+                              std::int64_t now_ms) = 0;
+  // False: no such session.
+  virtual bool set_session_label(const std::string& session_key, const std::string& label,
+                                 std::int64_t now_ms) = 0;
+  // The session starts over: entries written so far no longer reach the agent or
+  // chat.history (they stay in the file). False: no such session.
+  virtual bool reset_session(const std::string& session_key, std::int64_t now_ms) = 0;
+  virtual std::optional<InputReceipt> input_receipt(const std::string& channel,
+                                                    const std::string& external_id) = 0;
 
   // Small named values: lifecycle markers, channel cursors, the generated token.
   virtual std::optional<std::string> get_value(const std::string& key) = 0;

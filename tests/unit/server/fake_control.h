@@ -33,6 +33,7 @@ class FakeControl final : public Control {
     s.state = "running";
     return s;
   }
+  AgentCatalog agent_catalog() override { return catalog; }
   std::string metrics_text() override { return {}; }
   std::int64_t uptime_ms() override { return 1; }
   RestartAnswer request_restart(const RestartIntent& intent) override {
@@ -73,6 +74,7 @@ class FakeControl final : public Control {
   }
 
   std::mutex mu;
+  AgentCatalog catalog{"echo", {{"echo", "echo", "", ""}}, {"local"}};
   LifecycleView view;
   Readiness ready{true, {}};
   int restart_requests = 0;
