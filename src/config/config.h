@@ -43,6 +43,10 @@ struct GatewaySettings {
   std::vector<std::string> allowed_origins;
   // Host header values accepted besides the bind address and loopback names ("*" = any).
   std::vector<std::string> allowed_hosts;
+  // The folder of OpenClaw's Control UI served on the gateway's port (empty: not served);
+  // relative paths resolve against the config file's folder.
+  std::string control_ui_root;
+  std::string control_ui_assistant_name = "drawbridge";  // in /control-ui-config.json
 };
 
 struct CommandsSettings {

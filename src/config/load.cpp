@@ -81,6 +81,9 @@ void apply_environment(const fs::path& base, ParseResult& parsed) {
   } else {
     config.store.data_dir = absolute_path(config.store.data_dir, base).string();
   }
+  if (!config.gateway.control_ui_root.empty()) {
+    config.gateway.control_ui_root = absolute_path(config.gateway.control_ui_root, base).string();
+  }
 }
 
 }  // namespace

@@ -118,6 +118,13 @@ std::span<const Field<Config>> config_fields() {
        "Origins (scheme://host:port) whose pages may open the WebSocket; \"*\" = any. The "
        "gateway's own loopback origin and clients that send no Origin are always allowed",
        DRAWBRIDGE_MEMBER(Config, gateway.allowed_origins)},
+      {"gateway.controlUi.root", text(),
+       "Folder of OpenClaw's Control UI (scripts/install-control-ui.sh installs it), served on "
+       "the gateway's port; relative to the config file's folder; empty: not served",
+       DRAWBRIDGE_MEMBER(Config, gateway.control_ui_root)},
+      {"gateway.controlUi.assistantName", non_empty_text(),
+       "The assistant's name the Control UI shows (its /control-ui-config.json)",
+       DRAWBRIDGE_MEMBER(Config, gateway.control_ui_assistant_name)},
       {"gateway.allowedHosts", Rule{.type = Type::kStringArray},
        "Host header names accepted besides loopback names and the bind address; \"*\" = any "
        "(guards a loopback gateway against DNS rebinding)",

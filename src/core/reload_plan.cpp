@@ -55,7 +55,7 @@ std::optional<ReloadMode> parse_reload_mode(std::string_view s) {
 
 std::span<const ReloadRule> reload_rules() {
   using enum ReloadKind;
-  static constexpr std::array<ReloadRule, 15> rules = {{
+  static constexpr std::array<ReloadRule, 17> rules = {{
       {"$schema", none, std::nullopt, -1, "editor hint, not config"},
       {"meta", none, std::nullopt, -1, "bookkeeping the gateway writes"},
       {"logging", none, std::nullopt, -1, "log level applied at once"},
@@ -63,6 +63,9 @@ std::span<const ReloadRule> reload_rules() {
       {"commands", none, std::nullopt, -1, "read per command/signal"},
       {"gateway.reload", none, std::nullopt, -1, "read at the next file change"},
       {"gateway.restart", none, std::nullopt, -1, "read at the next restart request"},
+      {"gateway.controlUi.root", none, std::nullopt, -1, "read per request of the Control UI"},
+      {"gateway.controlUi.assistantName", none, std::nullopt, -1,
+       "read per request of the Control UI"},
       {"gateway.auth", hot, HotAction::update_auth, -1,
        "new connections need the new token; open ones stay"},
       {"gateway", restart, std::nullopt, -1, "port, bind: the listening socket"},

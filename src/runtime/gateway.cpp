@@ -128,6 +128,7 @@ class Gateway final : public server::Control {
     }
     inherited_socket_ = listening.inherited;
     export_gateway_url(cfg(), server_->port());
+    log_control_ui(cfg().gateway.control_ui_root);
     signals_.start();
     starter_->start_io();
     server_->start();
@@ -261,6 +262,7 @@ class Gateway final : public server::Control {
       pipeline_->configure(pipeline_settings(cfg()));
       spdlog::set_level(spdlog::level::from_str(cfg().logging.level));
       restarts_->set_options(scheduler_options(cfg()));
+      apply_control_ui(*server_, cfg());
     };
     h.secrets_changed = [this] { token_.hide_secrets(cfg(), reloader_->file_secrets()); };
     h.notify_reloading = [this](const std::string& why) { notifier_->reloading(why); };

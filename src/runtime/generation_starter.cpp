@@ -58,6 +58,7 @@ void GenerationStarter::fail(std::optional<config::Config>& previous, const std:
         previous->gateway.auth_token != p_.reloader.running().gateway.auth_token;
     p_.reloader.swap_running(std::move(*previous));
     if (token_back) p_.token_changed(p_.reloader.running());
+    apply_control_ui(p_.server, p_.reloader.running());
   }
   p_.lifecycle.generation_failed();
   last_error_ = why;
@@ -120,6 +121,7 @@ void GenerationStarter::start_next() {
   if (token_changed) p_.token_changed(cfg);
   spdlog::set_level(spdlog::level::from_str(cfg.logging.level));
   p_.restarts.set_options(scheduler_options(cfg));
+  apply_control_ui(p_.server, cfg);
   if (auto err = wire()) return fail(previous, *err);
   if (address_changed) {
     if (auto err = p_.server.relisten(bind_address(cfg.gateway.bind), cfg.gateway.port)) {

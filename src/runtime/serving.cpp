@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 
 #include <spdlog/spdlog.h>
 
@@ -26,6 +27,8 @@ server::ServerOptions server_options(const config::Config& cfg, const std::strin
   so.max_history_bytes = static_cast<std::size_t>(limits.max_history_bytes);
   so.allowed_origins = cfg.gateway.allowed_origins;
   so.allowed_hosts = cfg.gateway.allowed_hosts;
+  so.control_ui_root = cfg.gateway.control_ui_root;
+  so.control_ui_assistant_name = cfg.gateway.control_ui_assistant_name;
   // A testing knob: conformance tests need a tick sooner than OpenClaw's 30 s.
   if (const char* t = std::getenv("DRAWBRIDGE_TICK_INTERVAL_MS")) {
     so.tick_interval_ms = std::clamp(std::atoi(t), 100, 3'600'000);
@@ -73,6 +76,30 @@ Listening open_listening_socket(server::Server& server, std::vector<InheritedSoc
     }
   }
   return {false, server.listen()};
+}
+
+void apply_control_ui(server::Server& server, const config::Config& cfg) {
+  const auto& root = cfg.gateway.control_ui_root;
+  const bool moved = root != server.options().control_ui_root;
+  server.set_control_ui(root, cfg.gateway.control_ui_assistant_name);
+  if (!moved) return;
+  if (root.empty()) {
+    spdlog::info("gateway.controlUi.root removed: the Control UI is no longer served");
+  } else {
+    log_control_ui(root);
+  }
+}
+
+void log_control_ui(const std::string& root) {
+  if (root.empty()) return;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(std::filesystem::path(root) / "index.html", ec)) {
+    spdlog::warn("gateway.controlUi.root: no index.html in {}; the Control UI answers 503 until "
+                 "its files are there (scripts/install-control-ui.sh installs them)",
+                 root);
+    return;
+  }
+  spdlog::info("Control UI served from {}", root);
 }
 
 void export_gateway_url(const config::Config& cfg, int port) {

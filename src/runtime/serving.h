@@ -25,6 +25,12 @@ struct Listening {
 Listening open_listening_socket(server::Server& server, std::vector<InheritedSocket> inherited,
                                 const config::Config& cfg);
 
+// The Control UI's settings from `cfg` for the next request (a reload or a new generation);
+// logs what changed, and warns when the folder has no index.html.
+void apply_control_ui(server::Server& server, const config::Config& cfg);
+// The start's log line about the Control UI (nothing when it is not configured).
+void log_control_ui(const std::string& root);
+
 // DRAWBRIDGE_GATEWAY_URL for agent commands (`drawbridge restart --url ...`).
 void export_gateway_url(const config::Config& cfg, int port);
 

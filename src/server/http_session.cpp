@@ -12,6 +12,7 @@
 #include "server/random_id.h"
 #include "server/rpc_chat.h"
 #include "server/server.h"
+#include "server/static_files.h"
 #include "server/ws_connection.h"
 
 namespace drawbridge::server {
@@ -284,9 +285,28 @@ std::optional<HttpSession::Response> HttpSession::handle(const Request& req) {
                    "use POST to send, GET to read the history");
     }
   }
+  // The Control UI takes what drawbridge's own routes left, /v1 excepted.
+  const auto& options = server_.options();
+  if (!options.control_ui_root.empty() && path != "/v1" && !path.starts_with("/v1/")) {
+    ControlUiSettings ui{options.control_ui_root, options.control_ui_assistant_name,
+                         options.version};
+    auto answer = serve_control_ui(ui, {req.method_string(), target, req[http::field::accept],
+                                        req[http::field::accept_encoding]});
+    if (answer) return ui_response(req, std::move(*answer));
+  }
   return error(http::status::not_found, error_code::not_found,
                "no route for " + std::string(path) +
                    "; try /healthz, /readyz, /metrics, /v1/messages or a WebSocket upgrade");
+}
+
+HttpSession::Response HttpSession::ui_response(const Request& req, StaticResponse answer) {
+  Response res{static_cast<http::status>(answer.status), req.version()};
+  for (auto& [name, value] : answer.headers) res.set(name, std::move(value));
+  res.keep_alive(req.keep_alive());
+  res.body() = std::move(answer.body);
+  // Set, not computed from the body: a HEAD answer has none but tells the GET's length.
+  res.content_length(answer.content_length);
+  return res;
 }
 
 bool HttpSession::bearer_matches(const Request& req) const {

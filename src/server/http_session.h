@@ -7,6 +7,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "server/static_files.h"
+
 namespace drawbridge::server {
 
 class Server;
@@ -42,6 +44,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // A request refused before routing (Host, Origin): answered, then the connection closes.
   void write_refusal(boost::beast::http::status status, const std::string& message);
   Response get_history(const Request& req);
+  Response ui_response(const Request& req, StaticResponse answer);
   void on_write(bool keep_alive, boost::beast::error_code ec, std::size_t n);
 
   Server& server_;

@@ -240,6 +240,11 @@ void Server::set_token(std::string token) {
   options_.token = std::move(token);
 }
 
+void Server::set_control_ui(std::string root, std::string assistant_name) {
+  options_.control_ui_root = std::move(root);
+  options_.control_ui_assistant_name = std::move(assistant_name);
+}
+
 void Server::start() {
   started_ = true;
   do_accept();

@@ -43,6 +43,9 @@ struct ServerOptions {
   std::size_t max_connections_per_peer = 128;  // loopback counts as one peer
   std::vector<std::string> allowed_origins;    // gateway.controlUi.allowedOrigins
   std::vector<std::string> allowed_hosts;      // gateway.allowedHosts
+  // gateway.controlUi.root (absolute; empty: the Control UI is not served) and .assistantName.
+  std::string control_ui_root;
+  std::string control_ui_assistant_name = "drawbridge";
   int tick_interval_ms = 30000;
   int handshake_timeout_ms = 15000;  // from the upgrade to `connect`
   int close_timeout_ms = 2000;       // a close handshake the client does not answer
@@ -115,6 +118,8 @@ class Server final : public pipeline::ChatEventListener {
   int listen_fd() const;
   // Connections authenticate against `token` from now on; connected clients are not re-checked.
   void set_token(std::string token);
+  // The Control UI's folder and name from the next request on (a config change).
+  void set_control_ui(std::string root, std::string assistant_name);
   int port() const { return bound_port_; }
   void start();
   // Sends `shutdown` to every client, closes WebSockets with `code` once their queues are

@@ -179,6 +179,29 @@ TEST_F(ConfigLoad, AbsoluteDataDirIsKept) {
   EXPECT_EQ(load_config_file(path).parsed.config->store.data_dir, "/srv/db");
 }
 
+TEST_F(ConfigLoad, ControlUiRootResolvesAgainstTheFilesFolderAndEmptyStaysOff) {
+  const auto relative = load_config_file(
+      write("etc/ui.json", R"({"gateway": {"controlUi": {"root": "../share/control-ui"}}})"));
+  ASSERT_TRUE(relative.parsed.config);
+  EXPECT_EQ(relative.parsed.config->gateway.control_ui_root,
+            (dir_ / "share" / "control-ui").string());
+  EXPECT_EQ(relative.parsed.config->gateway.control_ui_assistant_name, "drawbridge");
+  const auto absolute = load_config_file(write(
+      "abs.json", R"({"gateway": {"controlUi": {"root": "/srv/ui", "assistantName": "B"}}})"));
+  ASSERT_TRUE(absolute.parsed.config);
+  EXPECT_EQ(absolute.parsed.config->gateway.control_ui_root, "/srv/ui");
+  EXPECT_EQ(absolute.parsed.config->gateway.control_ui_assistant_name, "B");
+  const auto off =
+      load_config_file(write("off.json", R"({"gateway": {"controlUi": {"root": ""}}})"));
+  ASSERT_TRUE(off.parsed.config);
+  EXPECT_EQ(off.parsed.config->gateway.control_ui_root, "");
+  const auto bad =
+      load_config_file(write("bad.json", R"({"gateway": {"controlUi": {"root": 7}}})"));
+  EXPECT_FALSE(bad.parsed.config);
+  ASSERT_EQ(bad.parsed.errors.size(), 1u);
+  EXPECT_EQ(bad.parsed.errors[0].path, "gateway.controlUi.root");
+}
+
 TEST_F(ConfigLoad, DataDirFromEnvironmentIsRelativeToTheCurrentDirectory) {
   const std::string path = write("etc/c.json", R"({"store": {"dataDir": "x"}})");
   ScopedEnv env("DRAWBRIDGE_DATA_DIR", "var/db");

@@ -51,7 +51,9 @@ TEST(ReloadPlan, TableListsTheRulesInReadmeOrder) {
   }
   EXPECT_EQ(prefixes, (std::vector<std::string>{
                           "$schema", "meta", "logging", "messages", "commands", "gateway.reload",
-                          "gateway.restart", "gateway.auth", "gateway", "store", "channels.*",
+                          "gateway.restart", "gateway.controlUi.root",
+                          "gateway.controlUi.assistantName", "gateway.auth", "gateway", "store",
+                          "channels.*",
                           "channels.*.notices", "channels.*.accounts.*", "agents.default",
                           "agents.*"}));
 }
@@ -66,6 +68,9 @@ TEST(ReloadPlan, EveryRuleClassifiesAPathUnderIt) {
       {"commands.restart", none, "commands", std::nullopt, ""},
       {"gateway.reload.mode", none, "gateway.reload", std::nullopt, ""},
       {"gateway.restart.cooldownMs", none, "gateway.restart", std::nullopt, ""},
+      {"gateway.controlUi.root", none, "gateway.controlUi.root", std::nullopt, ""},
+      {"gateway.controlUi.assistantName", none, "gateway.controlUi.assistantName", std::nullopt,
+       ""},
       {"gateway.auth.token", hot, "gateway.auth", HotAction::update_auth, ""},
       {"gateway.bind", restart, "gateway", std::nullopt, ""},
       {"store.dataDir", restart, "store", std::nullopt, ""},
@@ -102,6 +107,9 @@ TEST(ReloadPlan, LongestMatchingRuleWins) {
   expect_decision({"gateway.auth", hot, "gateway.auth", HotAction::update_auth, ""});
   expect_decision({"gateway.port", restart, "gateway", std::nullopt, ""});
   expect_decision({"gateway.reload.debounceMs", none, "gateway.reload", std::nullopt, ""});
+  // The UI's folder is read per request; the origins a browser may come from are not.
+  expect_decision({"gateway.controlUi.root", none, "gateway.controlUi.root", std::nullopt, ""});
+  expect_decision({"gateway.controlUi.allowedOrigins", restart, "gateway", std::nullopt, ""});
 }
 
 TEST(ReloadPlan, RulesMatchWholeSegmentsOnly) {
