@@ -16,8 +16,10 @@ import {
   answered,
   chatEvents,
   chooseLoggingLevel,
+  composer,
   connected,
   problems,
+  responses,
   sendChat,
   settled,
   waitForText,
@@ -50,6 +52,18 @@ async function expectClean(name, mark) {
   await shot(name);
   const found = await problems(page, watch, mark);
   assert.deepEqual(found, [], `${name}: ${found.length} problem(s) on ${page.url()}`);
+}
+
+// A step of the scenario: on failure its screen is saved too (`<file>-failed.png`).
+function scenario(title, file, fn, opts = step) {
+  it(title, opts, async () => {
+    try {
+      await fn();
+    } catch (e) {
+      await shot(`${file}-failed`);
+      throw e;
+    }
+  });
 }
 
 // A page of the dashboard, opened by its address with the token in the fragment (as
@@ -109,7 +123,7 @@ after(async () => {
 });
 
 describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
-  it('serves the dashboard and logs in through the login gate', step, async () => {
+  scenario('serves the dashboard and logs in through the login gate', '02-login', async () => {
     const mark = watch.mark();
     const res = await page.goto(`${base}/`, { waitUntil: 'load', timeout: 20000 });
     assert.equal(res?.status(), 200, `GET /: HTTP ${res?.status()}: gateway.controlUi.root is not served`);
@@ -121,11 +135,11 @@ describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
     const login = watch.mark();
     await page.click('.login-gate__connect');
     await connected(watch, login);
-    await page.waitForSelector('textarea[aria-label="Chat composer"]', { visible: true });
+    await composer(page);
     await expectClean('02-logged-in', mark);
   });
 
-  it('sends a message and shows the streamed reply', step, async () => {
+  scenario('sends a message and shows the streamed reply', '03-chat', async () => {
     const mark = watch.mark();
     const text = 'hello from the dashboard';
     const ack = await sendChat(page, watch, text);
@@ -138,7 +152,7 @@ describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
     await expectClean('03-chat-reply', mark);
   });
 
-  it('reloads with the history and no "Delivery unconfirmed"', step, async () => {
+  scenario('reloads with the history and no "Delivery unconfirmed"', '04-reload', async () => {
     const mark = watch.mark();
     const hello = advertisedHello();
     await page.reload({ waitUntil: 'load', timeout: 20000 });
@@ -162,7 +176,7 @@ describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
     await expectClean('04-reloaded', mark);
   });
 
-  it('aborts a slow turn with the stop button', step, async () => {
+  scenario('aborts a slow turn with the stop button', '06-abort', async () => {
     const mark = watch.mark();
     const ack = await sendChat(page, watch, 'slow turn from the dashboard');
     await waitForText(page, 'working slowly on: slow turn from the dashboard');
@@ -183,7 +197,7 @@ describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
     { name: 'debug', route: '/debug', methods: ['status', 'health', 'diagnostics.lanes', 'last-heartbeat'] },
   ];
   for (const [i, p] of pages.entries()) {
-    it(`opens the ${p.name} page (${p.route}) without an error`, step, async () => {
+    scenario(`opens the ${p.name} page (${p.route}) without an error`, `${String(7 + i).padStart(2, '0')}-${p.name}`, async () => {
       const mark = await open(p.route);
       const errors = [];
       for (const m of p.methods) await answered(watch, mark, m).catch((e) => errors.push(e.message));
@@ -194,8 +208,12 @@ describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
     });
   }
 
-  it('changes logging.level in the config form and drawbridge applies it', step, async () => {
+  scenario('changes logging.level in the config form and drawbridge applies it', '12-config', async () => {
     const mark = await open('/settings/advanced');
+    // The form needs config.schema, and is read-only unless hello-ok advertises config.set.
+    const methods = advertisedHello()?.features?.methods ?? [];
+    const missing = ['config.schema', 'config.set'].filter((m) => !methods.includes(m));
+    assert.deepEqual(missing, [], 'hello-ok features.methods lacks what the config form needs');
     await answered(watch, mark, 'config.schema');
     await settled(page);
     assert.ok(!(await pageText(page)).includes('Schema unavailable'), 'the config page says "Schema unavailable."');
@@ -216,9 +234,9 @@ describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
     await expectClean('12-config-saved', mark);
   });
 
-  it('reconnects after `drawbridge restart` and answers again', step, async () => {
+  scenario('reconnects after `drawbridge restart` and answers again', '14-restart', async () => {
     await open('/chat/main');
-    await page.waitForSelector('textarea[aria-label="Chat composer"]', { visible: true });
+    await composer(page);
     // A mark in the page's window: gone if the page reloads itself instead of reconnecting.
     await page.evaluate(() => {
       window.__beforeRestart = true;
@@ -227,14 +245,23 @@ describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
     const said = await restartGateway(gw);
     assert.match(said, /restart/);
     await connected(watch, mark, { timeoutMs: 30000 });
-    await page.waitForSelector('textarea[aria-label="Chat composer"]', { visible: true });
+    // Resumed: the chat's history asked for again on the same document. Reloaded: the mark is
+    // gone (the UI reloads itself when it takes the gateway for another build).
     const hello = advertisedHello();
-    assert.ok(
-      await page.evaluate(() => window.__beforeRestart === true),
-      'the page reloaded itself after reconnecting instead of going on: the UI reloads when the ' +
-        `gateway's version differs from its own (server.version ${JSON.stringify(hello?.server?.version)}) ` +
-        `unless hello-ok server.controlUiBuildSource is "configured" (it is ${JSON.stringify(hello?.server?.controlUiBuildSource)})`,
+    const how = await waitFor('the page to resume the chat or reload itself', async () => {
+      const kept = await page.evaluate(() => window.__beforeRestart === true).catch(() => null);
+      if (kept === false) return 'reloaded';
+      const reloadedHistory = responses(watch, mark, 'chat.startup').length + responses(watch, mark, 'chat.history').length;
+      return kept && reloadedHistory > 0 ? 'resumed' : false;
+    });
+    assert.equal(
+      how,
+      'resumed',
+      'the page reloaded itself after reconnecting: the UI reloads when the gateway\'s version ' +
+        `(server.version ${JSON.stringify(hello?.server?.version)}) differs from its own unless hello-ok ` +
+        `server.controlUiBuildSource is "configured" (it is ${JSON.stringify(hello?.server?.controlUiBuildSource)})`,
     );
+    await composer(page);
     // While the port was closed Chromium logged the failed reconnect attempts: those are
     // expected, and nothing else.
     const meanwhile = watch.since(mark).console.filter((c) => !/WebSocket connection to .* failed/.test(c.text));

@@ -84,26 +84,55 @@ export function chatEvents(watch, mark, runId) {
     .filter((p) => p?.runId === runId);
 }
 
+// What keeps the page from sending, when it says so: the composer replaced by the model setup
+// notice, or the queue held behind an unconfirmed message.
+const blockers = [
+  [/No AI provider configured/, 'the composer says "No AI provider configured" (the UI asks for one when agents.list gives the agent no model.primary)'],
+  [/Queue paused/, 'the page queued the message behind an earlier one it still holds as unconfirmed ("Queue paused"; chat.history inputReceipts)'],
+];
+
+/**
+ * The chat composer, once visible; throws at once when the login gate is shown instead (the
+ * page has no token).
+ */
+export async function composer(page, { timeoutMs = 15000 } = {}) {
+  const found = await page.waitForSelector('textarea[aria-label="Chat composer"], #login-gate-credential', {
+    visible: true,
+    timeout: timeoutMs,
+  });
+  if (await found.evaluate((el) => el.id === 'login-gate-credential')) {
+    throw new Error('the login gate is shown instead of the chat: the page has no token');
+  }
+  return found;
+}
+
 /**
  * Types `text` in the chat composer and presses Enter; returns the chat.send answer
- * ({runId, status}). Throws when the page does not send it (e.g. the UI queues it behind a run
- * it still thinks is active, or the composer is disabled).
+ * ({runId, status}). Throws when the page does not send it, saying why when the page shows it.
  */
 export async function sendChat(page, watch, text, { timeoutMs = 15000 } = {}) {
-  const composer = await page.waitForSelector('textarea[aria-label="Chat composer"]', { visible: true, timeout: timeoutMs });
+  const box = await composer(page, { timeoutMs });
   const mark = watch.mark();
-  await composer.click();
-  await composer.type(text);
+  await box.click();
+  await box.type(text);
   await page.keyboard.press('Enter');
+  let outcome;
   try {
-    await waitFor(
+    outcome = await waitFor(
       `chat.send of "${text}"`,
-      () => watch.since(mark).frames.some((e) => e.dir === 'out' && e.frame.method === 'chat.send' && e.frame.params?.message === text),
+      async () => {
+        if (watch.since(mark).frames.some((e) => e.dir === 'out' && e.frame.method === 'chat.send' && e.frame.params?.message === text)) return 'sent';
+        const shown = await pageText(page);
+        return blockers.find(([re]) => re.test(shown))?.[1] ?? false;
+      },
       { timeoutMs },
     );
   } catch {
+    outcome = `it did not within ${timeoutMs} ms`;
+  }
+  if (outcome !== 'sent') {
     const shown = (await pageText(page)).split('\n').filter(Boolean).slice(-12).join(' | ');
-    throw new Error(`the page did not send "${text}" within ${timeoutMs} ms; the page shows: ${shown}${failedSince(watch, mark)}`);
+    throw new Error(`the page did not send "${text}": ${outcome}; the page shows: ${shown}${failedSince(watch, mark)}`);
   }
   return answered(watch, mark, 'chat.send', { timeoutMs });
 }
