@@ -54,8 +54,12 @@ std::optional<InputReceipt> Pipeline::input_receipt(const std::string& channel,
                                                     const std::string& external_id) {
   auto r = store_.input_receipt(channel, external_id);
   if (!r) return std::nullopt;
-  return InputReceipt{std::move(r->session_key), r->state != store::InboxState::pending,
-                      r->transcript_id};
+  // A row stays pending while its turn runs; a turn that runs it, or its end, took it.
+  bool consumed = r->state != store::InboxState::pending;
+  if (auto it = running_.find(r->session_key); it != running_.end()) {
+    consumed = consumed || it->second.info.run_id == external_id;
+  }
+  return InputReceipt{std::move(r->session_key), consumed, r->transcript_id};
 }
 
 }  // namespace drawbridge::pipeline

@@ -355,16 +355,37 @@ void WsConnection::handle_connect(const std::string& req_id, const json& params)
         {"stateVersion", {{"presence", 0}, {"health", 0}}},
         {"uptimeMs", server_.control().uptime_ms()},
         {"suspension",
-         {{"phase", server_.pipeline().draining() ? "draining" : "accepting"}}}}},
+         {{"phase", server_.pipeline().draining() ? "draining" : "accepting"}}},
+        {"authMode", "token"},
+        {"sessionDefaults", session_defaults()}}},
       {"auth", {{"role", role}, {"scopes", scopes}}},
       {"policy",
        {{"maxPayload", opts.max_payload_bytes},
         {"maxBufferedBytes", opts.max_buffered_bytes},
         {"tickIntervalMs", opts.tick_interval_ms}}},
   };
+  // OpenClaw's dashboard keeps the token across reloads only when hello-ok says how it was
+  // used (auth.method). OpenClaw's gateway sends it; the protocol schema of
+  // @openclaw/gateway-protocol@2026.9.1 does not have it yet (auth is closed there), so it goes
+  // to the dashboard only and every other client gets a hello-ok that validates.
+  if (caller_.client_id == "openclaw-control-ui") hello["auth"]["method"] = "token";
   send_frame(make_response(req_id, hello));
   spdlog::debug("{}: connected as {} with {}", caller_.conn_id, caller_.client_id,
                 fmt::join(scopes, ","));
+}
+
+nlohmann::json WsConnection::session_defaults() {
+  std::string agent = "main";
+  try {
+    auto c = server_.control().agent_catalog();
+    if (!c.default_agent.empty()) agent = c.default_agent;
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: agent catalog unavailable: {}", caller_.conn_id, e.what());
+  }
+  return {{"defaultAgentId", agent},
+          {"mainKey", "main"},
+          {"mainSessionKey", "main"},
+          {"scope", "per-sender"}};
 }
 
 void WsConnection::send_event(std::string_view event, const json& payload,

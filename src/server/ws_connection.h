@@ -37,6 +37,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   std::uint64_t id() const { return id_; }
 
  private:
+  // hello-ok snapshot.sessionDefaults: the default agent and the main session's key.
+  nlohmann::json session_defaults();
   void on_accept(boost::beast::error_code ec);
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t n);
