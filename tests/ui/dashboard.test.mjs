@@ -32,6 +32,7 @@ let chrome;
 let page;
 let watch;
 let base;
+let sent = false; // the chat step sent its message: the reload step looks for its reply
 
 async function shot(name) {
   if (!page) return;
@@ -144,6 +145,7 @@ describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
     const text = 'hello from the dashboard';
     const ack = await sendChat(page, watch, text);
     assert.ok(ack?.runId, `chat.send answered without runId: ${JSON.stringify(ack)}`);
+    sent = true;
     await waitForText(page, `echo: ${text}`);
     await waitFor('the final chat event', () => chatEvents(watch, mark, ack.runId).some((e) => e.state === 'final'));
     const states = chatEvents(watch, mark, ack.runId).map((e) => e.state);
@@ -161,6 +163,7 @@ describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
       throw new Error(`${e.message}; after a reload the page had no token: hello-ok snapshot.authMode ` +
         `was ${JSON.stringify(hello?.snapshot?.authMode)} (the UI keeps the token only when it is "token")`);
     });
+    assert.ok(sent, 'the chat step sent no message: there is no reply to find after the reload');
     // The page keeps a sent message in its outbox until chat.history confirms it
     // (inputReceipts); one still unconfirmed after a reload shows "Delivery unconfirmed ·
     // Retry · Discard" (and "Discard" from the start, before the history has loaded).
@@ -168,6 +171,11 @@ describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
       const t = await pageText(page);
       if (/Delivery unconfirmed|Queue paused/.test(t)) return 'unconfirmed';
       return t.includes('echo: hello from the dashboard') && !/\bDiscard\b/.test(t) ? 'confirmed' : false;
+    }).catch((e) => {
+      const keyOf = (m) => watch.log.frames.findLast((f) => f.dir === 'out' && f.frame.method === m)?.frame.params?.sessionKey;
+      throw new Error(`${e.message}; the history was asked for session ${JSON.stringify(keyOf('chat.startup') ?? keyOf('chat.history'))}, ` +
+        `the message was sent to ${JSON.stringify(keyOf('chat.send'))} (hello-ok snapshot.sessionDefaults: ` +
+        `${JSON.stringify(advertisedHello()?.snapshot?.sessionDefaults)})`);
     });
     await shot('04-reloaded');
     assert.equal(outcome, 'confirmed', `the sent message shows "Delivery unconfirmed" after a reload; ${receiptsSeen()}`);
@@ -183,7 +191,10 @@ describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
     await shot('05-slow-turn');
     const stop = await page.waitForSelector('.chat-send-btn--stop', { visible: true });
     await stop.click();
-    await answered(watch, mark, 'chat.abort');
+    const abort = await answered(watch, mark, 'chat.abort');
+    const asked = watch.since(mark).frames.findLast((e) => e.dir === 'out' && e.frame.method === 'chat.abort')?.frame.params;
+    assert.equal(abort?.aborted, true, `chat.abort ${JSON.stringify(asked)} answered ${JSON.stringify(abort)}; the run is ` +
+      `${ack.runId} on the session chat.send named (${JSON.stringify(watch.since(mark).frames.find((e) => e.frame.method === 'chat.send')?.frame.params?.sessionKey)})`);
     await waitFor('the aborted chat event', () => chatEvents(watch, mark, ack.runId).some((e) => e.state === 'aborted'));
     await waitFor('the stop button to go', async () => !(await page.$('.chat-send-btn--stop')));
     await waitFor('no active run in drawbridge status', async () => (await gatewayStatus(gw)).activeRuns?.length === 0);
