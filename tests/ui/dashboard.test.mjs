@@ -14,6 +14,7 @@ import { failedRequests, launchBrowser, pageText, unknownMethods, watchPage } fr
 import { agents, artifactsDir, drawbridgeCli, gatewayStatus, need, restartGateway, waitFor } from './lib/common.mjs';
 import {
   answered,
+  bubbles,
   chatEvents,
   chooseLoggingLevel,
   composer,
@@ -151,6 +152,9 @@ describe('OpenClaw Control UI on drawbridge', { concurrency: 1 }, () => {
     const states = chatEvents(watch, mark, ack.runId).map((e) => e.state);
     assert.ok(states.indexOf('delta') >= 0 && states.indexOf('delta') < states.indexOf('final'), `streamed: ${states}`);
     await waitFor('the run to end in the page', async () => !(await page.$('.chat-send-btn--stop')));
+    await settled(page);
+    assert.equal(await bubbles(page, 'user', text), 1, 'the sent message is shown once, as the user\'s');
+    assert.equal(await bubbles(page, 'assistant', `echo: ${text}`), 1, 'the reply is shown once');
     await expectClean('03-chat-reply', mark);
   });
 

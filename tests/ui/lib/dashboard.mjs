@@ -137,6 +137,15 @@ export async function sendChat(page, watch, text, { timeoutMs = 15000 } = {}) {
   return answered(watch, mark, 'chat.send', { timeoutMs });
 }
 
+/** How many chat bubbles of `role` ("user" or "assistant") contain `text`. */
+export function bubbles(page, role, text) {
+  return page.evaluate(
+    (role, text) => [...document.querySelectorAll(`.chat-group.${role} .chat-bubble`)].filter((b) => b.innerText.includes(text)).length,
+    role,
+    text,
+  );
+}
+
 /**
  * Sets logging.level to `level` in the config form: a segmented control (wa-radio), a select,
  * or a text field labelled "Level". Returns how it did it; throws with the form's labels when
