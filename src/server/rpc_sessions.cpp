@@ -232,8 +232,12 @@ RpcOutcome SessionMethods::agents_list() {
   bool has_default = false;
   for (const auto& a : c.agents) {
     has_default = has_default || a.id == c.default_agent;
-    json entry = {{"id", a.id}, {"name", a.id}, {"kind", "agent"}};
-    if (!a.model.empty()) entry["model"] = {{"primary", a.model}};
+    // Every agent names its model (the dashboard's composer waits for one): an
+    // OpenAI-compatible agent's model, else the agent type, as models.list lists them.
+    json entry = {{"id", a.id},
+                  {"name", a.id},
+                  {"kind", "agent"},
+                  {"model", {{"primary", model_choice(a)["id"]}}}};
     agents.push_back(std::move(entry));
   }
   const std::string default_id =

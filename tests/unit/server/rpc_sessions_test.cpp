@@ -178,7 +178,7 @@ TEST_F(RpcSessionsTest, AgentsAndModelsComeFromTheConfiguredAgents) {
   EXPECT_EQ(agents["mainKey"], "main");
   ASSERT_EQ(agents["agents"].size(), 3u);
   EXPECT_EQ(agents["agents"][0]["model"]["primary"], "gpt-4o-mini");
-  EXPECT_FALSE(agents["agents"][1].contains("model"));
+  EXPECT_EQ(agents["agents"][1]["model"]["primary"], "exec");  // as models.list names it
   auto models = ok("models.list", json::object())["models"];
   ASSERT_EQ(models.size(), 2u);  // one per model, not per agent
   EXPECT_EQ(models[0]["id"], "gpt-4o-mini");
