@@ -98,13 +98,17 @@ struct ReloadReport {
   bool cancelled_restart = false;        // a scheduled config restart was no longer needed
 };
 
-// config.patch / config.apply done: {"ok", "path", "hash", "written", "changedPaths", "plan"}.
+// config.patch / config.apply done: {"ok", "path", "hash", "written", "changedPaths", "plan",
+// "droppedPlaceholders"?}.
 struct ConfigWriteDone {
   std::string path;
   std::string hash;
   bool written = false;
   std::vector<std::string> changed_paths;
   ReloadReport plan;
+  // Redacted placeholders sent back for secrets the file does not hold (a generated token):
+  // left out of the written file, so those secrets stay as they were.
+  std::vector<std::string> dropped_placeholders;
 };
 using ConfigWriteResult = std::variant<ConfigWriteDone, ConfigWriteError>;
 
@@ -115,8 +119,8 @@ struct ConfigIssue {
   std::string message;
 };
 
-// config.get: {path, exists, raw, rawRedacted, hash, config, valid, errors, appliedHash,
-// pending, degraded, reloadMode}.
+// config.get: {path, exists, raw, rawRedacted, hash, config, sourceConfig, valid, errors,
+// appliedHash, pending, degraded, reloadMode}.
 struct ConfigSnapshot {
   std::string path;
   bool exists = false;
@@ -124,6 +128,9 @@ struct ConfigSnapshot {
   bool raw_redacted = false;
   std::string hash;
   nlohmann::json config;      // the effective config, secrets redacted (a config document)
+  // The file as written (parsed, comments dropped, no defaults), secrets redacted the same way:
+  // what a form edits and sends back. {} without a file; null when the file is not JSON.
+  nlohmann::json source_config = nullptr;
   bool valid = true;
   std::vector<ConfigIssue> errors;
   std::string applied_hash;

@@ -82,7 +82,7 @@ class FakeControl final : public Control {
   std::vector<std::string> stops;
   std::vector<ConfigWrite> writes;
   ConfigWriteResult write_result = [] {
-    ConfigWriteDone d{"/x/drawbridge.json", "h2", true, {}, {}};
+    ConfigWriteDone d{"/x/drawbridge.json", "h2", true, {}, {}, {}};
     d.plan.kind = "none";
     return d;
   }();
