@@ -196,4 +196,36 @@ json to_json(const ConfigSnapshot& c) {
   return out;
 }
 
+json to_json(const LogTail& t) {
+  json out = {{"file", t.file}, {"cursor", t.cursor}, {"size", t.size}, {"lines", t.lines},
+              {"truncated", t.truncated}, {"reset", t.reset}};
+  if (t.skipped_bytes > 0) out["skippedBytes"] = t.skipped_bytes;
+  return out;
+}
+
+// There is no Node: nodeVersion says what runs instead, in the field the dashboard shows.
+json to_json(const SystemInfo& s) {
+  json out = {{"machineName", s.hostname},
+              {"hostname", s.hostname},
+              {"platform", "linux"},
+              {"release", s.release},
+              {"arch", s.arch},
+              {"osLabel", s.os_label},
+              {"port", s.port},
+              {"nodeVersion", "n/a (drawbridge " + s.version + ")"},
+              {"pid", s.pid},
+              {"uptimeMs", s.uptime_ms},
+              {"cpuCount", s.cpu_count},
+              {"memoryTotalBytes", s.memory_total_bytes},
+              {"memoryFreeBytes", s.memory_free_bytes}};
+  if (!s.cpu_model.empty()) out["cpuModel"] = s.cpu_model;
+  if (s.load_average) out["loadAverage"] = *s.load_average;
+  if (!s.disk_path.empty()) {
+    out["diskPath"] = s.disk_path;
+    out["diskTotalBytes"] = s.disk_total_bytes;
+    out["diskAvailableBytes"] = s.disk_available_bytes;
+  }
+  return out;
+}
+
 }  // namespace drawbridge::server
