@@ -428,6 +428,12 @@ ConfigCommands::ConfigCommands(CLI::App& app, const std::function<void(CLI::App*
                         "File to check offline (default: ask the running gateway, else the "
                         "--config file)");
 
+  schema_ = config_->add_subcommand(
+      "schema", "Print every config key with its type, default and help (no gateway needed)");
+  schema_->add_flag("--json-schema", json_schema_,
+                    "Print what config.schema answers: a draft-07 JSON Schema and the "
+                    "dashboard's per-path hints");
+
   for (CLI::App* sub : {get_, set_, patch_, validate_}) {
     sub->fallthrough();
     add_target(sub);
@@ -441,6 +447,10 @@ bool ConfigCommands::selected() const {
 int ConfigCommands::run(const std::string& config_path,
                         const std::function<GatewayAddress()>& resolve_target) const {
   if (validate_->parsed() && !validate_file_.empty()) return offline_validate(validate_file_);
+  if (schema_->parsed()) {
+    std::cout << runtime::config_schema_document(json_schema_).dump(2) << "\n";
+    return 0;
+  }
 
   // Usage problems first, before any connection.
   std::vector<PathStep> steps;

@@ -1,6 +1,6 @@
 #pragma once
 
-// `drawbridge config get|set|patch|validate`: through the running gateway (RPCs config.get and
+// `drawbridge config get|set|patch|validate|schema`: through the running gateway (RPCs config.get and
 // config.patch) when one answers, else on the config file itself. Only "connection refused"
 // means "no gateway": any other failure to connect (a wrong token, a timeout) is an error,
 // because editing the file behind a running gateway's back would bypass its reload plan.
@@ -70,11 +70,13 @@ class ConfigCommands {
   CLI::App* set_ = nullptr;
   CLI::App* patch_ = nullptr;
   CLI::App* validate_ = nullptr;
+  CLI::App* schema_ = nullptr;
   std::string path_;
   std::string value_;
   std::string patch_file_;
   std::string validate_file_;
   bool json_ = false;
+  bool json_schema_ = false;
 };
 
 }  // namespace drawbridge::cli

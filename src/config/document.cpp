@@ -127,27 +127,40 @@ void visit_secrets(const json& node, Place place, bool secret, const Location& a
   }
 }
 
-void restore(json& node, const json* current, const Location& at, check::Errors& errors) {
+// A placeholder with nothing to restore it from: under a secret key of an object it is dropped
+// (the secret stays what it was: generated, from the environment, or unset) and its path
+// recorded; anywhere else it is an error.
+void restore(json& node, const json* current, const Location& at, check::Errors& errors,
+             std::vector<std::string>& dropped) {
+  const auto placeholder = [](const json& v) {
+    return v.is_string() && v.get_ref<const std::string&>() == kRedacted;
+  };
   if (node.is_object()) {
+    std::vector<std::string> drop;
     for (auto& [key, value] : node.items()) {
       const json* child = nullptr;
       if (current != nullptr && current->is_object()) {
         const auto it = current->find(key);
         if (it != current->end()) child = &*it;
       }
-      restore(value, child, at.key(key), errors);
+      const Location here = at.key(key);
+      if (placeholder(value) && (child == nullptr || child->is_null()) &&
+          secret_pointer(here.pointer)) {
+        drop.push_back(key);
+        dropped.push_back(here.path);
+        continue;
+      }
+      restore(value, child, here, errors, dropped);
     }
+    for (const auto& key : drop) node.erase(key);
   } else if (node.is_array()) {
     for (std::size_t i = 0; i < node.size(); ++i) {
       const json* child = nullptr;
       if (current != nullptr && current->is_array() && i < current->size()) child = &(*current)[i];
-      restore(node[i], child, at.index(i), errors);
+      restore(node[i], child, at.index(i), errors, dropped);
     }
-  } else if (node.is_string() && node.get_ref<const std::string&>() == kRedacted) {
-    const bool restorable =
-        current != nullptr && !current->is_null() &&
-        !(current->is_string() && current->get_ref<const std::string&>() == kRedacted);
-    if (restorable) {
+  } else if (placeholder(node)) {
+    if (current != nullptr && !current->is_null() && !placeholder(*current)) {
       node = *current;
     } else {
       errors.add(at, "the redacted placeholder has no value to restore; send the secret itself");
@@ -298,10 +311,12 @@ bool secret_pointer(std::string_view pointer) {
                      [](const std::string& t) { return secret_key(t); });
 }
 
-std::vector<ConfigError> restore_redacted(json& doc, const json& current) {
+RestoreOutcome restore_redacted(json& doc, const json& current) {
   check::Errors errors;
-  restore(doc, &current, Location{}, errors);
-  return errors.take();
+  RestoreOutcome out;
+  restore(doc, &current, Location{}, errors, out.dropped);
+  out.errors = errors.take();
+  return out;
 }
 
 }  // namespace drawbridge::config

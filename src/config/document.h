@@ -63,9 +63,16 @@ bool is_secret_key(std::string_view key);
 // under a secret key or under agents.<id>.env, and that env object itself.
 bool secret_pointer(std::string_view pointer);
 // A client sent back a redacted document (or a patch built from one): every kRedacted string
-// in `doc` is replaced by the value at the same path in `current`. Where `current` has none, an
-// error names the path ("agents.ai.apiKey: the redacted placeholder has no value to restore;
-// send the secret itself"). Returns the errors; `doc` is restored where possible.
-std::vector<ConfigError> restore_redacted(nlohmann::json& doc, const nlohmann::json& current);
+// in `doc` is replaced by the value at the same path in `current`. Where `current` has none:
+// under a secret key (secret_pointer) the key is dropped from `doc`, so the secret stays as it
+// was (a generated token, one from the environment, unset), and its path is in `dropped`;
+// elsewhere (an array element, a key that holds no secret, a file that holds the placeholder
+// itself) an error names the path ("list[1]: the redacted placeholder has no value to restore;
+// send the secret itself"). `doc` is restored where possible.
+struct RestoreOutcome {
+  std::vector<ConfigError> errors;
+  std::vector<std::string> dropped;  // dotted paths, "gateway.auth.token"
+};
+RestoreOutcome restore_redacted(nlohmann::json& doc, const nlohmann::json& current);
 
 }  // namespace drawbridge::config

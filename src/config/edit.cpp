@@ -16,7 +16,9 @@ EditPlan plan_edit(const EditRequest& request) {
     return plan;
   }
   // A document read back from config.get carries placeholders for the secrets.
-  plan.errors = restore_redacted(next, request.current);
+  auto restored = restore_redacted(next, request.current);
+  plan.errors = std::move(restored.errors);
+  plan.dropped_placeholders = std::move(restored.dropped);
   if (!plan.errors.empty()) return plan;
   if (request.file_exists && without_meta(next) == without_meta(request.current)) {
     plan.unchanged = true;

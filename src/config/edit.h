@@ -29,6 +29,8 @@ struct EditPlan {
   // Why nothing can be written: the result is not an object, or a redacted placeholder has no
   // value to restore. The resulting document is not validated here.
   std::vector<ConfigError> errors;
+  // Placeholders dropped because the file holds no secret to restore (restore_redacted).
+  std::vector<std::string> dropped_placeholders;
   // The file exists and the result differs from it in `meta` at most: nothing to write.
   bool unchanged = false;
   nlohmann::json document;  // stamped; set when there are no errors and it is not unchanged

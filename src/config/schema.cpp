@@ -271,9 +271,9 @@ std::span<const Field<AgentSettings>> agent_fields() {
 
 std::span<const Kind> channel_kinds() {
   static constexpr std::array<Kind, 3> kinds = {{
-      {"irc", "IRC client (host, port, tls, tlsInsecure, nick, username, realname, password/passwordEnv, channels, groupPolicy, groups, dmPolicy, allowFrom, commandPrefix; other keys are accepted with a warning)", true},
+      {"irc", "IRC client (host, port, tls, tlsInsecure, nick, username, realname, password/passwordEnv, channels, groupPolicy, groups, dmPolicy, allowFrom, commandPrefix; other keys are accepted with a warning)", true, "password"},
       {"local", "Local HTTP/WebSocket chat served by the gateway itself", false},
-      {"telegram", "Telegram bot by long polling (botToken/botTokenEnv/tokenFile, apiRoot, dmPolicy, allowFrom, pollTimeoutSeconds; other keys are accepted)", true},
+      {"telegram", "Telegram bot by long polling (botToken/botTokenEnv/tokenFile, apiRoot, dmPolicy, allowFrom, pollTimeoutSeconds; other keys are accepted)", true, "botToken"},
   }};
   return kinds;
 }

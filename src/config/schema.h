@@ -77,6 +77,9 @@ struct Kind {
   std::string_view id;
   std::string_view help;
   bool open = false;  // unknown keys are allowed (adapters not written yet)
+  // Space-separated keys of the kind's own options that hold a secret (redacted by config.get
+  // and marked sensitive for the dashboard's form); the adapter validates them.
+  std::string_view secrets = {};
 };
 
 std::span<const Field<Config>> config_fields();  // top level; sections included

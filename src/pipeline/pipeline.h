@@ -149,6 +149,10 @@ class Pipeline {
   // "N turn(s) running, N waiting, N debounced, N deliver(ies)", for the log.
   std::string describe_work() const;
   std::size_t waiting_count() const { return followups_.pending_count(); }
+  // Messages of one session waiting for its running turn to end.
+  std::size_t waiting_in(const std::string& session_key) const {
+    return followups_.queued(session_key).size();
+  }
   std::size_t debounced_count() const { return debouncers_.buffered_items(); }
   std::size_t pending_deliveries() const { return delivery_.pending(); }
   std::size_t reserved_replies() const { return delivery_.reservations(); }

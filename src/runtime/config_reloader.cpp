@@ -175,6 +175,8 @@ server::ConfigSnapshot ConfigReloader::config_get() {
   auto f = read_config_file();
   std::string raw;
   bool redacted = false;
+  // What the file says, for a form to edit: no file is an empty document.
+  json source = f.exists ? json(nullptr) : json::object();
   if (f.error.empty() && f.exists) {
     std::string perr;
     auto doc = config::parse_json_text(f.text, perr);
@@ -186,6 +188,7 @@ server::ConfigSnapshot ConfigReloader::config_get() {
     } else {
       raw = f.text;
     }
+    if (doc) source = config::redact(*doc);
   }
   std::vector<server::ConfigIssue> errors;
   bool valid = true;
@@ -207,6 +210,7 @@ server::ConfigSnapshot ConfigReloader::config_get() {
   out.raw_redacted = redacted;
   out.hash = hash;
   out.config = config::redact(config::effective_json(cfg_));
+  out.source_config = std::move(source);
   out.valid = valid;
   out.errors = std::move(errors);
   out.applied_hash = applied_hash_;
@@ -286,10 +290,18 @@ void ConfigReloader::config_write(const server::ConfigWrite& w,
                                            std::chrono::milliseconds(clock_.wall_ms()))),
                                        DRAWBRIDGE_VERSION});
   if (!edit.errors.empty()) return invalid(edit.errors, "the change");
+  if (!edit.dropped_placeholders.empty()) {
+    std::string list;
+    for (const auto& p : edit.dropped_placeholders) list += (list.empty() ? "" : ", ") + p;
+    spdlog::warn("config write: left out {} (a redacted placeholder, and the file holds no "
+                 "secret there to restore; the secret stays as it was)",
+                 list);
+  }
   if (edit.unchanged) {
     server::ConfigWriteDone out;
     out.path = config_path_;
     out.hash = current_hash;
+    out.dropped_placeholders = edit.dropped_placeholders;
     out.plan = plan_report(core::plan_reload({}, core::ReloadMode::hybrid));
     out.plan.applied = true;
     return done(out);
@@ -318,6 +330,7 @@ void ConfigReloader::config_write(const server::ConfigWrite& w,
   base.path = config_path_;
   base.hash = hash;
   base.written = true;
+  base.dropped_placeholders = edit.dropped_placeholders;
   for (const auto& d : plan.paths) base.changed_paths.push_back(d.path);
   std::optional<core::Duration> delay;
   if (w.restart_delay_ms) delay = core::Duration{*w.restart_delay_ms};

@@ -25,8 +25,10 @@
 #include "runtime/generation.h"
 #include "runtime/generation_starter.h"
 #include "runtime/hand_off.h"
+#include "runtime/host_info.h"
 #include "runtime/listen_fds.h"
 #include "runtime/log_redaction.h"
+#include "runtime/log_ring.h"
 #include "runtime/restart_coordinator.h"
 #include "runtime/sd_notifier.h"
 #include "runtime/serving.h"
@@ -66,7 +68,8 @@ class Gateway final : public server::Control {
   Gateway(config::Config config, RunOptions options, std::string config_path, std::string data_dir,
           std::string token, std::unique_ptr<GatewayLock> lock,
           std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> recent_log,
-          std::shared_ptr<RedactingSink> redactor, StartedFrom from)
+          std::shared_ptr<RedactingSink> redactor, StartedFrom from,
+          std::shared_ptr<LogRing> log_ring)
       : options_(std::move(options)),
         config_path_(std::move(config_path)),
         data_dir_(std::move(data_dir)),
@@ -78,6 +81,7 @@ class Gateway final : public server::Control {
                          restarts_->on_signal(n, fresh, cfg().commands.restart);
                        },
                        [this](const std::string& n) { reloader_->reload(n); }}),
+        log_ring_(std::move(log_ring)),
         watchdog_(data_dir_, std::move(recent_log)) {
     started_at_ = clock_.now();
     reloader_ = std::make_unique<ConfigReloader>(io_, clock_, executor_, std::move(config),
@@ -191,6 +195,13 @@ class Gateway final : public server::Control {
   void config_write(const server::ConfigWrite& w,
                     std::function<void(server::ConfigWriteResult)> done) override {
     reloader_->config_write(w, std::move(done));
+  }
+  server::LogTail logs_tail(const server::LogTailRequest& request) override {
+    if (!log_ring_) return {"memory:none", 0, 0, {}, false, false, 0};
+    return log_ring_->tail(request);
+  }
+  server::SystemInfo system_info() override {
+    return host_info(data_dir_, uptime_ms(), server_ ? server_->port() : cfg().gateway.port);
   }
 
  private:
@@ -422,6 +433,7 @@ class Gateway final : public server::Control {
   std::unique_ptr<DrainRunner> drain_;
   std::unique_ptr<RestartCoordinator> restarts_;
   std::unique_ptr<GenerationStarter> starter_;
+  std::shared_ptr<LogRing> log_ring_;  // logs.tail
   // Last: its thread must stop before anything it reads is destroyed.
   DrainWatchdog watchdog_;
 };
@@ -434,9 +446,10 @@ int run_gateway(const RunOptions& options) {
   auto& p = std::get<Prepared>(prepared);
   const std::string data_dir = p.start.cfg.store.data_dir;
   Gateway gw(std::move(p.start.cfg), options, p.start.path, data_dir, p.token, std::move(p.lock),
-             p.recent, p.redactor, std::move(p.start.from));
+             p.recent, p.redactor, std::move(p.start.from), p.log_ring);
   const int code = gw.run();
   p.redactor->remove_sink(p.recent);
+  p.redactor->remove_sink(p.log_ring);
   return code;
 }
 

@@ -8,6 +8,7 @@
 #include "config/diff.h"
 #include "config/document.h"
 #include "config/edit.h"
+#include "config/json_schema.h"
 
 namespace drawbridge::runtime {
 
@@ -162,6 +163,15 @@ OfflineEdit edit_config_file(const std::string& file, const json& patch) {
   out.outcome = OfflineEdit::Outcome::written;
   out.hash = config::content_hash(text);
   return out;
+}
+
+json config_schema_document(bool json_schema) {
+  if (!json_schema) return config::describe_schema();
+  const auto& doc = config::json_schema();
+  return {{"schema", doc.schema},
+          {"uiHints", doc.ui_hints},
+          {"version", DRAWBRIDGE_VERSION},
+          {"generatedAt", config::iso_timestamp(std::chrono::system_clock::now())}};
 }
 
 }  // namespace drawbridge::runtime

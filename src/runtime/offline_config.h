@@ -84,4 +84,8 @@ struct OfflineEdit {
 };
 OfflineEdit edit_config_file(const std::string& path, const nlohmann::json& patch);
 
+// `drawbridge config schema`: every key with its type, default and help; with `json_schema`,
+// what config.schema answers ({schema, uiHints, version, generatedAt}).
+nlohmann::json config_schema_document(bool json_schema);
+
 }  // namespace drawbridge::runtime

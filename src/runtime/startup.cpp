@@ -199,6 +199,9 @@ std::variant<Prepared, int> prepare_start(const RunOptions& options) {
   install_fatal_signal_handlers();
   Prepared p;
   p.redactor = install_redacting_sink();
+  // From the first line on, so that logs.tail shows what the terminal shows.
+  p.log_ring = std::make_shared<LogRing>();
+  p.redactor->add_sink(p.log_ring);
   auto start = load_start_config(options, *p.redactor);
   if (auto* code = std::get_if<int>(&start)) return *code;
   p.start = std::move(std::get<StartConfig>(start));

@@ -16,6 +16,7 @@
 #include "runtime/gateway.h"
 #include "runtime/gateway_lock.h"
 #include "runtime/log_redaction.h"
+#include "runtime/log_ring.h"
 
 // What a start needs before the gateway exists: the config (or its last-known-good copy),
 // the data folder, the token. Free functions, called by run_gateway() and the generation
@@ -61,6 +62,8 @@ struct Prepared {
   // The last lines of the log, for the watchdog's diagnostic bundle: behind the redacting sink
   // like the terminal, so a bundle holds no secret either.
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> recent;
+  // The last MiB of the log for logs.tail, behind the redacting sink too.
+  std::shared_ptr<LogRing> log_ring;
 };
 std::variant<Prepared, int> prepare_start(const RunOptions& options);
 

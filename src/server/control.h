@@ -1,5 +1,7 @@
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <functional>
@@ -98,13 +100,17 @@ struct ReloadReport {
   bool cancelled_restart = false;        // a scheduled config restart was no longer needed
 };
 
-// config.patch / config.apply done: {"ok", "path", "hash", "written", "changedPaths", "plan"}.
+// config.patch / config.apply done: {"ok", "path", "hash", "written", "changedPaths", "plan",
+// "droppedPlaceholders"?}.
 struct ConfigWriteDone {
   std::string path;
   std::string hash;
   bool written = false;
   std::vector<std::string> changed_paths;
   ReloadReport plan;
+  // Redacted placeholders sent back for secrets the file does not hold (a generated token):
+  // left out of the written file, so those secrets stay as they were.
+  std::vector<std::string> dropped_placeholders;
 };
 using ConfigWriteResult = std::variant<ConfigWriteDone, ConfigWriteError>;
 
@@ -115,8 +121,8 @@ struct ConfigIssue {
   std::string message;
 };
 
-// config.get: {path, exists, raw, rawRedacted, hash, config, valid, errors, appliedHash,
-// pending, degraded, reloadMode}.
+// config.get: {path, exists, raw, rawRedacted, hash, config, sourceConfig, valid, errors,
+// appliedHash, pending, degraded, reloadMode}.
 struct ConfigSnapshot {
   std::string path;
   bool exists = false;
@@ -124,6 +130,9 @@ struct ConfigSnapshot {
   bool raw_redacted = false;
   std::string hash;
   nlohmann::json config;      // the effective config, secrets redacted (a config document)
+  // The file as written (parsed, comments dropped, no defaults), secrets redacted the same way:
+  // what a form edits and sends back. {} without a file; null when the file is not JSON.
+  nlohmann::json source_config = nullptr;
   bool valid = true;
   std::vector<ConfigIssue> errors;
   std::string applied_hash;
@@ -240,6 +249,44 @@ struct AgentCatalog {
   std::vector<std::string> channels;  // the channel ids served, in the gateway's order
 };
 
+// logs.tail: a window of the gateway's own log, read from the end. Byte offsets count every
+// byte the log ever held in this process, so a cursor stays meaningful as old lines go.
+struct LogTailRequest {
+  std::optional<std::uint64_t> cursor;  // where the last read ended; none: the newest lines
+  std::size_t limit = 500;              // lines at most
+  std::size_t max_bytes = 250'000;      // bytes at most
+};
+
+struct LogTail {
+  std::string file;  // where the log is kept ("memory:drawbridge/<pid>")
+  std::uint64_t cursor = 0;  // pass it back to read on
+  std::uint64_t size = 0;    // bytes written ever
+  std::vector<std::string> lines;
+  bool truncated = false;  // older lines of the window were left out (limit or max_bytes)
+  bool reset = false;      // the cursor was not usable (lines gone, or another process's)
+  std::uint64_t skipped_bytes = 0;
+};
+
+// system.info: the host and the process, read from the kernel (uname, /proc, statvfs).
+struct SystemInfo {
+  std::string hostname;
+  std::string release;  // kernel release
+  std::string arch;
+  std::string os_label;  // /etc/os-release PRETTY_NAME, else "Linux <release>"
+  std::string cpu_model;  // "" when unknown
+  std::string version;    // drawbridge's
+  std::int64_t pid = 0;
+  std::int64_t uptime_ms = 0;  // of the process
+  std::int64_t cpu_count = 0;
+  std::int64_t memory_total_bytes = 0;
+  std::int64_t memory_free_bytes = 0;  // MemAvailable, as Node's os.freemem()
+  std::optional<std::array<double, 3>> load_average;
+  int port = 0;
+  std::string disk_path;  // the data folder; "" when statvfs failed
+  std::int64_t disk_total_bytes = 0;
+  std::int64_t disk_available_bytes = 0;
+};
+
 // What the control plane asks of the gateway. The runtime implements it; the server knows
 // nothing else above the pipeline.
 class Control {
@@ -273,6 +320,9 @@ class Control {
   // reload finished, or the restart scheduled).
   virtual void config_write(const ConfigWrite& write,
                             std::function<void(ConfigWriteResult)> done) = 0;
+  // The gateway's own log (redacted like every sink), for logs.tail.
+  virtual LogTail logs_tail(const LogTailRequest& request) = 0;
+  virtual SystemInfo system_info() = 0;
 };
 
 }  // namespace drawbridge::server

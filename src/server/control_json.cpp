@@ -156,12 +156,22 @@ json to_json(const ReloadReport& r) {
 }
 
 json to_json(const ConfigWriteDone& d) {
-  return {{"ok", true},
-          {"path", d.path},
-          {"hash", d.hash},
-          {"written", d.written},
-          {"changedPaths", d.changed_paths},
-          {"plan", to_json(d.plan)}};
+  json out = {{"ok", true},
+              {"path", d.path},
+              {"hash", d.hash},
+              {"written", d.written},
+              {"changedPaths", d.changed_paths},
+              {"plan", to_json(d.plan)}};
+  if (!d.dropped_placeholders.empty()) {
+    std::string list;
+    for (const auto& p : d.dropped_placeholders) list += (list.empty() ? "" : ", ") + p;
+    out["droppedPlaceholders"] = d.dropped_placeholders;
+    out["note"] =
+        "not written (a redacted placeholder with no secret in the file to restore; the secret "
+        "stays as it was): " +
+        list;
+  }
+  return out;
 }
 
 json to_json(const ConfigSnapshot& c) {
@@ -169,18 +179,53 @@ json to_json(const ConfigSnapshot& c) {
   for (const auto& e : c.errors) {
     errors.push_back({{"path", e.path}, {"pointer", e.pointer}, {"message", e.message}});
   }
-  return {{"path", c.path},
-          {"exists", c.exists},
-          {"raw", c.raw},
-          {"rawRedacted", c.raw_redacted},
-          {"hash", c.hash},
-          {"config", c.config},
-          {"valid", c.valid},
-          {"errors", std::move(errors)},
-          {"appliedHash", c.applied_hash},
-          {"pending", c.pending},
-          {"degraded", c.degraded},
-          {"reloadMode", c.reload_mode}};
+  json out = {{"path", c.path},
+              {"exists", c.exists},
+              {"raw", c.raw},
+              {"rawRedacted", c.raw_redacted},
+              {"hash", c.hash},
+              {"config", c.config},
+              {"sourceConfig", c.source_config},
+              {"valid", c.valid},
+              {"errors", std::move(errors)},
+              {"appliedHash", c.applied_hash},
+              {"pending", c.pending},
+              {"degraded", c.degraded},
+              {"reloadMode", c.reload_mode}};
+  if (out["sourceConfig"].is_null()) out.erase("sourceConfig");
+  return out;
+}
+
+json to_json(const LogTail& t) {
+  json out = {{"file", t.file}, {"cursor", t.cursor}, {"size", t.size}, {"lines", t.lines},
+              {"truncated", t.truncated}, {"reset", t.reset}};
+  if (t.skipped_bytes > 0) out["skippedBytes"] = t.skipped_bytes;
+  return out;
+}
+
+// There is no Node: nodeVersion says what runs instead, in the field the dashboard shows.
+json to_json(const SystemInfo& s) {
+  json out = {{"machineName", s.hostname},
+              {"hostname", s.hostname},
+              {"platform", "linux"},
+              {"release", s.release},
+              {"arch", s.arch},
+              {"osLabel", s.os_label},
+              {"port", s.port},
+              {"nodeVersion", "n/a (drawbridge " + s.version + ")"},
+              {"pid", s.pid},
+              {"uptimeMs", s.uptime_ms},
+              {"cpuCount", s.cpu_count},
+              {"memoryTotalBytes", s.memory_total_bytes},
+              {"memoryFreeBytes", s.memory_free_bytes}};
+  if (!s.cpu_model.empty()) out["cpuModel"] = s.cpu_model;
+  if (s.load_average) out["loadAverage"] = *s.load_average;
+  if (!s.disk_path.empty()) {
+    out["diskPath"] = s.disk_path;
+    out["diskTotalBytes"] = s.disk_total_bytes;
+    out["diskAvailableBytes"] = s.disk_available_bytes;
+  }
+  return out;
 }
 
 }  // namespace drawbridge::server

@@ -15,5 +15,7 @@ nlohmann::json to_json(const StatusReport& s);
 nlohmann::json to_json(const ReloadReport& r);
 nlohmann::json to_json(const ConfigWriteDone& d);
 nlohmann::json to_json(const ConfigSnapshot& c);
+nlohmann::json to_json(const LogTail& t);     // LogsTailResult
+nlohmann::json to_json(const SystemInfo& s);  // SystemInfoResult
 
 }  // namespace drawbridge::server

@@ -15,6 +15,7 @@ namespace scope {
 inline constexpr std::string_view read = "operator.read";
 inline constexpr std::string_view write = "operator.write";
 inline constexpr std::string_view admin = "operator.admin";
+inline constexpr std::string_view pairing = "operator.pairing";
 }  // namespace scope
 
 // The top-level codes OpenClaw's gateway uses; the precise reason goes in details.code.

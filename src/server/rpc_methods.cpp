@@ -5,6 +5,7 @@
 #include "server/rpc_chat.h"
 #include "server/rpc_errors.h"
 #include "server/rpc_gateway.h"
+#include "server/rpc_ops.h"
 #include "server/rpc_sessions.h"
 
 namespace drawbridge::server {
@@ -13,10 +14,12 @@ RpcMethods::RpcMethods(Control& control, pipeline::Pipeline& pipeline, std::stri
                        RpcLimits limits)
     : chat_(std::make_unique<ChatMethods>(pipeline, std::move(local_channel), limits)),
       gateway_(std::make_unique<GatewayMethods>(control)),
-      sessions_(std::make_unique<SessionMethods>(control, pipeline)) {
+      sessions_(std::make_unique<SessionMethods>(control, pipeline)),
+      ops_(std::make_unique<OpsMethods>(control, pipeline)) {
   chat_->install(*this);
   gateway_->install(*this);
   sessions_->install(*this);
+  ops_->install(*this);
   add_quiet_methods(*this);
 }
 

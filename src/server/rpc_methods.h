@@ -37,11 +37,12 @@ using Respond = std::function<void(RpcOutcome)>;
 
 class ChatMethods;
 class GatewayMethods;
+class OpsMethods;
 class SessionMethods;
 
 // The method table after the handshake: a name, the scope it needs, a handler. The handlers
-// live in groups of one subject each (rpc_chat, rpc_gateway, rpc_sessions, rpc_quiet), which
-// add themselves here; this class checks scope and params and answers exactly once.
+// live in groups of one subject each (rpc_chat, rpc_gateway, rpc_sessions, rpc_ops, rpc_quiet),
+// which add themselves here; this class checks scope and params and answers exactly once.
 class RpcMethods {
  public:
   using Sync = std::function<RpcOutcome(const Caller&, const nlohmann::json&)>;
@@ -76,6 +77,7 @@ class RpcMethods {
   std::unique_ptr<ChatMethods> chat_;
   std::unique_ptr<GatewayMethods> gateway_;
   std::unique_ptr<SessionMethods> sessions_;
+  std::unique_ptr<OpsMethods> ops_;
 };
 
 // Registers the methods OpenClaw's dashboard and terminal UI call at load for features

@@ -268,6 +268,77 @@ exercise('send delivers a message: runId = idempotencyKey', async () => {
   assert.equal(res.payload.runId, key, `send answers runId = idempotencyKey: ${JSON.stringify(res.payload)}`);
 });
 
+// What OpenClaw's dashboard, TUI and CLI call about the gateway itself (rpc_ops): each answer
+// validates against its result definition where the protocol schema has one.
+const OPS_RESULTS = {
+  'logs.tail': 'LogsTailResult',
+  'config.schema': 'ConfigSchemaResponse',
+  'system.info': 'SystemInfoResult',
+  'channels.status': 'ChannelsStatusResult',
+  'channels.pairing.list': 'ChannelsPairingListResult',
+};
+const OPS_PARAMS = {
+  'logs.tail': ['LogsTailParams', { limit: 5, maxBytes: 250000 }],
+  'config.schema': ['ConfigSchemaParams', {}],
+  'system.info': ['SystemInfoParams', {}],
+  'channels.status': ['ChannelsStatusParams', { probe: false, timeoutMs: 10000 }],
+  'channels.pairing.list': ['ChannelsPairingListParams', {}],
+};
+
+exercise('operator methods answer in the shapes of their result definitions', async () => {
+  for (const m of [...Object.keys(OPS_RESULTS), 'diagnostics.lanes', 'last-heartbeat', 'system-presence']) {
+    assert.ok(hello.features.methods.includes(m), `features.methods lists ${m}`);
+  }
+  for (const [method, def] of Object.entries(OPS_RESULTS)) {
+    const [paramsDef, params] = OPS_PARAMS[method];
+    ours.check(paramsDef, params, `params of ${method}`);
+    const res = await main.request(method, params);
+    assert.equal(res.ok, true, `${method}: ${JSON.stringify(res.error)}`);
+    assert.ok(theirs.check(def, res.payload, `${method} result`), `${method} result is a ${def}: ${theirs.report()}`);
+  }
+  // logs.tail: the gateway's own log, read on from a cursor.
+  const first = await main.request('logs.tail', { maxBytes: 250000 });
+  assert.ok(first.payload.lines.length > 0, 'the log has lines (the start-up ones at least)');
+  assert.match(first.payload.file, /^memory:drawbridge\//);
+  const line = JSON.parse(first.payload.lines.at(-1));
+  assert.equal(typeof line.message, 'string');
+  assert.equal(first.payload.lines.some((l) => l.includes(fast.token)), false, 'no token in the log tail');
+  const next = await main.request('logs.tail', { cursor: first.payload.cursor });
+  assert.ok(next.payload.cursor >= first.payload.cursor);
+  assert.equal(next.payload.reset, false);
+  const gone = await main.request('logs.tail', { cursor: first.payload.size + 1000000 });
+  assert.equal(gone.payload.reset, true, 'a cursor past the end resets');
+
+  // config.schema is a JSON Schema that the config itself satisfies.
+  const schema = (await main.request('config.schema', {})).payload;
+  const validate = theirs.proto.ajv.compile(schema.schema);
+  assert.ok(schema.uiHints['gateway.auth.token']?.sensitive, 'the token is sensitive');
+  const got = (await main.request('config.get', {})).payload;
+  assert.ok(got.sourceConfig && typeof got.sourceConfig === 'object', 'config.get has sourceConfig');
+  assert.equal(got.sourceConfig.store, undefined, 'sourceConfig is the file, without defaults');
+  assert.equal(got.sourceConfig.gateway.auth.token, '__DRAWBRIDGE_REDACTED__', 'its secrets are redacted');
+  // Only the file's copy: the effective `config` writes an unset channel agent as "" (not a
+  // valid value of the key), one reason a form edits sourceConfig.
+  assert.ok(validate(got.sourceConfig), `sourceConfig validates against config.schema: ${JSON.stringify(validate.errors)}`);
+
+  const info = (await main.request('system.info', {})).payload;
+  assert.equal(info.platform, 'linux');
+  assert.match(info.nodeVersion, /drawbridge/);
+  const presence = await main.request('system-presence', {});
+  assert.equal(presence.ok, true);
+  for (const [i, entry] of presence.payload.entries()) theirs.check('PresenceEntry', entry, `system-presence[${i}]`);
+  assert.equal(presence.payload[0].mode, 'gateway');
+  const lanes = await main.request('diagnostics.lanes', {});
+  assert.equal(lanes.ok, true);
+  assert.ok(Array.isArray(lanes.payload.lanes));
+  const heartbeat = await main.request('last-heartbeat', {});
+  assert.equal(heartbeat.ok, true);
+  assert.equal(heartbeat.payload, null);
+  const channels = (await main.request('channels.status', { probe: false })).payload;
+  assert.deepEqual(channels.channelOrder, ['local']);
+  assert.equal(channels.channelAccounts.local[0].accountId, 'default');
+});
+
 exercise('an unknown method is a clear INVALID_REQUEST error, and the socket stays usable', async () => {
   const res = await main.request('conformance.no-such-method', {});
   assertError(res, 'INVALID_REQUEST', 'unknown method');

@@ -368,8 +368,9 @@ TEST(ConfigDocumentRedact, HasSecrets) {
 TEST(ConfigDocumentRedact, RestoreBringsBackEverySecret) {
   json doc = redact(kSecretDoc);
   doc["gateway"]["port"] = 1;
-  const auto errors = restore_redacted(doc, kSecretDoc);
-  EXPECT_TRUE(errors.empty());
+  const auto restored = restore_redacted(doc, kSecretDoc);
+  EXPECT_TRUE(restored.errors.empty());
+  EXPECT_TRUE(restored.dropped.empty());
   json expected = kSecretDoc;
   expected["gateway"]["port"] = 1;
   EXPECT_EQ(doc, expected);
@@ -378,45 +379,59 @@ TEST(ConfigDocumentRedact, RestoreBringsBackEverySecret) {
 TEST(ConfigDocumentRedact, RestoreWorksOnAPatch) {
   json patch = json::parse(R"({"agents": {"x": {"model": "gpt-5", "apiKey": ")" +
                            std::string(kRedacted) + R"("}}})");
-  EXPECT_TRUE(restore_redacted(patch, kSecretDoc).empty());
+  EXPECT_TRUE(restore_redacted(patch, kSecretDoc).errors.empty());
   EXPECT_EQ(patch, json::parse(R"({"agents": {"x": {"model": "gpt-5", "apiKey": "sk-1"}}})"));
 }
 
 TEST(ConfigDocumentRedact, RestoreFollowsArrayIndexes) {
   const json current = json::parse(R"({"apiKey": ["a", "b"]})");
   json doc = redact(current);
-  EXPECT_TRUE(restore_redacted(doc, current).empty());
+  EXPECT_TRUE(restore_redacted(doc, current).errors.empty());
   EXPECT_EQ(doc, current);
 }
 
-TEST(ConfigDocumentRedact, RestoreWithoutAValueNamesThePath) {
+TEST(ConfigDocumentRedact, APlaceholderUnderASecretKeyWithoutAValueIsDroppedAndNamed) {
   const std::string r(kRedacted);
-  json doc = json::parse(R"({"agents": {"ai": {"apiKey": ")" + r + R"("}},
-                             "gateway": {"auth": {"token": ")" +
-                         r + R"("}},
-                             "list": [1, ")" +
-                         r + R"("]})");
+  // A form sends back the effective config: a generated token and an env value the file does
+  // not hold come back as placeholders.
+  json doc = json::parse(R"({"agents": {"ai": {"apiKey": ")" + r + R"(", "model": "m",
+                                                "env": {"K": ")" + r + R"("}}},
+                             "gateway": {"auth": {"token": ")" + r + R"("}, "port": 1}})");
+  const json current = json::parse(R"({"gateway": {"port": 2}})");
+  const auto restored = restore_redacted(doc, current);
+  EXPECT_TRUE(restored.errors.empty());
+  EXPECT_EQ(restored.dropped,
+            (std::vector<std::string>{"agents.ai.apiKey", "agents.ai.env.K", "gateway.auth.token"}));
+  EXPECT_EQ(doc, json::parse(R"({"agents": {"ai": {"model": "m", "env": {}}},
+                                 "gateway": {"auth": {}, "port": 1}})"));
+}
+
+TEST(ConfigDocumentRedact, APlaceholderWithoutAValueElsewhereIsAnErrorNamingThePath) {
+  const std::string r(kRedacted);
+  json doc = json::parse(R"({"agents": {"e": {"prefix": ")" + r + R"("}},
+                             "gateway": {"auth": {"token": ")" + r + R"("}},
+                             "list": [1, ")" + r + R"("]})");
   const json current = json::parse(R"({"gateway": {"auth": {"token": "t"}}, "list": [1]})");
-  const auto errors = restore_redacted(doc, current);
-  ASSERT_EQ(errors.size(), 2u);
-  EXPECT_EQ(errors[0].pointer, "/agents/ai/apiKey");
-  EXPECT_EQ(errors[0].path, "agents.ai.apiKey");
-  EXPECT_EQ(errors[0].to_string(),
-            "agents.ai.apiKey: the redacted placeholder has no value to restore; send the secret "
+  const auto restored = restore_redacted(doc, current);
+  ASSERT_EQ(restored.errors.size(), 2u);
+  EXPECT_EQ(restored.errors[0].pointer, "/agents/e/prefix");
+  EXPECT_EQ(restored.errors[0].to_string(),
+            "agents.e.prefix: the redacted placeholder has no value to restore; send the secret "
             "itself");
-  EXPECT_EQ(errors[1].pointer, "/list/1");
-  EXPECT_EQ(errors[1].path, "list[1]");
+  EXPECT_EQ(restored.errors[1].pointer, "/list/1");
+  EXPECT_EQ(restored.errors[1].path, "list[1]");
+  EXPECT_TRUE(restored.dropped.empty());
   // Restored where possible; the rest keeps the placeholder.
   EXPECT_EQ(doc["gateway"]["auth"]["token"], "t");
-  EXPECT_EQ(doc["agents"]["ai"]["apiKey"], r);
+  EXPECT_EQ(doc["agents"]["e"]["prefix"], r);
 }
 
 TEST(ConfigDocumentRedact, RestoreRefusesAPlaceholderInCurrent) {
   const json current = {{"token", std::string(kRedacted)}};
   json doc = current;
-  const auto errors = restore_redacted(doc, current);
-  ASSERT_EQ(errors.size(), 1u);
-  EXPECT_EQ(errors[0].path, "token");
+  const auto restored = restore_redacted(doc, current);
+  ASSERT_EQ(restored.errors.size(), 1u);
+  EXPECT_EQ(restored.errors[0].path, "token");
 }
 
 }  // namespace

@@ -31,6 +31,19 @@ TEST(ConfigEdit, AChangeOfMetaAloneIsNoChange) {
   EXPECT_TRUE(plan.unchanged);
 }
 
+TEST(ConfigEdit, APlaceholderForASecretTheFileLacksIsLeftOutNotRefused) {
+  const json current = {{"logging", {{"level", "info"}}}};
+  json whole = current;
+  whole["logging"]["level"] = "debug";
+  whole["gateway"]["auth"]["token"] = std::string(kRedacted);  // generated, not in the file
+  const auto plan = plan_edit(request(current, true, whole, true));
+  ASSERT_TRUE(plan.errors.empty());
+  EXPECT_EQ(plan.dropped_placeholders, std::vector<std::string>{"gateway.auth.token"});
+  EXPECT_FALSE(plan.document["gateway"]["auth"].contains("token"));
+  EXPECT_EQ(plan.text.find(kRedacted), std::string::npos);
+  EXPECT_EQ(plan.document["logging"]["level"], "debug");
+}
+
 TEST(ConfigEdit, AnEqualDocumentIsWrittenWhenNoFileExists) {
   const auto plan = plan_edit(request(json::object(), false, json::object()));
   EXPECT_FALSE(plan.unchanged);
@@ -49,8 +62,10 @@ TEST(ConfigEdit, RedactedSecretsAreRestoredFromTheCurrentDocument) {
   const auto plan = plan_edit(request(current, true, redact(current), true));
   EXPECT_TRUE(plan.errors.empty());
   EXPECT_TRUE(plan.unchanged);
+  // Not in the file (a generated token): left out of what is written, and named.
   const auto missing = plan_edit(request(json::object(), true, redact(current), true));
-  ASSERT_FALSE(missing.errors.empty());
+  EXPECT_TRUE(missing.errors.empty());
+  EXPECT_EQ(missing.dropped_placeholders, std::vector<std::string>{"gateway.auth.token"});
 }
 
 TEST(ConfigEdit, IsoTimestampHasMilliseconds) {

@@ -294,5 +294,45 @@ TEST_F(ConfigReloaderTest, AWatchedEditIsAppliedExactlyOneDebounceAfterTheEvent)
   EXPECT_EQ(reloader_->running().gateway.auth_token, kTokenB);
 }
 
+TEST_F(ConfigReloaderTest, ConfigGetShowsTheFileAsWrittenWithItsSecretsRedacted) {
+  write(json{{"gateway", {{"auth", {{"token", kTokenB}}}}}, {"logging", {{"level", "warn"}}}}
+            .dump());
+  const auto snap = reloader_->config_get();
+  EXPECT_EQ(snap.source_config, (json{{"gateway", {{"auth", {{"token", std::string(config::kRedacted)}}}}},
+                                      {"logging", {{"level", "warn"}}}}));
+  // The effective config has every default; the file's copy has only what the file says.
+  EXPECT_TRUE(snap.config.contains("store"));
+  EXPECT_FALSE(snap.source_config.contains("store"));
+  write("{ not json");
+  EXPECT_TRUE(reloader_->config_get().source_config.is_null());
+}
+
+TEST_F(ConfigReloaderTest, AWriteWithAPlaceholderForASecretTheFileLacksLeavesItOut) {
+  write(R"({"logging": {"level": "info"}})");
+  const auto snap = reloader_->config_get();
+  // A form that took the token from the effective config (where it is the running one,
+  // redacted) and the rest from the file.
+  ASSERT_EQ(snap.config["gateway"]["auth"]["token"], std::string(config::kRedacted));
+  json doc = snap.source_config;
+  doc["gateway"]["auth"]["token"] = snap.config["gateway"]["auth"]["token"];
+  doc["logging"]["level"] = "warn";
+  server::ConfigWrite w;
+  w.whole = true;
+  w.raw = doc.dump();
+  w.base_hash = config::content_hash(R"({"logging": {"level": "info"}})");
+  std::vector<server::ConfigWriteResult> answers;
+  reloader_->config_write(w, [&](server::ConfigWriteResult r) { answers.push_back(std::move(r)); });
+  for (auto& h : hot_) h.done("");
+  ASSERT_EQ(answers.size(), 1u);
+  const auto* ok = std::get_if<server::ConfigWriteDone>(&answers[0]);
+  ASSERT_NE(ok, nullptr) << std::get<server::ConfigWriteError>(answers[0]).message;
+  EXPECT_EQ(ok->dropped_placeholders, std::vector<std::string>{"gateway.auth.token"});
+  std::string err;
+  const auto text = config::read_text_file(path_, err);
+  ASSERT_TRUE(text);
+  EXPECT_EQ(text->find(config::kRedacted), std::string::npos) << *text;
+  EXPECT_EQ(json::parse(*text)["logging"]["level"], "warn");
+}
+
 }  // namespace
 }  // namespace drawbridge::runtime

@@ -29,9 +29,8 @@ class FakeControl final : public Control {
     return h;
   }
   StatusReport status() override {
-    StatusReport s;
-    s.state = "running";
-    return s;
+    std::lock_guard lock(mu);
+    return report;
   }
   AgentCatalog agent_catalog() override { return catalog; }
   std::string metrics_text() override { return {}; }
@@ -64,6 +63,12 @@ class FakeControl final : public Control {
     if (binary.empty()) return {false, "refused", std::nullopt, std::nullopt, "no binary"};
     return {true, "scheduled", 4, 0, {}};
   }
+  LogTail logs_tail(const LogTailRequest& r) override {
+    std::lock_guard lock(mu);
+    tail_requests.push_back(r);
+    return tail;
+  }
+  SystemInfo system_info() override { return info; }
   LifecycleView lifecycle() override {
     std::lock_guard lock(mu);
     return view;
@@ -81,8 +86,26 @@ class FakeControl final : public Control {
   std::vector<RestartIntent> intents;
   std::vector<std::string> stops;
   std::vector<ConfigWrite> writes;
+  std::vector<LogTailRequest> tail_requests;
+  StatusReport report = [] {
+    StatusReport s;
+    s.state = "running";
+    return s;
+  }();
+  LogTail tail{"memory:test", 10, 10, {"a", "b"}, false, false, 0};
+  SystemInfo info = [] {
+    SystemInfo s;
+    s.hostname = "host";
+    s.release = "6.1.0";
+    s.arch = "x86_64";
+    s.os_label = "Test OS";
+    s.version = "9.9.9";
+    s.pid = 42;
+    s.cpu_count = 2;
+    return s;
+  }();
   ConfigWriteResult write_result = [] {
-    ConfigWriteDone d{"/x/drawbridge.json", "h2", true, {}, {}};
+    ConfigWriteDone d{"/x/drawbridge.json", "h2", true, {}, {}, {}};
     d.plan.kind = "none";
     return d;
   }();

@@ -1,4 +1,5 @@
 #include "server/rpc_methods.h"
+#include "server/rpc_ops.h"
 
 #include <gtest/gtest.h>
 
@@ -277,6 +278,131 @@ TEST_F(RpcMethodsTest, ConfigWriteErrorsCarryTheirCodeAndEveryError) {
   EXPECT_EQ(error_of(out).code, "UNAVAILABLE");
   EXPECT_EQ(error_of(out).retryable, true);
   EXPECT_EQ(error_of(out).retry_after_ms, 1500);
+}
+
+// --- rpc_ops: what an operator looks at ---
+
+TEST_F(RpcMethodsTest, LogsTailPassesTheWindowOnAndChecksItsBounds) {
+  auto out = call(caller({"operator.read"}), "logs.tail",
+                  {{"cursor", 7}, {"limit", 20}, {"maxBytes", 1000}});
+  ASSERT_TRUE(std::holds_alternative<nlohmann::json>(out)) << error_of(out).message;
+  const auto tail = std::get<nlohmann::json>(out);
+  EXPECT_EQ(tail["file"], "memory:test");
+  EXPECT_EQ(tail["lines"], nlohmann::json({"a", "b"}));
+  EXPECT_EQ(tail["cursor"], 10);
+  EXPECT_FALSE(tail.contains("skippedBytes"));
+  ASSERT_EQ(control_.tail_requests.size(), 1u);
+  EXPECT_EQ(control_.tail_requests[0].cursor, 7u);
+  EXPECT_EQ(control_.tail_requests[0].limit, 20u);
+  EXPECT_EQ(control_.tail_requests[0].max_bytes, 1000u);
+  // OpenClaw's CLI sends {limit, maxBytes} only: the defaults fill the rest.
+  call(caller({"operator.read"}), "logs.tail", {{"limit", 5}});
+  EXPECT_FALSE(control_.tail_requests.back().cursor.has_value());
+  EXPECT_EQ(control_.tail_requests.back().max_bytes, 250'000u);
+  EXPECT_EQ(error_of(call(caller({"operator.read"}), "logs.tail", {{"limit", 5001}})).message,
+            "params.limit: expected an integer in 1..5000, got 5001");
+  EXPECT_EQ(error_of(call(caller({"operator.read"}), "logs.tail", {{"cursor", -1}})).code,
+            "INVALID_REQUEST");
+  EXPECT_EQ(error_of(call(caller({"operator.read"}), "logs.tail", {{"maxBytes", "1"}})).code,
+            "INVALID_REQUEST");
+  EXPECT_EQ(control_.tail_requests.size(), 2u) << "a refused request reached the log";
+  EXPECT_EQ(error_of(call(caller({}), "logs.tail", {})).code, "FORBIDDEN");
+}
+
+TEST_F(RpcMethodsTest, ConfigSchemaAnswersTheGeneratedSchemaAndHints) {
+  auto out = std::get<nlohmann::json>(call(caller({"operator.read"}), "config.schema", {}));
+  EXPECT_EQ(out["schema"]["$schema"], "http://json-schema.org/draft-07/schema#");
+  EXPECT_EQ(out["schema"]["properties"]["gateway"]["properties"]["port"]["maximum"], 65535);
+  EXPECT_EQ(out["uiHints"]["gateway.auth.token"]["sensitive"], true);
+  EXPECT_EQ(out["version"], DRAWBRIDGE_VERSION);
+  EXPECT_EQ(out["generatedAt"].get<std::string>().size(), 24u);  // 2026-12-05T13:58:04.123Z
+}
+
+TEST_F(RpcMethodsTest, HeartbeatIsNullAndPairingIsAnEmptyListBehindItsScope) {
+  EXPECT_TRUE(std::get<nlohmann::json>(call(caller({"operator.read"}), "last-heartbeat", {}))
+                  .is_null());
+  EXPECT_EQ(error_of(call(caller({"operator.read"}), "channels.pairing.list", {})).code,
+            "FORBIDDEN");
+  auto out = std::get<nlohmann::json>(
+      call(caller({"operator.pairing"}), "channels.pairing.list", {}));
+  EXPECT_EQ(out["requests"], nlohmann::json::array());
+  EXPECT_EQ(out["limits"]["pendingPerAccount"], 0);
+}
+
+TEST_F(RpcMethodsTest, SystemInfoSaysThereIsNoNode) {
+  auto out = std::get<nlohmann::json>(call(caller({"operator.read"}), "system.info", {}));
+  EXPECT_EQ(out["platform"], "linux");
+  EXPECT_EQ(out["hostname"], "host");
+  EXPECT_EQ(out["machineName"], "host");
+  EXPECT_EQ(out["nodeVersion"], "n/a (drawbridge 9.9.9)");
+  EXPECT_EQ(out["pid"], 42);
+  EXPECT_FALSE(out.contains("loadAverage")) << "unknown load is left out, not zero";
+  EXPECT_FALSE(out.contains("diskPath"));
+}
+
+TEST_F(RpcMethodsTest, PresenceListsTheGatewayAndTheCaller) {
+  auto out = std::get<nlohmann::json>(call(caller({"operator.read"}), "system-presence", {}));
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0]["mode"], "gateway");
+  EXPECT_EQ(out[0]["reason"], "self");
+  EXPECT_EQ(out[0]["host"], "host");
+  EXPECT_EQ(out[0]["instanceId"], "drawbridge-42");
+  EXPECT_EQ(out[1]["host"], "test");
+  EXPECT_EQ(out[1]["instanceId"], "conn-1");
+  EXPECT_EQ(out[1]["scopes"], nlohmann::json({"operator.read"}));
+}
+
+TEST_F(RpcMethodsTest, ChannelsStatusGroupsAccountsByKind) {
+  control_.report.channels = {
+      {"local", true, "main", 1, {"connected", "", 0, 0, 0, ""}},
+      {"telegram", false, "main", 2, {"failed", "401 Unauthorized", 5, 3, 0, ""}},
+      {"telegram:work", true, "ai", 1, {"connected", "", 0, 0, 0, ""}}};
+  auto out = std::get<nlohmann::json>(
+      call(caller({"operator.read"}), "channels.status", {{"probe", false}, {"timeoutMs", 10}}));
+  EXPECT_EQ(out["channelOrder"], nlohmann::json({"local", "telegram"}));
+  EXPECT_EQ(out["channelLabels"]["telegram"], "Telegram");
+  const auto& tg = out["channelAccounts"]["telegram"];
+  ASSERT_EQ(tg.size(), 2u);
+  EXPECT_EQ(tg[0]["accountId"], "default");
+  EXPECT_EQ(tg[0]["running"], false);
+  EXPECT_EQ(tg[0]["lastError"], "401 Unauthorized");
+  EXPECT_EQ(tg[0]["healthState"], "failed");
+  EXPECT_EQ(tg[1]["accountId"], "work");
+  EXPECT_EQ(tg[1]["connected"], true);
+  EXPECT_EQ(out["channels"]["telegram"]["connected"], true);
+  EXPECT_EQ(out["channels"]["telegram"]["state"], "failed");
+  EXPECT_EQ(out["channelDefaultAccountId"]["local"], "default");
+  auto one = std::get<nlohmann::json>(
+      call(caller({"operator.read"}), "channels.status", {{"channel", "local"}}));
+  EXPECT_EQ(one["channelOrder"], nlohmann::json({"local"}));
+  EXPECT_EQ(error_of(call(caller({"operator.read"}), "channels.status", {{"probe", "yes"}})).code,
+            "INVALID_REQUEST");
+}
+
+TEST_F(RpcMethodsTest, LanesAreTheSessionsWithATurnRunning) {
+  auto idle = std::get<nlohmann::json>(call(caller({"operator.read"}), "diagnostics.lanes", {}));
+  EXPECT_EQ(idle["lanes"], nlohmann::json::array());
+  EXPECT_TRUE(idle["dynamic"].is_null());
+  call(caller({"operator.write"}), "chat.send",
+       {{"sessionKey", "s"}, {"message", "m"}, {"idempotencyKey", "k"}});
+  auto busy = std::get<nlohmann::json>(call(caller({"operator.read"}), "diagnostics.lanes", {}));
+  ASSERT_EQ(busy["lanes"].size(), 1u);
+  EXPECT_EQ(busy["lanes"][0]["lane"], "session:s");
+  EXPECT_EQ(busy["lanes"][0]["activeCount"], 1);
+  EXPECT_EQ(busy["lanes"][0]["runs"][0]["runId"], "k");
+  EXPECT_EQ(busy["dynamic"]["laneCount"], 1);
+  agent_.complete(0, "done");
+  executor_.run_ready();
+  EXPECT_EQ(std::get<nlohmann::json>(call(caller({"operator.read"}), "diagnostics.lanes", {}))
+                ["lanes"].size(),
+            0u);
+}
+
+TEST(ChannelKind, SplitsTheAccountOffTheChannelId) {
+  EXPECT_EQ(channel_kind_and_account("telegram"), std::make_pair(std::string("telegram"),
+                                                                 std::string("default")));
+  EXPECT_EQ(channel_kind_and_account("irc:libera").second, "libera");
+  EXPECT_EQ(channel_kind_and_account("irc:").first, "irc:");
 }
 
 }  // namespace
