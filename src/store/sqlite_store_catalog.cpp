@@ -46,6 +46,19 @@ std::int64_t preview_limit(std::size_t chars) {
   return std::max<std::int64_t>(clamp(chars), 0);
 }
 
+void write_label(Database& db, const std::string& session_key, const std::string& label) {
+  Statement set = db.prepare(
+      "INSERT INTO session_meta (session_key, label) VALUES (?, ?) "
+      "ON CONFLICT (session_key) DO UPDATE SET label = excluded.label");
+  set.execute(session_key, label);
+}
+
+// False: no such session.
+bool touch(Database& db, const std::string& session_key, std::int64_t now_ms) {
+  Statement st = db.prepare("UPDATE sessions SET updated_at_ms = ? WHERE session_key = ?");
+  return st.execute(now_ms, session_key) > 0;
+}
+
 }  // namespace
 
 std::vector<SessionSummary> SqliteStore::list_sessions(std::size_t limit, std::size_t offset,
@@ -88,12 +101,7 @@ bool SqliteStore::create_session(const std::string& session_key, const std::stri
       "INSERT INTO sessions (session_key, created_at_ms, updated_at_ms) VALUES (?, ?, ?) "
       "ON CONFLICT (session_key) DO NOTHING");
   const bool created = insert.execute(session_key, now_ms, now_ms) > 0;
-  if (!label.empty()) {
-    Statement set = s.db->prepare(
-        "INSERT INTO session_meta (session_key, label) VALUES (?, ?) "
-        "ON CONFLICT (session_key) DO UPDATE SET label = excluded.label");
-    set.execute(session_key, label);
-  }
+  if (!label.empty()) write_label(*s.db, session_key, label);
   tx.commit();
   return created;
 }
@@ -103,15 +111,9 @@ bool SqliteStore::set_session_label(const std::string& session_key, const std::s
   Impl& s = *impl_;
   std::lock_guard lock(s.mutex);
   Transaction tx(*s.db, Transaction::Mode::write);
-  Statement touch = s.db->prepare("UPDATE sessions SET updated_at_ms = ? WHERE session_key = ?");
   // Committed either way: inside a batch, a rollback would undo the batch.
-  const bool found = touch.execute(now_ms, session_key) > 0;
-  if (found) {
-    Statement set = s.db->prepare(
-        "INSERT INTO session_meta (session_key, label) VALUES (?, ?) "
-        "ON CONFLICT (session_key) DO UPDATE SET label = excluded.label");
-    set.execute(session_key, label);
-  }
+  const bool found = touch(*s.db, session_key, now_ms);
+  if (found) write_label(*s.db, session_key, label);
   tx.commit();
   return found;
 }
@@ -120,8 +122,7 @@ bool SqliteStore::reset_session(const std::string& session_key, std::int64_t now
   Impl& s = *impl_;
   std::lock_guard lock(s.mutex);
   Transaction tx(*s.db, Transaction::Mode::write);
-  Statement touch = s.db->prepare("UPDATE sessions SET updated_at_ms = ? WHERE session_key = ?");
-  const bool found = touch.execute(now_ms, session_key) > 0;
+  const bool found = touch(*s.db, session_key, now_ms);
   if (found) {
     Statement set = s.db->prepare(
         "INSERT INTO session_meta (session_key, history_from) VALUES (?1, "
