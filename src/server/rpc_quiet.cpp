@@ -35,9 +35,10 @@ void add_quiet_methods(RpcMethods& rpc) {
         {"transcription", {{"providers", json::array()}}},
         {"realtime", {{"providers", json::array()}}}}},
   };
-  for (const auto& [name, answer] : answers) {
-    rpc.add(name, scope::read,
-            [answer](const Caller&, const json&) -> RpcOutcome { return answer; });
+  for (const auto& entry : answers) {
+    // A copy by name: clang 14 cannot capture a structured binding.
+    rpc.add(entry.first, scope::read,
+            [answer = entry.second](const Caller&, const json&) -> RpcOutcome { return answer; });
   }
 }
 
