@@ -136,6 +136,17 @@ struct InputReceipt {
   std::int64_t transcript_id = 0;  // the user entry it wrote
 };
 
+// A named lease: who may act for a channel account ("channel:<channel>:<account>"), a session
+// ("session:<key>") or a replica's presence ("replica:<id>"). With store.driver "postgres" the
+// replicas share it; with "sqlite" one gateway holds them all, under the same rules.
+struct Lease {
+  std::string name;
+  std::string holder;               // replica id; "" when nobody ever held it
+  std::int64_t epoch = 0;           // the fencing token: one more each time the holder changes
+  std::int64_t expires_at_ms = 0;   // the store's clock (see Store::claim_lease)
+  bool held = false;                // claim_lease: the caller holds it now
+};
+
 // Durable state of the message path. Every method is one transaction; a method that returns
 // has committed (WAL, synchronous=FULL for commits that acknowledge something upstream).
 // Errors are thrown as StoreError; callers on the event loop catch them at the boundary.
@@ -263,6 +274,42 @@ class Store {
   virtual bool reset_session(const std::string& session_key, std::int64_t now_ms) = 0;
   virtual std::optional<InputReceipt> input_receipt(const std::string& channel,
                                                     const std::string& external_id) = 0;
+
+  // --- Leases and fencing (docs/DECISIONS.md "Replicas") ---
+  // Time: `now_ms` is the caller's wall clock (ms since the epoch). A driver that several
+  // machines share (postgres) takes its own server's clock instead, so the replicas' clocks
+  // need not agree; leases are then compared on that one clock only.
+  //
+  // Claims `name` for `holder` until now + ttl_ms when it is free, expired, released or the
+  // holder's already (then it is renewed, epoch unchanged). A change of holder, or a new
+  // claim after a release or an expiry, takes epoch + 1. Another holder's live lease is left
+  // alone: the answer has held = false and names that holder, its epoch and its expiry.
+  virtual Lease claim_lease(const std::string& name, const std::string& holder,
+                            std::int64_t ttl_ms, std::int64_t now_ms) = 0;
+  // The heartbeat: extends every lease `holder` still holds (its name and epoch unchanged,
+  // expired or not: nobody took it meanwhile) to now + ttl_ms, in one statement. Returns those
+  // leases; a lease the holder lost (another holder, a new epoch) is not among them.
+  virtual std::vector<Lease> renew_leases(const std::string& holder, std::int64_t ttl_ms,
+                                          std::int64_t now_ms) = 0;
+  // Gives a lease up at once (a hand-over): expired now, so another replica may claim it
+  // without waiting. Only its holder at that epoch can; false when that is no longer so.
+  virtual bool release_lease(const std::string& name, const std::string& holder,
+                             std::int64_t epoch, std::int64_t now_ms) = 0;
+  // Leases whose name starts with `prefix` ("" = all), by name.
+  virtual std::vector<Lease> list_leases(const std::string& prefix) = 0;
+  // The fencing check on a write: sets `key` to `value` only while lease `lease_name` is at
+  // `epoch` and not expired; false, with nothing written, when it is not (a replica that paused
+  // past its lease cannot commit a channel cursor). Inside a batch a refusal spoils nothing.
+  virtual bool set_value_fenced(const std::string& key, const std::string& value,
+                                const std::string& lease_name, std::int64_t epoch,
+                                std::int64_t now_ms) = 0;
+  // Work to take over: sessions with unfinished inbound rows (pending or running) whose lease
+  // ("session:<key>") is free, released or expired. Claims up to `limit` of them for `holder`
+  // (postgres: FOR UPDATE SKIP LOCKED, so two replicas never take the same one) and returns
+  // the leases taken, oldest unfinished row first.
+  virtual std::vector<Lease> claim_sessions_with_work(const std::string& holder,
+                                                      std::int64_t ttl_ms, std::size_t limit,
+                                                      std::int64_t now_ms) = 0;
 
   // Small named values: lifecycle markers, channel cursors, the generated token.
   virtual std::optional<std::string> get_value(const std::string& key) = 0;
