@@ -135,6 +135,13 @@ CREATE TABLE IF NOT EXISTS session_meta (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS transcript_by_inbound ON transcript (inbound_id)
   WHERE inbound_id IS NOT NULL;
+-- Leases and fencing (store.h): additive like the catalog; an older drawbridge ignores it.
+CREATE TABLE IF NOT EXISTS leases (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL DEFAULT '',
+  epoch INTEGER NOT NULL DEFAULT 0,
+  expires_at_ms INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 )sql";
 
 void add_catalog_schema(Database& db) {
