@@ -9,7 +9,7 @@ namespace drawbridge::store {
 namespace {
 
 // clang-format off
-constexpr std::array<std::string_view, 33> kOperations = {
+constexpr std::array<std::string_view, 39> kOperations = {
     "insert_inbound", "inbound", "unfinished_inbound", "set_inbound_state", "set_merged",
     "close_interrupted",
     "stage_reply", "stage_outbound", "pending_outbox", "mark_sent", "mark_failed", "mark_stale", "transcript",
@@ -17,7 +17,8 @@ constexpr std::array<std::string_view, 33> kOperations = {
     "repair_interrupted", "mark_interrupted", "sessions_interrupted", "suspend_session",
     "begin_batch", "commit_batch", "rollback_batch", "get_value", "set_value", "erase_value",
     "list_sessions", "session_summary", "create_session", "set_session_label", "reset_session",
-    "input_receipt"};
+    "input_receipt", "claim_lease", "renew_leases", "release_lease", "list_leases",
+    "set_value_fenced", "claim_sessions_with_work"};
 // clang-format on
 
 StoreError injected(const std::string& what) {
@@ -305,6 +306,44 @@ void FaultInjectingStore::set_value(const std::string& key, const std::string& v
 void FaultInjectingStore::erase_value(const std::string& key) {
   check("erase_value", true);
   inner_.erase_value(key);
+}
+
+Lease FaultInjectingStore::claim_lease(const std::string& name, const std::string& holder,
+                                       std::int64_t ttl_ms, std::int64_t now_ms) {
+  check("claim_lease", true);
+  return inner_.claim_lease(name, holder, ttl_ms, now_ms);
+}
+
+std::vector<Lease> FaultInjectingStore::renew_leases(const std::string& holder, std::int64_t ttl_ms,
+                                                     std::int64_t now_ms) {
+  check("renew_leases", true);
+  return inner_.renew_leases(holder, ttl_ms, now_ms);
+}
+
+bool FaultInjectingStore::release_lease(const std::string& name, const std::string& holder,
+                                        std::int64_t epoch, std::int64_t now_ms) {
+  check("release_lease", true);
+  return inner_.release_lease(name, holder, epoch, now_ms);
+}
+
+std::vector<Lease> FaultInjectingStore::list_leases(const std::string& prefix) {
+  check("list_leases", false);
+  return inner_.list_leases(prefix);
+}
+
+bool FaultInjectingStore::set_value_fenced(const std::string& key, const std::string& value,
+                                           const std::string& lease_name, std::int64_t epoch,
+                                           std::int64_t now_ms) {
+  check("set_value_fenced", true);
+  return inner_.set_value_fenced(key, value, lease_name, epoch, now_ms);
+}
+
+std::vector<Lease> FaultInjectingStore::claim_sessions_with_work(const std::string& holder,
+                                                                 std::int64_t ttl_ms,
+                                                                 std::size_t limit,
+                                                                 std::int64_t now_ms) {
+  check("claim_sessions_with_work", true);
+  return inner_.claim_sessions_with_work(holder, ttl_ms, limit, now_ms);
 }
 
 }  // namespace drawbridge::store

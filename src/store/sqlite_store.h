@@ -80,6 +80,18 @@ class SqliteStore final : public Store {
   bool reset_session(const std::string& session_key, std::int64_t now_ms) override;
   std::optional<InputReceipt> input_receipt(const std::string& channel,
                                             const std::string& external_id) override;
+  Lease claim_lease(const std::string& name, const std::string& holder, std::int64_t ttl_ms,
+                    std::int64_t now_ms) override;
+  std::vector<Lease> renew_leases(const std::string& holder, std::int64_t ttl_ms,
+                                  std::int64_t now_ms) override;
+  bool release_lease(const std::string& name, const std::string& holder, std::int64_t epoch,
+                     std::int64_t now_ms) override;
+  std::vector<Lease> list_leases(const std::string& prefix) override;
+  bool set_value_fenced(const std::string& key, const std::string& value,
+                        const std::string& lease_name, std::int64_t epoch,
+                        std::int64_t now_ms) override;
+  std::vector<Lease> claim_sessions_with_work(const std::string& holder, std::int64_t ttl_ms,
+                                              std::size_t limit, std::int64_t now_ms) override;
   std::optional<std::string> get_value(const std::string& key) override;
   void set_value(const std::string& key, const std::string& value) override;
   void erase_value(const std::string& key) override;
