@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libboost-dev libboost-system-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-  libsqlite3-dev libssl-dev libsystemd-dev
+  libsqlite3-dev libpq-dev libssl-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   curl
 )
@@ -16,7 +16,8 @@ for arg in "$@"; do
   case "$arg" in
     --with-tests)
       # ngircd: the real IRC server the IRC channel's end-to-end tests start (tests/e2e/irc_test.cpp).
-      packages+=(sqlite3 ngircd)
+      # postgresql: the server the PostgreSQL store's tests start (tests/fakes/pg_server.cpp).
+      packages+=(sqlite3 ngircd postgresql)
       # Node and npm only fetch OpenClaw's packages (and Node 24) from the npm registry: any
       # install that provides the commands will do (Debian's, or nodesource's nodejs with npm).
       if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -52,8 +52,12 @@ std::vector<std::string> SqliteStore::sessions_in_state(const std::string& state
   std::lock_guard lock(s.mutex);
   Transaction tx(*s.db, Transaction::Mode::read);
   std::vector<std::string> out;
-  Cursor c = s.sessions_in_state.query(state);
-  while (c.next()) out.push_back(c.text(0));
+  {
+    Cursor c = s.sessions_in_state.query(state);
+    while (c.next()) out.push_back(c.text(0));
+  }
+  // Committed: inside a batch, a transaction left open is rolled back, and the batch with it.
+  tx.commit();
   return out;
 }
 

@@ -1,0 +1,138 @@
+#pragma once
+
+// A thin RAII layer over libpq: a connection with a cache of prepared statements, results and
+// transactions. Values only ever travel as parameters ($1, $2, ...), never inside SQL text.
+// Every failure is a StoreError carrying PostgreSQL's message (never the connection string).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+struct pg_conn;
+struct pg_result;
+
+namespace drawbridge::store::pg {
+
+// One query parameter in text format; nullopt is SQL NULL. Implicit, so that a call reads
+// like the statement: conn.query(sql, id, text, nullptr).
+class Param {
+ public:
+  Param(std::nullptr_t) {}
+  Param(std::int64_t v) : value_(std::to_string(v)) {}
+  Param(int v) : value_(std::to_string(v)) {}
+  Param(bool v) : value_(v ? "true" : "false") {}
+  Param(std::string_view v) : value_(std::string(v)) {}
+  Param(const std::string& v) : value_(v) {}
+  Param(const char* v) : value_(std::string(v)) {}
+  Param(const std::optional<std::int64_t>& v) {
+    if (v) value_ = std::to_string(*v);
+  }
+  // A bigint[] literal, for `= ANY($n)`.
+  static Param int64_array(const std::vector<std::int64_t>& values);
+
+  const std::optional<std::string>& value() const { return value_; }
+
+ private:
+  std::optional<std::string> value_;
+};
+
+// The rows of one statement, text format. Owns the PGresult.
+class Result {
+ public:
+  explicit Result(pg_result* res) : res_(res) {}
+  Result(Result&& other) noexcept;
+  Result& operator=(Result&& other) noexcept;
+  Result(const Result&) = delete;
+  Result& operator=(const Result&) = delete;
+  ~Result();
+
+  int rows() const;
+  bool is_null(int row, int column) const;
+  std::string text(int row, int column) const;    // NULL reads as ""
+  std::int64_t int64(int row, int column) const;  // NULL reads as 0
+  bool boolean(int row, int column) const;        // NULL reads as false
+  // Rows an INSERT, UPDATE or DELETE changed (its RETURNING rows included or not).
+  std::int64_t affected() const;
+  // The command tag: "COMMIT", "ROLLBACK", "INSERT 0 1", ...
+  std::string command() const;
+
+ private:
+  pg_result* res_ = nullptr;
+};
+
+// One connection. Not thread-safe: PostgresStore serializes its calls.
+class Connection {
+ public:
+  // `conninfo`: a libpq connection string or URI. `password`: sent as a keyword of its own
+  // (PQconnectdbParams), never spliced into the string; "" leaves it to libpq (PGPASSWORD,
+  // ~/.pgpass, the conninfo). Throws StoreError with libpq's reason.
+  Connection(const std::string& conninfo, const std::string& password);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection();
+
+  // Runs `sql` with its parameters through a statement prepared on first use and kept for the
+  // connection's life. `sql` must be a constant: the text is the cache key.
+  template <typename... Args>
+  Result query(std::string_view sql, const Args&... args) {
+    return run(sql, {Param(args)...});
+  }
+  Result run(std::string_view sql, const std::vector<Param>& params);
+  // Runs SQL without parameters through the simple protocol (several statements allowed):
+  // schema and session settings, never values.
+  void exec(const std::string& sql);
+
+  // Group commit, as sqlite::Database: between begin_batch() and commit_batch() every
+  // Transaction joins one transaction. A method that fails inside it rolls the whole batch
+  // back at once, and commit_batch() then throws.
+  void begin_batch();
+  void commit_batch();
+  void rollback_batch();
+  bool in_batch() const { return batch_; }
+
+  // Session settings (`SET ...`, no values): run now and again after every reconnect.
+  void set_session_setup(std::string sql);
+  // Re-establishes a connection that was lost (server restart, network), outside a
+  // transaction only. Prepared statements are prepared again on their next use.
+  void reconnect_if_lost();
+
+ private:
+  friend class Transaction;
+  [[noreturn]] void fail(std::string_view what, pg_result* res = nullptr) const;
+  Result check(pg_result* res, std::string_view what, bool rows) const;
+  bool in_transaction() const;
+
+  void commit_now();
+
+  pg_conn* conn_ = nullptr;
+  std::string session_setup_;
+  std::unordered_map<std::string, std::string> prepared_;  // SQL -> statement name
+  bool batch_ = false;
+  bool batch_failed_ = false;
+};
+
+// A unit of work on the connection. `block`: several statements, BEGIN ... COMMIT. `single`:
+// one statement, atomic on its own, so no BEGIN outside a batch. Inside a batch both join it;
+// destroyed without commit() (an exception), it rolls back, and inside a batch it rolls the
+// whole batch back and marks it failed (the SQLite driver's rule).
+class Transaction {
+ public:
+  enum class Mode { single, block };
+  Transaction(Connection& conn, Mode mode);
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction();
+  void commit();
+
+ private:
+  Connection& conn_;
+  bool open_ = true;
+  bool nested_ = false;  // part of a batch
+  bool began_ = false;   // this object sent BEGIN
+};
+
+}  // namespace drawbridge::store::pg
