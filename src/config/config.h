@@ -119,9 +119,21 @@ struct AgentSettings {
 };
 
 struct StoreSettings {
-  std::string driver = "sqlite";
+  std::string driver = "sqlite";       // "sqlite" | "postgres"
   std::string durability = "process";  // "process" | "power", see store::Durability
   std::string data_dir = "data";  // relative paths resolve against the config file's folder
+  // driver "postgres": a libpq connection string or URI without the password, and the name of
+  // the environment variable holding it ("": libpq's own PGPASSWORD or ~/.pgpass).
+  std::string url;
+  std::string password_env;
+  bool operator==(const StoreSettings&) const = default;
+};
+
+// Replicas sharing one PostgreSQL (docs/DECISIONS.md "Replicas").
+struct ClusterSettings {
+  std::string replica_id;        // "": <host name>:<gateway port>
+  std::int64_t lease_ms = 5000;  // a dead holder's channels and sessions move after this
+  bool operator==(const ClusterSettings&) const = default;
 };
 
 struct LoggingSettings {
@@ -133,6 +145,7 @@ struct Config {
   CommandsSettings commands;
   MessagesSettings messages;
   std::map<std::string, ChannelSettings> channels;  // by id
+  ClusterSettings cluster;
   std::string default_agent = "main";
   std::map<std::string, AgentSettings> agents;  // by id
   StoreSettings store;

@@ -158,7 +158,8 @@ std::span<const Field<Config>> config_fields() {
       {"agents", custom(), "Agent backends by id, and \"default\": the id answering by default"},
 
       {"store", section(), "Durable storage of inbox, outbox, sessions and tasks"},
-      {"store.driver", one_of({"sqlite"}), "Storage engine",
+      {"store.driver", one_of({"sqlite", "postgres"}),
+       "Storage engine: sqlite (one machine, embedded) or postgres (replicas share it)",
        DRAWBRIDGE_MEMBER(Config, store.driver)},
       {"store.dataDir", non_empty_text(),
        "Folder for the database and generated secrets; relative to the config file's folder",
@@ -167,6 +168,23 @@ std::span<const Field<Config>> config_fields() {
        "process: a commit survives the gateway being killed (WAL, synchronous=NORMAL); power: "
        "it also survives power loss (synchronous=FULL, one fsync per commit, much slower)",
        DRAWBRIDGE_MEMBER(Config, store.durability)},
+      {"store.url", text(),
+       "store.driver postgres: libpq connection string or URI (host=... dbname=... or "
+       "postgresql://user@host/db), without the password",
+       DRAWBRIDGE_MEMBER(Config, store.url)},
+      {"store.passwordEnv", text(),
+       "store.driver postgres: environment variable holding the database password (empty: "
+       "libpq's PGPASSWORD or ~/.pgpass)",
+       DRAWBRIDGE_MEMBER(Config, store.password_env)},
+
+      {"cluster", section(), "Replicas sharing one PostgreSQL store"},
+      {"cluster.replicaId", text(),
+       "This replica's name, unique in the cluster; empty: <host name>:<gateway port>",
+       DRAWBRIDGE_MEMBER(Config, cluster.replica_id)},
+      {"cluster.leaseMs", integer(500, 600000),
+       "Lease time of a channel account or a session: a replica that stops renewing (dead, "
+       "paused, cut off) loses them after this, and another replica takes them over",
+       DRAWBRIDGE_MEMBER(Config, cluster.lease_ms)},
 
       {"logging", section(), "Log output"},
       {"logging.level", one_of({"trace", "debug", "info", "warn", "error"}),

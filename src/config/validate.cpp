@@ -1,6 +1,7 @@
 #include "config/config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <exception>
 #include <set>
 
@@ -123,6 +124,60 @@ std::set<std::string> check_agents(const json& agents, const Location& at, Error
   return defined;
 }
 
+bool valid_env_name(const std::string& name) {
+  if (name.empty() || name.size() > 128 || std::isdigit(static_cast<unsigned char>(name[0]))) {
+    return false;
+  }
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+// A password written into store.url: the keyword form (password=...) or a URI's user:pass@.
+bool url_has_password(const std::string& url) {
+  std::string lower(url.size(), ' ');
+  std::transform(url.begin(), url.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lower.find("password") != std::string::npos) return true;
+  for (const char* scheme : {"postgresql://", "postgres://"}) {
+    if (lower.rfind(scheme, 0) != 0) continue;
+    const auto rest = lower.substr(std::char_traits<char>::length(scheme));
+    const auto at = rest.find('@');
+    const auto end = rest.find_first_of("/?");
+    if (at == std::string::npos || (end != std::string::npos && at > end)) return false;
+    return rest.substr(0, at).find(':') != std::string::npos;
+  }
+  return false;
+}
+
+// store.* and cluster.* values that only make sense together.
+void check_store(const Config& config, const Location& root, Errors& errors) {
+  const auto store = root.key("store");
+  if (config.store.driver == "postgres" && config.store.url.empty()) {
+    errors.add(store.key("url"),
+               "store.driver \"postgres\" needs a libpq connection string here, e.g. "
+               "\"host=/run/postgresql dbname=drawbridge\"");
+  }
+  if (url_has_password(config.store.url)) {
+    errors.add(store.key("url"),
+               "holds a password: config files get copied and shown; put the password in an "
+               "environment variable and name it in store.passwordEnv");
+  }
+  if (!config.store.password_env.empty() && !valid_env_name(config.store.password_env)) {
+    errors.add(store.key("passwordEnv"),
+               "not an environment variable name ([A-Za-z_][A-Za-z0-9_]*, at most 128)");
+  }
+  const auto& id = config.cluster.replica_id;
+  const bool id_ok = id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+                              c == '_' || c == '-' || c == ':';
+                     });
+  if (!id_ok) {
+    errors.add(root.key("cluster").key("replicaId"),
+               "letters, digits, '.', '_', '-' and ':' only, at most 128");
+  }
+}
+
 ParseResult validate(const json& doc) {
   ParseResult result;
   Errors errors;
@@ -150,6 +205,8 @@ ParseResult validate(const json& doc) {
       }
     }
   }
+
+  check_store(config, root, errors);
 
   result.errors = errors.take();
   if (result.errors.empty()) result.config = std::move(config);

@@ -55,7 +55,7 @@ std::optional<ReloadMode> parse_reload_mode(std::string_view s) {
 
 std::span<const ReloadRule> reload_rules() {
   using enum ReloadKind;
-  static constexpr std::array<ReloadRule, 17> rules = {{
+  static constexpr std::array<ReloadRule, 18> rules = {{
       {"$schema", none, std::nullopt, -1, "editor hint, not config"},
       {"meta", none, std::nullopt, -1, "bookkeeping the gateway writes"},
       {"logging", none, std::nullopt, -1, "log level applied at once"},
@@ -70,6 +70,7 @@ std::span<const ReloadRule> reload_rules() {
        "new connections need the new token; open ones stay"},
       {"gateway", restart, std::nullopt, -1, "port, bind: the listening socket"},
       {"store", restart, std::nullopt, -1, "the database is opened at start"},
+      {"cluster", restart, std::nullopt, -1, "the replica id and lease time are read at start"},
       {"channels.*", hot, HotAction::restart_channel, 1,
        "that channel stops completely, then starts again"},
       {"channels.*.notices", none, std::nullopt, -1, "read when a notice is sent"},

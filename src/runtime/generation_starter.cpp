@@ -107,11 +107,13 @@ void GenerationStarter::start_next() {
   if (!read) return fail(previous, read_error);
   const std::string text = read->text;
   config::Config next = std::move(read->config);
-  if (next.store.data_dir != p_.data_dir || next.store.durability != running.store.durability) {
-    spdlog::warn("store.dataDir/store.durability changed: they take effect when the process "
-                 "restarts; keeping {}",
-                 p_.data_dir);
+  if (next.store.data_dir != p_.data_dir || !(next.store == running.store) ||
+      !(next.cluster == running.cluster)) {
+    spdlog::warn("store.*/cluster.* changed: they take effect when the process restarts; "
+                 "keeping {} ({})",
+                 running.store.driver, p_.data_dir);
     next.store = running.store;
+    next.cluster = running.cluster;
   }
   // Compared with what listens, not with the config of an attempt that failed.
   const bool address_changed = p_.lifecycle.needs_relisten(configured_address(next));
