@@ -25,6 +25,11 @@ void StoreThread::run(std::vector<pipeline::StoreOp> ops,
   wake_.notify_one();
 }
 
+void StoreThread::set_fence(pipeline::StoreOp fence) {
+  std::lock_guard lock(mutex_);
+  fence_ = std::move(fence);
+}
+
 void StoreThread::wait_idle() {
   std::unique_lock lock(mutex_);
   idle_.wait(lock, [this] { return jobs_.empty() && !busy_; });
@@ -38,11 +43,13 @@ void StoreThread::loop() {
     std::deque<Job> jobs;
     jobs.swap(jobs_);
     busy_ = true;
+    auto fence = fence_;
     lock.unlock();
 
     // One commit for every batch that queued up meanwhile: under load the batches grow and
     // the commits per message shrink.
     std::vector<pipeline::StoreOp> ops;
+    if (fence) ops.push_back(std::move(fence));
     for (auto& j : jobs) {
       for (auto& op : j.ops) ops.push_back(std::move(op));
     }

@@ -26,6 +26,10 @@ class StoreThread final : public pipeline::BatchRunner {
   void run(std::vector<pipeline::StoreOp> ops,
            std::function<void(std::string error)> done) override;
   void wait_idle() override;
+  // Runs first in every batch from now on, in its transaction: a fence that throws
+  // store::StoreError when this process may no longer write (a replica whose lease was taken:
+  // runtime/cluster.h), which fails the whole batch with nothing committed.
+  void set_fence(pipeline::StoreOp fence);
 
  private:
   struct Job {
@@ -42,6 +46,7 @@ class StoreThread final : public pipeline::BatchRunner {
   std::deque<Job> jobs_;
   bool busy_ = false;
   bool stopping_ = false;
+  pipeline::StoreOp fence_;  // guarded by mutex_
   std::thread thread_;
 };
 

@@ -61,3 +61,34 @@ TEST(StoreThread, DestructionCommitsWhatWasHandedOver) {
 
 }  // namespace
 }  // namespace drawbridge::runtime
+
+namespace drawbridge::runtime {
+namespace {
+
+TEST(StoreThread, AFenceRunsFirstInEveryBatchAndARefusalCommitsNothing) {
+  boost::asio::io_context io;
+  auto store = store::SqliteStore::open(":memory:");
+  StoreThread thread(io, *store);
+  bool allowed = true;
+  int checks = 0;
+  thread.set_fence([&](store::Store&) {
+    ++checks;
+    if (!allowed) throw store::StoreError("fenced: test");
+  });
+  std::string first = "not called", second = "not called";
+  thread.run({[](store::Store& s) { s.insert_inbound(msg("a"), 1); }},
+             [&](std::string error) { first = error; });
+  thread.wait_idle();
+  allowed = false;
+  thread.run({[](store::Store& s) { s.insert_inbound(msg("b"), 1); }},
+             [&](std::string error) { second = error; });
+  thread.wait_idle();
+  io.run();
+  EXPECT_EQ(first, "");
+  EXPECT_NE(second.find("fenced"), std::string::npos) << second;
+  EXPECT_EQ(checks, 2);
+  EXPECT_EQ(store->counts().inbox_total, 1);
+}
+
+}  // namespace
+}  // namespace drawbridge::runtime
