@@ -24,7 +24,8 @@ enum class SendStatus { sent, retry, failed };
 // What a channel says of its link to the chat network, for status, health, /metrics and
 // /readyz. A channel is `connected` only while it receives: a bot answered with 409 Conflict is
 // in `conflict` (deaf) however often its poll restarts.
-enum class LinkState { connecting, connected, conflict, failed, stopped };
+// standby: another replica holds the account's lease and serves it (AccountLeases).
+enum class LinkState { connecting, connected, conflict, failed, stopped, standby };
 inline const char* link_state_name(LinkState s) {
   switch (s) {
     case LinkState::connecting: return "connecting";
@@ -32,6 +33,7 @@ inline const char* link_state_name(LinkState s) {
     case LinkState::conflict: return "conflict";
     case LinkState::failed: return "failed";
     case LinkState::stopped: return "stopped";
+    case LinkState::standby: return "standby";
   }
   return "unknown";
 }

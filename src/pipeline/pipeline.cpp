@@ -48,11 +48,26 @@ std::optional<std::string> Pipeline::load_cursor(const std::string& key) {
 }
 
 void Pipeline::save_cursor(const std::string& key, std::string value,
-                           std::function<void(const std::string& error)> done) {
-  write([key = "cursor." + key, value = std::move(value)](store::Store& s) {
-    s.set_value(key, value);
+                           std::function<void(const std::string& error)> done,
+                           std::optional<CursorFence> fence) {
+  if (!fence) {
+    write([key = "cursor." + key, value = std::move(value)](store::Store& s) {
+      s.set_value(key, value);
+    });
+    after_commit(std::move(done));
+    return;
+  }
+  // Written by the store thread, read after the commit on the loop (the commit orders them).
+  auto refused = std::make_shared<bool>(false);
+  write([key = "cursor." + key, value = std::move(value), fence = *fence,
+         now = clock_.wall_ms(), refused](store::Store& s) {
+    *refused = !s.set_value_fenced(key, value, fence.lease, fence.epoch, now);
   });
-  after_commit(std::move(done));
+  after_commit([done = std::move(done), refused, fence = *fence](const std::string& error) {
+    if (!error.empty() || !*refused) return done(error);
+    done(std::string(kFenced) + ": lease " + fence.lease + " is no longer at epoch " +
+         std::to_string(fence.epoch));
+  });
 }
 
 void Pipeline::flush() { round_.flush(); }

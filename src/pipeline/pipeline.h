@@ -16,6 +16,7 @@
 #include "core/gate.h"
 #include "core/inbound_debouncer.h"
 #include "core/work_tracker.h"
+#include "pipeline/account_leases.h"
 #include "pipeline/agent.h"
 #include "pipeline/batch_runner.h"
 #include "pipeline/channel.h"
@@ -100,9 +101,20 @@ class Pipeline {
   // the store. A channel reads it once as it starts.
   std::optional<std::string> load_cursor(const std::string& key);
   // Saves a cursor with the writes of this round; `done` runs after that commit with its error
-  // (empty: saved).
+  // (empty: saved). With a `fence` the write is made only while that lease is at that epoch
+  // and live (Store::set_value_fenced); a refusal is an error starting with kFenced.
+  struct CursorFence {
+    std::string lease;
+    std::int64_t epoch = 0;
+  };
+  static constexpr const char* kFenced = "fenced";
   void save_cursor(const std::string& key, std::string value,
-                   std::function<void(const std::string& error)> done);
+                   std::function<void(const std::string& error)> done,
+                   std::optional<CursorFence> fence = std::nullopt);
+  // Cluster-wide ownership of channel accounts (runtime wires it with store.driver postgres;
+  // null otherwise). Not owned.
+  void set_account_leases(AccountLeases* leases) { account_leases_ = leases; }
+  AccountLeases* account_leases() const { return account_leases_; }
   // Hands the writes of the current round to the writer now.
   void flush();
   // Flushes and waits until everything handed to the writer is committed (for shutdown).
@@ -277,6 +289,7 @@ class Pipeline {
   std::int64_t replay_horizon_ = 0;
   bool started_ = false;  // between start() and reset(): channels added now are hot-added
   bool draining_ = false;
+  AccountLeases* account_leases_ = nullptr;
   bool replaying_ = false;  // inside replay(): turns read what they need from the store at once
   std::uint64_t run_counter_ = 0;
   std::unordered_map<std::string, int> run_seq_;  // next chat event seq of runs not yet final

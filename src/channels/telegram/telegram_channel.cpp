@@ -152,6 +152,9 @@ pipeline::ChannelHealth TelegramChannel::health() const {
   if (c != conflicts.end()) h.conflicts = c->second.count;
   if (!running_) {
     h.state = LinkState::stopped;
+  } else if (!standby_.empty()) {
+    h.state = LinkState::standby;
+    h.detail = standby_;
   } else if (!lock_error_.empty() || bad_token_) {
     h.state = LinkState::failed;
   } else if (c != conflicts.end() && clock_.wall_ms() - c->second.since_ms >=
@@ -220,13 +223,14 @@ void TelegramChannel::poll() {
     backoff_ = backoff_ == 0ms ? kFirstBackoff : std::min(backoff_ * 2, kMaxBackoff);
     return retry_later(backoff_);
   }
+  if (!hold_lease()) return;
   if (!connected_) return connect();
   if (!options_.webhook_url.empty()) {
     if (!webhook_set_) set_webhook();
     return;  // updates come by POST
   }
   polling_ = true;
-  json params = {{"timeout", options_.poll_timeout_s},
+  json params = {{"timeout", poll_timeout_s()},
                  {"limit", 100},
                  {"allowed_updates", options_.allowed_updates}};
   if (offset_ > 0) params["offset"] = offset_;
@@ -441,15 +445,19 @@ void TelegramChannel::batch_done() {
     // restart starts from it. Polling does not wait for it: the inbox drops what a lost save
     // lets Telegram deliver again.
     ++saves_waiting_;
-    pipeline_.save_cursor("telegram." + options_.bot_id(), std::to_string(offset_),
-                          [this, alive = alive_](const std::string& err) {
-                            if (!*alive) return;
-                            --saves_waiting_;
-                            if (!err.empty()) {
-                              spdlog::warn("channel {}: update offset not saved: {}", id_, err);
-                            }
-                            if (!running_) end_stop();
-                          });
+    pipeline_.save_cursor(
+        "telegram." + options_.bot_id(), std::to_string(offset_),
+        [this, alive = alive_](const std::string& err) {
+          if (!*alive) return;
+          --saves_waiting_;
+          if (err.rfind(pipeline::Pipeline::kFenced, 0) == 0) {
+            on_fenced(err);
+          } else if (!err.empty()) {
+            spdlog::warn("channel {}: update offset not saved: {}", id_, err);
+          }
+          if (!running_) end_stop();
+        },
+        cursor_fence());
   }
   if (!running_) return end_stop();
   poll();
@@ -497,13 +505,15 @@ void TelegramChannel::stop(std::function<void()> done) {
 }
 
 void TelegramChannel::end_stop() {
-  if (polling_ || batch_waiting_ > 0 || saves_waiting_ > 0 || sends_in_flight_ > 0 || !stop_done_) {
+  if (polling_ || claiming_ || batch_waiting_ > 0 || saves_waiting_ > 0 || sends_in_flight_ > 0 ||
+      !stop_done_) {
     return;
   }
   auto done = std::move(stop_done_);
   stop_done_ = nullptr;
   stopped_ = true;
   lock_.reset();  // the next poller (a reload's, a successor's) may take it now
+  release_lease();  // and another replica at once (a hand-over, not an expiry)
   executor_.post([done = std::move(done)] { done(); });
 }
 

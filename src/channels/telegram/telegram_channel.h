@@ -38,7 +38,8 @@ class TelegramChannel final : public pipeline::Channel {
   const std::string& id() const override { return id_; }
   void start() override;
   void stop(std::function<void()> done) override;
-  bool ready() const override { return ready_; }
+  // Standby counts as ready: the bot is served, by the replica holding its lease.
+  bool ready() const override { return ready_ || !standby_.empty(); }
   pipeline::ChannelHealth health() const override;
   std::string webhook_path() const override {
     return options_.webhook_url.empty() ? std::string() : options_.webhook_path;
@@ -70,6 +71,14 @@ class TelegramChannel final : public pipeline::Channel {
   void typing(const std::string& chat, bool on);
   bool take_lock();
   void error(std::string what);
+  // The cluster-wide lease (telegram_lease.cpp): true when held with time for a poll; else
+  // a claim is under way (poll() runs again when it is granted) or the channel waits.
+  bool hold_lease();
+  std::string lease_name() const;
+  int poll_timeout_s() const;
+  std::optional<pipeline::Pipeline::CursorFence> cursor_fence() const;
+  void on_fenced(const std::string& error);
+  void release_lease();
 
   std::string id_;
   TelegramOptions options_;
@@ -98,6 +107,9 @@ class TelegramChannel final : public pipeline::Channel {
   bool bad_token_ = false;  // getMe said 401/404
   std::unique_ptr<AccountLock> lock_;
   std::string lock_error_;         // the lock is held elsewhere: the channel is `failed`
+  std::int64_t lease_epoch_ = 0;   // the cluster lease held (0: none, or no leases)
+  bool claiming_ = false;          // a claim of it is in flight
+  std::string standby_;            // why another replica polls: the channel waits
   std::size_t saves_waiting_ = 0;  // offset saves not yet committed
   std::int64_t bot_user_id_ = 0;
   std::string webhook_secret_;
