@@ -198,6 +198,16 @@ int print_status(const json& s) {
   std::cout << "store      " << st.value("inboxTotal", 0) << " message(s), "
             << st.value("inboxUnfinished", 0) << " unfinished, " << st.value("outboxPending", 0)
             << " reply part(s) pending\n";
+  if (const auto& c = s.value("cluster", json()); c.is_object()) {
+    std::cout << "cluster    replica " << c.value("replicaId", "?");
+    for (const auto& r : c.value("replicas", json::array())) {
+      std::cout << "; " << r.value("id", "?") << " (" << r.value("sessions", 0) << " session(s))";
+    }
+    for (const auto& a : c.value("accounts", json::array())) {
+      std::cout << "; " << a.value("name", "?") << " held by " << a.value("holder", "-");
+    }
+    std::cout << "\n";
+  }
   print_lifecycle(s);
   return ok;
 }

@@ -15,6 +15,7 @@
 #include "pipeline/pipeline.h"
 #include "runtime/asio_executor.h"
 #include "runtime/carried_connections.h"
+#include "runtime/cluster.h"
 #include "runtime/auth_token.h"
 #include "runtime/config_reloader.h"
 #include "runtime/drain_runner.h"
@@ -34,13 +35,12 @@
 #include "runtime/serving.h"
 #include "runtime/signal_router.h"
 #include "runtime/startup.h"
+#include "runtime/store_open.h"
 #include "runtime/store_thread.h"
 #include "runtime/successor.h"
 #include "runtime/supervisor.h"
 #include "server/control.h"
 #include "server/server.h"
-#include "store/sqlite_store.h"
-#include "store/wal_checkpointer.h"
 
 namespace drawbridge::runtime {
 
@@ -58,8 +58,6 @@ std::string bind_address(const std::string& bind) {
 }
 
 namespace {
-
-constexpr std::chrono::milliseconds kCheckpointInterval{25};
 
 // The composition root: builds the units, wires their hooks, answers the control plane by
 // asking them. It decides nothing itself; docs/DECISIONS.md ("The map") says who owns what.
@@ -98,22 +96,20 @@ class Gateway final : public server::Control {
     // First, before any thread: it edits the environment (LISTEN_* are unset).
     auto inherited = take_listen_fds();
     auto carried = take_carried_connections();
-    const std::string db_path = (fs::path(data_dir_) / "drawbridge.db").string();
     try {
-      const auto durability = cfg().store.durability == "power" ? store::Durability::power
-                                                               : store::Durability::process;
-      // Two connections: the store thread writes, the event loop reads (WAL lets both run).
-      writer_store_ = store::SqliteStore::open(db_path, durability,
-                                               store::WalCheckpointer::kBackstopPages);
-      store_ = store::SqliteStore::open(db_path, durability);
-      // Checkpoints off the commit path (store/wal_checkpointer.h).
-      checkpointer_ = std::make_unique<store::WalCheckpointer>(db_path, kCheckpointInterval);
+      stores_ = open_stores(cfg(), data_dir_);
     } catch (const std::exception& e) {
-      spdlog::critical("cannot open the store {}: {}", db_path, e.what());
+      spdlog::critical("cannot open the store: {}", e.what());
       return exit_code::crashed;
     }
+    writer_store_ = stores_.writer.get();
+    store_ = stores_.reader.get();
     store_thread_ = std::make_unique<StoreThread>(io_, *writer_store_);
     pipeline_ = std::make_unique<pipeline::Pipeline>(clock_, executor_, *store_, *store_thread_);
+    if (auto err = join_cluster()) {
+      spdlog::critical("{}", *err);
+      return exit_code::crashed;
+    }
     generation_units_ = std::make_unique<Generation>(io_, executor_, *pipeline_);
     generation_units_->inherit(std::move(carried));
     server_ = std::make_unique<server::Server>(io_, clock_, executor_, *this, *pipeline_,
@@ -150,13 +146,86 @@ class Gateway final : public server::Control {
                  ms_since(t0, clock_.now()));
     io_.run();
     watchdog_.disarm();
+    if (cluster_) {
+      const auto id = cluster_->replica_id();
+      pipeline_->set_account_leases(nullptr);
+      cluster_.reset();
+      // A plain stop hands the cluster over at once; a restart's successor (same replica
+      // id) renews what it finds instead.
+      if (exit_code_ == exit_code::ok) release_on_exit(*stores_.leases, id, clock_.wall_ms());
+    }
     return exit_code_;
+  }
+
+  // store.driver postgres: this replica's leases (runtime/cluster.h). Until sessions have
+  // leases of their own, one replica is active per database (docs/DECISIONS.md "Replicas"):
+  // another waits as a standby (nothing started, nothing held: SIGTERM ends it as it is) and
+  // takes over when the active one stops or its lease runs out; one that loses the lease (it
+  // was paused or cut off past it and another took over) stops.
+  std::optional<std::string> join_cluster() {
+    if (!stores_.leases) return std::nullopt;
+    const auto& c = cfg().cluster;
+    const auto id = c.replica_id.empty() ? default_replica_id(cfg().gateway.port) : c.replica_id;
+    const auto ttl = std::chrono::milliseconds(c.lease_ms);
+    std::optional<std::string> failed;
+    std::optional<store::Lease> active;
+    core::TimePoint sent;
+    std::string waiting_for;
+    std::function<void()> attempt = [&] {
+      sent = clock_.now();
+      store::Lease l;
+      try {
+        l = stores_.leases->claim_lease(kActiveLease, id, ttl.count(), clock_.wall_ms());
+      } catch (const std::exception& e) {
+        failed = std::string("cluster: cannot claim the active lease: ") + e.what();
+        return;
+      }
+      if (l.held) {
+        active = l;
+        return;
+      }
+      if (l.holder != waiting_for) {
+        waiting_for = l.holder;
+        spdlog::info("cluster: standby: replica {} is active on this database; replica {} "
+                     "takes over when it stops or its lease ({} ms) runs out",
+                     l.holder, id, ttl.count());
+      }
+      executor_.schedule(std::max(ttl / 4, std::chrono::milliseconds(50)), attempt);
+    };
+    attempt();
+    while (!active && !failed && !io_.stopped()) io_.run_one();
+    if (failed) return failed;
+    if (!active) return std::string("cluster: stopped while standing by");
+    spdlog::info("cluster: replica {} is active (lease epoch {})", id, active->epoch);
+    cluster_ = std::make_unique<Cluster>(io_, clock_, executor_, *stores_.leases, id, ttl);
+    cluster_->adopt(kActiveLease, active->epoch, sent, [this] {
+      spdlog::critical("cluster: another replica took the active lease (this one was cut off "
+                       "or paused past it): stopping");
+      restarts_->request_stop("lost the cluster's active lease");
+    });
+    // Every write of the message path is fenced by the active lease's epoch: once another
+    // replica took over, nothing this one commits can land (it may have been paused mid-turn).
+    fence_ = [id, epoch = active->epoch, &clock = clock_](store::Store& s) {
+      const auto now = clock.wall_ms();
+      if (!s.set_value_fenced("cluster.fence." + id, std::to_string(now), kActiveLease, epoch,
+                              now)) {
+        throw store::StoreError("fenced: replica " + id + " no longer holds the active lease");
+      }
+    };
+    store_thread_->set_fence(fence_);
+    pipeline_->set_account_leases(cluster_.get());
+    cluster_->start();
+    return std::nullopt;
   }
 
   // --- server::Control: answered by the units ---
   server::Readiness readiness() override { return runtime::readiness(facts(), parts()); }
   server::HealthReport health() override { return health_report(parts()); }
-  server::StatusReport status() override { return status_report(facts(), parts()); }
+  server::StatusReport status() override {
+    auto s = status_report(facts(), parts());
+    if (cluster_) s.cluster = cluster_json(*cluster_, *store_);
+    return s;
+  }
   server::AgentCatalog agent_catalog() override { return runtime::agent_catalog(parts()); }
   std::string metrics_text() override {
     auto f = facts();
@@ -194,7 +263,16 @@ class Gateway final : public server::Control {
   }
   void config_write(const server::ConfigWrite& w,
                     std::function<void(server::ConfigWriteResult)> done) override {
-    reloader_->config_write(w, std::move(done));
+    if (!cluster_) return reloader_->config_write(w, std::move(done));
+    reloader_->config_write(w, [done = std::move(done), id = cluster_->replica_id()](
+                                   server::ConfigWriteResult result) {
+      if (auto* ok = std::get_if<server::ConfigWriteDone>(&result)) {
+        ok->warning = "applied on replica " + id +
+                      " only: every replica reads its own config file; make the same change "
+                      "on the others";
+      }
+      done(std::move(result));
+    });
   }
   server::LogTail logs_tail(const server::LogTailRequest& request) override {
     if (!log_ring_) return {"memory:none", 0, 0, {}, false, false, 0};
@@ -233,7 +311,7 @@ class Gateway final : public server::Control {
         clock_, *pipeline_, *generation_units_, *server_, *writer_store_, *notifier_,
         [this]() -> const config::Config& { return cfg(); },
         [this] { watchdog_.snapshot(drain_->status(), starter_->generation()); },
-        [this](core::AfterDrain next) { drain_done(next); }});
+        [this](core::AfterDrain next) { drain_done(next); }, fence_});
     drain_ = std::make_unique<DrainRunner>(clock_, executor_, lifecycle_, *drain_target_);
     restarts_ = std::make_unique<RestartCoordinator>(clock_, executor_, lifecycle_, *drain_,
                                                      scheduler_options(cfg()), restart_hooks());
@@ -422,9 +500,11 @@ class Gateway final : public server::Control {
   std::unique_ptr<HandOff> hand_off_;
   std::unique_ptr<ConfigReloader> reloader_;  // the running config and its file
   // Destroyed in reverse: the pipeline flushes through the thread, which commits to the writer.
-  std::unique_ptr<store::SqliteStore> writer_store_;
-  std::unique_ptr<store::SqliteStore> store_;  // reads of the event loop
-  std::unique_ptr<store::WalCheckpointer> checkpointer_;
+  OpenStores stores_;
+  store::Store* writer_store_ = nullptr;
+  store::Store* store_ = nullptr;  // reads of the event loop
+  std::unique_ptr<Cluster> cluster_;  // store.driver postgres
+  pipeline::StoreOp fence_;           // the active lease's, for every write (cluster only)
   std::unique_ptr<StoreThread> store_thread_;
   std::unique_ptr<pipeline::Pipeline> pipeline_;
   std::unique_ptr<server::Server> server_;

@@ -84,7 +84,14 @@ void GatewayDrainTarget::close_server(bool stopping, bool next_process,
 void GatewayDrainTarget::write_clean_marker() {
   try {
     p_.pipeline.flush_and_wait();
-    p_.writer.set_value("clean_shutdown", std::to_string(p_.clock.wall_ms()));
+    std::vector<pipeline::StoreOp> ops;
+    if (p_.fence) ops.push_back(p_.fence);
+    ops.push_back([now = p_.clock.wall_ms()](store::Store& s) {
+      s.set_value("clean_shutdown", std::to_string(now));
+    });
+    if (auto error = pipeline::run_batch(p_.writer, ops); !error.empty()) {
+      spdlog::error("the clean-shutdown marker is not written: {}", error);
+    }
   } catch (const std::exception& e) {
     spdlog::error("cannot write the clean-shutdown marker: {}", e.what());
   }

@@ -6,6 +6,7 @@
 
 #include "config/config.h"
 #include "core/clock.h"
+#include "pipeline/batch_runner.h"
 #include "runtime/drain_runner.h"
 
 namespace drawbridge::store {
@@ -35,6 +36,9 @@ class GatewayDrainTarget final : public DrainTarget {
     std::function<const config::Config&()> cfg;  // the running config (notice texts)
     std::function<void()> changed;               // the drain's status changed
     std::function<void(core::AfterDrain)> done;  // the drain is done
+    // A replica of a cluster: the marker is written only while it still holds the active
+    // lease (StoreThread::set_fence); empty otherwise.
+    pipeline::StoreOp fence = {};
   };
   explicit GatewayDrainTarget(Parts parts) : p_(std::move(parts)) {}
 

@@ -206,7 +206,8 @@ std::string metrics_text(const GatewayFacts& f, const GatewayParts& p) {
   // the 409 Conflicts in a row (Telegram).
   using pipeline::LinkState;
   constexpr LinkState kStates[] = {LinkState::connecting, LinkState::connected,
-                                   LinkState::conflict, LinkState::failed, LinkState::stopped};
+                                   LinkState::conflict, LinkState::failed, LinkState::stopped,
+                                   LinkState::standby};
   std::ostringstream state, errors, conflicts;
   for (auto& [id, ch] : p.generation.channels()) {
     const auto h = ch->health();

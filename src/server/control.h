@@ -111,6 +111,8 @@ struct ConfigWriteDone {
   // Redacted placeholders sent back for secrets the file does not hold (a generated token):
   // left out of the written file, so those secrets stay as they were.
   std::vector<std::string> dropped_placeholders;
+  // A cluster (store.driver postgres): the change is this replica's only.
+  std::string warning;
 };
 using ConfigWriteResult = std::variant<ConfigWriteDone, ConfigWriteError>;
 
@@ -230,6 +232,7 @@ struct StatusReport {
   bool inherited_socket = false;
   nlohmann::json last_update = nullptr;  // the update sentinel's record, or null
   nlohmann::json config = nullptr;       // the config file's health (ConfigReloader)
+  nlohmann::json cluster = nullptr;      // store.driver postgres: replicas and leases, or null
   std::optional<std::string> degraded;
   std::optional<std::string> last_start_error;
   std::optional<ScheduledRestart> scheduled_restart;

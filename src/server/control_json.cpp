@@ -110,6 +110,7 @@ json to_json(const StatusReport& s) {
               {"pendingDeliveries", s.pending_deliveries},
               {"connections", s.connections},
               {"store", store_json(s.store)},
+              {"cluster", s.cluster},
               {"drain", s.drain},
               {"lastRestart", s.last_restart},
               {"restarts", s.restarts},
@@ -171,6 +172,7 @@ json to_json(const ConfigWriteDone& d) {
         "stays as it was): " +
         list;
   }
+  if (!d.warning.empty()) out["warning"] = d.warning;
   return out;
 }
 

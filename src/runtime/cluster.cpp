@@ -1,0 +1,201 @@
+#include "runtime/cluster.h"
+
+#include <unistd.h>
+
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+namespace drawbridge::runtime {
+
+namespace {
+const std::string kReplicaPrefix = "replica:";
+const std::string kChannelPrefix = "channel:";
+const std::string kSessionPrefix = "session:";
+}  // namespace
+
+Cluster::Cluster(boost::asio::io_context& io, core::Clock& clock, core::Executor& executor,
+                 store::Store& store, std::string replica_id, std::chrono::milliseconds ttl)
+    : io_(io),
+      clock_(clock),
+      executor_(executor),
+      replica_id_(std::move(replica_id)),
+      keeper_(ttl),
+      thread_(io, store) {}
+
+Cluster::~Cluster() {
+  *alive_ = false;
+  if (timer_) executor_.cancel(*timer_);
+}
+
+void Cluster::start() {
+  spdlog::info("cluster: replica {} (leases of {} ms)", replica_id_, keeper_.ttl().count());
+  claim(kReplicaPrefix + replica_id_, [this](Grant g) {
+    if (!g.held) {
+      spdlog::error("cluster: replica id {} is in use by a live replica: give each replica its "
+                    "own cluster.replicaId",
+                    replica_id_);
+    }
+  });
+  schedule_heartbeat();
+}
+
+void Cluster::adopt(const std::string& name, std::int64_t epoch, core::TimePoint sent,
+                    std::function<void()> on_lost) {
+  keeper_.granted(name, epoch, sent);
+  on_lost_[name] = std::move(on_lost);
+}
+
+void Cluster::claim(const std::string& name, std::function<void(Grant)> done) {
+  const auto sent = clock_.now();
+  auto grant = std::make_shared<store::Lease>();
+  const auto ttl_ms = keeper_.ttl().count();
+  thread_.run({[grant, name, id = replica_id_, ttl_ms, now = clock_.wall_ms()](store::Store& s) {
+                *grant = s.claim_lease(name, id, ttl_ms, now);
+              }},
+              [this, alive = alive_, grant, name, sent, done = std::move(done)](std::string error) {
+                if (!*alive) return;
+                Grant g;
+                if (!error.empty()) {
+                  g.error = error;
+                } else {
+                  g.held = grant->held;
+                  g.epoch = grant->epoch;
+                  g.holder = grant->holder;
+                }
+                if (g.held) {
+                  keeper_.granted(name, g.epoch, sent);
+                }
+                done(std::move(g));
+              });
+}
+
+std::chrono::milliseconds Cluster::remaining(const std::string& name) const {
+  return keeper_.remaining(name, clock_.now());
+}
+
+void Cluster::release(const std::string& name) {
+  const auto epoch = keeper_.epoch(name);
+  keeper_.forget(name);
+  if (!epoch) return;
+  thread_.run({[name, id = replica_id_, epoch = *epoch, now = clock_.wall_ms()](
+                  store::Store& s) { s.release_lease(name, id, epoch, now); }},
+              [name](std::string error) {
+                if (!error.empty()) {
+                  spdlog::warn("cluster: lease {} not released ({}): it expires instead", name,
+                               error);
+                }
+              });
+}
+
+void Cluster::schedule_heartbeat() {
+  timer_ = executor_.schedule(keeper_.heartbeat_interval(), [this, alive = alive_] {
+    if (!*alive) return;
+    timer_.reset();
+    heartbeat();
+  });
+}
+
+void Cluster::heartbeat() {
+  if (beating_) return schedule_heartbeat();  // the last one is still out: the store is slow
+  beating_ = true;
+  const auto sent = clock_.now();
+  auto renewed = std::make_shared<std::vector<store::Lease>>();
+  thread_.run({[renewed, id = replica_id_, ttl_ms = keeper_.ttl().count(),
+                now = clock_.wall_ms()](store::Store& s) {
+                *renewed = s.renew_leases(id, ttl_ms, now);
+              }},
+              [this, alive = alive_, renewed, sent](std::string error) {
+                if (!*alive) return;
+                beating_ = false;
+                if (!error.empty()) {
+                  ++failed_heartbeats_;
+                  spdlog::warn("cluster: heartbeat failed ({} in a row): {}", failed_heartbeats_,
+                               error);
+                  return schedule_heartbeat();
+                }
+                failed_heartbeats_ = 0;
+                ++heartbeats_;
+                std::vector<core::LeaseKeeper::Held> held;
+                for (const auto& l : *renewed) held.push_back({l.name, l.epoch});
+                for (const auto& name : keeper_.renewed(held, sent)) {
+                  spdlog::warn("cluster: lease {} lost (another replica took it)", name);
+                  if (auto it = on_lost_.find(name); it != on_lost_.end()) {
+                    auto fn = std::move(it->second);
+                    on_lost_.erase(it);
+                    executor_.post(std::move(fn));
+                  }
+                }
+                if (!keeper_.epoch(kReplicaPrefix + replica_id_)) {
+                  claim(kReplicaPrefix + replica_id_, [](Grant) {});
+                }
+                schedule_heartbeat();
+              });
+}
+
+void release_on_exit(store::Store& store, const std::string& replica_id, std::int64_t now_ms) {
+  try {
+    for (const auto& l : store.list_leases("")) {
+      if (l.holder == replica_id && (l.name == kActiveLease || l.name == kReplicaPrefix + replica_id)) {
+        store.release_lease(l.name, replica_id, l.epoch, now_ms);
+      }
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("cluster: leases not released at exit ({}): they expire instead", e.what());
+  }
+}
+
+std::string default_replica_id(int port) {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') {
+    return "replica:" + std::to_string(port);
+  }
+  return std::string(host) + ":" + std::to_string(port);
+}
+
+ClusterView cluster_view(store::Store& store) {
+  ClusterView view;
+  std::map<std::string, std::size_t> sessions;
+  for (const auto& l : store.list_leases(kSessionPrefix)) {
+    if (!l.holder.empty()) ++sessions[l.holder];
+  }
+  for (const auto& l : store.list_leases(kReplicaPrefix)) {
+    if (l.holder.empty()) continue;
+    view.replicas.push_back({l.holder, l.expires_at_ms, sessions[l.holder]});
+  }
+  for (const auto& l : store.list_leases(kChannelPrefix)) {
+    view.accounts.push_back({l.name, l.holder, l.epoch, l.expires_at_ms});
+  }
+  return view;
+}
+
+}  // namespace drawbridge::runtime
+
+namespace drawbridge::runtime {
+
+nlohmann::json cluster_json(const Cluster& cluster, store::Store& store) {
+  nlohmann::json out = {{"replicaId", cluster.replica_id()},
+                        {"leaseMs", cluster.ttl().count()},
+                        {"failedHeartbeats", cluster.failed_heartbeats()}};
+  try {
+    const auto view = cluster_view(store);
+    nlohmann::json replicas = nlohmann::json::array();
+    for (const auto& r : view.replicas) {
+      replicas.push_back({{"id", r.id}, {"expiresAtMs", r.expires_at_ms}, {"sessions", r.sessions}});
+    }
+    nlohmann::json accounts = nlohmann::json::array();
+    for (const auto& a : view.accounts) {
+      accounts.push_back({{"name", a.name},
+                          {"holder", a.holder.empty() ? nlohmann::json() : nlohmann::json(a.holder)},
+                          {"epoch", a.epoch},
+                          {"expiresAtMs", a.expires_at_ms}});
+    }
+    out["replicas"] = std::move(replicas);
+    out["accounts"] = std::move(accounts);
+  } catch (const std::exception& e) {
+    out["error"] = e.what();
+  }
+  return out;
+}
+
+}  // namespace drawbridge::runtime

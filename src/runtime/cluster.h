@@ -1,0 +1,103 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+#include "core/clock.h"
+#include "core/executor.h"
+#include "core/lease_keeper.h"
+#include "pipeline/account_leases.h"
+#include "runtime/store_thread.h"
+#include "store/store.h"
+
+namespace drawbridge::runtime {
+
+// This replica's leases in a cluster on one PostgreSQL (docs/DECISIONS.md "Replicas"): the
+// channel accounts' (pipeline::AccountLeases, for the channels) and its presence
+// ("replica:<id>", which `status` lists). Claims and heartbeats run on a store connection and
+// thread of their own, so a long group commit never delays a heartbeat into a lost lease. What
+// the replica may still do with a lease is core::LeaseKeeper's call, on the steady clock.
+class Cluster final : public pipeline::AccountLeases {
+ public:
+  // `store`: a connection for the leases alone (not owned; outlives this).
+  Cluster(boost::asio::io_context& io, core::Clock& clock, core::Executor& executor,
+          store::Store& store, std::string replica_id, std::chrono::milliseconds ttl);
+  ~Cluster() override;
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  // Claims the presence lease and starts the heartbeat.
+  void start();
+  // A lease claimed elsewhere (at `sent`, at `epoch`) that the heartbeat keeps; `on_lost` runs
+  // when a heartbeat finds it taken.
+  void adopt(const std::string& name, std::int64_t epoch, core::TimePoint sent,
+             std::function<void()> on_lost);
+
+  // pipeline::AccountLeases
+  void claim(const std::string& name, std::function<void(Grant)> done) override;
+  std::chrono::milliseconds remaining(const std::string& name) const override;
+  void release(const std::string& name) override;
+  std::chrono::milliseconds ttl() const override { return keeper_.ttl(); }
+  const std::string& replica_id() const override { return replica_id_; }
+
+  // Heartbeats that failed in a row (the store unreachable), for status and logs.
+  int failed_heartbeats() const { return failed_heartbeats_; }
+  std::uint64_t heartbeats() const { return heartbeats_; }  // answered, since the start
+
+ private:
+  void heartbeat();
+  void schedule_heartbeat();
+
+  boost::asio::io_context& io_;
+  core::Clock& clock_;
+  core::Executor& executor_;
+  std::string replica_id_;
+  core::LeaseKeeper keeper_;
+  StoreThread thread_;
+  std::optional<core::TimerId> timer_;
+  bool beating_ = false;  // a heartbeat is in flight
+  int failed_heartbeats_ = 0;
+  std::uint64_t heartbeats_ = 0;
+  std::map<std::string, std::function<void()>> on_lost_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// The one replica allowed to run sessions until they have leases of their own.
+inline constexpr const char* kActiveLease = "cluster:active";
+// At a plain stop: gives up this replica's "cluster:active" and "replica:<id>" leases at once.
+void release_on_exit(store::Store& store, const std::string& replica_id, std::int64_t now_ms);
+
+// The replica id when cluster.replicaId is empty: <host name>:<gateway port>.
+std::string default_replica_id(int port);
+
+// What `status` shows of the cluster: live replicas, and who holds which channel account and
+// how many sessions. Read from `store` (a read on the calling thread).
+struct ClusterView {
+  struct Replica {
+    std::string id;
+    std::int64_t expires_at_ms = 0;
+    std::size_t sessions = 0;
+  };
+  struct Account {
+    std::string name;  // "channel:telegram:<bot id>"
+    std::string holder;
+    std::int64_t epoch = 0;
+    std::int64_t expires_at_ms = 0;
+  };
+  std::vector<Replica> replicas;
+  std::vector<Account> accounts;
+};
+ClusterView cluster_view(store::Store& store);
+// `status`'s "cluster": this replica, its lease time and heartbeat, and cluster_view(store)
+// (or the store's error).
+nlohmann::json cluster_json(const Cluster& cluster, store::Store& store);
+
+}  // namespace drawbridge::runtime

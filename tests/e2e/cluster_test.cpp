@@ -1,0 +1,155 @@
+// drawbridge on a real PostgreSQL (tests/fakes/pg_server.h: started by the tests on a Unix
+// socket): the message path on store.driver "postgres", the active replica's lease (a second
+// replica is refused while the first lives and takes over after it dies), and the Telegram
+// poller across a pause past the lease: fenced, never two getUpdates at once.
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <future>
+#include <string>
+
+#include "e2e/harness.h"
+#include "e2e/lifecycle_helpers.h"
+#include "fakes/pg_server.h"
+#include "fakes/telegram_fake.h"
+
+namespace drawbridge::e2e {
+namespace {
+
+using testing::TelegramFake;
+constexpr const char* kBot = "777001:cluster-bot-token";
+constexpr std::int64_t kAlice = 42;
+
+json pg_config(const std::string& conninfo, const std::string& replica, int lease_ms = 1500) {
+  json cfg = lifecycle::restartable(echo_config());
+  cfg["store"] = {{"driver", "postgres"}, {"url", conninfo}};
+  cfg["cluster"] = {{"replicaId", replica}, {"leaseMs", lease_ms}};
+  return cfg;
+}
+
+struct ClusterTest : ::testing::Test {
+  std::string conninfo;
+  void SetUp() override {
+    std::string why;
+    auto c = testing::fresh_pg_schema(&why);
+    if (!c) GTEST_SKIP() << "PostgreSQL is not installed: " << why;
+    conninfo = *c;
+  }
+};
+
+std::size_t count_of(const json& messages, const std::string& role, const std::string& text) {
+  std::size_t n = 0;
+  for (const auto& m : messages) {
+    if (m.value("role", "") != role) continue;
+    const auto& c = m.value("content", json());
+    std::string t = c.is_string() ? c.get<std::string>() : "";
+    if (c.is_array() && !c.empty()) t = c[0].value("text", "");
+    if (t == text) ++n;
+  }
+  return n;
+}
+
+// Starts `gw` on another thread: it stands by until it holds the active lease, then gets
+// ready; get() rethrows what start() threw (not ready within the harness's 10 s).
+std::future<void> start_later(Gateway& gw) {
+  return std::async(std::launch::async, [&gw] { gw.start(); });
+}
+
+// Waits (bounded) until the session's history holds `text` answered once.
+bool answered(const Gateway& gw, const std::string& session, const std::string& text) {
+  return wait_until_idle(gw, 10s).is_object() &&
+         count_of(gw.history(session), "assistant", text) == 1;
+}
+
+TEST_F(ClusterTest, MessagesSurviveAKillNineOnPostgres) {
+  TempDir dir;
+  Gateway gw(dir, pg_config(conninfo, "solo"));
+  gw.start();
+  for (int i = 0; i < 5; ++i) {
+    auto post = gw.post_message({{"sessionKey", "pg"},
+                                 {"message", "m" + std::to_string(i)},
+                                 {"idempotencyKey", "pg-" + std::to_string(i)}});
+    ASSERT_EQ(post.status, 202) << post.body;
+  }
+  ASSERT_TRUE(answered(gw, "pg", "m4")) << gw.log();
+  gw.kill9();
+  gw.start();  // same replica id: it renews its own lease at once
+  // A duplicate is recognised across the restart; nothing is answered twice.
+  auto again = gw.post_message({{"sessionKey", "pg"}, {"message", "m0"}, {"idempotencyKey", "pg-0"}});
+  EXPECT_EQ(again.json_body().value("duplicate", false), true) << again.body;
+  auto messages = gw.history("pg");
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(count_of(messages, "user", "m" + std::to_string(i)), 1u) << messages.dump(1);
+    EXPECT_EQ(count_of(messages, "assistant", "m" + std::to_string(i)), 1u) << messages.dump(1);
+  }
+  auto status = gw.client({"operator.read"})->request("status", json::object());
+  EXPECT_EQ(status["cluster"].value("replicaId", ""), "solo") << status.dump();
+  EXPECT_EQ(status["cluster"]["replicas"].size(), 1u) << status.dump();
+}
+
+TEST_F(ClusterTest, ASecondReplicaStandsByWhileTheFirstLivesAndTakesOverAfterItDies) {
+  TempDir dir_a, dir_b;
+  Gateway a(dir_a, pg_config(conninfo, "a"));
+  Gateway b(dir_b, pg_config(conninfo, "b"));
+  a.start();
+  auto b_ready = start_later(b);
+  // While a serves, b stands by: a's messages are a's alone.
+  auto post = a.post_message({{"sessionKey", "x"}, {"message", "before"}, {"idempotencyKey", "x1"}});
+  ASSERT_EQ(post.status, 202);
+  ASSERT_TRUE(answered(a, "x", "before")) << a.log();
+  EXPECT_EQ(b_ready.wait_for(0s), std::future_status::timeout);
+  a.kill9();
+  ASSERT_NO_THROW(b_ready.get()) << b.log();  // within a's lease (1.5 s) of its death
+  EXPECT_NE(b.log().find("standby: replica a is active on this database"), std::string::npos)
+      << b.log();
+  EXPECT_EQ(count_of(b.history("x"), "assistant", "before"), 1u);
+  auto after = b.post_message({{"sessionKey", "x"}, {"message", "after"}, {"idempotencyKey", "x2"}});
+  ASSERT_EQ(after.status, 202);
+  ASSERT_TRUE(answered(b, "x", "after")) << b.log();
+  // A plain stop hands over at once: a starts again without waiting out the lease.
+  b.signal(SIGTERM);
+  EXPECT_EQ(b.wait_exit(15s).code, 0) << b.log();
+  a.start();
+  EXPECT_EQ(a.log().find("standby:"), std::string::npos) << a.log();
+}
+
+TEST_F(ClusterTest, APausedPollerIsFencedAndTwoPollsNeverOverlap) {
+  TelegramFake fake;
+  fake.add_bot(kBot, 777001, "cluster_bot");
+  auto with_bot = [&](json cfg) {
+    cfg["channels"]["telegram"] = {{"botTokenEnv", "E2E_BOT_TOKEN"},
+                                   {"apiRoot", fake.base_url()},
+                                   {"allowFrom", json::array({kAlice})},
+                                   {"pollTimeoutSeconds", 30},
+                                   {"sendRate", {{"chatPerSecond", 0}}}};
+    return cfg;
+  };
+  TempDir dir_a, dir_b;
+  Gateway a(dir_a, with_bot(pg_config(conninfo, "a", 2000)));
+  Gateway b(dir_b, with_bot(pg_config(conninfo, "b", 2000)));
+  a.set_env("E2E_BOT_TOKEN", kBot);
+  b.set_env("E2E_BOT_TOKEN", kBot);
+  a.start();
+  fake.push_message(kBot, kAlice, kAlice, "one");
+  ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 1; }, 10s)) << a.log();
+  auto b_ready = start_later(b);
+  // a stops dead (SIGSTOP) past its lease; b takes over the store and the bot.
+  a.signal(SIGSTOP);
+  ASSERT_NO_THROW(b_ready.get()) << b.log();
+  fake.push_message(kBot, kAlice, kAlice, "two");
+  ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 2; }, 10s)) << b.log();
+  // a wakes: its leases are gone; it stops itself instead of polling or committing as holder.
+  a.signal(SIGCONT);
+  EXPECT_EQ(a.wait_exit(20s).code, 0) << a.log();
+  EXPECT_NE(a.log().find("another replica took the active lease"), std::string::npos) << a.log();
+  fake.push_message(kBot, kAlice, kAlice, "three");
+  ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 3; }, 10s)) << b.log();
+  std::vector<std::string> texts;
+  for (const auto& m : fake.sent(kBot)) texts.push_back(m.text);
+  EXPECT_EQ(texts, (std::vector<std::string>{"one", "two", "three"}));
+  EXPECT_LE(fake.max_concurrent_polls(kBot), 1) << "two getUpdates overlapped";
+}
+
+}  // namespace
+}  // namespace drawbridge::e2e

@@ -1,0 +1,121 @@
+// runtime::Cluster on the SQLite driver's leases (its clock is the injected one, so expiry is
+// simulated time); the store calls run on the Cluster's own thread and report on the loop.
+
+#include "runtime/cluster.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include "core/manual_executor.h"
+#include "store/sqlite_store.h"
+#include "unit/store/temp_dir.h"
+
+namespace drawbridge::runtime {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Runs the loop until `done` holds (the store thread answers within microseconds; the
+// deadline only bounds a broken test).
+template <class Pred>
+bool run_until(boost::asio::io_context& io, Pred done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    io.restart();
+    io.run_one_for(milliseconds(50));
+  }
+  return done();
+}
+
+struct Replica {
+  Replica(boost::asio::io_context& io, core::ManualClock& clock, core::ManualExecutor& ex,
+          const std::string& path, const std::string& id)
+      : store(store::SqliteStore::open(path)), cluster(io, clock, ex, *store, id, milliseconds(3000)) {}
+  std::unique_ptr<store::SqliteStore> store;
+  Cluster cluster;
+};
+
+pipeline::AccountLeases::Grant claim(boost::asio::io_context& io, Cluster& c,
+                                     const std::string& name) {
+  std::optional<pipeline::AccountLeases::Grant> got;
+  c.claim(name, [&](pipeline::AccountLeases::Grant g) { got = g; });
+  EXPECT_TRUE(run_until(io, [&] { return got.has_value(); }));
+  return got.value_or(pipeline::AccountLeases::Grant{});
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  store::test_support::TempDir dir;
+  std::string path = (dir.path / "cluster.db").string();
+  boost::asio::io_context io;
+  core::ManualClock clock;
+  core::ManualExecutor ex{clock};
+};
+
+TEST_F(ClusterTest, OneReplicaHoldsAnAccountAndTheOtherWaitsUntilItIsReleased) {
+  Replica a(io, clock, ex, path, "a"), b(io, clock, ex, path, "b");
+  auto ga = claim(io, a.cluster, "channel:telegram:1");
+  EXPECT_TRUE(ga.held);
+  EXPECT_EQ(ga.epoch, 1);
+  EXPECT_EQ(a.cluster.remaining("channel:telegram:1"), milliseconds(2400));
+  auto gb = claim(io, b.cluster, "channel:telegram:1");
+  EXPECT_FALSE(gb.held);
+  EXPECT_EQ(gb.holder, "a");
+  EXPECT_EQ(b.cluster.remaining("channel:telegram:1"), milliseconds(0));
+  a.cluster.release("channel:telegram:1");
+  EXPECT_EQ(a.cluster.remaining("channel:telegram:1"), milliseconds(0));
+  bool taken = false;
+  ASSERT_TRUE(run_until(io, [&] {
+    taken = taken || claim(io, b.cluster, "channel:telegram:1").held;
+    return taken;
+  }));
+  EXPECT_EQ(b.store->list_leases("channel:")[0].epoch, 2);
+}
+
+TEST_F(ClusterTest, HeartbeatsKeepTheLeasesAndADeadReplicasPassAfterTheLeaseTime) {
+  Replica b(io, clock, ex, path, "b");
+  {
+    Replica a(io, clock, ex, path, "a");
+    a.cluster.start();
+    ASSERT_TRUE(claim(io, a.cluster, "channel:irc:bot").held);
+    // Ten heartbeats (a third of the lease each): still a's, and usable all along.
+    for (int i = 0; i < 10; ++i) {
+      ex.advance(milliseconds(1000));
+      ASSERT_TRUE(run_until(io, [&] { return a.cluster.heartbeats() == std::uint64_t(i + 1); }));
+      EXPECT_GT(a.cluster.remaining("channel:irc:bot"), milliseconds(0)) << i;
+    }
+    EXPECT_FALSE(claim(io, b.cluster, "channel:irc:bot").held);
+    auto view = cluster_view(*b.store);
+    ASSERT_EQ(view.replicas.size(), 1u);
+    EXPECT_EQ(view.replicas[0].id, "a");
+    ASSERT_EQ(view.accounts.size(), 1u);
+    EXPECT_EQ(view.accounts[0].holder, "a");
+  }  // a dies: no release, no heartbeat
+  clock.advance(milliseconds(3000));
+  auto g = claim(io, b.cluster, "channel:irc:bot");
+  EXPECT_TRUE(g.held);
+  EXPECT_EQ(g.epoch, 2);
+}
+
+TEST_F(ClusterTest, ALostLeaseIsReportedByTheNextHeartbeat) {
+  Replica a(io, clock, ex, path, "a"), b(io, clock, ex, path, "b");
+  bool lost = false;
+  const auto sent = clock.now();
+  auto l = a.store->claim_lease(kActiveLease, "a", 3000, clock.wall_ms());
+  a.cluster.adopt(kActiveLease, l.epoch, sent, [&] { lost = true; });
+  a.cluster.start();
+  // a is paused past its lease (no heartbeat ran), b takes over.
+  clock.advance(milliseconds(5000));
+  EXPECT_TRUE(b.store->claim_lease(kActiveLease, "b", 3000, clock.wall_ms()).held);
+  ex.advance(milliseconds(1000));  // a wakes: its heartbeat runs
+  ASSERT_TRUE(run_until(io, [&] {
+    ex.run_ready();
+    return lost;
+  }));
+  release_on_exit(*b.store, "b", clock.wall_ms());
+  EXPECT_TRUE(b.store->list_leases(kActiveLease)[0].holder.empty());
+}
+
+}  // namespace
+}  // namespace drawbridge::runtime
