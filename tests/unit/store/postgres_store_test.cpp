@@ -6,6 +6,7 @@
 #include "store/postgres_store.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -188,20 +189,42 @@ TEST(PostgresStore, AMessageDeliveredTwiceAtOnceIsTakenOnce) {
   EXPECT_EQ(a->transcript("local:alice", 100).size(), static_cast<std::size_t>(kMessages));
 }
 
-TEST(PostgresStore, TextWithANulByteIsRefusedAndNothingIsWritten) {
+// PostgreSQL's text holds neither NUL nor invalid UTF-8, which SQLite stores: refusing them
+// would make a channel ask for the message again forever, so they are stored as U+FFFD.
+TEST(PostgresStore, TextPostgresCannotHoldIsStoredWithReplacementCharacters) {
   FRESH_SCHEMA_OR_SKIP(conninfo);
   auto store = PostgresStore::open({conninfo, ""});
-  std::string text = "before";
-  text += '\0';
-  text += "after";
-  try {
-    store->insert_inbound(message("m1", text), 1000);
-    ADD_FAILURE() << "a NUL byte was accepted";
-  } catch (const StoreError& e) {
-    EXPECT_TRUE(contains(e.what(), "NUL byte")) << e.what();
-  }
-  EXPECT_EQ(store->counts().inbox_total, 0);
-  EXPECT_FALSE(store->insert_inbound(message("m1", "fine"), 1000).duplicate);
+  const std::string nul("a\0b", 3);
+  const std::string latin1 = "caf\xe9";
+  const std::string surrogate = "\xed\xa0\x80!";
+  const std::string fine = "h\xc3\xa9llo \xf0\x9f\x91\x8b";  // héllo 👋
+  const std::string cut = "\xf0\x9f\x91";                    // a sequence cut short
+  const auto in = store->insert_inbound(message("m1", nul + latin1 + surrogate), 1000);
+  EXPECT_FALSE(in.duplicate);
+  store->stage_reply(in.record.id, {fine, cut}, 2000);
+  const auto t = store->transcript("local:alice", 10);
+  ASSERT_EQ(t.size(), 2u);
+  const std::string fffd = "\xef\xbf\xbd";
+  EXPECT_EQ(t[0].text, "a" + fffd + "b" + "caf" + fffd + fffd + fffd + fffd + "!");
+  EXPECT_EQ(t[1].text, fine + fffd + fffd + fffd);
+  EXPECT_EQ(store->pending_outbox().at(0).text, fine) << "valid UTF-8 is kept as it is";
+  // The same key, the same replacement: the dedupe still holds.
+  EXPECT_FALSE(store->insert_inbound(message(std::string("k\xff"), "x"), 3000).duplicate);
+  EXPECT_TRUE(store->insert_inbound(message(std::string("k\xff"), "x"), 3000).duplicate);
+}
+
+TEST(PostgresStore, ADatabaseThatIsNotUtf8IsRefused) {
+  FRESH_SCHEMA_OR_SKIP(admin);
+  const std::string db =
+      "latin1_" + std::to_string(::getpid()) + "_" +
+      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+  pg_query(admin, "CREATE DATABASE " + db +
+                      " ENCODING 'LATIN1' TEMPLATE template0 LC_COLLATE 'C' "
+                      "LC_CTYPE 'C'");
+  const auto error = open_error({admin + " dbname=" + db, ""});
+  pg_query(admin, "DROP DATABASE " + db);
+  EXPECT_TRUE(contains(error, "encoding is LATIN1")) << error;
+  EXPECT_TRUE(contains(error, "needs UTF8")) << error;
 }
 
 TEST(PostgresStore, ALostConnectionFailsOneCallAndTheNextOneReconnects) {
