@@ -21,6 +21,61 @@ void ignore_notice(void*, const char*) {}
 
 }  // namespace
 
+namespace {
+
+// The length of the valid UTF-8 sequence at s[i] (RFC 3629: no overlong forms, no surrogates,
+// nothing above U+10FFFF), 0 when there is none; NUL counts as none.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char c = byte(0);
+  if (c == 0) return 0;
+  if (c < 0x80) return 1;
+  std::size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size() || byte(1) < lo || byte(1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k) {
+    if ((byte(k) & 0xC0) != 0x80) return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+std::string storable_text(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const std::size_t n = utf8_sequence(s, i);
+    if (n == 0) break;
+    i += n;
+  }
+  if (i == s.size()) return std::string(s);  // the usual case: nothing to replace
+  std::string out(s.substr(0, i));
+  while (i < s.size()) {
+    const std::size_t n = utf8_sequence(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
 Param Param::int64_array(const std::vector<std::int64_t>& values) {
   std::string s = "{";
   for (std::size_t i = 0; i < values.size(); ++i) {
@@ -145,12 +200,7 @@ Result Connection::run(std::string_view sql, const std::vector<Param>& params) {
   }
   std::vector<const char*> values;
   values.reserve(params.size());
-  for (const auto& p : params) {
-    if (p.value() && p.value()->find('\0') != std::string::npos) {
-      throw StoreError("a text value holds a NUL byte, which PostgreSQL cannot store");
-    }
-    values.push_back(p.value() ? p.value()->c_str() : nullptr);
-  }
+  for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
   return check(PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(values.size()),
                               values.data(), nullptr, nullptr, 0),
                "query failed (" + it->first + ")", true);

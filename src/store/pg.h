@@ -17,17 +17,22 @@ struct pg_result;
 
 namespace drawbridge::store::pg {
 
-// One query parameter in text format; nullopt is SQL NULL. Implicit, so that a call reads
-// like the statement: conn.query(sql, id, text, nullptr).
+// Text PostgreSQL can store: valid UTF-8 without NUL. Each NUL byte and each byte that is not
+// part of a valid UTF-8 sequence becomes U+FFFD, so that a message SQLite would take is never
+// refused (a channel asks again for what was not stored: a refusal would repeat forever).
+std::string storable_text(std::string_view s);
+
+// One query parameter in text format; nullopt is SQL NULL. Text goes through storable_text.
+// Implicit, so that a call reads like the statement: conn.query(sql, id, text, nullptr).
 class Param {
  public:
   Param(std::nullptr_t) {}
   Param(std::int64_t v) : value_(std::to_string(v)) {}
   Param(int v) : value_(std::to_string(v)) {}
   Param(bool v) : value_(v ? "true" : "false") {}
-  Param(std::string_view v) : value_(std::string(v)) {}
-  Param(const std::string& v) : value_(v) {}
-  Param(const char* v) : value_(std::string(v)) {}
+  Param(std::string_view v) : value_(storable_text(v)) {}
+  Param(const std::string& v) : value_(storable_text(v)) {}
+  Param(const char* v) : value_(storable_text(v)) {}
   Param(const std::optional<std::int64_t>& v) {
     if (v) value_ = std::to_string(*v);
   }

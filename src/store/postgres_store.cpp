@@ -300,6 +300,12 @@ std::unique_ptr<PostgresStore> PostgresStore::open(const PostgresOptions& option
   auto conn = std::make_unique<pg::Connection>(options.conninfo, options.password);
   try {
     conn->set_session_setup(postgres::kSessionSetup);
+    // Text is stored as UTF-8 (pg::storable_text) and previews count its characters.
+    const auto encoding = conn->query("SELECT current_setting('server_encoding')").text(0, 0);
+    if (encoding != "UTF8") {
+      throw StoreError("the database's encoding is " + encoding +
+                       "; drawbridge needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8')");
+    }
     postgres::migrate(*conn);
   } catch (const StoreError& e) {
     throw StoreError(std::string("cannot open the PostgreSQL store: ") + e.what());
