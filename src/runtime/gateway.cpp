@@ -194,14 +194,22 @@ class Gateway final : public server::Control {
     };
     attempt();
     while (!active && !failed && !io_.stopped()) io_.run_one();
+    // The loop ran out of work once the claim succeeded, which stops the context: the
+    // gateway's own run needs it running again.
+    io_.restart();
     if (failed) return failed;
     if (!active) return std::string("cluster: stopped while standing by");
     spdlog::info("cluster: replica {} is active (lease epoch {})", id, active->epoch);
     cluster_ = std::make_unique<Cluster>(io_, clock_, executor_, *stores_.leases, id, ttl);
     cluster_->adopt(kActiveLease, active->epoch, sent, [this] {
+      // No drain: nothing this replica still writes can land (it would wait for replies it
+      // can no longer record as sent), and the other replica has its work already.
       spdlog::critical("cluster: another replica took the active lease (this one was cut off "
-                       "or paused past it): stopping");
-      restarts_->request_stop("lost the cluster's active lease");
+                       "or paused past it): exiting with code {} at once; a supervisor starts "
+                       "it again as a standby",
+                       exit_code::restart);
+      exit_code_ = exit_code::restart;
+      finish_process();
     });
     // Every write of the message path is fenced by the active lease's epoch: once another
     // replica took over, nothing this one commits can land (it may have been paused mid-turn).

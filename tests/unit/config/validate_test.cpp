@@ -61,8 +61,8 @@ TEST(ConfigValidate, EnumValues) {
       (Lines{
           R"(messages.queue.drop: expected one of "old", "new", "summarize", got "all")",
           R"(messages.queue.mode: expected one of "steer", "followup", "collect", "interrupt", got "queue")"}));
-  EXPECT_EQ(errors_of(R"({"store":{"driver":"postgres"}})"),
-            Lines{R"(store.driver: expected one of "sqlite", got "postgres")"});
+  EXPECT_EQ(errors_of(R"({"store":{"driver":"mysql"}})"),
+            Lines{R"(store.driver: expected one of "sqlite", "postgres", got "mysql")"});
   EXPECT_EQ(errors_of(R"({"store":{"dataDir":""}})"),
             Lines{R"(store.dataDir: expected a non-empty string, got "")"});
   EXPECT_EQ(
@@ -117,7 +117,7 @@ TEST(ConfigValidate, UnknownTopLevelKey) {
   EXPECT_EQ(
       errors_of(R"({"plugins":{}})"),
       Lines{
-          R"(plugins: unknown key "plugins"; allowed: $schema, agents, channels, commands, gateway, logging, messages, meta, store)"});
+          R"(plugins: unknown key "plugins"; allowed: $schema, agents, channels, cluster, commands, gateway, logging, messages, meta, store)"});
 }
 
 TEST(ConfigValidate, SchemaAndMetaAreIgnored) {

@@ -53,7 +53,7 @@ TEST(ReloadPlan, TableListsTheRulesInReadmeOrder) {
                           "$schema", "meta", "logging", "messages", "commands", "gateway.reload",
                           "gateway.restart", "gateway.controlUi.root",
                           "gateway.controlUi.assistantName", "gateway.auth", "gateway", "store",
-                          "channels.*",
+                          "cluster", "channels.*",
                           "channels.*.notices", "channels.*.accounts.*", "agents.default",
                           "agents.*"}));
 }
@@ -74,6 +74,7 @@ TEST(ReloadPlan, EveryRuleClassifiesAPathUnderIt) {
       {"gateway.auth.token", hot, "gateway.auth", HotAction::update_auth, ""},
       {"gateway.bind", restart, "gateway", std::nullopt, ""},
       {"store.dataDir", restart, "store", std::nullopt, ""},
+      {"cluster.leaseMs", restart, "cluster", std::nullopt, ""},
       {"channels.telegram.botToken", hot, "channels.*", HotAction::restart_channel, "telegram"},
       {"channels.irc.notices.enabled", none, "channels.*.notices", std::nullopt, ""},
       {"channels.telegram.accounts.alerts.botTokenEnv", hot, "channels.*.accounts.*",
