@@ -30,6 +30,7 @@ bindir=$(for b in /usr/lib/postgresql/*/bin; do [[ -x $b/initdb ]] && echo "$b";
 bench_mktemp work
 machine_line
 as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+chmod 755 "$work"  # the postgres user reaches its folder through it
 pg="$work/pg"
 mkdir -p "$pg"
 [[ $(id -u) -eq 0 ]] && chown postgres: "$pg"
@@ -42,10 +43,10 @@ _bench_pids+=("$pg_pid")
 echo "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') (pid $pg_pid), fsync on"
 psql_c() { "$bindir/psql" -h "$pg" -U postgres -d postgres -Atqc "$1"; }
 
-# pg_config FILE SCHEMA REPLICA: a config on a fresh schema.
+# pg_config FILE SCHEMA REPLICA [LEVEL]: a config on a fresh schema.
 pg_config() {
   psql_c "CREATE SCHEMA IF NOT EXISTS $2" || exit 1
-  write_config "$1" warn "\"store\": {\"driver\": \"postgres\", \"url\": \"host=$pg dbname=postgres user=postgres options='-c search_path=$2'\"}, \"cluster\": {\"replicaId\": \"$3\", \"leaseMs\": $lease_ms}"
+  write_config "$1" "${4:-warn}" "\"store\": {\"driver\": \"postgres\", \"url\": \"host=$pg dbname=postgres user=postgres options='-c search_path=$2'\"}, \"cluster\": {\"replicaId\": \"$3\", \"leaseMs\": $lease_ms}"
 }
 
 echo "=== throughput: one replica on PostgreSQL, $conns sessions, closed loop, ${duration} s"
@@ -61,8 +62,9 @@ jq -r '"throughput \(.throughput | floor) finals/s  p50 \(.latencyMs.p50) ms  p9
 stop_gateway "$GW_PID"
 
 echo "=== failover: kill -9 of the active replica -> the standby's /readyz 200 (leaseMs $lease_ms)"
-pg_config "$work/fa.json" fo a
-pg_config "$work/fb.json" fo b
+# info: the standby's "standby:" line is how this script knows it waits.
+pg_config "$work/fa.json" fo a info
+pg_config "$work/fb.json" fo b info
 declare -A cfg=([a]="$work/fa.json" [b]="$work/fb.json") ports=() pids=()
 launch() {  # launch NAME: starts replica NAME on a fresh port
   ports[$1]=$(free_port) || exit 2
