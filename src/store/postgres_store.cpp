@@ -155,34 +155,6 @@ constexpr const char* kSessionSetup =
 
 }  // namespace
 
-std::string select_from(std::string_view columns, std::string_view rest) {
-  std::string sql = "SELECT ";
-  sql += columns;
-  sql += ' ';
-  sql += rest;
-  return sql;
-}
-
-InboxState inbox_state_from(const std::string& s) {
-  for (auto state : {InboxState::pending, InboxState::running, InboxState::done,
-                     InboxState::aborted, InboxState::failed}) {
-    if (s == to_string(state)) return state;
-  }
-  throw StoreError("inbox row has unknown state \"" + s + "\"");
-}
-
-OutboxState outbox_state_from(const std::string& s) {
-  for (auto state :
-       {OutboxState::pending, OutboxState::sent, OutboxState::failed, OutboxState::stale}) {
-    if (s == to_string(state)) return state;
-  }
-  throw StoreError("outbox row has unknown state \"" + s + "\"");
-}
-
-bool is_closed(InboxState s) {
-  return s == InboxState::done || s == InboxState::aborted || s == InboxState::failed;
-}
-
 InboxRecord read_inbox(const Result& r, int row) {
   InboxRecord out;
   out.id = r.int64(row, 0);

@@ -11,6 +11,7 @@
 
 #include "store/pg.h"
 #include "store/postgres_store.h"
+#include "store/rows.h"
 
 namespace drawbridge::store::postgres {
 
@@ -35,12 +36,6 @@ inline constexpr std::string_view kLeaseColumns = "name, holder, epoch, expires_
 inline constexpr std::string_view kServerNowMs =
     "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
-// "SELECT <columns> <rest>", built once per call site (a function-local static).
-std::string select_from(std::string_view columns, std::string_view rest);
-
-InboxState inbox_state_from(const std::string& s);
-OutboxState outbox_state_from(const std::string& s);
-bool is_closed(InboxState s);
 InboxRecord read_inbox(const Result& r, int row);
 OutboxRecord read_outbox(const Result& r, int row);
 TranscriptEntry read_transcript(const Result& r, int row);

@@ -272,34 +272,6 @@ std::unique_ptr<Database> open_database(const std::string& path, Durability dura
 
 }  // namespace
 
-std::string select_from(std::string_view columns, std::string_view rest) {
-  std::string sql = "SELECT ";
-  sql += columns;
-  sql += ' ';
-  sql += rest;
-  return sql;
-}
-
-InboxState inbox_state_from(const std::string& s) {
-  for (auto state : {InboxState::pending, InboxState::running, InboxState::done,
-                     InboxState::aborted, InboxState::failed}) {
-    if (s == to_string(state)) return state;
-  }
-  throw StoreError("inbox row has unknown state \"" + s + "\"");
-}
-
-OutboxState outbox_state_from(const std::string& s) {
-  for (auto state :
-       {OutboxState::pending, OutboxState::sent, OutboxState::failed, OutboxState::stale}) {
-    if (s == to_string(state)) return state;
-  }
-  throw StoreError("outbox row has unknown state \"" + s + "\"");
-}
-
-bool is_closed(InboxState s) {
-  return s == InboxState::done || s == InboxState::aborted || s == InboxState::failed;
-}
-
 InboxRecord read_inbox(const Cursor& c) {
   InboxRecord r;
   r.id = c.int64(0);

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "store/rows.h"
 #include "store/sqlite.h"
 #include "store/sqlite_store.h"
 
@@ -31,10 +32,6 @@ inline constexpr std::string_view kTranscriptColumns =
     "id, session_key, role, text, run_id, inbound_id, created_at_ms, state";
 
 
-std::string select_from(std::string_view columns, std::string_view rest);
-InboxState inbox_state_from(const std::string& s);
-OutboxState outbox_state_from(const std::string& s);
-bool is_closed(InboxState s);
 InboxRecord read_inbox(const Cursor& c);
 OutboxRecord read_outbox(const Cursor& c);
 TranscriptEntry read_transcript(const Cursor& c);

@@ -1,5 +1,7 @@
 #include "store/store.h"
 
+#include "store/rows.h"
+
 namespace drawbridge::store {
 
 const char* to_string(InboxState s) {
@@ -40,6 +42,34 @@ const char* to_string(OutboxState s) {
       return "stale";
   }
   return "unknown";
+}
+
+std::string select_from(std::string_view columns, std::string_view rest) {
+  std::string sql = "SELECT ";
+  sql += columns;
+  sql += ' ';
+  sql += rest;
+  return sql;
+}
+
+InboxState inbox_state_from(const std::string& s) {
+  for (auto state : {InboxState::pending, InboxState::running, InboxState::done,
+                     InboxState::aborted, InboxState::failed}) {
+    if (s == to_string(state)) return state;
+  }
+  throw StoreError("inbox row has unknown state \"" + s + "\"");
+}
+
+OutboxState outbox_state_from(const std::string& s) {
+  for (auto state :
+       {OutboxState::pending, OutboxState::sent, OutboxState::failed, OutboxState::stale}) {
+    if (s == to_string(state)) return state;
+  }
+  throw StoreError("outbox row has unknown state \"" + s + "\"");
+}
+
+bool is_closed(InboxState s) {
+  return s == InboxState::done || s == InboxState::aborted || s == InboxState::failed;
 }
 
 }  // namespace drawbridge::store
