@@ -35,7 +35,9 @@ std::vector<std::string> LeaseKeeper::renewed(const std::vector<Held>& held, Tim
   return lost;
 }
 
-void LeaseKeeper::forget(const std::string& name) { leases_.erase(name); }
+void LeaseKeeper::forget(const std::string& name) {
+  leases_.erase(name);
+}
 
 bool LeaseKeeper::usable(const std::string& name, TimePoint now) const {
   auto it = leases_.find(name);

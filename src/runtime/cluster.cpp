@@ -1,10 +1,9 @@
 #include "runtime/cluster.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <map>
-
-#include <spdlog/spdlog.h>
 
 namespace drawbridge::runtime {
 
@@ -32,9 +31,10 @@ void Cluster::start() {
   spdlog::info("cluster: replica {} (leases of {} ms)", replica_id_, keeper_.ttl().count());
   claim(kReplicaPrefix + replica_id_, [this](Grant g) {
     if (!g.held) {
-      spdlog::error("cluster: replica id {} is in use by a live replica: give each replica its "
-                    "own cluster.replicaId",
-                    replica_id_);
+      spdlog::error(
+          "cluster: replica id {} is in use by a live replica: give each replica its "
+          "own cluster.replicaId",
+          replica_id_);
     }
   });
   schedule_heartbeat();
@@ -78,8 +78,9 @@ void Cluster::release(const std::string& name) {
   const auto epoch = keeper_.epoch(name);
   keeper_.forget(name);
   if (!epoch) return;
-  thread_.run({[name, id = replica_id_, epoch = *epoch, now = clock_.wall_ms()](
-                  store::Store& s) { s.release_lease(name, id, epoch, now); }},
+  thread_.run({[name, id = replica_id_, epoch = *epoch, now = clock_.wall_ms()](store::Store& s) {
+                s.release_lease(name, id, epoch, now);
+              }},
               [name](std::string error) {
                 if (!error.empty()) {
                   spdlog::warn("cluster: lease {} not released ({}): it expires instead", name,
@@ -101,42 +102,41 @@ void Cluster::heartbeat() {
   beating_ = true;
   const auto sent = clock_.now();
   auto renewed = std::make_shared<std::vector<store::Lease>>();
-  thread_.run({[renewed, id = replica_id_, ttl_ms = keeper_.ttl().count(),
-                now = clock_.wall_ms()](store::Store& s) {
-                *renewed = s.renew_leases(id, ttl_ms, now);
-              }},
-              [this, alive = alive_, renewed, sent](std::string error) {
-                if (!*alive) return;
-                beating_ = false;
-                if (!error.empty()) {
-                  ++failed_heartbeats_;
-                  spdlog::warn("cluster: heartbeat failed ({} in a row): {}", failed_heartbeats_,
-                               error);
-                  return schedule_heartbeat();
-                }
-                failed_heartbeats_ = 0;
-                ++heartbeats_;
-                std::vector<core::LeaseKeeper::Held> held;
-                for (const auto& l : *renewed) held.push_back({l.name, l.epoch});
-                for (const auto& name : keeper_.renewed(held, sent)) {
-                  spdlog::warn("cluster: lease {} lost (another replica took it)", name);
-                  if (auto it = on_lost_.find(name); it != on_lost_.end()) {
-                    auto fn = std::move(it->second);
-                    on_lost_.erase(it);
-                    executor_.post(std::move(fn));
-                  }
-                }
-                if (!keeper_.epoch(kReplicaPrefix + replica_id_)) {
-                  claim(kReplicaPrefix + replica_id_, [](Grant) {});
-                }
-                schedule_heartbeat();
-              });
+  thread_.run(
+      {[renewed, id = replica_id_, ttl_ms = keeper_.ttl().count(),
+        now = clock_.wall_ms()](store::Store& s) { *renewed = s.renew_leases(id, ttl_ms, now); }},
+      [this, alive = alive_, renewed, sent](std::string error) {
+        if (!*alive) return;
+        beating_ = false;
+        if (!error.empty()) {
+          ++failed_heartbeats_;
+          spdlog::warn("cluster: heartbeat failed ({} in a row): {}", failed_heartbeats_, error);
+          return schedule_heartbeat();
+        }
+        failed_heartbeats_ = 0;
+        ++heartbeats_;
+        std::vector<core::LeaseKeeper::Held> held;
+        for (const auto& l : *renewed) held.push_back({l.name, l.epoch});
+        for (const auto& name : keeper_.renewed(held, sent)) {
+          spdlog::warn("cluster: lease {} lost (another replica took it)", name);
+          if (auto it = on_lost_.find(name); it != on_lost_.end()) {
+            auto fn = std::move(it->second);
+            on_lost_.erase(it);
+            executor_.post(std::move(fn));
+          }
+        }
+        if (!keeper_.epoch(kReplicaPrefix + replica_id_)) {
+          claim(kReplicaPrefix + replica_id_, [](Grant) {});
+        }
+        schedule_heartbeat();
+      });
 }
 
 void release_on_exit(store::Store& store, const std::string& replica_id, std::int64_t now_ms) {
   try {
     for (const auto& l : store.list_leases("")) {
-      if (l.holder == replica_id && (l.name == kActiveLease || l.name == kReplicaPrefix + replica_id)) {
+      if (l.holder == replica_id &&
+          (l.name == kActiveLease || l.name == kReplicaPrefix + replica_id)) {
         store.release_lease(l.name, replica_id, l.epoch, now_ms);
       }
     }
@@ -181,14 +181,16 @@ nlohmann::json cluster_json(const Cluster& cluster, store::Store& store) {
     const auto view = cluster_view(store);
     nlohmann::json replicas = nlohmann::json::array();
     for (const auto& r : view.replicas) {
-      replicas.push_back({{"id", r.id}, {"expiresAtMs", r.expires_at_ms}, {"sessions", r.sessions}});
+      replicas.push_back(
+          {{"id", r.id}, {"expiresAtMs", r.expires_at_ms}, {"sessions", r.sessions}});
     }
     nlohmann::json accounts = nlohmann::json::array();
     for (const auto& a : view.accounts) {
-      accounts.push_back({{"name", a.name},
-                          {"holder", a.holder.empty() ? nlohmann::json() : nlohmann::json(a.holder)},
-                          {"epoch", a.epoch},
-                          {"expiresAtMs", a.expires_at_ms}});
+      accounts.push_back(
+          {{"name", a.name},
+           {"holder", a.holder.empty() ? nlohmann::json() : nlohmann::json(a.holder)},
+           {"epoch", a.epoch},
+           {"expiresAtMs", a.expires_at_ms}});
     }
     out["replicas"] = std::move(replicas);
     out["accounts"] = std::move(accounts);

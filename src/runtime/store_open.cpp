@@ -37,8 +37,8 @@ OpenStores open_stores(const config::Config& cfg, const std::string& data_dir) {
   }
   const std::string db_path = (std::filesystem::path(data_dir) / "drawbridge.db").string();
   out.where = db_path;
-  const auto durability = cfg.store.durability == "power" ? store::Durability::power
-                                                          : store::Durability::process;
+  const auto durability =
+      cfg.store.durability == "power" ? store::Durability::power : store::Durability::process;
   // Two connections: the store thread writes, the event loop reads (WAL lets both run).
   out.writer =
       store::SqliteStore::open(db_path, durability, store::WalCheckpointer::kBackstopPages);

@@ -14,8 +14,8 @@ namespace drawbridge::runtime {
 struct OpenStores {
   std::unique_ptr<store::Store> writer;
   std::unique_ptr<store::Store> reader;
-  std::unique_ptr<store::Store> leases;                    // postgres only
-  std::unique_ptr<store::WalCheckpointer> checkpointer;    // sqlite only
+  std::unique_ptr<store::Store> leases;                  // postgres only
+  std::unique_ptr<store::WalCheckpointer> checkpointer;  // sqlite only
   std::string where;  // for logs: the database file, or "postgres" with host and dbname
 };
 

@@ -145,9 +145,16 @@ std::string Result::command() const {
 Connection::Connection(const std::string& conninfo, const std::string& password) {
   // Later keywords win over earlier ones, and the expanded conninfo over what precedes it: the
   // defaults come first, what must hold (the password given apart, UTF-8) last.
-  std::vector<const char*> keys = {"connect_timeout", "fallback_application_name", "dbname",
+  // A TCP link that goes dead (a cut network, a host gone) fails a call within about 10 s
+  // instead of hanging the store thread or the heartbeat for the kernel's 15 minutes:
+  // unacknowledged data times out (tcp_user_timeout) and an idle link is probed (keepalives).
+  std::vector<const char*> keys = {"connect_timeout",     "tcp_user_timeout",
+                                   "keepalives",          "keepalives_idle",
+                                   "keepalives_interval", "keepalives_count",
+                                   "fallback_application_name", "dbname",
                                    "client_encoding"};
-  std::vector<const char*> values = {"10", "drawbridge", conninfo.c_str(), "UTF8"};
+  std::vector<const char*> values = {"10", "10000", "1", "5", "2", "3",
+                                     "drawbridge", conninfo.c_str(), "UTF8"};
   if (!password.empty()) {
     keys.push_back("password");
     values.push_back(password.c_str());

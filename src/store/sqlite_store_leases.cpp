@@ -37,16 +37,16 @@ void check_ttl(const char* caller, std::int64_t ttl_ms) {
 }
 
 // claim_lease inside the caller's transaction.
-Lease claim(Database& db, const std::string& name, const std::string& holder,
-            std::int64_t ttl_ms, std::int64_t now_ms) {
+Lease claim(Database& db, const std::string& name, const std::string& holder, std::int64_t ttl_ms,
+            std::int64_t now_ms) {
   if (name.empty() || holder.empty()) {
     throw StoreError("claim_lease: a lease needs a name and a holder");
   }
   const std::int64_t until = now_ms + ttl_ms;
   auto current = find_lease(db, name);
   if (!current) {
-    Statement ins = db.prepare(
-        "INSERT INTO leases (name, holder, epoch, expires_at_ms) VALUES (?, ?, 1, ?)");
+    Statement ins =
+        db.prepare("INSERT INTO leases (name, holder, epoch, expires_at_ms) VALUES (?, ?, 1, ?)");
     ins.execute(name, holder, until);
     return Lease{name, holder, 1, until, true};
   }

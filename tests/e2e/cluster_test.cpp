@@ -4,11 +4,14 @@
 // poller across a pause past the lease: fenced, never two getUpdates at once.
 
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
 #include <csignal>
 #include <future>
+#include <map>
 #include <string>
 
+#include "e2e/cut_proxy.h"
 #include "e2e/harness.h"
 #include "e2e/lifecycle_helpers.h"
 #include "fakes/pg_server.h"
@@ -26,6 +29,33 @@ json pg_config(const std::string& conninfo, const std::string& replica, int leas
   cfg["store"] = {{"driver", "postgres"}, {"url", conninfo}};
   cfg["cluster"] = {{"replicaId", replica}, {"leaseMs", lease_ms}};
   return cfg;
+}
+
+// The conninfo's keywords (libpq parses it), for building another one to the same database.
+std::map<std::string, std::string> conninfo_keys(const std::string& conninfo) {
+  std::map<std::string, std::string> out;
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (err != nullptr) PQfreemem(err);
+  for (auto* o = opts; o != nullptr && o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) out[o->keyword] = o->val;
+  }
+  if (opts != nullptr) PQconninfoFree(opts);
+  return out;
+}
+
+json telegram_bot(const TelegramFake& fake) {
+  return {{"botTokenEnv", "E2E_BOT_TOKEN"},
+          {"apiRoot", fake.base_url()},
+          {"allowFrom", json::array({kAlice})},
+          {"pollTimeoutSeconds", 30},
+          {"sendRate", {{"chatPerSecond", 0}}}};
+}
+
+std::vector<std::string> texts_sent(const TelegramFake& fake) {
+  std::vector<std::string> out;
+  for (const auto& m : fake.sent(kBot)) out.push_back(m.text);
+  return out;
 }
 
 struct ClusterTest : ::testing::Test {
@@ -76,7 +106,8 @@ TEST_F(ClusterTest, MessagesSurviveAKillNineOnPostgres) {
   gw.kill9();
   gw.start();  // same replica id: it renews its own lease at once
   // A duplicate is recognised across the restart; nothing is answered twice.
-  auto again = gw.post_message({{"sessionKey", "pg"}, {"message", "m0"}, {"idempotencyKey", "pg-0"}});
+  auto again =
+      gw.post_message({{"sessionKey", "pg"}, {"message", "m0"}, {"idempotencyKey", "pg-0"}});
   EXPECT_EQ(again.json_body().value("duplicate", false), true) << again.body;
   auto messages = gw.history("pg");
   for (int i = 0; i < 5; ++i) {
@@ -95,7 +126,8 @@ TEST_F(ClusterTest, ASecondReplicaStandsByWhileTheFirstLivesAndTakesOverAfterItD
   a.start();
   auto b_ready = start_later(b);
   // While a serves, b stands by: a's messages are a's alone.
-  auto post = a.post_message({{"sessionKey", "x"}, {"message", "before"}, {"idempotencyKey", "x1"}});
+  auto post =
+      a.post_message({{"sessionKey", "x"}, {"message", "before"}, {"idempotencyKey", "x1"}});
   ASSERT_EQ(post.status, 202);
   ASSERT_TRUE(answered(a, "x", "before")) << a.log();
   EXPECT_EQ(b_ready.wait_for(0s), std::future_status::timeout);
@@ -104,7 +136,8 @@ TEST_F(ClusterTest, ASecondReplicaStandsByWhileTheFirstLivesAndTakesOverAfterItD
   EXPECT_NE(b.log().find("standby: replica a is active on this database"), std::string::npos)
       << b.log();
   EXPECT_EQ(count_of(b.history("x"), "assistant", "before"), 1u);
-  auto after = b.post_message({{"sessionKey", "x"}, {"message", "after"}, {"idempotencyKey", "x2"}});
+  auto after =
+      b.post_message({{"sessionKey", "x"}, {"message", "after"}, {"idempotencyKey", "x2"}});
   ASSERT_EQ(after.status, 202);
   ASSERT_TRUE(answered(b, "x", "after")) << b.log();
   // A plain stop hands over at once: a starts again without waiting out the lease.
@@ -118,11 +151,7 @@ TEST_F(ClusterTest, APausedPollerIsFencedAndTwoPollsNeverOverlap) {
   TelegramFake fake;
   fake.add_bot(kBot, 777001, "cluster_bot");
   auto with_bot = [&](json cfg) {
-    cfg["channels"]["telegram"] = {{"botTokenEnv", "E2E_BOT_TOKEN"},
-                                   {"apiRoot", fake.base_url()},
-                                   {"allowFrom", json::array({kAlice})},
-                                   {"pollTimeoutSeconds", 30},
-                                   {"sendRate", {{"chatPerSecond", 0}}}};
+    cfg["channels"]["telegram"] = telegram_bot(fake);
     return cfg;
   };
   TempDir dir_a, dir_b;
@@ -149,9 +178,44 @@ TEST_F(ClusterTest, APausedPollerIsFencedAndTwoPollsNeverOverlap) {
   EXPECT_NE(a.log().find("another replica took the active lease"), std::string::npos) << a.log();
   fake.push_message(kBot, kAlice, kAlice, "three");
   ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 3; }, 10s)) << b.log();
-  std::vector<std::string> texts;
-  for (const auto& m : fake.sent(kBot)) texts.push_back(m.text);
-  EXPECT_EQ(texts, (std::vector<std::string>{"one", "two", "three"}));
+  EXPECT_EQ(texts_sent(fake), (std::vector<std::string>{"one", "two", "three"}));
+  EXPECT_LE(fake.max_concurrent_polls(kBot), 1) << "two getUpdates overlapped";
+}
+
+TEST_F(ClusterTest, AReplicaCutOffFromTheDatabaseHandsOverAndStaysOut) {
+  // a reaches PostgreSQL through a link this test cuts; b directly.
+  auto keys = conninfo_keys(conninfo);
+  CutProxy link(keys["host"] + "/.s.PGSQL." + keys["port"]);
+  const std::string through_link = "host=127.0.0.1 port=" + std::to_string(link.port()) +
+                                   " dbname=postgres user=postgres options='" + keys["options"] +
+                                   "'";
+  TelegramFake fake;
+  fake.add_bot(kBot, 777001, "cluster_bot");
+  TempDir dir_a, dir_b;
+  json cfg_a = pg_config(through_link, "a", 2000);
+  json cfg_b = pg_config(conninfo, "b", 2000);
+  cfg_a["channels"]["telegram"] = telegram_bot(fake);
+  cfg_b["channels"]["telegram"] = telegram_bot(fake);
+  Gateway a(dir_a, cfg_a);
+  Gateway b(dir_b, cfg_b);
+  a.set_env("E2E_BOT_TOKEN", kBot);
+  b.set_env("E2E_BOT_TOKEN", kBot);
+  a.start();
+  fake.push_message(kBot, kAlice, kAlice, "one");
+  ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 1; }, 10s)) << a.log();
+  wait_until_idle(a, 10s);
+  auto b_ready = start_later(b);
+  link.cut();  // a still runs, but neither renews nor writes: b takes over after the lease
+  ASSERT_NO_THROW(b_ready.get()) << b.log();
+  fake.push_message(kBot, kAlice, kAlice, "two");
+  ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 2; }, 10s)) << b.log();
+  // The link comes back: a's next heartbeat finds the lease taken and a exits for its
+  // supervisor, without polling the bot or committing anything as the active replica.
+  link.heal();
+  EXPECT_EQ(a.wait_exit(30s).code, 75) << a.log();
+  fake.push_message(kBot, kAlice, kAlice, "three");
+  ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 3; }, 10s)) << b.log();
+  EXPECT_EQ(texts_sent(fake), (std::vector<std::string>{"one", "two", "three"}));
   EXPECT_LE(fake.max_concurrent_polls(kBot), 1) << "two getUpdates overlapped";
 }
 

@@ -3,9 +3,9 @@
 // `timeout`) before the lease could pass to another replica, and the offset is saved fenced
 // by the lease's epoch. Without leases (SQLite) none of this runs.
 
-#include <algorithm>
-
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 
 #include "channels/telegram/telegram_channel.h"
 
@@ -18,7 +18,9 @@ constexpr std::chrono::milliseconds kPollSlack{500};
 constexpr std::chrono::milliseconds kMinPollWindow{1500};
 }  // namespace
 
-std::string TelegramChannel::lease_name() const { return "channel:telegram:" + options_.bot_id(); }
+std::string TelegramChannel::lease_name() const {
+  return "channel:telegram:" + options_.bot_id();
+}
 
 bool TelegramChannel::hold_lease() {
   auto* leases = pipeline_.account_leases();
@@ -38,9 +40,9 @@ bool TelegramChannel::hold_lease() {
       }
       lease_epoch_ = 0;
       ready_ = false;
-      standby_ = g.error.empty() ? "standby: bot " + options_.bot_id() + " is polled by replica " +
-                                       g.holder
-                                 : "lease: " + g.error;
+      standby_ = g.error.empty()
+                     ? "standby: bot " + options_.bot_id() + " is polled by replica " + g.holder
+                     : "lease: " + g.error;
       return retry_later(std::max(leases->ttl() / 2, std::chrono::milliseconds(100)));
     }
     if (g.epoch != lease_epoch_) {
@@ -75,8 +77,7 @@ std::optional<pipeline::Pipeline::CursorFence> TelegramChannel::cursor_fence() c
 }
 
 void TelegramChannel::on_fenced(const std::string& error) {
-  spdlog::warn("channel {}: {}: another replica polls bot {} now", id_, error,
-               options_.bot_id());
+  spdlog::warn("channel {}: {}: another replica polls bot {} now", id_, error, options_.bot_id());
   lease_epoch_ = 0;
 }
 

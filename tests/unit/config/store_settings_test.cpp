@@ -14,7 +14,8 @@ std::string outcome(const std::string& text) {
   const auto result = parse_config(text);
   if (result.errors.empty()) return "ok";
   std::string out;
-  for (const auto& e : result.errors) out += (out.empty() ? "" : " | ") + e.pointer + ": " + e.message;
+  for (const auto& e : result.errors)
+    out += (out.empty() ? "" : " | ") + e.pointer + ": " + e.message;
   return out;
 }
 
@@ -42,8 +43,10 @@ TEST(StoreSettings, APasswordInTheUrlIsRefusedWithoutEchoingIt) {
     EXPECT_EQ(got.find("hunter2"), std::string::npos) << got;
   }
   // A user without a password, and an '@' in the query, are fine.
-  EXPECT_EQ(outcome(R"({"store":{"driver":"postgres","url":"postgresql://bot@db/x?application_name=a:b"}})"),
-            "ok");
+  EXPECT_EQ(
+      outcome(
+          R"({"store":{"driver":"postgres","url":"postgresql://bot@db/x?application_name=a:b"}})"),
+      "ok");
 }
 
 TEST(StoreSettings, NamesAndLeaseTimeAreChecked) {
@@ -53,8 +56,7 @@ TEST(StoreSettings, NamesAndLeaseTimeAreChecked) {
             std::string::npos);
   EXPECT_NE(outcome(R"({"cluster":{"replicaId":"a/b"}})").find("/cluster/replicaId"),
             std::string::npos);
-  EXPECT_NE(outcome(R"({"cluster":{"leaseMs":100}})").find("/cluster/leaseMs"),
-            std::string::npos);
+  EXPECT_NE(outcome(R"({"cluster":{"leaseMs":100}})").find("/cluster/leaseMs"), std::string::npos);
   EXPECT_NE(outcome(R"({"store":{"driver":"mysql"}})").find("/store/driver"), std::string::npos);
   EXPECT_EQ(outcome(R"({"cluster":{"replicaId":"host-1.example:18789"}})"), "ok");
 }

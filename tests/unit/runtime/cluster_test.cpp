@@ -31,7 +31,8 @@ bool run_until(boost::asio::io_context& io, Pred done) {
 struct Replica {
   Replica(boost::asio::io_context& io, core::ManualClock& clock, core::ManualExecutor& ex,
           const std::string& path, const std::string& id)
-      : store(store::SqliteStore::open(path)), cluster(io, clock, ex, *store, id, milliseconds(3000)) {}
+      : store(store::SqliteStore::open(path)),
+        cluster(io, clock, ex, *store, id, milliseconds(3000)) {}
   std::unique_ptr<store::SqliteStore> store;
   Cluster cluster;
 };
