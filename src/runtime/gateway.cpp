@@ -152,7 +152,9 @@ class Gateway final : public server::Control {
       cluster_.reset();
       // A plain stop hands the cluster over at once; a restart's successor (same replica
       // id) renews what it finds instead.
-      if (exit_code_ == exit_code::ok) release_on_exit(*stores_.leases, id, clock_.wall_ms());
+      if (exit_code_ == exit_code::ok && !handed_over_) {
+        release_on_exit(*stores_.leases, id, clock_.wall_ms());
+      }
     }
     return exit_code_;
   }
@@ -460,6 +462,7 @@ class Gateway final : public server::Control {
       notifier_->main_pid(pid);
       notifier_->barrier(std::chrono::seconds(1));
       exit_code_ = exit_code::ok;
+      handed_over_ = true;  // the successor (same replica id) holds the cluster's leases now
       if (lifecycle_.stop_pending()) {
         // The stop wins over the hand-off: the successor serves now, so it is the one that
         // stops (it drains like any stop).
@@ -501,6 +504,7 @@ class Gateway final : public server::Control {
   SignalRouter signals_;
   core::TimePoint started_at_;
   int exit_code_ = exit_code::ok;
+  bool handed_over_ = false;  // a re-exec or update: a successor serves
   bool inherited_socket_ = false;
   SupervisorInfo sup_;
   core::Lifecycle lifecycle_;

@@ -182,6 +182,34 @@ TEST_F(ClusterTest, APausedPollerIsFencedAndTwoPollsNeverOverlap) {
   EXPECT_LE(fake.max_concurrent_polls(kBot), 1) << "two getUpdates overlapped";
 }
 
+// The lease row as "<holder>:<epoch>" ("" holder: released).
+std::string active_lease(const std::string& conninfo) {
+  return testing::pg_query(
+      conninfo, "SELECT holder || ':' || epoch FROM leases WHERE name = 'cluster:active'");
+}
+
+TEST_F(ClusterTest, AReexecKeepsTheActiveLeaseAndAPlainStopReleasesIt) {
+  lifecycle::Subreaper subreaper;  // the successor becomes our child: ended by its pid below
+  TempDir dir;
+  json cfg = pg_config(conninfo, "a");
+  cfg["gateway"]["restart"]["delayMs"] = 0;
+  Gateway gw(dir, cfg);
+  gw.set_env("DRAWBRIDGE_SUPERVISOR", "none");
+  gw.start();
+  const pid_t old_pid = gw.pid();
+  gw.signal(SIGUSR2);
+  EXPECT_EQ(gw.wait_exit(15s).code, 0) << gw.log();  // after its successor reported ready
+  // The successor renewed the lease the old process held; the old one gave nothing back.
+  EXPECT_EQ(active_lease(conninfo), "a:1");
+  server::GatewayClient c("127.0.0.1", gw.port());
+  c.connect(Gateway::kToken, {"operator.read"});
+  const pid_t new_pid = c.request("status", json::object()).value("pid", 0);
+  c.close();
+  ASSERT_NE(new_pid, old_pid) << gw.log();
+  lifecycle::stop_successor(new_pid);  // SIGTERM: a plain stop hands the lease over at once
+  EXPECT_EQ(active_lease(conninfo), ":1");
+}
+
 TEST_F(ClusterTest, AReplicaCutOffFromTheDatabaseHandsOverAndStaysOut) {
   // a reaches PostgreSQL through a link this test cuts; b directly.
   auto keys = conninfo_keys(conninfo);
