@@ -74,6 +74,55 @@ class TelegramChannelTest : public ::testing::Test {
   std::unique_ptr<TelegramChannel> channel_;
 };
 
+// The cluster's side of pipeline::AccountLeases, scripted: grants or refuses every claim.
+struct ScriptedLeases final : pipeline::AccountLeases {
+  bool grant = false;
+  int claims = 0;
+  std::chrono::milliseconds left{0};
+  std::vector<std::string> released;
+  void claim(const std::string&, std::function<void(Grant)> done) override {
+    ++claims;
+    Grant g;
+    g.held = grant;
+    g.epoch = grant ? 7 : 3;
+    g.holder = grant ? "me" : "replica-b";
+    if (grant) left = 4000ms;
+    done(g);
+  }
+  std::chrono::milliseconds remaining(const std::string&) const override { return left; }
+  void release(const std::string& name) override {
+    released.push_back(name);
+    left = 0ms;
+  }
+  std::chrono::milliseconds ttl() const override { return 3000ms; }
+  const std::string& replica_id() const override { return id; }
+  std::string id = "me";
+};
+
+TEST_F(TelegramChannelTest, WithoutItsClusterLeaseTheBotIsNotPolledAndTheChannelStandsBy) {
+  ScriptedLeases leases;
+  pipeline_->set_account_leases(&leases);
+  channel_->start();
+  ASSERT_TRUE(spin([&] { return leases.claims >= 1; }));
+  EXPECT_EQ(channel_->health().state, pipeline::LinkState::standby);
+  EXPECT_NE(channel_->health().detail.find("replica-b"), std::string::npos);
+  EXPECT_TRUE(channel_->ready());  // the bot is served, by the holder
+  EXPECT_EQ(fake_.requests(token_, "getUpdates"), 0);
+  // It asks again every half lease; once granted, it polls.
+  leases.grant = true;
+  executor_.advance(1500ms);
+  ASSERT_TRUE(spin([&] { return fake_.poll_waiting(token_); }));
+  EXPECT_EQ(leases.claims, 2);
+  EXPECT_NE(channel_->health().state, pipeline::LinkState::standby);
+  // A stop gives the lease up at once: another replica need not wait for it to expire.
+  bool stopped = false;
+  channel_->stop([&] { stopped = true; });
+  ASSERT_TRUE(spin([&] { return stopped; }));
+  ASSERT_EQ(leases.released.size(), 1u);
+  EXPECT_EQ(leases.released[0], "channel:telegram:" + token_.substr(0, token_.find(':')));
+  pipeline_->set_account_leases(nullptr);
+}
+
 TEST_F(TelegramChannelTest, ASendAfterTheStopEndedGoesBackAsRetryAndIsNotSent) {
   channel_->start();
   ASSERT_TRUE(spin([&] { return fake_.poll_waiting(token_); }));
