@@ -101,6 +101,13 @@ class FaultInjectingStore final : public Store {
                         std::int64_t now_ms) override;
   std::vector<Lease> claim_sessions_with_work(const std::string& holder, std::int64_t ttl_ms,
                                               std::size_t limit, std::int64_t now_ms) override;
+  std::string notice_scope() override { return inner_.notice_scope(); }
+  void notify(const std::string& channel, const std::string& payload) override {
+    inner_.notify(channel, payload);
+  }
+  void notify_all(const std::string& channel, const std::vector<std::string>& payloads) override {
+    inner_.notify_all(channel, payloads);
+  }
   std::optional<std::string> get_value(const std::string& key) override;
   void set_value(const std::string& key, const std::string& value) override;
   void erase_value(const std::string& key) override;

@@ -86,6 +86,24 @@ Param Param::int64_array(const std::vector<std::int64_t>& values) {
   return Param(s);
 }
 
+Param Param::text_array(const std::vector<std::string>& values) {
+  // Each element quoted, with " and \ escaped: the array literal's own syntax, never SQL.
+  std::string s = "{";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) s += ',';
+    s += '"';
+    for (char c : storable_text(values[i])) {
+      if (c == '"' || c == '\\') s += '\\';
+      s += c;
+    }
+    s += '"';
+  }
+  s += '}';
+  Param p(nullptr);
+  p.value_ = std::move(s);
+  return p;
+}
+
 Result::Result(Result&& other) noexcept : res_(std::exchange(other.res_, nullptr)) {}
 
 Result& Result::operator=(Result&& other) noexcept {
@@ -228,6 +246,18 @@ void Connection::reconnect_if_lost() {
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) fail("cannot reconnect to PostgreSQL");
   if (!session_setup_.empty()) exec(session_setup_);
+}
+
+int Connection::socket() const { return PQsocket(conn_); }
+
+std::vector<std::pair<std::string, std::string>> Connection::take_notices() {
+  if (PQconsumeInput(conn_) == 0) fail("lost the connection to PostgreSQL");
+  std::vector<std::pair<std::string, std::string>> out;
+  while (PGnotify* n = PQnotifies(conn_)) {
+    out.emplace_back(n->relname ? n->relname : "", n->extra ? n->extra : "");
+    PQfreemem(n);
+  }
+  return out;
 }
 
 bool Connection::in_transaction() const {

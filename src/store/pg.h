@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 struct pg_conn;
@@ -38,6 +39,8 @@ class Param {
   }
   // A bigint[] literal, for `= ANY($n)`.
   static Param int64_array(const std::vector<std::int64_t>& values);
+  // A text[] literal (each element made storable_text), for `unnest($n::text[])`.
+  static Param text_array(const std::vector<std::string>& values);
 
   const std::optional<std::string>& value() const { return value_; }
 
@@ -104,6 +107,11 @@ class Connection {
   // Re-establishes a connection that was lost (server restart, network), outside a
   // transaction only. Prepared statements are prepared again on their next use.
   void reconnect_if_lost();
+
+  // LISTEN's side (store/pg_listener.h): the socket to wait on, and the notices that arrived
+  // (channel, payload), read without blocking. Throws StoreError when the link is lost.
+  int socket() const;
+  std::vector<std::pair<std::string, std::string>> take_notices();
 
  private:
   friend class Transaction;

@@ -21,6 +21,44 @@ std::optional<std::string> PostgresStore::get_value(const std::string& key) {
   return value;
 }
 
+std::string PostgresStore::notice_scope() {
+  std::lock_guard lock(mutex_);
+  Transaction tx(*conn_, Transaction::Mode::single);
+  const Result r = conn_->query("SELECT current_database() || '.' || current_schema()");
+  std::string scope = r.rows() > 0 ? r.text(0, 0) : std::string();
+  tx.commit();
+  return scope;
+}
+
+void PostgresStore::notify(const std::string& channel, const std::string& payload) {
+  if (payload.size() > kNoticeBytes) {
+    throw StoreError("a notice of " + std::to_string(payload.size()) + " bytes is over " +
+                     std::to_string(kNoticeBytes));
+  }
+  std::lock_guard lock(mutex_);
+  Transaction tx(*conn_, Transaction::Mode::single);
+  conn_->query("SELECT pg_notify($1, $2)", channel, payload);
+  tx.commit();
+}
+
+void PostgresStore::notify_all(const std::string& channel,
+                               const std::vector<std::string>& payloads) {
+  if (payloads.empty()) return;
+  for (const auto& p : payloads) {
+    if (p.size() > kNoticeBytes) {
+      throw StoreError("a notice of " + std::to_string(p.size()) + " bytes is over " +
+                       std::to_string(kNoticeBytes));
+    }
+  }
+  std::lock_guard lock(mutex_);
+  Transaction tx(*conn_, Transaction::Mode::single);
+  // unnest keeps the array's order (WITH ORDINALITY makes it explicit).
+  conn_->query(
+      "SELECT count(pg_notify($1, p)) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i)",
+      channel, pg::Param::text_array(payloads));
+  tx.commit();
+}
+
 void PostgresStore::set_value(const std::string& key, const std::string& value) {
   std::lock_guard lock(mutex_);
   Transaction tx(*conn_, Transaction::Mode::single);

@@ -311,6 +311,23 @@ class Store {
                                                       std::int64_t ttl_ms, std::size_t limit,
                                                       std::int64_t now_ms) = 0;
 
+  // Tells the other replicas on this database (postgres: pg_notify, delivered when the write
+  // commits: inside a batch only if the batch commits). A payload is at most kNoticeBytes.
+  // One machine has nobody to tell: SQLite ignores it.
+  static constexpr std::size_t kNoticeBytes = 7900;
+  // What the store's notices are heard by: the replicas of this database and schema (postgres:
+  // "<database>.<schema>"; notices are database-wide, so channels are named after it). "" for
+  // SQLite.
+  virtual std::string notice_scope() { return {}; }
+  virtual void notify(const std::string& channel, const std::string& payload) {
+    (void)channel;
+    (void)payload;
+  }
+  // Several notices on one channel, in order (postgres: one statement).
+  virtual void notify_all(const std::string& channel, const std::vector<std::string>& payloads) {
+    for (const auto& p : payloads) notify(channel, p);
+  }
+
   // Small named values: lifecycle markers, channel cursors, the generated token.
   virtual std::optional<std::string> get_value(const std::string& key) = 0;
   virtual void set_value(const std::string& key, const std::string& value) = 0;
