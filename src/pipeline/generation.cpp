@@ -14,6 +14,16 @@ void Pipeline::start() {
   draining_ = false;
   delivery_.set_handing_over(false);
   debounce_bypass_ = false;
+  if (!ingress_) start_work();
+}
+
+void Pipeline::take_over() {
+  if (!ingress_) return;
+  ingress_ = false;
+  start_work();
+}
+
+void Pipeline::start_work() {
   try {
     auto pending = store_.sessions_in_state("resume_pending");
     resume_pending_ = {pending.begin(), pending.end()};
@@ -134,9 +144,11 @@ void Pipeline::replay(const std::optional<std::string>& only_channel,
       continue;
     }
     ++replayed;
+    held_.insert(row.id);
     if (auto m = merges.find(row.id); m != merges.end()) {
       replayed += m->second.size();
       merged_[row.id] = m->second;
+      held_.insert(m->second.begin(), m->second.end());
     }
     auto res = followups_.enqueue(row.session_key, row.id, core::FollowupMode::followup);
     if (res.action == core::EnqueueAction::start_now) start_turn(row, TurnInput{row.id, {}, 0});
@@ -163,6 +175,59 @@ void Pipeline::replay(const std::optional<std::string>& only_channel,
   for (auto& [key, rows] : chains) delivery_.dispatch(std::move(rows));
 }
 
+std::size_t Pipeline::adopt_unfinished() {
+  if (ingress_ || draining_ || !started_) return 0;
+  const auto rows = store_.unfinished_inbound();
+  std::unordered_set<std::int64_t> unfinished;
+  for (const auto& row : rows) unfinished.insert(row.id);
+  // A row once finished never becomes unfinished again within a generation: forget it.
+  std::erase_if(held_, [&](std::int64_t id) { return !unfinished.count(id); });
+  return adopt_rows(rows, unfinished);
+}
+
+std::size_t Pipeline::adopt(const std::vector<std::int64_t>& ids) {
+  if (ingress_ || draining_ || !started_) return 0;
+  std::vector<store::InboxRecord> rows;
+  std::unordered_set<std::int64_t> unfinished;
+  for (auto id : ids) {
+    if (held_.count(id)) continue;
+    auto rec = store_.inbound(id);
+    if (!rec || (rec->state != store::InboxState::pending &&
+                 rec->state != store::InboxState::running)) {
+      continue;
+    }
+    unfinished.insert(id);
+    rows.push_back(std::move(*rec));
+  }
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return adopt_rows(rows, unfinished);
+}
+
+std::size_t Pipeline::adopt_rows(const std::vector<store::InboxRecord>& rows,
+                                 const std::unordered_set<std::int64_t>& unfinished) {
+  auto live = settings_.queue;
+  auto unlimited = live;
+  unlimited.cap = std::numeric_limits<std::size_t>::max();  // accepted already: never dropped
+  followups_.set_options(unlimited);
+  std::size_t adopted = 0;
+  for (const auto& row : rows) {
+    if (held_.count(row.id)) continue;
+    const auto lead = row.merged_into;
+    if (lead != 0 && (unfinished.count(lead) || held_.count(lead))) continue;  // in its lead's
+    if (!routes_.count(row.channel)) continue;  // runs when the channel comes back
+    held_.insert(row.id);
+    ++adopted;
+    // Its user entry went into the transcript on the replica that accepted it.
+    history_.forget(row.session_key);
+    stop_now_if_asked(row);
+    auto res = followups_.enqueue(row.session_key, row.id, core::FollowupMode::followup);
+    if (res.action == core::EnqueueAction::start_now) start_turn(row, TurnInput{row.id, {}, 0});
+  }
+  followups_.set_options(live);
+  if (adopted) spdlog::debug("cluster: took {} message(s) another replica accepted", adopted);
+  return adopted;
+}
+
 void Pipeline::reset() {
   if (!running_.empty()) {
     spdlog::error("generation {} ends with {} turn(s) still running: they run again", generation_,
@@ -182,6 +247,7 @@ void Pipeline::reset() {
   delivery_.reset();
   history_.clear();  // the next generation reads what it needs again
   running_.clear();
+  held_.clear();
   run_seq_.clear();
   routes_.clear();
   draining_ = false;

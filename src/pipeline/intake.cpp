@@ -38,10 +38,20 @@ AcceptResult Pipeline::on_committed(const store::InsertInboundResult& res, bool&
     return out;
   }
   ++metrics_.inbound_total;
+  if (ingress_) {
+    // A standby replica: the active one runs it (Pipeline::adopt_unfinished).
+    out.status = "queued";
+    out.reason = "cluster";
+    return out;
+  }
   if (draining_ || !routes_.count(res.record.channel)) {
     // Journaled, not forgotten: the next generation's start() replays it.
     out.status = "queued";
     out.reason = "gateway-restarting";
+    return out;
+  }
+  if (!held_.insert(res.record.id).second) {
+    out.status = "queued";  // adopted already: the notice of another replica came first
     return out;
   }
   auto* debouncer = debounce_bypass_ ? nullptr : debouncers_.find(res.record.channel);

@@ -118,7 +118,7 @@ void Pipeline::add_channel(Channel* channel, Agent* agent, int max_message_chars
     debouncers_.add(channel->id(), settings_.inbound_debounce);
   }
   // Added by a hot reload while the generation runs: what waited for it runs now.
-  if (returning && !draining_) replay(channel->id());
+  if (returning && !draining_ && !ingress_) replay(channel->id());
 }
 
 void Pipeline::add_listener(ChatEventListener* listener) { listeners_.push_back(listener); }
@@ -149,6 +149,14 @@ bool is_stop_command(std::string_view text) {
 
 }  // namespace
 
+void Pipeline::stop_now_if_asked(const store::InboxRecord& rec) {
+  if (!is_stop_command(rec.text)) return;
+  // "/stop" ends the session's running turn now, not when its own turn comes (it waits
+  // behind the very turn it stops); that turn only answers (run_command).
+  command_answers_[rec.id] =
+      abort(rec.session_key, "").empty() ? "Nothing was running." : "Stopped.";
+}
+
 void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)> done) {
   if (!routes_.count(m.channel)) {
     throw std::invalid_argument("channel \"" + m.channel + "\" is not configured");
@@ -161,8 +169,13 @@ void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)>
                         m.text,
                         m.run_id.empty() ? new_run_id() : m.run_id};
   auto res = std::make_shared<store::InsertInboundResult>();
-  write([row = std::move(row), res, now = clock_.wall_ms()](store::Store& s) {
+  std::optional<std::string> announce;
+  if (ingress_) announce = work_channel_;
+  write([row = std::move(row), res, now = clock_.wall_ms(),
+         announce = std::move(announce)](store::Store& s) {
     *res = s.insert_inbound(row, now);
+    // Delivered at the commit: the active replica reads the row it names.
+    if (announce && !res->duplicate) s.notify(*announce, std::to_string(res->record.id));
   });
   after_commit([this, res, done = std::move(done)](const std::string& error) {
     if (!error.empty()) {
@@ -177,12 +190,7 @@ void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)>
                                                               rec.run_id, rec.id,
                                                               rec.received_at_ms});
     }
-    if (!res->duplicate && is_stop_command(rec.text)) {
-      // "/stop" ends the session's running turn now, not when its own turn comes (it waits
-      // behind the very turn it stops); that turn only answers (run_command).
-      command_answers_[rec.id] =
-          abort(rec.session_key, "").empty() ? "Nothing was running." : "Stopped.";
-    }
+    if (!res->duplicate && !ingress_) stop_now_if_asked(rec);
     bool start_now = false;
     auto result = on_committed(*res, start_now);
     auto alive = gen_alive_;
@@ -195,6 +203,13 @@ void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)>
 void Pipeline::send(const SendRequest& req, std::function<void(SendResult)> done) {
   if (!routes_.count(req.channel)) {
     throw std::invalid_argument("channel \"" + req.channel + "\" is not configured");
+  }
+  if (ingress_) {
+    // Its delivery would race the active replica's replay of the same part.
+    done(SendResult{{}, {}, false,
+                    "this replica is a standby: send through the active replica (status shows "
+                    "which)"});
+    return;
   }
   // As chat.send, the run id of a send is its idempotency key: clients match events by it.
   store::NewOutbound row{"send:" + req.channel + ":" + req.idempotency_key, req.channel, req.to,
@@ -277,6 +292,10 @@ std::vector<ActiveRun> Pipeline::active_runs() const {
 
 void Pipeline::publish(ChatEvent event) {
   if (event.ts_ms == 0) event.ts_ms = clock_.wall_ms();
+  if (run_seq_.size() >= kMaxOpenRuns && !run_seq_.count(event.run_id)) {
+    // Runs whose last event never came (another replica's, a notice lost): numbered afresh.
+    run_seq_.clear();
+  }
   auto& seq = run_seq_[event.run_id];
   event.seq = seq++;
   const bool last = event.state != ChatEvent::State::delta && event.final_part;

@@ -115,6 +115,28 @@ class Pipeline {
   // null otherwise). Not owned.
   void set_account_leases(AccountLeases* leases) { account_leases_ = leases; }
   AccountLeases* account_leases() const { return account_leases_; }
+  // --- Replicas (store.driver postgres; docs/DECISIONS.md "Replicas on PostgreSQL") ---
+  // A standby replica takes messages in (journaled, acknowledged, and announced to the active
+  // replica with a notice on kWorkChannel) but runs no turn and sends nothing. Set before
+  // start(); take_over() ends it.
+  static constexpr const char* kWorkChannel = "drawbridge_work";
+  void set_ingress(bool ingress) { ingress_ = ingress; }
+  // The notice channel of this cluster (kWorkChannel with a suffix of the store's scope).
+  void set_work_channel(std::string channel) { work_channel_ = std::move(channel); }
+  bool ingress() const { return ingress_; }
+  // This replica became the active one: what start() does for a generation (resumes,
+  // suspensions, the replay of unfinished rows and pending parts) now, in the running one.
+  void take_over();
+  // The active replica: runs the unfinished rows that another replica accepted. Rows this
+  // generation already holds (accepted here, replayed, adopted before) are left alone, so a
+  // row runs once however often it is announced. Returns how many it took. A read of the
+  // store on the calling thread; throws what the store throws.
+  std::size_t adopt_unfinished();
+  // The same for the rows a notice named (their ids): a read of each, not of the whole inbox.
+  std::size_t adopt(const std::vector<std::int64_t>& ids);
+  // Joins the writes of this round (the cluster's event notices ride along with its commit).
+  void write_along(StoreOp op) { write(std::move(op)); }
+
   // Hands the writes of the current round to the writer now.
   void flush();
   // Flushes and waits until everything handed to the writer is committed (for shutdown).
@@ -218,6 +240,9 @@ class Pipeline {
     std::size_t dropped = 0;  // summarize: messages the queue dropped before these
   };
 
+  // "/stop" (accepted here, or adopted from another replica) aborts its session's turn now.
+  void stop_now_if_asked(const store::InboxRecord& rec);
+
   // intake.cpp
   AcceptResult on_committed(const store::InsertInboundResult& res, bool& start_now);
   // Hands a row (with the rows debounced into it) to its session's followup queue.
@@ -248,6 +273,11 @@ class Pipeline {
   // generation.cpp
   // Runs unfinished rows and sends pending parts again: all of them (start) or those of one
   // channel that was just added back (its sessions with a live lane carry on as they are).
+  // The work of a start: resumes, suspensions, replay (skipped by an ingress replica).
+  void start_work();
+  // Runs `rows` (unfinished, in arrival order) that this generation does not hold yet.
+  std::size_t adopt_rows(const std::vector<store::InboxRecord>& rows,
+                         const std::unordered_set<std::int64_t>& unfinished);
   void replay(const std::optional<std::string>& only_channel,
               const std::unordered_set<std::string>& suspended = {});
   // Suspends the sessions restarts keep interrupting; returns them (their rows are not run).
@@ -290,9 +320,15 @@ class Pipeline {
   bool started_ = false;  // between start() and reset(): channels added now are hot-added
   bool draining_ = false;
   AccountLeases* account_leases_ = nullptr;
+  bool ingress_ = false;  // a standby replica: accept only
+  std::string work_channel_ = kWorkChannel;
+  // Inbox rows this generation has taken (accepted, replayed, adopted) and not seen finished:
+  // adopt_unfinished() leaves them alone.
+  std::unordered_set<std::int64_t> held_;
   bool replaying_ = false;  // inside replay(): turns read what they need from the store at once
   std::uint64_t run_counter_ = 0;
   std::unordered_map<std::string, int> run_seq_;  // next chat event seq of runs not yet final
+  static constexpr std::size_t kMaxOpenRuns = 65536;
   CommitRound round_;
   ReplyDelivery delivery_;
   SessionHistory history_;
