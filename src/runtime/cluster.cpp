@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <map>
+#include <set>
 
 namespace drawbridge::runtime {
 
@@ -159,9 +160,19 @@ ClusterView cluster_view(store::Store& store) {
   for (const auto& l : store.list_leases(kSessionPrefix)) {
     if (!l.holder.empty()) ++sessions[l.holder];
   }
+  for (const auto& l : store.list_leases(kActiveLease)) {
+    if (l.name == kActiveLease && !l.holder.empty()) view.active = l.holder;
+  }
+  if (!view.active.empty()) {
+    // The active replica runs every session that has work.
+    std::set<std::string> with_work;
+    for (const auto& row : store.unfinished_inbound()) with_work.insert(row.session_key);
+    sessions[view.active] += with_work.size();
+  }
   for (const auto& l : store.list_leases(kReplicaPrefix)) {
     if (l.holder.empty()) continue;
-    view.replicas.push_back({l.holder, l.expires_at_ms, sessions[l.holder]});
+    view.replicas.push_back(
+        {l.holder, l.expires_at_ms, sessions[l.holder], l.holder == view.active});
   }
   for (const auto& l : store.list_leases(kChannelPrefix)) {
     view.accounts.push_back({l.name, l.holder, l.epoch, l.expires_at_ms});
@@ -181,8 +192,10 @@ nlohmann::json cluster_json(const Cluster& cluster, store::Store& store) {
     const auto view = cluster_view(store);
     nlohmann::json replicas = nlohmann::json::array();
     for (const auto& r : view.replicas) {
-      replicas.push_back(
-          {{"id", r.id}, {"expiresAtMs", r.expires_at_ms}, {"sessions", r.sessions}});
+      replicas.push_back({{"id", r.id},
+                          {"expiresAtMs", r.expires_at_ms},
+                          {"sessions", r.sessions},
+                          {"active", r.active}});
     }
     nlohmann::json accounts = nlohmann::json::array();
     for (const auto& a : view.accounts) {
@@ -193,6 +206,7 @@ nlohmann::json cluster_json(const Cluster& cluster, store::Store& store) {
            {"expiresAtMs", a.expires_at_ms}});
     }
     out["replicas"] = std::move(replicas);
+    out["active"] = view.active.empty() ? nlohmann::json() : nlohmann::json(view.active);
     out["accounts"] = std::move(accounts);
   } catch (const std::exception& e) {
     out["error"] = e.what();

@@ -83,7 +83,8 @@ struct ClusterView {
   struct Replica {
     std::string id;
     std::int64_t expires_at_ms = 0;
-    std::size_t sessions = 0;
+    std::size_t sessions = 0;  // sessions with unfinished messages it runs
+    bool active = false;       // holds cluster:active: runs the turns
   };
   struct Account {
     std::string name;  // "channel:telegram:<bot id>"
@@ -93,6 +94,7 @@ struct ClusterView {
   };
   std::vector<Replica> replicas;
   std::vector<Account> accounts;
+  std::string active;  // the holder of cluster:active ("" when nobody holds it)
 };
 ClusterView cluster_view(store::Store& store);
 // `status`'s "cluster": this replica, its lease time and heartbeat, and cluster_view(store)

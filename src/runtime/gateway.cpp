@@ -16,6 +16,7 @@
 #include "runtime/asio_executor.h"
 #include "runtime/carried_connections.h"
 #include "runtime/cluster.h"
+#include "runtime/replica.h"
 #include "runtime/auth_token.h"
 #include "runtime/config_reloader.h"
 #include "runtime/drain_runner.h"
@@ -146,10 +147,9 @@ class Gateway final : public server::Control {
                  ms_since(t0, clock_.now()));
     io_.run();
     watchdog_.disarm();
-    if (cluster_) {
-      const auto id = cluster_->replica_id();
-      pipeline_->set_account_leases(nullptr);
-      cluster_.reset();
+    if (replica_) {
+      const auto id = replica_->id();
+      replica_.reset();
       // A plain stop hands the cluster over at once; a restart's successor (same replica
       // id) renews what it finds instead.
       if (exit_code_ == exit_code::ok && !handed_over_) {
@@ -159,51 +159,30 @@ class Gateway final : public server::Control {
     return exit_code_;
   }
 
-  // store.driver postgres: this replica's leases (runtime/cluster.h). Until sessions have
-  // leases of their own, one replica is active per database (docs/DECISIONS.md "Replicas"):
-  // another waits as a standby (nothing started, nothing held: SIGTERM ends it as it is) and
-  // takes over when the active one stops or its lease runs out; one that loses the lease (it
-  // was paused or cut off past it and another took over) stops.
+  // store.driver postgres: this replica's part in the cluster (runtime/replica.h): active
+  // (turns, chat-app channels) or a standby (clients and accepts only) until it takes over.
   std::optional<std::string> join_cluster() {
     if (!stores_.leases) return std::nullopt;
     const auto& c = cfg().cluster;
-    const auto id = c.replica_id.empty() ? default_replica_id(cfg().gateway.port) : c.replica_id;
-    const auto ttl = std::chrono::milliseconds(c.lease_ms);
-    std::optional<std::string> failed;
-    std::optional<store::Lease> active;
-    core::TimePoint sent;
-    std::string waiting_for;
-    std::function<void()> attempt = [&] {
-      sent = clock_.now();
-      store::Lease l;
-      try {
-        l = stores_.leases->claim_lease(kActiveLease, id, ttl.count(), clock_.wall_ms());
-      } catch (const std::exception& e) {
-        failed = std::string("cluster: cannot claim the active lease: ") + e.what();
-        return;
-      }
-      if (l.held) {
-        active = l;
-        return;
-      }
-      if (l.holder != waiting_for) {
-        waiting_for = l.holder;
-        spdlog::info("cluster: standby: replica {} is active on this database; replica {} "
-                     "takes over when it stops or its lease ({} ms) runs out",
-                     l.holder, id, ttl.count());
-      }
-      executor_.schedule(std::max(ttl / 4, std::chrono::milliseconds(50)), attempt);
+    Replica::Settings settings;
+    settings.id = c.replica_id.empty() ? default_replica_id(cfg().gateway.port) : c.replica_id;
+    settings.ttl = std::chrono::milliseconds(c.lease_ms);
+    settings.conninfo = cfg().store.url;
+    try {
+      settings.password = store_password(cfg().store);
+    } catch (const std::exception& e) {
+      return std::string("cluster: ") + e.what();
+    }
+    Replica::Hooks hooks;
+    hooks.promoted = [this](std::int64_t epoch, bool at_start) {
+      // Every write of the message path is fenced by the active lease's epoch: once another
+      // replica took over, nothing this one commits can land (it may have been paused
+      // mid-turn).
+      fence_ = replica_->fence(epoch);
+      store_thread_->set_fence(fence_);
+      if (!at_start) take_over();
     };
-    attempt();
-    while (!active && !failed && !io_.stopped()) io_.run_one();
-    // The loop ran out of work once the claim succeeded, which stops the context: the
-    // gateway's own run needs it running again.
-    io_.restart();
-    if (failed) return failed;
-    if (!active) return std::string("cluster: stopped while standing by");
-    spdlog::info("cluster: replica {} is active (lease epoch {})", id, active->epoch);
-    cluster_ = std::make_unique<Cluster>(io_, clock_, executor_, *stores_.leases, id, ttl);
-    cluster_->adopt(kActiveLease, active->epoch, sent, [this] {
+    hooks.lost = [this] {
       // No drain: nothing this replica still writes can land (it would wait for replies it
       // can no longer record as sent), and the other replica has its work already.
       spdlog::critical("cluster: another replica took the active lease (this one was cut off "
@@ -212,20 +191,46 @@ class Gateway final : public server::Control {
                        exit_code::restart);
       exit_code_ = exit_code::restart;
       finish_process();
-    });
-    // Every write of the message path is fenced by the active lease's epoch: once another
-    // replica took over, nothing this one commits can land (it may have been paused mid-turn).
-    fence_ = [id, epoch = active->epoch, &clock = clock_](store::Store& s) {
-      const auto now = clock.wall_ms();
-      if (!s.set_value_fenced("cluster.fence." + id, std::to_string(now), kActiveLease, epoch,
-                              now)) {
-        throw store::StoreError("fenced: replica " + id + " no longer holds the active lease");
-      }
     };
-    store_thread_->set_fence(fence_);
-    pipeline_->set_account_leases(cluster_.get());
-    cluster_->start();
-    return std::nullopt;
+    hooks.may_promote = [this] { return lifecycle_.state() == core::LifecycleState::running; };
+    replica_ = std::make_unique<Replica>(io_, clock_, executor_, *stores_.leases, *pipeline_,
+                                         std::move(settings), std::move(hooks));
+    return replica_->join();
+  }
+
+  // A standby became active in its running generation: what a start does after a crash (the
+  // active one may have died mid-turn), then the turns and the chat-app channels.
+  void take_over() {
+    auto repair = std::make_shared<store::Store::Repair>();
+    auto clean = std::make_shared<bool>(false);
+    store_thread_->run(
+        {[repair, clean](store::Store& s) {
+          *clean = s.get_value("clean_shutdown").has_value();
+          s.erase_value("clean_shutdown");
+          if (!*clean) *repair = s.repair_interrupted();
+        }},
+        [this, repair, clean](std::string error) {
+          if (!error.empty()) {
+            spdlog::critical("cluster: cannot take over ({}): exiting with code {}", error,
+                             exit_code::restart);
+            exit_code_ = exit_code::restart;
+            return finish_process();
+          }
+          if (!*clean) {
+            spdlog::warn("cluster: the last active replica did not stop cleanly: {} session(s) "
+                         "had unfinished messages; they run here now",
+                         repair->sessions.size());
+          }
+          pipeline_->take_over();
+          for (const auto& [id, ch] : cfg().channels) {
+            if (Generation::runs_on_standby(id) || !ch.enabled) continue;
+            generation_units_->restart_channel(
+                id, cfg(), [this] { return lifecycle_.state() == core::LifecycleState::running; },
+                [id](const std::string& err) {
+                  if (!err.empty()) spdlog::error("cluster: channel {} not started: {}", id, err);
+                });
+          }
+        });
   }
 
   // --- server::Control: answered by the units ---
@@ -233,7 +238,7 @@ class Gateway final : public server::Control {
   server::HealthReport health() override { return health_report(parts()); }
   server::StatusReport status() override {
     auto s = status_report(facts(), parts());
-    if (cluster_) s.cluster = cluster_json(*cluster_, *store_);
+    if (replica_) s.cluster = replica_->status(*store_);
     return s;
   }
   server::AgentCatalog agent_catalog() override { return runtime::agent_catalog(parts()); }
@@ -273,8 +278,8 @@ class Gateway final : public server::Control {
   }
   void config_write(const server::ConfigWrite& w,
                     std::function<void(server::ConfigWriteResult)> done) override {
-    if (!cluster_) return reloader_->config_write(w, std::move(done));
-    reloader_->config_write(w, [done = std::move(done), id = cluster_->replica_id()](
+    if (!replica_) return reloader_->config_write(w, std::move(done));
+    reloader_->config_write(w, [done = std::move(done), id = replica_->id()](
                                    server::ConfigWriteResult result) {
       if (auto* ok = std::get_if<server::ConfigWriteDone>(&result)) {
         ok->warning = "applied on replica " + id +
@@ -321,7 +326,7 @@ class Gateway final : public server::Control {
         clock_, *pipeline_, *generation_units_, *server_, *writer_store_, *notifier_,
         [this]() -> const config::Config& { return cfg(); },
         [this] { watchdog_.snapshot(drain_->status(), starter_->generation()); },
-        [this](core::AfterDrain next) { drain_done(next); }, fence_});
+        [this](core::AfterDrain next) { drain_done(next); }, &fence_});
     drain_ = std::make_unique<DrainRunner>(clock_, executor_, lifecycle_, *drain_target_);
     restarts_ = std::make_unique<RestartCoordinator>(clock_, executor_, lifecycle_, *drain_,
                                                      scheduler_options(cfg()), restart_hooks());
@@ -515,10 +520,11 @@ class Gateway final : public server::Control {
   OpenStores stores_;
   store::Store* writer_store_ = nullptr;
   store::Store* store_ = nullptr;  // reads of the event loop
-  std::unique_ptr<Cluster> cluster_;  // store.driver postgres
   pipeline::StoreOp fence_;           // the active lease's, for every write (cluster only)
   std::unique_ptr<StoreThread> store_thread_;
   std::unique_ptr<pipeline::Pipeline> pipeline_;
+  // store.driver postgres. After the pipeline: it is gone (listener, relay) before it.
+  std::unique_ptr<Replica> replica_;
   std::unique_ptr<server::Server> server_;
   std::unique_ptr<Generation> generation_units_;  // agents and channels of the running config
   std::unique_ptr<GatewayDrainTarget> drain_target_;

@@ -84,8 +84,12 @@ void GatewayDrainTarget::close_server(bool stopping, bool next_process,
 void GatewayDrainTarget::write_clean_marker() {
   try {
     p_.pipeline.flush_and_wait();
+    if (p_.pipeline.ingress()) {
+      // A standby ran no turn: the marker is the active replica's to write (or not).
+      return;
+    }
     std::vector<pipeline::StoreOp> ops;
-    if (p_.fence) ops.push_back(p_.fence);
+    if (p_.fence && *p_.fence) ops.push_back(*p_.fence);
     ops.push_back([now = p_.clock.wall_ms()](store::Store& s) {
       s.set_value("clean_shutdown", std::to_string(now));
     });

@@ -38,7 +38,7 @@ class GatewayDrainTarget final : public DrainTarget {
     std::function<void(core::AfterDrain)> done;  // the drain is done
     // A replica of a cluster: the marker is written only while it still holds the active
     // lease (StoreThread::set_fence); empty otherwise.
-    pipeline::StoreOp fence = {};
+    const pipeline::StoreOp* fence = nullptr;
   };
   explicit GatewayDrainTarget(Parts parts) : p_(std::move(parts)) {}
 

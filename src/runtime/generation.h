@@ -60,6 +60,11 @@ class Generation {
   // or a stop came instead); `done` once all have stopped.
   void stop_carried(std::function<void()> done);
 
+  // Whether a standby replica (Pipeline::ingress) runs channel `kind` too: the local channel
+  // and Telegram do (a Telegram bot is polled under its account's lease, by one replica at a
+  // time); IRC, a connection of its own per account, runs on the active replica only.
+  static bool runs_on_standby(const std::string& kind) { return kind != "irc"; }
+
   // What validation cannot know: the parts of `cfg` this build cannot run.
   static std::vector<config::ConfigError> unbuildable(const config::Config& cfg);
   static std::string agent_of(const std::string& channel, const config::Config& cfg);

@@ -26,9 +26,7 @@ std::optional<std::string> GenerationStarter::wire() {
   return p_.generation.build(cfg);
 }
 
-void GenerationStarter::start_io() {
-  ++generation_;
-  clean_start_ = false;
+void GenerationStarter::repair_if_unclean() {
   try {
     clean_start_ = p_.writer.get_value("clean_shutdown").has_value();
     p_.writer.erase_value("clean_shutdown");
@@ -44,6 +42,13 @@ void GenerationStarter::start_io() {
   } catch (const std::exception& e) {
     spdlog::error("cannot check the clean-shutdown marker: {}", e.what());
   }
+}
+
+void GenerationStarter::start_io() {
+  ++generation_;
+  clean_start_ = false;
+  // A standby replica's start: the marker and the repair are the active replica's.
+  if (!p_.pipeline.ingress()) repair_if_unclean();
   p_.pipeline.start();
   p_.generation.start_channels();
   p_.lifecycle.generation_started(configured_address(p_.reloader.running()),

@@ -69,6 +69,8 @@ class GenerationStarter {
   const std::string& last_error() const { return last_error_; }
 
  private:
+  // Reads and erases the clean-shutdown marker; without one, repairs what the crash left.
+  void repair_if_unclean();
   void fail(std::optional<config::Config>& previous, const std::string& why);
 
   Parts p_;

@@ -1,96 +1,21 @@
 // drawbridge on a real PostgreSQL (tests/fakes/pg_server.h: started by the tests on a Unix
-// socket): the message path on store.driver "postgres", the active replica's lease (a second
-// replica is refused while the first lives and takes over after it dies), and the Telegram
-// poller across a pause past the lease: fenced, never two getUpdates at once.
+// socket): the message path on store.driver "postgres", replicas (a standby serves clients and
+// accepts messages that the active replica runs, and takes over after it dies or freezes), and
+// the Telegram poller across a pause past the lease: fenced, never two getUpdates at once.
 
 #include <gtest/gtest.h>
-#include <libpq-fe.h>
 
 #include <csignal>
-#include <future>
-#include <map>
 #include <string>
 
+#include "e2e/cluster_helpers.h"
 #include "e2e/cut_proxy.h"
-#include "e2e/harness.h"
 #include "e2e/lifecycle_helpers.h"
-#include "fakes/pg_server.h"
-#include "fakes/telegram_fake.h"
 
 namespace drawbridge::e2e {
 namespace {
 
-using testing::TelegramFake;
-constexpr const char* kBot = "777001:cluster-bot-token";
-constexpr std::int64_t kAlice = 42;
-
-json pg_config(const std::string& conninfo, const std::string& replica, int lease_ms = 1500) {
-  json cfg = lifecycle::restartable(echo_config());
-  cfg["store"] = {{"driver", "postgres"}, {"url", conninfo}};
-  cfg["cluster"] = {{"replicaId", replica}, {"leaseMs", lease_ms}};
-  return cfg;
-}
-
-// The conninfo's keywords (libpq parses it), for building another one to the same database.
-std::map<std::string, std::string> conninfo_keys(const std::string& conninfo) {
-  std::map<std::string, std::string> out;
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
-  if (err != nullptr) PQfreemem(err);
-  for (auto* o = opts; o != nullptr && o->keyword != nullptr; ++o) {
-    if (o->val != nullptr) out[o->keyword] = o->val;
-  }
-  if (opts != nullptr) PQconninfoFree(opts);
-  return out;
-}
-
-json telegram_bot(const TelegramFake& fake) {
-  return {{"botTokenEnv", "E2E_BOT_TOKEN"},
-          {"apiRoot", fake.base_url()},
-          {"allowFrom", json::array({kAlice})},
-          {"pollTimeoutSeconds", 30},
-          {"sendRate", {{"chatPerSecond", 0}}}};
-}
-
-std::vector<std::string> texts_sent(const TelegramFake& fake) {
-  std::vector<std::string> out;
-  for (const auto& m : fake.sent(kBot)) out.push_back(m.text);
-  return out;
-}
-
-struct ClusterTest : ::testing::Test {
-  std::string conninfo;
-  void SetUp() override {
-    std::string why;
-    auto c = testing::fresh_pg_schema(&why);
-    if (!c) GTEST_SKIP() << "PostgreSQL is not installed: " << why;
-    conninfo = *c;
-  }
-};
-
-std::size_t count_of(const json& messages, const std::string& role, const std::string& text) {
-  std::size_t n = 0;
-  for (const auto& m : messages) {
-    if (m.value("role", "") != role) continue;
-    const auto& c = m.value("content", json());
-    std::string t = c.is_string() ? c.get<std::string>() : "";
-    if (c.is_array() && !c.empty()) t = c[0].value("text", "");
-    if (t == text) ++n;
-  }
-  return n;
-}
-
-// Starts `gw` on another thread: it stands by until it holds the active lease, then gets
-// ready; get() rethrows what start() threw (not ready within the harness's 10 s).
-std::future<void> start_later(Gateway& gw) {
-  return std::async(std::launch::async, [&gw] { gw.start(); });
-}
-
-// Waits (bounded) until the session's history holds `text` answered once.
-bool answered(const Gateway& gw, const std::string& session, const std::string& text) {
-  return wait_until_idle(gw, 10s).is_object() &&
-         count_of(gw.history(session), "assistant", text) == 1;
-}
+using namespace cluster;
 
 TEST_F(ClusterTest, MessagesSurviveAKillNineOnPostgres) {
   TempDir dir;
@@ -119,32 +44,67 @@ TEST_F(ClusterTest, MessagesSurviveAKillNineOnPostgres) {
   EXPECT_EQ(status["cluster"]["replicas"].size(), 1u) << status.dump();
 }
 
-TEST_F(ClusterTest, ASecondReplicaStandsByWhileTheFirstLivesAndTakesOverAfterItDies) {
+TEST_F(ClusterTest, AStandbyServesClientsAndTakesOverAfterTheActiveDies) {
   TempDir dir_a, dir_b;
   Gateway a(dir_a, pg_config(conninfo, "a"));
   Gateway b(dir_b, pg_config(conninfo, "b"));
   a.start();
-  auto b_ready = start_later(b);
-  // While a serves, b stands by: a's messages are a's alone.
-  auto post =
-      a.post_message({{"sessionKey", "x"}, {"message", "before"}, {"idempotencyKey", "x1"}});
-  ASSERT_EQ(post.status, 202);
-  ASSERT_TRUE(answered(a, "x", "before")) << a.log();
-  EXPECT_EQ(b_ready.wait_for(0s), std::future_status::timeout);
+  b.start();  // ready at once: a standby serves clients and accepts messages
+  auto st = cluster_status(b);
+  EXPECT_EQ(st.value("role", ""), "standby") << st.dump();
+  EXPECT_EQ(st.value("active", ""), "a") << st.dump();
+  EXPECT_EQ(cluster_status(a).value("role", ""), "active");
+  // A client of b sends; a runs the turn; b's client sees its events and its final.
+  auto c = b.client();
+  json ack = c->request("chat.send", {{"sessionKey", "x"}, {"message", "via b"},
+                                      {"idempotencyKey", "x1"}});
+  ASSERT_FALSE(ack.value("runId", "").empty()) << ack.dump();
+  ChatRun run = await_run(*c, ack.value("runId", ""), 10s);
+  EXPECT_EQ(run.state(), "final") << b.log() << a.log();
+  EXPECT_EQ(run.text(), "via b");
+  ASSERT_TRUE(answered(a, "x", "via b")) << a.log();
+  EXPECT_EQ(count_of(b.history("x"), "assistant", "via b"), 1u);
   a.kill9();
-  ASSERT_NO_THROW(b_ready.get()) << b.log();  // within a's lease (1.5 s) of its death
-  EXPECT_NE(b.log().find("standby: replica a is active on this database"), std::string::npos)
-      << b.log();
-  EXPECT_EQ(count_of(b.history("x"), "assistant", "before"), 1u);
+  // b takes over within a's lease (1.5 s) of its death.
+  ASSERT_TRUE(b.wait_for_log("replica b is active", 10s)) << b.log();
+  EXPECT_EQ(cluster_status(b).value("role", ""), "active");
   auto after =
       b.post_message({{"sessionKey", "x"}, {"message", "after"}, {"idempotencyKey", "x2"}});
   ASSERT_EQ(after.status, 202);
   ASSERT_TRUE(answered(b, "x", "after")) << b.log();
-  // A plain stop hands over at once: a starts again without waiting out the lease.
+  EXPECT_EQ(count_of(b.history("x"), "assistant", "via b"), 1u) << "answered twice";
+  // A plain stop hands over at once: a starts again active, without waiting out the lease.
   b.signal(SIGTERM);
   EXPECT_EQ(b.wait_exit(15s).code, 0) << b.log();
   a.start();
-  EXPECT_EQ(a.log().find("standby:"), std::string::npos) << a.log();
+  EXPECT_EQ(cluster_status(a).value("role", ""), "active") << a.log();
+}
+
+TEST_F(ClusterTest, MessagesAcceptedByAStandbyWhileTheActiveIsDownAreRunOnceAfterTakeOver) {
+  TempDir dir_a, dir_b;
+  Gateway a(dir_a, pg_config(conninfo, "a", 3000));
+  Gateway b(dir_b, pg_config(conninfo, "b", 3000));
+  a.start();
+  b.start();
+  a.signal(SIGSTOP);  // a is frozen: b accepts, nobody runs, until a's lease runs out
+  for (int i = 0; i < 5; ++i) {
+    auto post = b.post_message({{"sessionKey", "gap" + std::to_string(i % 2)},
+                                {"message", "g" + std::to_string(i)},
+                                {"idempotencyKey", "g-" + std::to_string(i)}});
+    ASSERT_EQ(post.status, 202) << post.body;
+  }
+  ASSERT_TRUE(b.wait_for_log("replica b is active", 15s)) << b.log();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(answered(b, "gap" + std::to_string(i % 2), "g" + std::to_string(i))) << b.log();
+  }
+  // a wakes: its lease is gone, it exits for its supervisor without running anything.
+  a.signal(SIGCONT);
+  EXPECT_EQ(a.wait_exit(20s).code, 75) << a.log();
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(count_of(b.history("gap" + std::to_string(i % 2)), "assistant",
+                       "g" + std::to_string(i)),
+              1u);
+  }
 }
 
 TEST_F(ClusterTest, APausedPollerIsFencedAndTwoPollsNeverOverlap) {
@@ -165,10 +125,10 @@ TEST_F(ClusterTest, APausedPollerIsFencedAndTwoPollsNeverOverlap) {
   // Recorded as sent first: a freeze between a send and its record is the one window where a
   // part can go twice (README "Answered once"), which this test is not about.
   wait_until_idle(a, 10s);
-  auto b_ready = start_later(b);
+  b.start();  // a standby: its bot channel waits for the account's lease, which a holds
   // a stops dead (SIGSTOP) past its lease; b takes over the store and the bot.
   a.signal(SIGSTOP);
-  ASSERT_NO_THROW(b_ready.get()) << b.log();
+  ASSERT_TRUE(b.wait_for_log("replica b is active", 15s)) << b.log();
   fake.push_message(kBot, kAlice, kAlice, "two");
   ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 2; }, 10s)) << b.log();
   // a wakes: its leases are gone; it exits (75: a supervisor brings it back as a standby)
@@ -182,10 +142,41 @@ TEST_F(ClusterTest, APausedPollerIsFencedAndTwoPollsNeverOverlap) {
   EXPECT_LE(fake.max_concurrent_polls(kBot), 1) << "two getUpdates overlapped";
 }
 
-// The lease row as "<holder>:<epoch>" ("" holder: released).
-std::string active_lease(const std::string& conninfo) {
-  return testing::pg_query(
-      conninfo, "SELECT holder || ':' || epoch FROM leases WHERE name = 'cluster:active'");
+TEST_F(ClusterTest, InProcessRestartsOfEitherReplicaKeepTheBotPolledAndAnswerOnce) {
+  TelegramFake fake;
+  fake.add_bot(kBot, 777001, "cluster_bot");
+  TempDir dir_a, dir_b;
+  json cfg_a = pg_config(conninfo, "a", 2000);
+  json cfg_b = pg_config(conninfo, "b", 2000);
+  cfg_a["channels"]["telegram"] = telegram_bot(fake);
+  cfg_b["channels"]["telegram"] = telegram_bot(fake);
+  Gateway a(dir_a, cfg_a);
+  Gateway b(dir_b, cfg_b);
+  a.set_env("E2E_BOT_TOKEN", kBot);
+  b.set_env("E2E_BOT_TOKEN", kBot);
+  a.start();
+  b.start();
+  std::vector<std::string> pushed;
+  auto push_and_wait = [&](const std::string& text) {
+    pushed.push_back(text);
+    fake.push_message(kBot, kAlice, kAlice, text);
+    return fake.wait_for([&] { return fake.sent(kBot).size() >= pushed.size(); }, 15s);
+  };
+  ASSERT_TRUE(push_and_wait("first")) << a.log();
+  // Each replica restarts in turn (SIGUSR1, in-process): the bot stays polled (the account's
+  // lease goes to the other replica when the restarting one stops its channel) and every
+  // message is answered once, by the active replica.
+  for (int round = 0; round < 4; ++round) {
+    Gateway& target = round % 2 == 0 ? a : b;
+    target.signal(SIGUSR1);
+    fake.push_message(kBot, kAlice, kAlice, "during " + std::to_string(round));
+    pushed.push_back("during " + std::to_string(round));
+    ASSERT_TRUE(lifecycle::wait_generation(target, 2 + round / 2, 15s)) << target.log();
+    ASSERT_TRUE(push_and_wait("after " + std::to_string(round))) << a.log() << b.log();
+  }
+  EXPECT_EQ(texts_sent(fake), pushed);
+  EXPECT_LE(fake.max_concurrent_polls(kBot), 1) << "two getUpdates overlapped";
+  EXPECT_EQ(cluster_status(a).value("role", ""), "active");
 }
 
 TEST_F(ClusterTest, AReexecKeepsTheActiveLeaseAndAPlainStopReleasesIt) {
@@ -232,9 +223,9 @@ TEST_F(ClusterTest, AReplicaCutOffFromTheDatabaseHandsOverAndStaysOut) {
   fake.push_message(kBot, kAlice, kAlice, "one");
   ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 1; }, 10s)) << a.log();
   wait_until_idle(a, 10s);
-  auto b_ready = start_later(b);
+  b.start();
   link.cut();  // a still runs, but neither renews nor writes: b takes over after the lease
-  ASSERT_NO_THROW(b_ready.get()) << b.log();
+  ASSERT_TRUE(b.wait_for_log("replica b is active", 20s)) << b.log();
   fake.push_message(kBot, kAlice, kAlice, "two");
   ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 2; }, 10s)) << b.log();
   // The link comes back: a's next heartbeat finds the lease taken and a exits for its

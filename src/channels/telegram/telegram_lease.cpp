@@ -55,6 +55,13 @@ bool TelegramChannel::hold_lease() {
       }
       spdlog::info("channel {}: replica {} polls bot {} (lease epoch {})", id_,
                    leases->replica_id(), options_.bot_id(), g.epoch);
+      // What the last holder took in runs before what this one polls (arrival order): the
+      // active replica runs it now rather than when its notice comes.
+      try {
+        pipeline_.adopt_unfinished();
+      } catch (const std::exception& e) {
+        spdlog::warn("channel {}: cannot read what the last poller accepted: {}", id_, e.what());
+      }
     }
     lease_epoch_ = g.epoch;
     standby_.clear();

@@ -118,5 +118,28 @@ TEST_F(ClusterTest, ALostLeaseIsReportedByTheNextHeartbeat) {
   EXPECT_TRUE(b.store->list_leases(kActiveLease)[0].holder.empty());
 }
 
+TEST_F(ClusterTest, TheViewNamesTheActiveReplicaAndTheSessionsWithWorkItRuns) {
+  Replica a(io, clock, ex, path, "a"), b(io, clock, ex, path, "b");
+  a.cluster.start();
+  b.cluster.start();
+  ASSERT_TRUE(run_until(io, [&] { return cluster_view(*a.store).replicas.size() == 2; }));
+  EXPECT_EQ(cluster_view(*a.store).active, "");
+  ASSERT_TRUE(a.store->claim_lease(kActiveLease, "a", 3000, clock.wall_ms()).held);
+  int n = 0;
+  for (const char* s : {"s1", "s1", "s2"}) {
+    const std::string key = "k" + std::to_string(++n);
+    b.store->insert_inbound({"local", key, s, s, "u", "text", "run-" + key}, clock.wall_ms());
+  }
+  auto view = cluster_view(*b.store);
+  EXPECT_EQ(view.active, "a");
+  ASSERT_EQ(view.replicas.size(), 2u);
+  for (const auto& r : view.replicas) {
+    EXPECT_EQ(r.active, r.id == "a") << r.id;
+    EXPECT_EQ(r.sessions, r.id == "a" ? 2u : 0u) << r.id;
+  }
+  auto j = cluster_json(b.cluster, *b.store);
+  EXPECT_EQ(j.value("active", ""), "a") << j.dump();
+}
+
 }  // namespace
 }  // namespace drawbridge::runtime

@@ -1,0 +1,224 @@
+#include "runtime/replica.h"
+
+#include <charconv>
+#include <cstdio>
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+namespace drawbridge::runtime {
+
+Replica::Replica(boost::asio::io_context& io, core::Clock& clock, core::Executor& executor,
+                 store::Store& leases, pipeline::Pipeline& pipeline, Settings settings,
+                 Hooks hooks)
+    : io_(io),
+      clock_(clock),
+      executor_(executor),
+      leases_(leases),
+      pipeline_(pipeline),
+      settings_(std::move(settings)),
+      hooks_(std::move(hooks)) {}
+
+Replica::~Replica() {
+  *alive_ = false;
+  if (campaign_timer_) executor_.cancel(*campaign_timer_);
+  if (scan_timer_) executor_.cancel(*scan_timer_);
+  listener_.reset();  // joins its thread: nothing posts from it any more
+  if (relay_) pipeline_.remove_listener(relay_.get());
+  pipeline_.set_account_leases(nullptr);
+  cluster_.reset();
+}
+
+pipeline::StoreOp Replica::fence(std::int64_t epoch) const {
+  return [id = settings_.id, epoch, &clock = clock_](store::Store& s) {
+    const auto now = clock.wall_ms();
+    if (!s.set_value_fenced("cluster.fence." + id, std::to_string(now), kActiveLease, epoch,
+                            now)) {
+      throw store::StoreError("fenced: replica " + id + " no longer holds the active lease");
+    }
+  };
+}
+
+std::string notice_channel(const std::string& base, const std::string& scope) {
+  // Notices are database-wide: a cluster on another schema of the same database must not hear
+  // this one's. FNV-1a of the scope keeps the name short and within [a-z0-9_].
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : scope) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return base + "_" + hex;
+}
+
+std::optional<std::string> Replica::join() {
+  const auto& id = settings_.id;
+  cluster_ = std::make_unique<Cluster>(io_, clock_, executor_, leases_, id, settings_.ttl);
+  const auto sent = clock_.now();
+  store::Lease lease;
+  try {
+    const auto scope = leases_.notice_scope();
+    work_channel_ = notice_channel(pipeline::Pipeline::kWorkChannel, scope);
+    events_channel_ = notice_channel(EventRelay::kEventsChannel, scope);
+    lease = leases_.claim_lease(kActiveLease, id, settings_.ttl.count(), clock_.wall_ms());
+  } catch (const std::exception& e) {
+    return std::string("cluster: cannot claim the active lease: ") + e.what();
+  }
+  pipeline_.set_work_channel(work_channel_);
+  relay_ = std::make_unique<EventRelay>(
+      executor_, id,
+      [this](std::vector<std::string> payloads) {
+        pipeline_.write_along(
+            [payloads = std::move(payloads), channel = events_channel_](store::Store& s) {
+              s.notify_all(channel, payloads);
+            });
+      },
+      [this](pipeline::ChatEvent ev) { pipeline_.publish(std::move(ev)); });
+  pipeline_.add_listener(relay_.get());
+  if (lease.held) {
+    become_active(lease.epoch, sent, true);
+  } else {
+    pipeline_.set_ingress(true);
+    waiting_for_ = lease.holder;
+    spdlog::info("cluster: replica {} is a standby: it serves clients and accepts messages; "
+                 "replica {} is active and runs the turns (and IRC); this one takes over when "
+                 "that one stops or its lease ({} ms) runs out",
+                 id, lease.holder, settings_.ttl.count());
+  }
+  pipeline_.set_account_leases(cluster_.get());
+  cluster_->start();
+  try {
+    store::PgListener::Hooks h;
+    h.on_notices = [this, alive = alive_](std::vector<store::PgListener::Notice> notices) {
+      boost::asio::post(io_, [this, alive, notices = std::move(notices)]() mutable {
+        if (*alive) on_notices(std::move(notices));
+      });
+    };
+    h.on_connected = [this, alive = alive_] {
+      // Notices sent while it was not listening are gone: look at the store instead.
+      boost::asio::post(io_, [this, alive] {
+        if (*alive && active_) adopt_soon();
+      });
+    };
+    listener_ = std::make_unique<store::PgListener>(
+        settings_.conninfo, settings_.password,
+        std::vector<std::string>{work_channel_, events_channel_},
+        std::move(h));
+  } catch (const std::exception& e) {
+    return std::string("cluster: cannot listen for the other replicas: ") + e.what();
+  }
+  if (!active_) schedule_campaign();
+  return std::nullopt;
+}
+
+void Replica::become_active(std::int64_t epoch, core::TimePoint sent, bool at_start) {
+  active_ = true;
+  if (campaign_timer_) executor_.cancel(*campaign_timer_);
+  campaign_timer_.reset();
+  spdlog::info("cluster: replica {} is active (lease epoch {}){}", settings_.id, epoch,
+               at_start ? "" : ": it takes over the turns (and IRC)");
+  cluster_->adopt(kActiveLease, epoch, sent, [this, alive = alive_] {
+    if (*alive && hooks_.lost) hooks_.lost();
+  });
+  hooks_.promoted(epoch, at_start);
+  schedule_scan();
+}
+
+void Replica::schedule_campaign() {
+  const auto every = std::max(settings_.ttl / 4, std::chrono::milliseconds(50));
+  campaign_timer_ = executor_.schedule(every, [this, alive = alive_] {
+    if (!*alive) return;
+    campaign_timer_.reset();
+    campaign();
+  });
+}
+
+void Replica::campaign() {
+  if (active_ || claiming_) return;
+  if (hooks_.may_promote && !hooks_.may_promote()) return schedule_campaign();
+  claiming_ = true;
+  const auto sent = clock_.now();
+  cluster_->claim(kActiveLease, [this, alive = alive_, sent](Cluster::Grant g) {
+    if (!*alive) return;
+    claiming_ = false;
+    if (g.held) {
+      if (hooks_.may_promote && !hooks_.may_promote()) {
+        cluster_->release(kActiveLease);  // stopping: the next standby takes it
+        return;
+      }
+      return become_active(g.epoch, sent, false);
+    }
+    if (!g.error.empty()) {
+      spdlog::warn("cluster: cannot claim the active lease: {}", g.error);
+    } else if (g.holder != waiting_for_) {
+      waiting_for_ = g.holder;
+      spdlog::info("cluster: replica {} is active now; replica {} stands by", g.holder,
+                   settings_.id);
+    }
+    schedule_campaign();
+  });
+}
+
+void Replica::on_notices(std::vector<store::PgListener::Notice> notices) {
+  std::vector<std::int64_t> rows;
+  for (const auto& n : notices) {
+    if (n.channel == work_channel_) {
+      std::int64_t id = 0;
+      const auto* end = n.payload.data() + n.payload.size();
+      auto [p, ec] = std::from_chars(n.payload.data(), end, id);
+      if (ec == std::errc() && p == end && id > 0) rows.push_back(id);
+    } else if (n.channel == events_channel_) {
+      relay_->on_notice(n.payload);
+    }
+  }
+  if (rows.empty() || !active_) return;
+  try {
+    pipeline_.adopt(rows);
+  } catch (const std::exception& e) {
+    spdlog::warn("cluster: cannot read the messages other replicas accepted: {}", e.what());
+  }
+}
+
+void Replica::adopt_soon() {
+  if (adopt_queued_) return;
+  adopt_queued_ = true;
+  executor_.post([this, alive = alive_] {
+    if (!*alive) return;
+    adopt_queued_ = false;
+    adopt_now();
+  });
+}
+
+void Replica::adopt_now() {
+  if (!active_) return;
+  try {
+    pipeline_.adopt_unfinished();
+  } catch (const std::exception& e) {
+    spdlog::warn("cluster: cannot read the messages other replicas accepted: {}", e.what());
+  }
+}
+
+void Replica::schedule_scan() {
+  // The backstop for a lost notice.
+  const auto every = std::max(settings_.ttl / 2, std::chrono::milliseconds(100));
+  scan_timer_ = executor_.schedule(every, [this, alive = alive_] {
+    if (!*alive) return;
+    scan_timer_.reset();
+    adopt_now();
+    schedule_scan();
+  });
+}
+
+nlohmann::json Replica::status(store::Store& reader) const {
+  auto out = cluster_json(*cluster_, reader);
+  out["role"] = active_ ? "active" : "standby";
+  if (relay_) {
+    out["events"] = {{"sent", relay_->sent()},
+                     {"received", relay_->received()},
+                     {"refused", relay_->refused()}};
+  }
+  return out;
+}
+
+}  // namespace drawbridge::runtime

@@ -1,0 +1,201 @@
+// Three replicas on one PostgreSQL (issue 16's test): messages through all of them (HTTP to each,
+// and a Telegram bot that any of them may poll), while each restarts in turn, the active one is
+// killed (-9), the active one is frozen (SIGSTOP) past its lease and woken, and one replica's
+// link to the database is cut and healed. Every acknowledged message is answered exactly once,
+// in order per session, and the fake Bot API never sees two getUpdates of the bot at once.
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "e2e/cluster_helpers.h"
+#include "e2e/cut_proxy.h"
+
+namespace drawbridge::e2e {
+namespace {
+
+using namespace cluster;
+
+struct Replica {
+  std::string name;
+  std::unique_ptr<Gateway> gw;
+  bool up = true;  // false: frozen, killed or cut off (no message is posted to it)
+};
+
+class Chaos {
+ public:
+  explicit Chaos(TelegramFake& fake) : fake_(fake) {}
+
+  // One message through every replica that is up (HTTP, one session per replica, so each
+  // session's messages come through one replica: their order is the order they were sent),
+  // and one to the bot.
+  void traffic(std::vector<Replica>& replicas) {
+    for (auto& r : replicas) {
+      if (!r.up) continue;
+      const std::string text = r.name + "-" + std::to_string(++n_);
+      const std::string session = "chaos-" + r.name;
+      auto post = r.gw->post_message(
+          {{"sessionKey", session}, {"message", text}, {"idempotencyKey", "k-" + text}});
+      if (post.status == 202) acked_[session].push_back(text);
+    }
+    const std::string t = "t" + std::to_string(++n_);
+    fake_.push_message(kBot, kAlice, kAlice, t);
+    pushed_.push_back(t);
+  }
+
+  // Bounded: every acknowledged message answered once (user entry and reply), in order.
+  ::testing::AssertionResult all_answered_once(const Gateway& reader) {
+    const auto deadline = std::chrono::steady_clock::now() + 40s;
+    std::string missing;
+    for (;;) {
+      missing.clear();
+      for (const auto& [session, texts] : acked_) {
+        const json history = reader.history(session);
+        std::vector<std::string> replies;
+        for (const auto& m : history) {
+          if (m.value("role", "") != "assistant") continue;
+          const auto& c = m.value("content", json());
+          replies.push_back(c.is_array() && !c.empty() ? c[0].value("text", "")
+                                                       : c.is_string() ? c.get<std::string>()
+                                                                       : "");
+        }
+        if (replies != texts) {
+          missing += session + ": replies " + json(replies).dump() + " for " +
+                     json(texts).dump() + "\n";
+        }
+      }
+      const bool bot_done = fake_.sent(kBot).size() >= pushed_.size();
+      if (missing.empty() && bot_done) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return ::testing::AssertionFailure()
+               << missing << "bot: " << json(texts_sent(fake_)).dump() << " for "
+               << json(pushed_).dump();
+      }
+      // The replicas' state is read over HTTP: polled, bounded by the deadline.
+      std::this_thread::sleep_for(100ms);
+    }
+    if (texts_sent(fake_) != pushed_) {
+      return ::testing::AssertionFailure() << "bot: " << json(texts_sent(fake_)).dump()
+                                           << " for " << json(pushed_).dump();
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+  std::size_t acked() const {
+    std::size_t n = 0;
+    for (const auto& [s, t] : acked_) n += t.size();
+    return n;
+  }
+
+ private:
+  TelegramFake& fake_;
+  int n_ = 0;
+  std::map<std::string, std::vector<std::string>> acked_;
+  std::vector<std::string> pushed_;
+};
+
+// The replica that is active now (asked of the replicas that are up), waiting (bounded) for one
+// other than `not_this` to be.
+Replica* wait_active(std::vector<Replica>& replicas, const Replica* not_this = nullptr) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    for (auto& r : replicas) {
+      if (!r.up || &r == not_this) continue;
+      if (cluster_status(*r.gw).value("role", "") == "active") return &r;
+    }
+    std::this_thread::sleep_for(50ms);  // status of other processes: polled, bounded
+  }
+  return nullptr;
+}
+
+TEST_F(ClusterTest, ThreeReplicasLoseAndDoubleNothingThroughRestartsKillsFreezesAndACut) {
+  TelegramFake fake;
+  fake.add_bot(kBot, 777001, "cluster_bot");
+  auto keys = conninfo_keys(conninfo);
+  // c reaches PostgreSQL through a link this test cuts.
+  CutProxy link(keys["host"] + "/.s.PGSQL." + keys["port"]);
+  const std::string through_link = "host=127.0.0.1 port=" + std::to_string(link.port()) +
+                                   " dbname=postgres user=postgres options='" + keys["options"] +
+                                   "'";
+  TempDir dir_a, dir_b, dir_c;
+  std::vector<Replica> rs;
+  const std::vector<std::tuple<std::string, TempDir*, std::string>> members = {
+      {"a", &dir_a, conninfo}, {"b", &dir_b, conninfo}, {"c", &dir_c, through_link}};
+  for (const auto& [name, dir, url] : members) {
+    json cfg = pg_config(url, name, 2000);
+    cfg["channels"]["telegram"] = telegram_bot(fake);
+    auto gw = std::make_unique<Gateway>(*dir, cfg);
+    gw->set_env("E2E_BOT_TOKEN", kBot);
+    gw->set_env("DRAWBRIDGE_SUPERVISOR", "none");
+    rs.push_back({name, std::move(gw), true});
+  }
+  for (auto& r : rs) r.gw->start();
+  Chaos chaos(fake);
+  chaos.traffic(rs);
+  ASSERT_EQ(wait_active(rs), &rs[0]);
+
+  // Each restarts in turn (in-process), with messages before, during and after.
+  for (auto& r : rs) {
+    r.gw->signal(SIGUSR1);
+    chaos.traffic(rs);
+    ASSERT_TRUE(lifecycle::wait_generation(*r.gw, 2, 15s)) << r.gw->log();
+    chaos.traffic(rs);
+  }
+
+  // kill -9 of the active replica; a supervisor starts it again (a standby now).
+  Replica* active = wait_active(rs);
+  ASSERT_NE(active, nullptr);
+  active->gw->kill9();
+  active->up = false;
+  chaos.traffic(rs);
+  Replica* next = wait_active(rs, active);
+  ASSERT_NE(next, nullptr) << rs[1].gw->log() << rs[2].gw->log();
+  active->gw->start();
+  active->up = true;
+  chaos.traffic(rs);
+
+  // The active one freezes past its lease; woken, it finds the lease taken and exits (75).
+  active = next;
+  active->gw->signal(SIGSTOP);
+  active->up = false;
+  chaos.traffic(rs);
+  next = wait_active(rs, active);
+  ASSERT_NE(next, nullptr);
+  chaos.traffic(rs);
+  active->gw->signal(SIGCONT);
+  EXPECT_EQ(active->gw->wait_exit(20s).code, 75) << active->gw->log();
+  active->gw->start();
+  active->up = true;
+  chaos.traffic(rs);
+
+  // c's link to the database is cut (if c is active, another takes over) and healed.
+  Replica& c = rs[2];
+  const bool c_was_active = cluster_status(*c.gw).value("role", "") == "active";
+  link.cut();
+  c.up = false;
+  chaos.traffic(rs);
+  if (c_was_active) ASSERT_NE(wait_active(rs, &c), nullptr);
+  chaos.traffic(rs);
+  link.heal();
+  if (c_was_active) {
+    EXPECT_EQ(c.gw->wait_exit(30s).code, 75) << c.gw->log();
+    c.gw->start();
+  }
+  c.up = true;
+  chaos.traffic(rs);
+
+  Replica* reader = wait_active(rs);
+  ASSERT_NE(reader, nullptr);
+  EXPECT_TRUE(chaos.all_answered_once(*reader->gw));
+  EXPECT_GE(chaos.acked(), 25u);
+  EXPECT_LE(fake.max_concurrent_polls(kBot), 1) << "two getUpdates overlapped";
+}
+
+}  // namespace
+}  // namespace drawbridge::e2e

@@ -1,0 +1,99 @@
+#pragma once
+
+// What the cluster tests (tests/e2e/cluster_test.cpp, cluster_chaos_test.cpp) share: configs of
+// replicas on the test PostgreSQL (tests/fakes/pg_server.h), a Telegram bot on the fake Bot API,
+// and reads of what the replicas answered.
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "e2e/harness.h"
+#include "e2e/lifecycle_helpers.h"
+#include "fakes/pg_server.h"
+#include "fakes/telegram_fake.h"
+
+namespace drawbridge::e2e::cluster {
+
+using testing::TelegramFake;
+constexpr const char* kBot = "777001:cluster-bot-token";
+constexpr std::int64_t kAlice = 42;
+
+inline json pg_config(const std::string& conninfo, const std::string& replica,
+                      int lease_ms = 1500) {
+  json cfg = lifecycle::restartable(echo_config());
+  cfg["store"] = {{"driver", "postgres"}, {"url", conninfo}};
+  cfg["cluster"] = {{"replicaId", replica}, {"leaseMs", lease_ms}};
+  return cfg;
+}
+
+// The conninfo's keywords (libpq parses it), for building another one to the same database.
+inline std::map<std::string, std::string> conninfo_keys(const std::string& conninfo) {
+  std::map<std::string, std::string> out;
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
+  if (err != nullptr) PQfreemem(err);
+  for (auto* o = opts; o != nullptr && o->keyword != nullptr; ++o) {
+    if (o->val != nullptr) out[o->keyword] = o->val;
+  }
+  if (opts != nullptr) PQconninfoFree(opts);
+  return out;
+}
+
+inline json telegram_bot(const TelegramFake& fake) {
+  return {{"botTokenEnv", "E2E_BOT_TOKEN"},
+          {"apiRoot", fake.base_url()},
+          {"allowFrom", json::array({kAlice})},
+          {"pollTimeoutSeconds", 30},
+          {"sendRate", {{"chatPerSecond", 0}}}};
+}
+
+inline std::vector<std::string> texts_sent(const TelegramFake& fake) {
+  std::vector<std::string> out;
+  for (const auto& m : fake.sent(kBot)) out.push_back(m.text);
+  return out;
+}
+
+struct ClusterTest : ::testing::Test {
+  std::string conninfo;
+  void SetUp() override {
+    std::string why;
+    auto c = testing::fresh_pg_schema(&why);
+    if (!c) GTEST_SKIP() << "PostgreSQL is not installed: " << why;
+    conninfo = *c;
+  }
+};
+
+inline std::size_t count_of(const json& messages, const std::string& role,
+                            const std::string& text) {
+  std::size_t n = 0;
+  for (const auto& m : messages) {
+    if (m.value("role", "") != role) continue;
+    const auto& c = m.value("content", json());
+    std::string t = c.is_string() ? c.get<std::string>() : "";
+    if (c.is_array() && !c.empty()) t = c[0].value("text", "");
+    if (t == text) ++n;
+  }
+  return n;
+}
+
+// Waits (bounded) until the session's history holds `text` answered once.
+inline bool answered(const Gateway& gw, const std::string& session, const std::string& text) {
+  return wait_until_idle(gw, 10s).is_object() &&
+         count_of(gw.history(session), "assistant", text) == 1;
+}
+
+inline json cluster_status(const Gateway& gw) {
+  return gw.client({"operator.read"})->request("status", json::object()).value("cluster", json());
+}
+
+// The lease row as "<holder>:<epoch>" ("" holder: released).
+inline std::string active_lease(const std::string& conninfo) {
+  return testing::pg_query(
+      conninfo, "SELECT holder || ':' || epoch FROM leases WHERE name = 'cluster:active'");
+}
+
+}  // namespace drawbridge::e2e::cluster
