@@ -1,5 +1,6 @@
 #include "runtime/store_open.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -29,6 +30,8 @@ OpenStores open_stores(const config::Config& cfg, const std::string& data_dir) {
   OpenStores out;
   if (cfg.store.driver == "postgres") {
     store::PostgresOptions options{cfg.store.url, store_password(cfg.store)};
+    // A replica frozen inside a batch must not keep the lease row locked past its lease.
+    options.idle_in_transaction_timeout_ms = std::max<std::int64_t>(cfg.cluster.lease_ms / 2, 100);
     out.where = "PostgreSQL (store.url)";
     out.writer = store::PostgresStore::open(options);
     out.reader = store::PostgresStore::open(options);

@@ -271,7 +271,12 @@ std::int64_t insert_outbox(Connection& c, const OutboxRecord& r, bool as_sent,
 std::unique_ptr<PostgresStore> PostgresStore::open(const PostgresOptions& options) {
   auto conn = std::make_unique<pg::Connection>(options.conninfo, options.password);
   try {
-    conn->set_session_setup(postgres::kSessionSetup);
+    std::string setup = postgres::kSessionSetup;
+    if (options.idle_in_transaction_timeout_ms > 0) {
+      setup += "; SET idle_in_transaction_session_timeout = " +
+                std::to_string(options.idle_in_transaction_timeout_ms);
+    }
+    conn->set_session_setup(setup);
     // Text is stored as UTF-8 (pg::storable_text) and previews count its characters.
     const auto encoding = conn->query("SELECT current_setting('server_encoding')").text(0, 0);
     if (encoding != "UTF8") {

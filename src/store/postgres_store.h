@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -15,6 +16,11 @@ class Connection;
 struct PostgresOptions {
   std::string conninfo;  // libpq connection string or URI
   std::string password;  // "" = libpq's own (PGPASSWORD, ~/.pgpass, the conninfo)
+  // > 0: the server ends this connection when it sits that long inside a transaction
+  // (idle_in_transaction_session_timeout). A replica frozen mid-batch (SIGSTOP, a VM pause)
+  // holds row locks, the lease row's among them: the cluster sets this below its lease time so
+  // that another replica can take over.
+  std::int64_t idle_in_transaction_timeout_ms = 0;
 };
 
 // The Store on one PostgreSQL connection, with the SqliteStore's semantics, for replicas that
