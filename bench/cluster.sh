@@ -1,27 +1,40 @@
 #!/usr/bin/env bash
-# drawbridge on PostgreSQL (store.driver "postgres"): throughput against the same load as
-# bench/throughput.sh, and the failover time of the active replica after a kill -9.
+# drawbridge on PostgreSQL (store.driver "postgres"): throughput with 1, 2 and 3 replicas
+# against the same load as bench/throughput.sh, the failover time of the active replica after
+# a kill -9, and rolling restarts under load (lost and duplicated finals).
 #
-#   bench/cluster.sh [-d SECONDS] [-c CONNECTIONS] [-F FAILOVERS] [-l LEASE_MS]
+#   bench/cluster.sh [-d SECONDS] [-c CONNECTIONS] [-F FAILOVERS] [-l LEASE_MS] [-R RESTARTS]
+#                    [-p PARTS]   (PARTS: comma list of throughput,failover,rolling; default all)
 #
 # Starts its own PostgreSQL (initdb in a temporary folder, Unix socket only, fsync on: the
 # durability a real server has), as the postgres user when run as root; stops it at the end.
-# Throughput: one replica, echo agent, closed loop. Failover: replicas a and b on one database,
-# a active and b standing by; a is killed (-9) and the time until b's /readyz answers 200 is
-# measured, then the roles swap; -F times.
+# Throughput: N replicas (1, 2, 3) on one database, echo agent, closed loop, the connections
+# spread evenly over the replicas (one loadgen per replica, its own sessions): every replica
+# accepts, the active one runs the turns, the others relay their clients' events. Failover:
+# replicas a and b, a active; a is killed (-9) and the time until b logs that it is active is
+# measured, then the roles swap; -F times. Rolling: three replicas under load, each restarted
+# in turn (SIGUSR1) -R times in all, each restart waited for; loadgen reconnects and counts
+# lost and duplicated finals.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 
-duration=20 conns=100 failovers=5 lease_ms=5000
-while getopts "d:c:F:l:" o; do
+duration=20 conns=100 failovers=5 lease_ms=5000 restarts=20 parts=throughput,failover,rolling
+keep_logs=""
+while getopts "d:c:F:l:R:p:L:" o; do
   case "$o" in
     d) duration="$OPTARG" ;;
     c) conns="$OPTARG" ;;
     F) failovers="$OPTARG" ;;
     l) lease_ms="$OPTARG" ;;
-    *) echo "usage: $0 [-d S] [-c N] [-F N] [-l LEASE_MS]" >&2; exit 64 ;;
+    R) restarts="$OPTARG" ;;
+    p) parts="$OPTARG" ;;
+    L) keep_logs="$OPTARG" ;;
+    *) echo "usage: $0 [-d S] [-c N] [-F N] [-l LEASE_MS] [-R N] [-p PARTS]" >&2; exit 64 ;;
   esac
 done
+part() { [[ ",$parts," == *",$1,"* ]]; }
+# -L DIR: the gateways' logs are copied there at the end.
+keep() { [[ -n "$keep_logs" ]] && mkdir -p "$keep_logs" && cp "$work"/gw-*.log "$keep_logs"/ 2>/dev/null; true; }
 need_bin "$DRAWBRIDGE_BIN"
 need_bin "$LOADGEN_BIN"
 bindir=$(for b in /usr/lib/postgresql/*/bin; do [[ -x $b/initdb ]] && echo "$b"; done | sort -V | tail -n 1)
@@ -43,52 +56,118 @@ _bench_pids+=("$pg_pid")
 echo "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') (pid $pg_pid), fsync on"
 psql_c() { "$bindir/psql" -h "$pg" -U postgres -d postgres -Atqc "$1"; }
 
-# pg_config FILE SCHEMA REPLICA [LEVEL]: a config on a fresh schema.
+# pg_config FILE SCHEMA REPLICA [LEVEL] [GATEWAY]: a config on a schema (created when missing);
+# GATEWAY: more keys of "gateway".
 pg_config() {
-  psql_c "CREATE SCHEMA IF NOT EXISTS $2" || exit 1
-  write_config "$1" "${4:-warn}" "\"store\": {\"driver\": \"postgres\", \"url\": \"host=$pg dbname=postgres user=postgres options='-c search_path=$2'\"}, \"cluster\": {\"replicaId\": \"$3\", \"leaseMs\": $lease_ms}"
+  psql_c "SET client_min_messages = warning; CREATE SCHEMA IF NOT EXISTS $2" || exit 1
+  write_config "$1" "${4:-warn}" "\"store\": {\"driver\": \"postgres\", \"url\": \"host=$pg dbname=postgres user=postgres options='-c search_path=$2'\"}, \"cluster\": {\"replicaId\": \"$3\", \"leaseMs\": $lease_ms}" "${5:-}"
 }
 
-echo "=== throughput: one replica on PostgreSQL, $conns sessions, closed loop, ${duration} s"
-pg_config "$work/tp.json" tp solo
-port=$(free_port) || exit 2
-mkdir -p "$work/data-tp"
-start_gateway "$work/data-tp" "$work/tp.json" "$port" "$work/gw-tp.log"
-wait_ready "$port" 20 || { cat "$work/gw-tp.log"; exit 1; }
-echo "+ $LOADGEN_BIN --url ws://127.0.0.1:$port --connections $conns --duration $duration --warmup 3"
-"$LOADGEN_BIN" --url "ws://127.0.0.1:$port" --token "$BENCH_TOKEN" --connections "$conns" \
-  --duration "$duration" --warmup 3 --server-pid "$GW_PID" >"$work/tp.out.json"
-jq -r '"throughput \(.throughput | floor) finals/s  p50 \(.latencyMs.p50) ms  p99 \(.latencyMs.p99) ms  lost \(.lost)  duplicates \(.duplicates)  gateway CPU \(.gatewayCpuPct // 0 | floor) %"' "$work/tp.out.json"
-stop_gateway "$GW_PID"
-
-echo "=== failover: kill -9 of the active replica -> the standby's /readyz 200 (leaseMs $lease_ms)"
-# info: the standby's "standby:" line is how this script knows it waits.
-pg_config "$work/fa.json" fo a info
-pg_config "$work/fb.json" fo b info
-declare -A cfg=([a]="$work/fa.json" [b]="$work/fb.json") ports=() pids=()
-launch() {  # launch NAME: starts replica NAME on a fresh port
+declare -A cfg=() ports=() pids=()
+# launch NAME: starts replica NAME (config cfg[NAME]) on a fresh port, without waiting.
+launch() {
   ports[$1]=$(free_port) || exit 2
   mkdir -p "$work/data-$1"
   start_gateway "$work/data-$1" "${cfg[$1]}" "${ports[$1]}" "$work/gw-$1.log"
   pids[$1]=$GW_PID
 }
-launch a
-GW_PID=${pids[a]}
-wait_ready "${ports[a]}" 20 || { cat "$work/gw-a.log"; exit 1; }
-launch b
-grep -q "standby" <(timeout 10 tail -f "$work/gw-b.log" | grep -m1 standby) || { echo "b is not standing by"; cat "$work/gw-b.log"; exit 1; }
-active=a standby=b
-times=()
-for ((i = 1; i <= failovers; i++)); do
-  t0=$EPOCHREALTIME
-  kill -KILL "${pids[$active]}"
-  GW_PID=${pids[$standby]}
-  wait_ready "${ports[$standby]}" 30 || { cat "$work/gw-$standby.log"; exit 1; }
-  ms=$(ms_between "$t0" "$READY_T")
-  times+=("$ms")
-  echo "failover $i: $active -> $standby in $ms ms"
-  launch "$active"  # comes back as the standby
-  grep -q "standby" <(timeout 10 tail -f "$work/gw-$active.log" | grep -m1 standby) || { cat "$work/gw-$active.log"; exit 1; }
-  tmp=$active active=$standby standby=$tmp
-done
-printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "failover ms: min %s  median %s  max %s  (%d runs)\n", a[1], a[int((NR+1)/2)], a[NR], NR}'
+# launch_ready NAME: launch, then wait for /readyz 200 (a standby is ready too: it serves).
+launch_ready() {
+  launch "$1"
+  GW_PID=${pids[$1]}
+  wait_ready "${ports[$1]}" 20 || { cat "$work/gw-$1.log"; exit 1; }
+}
+# wait_log NAME TEXT TIMEOUT_S: until replica NAME's log has TEXT (tail -f, no polling).
+wait_log() {
+  timeout "$3" grep -q -m1 -F "$2" <(tail -n +1 -f "$work/gw-$1.log") 2>/dev/null
+}
+# loadgens NAMES...: one loadgen per replica, conns/N connections each, in parallel; prints
+# the summed line and leaves the reports in $work/lg-NAME.json. Extra loadgen options in LG_EXTRA.
+loadgens() {
+  local n=$# per=$((conns / $#)) lp=() name
+  for name in "$@"; do
+    "$LOADGEN_BIN" --url "ws://127.0.0.1:${ports[$name]}" --token "$BENCH_TOKEN" \
+      --connections "$per" --duration "$duration" --warmup 3 --session-prefix "lg-$name-" \
+      ${LG_EXTRA:-} >"$work/lg-$name.json" 2>"$work/lg-$name.err" &
+    lp+=($!)
+  done
+  wait "${lp[@]}"
+  local files=()
+  for name in "$@"; do files+=("$work/lg-$name.json"); done
+  jq -s -r --arg n "$n" '"\($n) replica(s): throughput \(map(.throughput) | add | floor) finals/s  p50 \(map(.latencyMs.p50) | max) ms  p99 \(map(.latencyMs.p99) | max) ms  lost \(map(.lost) | add)  duplicates \(map(.duplicates) | add)"' "${files[@]}"
+}
+stop_all() { local name; for name in "${!pids[@]}"; do stop_gateway "${pids[$name]}"; done; pids=(); }
+
+if part throughput; then
+  for n in 1 2 3; do
+    echo "=== throughput: $n replica(s) on one PostgreSQL, $conns sessions over them, closed loop, ${duration} s"
+    names=()
+    for ((i = 1; i <= n; i++)); do
+      pg_config "$work/tp$n-$i.json" "tp$n" "r$i"
+      cfg[r$i]="$work/tp$n-$i.json"
+      launch_ready "r$i"
+      names+=("r$i")
+    done
+    echo "+ $LOADGEN_BIN --url ws://127.0.0.1:PORT --connections $((conns / n)) --duration $duration --warmup 3 (one per replica)"
+    LG_EXTRA="" loadgens "${names[@]}"
+    stop_all
+  done
+fi
+
+if part failover; then
+  echo "=== failover: kill -9 of the active replica -> the standby is active (leaseMs $lease_ms)"
+  pg_config "$work/fa.json" fo a info
+  pg_config "$work/fb.json" fo b info
+  cfg[a]="$work/fa.json" cfg[b]="$work/fb.json"
+  launch_ready a
+  launch_ready b
+  wait_log b "is a standby" 10 || { echo "b is not standing by"; cat "$work/gw-b.log"; exit 1; }
+  active=a standby=b
+  times=()
+  for ((i = 1; i <= failovers; i++)); do
+    t0=$EPOCHREALTIME
+    kill -KILL "${pids[$active]}"
+    wait_log "$standby" "replica $standby is active (lease" 30 || { cat "$work/gw-$standby.log"; exit 1; }
+    ms=$(ms_between "$t0" "$EPOCHREALTIME")
+    times+=("$ms")
+    echo "failover $i: $active -> $standby in $ms ms"
+    launch_ready "$active"  # comes back as the standby
+    wait_log "$active" "is a standby" 10 || { cat "$work/gw-$active.log"; exit 1; }
+    tmp=$active active=$standby standby=$tmp
+  done
+  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "failover ms: min %s  median %s  max %s  (%d runs)\n", a[1], a[int((NR+1)/2)], a[NR], NR}'
+  stop_all
+fi
+
+if part rolling; then
+  echo "=== rolling restarts: 3 replicas under load, $restarts in-process restarts (SIGUSR1), each in turn"
+  for name in x y z; do
+    pg_config "$work/roll-$name.json" roll "$name" info '"restart": {"delayMs": 0, "cooldownMs": 0}'
+    cfg[$name]="$work/roll-$name.json"
+    launch_ready "$name"
+  done
+  # The load runs for the whole sequence; each restart is waited for (its next generation ready).
+  total=$((restarts * 2 + 10))
+  lg_pids=()
+  for name in x y z; do
+    "$LOADGEN_BIN" --url "ws://127.0.0.1:${ports[$name]}" --token "$BENCH_TOKEN" \
+      --connections $((conns / 3)) --duration "$total" --warmup 1 --session-prefix "roll-$name-" \
+      --reconnect --grace 30 >"$work/roll-lg-$name.json" 2>"$work/roll-lg-$name.err" &
+    lg_pids+=($!)
+  done
+  sleep 2  # the load is under way (a fixed lead time; the load generators report everything)
+  names=(x y z)
+  declare -A gen=([x]=1 [y]=1 [z]=1)
+  for ((i = 0; i < restarts; i++)); do
+    name=${names[$((i % 3))]}
+    gen[$name]=$((gen[$name] + 1))
+    t0=$EPOCHREALTIME
+    kill -USR1 "${pids[$name]}"
+    wait_log "$name" "generation ${gen[$name]} ready" 30 || { echo "restart $i of $name did not finish"; cat "$work/gw-$name.log"; exit 1; }
+    echo "restart $((i + 1)): $name ready again in $(ms_between "$t0" "$EPOCHREALTIME") ms"
+  done
+  wait "${lg_pids[@]}"
+  keep
+  jq -s -r '"rolling: sent \(map(.sent) | add)  finals \(map(.finals) | add)  lost \(map(.lost) | add)  duplicates \(map(.duplicates) | add)  reconnects \(map(.reconnect.reconnects // 0) | add)"' "$work"/roll-lg-*.json
+  stop_all
+fi

@@ -71,6 +71,15 @@ void Cluster::claim(const std::string& name, std::function<void(Grant)> done) {
               });
 }
 
+void Cluster::list(const std::string& prefix,
+                   std::function<void(std::vector<store::Lease>)> done) {
+  auto out = std::make_shared<std::vector<store::Lease>>();
+  thread_.run({[out, prefix](store::Store& s) { *out = s.list_leases(prefix); }},
+              [alive = alive_, out, done = std::move(done)](std::string error) {
+                if (*alive && error.empty()) done(std::move(*out));
+              });
+}
+
 std::chrono::milliseconds Cluster::remaining(const std::string& name) const {
   return keeper_.remaining(name, clock_.now());
 }

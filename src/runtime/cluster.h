@@ -47,6 +47,10 @@ class Cluster final : public pipeline::AccountLeases {
   std::chrono::milliseconds ttl() const override { return keeper_.ttl(); }
   const std::string& replica_id() const override { return replica_id_; }
 
+  // The leases named `prefix...`, read on the leases' thread; `done` on the loop (not called
+  // when the store fails: the caller keeps what it knew).
+  void list(const std::string& prefix, std::function<void(std::vector<store::Lease>)> done);
+
   // Heartbeats that failed in a row (the store unreachable), for status and logs.
   int failed_heartbeats() const { return failed_heartbeats_; }
   std::uint64_t heartbeats() const { return heartbeats_; }  // answered, since the start

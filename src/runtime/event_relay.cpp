@@ -112,8 +112,21 @@ std::optional<ChatEvent> EventRelay::decode_event(const std::string& text) {
   return ev;
 }
 
+std::string EventRelay::hello(const std::string& origin) {
+  return "hello " + std::to_string(origin.size()) + ":" + origin;
+}
+
+void EventRelay::set_peers(bool peers) {
+  if (peers == peers_) return;
+  peers_ = peers;
+  if (!peers_) pending_.clear();
+  spdlog::info("cluster: {}", peers_ ? "another replica listens: chat events are relayed"
+                                      : "no other replica: chat events are not relayed");
+}
+
 void EventRelay::on_chat_event(const ChatEvent& event) {
   if (delivering_) return;  // another replica's: it sent it to everyone already
+  if (!peers_) return;
   if (event.state == ChatEvent::State::delta) {
     auto [it, fresh] = pending_.try_emplace(event.run_id, event);
     if (!fresh) {
@@ -162,6 +175,16 @@ void EventRelay::send_events(std::vector<ChatEvent> events) {
 
 void EventRelay::on_notice(const std::string& payload) {
   std::string_view s(payload);
+  if (s.substr(0, 6) == "hello ") {
+    s.remove_prefix(6);
+    std::uint64_t n = 0;
+    if (!take_number(s, ':', n) || n != s.size()) {
+      ++refused_;
+      return;
+    }
+    if (s != replica_id_) set_peers(true);
+    return;
+  }
   std::uint64_t number = 0, index = 0, count = 0, who = 0;
   if (!take_number(s, ' ', number) || !take_number(s, ' ', index) ||
       !take_number(s, ' ', count) || !take_number(s, ':', who) || who > s.size() ||

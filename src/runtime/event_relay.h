@@ -47,6 +47,13 @@ class EventRelay final : public pipeline::ChatEventListener {
   void on_chat_event(const pipeline::ChatEvent& event) override;
   // A notice of kEventsChannel, as the listener received it (its own included: skipped).
   void on_notice(const std::string& payload);
+  // Whether another replica listens: with none, nothing is sent (a lone replica on PostgreSQL
+  // pays nothing for the relay). The runtime sets it from the live replicas; a hello() notice
+  // of another replica sets it at once.
+  void set_peers(bool peers);
+  bool peers() const { return peers_; }
+  // The notice a replica sends when it starts listening.
+  static std::string hello(const std::string& origin);
 
   // The notices of one event: "<number> <index> <count> <origin length>:<origin><part of the
   // event's JSON>", each at most `max_bytes`, cut between UTF-8 characters.
@@ -81,6 +88,7 @@ class EventRelay final : public pipeline::ChatEventListener {
   std::deque<std::string> assembly_order_;
   std::unordered_map<std::string, std::string> accumulated_;  // by run: another replica's
   bool delivering_ = false;
+  bool peers_ = true;
   std::uint64_t sent_ = 0;
   std::uint64_t received_ = 0;
   std::uint64_t refused_ = 0;

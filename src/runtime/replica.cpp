@@ -23,6 +23,7 @@ Replica::~Replica() {
   *alive_ = false;
   if (campaign_timer_) executor_.cancel(*campaign_timer_);
   if (scan_timer_) executor_.cancel(*scan_timer_);
+  if (peers_timer_) executor_.cancel(*peers_timer_);
   listener_.reset();  // joins its thread: nothing posts from it any more
   if (relay_) pipeline_.remove_listener(relay_.get());
   pipeline_.set_account_leases(nullptr);
@@ -98,7 +99,9 @@ std::optional<std::string> Replica::join() {
     h.on_connected = [this, alive = alive_] {
       // Notices sent while it was not listening are gone: look at the store instead.
       boost::asio::post(io_, [this, alive] {
-        if (*alive && active_) adopt_soon();
+        if (!*alive) return;
+        say_hello();
+        if (active_) adopt_soon();
       });
     };
     listener_ = std::make_unique<store::PgListener>(
@@ -109,7 +112,32 @@ std::optional<std::string> Replica::join() {
     return std::string("cluster: cannot listen for the other replicas: ") + e.what();
   }
   if (!active_) schedule_campaign();
+  watch_peers();
   return std::nullopt;
+}
+
+void Replica::say_hello() {
+  pipeline_.write_along([channel = events_channel_, hello = EventRelay::hello(settings_.id)](
+                            store::Store& s) { s.notify(channel, hello); });
+}
+
+void Replica::watch_peers() {
+  cluster_->list("replica:", [this, alive = alive_](std::vector<store::Lease> leases) {
+    if (!*alive) return;
+    // Lease times are the database's clock; a margin of one lease time covers clocks apart.
+    const auto horizon = clock_.wall_ms() - settings_.ttl.count();
+    bool peers = false;
+    for (const auto& l : leases) {
+      peers = peers || (!l.holder.empty() && l.holder != settings_.id && l.expires_at_ms > horizon);
+    }
+    relay_->set_peers(peers);
+  });
+  peers_timer_ = executor_.schedule(std::max(settings_.ttl / 3, std::chrono::milliseconds(100)),
+                                    [this, alive = alive_] {
+                                      if (!*alive) return;
+                                      peers_timer_.reset();
+                                      watch_peers();
+                                    });
 }
 
 void Replica::become_active(std::int64_t epoch, core::TimePoint sent, bool at_start) {

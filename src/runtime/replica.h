@@ -77,6 +77,9 @@ class Replica {
   void adopt_soon();
   void adopt_now();
   void schedule_scan();
+  // Every leaseMs / 3: whether another replica is live (the relay sends only then).
+  void watch_peers();
+  void say_hello();
 
   boost::asio::io_context& io_;
   core::Clock& clock_;
@@ -96,6 +99,7 @@ class Replica {
   std::string waiting_for_;
   std::optional<core::TimerId> campaign_timer_;
   std::optional<core::TimerId> scan_timer_;
+  std::optional<core::TimerId> peers_timer_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

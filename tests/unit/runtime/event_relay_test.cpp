@@ -187,5 +187,25 @@ TEST_F(EventRelayTest, StreamedTextOfAFinishedRunIsForgotten) {
   EXPECT_EQ(got_[2].accumulated, "x");
 }
 
+TEST_F(EventRelayTest, ALoneReplicaSendsNothingUntilAnotherSaysHello) {
+  a_.set_peers(false);
+  a_.on_chat_event(event(ChatEvent::State::delta, "run-1", "x"));
+  a_.on_chat_event(event(ChatEvent::State::final, "run-1", "x"));
+  executor_.advance(std::chrono::seconds(1));
+  EXPECT_EQ(sends_, 0);
+  a_.on_notice(EventRelay::hello("a"));  // its own, back from the database
+  EXPECT_FALSE(a_.peers());
+  a_.on_notice("hello 5:b");  // a length that does not match: refused
+  EXPECT_FALSE(a_.peers());
+  EXPECT_EQ(a_.refused(), 1u);
+  a_.on_notice(EventRelay::hello("b"));
+  EXPECT_TRUE(a_.peers());
+  a_.on_chat_event(event(ChatEvent::State::final, "run-2", "y"));
+  EXPECT_EQ(sends_, 1);
+  deliver();
+  ASSERT_EQ(got_.size(), 1u);
+  EXPECT_EQ(got_[0].text, "y");
+}
+
 }  // namespace
 }  // namespace drawbridge::runtime
