@@ -145,10 +145,8 @@ TEST_F(ClusterTest, ThreeReplicasLoseAndDoubleNothingThroughRestartsKillsFreezes
   const std::vector<std::tuple<std::string, TempDir*, std::string>> members = {
       {"a", &dir_a, conninfo}, {"b", &dir_b, conninfo}, {"c", &dir_c, through_link}};
   for (const auto& [name, dir, url] : members) {
-    json cfg = pg_config(url, name, 2000);
-    cfg["channels"]["telegram"] = telegram_bot(fake);
-    auto gw = std::make_unique<Gateway>(*dir, cfg);
-    gw->set_env("E2E_BOT_TOKEN", kBot);
+    auto gw = std::make_unique<Gateway>(*dir, with_bot(pg_config(url, name, 2000), fake));
+    bot_env(*gw);
     gw->set_env("DRAWBRIDGE_SUPERVISOR", "none");
     rs.push_back({name, std::move(gw), true});
   }

@@ -51,6 +51,14 @@ inline json telegram_bot(const TelegramFake& fake) {
           {"sendRate", {{"chatPerSecond", 0}}}};
 }
 
+// `cfg` with the bot on `fake` (its token from E2E_BOT_TOKEN: start the gateway with
+// bot_env()).
+inline json with_bot(json cfg, const TelegramFake& fake) {
+  cfg["channels"]["telegram"] = telegram_bot(fake);
+  return cfg;
+}
+inline void bot_env(Gateway& gw) { gw.set_env("E2E_BOT_TOKEN", kBot); }
+
 inline std::vector<std::string> texts_sent(const TelegramFake& fake) {
   std::vector<std::string> out;
   for (const auto& m : fake.sent(kBot)) out.push_back(m.text);

@@ -110,15 +110,11 @@ TEST_F(ClusterTest, MessagesAcceptedByAStandbyWhileTheActiveIsDownAreRunOnceAfte
 TEST_F(ClusterTest, APausedPollerIsFencedAndTwoPollsNeverOverlap) {
   TelegramFake fake;
   fake.add_bot(kBot, 777001, "cluster_bot");
-  auto with_bot = [&](json cfg) {
-    cfg["channels"]["telegram"] = telegram_bot(fake);
-    return cfg;
-  };
   TempDir dir_a, dir_b;
-  Gateway a(dir_a, with_bot(pg_config(conninfo, "a", 2000)));
-  Gateway b(dir_b, with_bot(pg_config(conninfo, "b", 2000)));
-  a.set_env("E2E_BOT_TOKEN", kBot);
-  b.set_env("E2E_BOT_TOKEN", kBot);
+  Gateway a(dir_a, with_bot(pg_config(conninfo, "a", 2000), fake));
+  Gateway b(dir_b, with_bot(pg_config(conninfo, "b", 2000), fake));
+  bot_env(a);
+  bot_env(b);
   a.start();
   fake.push_message(kBot, kAlice, kAlice, "one");
   ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 1; }, 10s)) << a.log();
@@ -146,14 +142,10 @@ TEST_F(ClusterTest, InProcessRestartsOfEitherReplicaKeepTheBotPolledAndAnswerOnc
   TelegramFake fake;
   fake.add_bot(kBot, 777001, "cluster_bot");
   TempDir dir_a, dir_b;
-  json cfg_a = pg_config(conninfo, "a", 2000);
-  json cfg_b = pg_config(conninfo, "b", 2000);
-  cfg_a["channels"]["telegram"] = telegram_bot(fake);
-  cfg_b["channels"]["telegram"] = telegram_bot(fake);
-  Gateway a(dir_a, cfg_a);
-  Gateway b(dir_b, cfg_b);
-  a.set_env("E2E_BOT_TOKEN", kBot);
-  b.set_env("E2E_BOT_TOKEN", kBot);
+  Gateway a(dir_a, with_bot(pg_config(conninfo, "a", 2000), fake));
+  Gateway b(dir_b, with_bot(pg_config(conninfo, "b", 2000), fake));
+  bot_env(a);
+  bot_env(b);
   a.start();
   b.start();
   std::vector<std::string> pushed;
@@ -211,14 +203,10 @@ TEST_F(ClusterTest, AReplicaCutOffFromTheDatabaseHandsOverAndStaysOut) {
   TelegramFake fake;
   fake.add_bot(kBot, 777001, "cluster_bot");
   TempDir dir_a, dir_b;
-  json cfg_a = pg_config(through_link, "a", 2000);
-  json cfg_b = pg_config(conninfo, "b", 2000);
-  cfg_a["channels"]["telegram"] = telegram_bot(fake);
-  cfg_b["channels"]["telegram"] = telegram_bot(fake);
-  Gateway a(dir_a, cfg_a);
-  Gateway b(dir_b, cfg_b);
-  a.set_env("E2E_BOT_TOKEN", kBot);
-  b.set_env("E2E_BOT_TOKEN", kBot);
+  Gateway a(dir_a, with_bot(pg_config(through_link, "a", 2000), fake));
+  Gateway b(dir_b, with_bot(pg_config(conninfo, "b", 2000), fake));
+  bot_env(a);
+  bot_env(b);
   a.start();
   fake.push_message(kBot, kAlice, kAlice, "one");
   ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 1; }, 10s)) << a.log();
