@@ -130,6 +130,7 @@ void Replica::watch_peers() {
     for (const auto& l : leases) {
       peers = peers || (!l.holder.empty() && l.holder != settings_.id && l.expires_at_ms > horizon);
     }
+    if (last_hello_ && clock_.now() - *last_hello_ < settings_.ttl) peers = true;
     relay_->set_peers(peers);
   });
   peers_timer_ = executor_.schedule(std::max(settings_.ttl / 3, std::chrono::milliseconds(100)),
@@ -197,6 +198,10 @@ void Replica::on_notices(std::vector<store::PgListener::Notice> notices) {
       auto [p, ec] = std::from_chars(n.payload.data(), end, id);
       if (ec == std::errc() && p == end && id > 0) rows.push_back(id);
     } else if (n.channel == events_channel_) {
+      // A replica that says hello may not have its presence lease in the store yet.
+      if (n.payload.rfind("hello ", 0) == 0 && n.payload != EventRelay::hello(settings_.id)) {
+        last_hello_ = clock_.now();
+      }
       relay_->on_notice(n.payload);
     }
   }

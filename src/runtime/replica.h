@@ -100,6 +100,7 @@ class Replica {
   std::optional<core::TimerId> campaign_timer_;
   std::optional<core::TimerId> scan_timer_;
   std::optional<core::TimerId> peers_timer_;
+  std::optional<core::TimePoint> last_hello_;  // another replica started listening
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
