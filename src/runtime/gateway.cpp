@@ -16,7 +16,6 @@
 #include "runtime/asio_executor.h"
 #include "runtime/carried_connections.h"
 #include "runtime/cluster.h"
-#include "runtime/replica.h"
 #include "runtime/auth_token.h"
 #include "runtime/config_reloader.h"
 #include "runtime/drain_runner.h"
@@ -31,6 +30,7 @@
 #include "runtime/listen_fds.h"
 #include "runtime/log_redaction.h"
 #include "runtime/log_ring.h"
+#include "runtime/replica.h"
 #include "runtime/restart_coordinator.h"
 #include "runtime/sd_notifier.h"
 #include "runtime/serving.h"
@@ -159,8 +159,8 @@ class Gateway final : public server::Control {
     return exit_code_;
   }
 
-  // store.driver postgres: this replica's part in the cluster (runtime/replica.h): active
-  // (turns, chat-app channels) or a standby (clients and accepts only) until it takes over.
+  // store.driver postgres: this replica's part in the cluster (runtime/replica.h): active (the
+  // turns, IRC) or a standby (clients, accepts, Telegram under its lease) until it takes over.
   std::optional<std::string> join_cluster() {
     if (!stores_.leases) return std::nullopt;
     const auto& c = cfg().cluster;
@@ -199,7 +199,7 @@ class Gateway final : public server::Control {
   }
 
   // A standby became active in its running generation: what a start does after a crash (the
-  // active one may have died mid-turn), then the turns and the chat-app channels.
+  // active one may have died mid-turn), then the turns and the IRC channels.
   void take_over() {
     auto repair = std::make_shared<store::Store::Repair>();
     auto clean = std::make_shared<bool>(false);
