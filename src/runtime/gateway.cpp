@@ -222,8 +222,9 @@ class Gateway final : public server::Control {
                          repair->sessions.size());
           }
           pipeline_->take_over();
-          for (const auto& [id, ch] : cfg().channels) {
-            if (Generation::runs_on_standby(id) || !ch.enabled) continue;
+          for (const auto& channel : cfg().channels) {
+            const std::string id = channel.first;  // captured below: not a structured binding
+            if (Generation::runs_on_standby(id) || !channel.second.enabled) continue;
             generation_units_->restart_channel(
                 id, cfg(), [this] { return lifecycle_.state() == core::LifecycleState::running; },
                 [id](const std::string& err) {
