@@ -134,12 +134,9 @@ Replica* wait_active(std::vector<Replica>& replicas, const Replica* not_this = n
 TEST_F(ClusterTest, ThreeReplicasLoseAndDoubleNothingThroughRestartsKillsFreezesAndACut) {
   TelegramFake fake;
   fake.add_bot(kBot, 777001, "cluster_bot");
-  auto keys = conninfo_keys(conninfo);
   // c reaches PostgreSQL through a link this test cuts.
-  CutProxy link(keys["host"] + "/.s.PGSQL." + keys["port"]);
-  const std::string through_link = "host=127.0.0.1 port=" + std::to_string(link.port()) +
-                                   " dbname=postgres user=postgres options='" + keys["options"] +
-                                   "'";
+  CutProxy link(pg_socket(conninfo));
+  const std::string through_link = through(link, conninfo);
   TempDir dir_a, dir_b, dir_c;
   std::vector<Replica> rs;
   const std::vector<std::tuple<std::string, TempDir*, std::string>> members = {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "e2e/cut_proxy.h"
 #include "e2e/harness.h"
 #include "e2e/lifecycle_helpers.h"
 #include "fakes/pg_server.h"
@@ -43,6 +44,18 @@ inline std::map<std::string, std::string> conninfo_keys(const std::string& conni
   return out;
 }
 
+// The Unix socket of the test server `conninfo` names, for a CutProxy in front of it.
+inline std::string pg_socket(const std::string& conninfo) {
+  auto keys = conninfo_keys(conninfo);
+  return keys["host"] + "/.s.PGSQL." + keys["port"];
+}
+// `conninfo` reached through `link` instead (a replica's network, which the test cuts).
+inline std::string through(const CutProxy& link, const std::string& conninfo) {
+  auto keys = conninfo_keys(conninfo);
+  return "host=127.0.0.1 port=" + std::to_string(link.port()) +
+         " dbname=postgres user=postgres options='" + keys["options"] + "'";
+}
+
 inline json telegram_bot(const TelegramFake& fake) {
   return {{"botTokenEnv", "E2E_BOT_TOKEN"},
           {"apiRoot", fake.base_url()},
@@ -58,6 +71,16 @@ inline json with_bot(json cfg, const TelegramFake& fake) {
   return cfg;
 }
 inline void bot_env(Gateway& gw) { gw.set_env("E2E_BOT_TOKEN", kBot); }
+
+// The bot's first message, answered by `gw` and recorded as sent (bounded waits).
+inline ::testing::AssertionResult first_message_answered(TelegramFake& fake, const Gateway& gw) {
+  fake.push_message(kBot, kAlice, kAlice, "one");
+  if (!fake.wait_for([&] { return fake.sent(kBot).size() >= 1; }, 10s)) {
+    return ::testing::AssertionFailure() << gw.log();
+  }
+  wait_until_idle(gw, 10s);
+  return ::testing::AssertionSuccess();
+}
 
 inline std::vector<std::string> texts_sent(const TelegramFake& fake) {
   std::vector<std::string> out;

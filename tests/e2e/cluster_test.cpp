@@ -116,11 +116,9 @@ TEST_F(ClusterTest, APausedPollerIsFencedAndTwoPollsNeverOverlap) {
   bot_env(a);
   bot_env(b);
   a.start();
-  fake.push_message(kBot, kAlice, kAlice, "one");
-  ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 1; }, 10s)) << a.log();
   // Recorded as sent first: a freeze between a send and its record is the one window where a
   // part can go twice (README "Answered once"), which this test is not about.
-  wait_until_idle(a, 10s);
+  ASSERT_TRUE(first_message_answered(fake, a));
   b.start();  // a standby: its bot channel waits for the account's lease, which a holds
   // a stops dead (SIGSTOP) past its lease; b takes over the store and the bot.
   a.signal(SIGSTOP);
@@ -195,22 +193,16 @@ TEST_F(ClusterTest, AReexecKeepsTheActiveLeaseAndAPlainStopReleasesIt) {
 
 TEST_F(ClusterTest, AReplicaCutOffFromTheDatabaseHandsOverAndStaysOut) {
   // a reaches PostgreSQL through a link this test cuts; b directly.
-  auto keys = conninfo_keys(conninfo);
-  CutProxy link(keys["host"] + "/.s.PGSQL." + keys["port"]);
-  const std::string through_link = "host=127.0.0.1 port=" + std::to_string(link.port()) +
-                                   " dbname=postgres user=postgres options='" + keys["options"] +
-                                   "'";
+  CutProxy link(pg_socket(conninfo));
   TelegramFake fake;
   fake.add_bot(kBot, 777001, "cluster_bot");
   TempDir dir_a, dir_b;
-  Gateway a(dir_a, with_bot(pg_config(through_link, "a", 2000), fake));
+  Gateway a(dir_a, with_bot(pg_config(through(link, conninfo), "a", 2000), fake));
   Gateway b(dir_b, with_bot(pg_config(conninfo, "b", 2000), fake));
   bot_env(a);
   bot_env(b);
   a.start();
-  fake.push_message(kBot, kAlice, kAlice, "one");
-  ASSERT_TRUE(fake.wait_for([&] { return fake.sent(kBot).size() >= 1; }, 10s)) << a.log();
-  wait_until_idle(a, 10s);
+  ASSERT_TRUE(first_message_answered(fake, a));
   b.start();
   link.cut();  // a still runs, but neither renews nor writes: b takes over after the lease
   ASSERT_TRUE(b.wait_for_log("replica b is active", 20s)) << b.log();
