@@ -202,9 +202,8 @@ int print_status(const json& s) {
     std::cout << "cluster    replica " << c.value("replicaId", "?") << " ("
               << c.value("role", "?") << ")";
     for (const auto& r : c.value("replicas", json::array())) {
-      std::cout << "; " << r.value("id", "?")
-                << (r.value("active", false) ? " active, " : " standby, ") << r.value("sessions", 0)
-                << " session(s) with work";
+      std::cout << "; " << r.value("id", "?") << (r.value("active", false) ? " (IRC) " : " ")
+                << r.value("sessions", 0) << " session(s)";
     }
     for (const auto& a : c.value("accounts", json::array())) {
       std::cout << "; " << a.value("name", "?") << " held by " << a.value("holder", "-");

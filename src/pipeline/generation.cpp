@@ -14,36 +14,39 @@ void Pipeline::start() {
   draining_ = false;
   delivery_.set_handing_over(false);
   debounce_bypass_ = false;
-  if (!ingress_) start_work();
+  if (session_leases_ == nullptr) return start_work();
+  // A replica runs the sessions it holds (the runtime repaired them before this start), and
+  // claims the free ones with work: messages of new sessions it accepted while it drained.
+  const auto held = session_leases_->held_sessions();
+  const std::unordered_set<std::string> mine(held.begin(), held.end());
+  start_work(&mine);
+  claim_free_sessions();
 }
 
-void Pipeline::take_over() {
-  if (!ingress_) return;
-  ingress_ = false;
-  start_work();
-}
-
-void Pipeline::start_work() {
+void Pipeline::start_work(const std::unordered_set<std::string>* only_sessions) {
   try {
-    auto pending = store_.sessions_in_state("resume_pending");
-    resume_pending_ = {pending.begin(), pending.end()};
+    for (auto& s : store_.sessions_in_state("resume_pending")) {
+      if (!only_sessions || only_sessions->count(s)) resume_pending_.insert(std::move(s));
+    }
   } catch (const std::exception& e) {
     spdlog::error("cannot read sessions to resume: {}", e.what());
   }
   std::unordered_set<std::string> suspended;
   try {
-    suspended = suspend_restart_loops();
+    suspended = suspend_restart_loops(only_sessions);
   } catch (const std::exception& e) {
     spdlog::error("cannot read the sessions restarts interrupted: {}", e.what());
     ++metrics_.errors_total;
   }
-  replay(std::nullopt, suspended);
+  replay(std::nullopt, suspended, only_sessions);
 }
 
-std::unordered_set<std::string> Pipeline::suspend_restart_loops() {
+std::unordered_set<std::string> Pipeline::suspend_restart_loops(
+    const std::unordered_set<std::string>* only_sessions) {
   std::unordered_set<std::string> out;
   for (const auto& loop : store_.sessions_interrupted(kSuspendAfterInterrupts)) {
     const std::string session = loop.session_key;
+    if (only_sessions && !only_sessions->count(session)) continue;
     out.insert(session);
     resume_pending_.erase(session);
     ++metrics_.sessions_suspended;
@@ -105,7 +108,8 @@ void Pipeline::drop_stale(std::vector<store::OutboxRecord>& pending) {
 }
 
 void Pipeline::replay(const std::optional<std::string>& only_channel,
-                      const std::unordered_set<std::string>& suspended) {
+                      const std::unordered_set<std::string>& suspended,
+                      const std::unordered_set<std::string>* only_sessions) {
   std::size_t replayed = 0;
   // The task registry of this generation is the inbox: every row not yet answered runs again,
   // in arrival order per session. The queue cap is for live traffic: a replayed row was
@@ -119,19 +123,23 @@ void Pipeline::replay(const std::optional<std::string>& only_channel,
     bool& flag;
     ~EndReplay() { flag = false; }
   } end_replay{replaying_};
-  const auto rows = store_.unfinished_inbound();
+  auto rows = store_.unfinished_inbound();
+  if (only_sessions) {
+    std::erase_if(rows, [&](const auto& r) { return !only_sessions->count(r.session_key); });
+  }
   // Rows debounced into a later row that is still unfinished run in that row's turn, as they
   // would have before the restart (set_merged); the others run alone.
   std::unordered_set<std::int64_t> unfinished;
   for (const auto& row : rows) unfinished.insert(row.id);
   std::map<std::int64_t, std::vector<std::int64_t>> merges;
   for (const auto& row : rows) {
-    if (!only_channel) replay_horizon_ = std::max(replay_horizon_, row.id);
+    if (!only_channel && !in_takeover_) replay_horizon_ = std::max(replay_horizon_, row.id);
     if (row.merged_into != 0 && row.merged_into > row.id && unfinished.count(row.merged_into)) {
       merges[row.merged_into].push_back(row.id);
     }
   }
   for (const auto& row : rows) {
+    if (held_.count(row.id)) continue;  // run already (a takeover after a notice adopted it)
     if (row.merged_into != 0 && merges.count(row.merged_into)) continue;  // in its lead's turn
     if (suspended.count(row.session_key)) continue;  // closed by its suspension
     if (only_channel && (row.channel != *only_channel || followups_.active(row.session_key))) {
@@ -155,6 +163,11 @@ void Pipeline::replay(const std::optional<std::string>& only_channel,
   }
   followups_.set_options(live);
   auto pending = store_.pending_outbox();
+  if (only_sessions) {
+    std::erase_if(pending, [&](const store::OutboxRecord& r) {
+      return !only_sessions->count(r.session_key) || delivery_.delivering(r.id);
+    });
+  }
   if (only_channel) {
     std::erase_if(pending, [&](const store::OutboxRecord& r) {
       return r.channel != *only_channel || delivery_.delivering(r.id);
@@ -176,7 +189,7 @@ void Pipeline::replay(const std::optional<std::string>& only_channel,
 }
 
 std::size_t Pipeline::adopt_unfinished() {
-  if (ingress_ || draining_ || !started_) return 0;
+  if (draining_ || !started_) return 0;
   const auto rows = store_.unfinished_inbound();
   std::unordered_set<std::int64_t> unfinished;
   for (const auto& row : rows) unfinished.insert(row.id);
@@ -186,7 +199,7 @@ std::size_t Pipeline::adopt_unfinished() {
 }
 
 std::size_t Pipeline::adopt(const std::vector<std::int64_t>& ids) {
-  if (ingress_ || draining_ || !started_) return 0;
+  if (draining_ || !started_) return 0;
   std::vector<store::InboxRecord> rows;
   std::unordered_set<std::int64_t> unfinished;
   for (auto id : ids) {
@@ -212,6 +225,7 @@ std::size_t Pipeline::adopt_rows(const std::vector<store::InboxRecord>& rows,
   std::size_t adopted = 0;
   for (const auto& row : rows) {
     if (held_.count(row.id)) continue;
+    if (!runs_here(row.session_key)) continue;  // its holder runs it
     const auto lead = row.merged_into;
     if (lead != 0 && (unfinished.count(lead) || held_.count(lead))) continue;  // in its lead's
     if (!routes_.count(row.channel)) continue;  // runs when the channel comes back
@@ -248,6 +262,8 @@ void Pipeline::reset() {
   history_.clear();  // the next generation reads what it needs again
   running_.clear();
   held_.clear();
+  claims_wanted_.clear();  // the next start runs what this replica holds
+  claim_posted_ = false;
   run_seq_.clear();
   routes_.clear();
   draining_ = false;
@@ -316,6 +332,85 @@ std::vector<ActiveChat> Pipeline::active_chats() const {
   std::vector<ActiveChat> out;
   for (auto& [id, chat] : sorted) out.push_back(std::move(chat));
   return out;
+}
+
+}  // namespace drawbridge::pipeline
+
+namespace drawbridge::pipeline {
+
+void Pipeline::ask_for(const std::string& session_key) {
+  if (session_leases_ == nullptr || draining_ || !started_) return;
+  claims_wanted_.insert(session_key);
+  if (claim_posted_) return;
+  claim_posted_ = true;
+  executor_.post([this, alive = gen_alive_] {
+    if (!*alive) return;
+    claim_posted_ = false;
+    std::vector<std::string> wanted(claims_wanted_.begin(), claims_wanted_.end());
+    claims_wanted_.clear();
+    std::erase_if(wanted, [&](const std::string& s) { return session_leases_->holds(s); });
+    if (wanted.empty()) return;
+    session_leases_->claim_sessions(std::move(wanted),
+                                    [this, alive](std::vector<SessionLeases::Taken> taken) {
+                                      if (*alive) take_over_sessions(std::move(taken));
+                                    });
+  });
+}
+
+void Pipeline::claim_free_sessions() {
+  if (session_leases_ == nullptr || draining_ || !started_) return;
+  session_leases_->claim_sessions({}, [this, alive = gen_alive_](
+                                          std::vector<SessionLeases::Taken> taken) {
+    if (*alive) take_over_sessions(std::move(taken));
+  });
+}
+
+void Pipeline::take_over_sessions(std::vector<SessionLeases::Taken> taken) {
+  if (taken.empty()) return;
+  std::vector<std::string> sessions;
+  std::vector<std::string> count;
+  for (auto& t : taken) {
+    if (t.from_dead) count.push_back(t.session);
+    sessions.push_back(std::move(t.session));
+  }
+  // Repaired in the next commit, which the fence guards: the dead holder's last batch
+  // committed before the claim (store.h), and nothing of it can land after.
+  auto repair = std::make_shared<store::Store::Repair>();
+  write([sessions, count = std::move(count), repair](store::Store& s) {
+    *repair = s.repair_sessions(sessions, count);
+  });
+  after_commit([this, alive = gen_alive_, sessions, repair](const std::string& error) {
+    if (!*alive) return;
+    if (!error.empty()) {
+      // The fence refused (this replica lost its presence: the runtime ends it) or the store
+      // failed: the sessions stay held, and their rows wait for this replica's next start.
+      spdlog::error("cluster: {} session(s) taken but not run: {}", sessions.size(), error);
+      return;
+    }
+    if (repair->removed_entries > 0) {
+      spdlog::warn("cluster: took {} session(s) from a replica that died; removed {} dangling "
+                   "transcript entr(ies)",
+                   sessions.size(), repair->removed_entries);
+    }
+    run_taken(sessions);
+  });
+}
+
+void Pipeline::run_taken(const std::vector<std::string>& sessions) {
+  if (draining_ || !started_) return;  // the next start runs what this replica holds
+  const std::unordered_set<std::string> only(sessions.begin(), sessions.end());
+  for (const auto& s : sessions) history_.forget(s);  // other replicas wrote to them
+  in_takeover_ = true;
+  struct End {
+    bool& flag;
+    ~End() { flag = false; }
+  } end{in_takeover_};
+  try {
+    start_work(&only);
+  } catch (const std::exception& e) {
+    spdlog::error("cluster: cannot read the work of {} session(s) taken: {}", sessions.size(),
+                  e.what());
+  }
 }
 
 }  // namespace drawbridge::pipeline

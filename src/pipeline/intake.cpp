@@ -38,8 +38,10 @@ AcceptResult Pipeline::on_committed(const store::InsertInboundResult& res, bool&
     return out;
   }
   ++metrics_.inbound_total;
-  if (ingress_) {
-    // A standby replica: the active one runs it (Pipeline::adopt_unfinished).
+  if (!runs_here(res.record.session_key)) {
+    // Another replica runs the session (it heard the notice), or nobody does yet: this one
+    // claims it.
+    ask_for(res.record.session_key);
     out.status = "queued";
     out.reason = "cluster";
     return out;

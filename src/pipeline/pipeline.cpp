@@ -118,7 +118,15 @@ void Pipeline::add_channel(Channel* channel, Agent* agent, int max_message_chars
     debouncers_.add(channel->id(), settings_.inbound_debounce);
   }
   // Added by a hot reload while the generation runs: what waited for it runs now.
-  if (returning && !draining_ && !ingress_) replay(channel->id());
+  if (returning && !draining_) {
+    if (session_leases_ == nullptr) {
+      replay(channel->id());
+    } else {
+      const auto held = session_leases_->held_sessions();
+      const std::unordered_set<std::string> mine(held.begin(), held.end());
+      replay(channel->id(), {}, &mine);
+    }
+  }
 }
 
 void Pipeline::add_listener(ChatEventListener* listener) { listeners_.push_back(listener); }
@@ -170,7 +178,9 @@ void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)>
                         m.run_id.empty() ? new_run_id() : m.run_id};
   auto res = std::make_shared<store::InsertInboundResult>();
   std::optional<std::string> announce;
-  if (ingress_) announce = work_channel_;
+  if (session_leases_ && !session_leases_->holds(m.session_key)) {
+    announce = work_channel_;
+  }
   write([row = std::move(row), res, now = clock_.wall_ms(),
          announce = std::move(announce)](store::Store& s) {
     *res = s.insert_inbound(row, now);
@@ -190,7 +200,7 @@ void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)>
                                                               rec.run_id, rec.id,
                                                               rec.received_at_ms});
     }
-    if (!res->duplicate && !ingress_) stop_now_if_asked(rec);
+    if (!res->duplicate && runs_here(rec.session_key)) stop_now_if_asked(rec);
     bool start_now = false;
     auto result = on_committed(*res, start_now);
     auto alive = gen_alive_;
@@ -204,11 +214,31 @@ void Pipeline::send(const SendRequest& req, std::function<void(SendResult)> done
   if (!routes_.count(req.channel)) {
     throw std::invalid_argument("channel \"" + req.channel + "\" is not configured");
   }
-  if (ingress_) {
-    // Its delivery would race the active replica's replay of the same part.
-    done(SendResult{{}, {}, false,
-                    "this replica is a standby: send through the active replica (status shows "
-                    "which)"});
+  const std::string session = req.session_key.empty() ? req.to : req.session_key;
+  if (session_leases_ && !session_leases_->holds(session)) {
+    // Its parts are delivered by the replica that runs the session: this one, once it holds it.
+    session_leases_->claim_session(
+        session, [this, alive = gen_alive_, req, done = std::move(done)](
+                     bool held, const std::string& holder) mutable {
+          if (!*alive) return done(SendResult{{}, {}, false, "the gateway is restarting"});
+          if (!held) {
+            return done(SendResult{
+                {}, {}, false,
+                holder.empty() ? std::string("the session's lease could not be claimed: try again")
+                               : "the session runs on replica " + holder + ": send through it"});
+          }
+          if (!routes_.count(req.channel)) {
+            return done(SendResult{{}, {}, false, "channel \"" + req.channel + "\" is not configured"});
+          }
+          send(req, [this, alive, done = std::move(done),
+                     session = req.session_key.empty() ? req.to : req.session_key](
+                        SendResult r) mutable {
+            done(std::move(r));
+            // Whatever else the session has waiting runs here now too (the part just sent
+            // is being delivered: the replay leaves it alone).
+            if (*alive) take_over_sessions({{session, false}});
+          });
+        });
     return;
   }
   // As chat.send, the run id of a send is its idempotency key: clients match events by it.

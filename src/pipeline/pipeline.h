@@ -26,6 +26,7 @@
 #include "pipeline/reply_delivery.h"
 #include "pipeline/routes.h"
 #include "pipeline/session_history.h"
+#include "pipeline/session_leases.h"
 #include "pipeline/types.h"
 #include "store/store.h"
 
@@ -116,24 +117,39 @@ class Pipeline {
   void set_account_leases(AccountLeases* leases) { account_leases_ = leases; }
   AccountLeases* account_leases() const { return account_leases_; }
   // --- Replicas (store.driver postgres; docs/DECISIONS.md "Replicas on PostgreSQL") ---
-  // A standby replica takes messages in (journaled, acknowledged, and announced to the active
-  // replica with a notice on kWorkChannel) but runs no turn and sends nothing. Set before
-  // start(); take_over() ends it.
+  // A message of a session another replica holds is journaled, acknowledged and announced to
+  // the others with a notice on kWorkChannel (the row's id), in the commit that journals it.
   static constexpr const char* kWorkChannel = "drawbridge_work";
-  void set_ingress(bool ingress) { ingress_ = ingress; }
   // The notice channel of this cluster (kWorkChannel with a suffix of the store's scope).
   void set_work_channel(std::string channel) { work_channel_ = std::move(channel); }
-  bool ingress() const { return ingress_; }
-  // This replica became the active one: what start() does for a generation (resumes,
-  // suspensions, the replay of unfinished rows and pending parts) now, in the running one.
-  void take_over();
-  // The active replica: runs the unfinished rows that another replica accepted. Rows this
-  // generation already holds (accepted here, replayed, adopted before) are left alone, so a
+  // Runs the unfinished rows of the sessions held here that another replica accepted (or
+  // whose turn's commit failed here). Rows this generation already holds (accepted here, replayed, adopted before) are left alone, so a
   // row runs once however often it is announced. Returns how many it took. A read of the
   // store on the calling thread; throws what the store throws.
   std::size_t adopt_unfinished();
   // The same for the rows a notice named (their ids): a read of each, not of the whole inbox.
   std::size_t adopt(const std::vector<std::int64_t>& ids);
+  // Sessions on every replica (store.driver postgres): this replica runs the turns of the
+  // sessions it holds; a message of another session is journaled, announced on the work
+  // channel and claimed (taken when it is free or its holder died; else its holder runs it).
+  // Set before start(); null (the default): every session runs here. Not owned.
+  void set_session_leases(SessionLeases* leases) { session_leases_ = leases; }
+  SessionLeases* session_leases() const { return session_leases_; }
+  // The key of the clean-shutdown marker (the runtime writes it after a clean drain and reads
+  // it at the next start): one per replica in a cluster.
+  std::string clean_marker_key() const {
+    return session_leases_ ? "clean_shutdown." + session_leases_->replica_id() : "clean_shutdown";
+  }
+  // Whether this replica runs the session's turns now.
+  bool runs_here(const std::string& session_key) const {
+    return session_leases_ == nullptr || session_leases_->holds(session_key);
+  }
+  // Sessions this replica just took: repairs what a dead holder may have left (in the next
+  // commit, fenced), then runs their unfinished rows and sends their pending parts.
+  void take_over_sessions(std::vector<SessionLeases::Taken> taken);
+  // Claims whatever session with work is free or was a dead replica's (the backstop of the
+  // claims a message makes, and what a replica that stopped handed over).
+  void claim_free_sessions();
   // Joins the writes of this round (the cluster's event notices ride along with its commit).
   void write_along(StoreOp op) { write(std::move(op)); }
 
@@ -273,15 +289,21 @@ class Pipeline {
   // generation.cpp
   // Runs unfinished rows and sends pending parts again: all of them (start) or those of one
   // channel that was just added back (its sessions with a live lane carry on as they are).
-  // The work of a start: resumes, suspensions, replay (skipped by an ingress replica).
-  void start_work();
+  // The work of a start: resumes, suspensions, replay (of `only_sessions`: those held here).
+  void start_work(const std::unordered_set<std::string>* only_sessions = nullptr);
+  // Asks for the session's lease (claims of one loop round go together).
+  void ask_for(const std::string& session_key);
+  void run_taken(const std::vector<std::string>& sessions);
   // Runs `rows` (unfinished, in arrival order) that this generation does not hold yet.
   std::size_t adopt_rows(const std::vector<store::InboxRecord>& rows,
                          const std::unordered_set<std::int64_t>& unfinished);
+  // `only_sessions`: those sessions alone (a takeover of sessions in a cluster).
   void replay(const std::optional<std::string>& only_channel,
-              const std::unordered_set<std::string>& suspended = {});
+              const std::unordered_set<std::string>& suspended = {},
+              const std::unordered_set<std::string>* only_sessions = nullptr);
   // Suspends the sessions restarts keep interrupting; returns them (their rows are not run).
-  std::unordered_set<std::string> suspend_restart_loops();
+  std::unordered_set<std::string> suspend_restart_loops(
+      const std::unordered_set<std::string>* only_sessions = nullptr);
   // Marks the pending parts older than the reply TTL stale and takes them out of `pending`.
   void drop_stale(std::vector<store::OutboxRecord>& pending);
 
@@ -320,7 +342,10 @@ class Pipeline {
   bool started_ = false;  // between start() and reset(): channels added now are hot-added
   bool draining_ = false;
   AccountLeases* account_leases_ = nullptr;
-  bool ingress_ = false;  // a standby replica: accept only
+  SessionLeases* session_leases_ = nullptr;
+  std::unordered_set<std::string> claims_wanted_;  // sessions to claim at the end of the round
+  bool claim_posted_ = false;
+  bool in_takeover_ = false;  // replaying sessions taken at run time, not at a start
   std::string work_channel_ = kWorkChannel;
   // Inbox rows this generation has taken (accepted, replayed, adopted) and not seen finished:
   // adopt_unfinished() leaves them alone.

@@ -104,6 +104,8 @@ void Pipeline::start_turn(const store::InboxRecord& rec, TurnInput input) {
     if (!why.empty()) {
       spdlog::error("inbound {}: cannot start its turn: {}", rec.id, why);
       ++metrics_.errors_total;
+      held_.erase(rec.id);  // a replica's next look at the inbox runs it again
+      for (auto id : input.members) held_.erase(id);
       finish_turn(rec.session_key, work);
       return;
     }
@@ -351,7 +353,7 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
       // next start runs it again.
       after_commit([this, alive = gen_alive_, rows, session, work, reservation, marked,
                     inbound_id, whole = std::move(whole), member_runs = std::move(rt.member_runs),
-                    lead_run = rt.info.run_id](const std::string& error) {
+                    members = rt.members, lead_run = rt.info.run_id](const std::string& error) {
         if (!*alive) return;
         if (error.empty()) {
           // What stage_reply appended to the transcript (nothing for an empty reply).
@@ -372,6 +374,9 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
         } else {
           history_.forget(session);
           delivery_.release(reservation);
+          // A replica's next look at the inbox runs it again (a single gateway's next start).
+          held_.erase(inbound_id);
+          for (auto id : members) held_.erase(id);
         }
         finish_turn(session, work);
       });

@@ -30,14 +30,16 @@ Cluster::~Cluster() {
 
 void Cluster::start() {
   spdlog::info("cluster: replica {} (leases of {} ms)", replica_id_, keeper_.ttl().count());
-  claim(kReplicaPrefix + replica_id_, [this](Grant g) {
-    if (!g.held) {
-      spdlog::error(
-          "cluster: replica id {} is in use by a live replica: give each replica its "
-          "own cluster.replicaId",
-          replica_id_);
-    }
-  });
+  if (!keeper_.epoch(kReplicaPrefix + replica_id_)) {
+    claim(kReplicaPrefix + replica_id_, [this](Grant g) {
+      if (!g.held) {
+        spdlog::error(
+            "cluster: replica id {} is in use by a live replica: give each replica its "
+            "own cluster.replicaId",
+            replica_id_);
+      }
+    });
+  }
   schedule_heartbeat();
 }
 
@@ -69,6 +71,54 @@ void Cluster::claim(const std::string& name, std::function<void(Grant)> done) {
                 }
                 done(std::move(g));
               });
+}
+
+void Cluster::claim_sessions(std::vector<std::string> sessions,
+                             std::function<void(std::vector<Taken>)> done) {
+  const auto sent = clock_.now();
+  auto taken = std::make_shared<std::vector<store::Lease>>();
+  const auto ttl_ms = keeper_.ttl().count();
+  const auto limit = sessions.empty() ? kClaimBatch : sessions.size();
+  thread_.run({[taken, sessions = std::move(sessions), id = replica_id_, ttl_ms, limit,
+                now = clock_.wall_ms()](store::Store& s) {
+                *taken = s.claim_sessions_with_work(id, ttl_ms, limit, now, sessions);
+              }},
+              [this, alive = alive_, taken, sent, done = std::move(done)](std::string error) {
+                if (!*alive) return;
+                if (!error.empty()) {
+                  spdlog::warn("cluster: cannot claim sessions: {}", error);
+                  return done({});
+                }
+                std::vector<Taken> out;
+                for (const auto& l : *taken) {
+                  keeper_.granted(l.name, l.epoch, sent);
+                  auto key = l.name.substr(kSessionPrefix.size());
+                  sessions_.insert(key);
+                  if (!l.taken_from.empty()) {
+                    spdlog::info("cluster: session {} taken from replica {} (it stopped "
+                                 "renewing its leases)",
+                                 key, l.taken_from);
+                  }
+                  out.push_back({std::move(key), !l.taken_from.empty()});
+                }
+                done(std::move(out));
+              });
+}
+
+void Cluster::claim_session(const std::string& session,
+                            std::function<void(bool held, std::string holder)> done) {
+  claim(kSessionPrefix + session, [this, session, done = std::move(done)](Grant g) {
+    if (g.held) sessions_.insert(session);
+    done(g.held, g.held ? std::string() : g.holder);
+  });
+}
+
+void Cluster::adopt_sessions(const std::vector<store::Lease>& leases, core::TimePoint sent) {
+  for (const auto& l : leases) {
+    if (l.holder != replica_id_ || l.name.rfind(kSessionPrefix, 0) != 0) continue;
+    keeper_.granted(l.name, l.epoch, sent);
+    sessions_.insert(l.name.substr(kSessionPrefix.size()));
+  }
 }
 
 void Cluster::list(const std::string& prefix,
@@ -129,6 +179,7 @@ void Cluster::heartbeat() {
         for (const auto& l : *renewed) held.push_back({l.name, l.epoch});
         for (const auto& name : keeper_.renewed(held, sent)) {
           spdlog::warn("cluster: lease {} lost (another replica took it)", name);
+          if (name.rfind(kSessionPrefix, 0) == 0) sessions_.erase(name.substr(kSessionPrefix.size()));
           if (auto it = on_lost_.find(name); it != on_lost_.end()) {
             auto fn = std::move(it->second);
             on_lost_.erase(it);
@@ -142,8 +193,15 @@ void Cluster::heartbeat() {
       });
 }
 
-void release_on_exit(store::Store& store, const std::string& replica_id, std::int64_t now_ms) {
+void release_on_exit(store::Store& store, const std::string& replica_id, std::int64_t now_ms,
+                     const std::string& work_channel) {
   try {
+    bool sessions = false;
+    // Sessions first: the presence goes last, so no replica takes them as a dead one's.
+    for (const auto& l : store.list_leases(kSessionPrefix)) {
+      if (l.holder == replica_id) sessions = store.release_lease(l.name, replica_id, l.epoch, now_ms) || sessions;
+    }
+    if (sessions && !work_channel.empty()) store.notify(work_channel, kSessionsFreed);
     for (const auto& l : store.list_leases("")) {
       if (l.holder == replica_id &&
           (l.name == kActiveLease || l.name == kReplicaPrefix + replica_id)) {
@@ -171,12 +229,6 @@ ClusterView cluster_view(store::Store& store) {
   }
   for (const auto& l : store.list_leases(kActiveLease)) {
     if (l.name == kActiveLease && !l.holder.empty()) view.active = l.holder;
-  }
-  if (!view.active.empty()) {
-    // The active replica runs every session that has work.
-    std::set<std::string> with_work;
-    for (const auto& row : store.unfinished_inbound()) with_work.insert(row.session_key);
-    sessions[view.active] += with_work.size();
   }
   for (const auto& l : store.list_leases(kReplicaPrefix)) {
     if (l.holder.empty()) continue;

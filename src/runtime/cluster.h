@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "core/executor.h"
 #include "core/lease_keeper.h"
 #include "pipeline/account_leases.h"
+#include "pipeline/session_leases.h"
 #include "runtime/store_thread.h"
 #include "store/store.h"
 
@@ -24,7 +26,7 @@ namespace drawbridge::runtime {
 // ("replica:<id>", which `status` lists). Claims and heartbeats run on a store connection and
 // thread of their own, so a long group commit never delays a heartbeat into a lost lease. What
 // the replica may still do with a lease is core::LeaseKeeper's call, on the steady clock.
-class Cluster final : public pipeline::AccountLeases {
+class Cluster final : public pipeline::AccountLeases, public pipeline::SessionLeases {
  public:
   // `store`: a connection for the leases alone (not owned; outlives this).
   Cluster(boost::asio::io_context& io, core::Clock& clock, core::Executor& executor,
@@ -33,7 +35,7 @@ class Cluster final : public pipeline::AccountLeases {
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
 
-  // Claims the presence lease and starts the heartbeat.
+  // Claims the presence lease (unless adopted already) and starts the heartbeat.
   void start();
   // A lease claimed elsewhere (at `sent`, at `epoch`) that the heartbeat keeps; `on_lost` runs
   // when a heartbeat finds it taken.
@@ -46,6 +48,21 @@ class Cluster final : public pipeline::AccountLeases {
   void release(const std::string& name) override;
   std::chrono::milliseconds ttl() const override { return keeper_.ttl(); }
   const std::string& replica_id() const override { return replica_id_; }
+
+  // pipeline::SessionLeases: the sessions whose turns run here ("session:<key>" leases).
+  bool holds(const std::string& session) const override { return sessions_.count(session) != 0; }
+  std::vector<std::string> held_sessions() const override {
+    return {sessions_.begin(), sessions_.end()};
+  }
+  void claim_sessions(std::vector<std::string> sessions,
+                      std::function<void(std::vector<Taken>)> done) override;
+  void claim_session(const std::string& session,
+                     std::function<void(bool held, std::string holder)> done) override;
+  // Session leases the store says this replica holds (its own, from before a restart): held
+  // here from now on. `sent`: when the read was sent.
+  void adopt_sessions(const std::vector<store::Lease>& leases, core::TimePoint sent);
+  // How many sessions a claim of "any session with work" takes at most.
+  static constexpr std::size_t kClaimBatch = 64;
 
   // The leases named `prefix...`, read on the leases' thread; `done` on the loop (not called
   // when the store fails: the caller keeps what it knew).
@@ -70,13 +87,19 @@ class Cluster final : public pipeline::AccountLeases {
   int failed_heartbeats_ = 0;
   std::uint64_t heartbeats_ = 0;
   std::map<std::string, std::function<void()>> on_lost_;
+  std::set<std::string> sessions_;  // held: their turns run here
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-// The one replica allowed to run sessions until they have leases of their own.
+// The replica that keeps the connections of the channels that have no lease per account yet
+// (IRC); sessions have leases of their own ("session:<key>").
 inline constexpr const char* kActiveLease = "cluster:active";
-// At a plain stop: gives up this replica's "cluster:active" and "replica:<id>" leases at once.
-void release_on_exit(store::Store& store, const std::string& replica_id, std::int64_t now_ms);
+// At a plain stop: gives up this replica's sessions, "cluster:active" and "replica:<id>" at
+// once, and tells the others (a notice on `work_channel`, when given) to claim the sessions.
+void release_on_exit(store::Store& store, const std::string& replica_id, std::int64_t now_ms,
+                     const std::string& work_channel = {});
+// The notice a plain stop sends on the work channel: "claim what has work now".
+inline constexpr const char* kSessionsFreed = "free";
 
 // The replica id when cluster.replicaId is empty: <host name>:<gateway port>.
 std::string default_replica_id(int port);
@@ -87,8 +110,8 @@ struct ClusterView {
   struct Replica {
     std::string id;
     std::int64_t expires_at_ms = 0;
-    std::size_t sessions = 0;  // sessions with unfinished messages it runs
-    bool active = false;       // holds cluster:active: runs the turns
+    std::size_t sessions = 0;  // sessions whose lease it holds: their turns run there
+    bool active = false;       // holds cluster:active: keeps the IRC connections
   };
   struct Account {
     std::string name;  // "channel:telegram:<bot id>"

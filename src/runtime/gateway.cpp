@@ -112,6 +112,7 @@ class Gateway final : public server::Control {
       return exit_code::crashed;
     }
     generation_units_ = std::make_unique<Generation>(io_, executor_, *pipeline_);
+    if (replica_) generation_units_->set_standby([this] { return replica_ && !replica_->active(); });
     generation_units_->inherit(std::move(carried));
     server_ = std::make_unique<server::Server>(io_, clock_, executor_, *this, *pipeline_,
                                                server_options(cfg(), token_.value()));
@@ -149,18 +150,19 @@ class Gateway final : public server::Control {
     watchdog_.disarm();
     if (replica_) {
       const auto id = replica_->id();
+      const auto work_channel = replica_->work_channel();
       replica_.reset();
       // A plain stop hands the cluster over at once; a restart's successor (same replica
       // id) renews what it finds instead.
       if (exit_code_ == exit_code::ok && !handed_over_) {
-        release_on_exit(*stores_.leases, id, clock_.wall_ms());
+        release_on_exit(*stores_.leases, id, clock_.wall_ms(), work_channel);
       }
     }
     return exit_code_;
   }
 
-  // store.driver postgres: this replica's part in the cluster (runtime/replica.h): active (the
-  // turns, IRC) or a standby (clients, accepts, Telegram under its lease) until it takes over.
+  // store.driver postgres: this replica's part in the cluster (runtime/replica.h): the
+  // sessions it holds, Telegram under its lease, and IRC while it holds cluster:active.
   std::optional<std::string> join_cluster() {
     if (!stores_.leases) return std::nullopt;
     const auto& c = cfg().cluster;
@@ -174,64 +176,43 @@ class Gateway final : public server::Control {
       return std::string("cluster: ") + e.what();
     }
     Replica::Hooks hooks;
-    hooks.promoted = [this](std::int64_t epoch, bool at_start) {
-      // Every write of the message path is fenced by the active lease's epoch: once another
-      // replica took over, nothing this one commits can land (it may have been paused
-      // mid-turn).
-      fence_ = replica_->fence(epoch);
-      store_thread_->set_fence(fence_);
-      if (!at_start) take_over();
+    hooks.promoted = [this](std::int64_t /*epoch*/, bool at_start) {
+      if (!at_start) start_irc();
     };
-    hooks.lost = [this] {
+    hooks.lost = [this](const std::string& why) {
+      if (cluster_lost_) return;  // ending already (two leases can go in one heartbeat)
+      cluster_lost_ = true;
       // No drain: nothing this replica still writes can land (it would wait for replies it
-      // can no longer record as sent), and the other replica has its work already.
-      spdlog::critical("cluster: another replica took the active lease (this one was cut off "
-                       "or paused past it): exiting with code {} at once; a supervisor starts "
-                       "it again as a standby",
-                       exit_code::restart);
+      // can no longer record as sent), and the other replicas take its sessions over.
+      spdlog::critical("cluster: {}: exiting with code {} at once; a supervisor starts it "
+                       "again",
+                       why, exit_code::restart);
       exit_code_ = exit_code::restart;
       finish_process();
     };
     hooks.may_promote = [this] { return lifecycle_.state() == core::LifecycleState::running; };
     replica_ = std::make_unique<Replica>(io_, clock_, executor_, *stores_.leases, *pipeline_,
                                          std::move(settings), std::move(hooks));
-    return replica_->join();
+    if (auto error = replica_->join()) return error;
+    // Every write of the message path is fenced by this replica's presence: once it ran out
+    // (paused, cut off) and others took its sessions over, nothing it commits can land.
+    fence_ = replica_->fence();
+    store_thread_->set_fence(fence_);
+    return std::nullopt;
   }
 
-  // A standby became active in its running generation: what a start does after a crash (the
-  // active one may have died mid-turn), then the turns and the IRC channels.
-  void take_over() {
-    auto repair = std::make_shared<store::Store::Repair>();
-    auto clean = std::make_shared<bool>(false);
-    store_thread_->run(
-        {[repair, clean](store::Store& s) {
-          *clean = s.get_value("clean_shutdown").has_value();
-          s.erase_value("clean_shutdown");
-          if (!*clean) *repair = s.repair_interrupted();
-        }},
-        [this, repair, clean](std::string error) {
-          if (!error.empty()) {
-            spdlog::critical("cluster: cannot take over ({}): exiting with code {}", error,
-                             exit_code::restart);
-            exit_code_ = exit_code::restart;
-            return finish_process();
-          }
-          if (!*clean) {
-            spdlog::warn("cluster: the last active replica did not stop cleanly: {} session(s) "
-                         "had unfinished messages; they run here now",
-                         repair->sessions.size());
-          }
-          pipeline_->take_over();
-          for (const auto& channel : cfg().channels) {
-            const std::string id = channel.first;  // captured below: not a structured binding
-            if (Generation::runs_on_standby(id) || !channel.second.enabled) continue;
-            generation_units_->restart_channel(
-                id, cfg(), [this] { return lifecycle_.state() == core::LifecycleState::running; },
-                [id](const std::string& err) {
-                  if (!err.empty()) spdlog::error("cluster: channel {} not started: {}", id, err);
-                });
-          }
-        });
+  // This replica took cluster:active over in its running generation: the IRC channels (a
+  // connection each, cluster-wide) start here now.
+  void start_irc() {
+    for (const auto& channel : cfg().channels) {
+      const std::string id = channel.first;  // captured below: not a structured binding
+      if (Generation::runs_on_standby(id) || !channel.second.enabled) continue;
+      generation_units_->restart_channel(
+          id, cfg(), [this] { return lifecycle_.state() == core::LifecycleState::running; },
+          [id](const std::string& err) {
+            if (!err.empty()) spdlog::error("cluster: channel {} not started: {}", id, err);
+          });
+    }
   }
 
   // --- server::Control: answered by the units ---
@@ -526,6 +507,7 @@ class Gateway final : public server::Control {
   std::unique_ptr<pipeline::Pipeline> pipeline_;
   // store.driver postgres. After the pipeline: it is gone (listener, relay) before it.
   std::unique_ptr<Replica> replica_;
+  bool cluster_lost_ = false;
   std::unique_ptr<server::Server> server_;
   std::unique_ptr<Generation> generation_units_;  // agents and channels of the running config
   std::unique_ptr<GatewayDrainTarget> drain_target_;

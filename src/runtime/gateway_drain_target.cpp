@@ -84,15 +84,10 @@ void GatewayDrainTarget::close_server(bool stopping, bool next_process,
 void GatewayDrainTarget::write_clean_marker() {
   try {
     p_.pipeline.flush_and_wait();
-    if (p_.pipeline.ingress()) {
-      // A standby ran no turn: the marker is the active replica's to write (or not).
-      return;
-    }
     std::vector<pipeline::StoreOp> ops;
     if (p_.fence && *p_.fence) ops.push_back(*p_.fence);
-    ops.push_back([now = p_.clock.wall_ms()](store::Store& s) {
-      s.set_value("clean_shutdown", std::to_string(now));
-    });
+    ops.push_back([now = p_.clock.wall_ms(), key = p_.pipeline.clean_marker_key()](
+                      store::Store& s) { s.set_value(key, std::to_string(now)); });
     if (auto error = pipeline::run_batch(p_.writer, ops); !error.empty()) {
       spdlog::error("the clean-shutdown marker is not written: {}", error);
     }

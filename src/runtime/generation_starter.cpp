@@ -28,8 +28,23 @@ std::optional<std::string> GenerationStarter::wire() {
 
 void GenerationStarter::repair_if_unclean() {
   try {
-    clean_start_ = p_.writer.get_value("clean_shutdown").has_value();
-    p_.writer.erase_value("clean_shutdown");
+    const auto key = p_.pipeline.clean_marker_key();
+    clean_start_ = p_.writer.get_value(key).has_value();
+    p_.writer.erase_value(key);
+    if (auto* leases = p_.pipeline.session_leases()) {
+      // A replica repairs the sessions it holds, not the others' (they may be mid-turn).
+      const auto held = leases->held_sessions();
+      if (held.empty()) return;
+      auto repair = p_.writer.repair_sessions(
+          held, clean_start_ ? std::vector<std::string>{} : held);
+      if (!clean_start_ && (!repair.sessions.empty() || repair.removed_entries > 0)) {
+        spdlog::warn("the last run of this replica did not shut down cleanly: {} of its "
+                     "session(s) had unfinished messages; removed {} dangling transcript "
+                     "entr(ies); their turns run again",
+                     repair.sessions.size(), repair.removed_entries);
+      }
+      return;
+    }
     if (!clean_start_) {
       auto repair = p_.writer.repair_interrupted();
       if (!repair.sessions.empty() || repair.removed_entries > 0) {
@@ -47,8 +62,7 @@ void GenerationStarter::repair_if_unclean() {
 void GenerationStarter::start_io() {
   ++generation_;
   clean_start_ = false;
-  // A standby replica's start: the marker and the repair are the active replica's.
-  if (!p_.pipeline.ingress()) repair_if_unclean();
+  repair_if_unclean();
   p_.pipeline.start();
   p_.generation.start_channels();
   p_.lifecycle.generation_started(configured_address(p_.reloader.running()),

@@ -27,15 +27,17 @@ Replica::~Replica() {
   listener_.reset();  // joins its thread: nothing posts from it any more
   if (relay_) pipeline_.remove_listener(relay_.get());
   pipeline_.set_account_leases(nullptr);
+  pipeline_.set_session_leases(nullptr);
   cluster_.reset();
 }
 
-pipeline::StoreOp Replica::fence(std::int64_t epoch) const {
-  return [id = settings_.id, epoch, &clock = clock_](store::Store& s) {
+pipeline::StoreOp Replica::fence() const {
+  return [id = settings_.id, epoch = presence_epoch_, &clock = clock_](store::Store& s) {
     const auto now = clock.wall_ms();
-    if (!s.set_value_fenced("cluster.fence." + id, std::to_string(now), kActiveLease, epoch,
+    if (!s.set_value_fenced("cluster.fence." + id, std::to_string(now), "replica:" + id, epoch,
                             now)) {
-      throw store::StoreError("fenced: replica " + id + " no longer holds the active lease");
+      throw store::StoreError("fenced: replica " + id +
+                              " is no longer live in the cluster (its presence lease ran out)");
     }
   };
 }
@@ -57,16 +59,30 @@ std::optional<std::string> Replica::join() {
   const auto& id = settings_.id;
   cluster_ = std::make_unique<Cluster>(io_, clock_, executor_, leases_, id, settings_.ttl);
   const auto sent = clock_.now();
+  const std::string presence = "replica:" + id;
   store::Lease lease;
   try {
     const auto scope = leases_.notice_scope();
     work_channel_ = notice_channel(pipeline::Pipeline::kWorkChannel, scope);
     events_channel_ = notice_channel(EventRelay::kEventsChannel, scope);
+    // The presence first: while it lives, the sessions this replica holds are its own (no
+    // other replica takes them), so the list read after it is complete.
+    const auto mine = leases_.claim_lease(presence, id, settings_.ttl.count(), clock_.wall_ms());
+    if (!mine.held) {
+      return "cluster: replica id " + id + " is in use by a live replica (" + mine.holder +
+             "): give each replica its own cluster.replicaId";
+    }
+    presence_epoch_ = mine.epoch;
+    cluster_->adopt(presence, mine.epoch, sent, [this, alive = alive_] {
+      if (*alive && hooks_.lost) hooks_.lost("its presence lease ran out (it was cut off or paused past it)");
+    });
+    cluster_->adopt_sessions(leases_.list_leases("session:"), sent);
     lease = leases_.claim_lease(kActiveLease, id, settings_.ttl.count(), clock_.wall_ms());
   } catch (const std::exception& e) {
-    return std::string("cluster: cannot claim the active lease: ") + e.what();
+    return std::string("cluster: cannot join: ") + e.what();
   }
   pipeline_.set_work_channel(work_channel_);
+  pipeline_.set_session_leases(cluster_.get());
   relay_ = std::make_unique<EventRelay>(
       executor_, id,
       [this](std::vector<std::string> payloads) {
@@ -80,12 +96,11 @@ std::optional<std::string> Replica::join() {
   if (lease.held) {
     become_active(lease.epoch, sent, true);
   } else {
-    pipeline_.set_ingress(true);
     waiting_for_ = lease.holder;
-    spdlog::info("cluster: replica {} is a standby: it serves clients and accepts messages; "
-                 "replica {} is active and runs the turns (and IRC); this one takes over when "
-                 "that one stops or its lease ({} ms) runs out",
-                 id, lease.holder, settings_.ttl.count());
+    spdlog::info("cluster: replica {} runs the sessions it holds ({} now); replica {} keeps the "
+                 "IRC connections, and this one takes them over when that one stops or its "
+                 "lease ({} ms) runs out",
+                 id, cluster_->held_sessions().size(), lease.holder, settings_.ttl.count());
   }
   pipeline_.set_account_leases(cluster_.get());
   cluster_->start();
@@ -101,7 +116,7 @@ std::optional<std::string> Replica::join() {
       boost::asio::post(io_, [this, alive] {
         if (!*alive) return;
         say_hello();
-        if (active_) adopt_soon();
+        adopt_soon();
       });
     };
     listener_ = std::make_unique<store::PgListener>(
@@ -112,6 +127,7 @@ std::optional<std::string> Replica::join() {
     return std::string("cluster: cannot listen for the other replicas: ") + e.what();
   }
   if (!active_) schedule_campaign();
+  schedule_scan();
   watch_peers();
   return std::nullopt;
 }
@@ -146,12 +162,11 @@ void Replica::become_active(std::int64_t epoch, core::TimePoint sent, bool at_st
   if (campaign_timer_) executor_.cancel(*campaign_timer_);
   campaign_timer_.reset();
   spdlog::info("cluster: replica {} is active (lease epoch {}){}", settings_.id, epoch,
-               at_start ? "" : ": it takes over the turns (and IRC)");
+               at_start ? ": it keeps the IRC connections" : ": it takes over the IRC connections");
   cluster_->adopt(kActiveLease, epoch, sent, [this, alive = alive_] {
-    if (*alive && hooks_.lost) hooks_.lost();
+    if (*alive && hooks_.lost) hooks_.lost("another replica took the active lease (this one was cut off or paused past it)");
   });
   hooks_.promoted(epoch, at_start);
-  schedule_scan();
 }
 
 void Replica::schedule_campaign() {
@@ -191,8 +206,13 @@ void Replica::campaign() {
 
 void Replica::on_notices(std::vector<store::PgListener::Notice> notices) {
   std::vector<std::int64_t> rows;
+  bool freed = false;
   for (const auto& n : notices) {
     if (n.channel == work_channel_) {
+      if (n.payload == kSessionsFreed) {
+        freed = true;
+        continue;
+      }
       std::int64_t id = 0;
       const auto* end = n.payload.data() + n.payload.size();
       auto [p, ec] = std::from_chars(n.payload.data(), end, id);
@@ -205,8 +225,11 @@ void Replica::on_notices(std::vector<store::PgListener::Notice> notices) {
       relay_->on_notice(n.payload);
     }
   }
-  if (rows.empty() || !active_) return;
+  if (freed) pipeline_.claim_free_sessions();  // a replica stopped and gave its sessions back
+  if (rows.empty()) return;
   try {
+    // The rows of sessions held here run; the others are their holders' (or claimed by the
+    // replica that accepted them).
     pipeline_.adopt(rows);
   } catch (const std::exception& e) {
     spdlog::warn("cluster: cannot read the messages other replicas accepted: {}", e.what());
@@ -224,7 +247,7 @@ void Replica::adopt_soon() {
 }
 
 void Replica::adopt_now() {
-  if (!active_) return;
+  pipeline_.claim_free_sessions();
   try {
     pipeline_.adopt_unfinished();
   } catch (const std::exception& e) {
@@ -246,6 +269,7 @@ void Replica::schedule_scan() {
 nlohmann::json Replica::status(store::Store& reader) const {
   auto out = cluster_json(*cluster_, reader);
   out["role"] = active_ ? "active" : "standby";
+  out["sessionsHeld"] = cluster_->held_sessions().size();
   if (relay_) {
     out["events"] = {{"sent", relay_->sent()},
                      {"received", relay_->received()},

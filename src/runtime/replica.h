@@ -24,12 +24,15 @@ namespace drawbridge::runtime {
 // PostgreSQL"): its leases (Cluster), its role, the notices between replicas and the chat
 // events they carry (EventRelay).
 //
-// Every replica serves WebSocket/HTTP and accepts messages. The holder of `cluster:active`
-// runs the turns and the chat-app channels; the others are standbys: their pipeline is in
-// ingress mode (Pipeline::set_ingress: journal, acknowledge, announce on kWorkChannel), and
-// they claim the active lease every leaseMs / 4. The active one runs what is announced
-// (Pipeline::adopt_unfinished), and looks again every leaseMs / 2 and after its listener
-// reconnects, for the notice that was lost. Runs on the event loop.
+// Every replica serves WebSocket/HTTP, accepts messages and runs the turns of the sessions it
+// holds (Cluster: a lease "session:<key>" each, claimed by the replica that accepts a
+// message of a free session, or that finds the session's holder dead). A message of a
+// session held elsewhere is journaled and announced on the work channel; its holder runs it
+// (Pipeline::adopt), and every replica looks again every leaseMs / 2 and after its listener
+// reconnects (Pipeline::adopt_unfinished, Pipeline::claim_free_sessions), for the notice that
+// was lost. Every write is fenced by the presence lease "replica:<id>". The holder of
+// `cluster:active` keeps the IRC connections; the others claim it every leaseMs / 4. Runs on
+// the event loop.
 // `base` with a suffix naming the store's notice scope (Store::notice_scope): the notice
 // channel of one cluster.
 std::string notice_channel(const std::string& base, const std::string& scope);
@@ -37,11 +40,12 @@ std::string notice_channel(const std::string& base, const std::string& scope);
 class Replica {
  public:
   struct Hooks {
-    // The active lease was won (`at_start`: by join(), before anything started): install
-    // fence(epoch) on every write from now on, then (not at start) take the work over.
+    // The active lease was won (`at_start`: by join(), before anything started): (not at
+    // start) start the IRC channels.
     std::function<void(std::int64_t epoch, bool at_start)> promoted;
-    // Another replica took the active lease (this one was paused or cut off past it).
-    std::function<void()> lost;
+    // This replica's presence lease ran out, or another replica took the active lease (this
+    // one was paused or cut off past it): nothing it writes can land any more.
+    std::function<void(const std::string& why)> lost;
     // Whether a standby may become active now (false while it drains or stops).
     std::function<bool()> may_promote;
   };
@@ -66,8 +70,10 @@ class Replica {
   const std::string& id() const { return settings_.id; }
   // status's "cluster": cluster_json plus this replica's role.
   nlohmann::json status(store::Store& reader) const;
-  // The fenced write every batch of an active replica starts with (StoreThread::set_fence).
-  pipeline::StoreOp fence(std::int64_t epoch) const;
+  // The fenced write every batch starts with (StoreThread::set_fence): commits only while
+  // this replica's presence lease is at the epoch join() got, and live.
+  pipeline::StoreOp fence() const;
+  const std::string& work_channel() const { return work_channel_; }
 
  private:
   void become_active(std::int64_t epoch, core::TimePoint sent, bool at_start);
@@ -94,6 +100,7 @@ class Replica {
   std::unique_ptr<EventRelay> relay_;
   std::unique_ptr<store::PgListener> listener_;
   bool active_ = false;
+  std::int64_t presence_epoch_ = 0;
   bool adopt_queued_ = false;
   bool claiming_ = false;
   std::string waiting_for_;

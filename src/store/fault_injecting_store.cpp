@@ -9,12 +9,12 @@ namespace drawbridge::store {
 namespace {
 
 // clang-format off
-constexpr std::array<std::string_view, 39> kOperations = {
+constexpr std::array<std::string_view, 40> kOperations = {
     "insert_inbound", "inbound", "unfinished_inbound", "set_inbound_state", "set_merged",
     "close_interrupted",
     "stage_reply", "stage_outbound", "pending_outbox", "mark_sent", "mark_failed", "mark_stale", "transcript",
     "transcript_page", "counts", "set_session_state", "sessions_in_state",
-    "repair_interrupted", "mark_interrupted", "sessions_interrupted", "suspend_session",
+    "repair_interrupted", "repair_sessions", "mark_interrupted", "sessions_interrupted", "suspend_session",
     "begin_batch", "commit_batch", "rollback_batch", "get_value", "set_value", "erase_value",
     "list_sessions", "session_summary", "create_session", "set_session_label", "reset_session",
     "input_receipt", "claim_lease", "renew_leases", "release_lease", "list_leases",
@@ -241,6 +241,12 @@ Store::Repair FaultInjectingStore::repair_interrupted() {
   return inner_.repair_interrupted();
 }
 
+Store::Repair FaultInjectingStore::repair_sessions(const std::vector<std::string>& sessions,
+                                                   const std::vector<std::string>& count) {
+  check("repair_sessions", true);
+  return inner_.repair_sessions(sessions, count);
+}
+
 void FaultInjectingStore::mark_interrupted(const std::string& session_key, std::int64_t now_ms) {
   check("mark_interrupted", true);
   inner_.mark_interrupted(session_key, now_ms);
@@ -326,9 +332,10 @@ bool FaultInjectingStore::set_value_fenced(const std::string& key, const std::st
 std::vector<Lease> FaultInjectingStore::claim_sessions_with_work(const std::string& holder,
                                                                  std::int64_t ttl_ms,
                                                                  std::size_t limit,
-                                                                 std::int64_t now_ms) {
+                                                                 std::int64_t now_ms,
+                                                                 const std::vector<std::string>& only) {
   check("claim_sessions_with_work", true);
-  return inner_.claim_sessions_with_work(holder, ttl_ms, limit, now_ms);
+  return inner_.claim_sessions_with_work(holder, ttl_ms, limit, now_ms, only);
 }
 
 std::optional<std::string> FaultInjectingStore::get_value(const std::string& key) {

@@ -77,9 +77,14 @@ Lease PostgresStore::claim_lease(const std::string& name, const std::string& hol
 std::vector<Lease> PostgresStore::renew_leases(const std::string& holder, std::int64_t ttl_ms,
                                                std::int64_t /*now_ms*/) {
   if (holder.empty()) return {};
+  // A presence lease is not brought back once expired (store.h): its sessions may be another
+  // replica's by now.
   static const std::string sql =
-      with_now("UPDATE leases SET expires_at_ms = ",
-               " + $2 WHERE holder = $1 RETURNING name, holder, epoch, expires_at_ms");
+      with_now("WITH now AS (SELECT ",
+               " AS ms) UPDATE leases SET expires_at_ms = (SELECT ms FROM now) + $2 "
+               "WHERE holder = $1 AND (expires_at_ms > (SELECT ms FROM now) OR "
+               "NOT starts_with(name, 'replica:')) "
+               "RETURNING name, holder, epoch, expires_at_ms");
   std::lock_guard lock(mutex_);
   Transaction tx(*conn_, Transaction::Mode::single);
   auto out = read_leases(conn_->query(sql, holder, ttl_ms));
@@ -136,44 +141,68 @@ bool PostgresStore::set_value_fenced(const std::string& key, const std::string& 
   return written;
 }
 
-// Two statements. First every session with unfinished rows gets a lease row (a free
-// placeholder, holder ''), so that the second has rows to lock: it takes the free or expired
-// ones of sessions with work, oldest unfinished row first, FOR UPDATE SKIP LOCKED, so two
-// replicas claiming at once never wait for each other nor take the same session (a row the
-// other took and committed is re-checked and no longer free).
+// Three statements. First every session with unfinished rows gets a lease row (a free
+// placeholder, holder ''), so that the others have rows to lock. Then the presence rows of the
+// holders of expired session leases that are expired too are locked FOR UPDATE SKIP LOCKED:
+// a batch such a replica still has in flight holds its row FOR SHARE (its fence), so its
+// sessions are left for a later claim until it commits, and none of its batches can start
+// meanwhile. Last the free sessions with work, and those of the dead holders just locked, are
+// taken, oldest unfinished row first, FOR UPDATE SKIP LOCKED, so two replicas claiming at
+// once never wait for each other nor take the same session (a row the other took and
+// committed is re-checked and no longer free).
 std::vector<Lease> PostgresStore::claim_sessions_with_work(const std::string& holder,
                                                            std::int64_t ttl_ms, std::size_t limit,
-                                                           std::int64_t /*now_ms*/) {
+                                                           std::int64_t /*now_ms*/,
+                                                           const std::vector<std::string>& only) {
   if (holder.empty()) throw StoreError("claim_sessions_with_work: a holder is required");
   if (limit == 0) return {};
   static const std::string placeholders =
       "INSERT INTO leases (name) SELECT DISTINCT 'session:' || session_key FROM inbox "
-      "WHERE state IN ('pending', 'running') ON CONFLICT (name) DO NOTHING";
-  static const std::string claim =
+      "WHERE state IN ('pending', 'running') AND (cardinality($1::text[]) = 0 OR "
+      "session_key = ANY($1)) ON CONFLICT (name) DO NOTHING";
+  static const std::string dead =
       with_now("WITH now AS (SELECT ",
-               " AS ms), "
-               "work AS (SELECT 'session:' || session_key AS name, min(id) AS oldest FROM inbox "
-               "WHERE state IN ('pending', 'running') GROUP BY session_key), "
-               "free AS (SELECT l.name, work.oldest FROM leases l JOIN work ON work.name = l.name "
-               "WHERE l.holder = '' OR l.expires_at_ms <= (SELECT ms FROM now) "
-               "ORDER BY work.oldest LIMIT $3 FOR UPDATE OF l SKIP LOCKED) "
-               "UPDATE leases l SET holder = $1, epoch = l.epoch + 1, "
-               "expires_at_ms = (SELECT ms FROM now) + $2 FROM free WHERE l.name = free.name "
-               "RETURNING l.name, l.holder, l.epoch, l.expires_at_ms, free.oldest");
+               " AS ms) SELECT p.name FROM leases p WHERE starts_with(p.name, 'replica:') AND "
+               "p.expires_at_ms <= (SELECT ms FROM now) AND p.name IN (SELECT 'replica:' || "
+               "l.holder FROM leases l WHERE starts_with(l.name, 'session:') AND l.holder <> '' "
+               "AND l.holder <> $1 AND l.expires_at_ms <= (SELECT ms FROM now)) "
+               "FOR UPDATE OF p SKIP LOCKED");
+  static const std::string claim = with_now(
+      "WITH now AS (SELECT ",
+      " AS ms), "
+      "work AS (SELECT 'session:' || session_key AS name, min(id) AS oldest FROM inbox "
+      "WHERE state IN ('pending', 'running') AND (cardinality($4::text[]) = 0 OR "
+      "session_key = ANY($4)) GROUP BY session_key), "
+      "free AS (SELECT l.name, l.holder AS before, work.oldest FROM leases l "
+      "JOIN work ON work.name = l.name WHERE l.holder = '' OR (l.holder <> $1 AND "
+      "l.expires_at_ms <= (SELECT ms FROM now) AND NOT EXISTS (SELECT 1 FROM leases p WHERE "
+      "p.name = 'replica:' || l.holder AND NOT (p.name = ANY($5::text[])))) "
+      "ORDER BY work.oldest LIMIT $3 FOR UPDATE OF l SKIP LOCKED) "
+      "UPDATE leases l SET holder = $1, epoch = l.epoch + 1, "
+      "expires_at_ms = (SELECT ms FROM now) + $2 FROM free WHERE l.name = free.name "
+      "RETURNING l.name, l.holder, l.epoch, l.expires_at_ms, free.oldest, free.before");
   std::lock_guard lock(mutex_);
   Connection& c = *conn_;
+  const auto sessions = Param::text_array(only);
   {
     // Committed on its own outside a batch, so a concurrent claimer need not wait for ours.
     Transaction tx(c, Transaction::Mode::single);
-    c.query(placeholders);
+    c.query(placeholders, sessions);
     tx.commit();
   }
-  Transaction tx(c, Transaction::Mode::single);
-  const Result r = c.query(claim, holder, ttl_ms, clamp_to_int64(limit));
+  Transaction tx(c, Transaction::Mode::block);
+  std::vector<std::string> locked;
+  {
+    const Result r = c.query(dead, holder);
+    for (int i = 0; i < r.rows(); ++i) locked.push_back(r.text(i, 0));
+  }
+  const Result r = c.query(claim, holder, ttl_ms, clamp_to_int64(limit), sessions,
+                           Param::text_array(locked));
   std::vector<std::pair<std::int64_t, Lease>> taken;
   for (int i = 0; i < r.rows(); ++i) {
     Lease l = read_lease(r, i);
     l.held = true;
+    l.taken_from = r.text(i, 5);
     taken.emplace_back(r.int64(i, 4), std::move(l));
   }
   tx.commit();

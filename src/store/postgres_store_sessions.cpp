@@ -120,6 +120,39 @@ Store::Repair PostgresStore::repair_interrupted() {
   return out;
 }
 
+Store::Repair PostgresStore::repair_sessions(const std::vector<std::string>& sessions,
+                                             const std::vector<std::string>& count) {
+  static const std::string unfinished_of =
+      "SELECT id FROM inbox WHERE state IN ('pending', 'running') AND session_key = ANY($1)";
+  std::lock_guard lock(mutex_);
+  Connection& c = *conn_;
+  Transaction tx(c, Transaction::Mode::block);
+  Repair out;
+  const auto keys = Param::text_array(sessions);
+  {
+    const Result r = c.query(
+        "SELECT DISTINCT session_key FROM inbox WHERE state IN ('pending', 'running') AND "
+        "session_key = ANY($1) ORDER BY session_key",
+        keys);
+    for (int i = 0; i < r.rows(); ++i) out.sessions.push_back(r.text(i, 0));
+  }
+  out.removed_entries =
+      c.query("DELETE FROM transcript WHERE role <> 'user' AND inbound_id IN (" + unfinished_of +
+                  ")",
+              keys)
+          .affected();
+  c.query(
+      "UPDATE sessions SET interrupts = interrupts + 1 WHERE NOT interrupt_counted AND "
+      "session_key = ANY($1) AND session_key IN (SELECT session_key FROM inbox WHERE state IN "
+      "('pending', 'running') AND session_key = ANY($1))",
+      Param::text_array(count));
+  c.query("UPDATE sessions SET interrupt_counted = false WHERE interrupt_counted AND "
+          "session_key = ANY($1)",
+          keys);
+  tx.commit();
+  return out;
+}
+
 void PostgresStore::mark_interrupted(const std::string& session_key, std::int64_t now_ms) {
   std::lock_guard lock(mutex_);
   Transaction tx(*conn_, Transaction::Mode::single);

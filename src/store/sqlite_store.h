@@ -61,6 +61,8 @@ class SqliteStore final : public Store {
                          std::int64_t now_ms) override;
   std::vector<std::string> sessions_in_state(const std::string& state) override;
   Repair repair_interrupted() override;
+  Repair repair_sessions(const std::vector<std::string>& sessions,
+                         const std::vector<std::string>& count) override;
   void mark_interrupted(const std::string& session_key, std::int64_t now_ms) override;
   std::vector<InterruptedSession> sessions_interrupted(int at_least) override;
   Suspension suspend_session(const std::string& session_key, const std::string& notice,
@@ -91,7 +93,8 @@ class SqliteStore final : public Store {
                         const std::string& lease_name, std::int64_t epoch,
                         std::int64_t now_ms) override;
   std::vector<Lease> claim_sessions_with_work(const std::string& holder, std::int64_t ttl_ms,
-                                              std::size_t limit, std::int64_t now_ms) override;
+                                              std::size_t limit, std::int64_t now_ms,
+                                              const std::vector<std::string>& only = {}) override;
   std::optional<std::string> get_value(const std::string& key) override;
   void set_value(const std::string& key, const std::string& value) override;
   void erase_value(const std::string& key) override;

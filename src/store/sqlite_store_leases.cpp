@@ -81,9 +81,10 @@ std::vector<Lease> SqliteStore::renew_leases(const std::string& holder, std::int
   std::vector<Lease> out;
   {
     Statement st = s.db->prepare(
-        "UPDATE leases SET expires_at_ms = ? WHERE holder = ? AND holder <> '' RETURNING " +
+        "UPDATE leases SET expires_at_ms = ?1 WHERE holder = ?2 AND holder <> '' AND "
+        "(expires_at_ms > ?3 OR substr(name, 1, 8) <> 'replica:') RETURNING " +
         std::string(kLeaseColumns));
-    Cursor c = st.query(now_ms + ttl_ms, holder);
+    Cursor c = st.query(now_ms + ttl_ms, holder, now_ms);
     while (c.next()) {
       out.push_back(read_lease(c));
       out.back().held = true;
@@ -140,25 +141,48 @@ bool SqliteStore::set_value_fenced(const std::string& key, const std::string& va
 
 std::vector<Lease> SqliteStore::claim_sessions_with_work(const std::string& holder,
                                                          std::int64_t ttl_ms, std::size_t limit,
-                                                         std::int64_t now_ms) {
+                                                         std::int64_t now_ms,
+                                                         const std::vector<std::string>& only) {
   check_ttl("claim_sessions_with_work", ttl_ms);
   Impl& s = *impl_;
   std::lock_guard lock(s.mutex);
   Transaction tx(*s.db, Transaction::Mode::write);
-  std::vector<std::string> sessions;
+  // Free, released, or expired with its holder's presence expired or missing (store.h).
+  struct Candidate {
+    std::int64_t oldest;
+    std::string key, before;  // the holder before
+  };
+  std::vector<Candidate> sessions;
   {
     Statement st = s.db->prepare(
-        "SELECT i.session_key FROM inbox i LEFT JOIN leases l ON l.name = 'session:' || "
-        "i.session_key WHERE i.state IN ('pending', 'running') AND (l.name IS NULL OR "
-        "l.holder = '' OR l.expires_at_ms <= ?1) GROUP BY i.session_key ORDER BY min(i.id) "
-        "LIMIT ?2");
-    Cursor c = st.query(now_ms, static_cast<std::int64_t>(std::min<std::size_t>(limit, 1u << 20)));
-    while (c.next()) sessions.push_back(c.text(0));
+        "SELECT i.session_key, coalesce(l.holder, ''), min(i.id) FROM inbox i LEFT JOIN leases l ON "
+        "l.name = 'session:' || i.session_key WHERE i.state IN ('pending', 'running') AND "
+        "(?3 IS NULL OR i.session_key = ?3) AND (l.name IS NULL OR l.holder = '' OR "
+        "(l.holder <> ?4 AND l.expires_at_ms <= ?1 AND NOT EXISTS (SELECT 1 FROM leases p "
+        "WHERE p.name = 'replica:' || l.holder AND p.expires_at_ms > ?1))) "
+        "GROUP BY i.session_key ORDER BY min(i.id) LIMIT ?2");
+    const auto cap = static_cast<std::int64_t>(std::min<std::size_t>(limit, 1u << 20));
+    auto collect = [&](Cursor c) {
+      while (c.next()) sessions.push_back({c.int64(2), c.text(0), c.text(1)});
+    };
+    if (only.empty()) {
+      collect(st.query(now_ms, cap, nullptr, holder));
+    } else {
+      for (const auto& key : only) {
+        if (sessions.size() >= limit) break;
+        collect(st.query(now_ms, cap, key, holder));
+      }
+    }
   }
+  std::sort(sessions.begin(), sessions.end(),
+            [](const Candidate& a, const Candidate& b) { return a.oldest < b.oldest; });
+  if (sessions.size() > limit) sessions.resize(limit);
   std::vector<Lease> out;
-  for (const auto& key : sessions) {
-    Lease l = claim(*s.db, "session:" + key, holder, ttl_ms, now_ms);
-    if (l.held) out.push_back(std::move(l));
+  for (const auto& c : sessions) {
+    Lease l = claim(*s.db, "session:" + c.key, holder, ttl_ms, now_ms);
+    if (!l.held) continue;
+    l.taken_from = c.before;
+    out.push_back(std::move(l));
   }
   tx.commit();
   return out;

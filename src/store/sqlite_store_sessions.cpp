@@ -1,5 +1,6 @@
 // SqliteStore: session state, restart-loop protection and small named values.
 
+#include <algorithm>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -73,6 +74,39 @@ Store::Repair SqliteStore::repair_interrupted() {
   r.removed_entries = s.remove_dangling.execute();
   s.count_crash_interrupts.execute();
   s.clear_interrupt_counted.execute();
+  tx.commit();
+  return r;
+}
+
+Store::Repair SqliteStore::repair_sessions(const std::vector<std::string>& sessions,
+                                           const std::vector<std::string>& count) {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.mutex);
+  Transaction tx(*s.db, Transaction::Mode::write);
+  Repair r;
+  Statement unfinished = s.db->prepare(
+      "SELECT 1 FROM inbox WHERE session_key = ? AND state IN ('pending', 'running') LIMIT 1");
+  Statement remove = s.db->prepare(
+      "DELETE FROM transcript WHERE role <> 'user' AND inbound_id IN (SELECT id FROM inbox "
+      "WHERE session_key = ? AND state IN ('pending', 'running'))");
+  Statement interrupt = s.db->prepare(
+      "UPDATE sessions SET interrupts = interrupts + 1 WHERE session_key = ? AND "
+      "interrupt_counted = 0");
+  Statement clear =
+      s.db->prepare("UPDATE sessions SET interrupt_counted = 0 WHERE session_key = ?");
+  std::vector<std::string> keys = sessions;
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  for (const auto& key : keys) {
+    if (!unfinished.query(key).next()) {
+      clear.execute(key);
+      continue;
+    }
+    r.sessions.push_back(key);
+    r.removed_entries += remove.execute(key);
+    if (std::find(count.begin(), count.end(), key) != count.end()) interrupt.execute(key);
+    clear.execute(key);
+  }
   tx.commit();
   return r;
 }

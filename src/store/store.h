@@ -145,6 +145,9 @@ struct Lease {
   std::int64_t epoch = 0;           // the fencing token: one more each time the holder changes
   std::int64_t expires_at_ms = 0;   // the store's clock (see Store::claim_lease)
   bool held = false;                // claim_lease: the caller holds it now
+  // claim_sessions_with_work: who held it before this claim ("" when it was free or released:
+  // a hand-over; a replica id when that replica died or froze with it).
+  std::string taken_from;
 };
 
 // Durable state of the message path. Every method is one transaction; a method that returns
@@ -235,6 +238,12 @@ class Store {
     std::int64_t removed_entries = 0;
   };
   virtual Repair repair_interrupted() = 0;
+  // The same for `sessions` only (a replica takes them over from one that died, or finds them
+  // its own after its own crash): removes the non-user entries of their unfinished rows, and
+  // counts one more interrupted restart for each of `count` that has unfinished rows (unless
+  // mark_interrupted counted it already). Runs inside a batch as well.
+  virtual Repair repair_sessions(const std::vector<std::string>& sessions,
+                                 const std::vector<std::string>& count) = 0;
 
   // --- Restart-loop protection: interrupted restarts in a row, per session ---
   // A restart's drain aborted the session's turn: "resume_pending", and one more interrupted
@@ -288,7 +297,9 @@ class Store {
                             std::int64_t ttl_ms, std::int64_t now_ms) = 0;
   // The heartbeat: extends every lease `holder` still holds (its name and epoch unchanged,
   // expired or not: nobody took it meanwhile) to now + ttl_ms, in one statement. Returns those
-  // leases; a lease the holder lost (another holder, a new epoch) is not among them.
+  // leases; a lease the holder lost (another holder, a new epoch) is not among them. A
+  // presence lease ("replica:<id>") is the exception: once expired it is not renewed (its
+  // sessions may have been taken over meanwhile; the replica must claim it again).
   virtual std::vector<Lease> renew_leases(const std::string& holder, std::int64_t ttl_ms,
                                           std::int64_t now_ms) = 0;
   // Gives a lease up at once (a hand-over): expired now, so another replica may claim it
@@ -304,12 +315,16 @@ class Store {
                                 const std::string& lease_name, std::int64_t epoch,
                                 std::int64_t now_ms) = 0;
   // Work to take over: sessions with unfinished inbound rows (pending or running) whose lease
-  // ("session:<key>") is free, released or expired. Claims up to `limit` of them for `holder`
-  // (postgres: FOR UPDATE SKIP LOCKED, so two replicas never take the same one) and returns
-  // the leases taken, oldest unfinished row first.
+  // ("session:<key>") is free or released, or expired while its holder's presence lease
+  // ("replica:<holder>") is expired or missing too: a session is its holder's as long as that
+  // replica lives. Claims up to `limit` of them for `holder` (postgres: FOR UPDATE SKIP
+  // LOCKED, so two replicas never take the same one; the dead holder's presence row is locked
+  // too, so a batch it still had in flight commits first) and returns the leases taken,
+  // oldest unfinished row first, each with `taken_from`. `only`: these sessions alone.
   virtual std::vector<Lease> claim_sessions_with_work(const std::string& holder,
                                                       std::int64_t ttl_ms, std::size_t limit,
-                                                      std::int64_t now_ms) = 0;
+                                                      std::int64_t now_ms,
+                                                      const std::vector<std::string>& only = {}) = 0;
 
   // Tells the other replicas on this database (postgres: pg_notify, delivered when the write
   // commits: inside a batch only if the batch commits). A payload is at most kNoticeBytes.

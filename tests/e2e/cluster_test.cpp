@@ -1,7 +1,8 @@
 // drawbridge on a real PostgreSQL (tests/fakes/pg_server.h: started by the tests on a Unix
-// socket): the message path on store.driver "postgres", replicas (a standby serves clients and
-// accepts messages that the active replica runs, and takes over after it dies or freezes), and
-// the Telegram poller across a pause past the lease: fenced, never two getUpdates at once.
+// socket): the message path on store.driver "postgres", replicas (each runs the sessions it
+// holds; a message through another replica runs on the session's holder; a replica's sessions
+// and cluster:active (IRC) pass to another when it dies or freezes), and the Telegram poller
+// across a pause past the lease: fenced, never two getUpdates at once.
 
 #include <gtest/gtest.h>
 
@@ -78,6 +79,60 @@ TEST_F(ClusterTest, AStandbyServesClientsAndTakesOverAfterTheActiveDies) {
   EXPECT_EQ(b.wait_exit(15s).code, 0) << b.log();
   a.start();
   EXPECT_EQ(cluster_status(a).value("role", ""), "active") << a.log();
+}
+
+// The turns completed by one replica, from its /metrics.
+long turns_completed(const Gateway& gw) {
+  const std::string body = gw.get("/metrics").body;
+  const std::string key = "drawbridge_turns_total{outcome=\"completed\"} ";
+  const auto at = body.find(key);
+  return at == std::string::npos ? -1 : std::stol(body.substr(at + key.size()));
+}
+
+// Sessions on every replica: each replica claims the sessions whose messages it accepts first
+// and runs their turns; a message of a session sent through the other replica runs on its
+// holder, once; when a holder dies, the other takes its sessions over after the lease.
+TEST_F(ClusterTest, EveryReplicaRunsTheTurnsOfTheSessionsItHolds) {
+  TempDir dir_a, dir_b;
+  Gateway a(dir_a, pg_config(conninfo, "a", 1500));
+  Gateway b(dir_b, pg_config(conninfo, "b", 1500));
+  a.start();
+  b.start();
+  for (int i = 0; i < 3; ++i) {
+    const auto n = std::to_string(i);
+    ASSERT_EQ(a.post_message({{"sessionKey", "on-a"}, {"message", "a" + n}, {"idempotencyKey", "a" + n}})
+                  .status,
+              202);
+    ASSERT_EQ(b.post_message({{"sessionKey", "on-b"}, {"message", "b" + n}, {"idempotencyKey", "b" + n}})
+                  .status,
+              202);
+  }
+  ASSERT_TRUE(answered(a, "on-a", "a2")) << a.log();
+  ASSERT_TRUE(answered(b, "on-b", "b2")) << b.log();
+  EXPECT_EQ(turns_completed(a), 3) << "a ran on-a's turns";
+  EXPECT_EQ(turns_completed(b), 3) << "b ran on-b's turns";
+  EXPECT_EQ(cluster_status(a).value("sessionsHeld", 0), 1) << cluster_status(a).dump();
+  EXPECT_EQ(cluster_status(b).value("sessionsHeld", 0), 1) << cluster_status(b).dump();
+  // Through the replica that does not hold it: run by its holder.
+  ASSERT_EQ(b.post_message({{"sessionKey", "on-a"}, {"message", "via b"}, {"idempotencyKey", "x"}})
+                .status,
+            202);
+  ASSERT_TRUE(answered(a, "on-a", "via b")) << a.log() << b.log();
+  EXPECT_EQ(turns_completed(a), 4);
+  EXPECT_EQ(turns_completed(b), 3);
+  // a dies with a message of on-a accepted by b waiting: b takes on-a over and runs it once.
+  a.signal(SIGSTOP);
+  ASSERT_EQ(b.post_message({{"sessionKey", "on-a"}, {"message", "after a"}, {"idempotencyKey", "y"}})
+                .status,
+            202);
+  a.kill9();
+  ASSERT_TRUE(b.wait_for_log("session on-a taken from replica a", 10s)) << b.log();
+  ASSERT_TRUE(answered(b, "on-a", "after a")) << b.log();
+  EXPECT_EQ(turns_completed(b), 4);
+  const json history = b.history("on-a");
+  for (const char* text : {"a0", "a1", "a2", "via b", "after a"}) {
+    EXPECT_EQ(count_of(history, "assistant", text), 1u) << text << history.dump(1);
+  }
 }
 
 TEST_F(ClusterTest, MessagesAcceptedByAStandbyWhileTheActiveIsDownAreRunOnceAfterTakeOver) {

@@ -1,105 +1,171 @@
-// Two replicas on one store (docs/DECISIONS.md "Replicas on PostgreSQL"): a standby's pipeline
-// in ingress mode journals and acknowledges but runs nothing; the active one adopts what the
-// standby accepted, each row once, and a standby that takes over runs what was left.
+// Replicas on one store (docs/DECISIONS.md "Replicas on PostgreSQL"): each pipeline runs the
+// sessions whose lease it holds. A message of a session held elsewhere is journaled and
+// acknowledged, and its holder adopts it, each row once; a free session is claimed by the
+// replica that accepts it; a dead replica's sessions are taken, repaired and run once.
+// The leases are the SQLite driver's, which keeps the same contract as PostgreSQL's
+// (lease_contract_test.cpp), claimed on the store at once (runtime::Cluster does it on a
+// thread of its own) and answered a loop turn later.
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "pipeline/pipeline.h"
+#include "store/fault_injecting_store.h"
 #include "unit/pipeline/pipeline_fixture.h"
 
 namespace drawbridge::pipeline {
 namespace {
 
+constexpr std::int64_t kTtl = 3000;
+
+class StoreSessionLeases final : public SessionLeases {
+ public:
+  StoreSessionLeases(store::Store& store, core::Clock& clock, core::Executor& ex, std::string id)
+      : store_(store), clock_(clock), ex_(ex), id_(std::move(id)) {
+    EXPECT_TRUE(store_.claim_lease("replica:" + id_, id_, kTtl, clock_.wall_ms()).held);
+  }
+  bool holds(const std::string& session) const override { return held.count(session) != 0; }
+  std::vector<std::string> held_sessions() const override { return {held.begin(), held.end()}; }
+  void claim_sessions(std::vector<std::string> sessions,
+                      std::function<void(std::vector<Taken>)> done) override {
+    ++claims;
+    const auto limit = sessions.empty() ? std::size_t{64} : sessions.size();
+    std::vector<Taken> out;
+    for (const auto& l :
+         store_.claim_sessions_with_work(id_, kTtl, limit, clock_.wall_ms(), sessions)) {
+      const auto key = l.name.substr(std::string("session:").size());
+      held.insert(key);
+      out.push_back({key, !l.taken_from.empty()});
+    }
+    ex_.post([done = std::move(done), out = std::move(out)] { done(out); });
+  }
+  void claim_session(const std::string& session,
+                     std::function<void(bool held, std::string holder)> done) override {
+    const auto l = store_.claim_lease("session:" + session, id_, kTtl, clock_.wall_ms());
+    if (l.held) held.insert(session);
+    ex_.post([done = std::move(done), l] { done(l.held, l.held ? std::string() : l.holder); });
+  }
+  const std::string& replica_id() const override { return id_; }
+  // The heartbeat of a replica that lives on.
+  void renew() { store_.renew_leases(id_, kTtl, clock_.wall_ms()); }
+
+  std::set<std::string> held;
+  int claims = 0;
+
+ private:
+  store::Store& store_;
+  core::Clock& clock_;
+  core::Executor& ex_;
+  std::string id_;
+};
+
 class ReplicaPipelineTest : public PipelineTest {
  protected:
-  std::unique_ptr<Pipeline> make_standby() {
+  void SetUp() override {
+    PipelineTest::SetUp();
+    a_leases_ = std::make_unique<StoreSessionLeases>(*store_, clock_, executor_, "a");
+    b_leases_ = std::make_unique<StoreSessionLeases>(*store_, clock_, executor_, "b");
+  }
+
+  // `leases` holds `session` (claimed in the store too).
+  void hold(StoreSessionLeases& leases, const std::string& session) {
+    ASSERT_TRUE(
+        store_->claim_lease("session:" + session, leases.replica_id(), kTtl, clock_.wall_ms())
+            .held);
+    leases.held.insert(session);
+  }
+
+  // Replica "a" (the fixture's agent and channel) and replica "b".
+  std::unique_ptr<Pipeline> make_a() {
+    auto p = make_pipeline();
+    p->set_session_leases(a_leases_.get());
+    p->start();
+    return p;
+  }
+  std::unique_ptr<Pipeline> make_b() {
     auto p = std::make_unique<Pipeline>(clock_, executor_, *store_, *writer_);
     p->configure({});
-    p->set_ingress(true);
-    p->add_channel(&standby_channel_, &standby_agent_, 0);
-    p->add_listener(&standby_listener_);
+    p->set_session_leases(b_leases_.get());
+    p->add_channel(&b_channel_, &b_agent_, 0);
+    p->add_listener(&b_listener_);
     p->start();
     return p;
   }
 
-  FakeAgent standby_agent_;
-  FakeChannel standby_channel_;
-  RecordingListener standby_listener_;
+  std::unique_ptr<StoreSessionLeases> a_leases_, b_leases_;
+  FakeAgent b_agent_;
+  FakeChannel b_channel_;
+  RecordingListener b_listener_;
 };
 
-TEST_F(ReplicaPipelineTest, StandbyJournalsAndAcknowledgesButRunsNothing) {
-  auto standby = make_standby();
-  auto r = accept(*standby, msg("k1", "s1", "hello"));
+TEST_F(ReplicaPipelineTest, AReplicaClaimsAFreeSessionItAcceptsAndRunsIt) {
+  auto a = make_a();
+  auto r = accept(*a, msg("k1", "s1", "hello"));
   EXPECT_TRUE(r.error.empty());
-  EXPECT_FALSE(r.duplicate);
   EXPECT_EQ(r.status, "queued");
-  EXPECT_EQ(r.reason, "cluster");
-  EXPECT_TRUE(standby_agent_.calls.empty());
-  auto rows = store_->unfinished_inbound();
-  ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0].state, store::InboxState::pending);
-  EXPECT_EQ(standby->adopt_unfinished(), 0u) << "a standby adopts nothing";
-}
-
-TEST_F(ReplicaPipelineTest, StandbyRefusesSendsAndLeavesTheCleanStartToTheActive) {
-  auto standby = make_standby();
-  auto res = send(*standby, SendRequest{"local", "chat", "hi", "idem-1", ""});
-  EXPECT_NE(res.error.find("standby"), std::string::npos) << res.error;
-  EXPECT_TRUE(store_->pending_outbox().empty());
-}
-
-TEST_F(ReplicaPipelineTest, ActiveAdoptsWhatTheStandbyAcceptedOnceAndRepliesOnce) {
-  auto active = make_pipeline();
-  active->start();
-  auto standby = make_standby();
-  accept(*standby, msg("k1", "s1", "from the standby"));
-  accept(*standby, msg("k2", "s1", "second"));
-  EXPECT_EQ(active->adopt_unfinished(), 2u);
+  EXPECT_EQ(r.reason, "cluster") << "acknowledged before the claim";
   executor_.run_ready();
+  EXPECT_TRUE(a_leases_->holds("s1"));
+  ASSERT_EQ(agent_.calls.size(), 1u);
+  EXPECT_EQ(agent_.calls[0]->request.text, "hello");
+  // Held now: the next message runs at once, without a claim.
+  complete(0, "hi");
+  const int claims = a_leases_->claims;
+  accept(*a, msg("k2", "s1", "again"));
+  EXPECT_EQ(a_leases_->claims, claims);
+  EXPECT_EQ(agent_.calls.size(), 2u);
+}
+
+TEST_F(ReplicaPipelineTest, AMessageOfASessionHeldElsewhereWaitsForItsHolderAndRunsOnce) {
+  auto a = make_a();
+  auto b = make_b();
+  accept(*a, msg("k1", "s1", "first, on a"));
+  executor_.run_ready();
+  ASSERT_TRUE(a_leases_->holds("s1"));
+  auto r = accept(*b, msg("k2", "s1", "second, through b"));
+  EXPECT_EQ(r.reason, "cluster");
+  executor_.run_ready();
+  EXPECT_FALSE(b_leases_->holds("s1")) << "a lives: its session stays its own";
+  EXPECT_TRUE(b_agent_.calls.empty());
+  EXPECT_EQ(b->adopt_unfinished(), 0u) << "not b's to run";
+  // a hears the notice (the row's id) while its turn runs: in the lane, after the first.
+  EXPECT_EQ(a->adopt({r.inbound_id}), 1u);
+  EXPECT_EQ(a->adopt({r.inbound_id}), 0u) << "announced again: already held";
   ASSERT_EQ(agent_.calls.size(), 1u) << "one turn per session at a time";
-  EXPECT_EQ(active->adopt_unfinished(), 0u) << "announced again: already held";
   complete(0, "one");
   ASSERT_EQ(agent_.calls.size(), 2u);
-  EXPECT_EQ(active->adopt_unfinished(), 0u);
+  EXPECT_EQ(agent_.calls[1]->request.text, "second, through b");
+  EXPECT_TRUE(has_history(agent_.calls[1]->request, "user", "first, on a"));
   complete(1, "two");
-  EXPECT_EQ(active->adopt_unfinished(), 0u);
-  EXPECT_EQ(agent_.calls.size(), 2u);
+  EXPECT_EQ(a->adopt_unfinished(), 0u);
   EXPECT_TRUE(store_->unfinished_inbound().empty());
   EXPECT_EQ(assistant_entries("s1"), 2u);
   EXPECT_EQ(channel_.sent.size(), 2u);
-  EXPECT_TRUE(standby_agent_.calls.empty());
+  EXPECT_TRUE(b_channel_.sent.empty());
 }
 
-TEST_F(ReplicaPipelineTest, AdoptedTurnSeesTheUserEntryTheStandbyWrote) {
-  auto active = make_pipeline();
-  active->start();
-  accept(*active, msg("k0", "s1", "earlier on the active"));
-  complete(0, "answer");
-  auto standby = make_standby();
-  accept(*standby, msg("k1", "s1", "later on the standby"));
-  EXPECT_EQ(active->adopt_unfinished(), 1u);
+TEST_F(ReplicaPipelineTest, ANoticeNamesRowsAndOnlyUnfinishedRowsOfHeldSessionsRun) {
+  auto a = make_a();
+  auto b = make_b();
+  hold(*a_leases_, "s1");
+  hold(*a_leases_, "s2");
+  auto r1 = accept(*b, msg("k1", "s1", "one"));
+  auto r2 = accept(*b, msg("k2", "s2", "two"));
+  auto r3 = accept(*b, msg("k3", "s3", "b's own"));
   executor_.run_ready();
-  ASSERT_EQ(agent_.calls.size(), 2u);
-  EXPECT_TRUE(has_history(agent_.calls[1]->request, "user", "earlier on the active"));
-  EXPECT_EQ(agent_.calls[1]->request.text, "later on the standby");
-}
-
-TEST_F(ReplicaPipelineTest, ANoticeNamesRowsAndOnlyUnfinishedRowsNotHeldRun) {
-  auto active = make_pipeline();
-  active->start();
-  auto standby = make_standby();
-  auto r1 = accept(*standby, msg("k1", "s1", "one"));
-  auto r2 = accept(*standby, msg("k2", "s2", "two"));
-  // Out of order, twice, and one that does not exist: each real row runs once, in order.
-  EXPECT_EQ(active->adopt({r2.inbound_id, 999999, r1.inbound_id, r2.inbound_id}), 2u);
+  // Out of order, twice, one that does not exist, one of a session b claimed: each of a's
+  // rows runs once, in order.
+  EXPECT_EQ(a->adopt({r2.inbound_id, 999999, r3.inbound_id, r1.inbound_id, r2.inbound_id}), 2u);
   executor_.run_ready();
   ASSERT_EQ(agent_.calls.size(), 2u);
   EXPECT_EQ(agent_.calls[0]->request.text, "one");
-  EXPECT_EQ(active->adopt({r1.inbound_id}), 0u);
+  ASSERT_EQ(b_agent_.calls.size(), 1u);
+  EXPECT_EQ(b_agent_.calls[0]->request.text, "b's own");
   agent_.complete_all_open();
   executor_.run_ready();
-  EXPECT_EQ(active->adopt({r1.inbound_id, r2.inbound_id}), 0u) << "finished rows";
-  EXPECT_EQ(active->adopt_unfinished(), 0u);
+  EXPECT_EQ(a->adopt({r1.inbound_id, r2.inbound_id}), 0u) << "finished rows";
+  EXPECT_EQ(a->adopt_unfinished(), 0u);
   EXPECT_EQ(agent_.calls.size(), 2u);
   EXPECT_EQ(channel_.sent.size(), 2u);
 }
@@ -116,7 +182,7 @@ TEST_F(ReplicaPipelineTest, ARowAcceptedHereIsNotAdoptedAgain) {
 }
 
 // Commits at once and reports a loop turn later, as the store thread does: the window in which
-// another replica's notice can make the active one read a row before its commit callback runs.
+// another replica's notice can make the holder read a row before its commit callback runs.
 class LateReports final : public BatchRunner {
  public:
   LateReports(store::Store& store, core::Executor& executor) : store_(store), ex_(executor) {}
@@ -150,32 +216,107 @@ TEST_F(ReplicaPipelineTest, AnAdoptionBetweenTheCommitAndItsCallbackRunsTheRowOn
   EXPECT_EQ(channel_.sent.size(), 1u);
 }
 
-TEST_F(ReplicaPipelineTest, AStandbyThatTakesOverRunsWhatWasLeft) {
-  auto standby = make_standby();
-  accept(*standby, msg("k1", "s1", "waiting"));
-  accept(*standby, msg("k2", "s2", "also waiting"));
-  EXPECT_TRUE(standby_agent_.calls.empty());
-  standby->take_over();
+// a dies mid-turn (no heartbeat, its turn never ends); after its lease b takes the session,
+// counts the interrupted turn, and runs it and what waited behind it, once each.
+TEST_F(ReplicaPipelineTest, ADeadReplicasSessionsAreTakenOverAndRunOnce) {
+  auto a = make_a();
+  auto b = make_b();
+  accept(*a, msg("k1", "s1", "cut short"));
   executor_.run_ready();
-  EXPECT_FALSE(standby->ingress());
-  ASSERT_EQ(standby_agent_.calls.size(), 2u);
-  // Accepted now: run here, as on any active replica.
-  accept(*standby, msg("k3", "s3", "after"));
-  EXPECT_EQ(standby_agent_.calls.size(), 3u);
-  EXPECT_EQ(standby->adopt_unfinished(), 0u);
-  standby_agent_.complete_all_open();
+  ASSERT_EQ(agent_.calls.size(), 1u);
+  accept(*b, msg("k2", "s1", "waiting"));
   executor_.run_ready();
+  b->claim_free_sessions();
+  executor_.run_ready();
+  EXPECT_TRUE(b_agent_.calls.empty()) << "a's lease still runs";
+  clock_.advance(std::chrono::milliseconds(kTtl / 2));
+  b_leases_->renew();  // b lives on; a does not
+  clock_.advance(std::chrono::milliseconds(kTtl / 2 + 1));
+  b->claim_free_sessions();
+  executor_.run_ready();
+  ASSERT_TRUE(b_leases_->holds("s1"));
+  ASSERT_EQ(b_agent_.calls.size(), 1u);
+  EXPECT_EQ(b_agent_.calls[0]->request.text, "cut short");
+  const auto loops = store_->sessions_interrupted(1);
+  ASSERT_EQ(loops.size(), 1u) << "a dead holder's turn counts as interrupted";
+  EXPECT_EQ(loops[0].session_key, "s1");
+  b_agent_.complete(0, "one");
+  executor_.run_ready();
+  ASSERT_EQ(b_agent_.calls.size(), 2u);
+  EXPECT_EQ(b_agent_.calls[1]->request.text, "waiting");
+  b_agent_.complete(1, "two");
+  executor_.run_ready();
+  EXPECT_EQ(b_channel_.sent.size(), 2u);
+  EXPECT_EQ(assistant_entries("s1"), 2u);
   EXPECT_TRUE(store_->unfinished_inbound().empty());
-  EXPECT_EQ(standby_channel_.sent.size(), 3u);
+}
+
+TEST_F(ReplicaPipelineTest, AStartRunsOnlyTheSessionsThisReplicaHolds) {
+  hold(*a_leases_, "s1");
+  ASSERT_TRUE(store_->claim_lease("replica:c", "c", kTtl, clock_.wall_ms()).held);
+  ASSERT_TRUE(store_->claim_lease("session:s2", "c", kTtl, clock_.wall_ms()).held);
+  {
+    auto b = make_b();  // accepts a message of each; both sessions are held (a, c)
+    accept(*b, msg("k1", "s1", "mine"));
+    accept(*b, msg("k2", "s2", "not mine"));
+  }
+  auto a = make_a();
+  executor_.run_ready();
+  ASSERT_EQ(agent_.calls.size(), 1u);
+  EXPECT_EQ(agent_.calls[0]->request.text, "mine");
+}
+
+TEST_F(ReplicaPipelineTest, ASendGoesThroughTheReplicaThatHoldsTheSession) {
+  auto a = make_a();
+  auto b = make_b();
+  accept(*a, msg("k1", "chat", "hello"));
+  executor_.run_ready();
+  ASSERT_TRUE(a_leases_->holds("chat"));
+  auto refused = send(*b, SendRequest{"local", "chat", "hi", "idem-1", ""});
+  executor_.run_ready();
+  EXPECT_NE(refused.error.find("replica a"), std::string::npos) << refused.error;
+  EXPECT_TRUE(store_->pending_outbox().empty());
+  auto sent = send(*b, SendRequest{"local", "other", "hi there", "idem-2", ""});
+  executor_.run_ready();
+  EXPECT_TRUE(sent.error.empty()) << sent.error;
+  EXPECT_TRUE(b_leases_->holds("other"));
+  ASSERT_EQ(b_channel_.sent.size(), 1u);
+  EXPECT_EQ(b_channel_.sent[0].text, "hi there");
+}
+
+// A reply whose commit failed leaves its row unfinished: the replica's next look at the inbox
+// runs it again (a single gateway waits for its next start).
+TEST_F(ReplicaPipelineTest, ATurnWhoseCommitFailedRunsAgainAtTheNextLook) {
+  store::FaultInjectingStore faulty(*store_);
+  InlineBatchRunner writer(faulty);
+  Pipeline a(clock_, executor_, *store_, writer);
+  a.configure({});
+  a.set_session_leases(a_leases_.get());
+  a.add_channel(&channel_, &agent_, 0);
+  a.start();
+  hold(*a_leases_, "s1");
+  accept(a, msg("k1", "s1", "retry me"));
+  ASSERT_EQ(agent_.calls.size(), 1u);
+  faulty.fail_operation("stage_reply");
+  complete(0, "lost");
+  EXPECT_TRUE(channel_.sent.empty());
+  ASSERT_EQ(store_->unfinished_inbound().size(), 1u);
+  EXPECT_EQ(a.adopt_unfinished(), 1u);
+  executor_.run_ready();
+  ASSERT_EQ(agent_.calls.size(), 2u);
+  complete(1, "kept");
+  ASSERT_EQ(channel_.sent.size(), 1u);
+  EXPECT_EQ(channel_.sent[0].text, "kept");
+  EXPECT_EQ(assistant_entries("s1"), 1u);
 }
 
 TEST_F(ReplicaPipelineTest, NothingIsAdoptedWhileDraining) {
-  auto active = make_pipeline();
-  active->start();
-  auto standby = make_standby();
-  accept(*standby, msg("k1", "s1", "during the drain"));
-  active->set_draining(true);
-  EXPECT_EQ(active->adopt_unfinished(), 0u);
+  auto a = make_a();
+  auto b = make_b();
+  hold(*a_leases_, "s1");
+  accept(*b, msg("k1", "s1", "during the drain"));
+  a->set_draining(true);
+  EXPECT_EQ(a->adopt_unfinished(), 0u);
   EXPECT_TRUE(agent_.calls.empty());
   EXPECT_EQ(store_->unfinished_inbound().size(), 1u) << "it waits for the next start";
 }

@@ -118,7 +118,7 @@ TEST_F(ClusterTest, ALostLeaseIsReportedByTheNextHeartbeat) {
   EXPECT_TRUE(b.store->list_leases(kActiveLease)[0].holder.empty());
 }
 
-TEST_F(ClusterTest, TheViewNamesTheActiveReplicaAndTheSessionsWithWorkItRuns) {
+TEST_F(ClusterTest, TheViewNamesTheActiveReplicaAndTheSessionsEachHolds) {
   Replica a(io, clock, ex, path, "a"), b(io, clock, ex, path, "b");
   a.cluster.start();
   b.cluster.start();
@@ -126,19 +126,61 @@ TEST_F(ClusterTest, TheViewNamesTheActiveReplicaAndTheSessionsWithWorkItRuns) {
   EXPECT_EQ(cluster_view(*a.store).active, "");
   ASSERT_TRUE(a.store->claim_lease(kActiveLease, "a", 3000, clock.wall_ms()).held);
   int n = 0;
-  for (const char* s : {"s1", "s1", "s2"}) {
+  for (const char* s : {"s1", "s1", "s2", "s3"}) {
     const std::string key = "k" + std::to_string(++n);
     b.store->insert_inbound({"local", key, s, s, "u", "text", "run-" + key}, clock.wall_ms());
   }
+  // b claims two sessions with work, a the one left.
+  std::optional<std::vector<pipeline::SessionLeases::Taken>> by_b, by_a;
+  b.cluster.claim_sessions({"s1", "s2"}, [&](auto t) { by_b = std::move(t); });
+  ASSERT_TRUE(run_until(io, [&] { return by_b.has_value(); }));
+  ASSERT_EQ(by_b->size(), 2u);
+  EXPECT_FALSE((*by_b)[0].from_dead);
+  a.cluster.claim_sessions({}, [&](auto t) { by_a = std::move(t); });
+  ASSERT_TRUE(run_until(io, [&] { return by_a.has_value(); }));
+  ASSERT_EQ(by_a->size(), 1u);
+  EXPECT_EQ((*by_a)[0].session, "s3");
+  EXPECT_TRUE(a.cluster.holds("s3"));
+  EXPECT_FALSE(a.cluster.holds("s1"));
+  EXPECT_TRUE(b.cluster.holds("s1"));
   auto view = cluster_view(*b.store);
   EXPECT_EQ(view.active, "a");
   ASSERT_EQ(view.replicas.size(), 2u);
   for (const auto& r : view.replicas) {
     EXPECT_EQ(r.active, r.id == "a") << r.id;
-    EXPECT_EQ(r.sessions, r.id == "a" ? 2u : 0u) << r.id;
+    EXPECT_EQ(r.sessions, r.id == "a" ? 1u : 2u) << r.id;
   }
   auto j = cluster_json(b.cluster, *b.store);
   EXPECT_EQ(j.value("active", ""), "a") << j.dump();
+}
+
+// A replica that died (no heartbeat past its lease) leaves its sessions to the others, who
+// are told they take them from a dead holder (their takeover repairs and counts).
+TEST_F(ClusterTest, TheSessionsOfADeadReplicaAreTakenAfterItsLease) {
+  Replica b(io, clock, ex, path, "b");
+  b.cluster.start();
+  {
+    Replica a(io, clock, ex, path, "a");
+    a.cluster.start();
+    a.store->insert_inbound({"local", "k1", "s1", "s1", "u", "text", "run-1"}, clock.wall_ms());
+    std::optional<std::vector<pipeline::SessionLeases::Taken>> got;
+    a.cluster.claim_sessions({"s1"}, [&](auto t) { got = std::move(t); });
+    ASSERT_TRUE(run_until(io, [&] { return got.has_value(); }));
+    ASSERT_EQ(got->size(), 1u);
+    ASSERT_TRUE(run_until(io, [&] { return a.store->list_leases("replica:a").size() == 1; }));
+  }  // a dies
+  std::optional<std::vector<pipeline::SessionLeases::Taken>> early;
+  b.cluster.claim_sessions({}, [&](auto t) { early = std::move(t); });
+  ASSERT_TRUE(run_until(io, [&] { return early.has_value(); }));
+  EXPECT_TRUE(early->empty()) << "a's lease still runs";
+  clock.advance(milliseconds(3001));
+  std::optional<std::vector<pipeline::SessionLeases::Taken>> late;
+  b.cluster.claim_sessions({}, [&](auto t) { late = std::move(t); });
+  ASSERT_TRUE(run_until(io, [&] { return late.has_value(); }));
+  ASSERT_EQ(late->size(), 1u);
+  EXPECT_EQ((*late)[0].session, "s1");
+  EXPECT_TRUE((*late)[0].from_dead);
+  EXPECT_TRUE(b.cluster.holds("s1"));
 }
 
 }  // namespace

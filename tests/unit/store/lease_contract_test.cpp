@@ -228,6 +228,55 @@ TEST_P(LeaseContract, SessionsWithWorkAreClaimedWhenFreeOldestRowFirst) {
   EXPECT_TRUE(store->claim_sessions_with_work("r2", kLong, 10, t).empty());
 }
 
+// A replica's sessions are its own while it lives: a presence that ran out is not renewed
+// (its sessions may be another's by now), and a session is taken from a holder whose
+// presence is expired or missing, never from a live one.
+TEST_P(LeaseContract, AnExpiredPresenceIsNotRenewed) {
+  store->claim_lease("replica:r1", "r1", short_ttl(), t);
+  store->claim_lease("channel:x", "r1", short_ttl(), t);
+  pass_expiry("replica:r1");
+  pass_expiry("channel:x");
+  const auto renewed = store->renew_leases("r1", kLong, t);
+  ASSERT_EQ(renewed.size(), 1u);
+  EXPECT_EQ(renewed[0].name, "channel:x") << "other leases come back while nobody took them";
+  const auto again = store->claim_lease("replica:r1", "r1", kLong, t);
+  EXPECT_TRUE(again.held);
+  EXPECT_EQ(again.epoch, 2) << "claimed afresh";
+}
+
+TEST_P(LeaseContract, ASessionIsTakenFromItsHolderOnlyOnceThatReplicaIsGone) {
+  store->insert_inbound(message("a", "x", "s1"), t);
+  store->insert_inbound(message("b", "x", "s2"), t);
+  store->claim_lease("replica:r2", "r2", kLong, t);  // r2 lives
+  store->claim_lease("session:s1", "r2", short_ttl(), t);
+  pass_expiry("session:s1");
+  const auto free = store->claim_sessions_with_work("r1", kLong, 10, t);
+  ASSERT_EQ(free.size(), 1u);
+  EXPECT_EQ(free[0].name, "session:s2");
+  EXPECT_EQ(free[0].taken_from, "");
+  EXPECT_EQ(store->list_leases("session:s1").at(0).holder, "r2") << "r2 still lives";
+
+  ASSERT_TRUE(store->claim_lease("replica:r2", "r2", short_ttl(), t).held);  // ends soon
+  pass_expiry("replica:r2");
+  const auto taken = store->claim_sessions_with_work("r1", kLong, 10, t);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].name, "session:s1");
+  EXPECT_EQ(taken[0].holder, "r1");
+  EXPECT_EQ(taken[0].epoch, 2);
+  EXPECT_EQ(taken[0].taken_from, "r2");
+}
+
+TEST_P(LeaseContract, AClaimOfNamedSessionsTakesThoseAlone) {
+  for (const char* s : {"s1", "s2", "s3"}) store->insert_inbound(message(s, "x", s), t);
+  const auto taken = store->claim_sessions_with_work("r1", kLong, 10, t, {"s3", "s1", "gone"});
+  ASSERT_EQ(taken.size(), 2u);
+  EXPECT_EQ(taken[0].name, "session:s1");
+  EXPECT_EQ(taken[1].name, "session:s3");
+  const auto rest = store->claim_sessions_with_work("r2", kLong, 10, t);
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].name, "session:s2");
+}
+
 TEST_P(LeaseContract, SessionsWithWorkAreClaimedUpToTheLimit) {
   for (int i = 0; i < 3; ++i) {
     store->insert_inbound(message("m" + std::to_string(i), "x", "s" + std::to_string(i)), t);

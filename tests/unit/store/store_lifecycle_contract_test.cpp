@@ -184,6 +184,34 @@ TEST_P(StoreLifecycle, RepairCountsOneInterruptPerSessionWithUnfinishedRows) {
   EXPECT_EQ(loops[0].interrupts, 3);
 }
 
+// A replica repairs the sessions it takes over, not the others' (they may be mid-turn on
+// another replica), and counts an interrupt only for those a dead holder left.
+TEST_P(StoreLifecycle, RepairOfNamedSessionsLeavesTheOthersAlone) {
+  auto& s = store;
+  std::int64_t rows[3] = {};
+  int i = 0;
+  for (const char* key : {"s1", "s2", "s3"}) {
+    rows[i] = s->insert_inbound(message(key, "x", key), 1).record.id;
+    db->sql("INSERT INTO transcript (session_key, role, text, run_id, inbound_id, created_at_ms) "
+            "VALUES ('" + std::string(key) + "', 'assistant', 'half', 'run', " +
+            std::to_string(rows[i]) + ", 2)");
+    ++i;
+  }
+  const auto repair = s->repair_sessions({"s1", "s2", "none"}, {"s1"});
+  EXPECT_EQ(repair.sessions, (std::vector<std::string>{"s1", "s2"}));
+  EXPECT_EQ(repair.removed_entries, 2);
+  EXPECT_EQ(s->transcript("s1", 10).size(), 1u);
+  EXPECT_EQ(s->transcript("s2", 10).size(), 1u);
+  EXPECT_EQ(s->transcript("s3", 10).size(), 2u) << "not named: left alone";
+  EXPECT_EQ(interrupts_of(*s, "s1"), 1);
+  EXPECT_EQ(interrupts_of(*s, "s2"), 0) << "handed over, not left by a dead holder";
+  EXPECT_EQ(interrupts_of(*s, "s3"), 0);
+  s->begin_batch();  // the pipeline repairs inside its fenced batch
+  EXPECT_EQ(s->repair_sessions({"s1"}, {"s1"}).removed_entries, 0);
+  s->commit_batch();
+  EXPECT_EQ(interrupts_of(*s, "s1"), 2);
+}
+
 TEST_P(StoreLifecycle, AFinishedTurnEndsTheRunOfInterruptedRestarts) {
   auto& s = store;
   const auto a = s->insert_inbound(message("a", "x", "s1"), 1).record.id;
