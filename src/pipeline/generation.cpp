@@ -19,6 +19,7 @@ void Pipeline::start() {
   // claims the free ones with work: messages of new sessions it accepted while it drained.
   const auto held = session_leases_->held_sessions();
   const std::unordered_set<std::string> mine(held.begin(), held.end());
+  for (const auto& s : held) touch(s);
   start_work(&mine);
   claim_free_sessions();
 }
@@ -264,6 +265,7 @@ void Pipeline::reset() {
   held_.clear();
   claims_wanted_.clear();  // the next start runs what this replica holds
   claim_posted_ = false;
+  last_active_.clear();
   run_seq_.clear();
   routes_.clear();
   draining_ = false;
@@ -365,6 +367,30 @@ void Pipeline::claim_free_sessions() {
   });
 }
 
+std::size_t Pipeline::release_idle_sessions(core::Duration idle_for, std::size_t limit) {
+  if (session_leases_ == nullptr || draining_ || !started_) return 0;
+  const auto now = clock_.now();
+  std::vector<std::string> idle;
+  for (const auto& session : session_leases_->held_sessions()) {
+    if (idle.size() >= limit) break;
+    auto it = last_active_.find(session);
+    if (it != last_active_.end() && now - it->second < idle_for) continue;
+    if (running_.count(session) || followups_.active(session) ||
+        !followups_.queued(session).empty() || delivery_.delivering_to(session)) {
+      continue;
+    }
+    idle.push_back(session);
+  }
+  // A debounced row waits under its chat, not its session: none is given back meanwhile.
+  if (idle.empty() || debouncers_.buffered_items() > 0) return 0;
+  for (const auto& session : idle) {
+    last_active_.erase(session);
+    history_.forget(session);  // its next holder may write to it
+  }
+  session_leases_->release_sessions(idle);
+  return idle.size();
+}
+
 void Pipeline::take_over_sessions(std::vector<SessionLeases::Taken> taken) {
   if (taken.empty()) return;
   std::vector<std::string> sessions;
@@ -399,7 +425,10 @@ void Pipeline::take_over_sessions(std::vector<SessionLeases::Taken> taken) {
 void Pipeline::run_taken(const std::vector<std::string>& sessions) {
   if (draining_ || !started_) return;  // the next start runs what this replica holds
   const std::unordered_set<std::string> only(sessions.begin(), sessions.end());
-  for (const auto& s : sessions) history_.forget(s);  // other replicas wrote to them
+  for (const auto& s : sessions) {
+    history_.forget(s);  // other replicas wrote to them
+    touch(s);
+  }
   in_takeover_ = true;
   struct End {
     bool& flag;

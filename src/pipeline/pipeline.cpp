@@ -200,7 +200,10 @@ void Pipeline::accept(const InboundMessage& m, std::function<void(AcceptResult)>
                                                               rec.run_id, rec.id,
                                                               rec.received_at_ms});
     }
-    if (!res->duplicate && runs_here(rec.session_key)) stop_now_if_asked(rec);
+    if (!res->duplicate && runs_here(rec.session_key)) {
+      touch(rec.session_key);
+      stop_now_if_asked(rec);
+    }
     bool start_now = false;
     auto result = on_committed(*res, start_now);
     auto alive = gen_alive_;

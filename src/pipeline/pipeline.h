@@ -150,6 +150,10 @@ class Pipeline {
   // Claims whatever session with work is free or was a dead replica's (the backstop of the
   // claims a message makes, and what a replica that stopped handed over).
   void claim_free_sessions();
+  // Gives back (at most `limit` of) the sessions held here that did nothing for `idle_for`:
+  // no turn, nothing queued, debounced or being delivered. Keeps what a replica holds, and
+  // its heartbeat, bounded by its recent sessions. Returns how many.
+  std::size_t release_idle_sessions(core::Duration idle_for, std::size_t limit);
   // Joins the writes of this round (the cluster's event notices ride along with its commit).
   void write_along(StoreOp op) { write(std::move(op)); }
 
@@ -346,6 +350,11 @@ class Pipeline {
   std::unordered_set<std::string> claims_wanted_;  // sessions to claim at the end of the round
   bool claim_posted_ = false;
   bool in_takeover_ = false;  // replaying sessions taken at run time, not at a start
+  // Held sessions: when each last did something here (release_idle_sessions).
+  std::unordered_map<std::string, core::TimePoint> last_active_;
+  void touch(const std::string& session_key) {
+    if (session_leases_) last_active_[session_key] = clock_.now();
+  }
   std::string work_channel_ = kWorkChannel;
   // Inbox rows this generation has taken (accepted, replayed, adopted) and not seen finished:
   // adopt_unfinished() leaves them alone.

@@ -57,6 +57,13 @@ class ReplyDelivery {
                    std::function<void(std::string error)> done);
 
   bool delivering(std::int64_t outbox_id) const { return rows_.count(outbox_id) != 0; }
+  // Whether a part of the session is being delivered (or waits to be).
+  bool delivering_to(const std::string& session_key) const {
+    for (const auto& [id, row] : rows_) {
+      if (row.record.session_key == session_key) return true;
+    }
+    return false;
+  }
   void when_idle(std::function<void()> fn) { replies_.when_idle(std::move(fn)); }
   std::size_t pending() const { return replies_.queued() + replies_.in_flight(); }
   std::size_t reservations() const { return replies_.reservations(); }

@@ -32,6 +32,8 @@ class SessionLeases {
   // `done(false, holder)` when another replica holds it (or the store failed: holder "").
   virtual void claim_session(const std::string& session,
                              std::function<void(bool held, std::string holder)> done) = 0;
+  // Gives sessions back (idle ones): another replica may claim them at once.
+  virtual void release_sessions(const std::vector<std::string>& sessions) = 0;
   virtual const std::string& replica_id() const = 0;
 };
 

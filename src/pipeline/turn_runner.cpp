@@ -433,6 +433,7 @@ void Pipeline::on_turn_done(const std::string& session, std::int64_t inbound_id,
 void Pipeline::finish_turn(const std::string& session, core::WorkId work) {
   // The next turn starts before this one stops counting: the tracker never touches zero
   // between two turns of a busy session.
+  touch(session);
   next_in_lane(session);
   work_.finish(work);
 }

@@ -113,6 +113,46 @@ void Cluster::claim_session(const std::string& session,
   });
 }
 
+void Cluster::release_sessions(const std::vector<std::string>& sessions) {
+  std::vector<std::pair<std::string, std::int64_t>> given;
+  for (const auto& session : sessions) {
+    const auto name = kSessionPrefix + session;
+    sessions_.erase(session);
+    released_[session] = clock_.now();
+    if (auto epoch = keeper_.epoch(name)) given.emplace_back(name, *epoch);
+    keeper_.forget(name);
+  }
+  if (given.empty()) return;
+  thread_.run({[given, id = replica_id_, now = clock_.wall_ms()](store::Store& s) {
+                for (const auto& [name, epoch] : given) s.release_lease(name, id, epoch, now);
+              }},
+              [n = given.size()](std::string error) {
+                if (!error.empty()) {
+                  spdlog::warn("cluster: {} idle session(s) not given back ({}): the next "
+                               "heartbeat finds them held here again",
+                               n, error);
+                }
+              });
+}
+
+void Cluster::found_sessions(const std::vector<store::Lease>& renewed, core::TimePoint sent) {
+  // A heartbeat sent before a release may still renew what was given back since.
+  std::erase_if(released_, [&](const auto& r) { return r.second + keeper_.ttl() < sent; });
+  std::vector<std::string> found;
+  for (const auto& l : renewed) {
+    if (l.name.rfind(kSessionPrefix, 0) != 0) continue;
+    auto key = l.name.substr(kSessionPrefix.size());
+    if (sessions_.count(key)) continue;
+    if (auto r = released_.find(key); r != released_.end() && r->second >= sent) continue;
+    keeper_.granted(l.name, l.epoch, sent);
+    sessions_.insert(key);
+    found.push_back(std::move(key));
+  }
+  if (found.empty()) return;
+  spdlog::warn("cluster: {} session(s) held in the store and not known here: running them", found.size());
+  if (on_found_) on_found_(std::move(found));
+}
+
 void Cluster::adopt_sessions(const std::vector<store::Lease>& leases, core::TimePoint sent) {
   for (const auto& l : leases) {
     if (l.holder != replica_id_ || l.name.rfind(kSessionPrefix, 0) != 0) continue;
@@ -177,6 +217,7 @@ void Cluster::heartbeat() {
         ++heartbeats_;
         std::vector<core::LeaseKeeper::Held> held;
         for (const auto& l : *renewed) held.push_back({l.name, l.epoch});
+        found_sessions(*renewed, sent);
         for (const auto& name : keeper_.renewed(held, sent)) {
           spdlog::warn("cluster: lease {} lost (another replica took it)", name);
           if (name.rfind(kSessionPrefix, 0) == 0) sessions_.erase(name.substr(kSessionPrefix.size()));

@@ -61,6 +61,12 @@ class Cluster final : public pipeline::AccountLeases, public pipeline::SessionLe
   // Session leases the store says this replica holds (its own, from before a restart): held
   // here from now on. `sent`: when the read was sent.
   void adopt_sessions(const std::vector<store::Lease>& leases, core::TimePoint sent);
+  void release_sessions(const std::vector<std::string>& sessions) override;
+  // Session leases the store says this replica holds and it did not know of (a claim whose
+  // answer was lost, a release that failed): held from now on, and handed to `found` to run.
+  void on_sessions_found(std::function<void(std::vector<std::string>)> found) {
+    on_found_ = std::move(found);
+  }
   // How many sessions a claim of "any session with work" takes at most.
   static constexpr std::size_t kClaimBatch = 64;
 
@@ -74,6 +80,7 @@ class Cluster final : public pipeline::AccountLeases, public pipeline::SessionLe
 
  private:
   void heartbeat();
+  void found_sessions(const std::vector<store::Lease>& renewed, core::TimePoint sent);
   void schedule_heartbeat();
 
   boost::asio::io_context& io_;
@@ -88,6 +95,8 @@ class Cluster final : public pipeline::AccountLeases, public pipeline::SessionLe
   std::uint64_t heartbeats_ = 0;
   std::map<std::string, std::function<void()>> on_lost_;
   std::set<std::string> sessions_;  // held: their turns run here
+  std::map<std::string, core::TimePoint> released_;  // sessions given back, and when
+  std::function<void(std::vector<std::string>)> on_found_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

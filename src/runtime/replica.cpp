@@ -83,6 +83,11 @@ std::optional<std::string> Replica::join() {
   }
   pipeline_.set_work_channel(work_channel_);
   pipeline_.set_session_leases(cluster_.get());
+  cluster_->on_sessions_found([this](std::vector<std::string> found) {
+    std::vector<pipeline::SessionLeases::Taken> taken;
+    for (auto& s : found) taken.push_back({std::move(s), false});
+    pipeline_.take_over_sessions(std::move(taken));
+  });
   relay_ = std::make_unique<EventRelay>(
       executor_, id,
       [this](std::vector<std::string> payloads) {
@@ -248,6 +253,7 @@ void Replica::adopt_soon() {
 
 void Replica::adopt_now() {
   pipeline_.claim_free_sessions();
+  pipeline_.release_idle_sessions(kIdleSession, kIdleReleaseBatch);
   try {
     pipeline_.adopt_unfinished();
   } catch (const std::exception& e) {

@@ -39,6 +39,10 @@ std::string notice_channel(const std::string& base, const std::string& scope);
 
 class Replica {
  public:
+  // A session that did nothing here this long is given back (Pipeline::release_idle_sessions),
+  // up to kIdleReleaseBatch at each look at the inbox.
+  static constexpr std::chrono::milliseconds kIdleSession{60'000};
+  static constexpr std::size_t kIdleReleaseBatch = 256;
   struct Hooks {
     // The active lease was won (`at_start`: by join(), before anything started): (not at
     // start) start the IRC channels.

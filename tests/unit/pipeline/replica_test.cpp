@@ -46,6 +46,14 @@ class StoreSessionLeases final : public SessionLeases {
     if (l.held) held.insert(session);
     ex_.post([done = std::move(done), l] { done(l.held, l.held ? std::string() : l.holder); });
   }
+  void release_sessions(const std::vector<std::string>& sessions) override {
+    for (const auto& s : sessions) {
+      held.erase(s);
+      for (const auto& l : store_.list_leases("session:" + s)) {
+        if (l.name == "session:" + s) store_.release_lease(l.name, id_, l.epoch, clock_.wall_ms());
+      }
+    }
+  }
   const std::string& replica_id() const override { return id_; }
   // The heartbeat of a replica that lives on.
   void renew() { store_.renew_leases(id_, kTtl, clock_.wall_ms()); }
@@ -308,6 +316,32 @@ TEST_F(ReplicaPipelineTest, ATurnWhoseCommitFailedRunsAgainAtTheNextLook) {
   ASSERT_EQ(channel_.sent.size(), 1u);
   EXPECT_EQ(channel_.sent[0].text, "kept");
   EXPECT_EQ(assistant_entries("s1"), 1u);
+}
+
+// A replica gives back the sessions that did nothing for a while (what it holds, and renews,
+// stays bounded by its recent sessions); another replica may then claim them at once.
+TEST_F(ReplicaPipelineTest, IdleSessionsAreGivenBackAndAnotherReplicaTakesThemAtOnce) {
+  auto a = make_a();
+  auto b = make_b();
+  accept(*a, msg("k1", "quiet", "one"));
+  accept(*a, msg("k2", "busy", "two"));
+  executor_.run_ready();
+  ASSERT_EQ(agent_.calls.size(), 2u);
+  complete(0, "done");  // "quiet" is idle from now; "busy" still runs its turn
+  const auto idle_for = std::chrono::seconds(60);
+  EXPECT_EQ(a->release_idle_sessions(idle_for, 10), 0u) << "not idle long enough";
+  clock_.advance(std::chrono::seconds(61));
+  a_leases_->renew();
+  b_leases_->renew();
+  EXPECT_EQ(a->release_idle_sessions(idle_for, 10), 1u);
+  EXPECT_FALSE(a_leases_->holds("quiet"));
+  EXPECT_TRUE(a_leases_->holds("busy")) << "its turn still runs";
+  auto r = accept(*b, msg("k3", "quiet", "three"));
+  executor_.run_ready();
+  EXPECT_TRUE(b_leases_->holds("quiet")) << "given back: claimed by the replica that accepted";
+  ASSERT_EQ(b_agent_.calls.size(), 1u);
+  EXPECT_TRUE(has_history(b_agent_.calls[0]->request, "assistant", "done"));
+  EXPECT_EQ(a->adopt({r.inbound_id}), 0u) << "not a's any more";
 }
 
 TEST_F(ReplicaPipelineTest, NothingIsAdoptedWhileDraining) {

@@ -183,5 +183,28 @@ TEST_F(ClusterTest, TheSessionsOfADeadReplicaAreTakenAfterItsLease) {
   EXPECT_TRUE(b.cluster.holds("s1"));
 }
 
+// The store says this replica holds a session it does not know of (a claim whose answer was
+// lost): the next heartbeat finds it, and it runs here; one given back is not taken again.
+TEST_F(ClusterTest, ASessionHeldInTheStoreButNotKnownIsFoundByTheHeartbeat) {
+  Replica a(io, clock, ex, path, "a");
+  std::vector<std::string> found;
+  a.cluster.on_sessions_found([&](std::vector<std::string> f) {
+    found.insert(found.end(), f.begin(), f.end());
+  });
+  a.cluster.start();
+  ASSERT_TRUE(a.store->claim_lease("session:lost", "a", 3000, clock.wall_ms()).held);
+  ASSERT_TRUE(a.store->claim_lease("session:given", "a", 3000, clock.wall_ms()).held);
+  a.cluster.adopt_sessions(a.store->list_leases("session:given"), clock.now());
+  a.cluster.release_sessions({"given"});
+  ex.advance(milliseconds(1000));
+  ASSERT_TRUE(run_until(io, [&] {
+    ex.run_ready();
+    return a.cluster.heartbeats() >= 1;
+  }));
+  EXPECT_EQ(found, std::vector<std::string>{"lost"});
+  EXPECT_TRUE(a.cluster.holds("lost"));
+  EXPECT_FALSE(a.cluster.holds("given"));
+}
+
 }  // namespace
 }  // namespace drawbridge::runtime
