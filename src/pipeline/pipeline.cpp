@@ -267,9 +267,55 @@ void Pipeline::send(const SendRequest& req, std::function<void(SendResult)> done
   });
 }
 
+std::optional<std::string> Pipeline::passed_on_notice(const std::string& kind,
+                                                      const std::string& session_key,
+                                                      const std::string& run_id) {
+  std::string out = kind + " " + std::to_string(session_key.size()) + " " + session_key + run_id;
+  if (out.size() > store::Store::kNoticeBytes) return std::nullopt;
+  return out;
+}
+
+void Pipeline::pass_on(const std::string& kind, const std::string& session_key,
+                       const std::string& run_id) {
+  auto notice = passed_on_notice(kind, session_key, run_id);
+  if (!notice) {
+    spdlog::warn("{} of session {}: too long to pass on to the replica that runs it", kind,
+                 session_key.substr(0, 64));
+    return;
+  }
+  write([channel = work_channel_, notice = std::move(*notice)](store::Store& s) {
+    s.notify(channel, notice);
+  });
+}
+
+bool Pipeline::act_on_notice(const std::string& payload) {
+  const auto space = payload.find(' ');
+  if (space == std::string::npos) return false;
+  const std::string kind = payload.substr(0, space);
+  if (kind != "abort" && kind != "reset") return false;
+  const auto len_end = payload.find(' ', space + 1);
+  if (len_end == std::string::npos || len_end - space - 1 > 8) return false;
+  std::size_t len = 0;
+  for (auto i = space + 1; i < len_end; ++i) {
+    if (payload[i] < '0' || payload[i] > '9') return false;
+    len = len * 10 + static_cast<std::size_t>(payload[i] - '0');
+  }
+  if (len > payload.size() - len_end - 1) return false;
+  const std::string session = payload.substr(len_end + 1, len);
+  const std::string run_id = payload.substr(len_end + 1 + len);
+  if (!runs_here(session)) return false;
+  abort(session, kind == "abort" ? run_id : std::string());
+  if (kind == "reset") history_.forget(session);
+  return true;
+}
+
 std::vector<std::string> Pipeline::abort(const std::string& session_key,
                                          const std::string& run_id) {
   std::vector<std::string> aborted;
+  if (runs_elsewhere(session_key)) {
+    pass_on("abort", session_key, run_id);
+    return aborted;
+  }
   if (auto it = running_.find(session_key); it != running_.end()) {
     if (run_id.empty() || it->second.info.run_id == run_id) {
       aborted.push_back(it->second.info.run_id);

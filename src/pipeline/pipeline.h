@@ -140,6 +140,19 @@ class Pipeline {
   std::string clean_marker_key() const {
     return session_leases_ ? "clean_shutdown." + session_leases_->replica_id() : "clean_shutdown";
   }
+  // Another replica runs the session: chat.abort and sessions.reset are passed on to it.
+  bool runs_elsewhere(const std::string& session_key) const {
+    return session_leases_ != nullptr && !session_leases_->holds(session_key);
+  }
+  // A notice on the work channel that passes an abort ("abort") or a reset ("reset") of a
+  // session on to its holder: "<kind> <length of session> <session><run id>". nullopt when
+  // it would not fit in a notice.
+  static std::optional<std::string> passed_on_notice(const std::string& kind,
+                                                     const std::string& session_key,
+                                                     const std::string& run_id);
+  // Acts on such a notice when this replica holds the session (an abort, or the abort and
+  // the history cache of a reset). False when it is no such notice or not ours.
+  bool act_on_notice(const std::string& payload);
   // Whether this replica runs the session's turns now.
   bool runs_here(const std::string& session_key) const {
     return session_leases_ == nullptr || session_leases_->holds(session_key);
@@ -297,6 +310,8 @@ class Pipeline {
   void start_work(const std::unordered_set<std::string>* only_sessions = nullptr);
   // Asks for the session's lease (claims of one loop round go together).
   void ask_for(const std::string& session_key);
+  void pass_on(const std::string& kind, const std::string& session_key,
+               const std::string& run_id);
   void run_taken(const std::vector<std::string>& sessions);
   // Runs `rows` (unfinished, in arrival order) that this generation does not hold yet.
   std::size_t adopt_rows(const std::vector<store::InboxRecord>& rows,

@@ -40,9 +40,11 @@ bool Pipeline::label_session(const std::string& session_key, const std::string& 
 
 bool Pipeline::reset_session(const std::string& session_key) {
   // A turn still running would answer from the old history; it ends as an abort would.
-  auto aborted = abort(session_key, "");
+  // (On another replica's session the reset notice below ends it there.)
+  auto aborted = runs_elsewhere(session_key) ? std::vector<std::string>{} : abort(session_key, "");
   const bool found = store_.reset_session(session_key, clock_.wall_ms());
   history_.forget(session_key);
+  if (found && runs_elsewhere(session_key)) pass_on("reset", session_key, "");
   if (found) {
     spdlog::info("session {} reset{}", session_key,
                  aborted.empty() ? "" : " (its running turn was aborted)");

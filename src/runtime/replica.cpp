@@ -218,6 +218,7 @@ void Replica::on_notices(std::vector<store::PgListener::Notice> notices) {
         freed = true;
         continue;
       }
+      if (pipeline_.act_on_notice(n.payload)) continue;  // an abort or reset passed on
       std::int64_t id = 0;
       const auto* end = n.payload.data() + n.payload.size();
       auto [p, ec] = std::from_chars(n.payload.data(), end, id);

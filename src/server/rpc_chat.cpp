@@ -166,8 +166,12 @@ RpcOutcome ChatMethods::chat_abort(const nlohmann::json& params) {
   auto run_id = err.empty() ? p.string("runId", false, true, err) : std::nullopt;
   if (!err.empty()) return invalid(err);
   try {
+    const bool elsewhere = pipeline_.runs_elsewhere(*session);
     auto aborted = pipeline_.abort(*session, run_id.value_or(""));
-    return nlohmann::json{{"ok", true}, {"aborted", !aborted.empty()}, {"runIds", aborted}};
+    nlohmann::json out{{"ok", true}, {"aborted", !aborted.empty()}, {"runIds", aborted}};
+    // Another replica runs the session: the abort went to it (its `aborted` event follows).
+    if (elsewhere) out["passedOn"] = true;
+    return out;
   } catch (const std::exception& e) {
     return store_unavailable(e);
   }

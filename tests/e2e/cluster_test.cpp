@@ -8,6 +8,7 @@
 
 #include <csignal>
 #include <string>
+#include <thread>
 
 #include "e2e/cluster_helpers.h"
 #include "e2e/cut_proxy.h"
@@ -133,6 +134,38 @@ TEST_F(ClusterTest, EveryReplicaRunsTheTurnsOfTheSessionsItHolds) {
   for (const char* text : {"a0", "a1", "a2", "via b", "after a"}) {
     EXPECT_EQ(count_of(history, "assistant", text), 1u) << text << history.dump(1);
   }
+}
+
+// chat.abort reaches the replica it is sent to; the turn runs on the session's holder: the
+// abort is passed on (a notice) and ends the turn there.
+TEST_F(ClusterTest, AnAbortThroughAnotherReplicaEndsTheTurnWhereItRuns) {
+  TempDir dir_a, dir_b;
+  json slow = pg_config(conninfo, "a");
+  slow["agents"]["main"]["delayMs"] = 100;  // one character per 100 ms: a 10 s turn
+  slow["agents"]["main"]["chunkChars"] = 1;
+  Gateway a(dir_a, slow);
+  Gateway b(dir_b, pg_config(conninfo, "b"));
+  a.start();
+  b.start();
+  auto ca = a.client();
+  json ack = ca->request("chat.send", {{"sessionKey", "long"},
+                                       {"message", std::string(100, 'x')},
+                                       {"idempotencyKey", "l1"}});
+  const std::string run_id = ack.value("runId", "");
+  ASSERT_FALSE(run_id.empty()) << ack.dump();
+  // Bounded poll of a's status (another process) until the turn runs there.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (a.client({"operator.read"})->request("status", json::object())
+             .value("activeRuns", json::array())
+             .empty()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << a.log();
+    std::this_thread::sleep_for(20ms);
+  }
+  auto cb = b.client();
+  json res = cb->request("chat.abort", {{"sessionKey", "long"}});
+  EXPECT_EQ(res.value("passedOn", false), true) << res.dump();
+  ChatRun run = await_run(*ca, run_id, 8s);
+  EXPECT_EQ(run.state(), "aborted") << a.log() << b.log();
 }
 
 TEST_F(ClusterTest, MessagesAcceptedByAStandbyWhileTheActiveIsDownAreRunOnceAfterTakeOver) {

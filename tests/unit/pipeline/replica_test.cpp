@@ -344,6 +344,30 @@ TEST_F(ReplicaPipelineTest, IdleSessionsAreGivenBackAndAnotherReplicaTakesThemAt
   EXPECT_EQ(a->adopt({r.inbound_id}), 0u) << "not a's any more";
 }
 
+// chat.abort through a replica that does not run the session goes to its holder as a notice;
+// only the holder acts on it, and a notice that makes no sense is ignored.
+TEST_F(ReplicaPipelineTest, AnAbortOfASessionHeldElsewhereIsPassedOnToItsHolder) {
+  auto a = make_a();
+  auto b = make_b();
+  accept(*a, msg("k1", "s1", "long"));
+  executor_.run_ready();
+  ASSERT_EQ(agent_.calls.size(), 1u);
+  EXPECT_TRUE(b->runs_elsewhere("s1"));
+  EXPECT_TRUE(b->abort("s1", "").empty()) << "nothing runs on b";
+  const auto notice = Pipeline::passed_on_notice("abort", "s1", "");
+  ASSERT_TRUE(notice.has_value());
+  EXPECT_FALSE(b->act_on_notice(*notice)) << "not b's session";
+  for (const std::string bad : {"abort", "abort x", "abort 99 s1", "abort -1 s1", "reset 2",
+                                "abort 123456789012 s1", "stop 2 s1", "free"}) {
+    EXPECT_FALSE(a->act_on_notice(bad)) << bad;
+  }
+  EXPECT_FALSE(agent_.calls[0]->cancelled);
+  EXPECT_TRUE(a->act_on_notice(*notice));
+  executor_.run_ready();
+  EXPECT_TRUE(agent_.calls[0]->cancelled);
+  EXPECT_FALSE(Pipeline::passed_on_notice("abort", std::string(8000, 's'), "").has_value());
+}
+
 TEST_F(ReplicaPipelineTest, NothingIsAdoptedWhileDraining) {
   auto a = make_a();
   auto b = make_b();
