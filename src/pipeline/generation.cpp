@@ -370,12 +370,16 @@ void Pipeline::claim_free_sessions() {
 std::size_t Pipeline::release_idle_sessions(core::Duration idle_for, std::size_t limit) {
   if (session_leases_ == nullptr || draining_ || !started_) return 0;
   const auto now = clock_.now();
+  // A turn counts as work until its reply is committed and handed to delivery: a session with
+  // work listed is not idle, however long its turn has run.
+  std::unordered_set<std::string> busy;
+  for (const auto& w : work_.list()) busy.insert(w.info.session);
   std::vector<std::string> idle;
   for (const auto& session : session_leases_->held_sessions()) {
     if (idle.size() >= limit) break;
     auto it = last_active_.find(session);
     if (it != last_active_.end() && now - it->second < idle_for) continue;
-    if (running_.count(session) || followups_.active(session) ||
+    if (busy.count(session) || running_.count(session) || followups_.active(session) ||
         !followups_.queued(session).empty() || delivery_.delivering_to(session)) {
       continue;
     }
