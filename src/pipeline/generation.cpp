@@ -21,7 +21,7 @@ void Pipeline::start() {
   const std::unordered_set<std::string> mine(held.begin(), held.end());
   for (const auto& s : held) touch(s);
   start_work(&mine);
-  claim_free_sessions();
+  post_claims();  // sessions of messages it accepted while it drained
 }
 
 void Pipeline::start_work(const std::unordered_set<std::string>* only_sessions) {
@@ -193,7 +193,11 @@ std::size_t Pipeline::adopt_unfinished() {
   if (draining_ || !started_) return 0;
   const auto rows = store_.unfinished_inbound();
   std::unordered_set<std::int64_t> unfinished;
-  for (const auto& row : rows) unfinished.insert(row.id);
+  newest_unfinished_seen_ = 0;
+  for (const auto& row : rows) {
+    unfinished.insert(row.id);
+    newest_unfinished_seen_ = std::max(newest_unfinished_seen_, row.id);
+  }
   // A row once finished never becomes unfinished again within a generation: forget it.
   std::erase_if(held_, [&](std::int64_t id) { return !unfinished.count(id); });
   return adopt_rows(rows, unfinished);
@@ -263,8 +267,7 @@ void Pipeline::reset() {
   history_.clear();  // the next generation reads what it needs again
   running_.clear();
   held_.clear();
-  claims_wanted_.clear();  // the next start runs what this replica holds
-  claim_posted_ = false;
+  claim_posted_ = false;  // claims_wanted_ stays: the next start asks for them
   last_active_.clear();
   run_seq_.clear();
   routes_.clear();
@@ -341,9 +344,14 @@ std::vector<ActiveChat> Pipeline::active_chats() const {
 namespace drawbridge::pipeline {
 
 void Pipeline::ask_for(const std::string& session_key) {
-  if (session_leases_ == nullptr || draining_ || !started_) return;
+  if (session_leases_ == nullptr) return;
   claims_wanted_.insert(session_key);
-  if (claim_posted_) return;
+  if (draining_ || !started_) return;  // the next start asks
+  post_claims();
+}
+
+void Pipeline::post_claims() {
+  if (session_leases_ == nullptr || claim_posted_ || claims_wanted_.empty()) return;
   claim_posted_ = true;
   executor_.post([this, alive = gen_alive_] {
     if (!*alive) return;
@@ -359,12 +367,17 @@ void Pipeline::ask_for(const std::string& session_key) {
   });
 }
 
-void Pipeline::claim_free_sessions() {
+void Pipeline::claim_free_sessions(bool newest_too) {
   if (session_leases_ == nullptr || draining_ || !started_) return;
-  session_leases_->claim_sessions({}, [this, alive = gen_alive_](
-                                          std::vector<SessionLeases::Taken> taken) {
-    if (*alive) take_over_sessions(std::move(taken));
-  });
+  const std::int64_t up_to = newest_too ? 0 : claim_horizon_;
+  claim_horizon_ = newest_unfinished_seen_;
+  if (!newest_too && up_to == 0) return;  // nothing was waiting at the last look
+  session_leases_->claim_sessions(
+      {},
+      [this, alive = gen_alive_](std::vector<SessionLeases::Taken> taken) {
+        if (*alive) take_over_sessions(std::move(taken));
+      },
+      up_to);
 }
 
 std::size_t Pipeline::release_idle_sessions(core::Duration idle_for, std::size_t limit) {

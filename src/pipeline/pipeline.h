@@ -161,8 +161,10 @@ class Pipeline {
   // commit, fenced), then runs their unfinished rows and sends their pending parts.
   void take_over_sessions(std::vector<SessionLeases::Taken> taken);
   // Claims whatever session with work is free or was a dead replica's (the backstop of the
-  // claims a message makes, and what a replica that stopped handed over).
-  void claim_free_sessions();
+  // claims a message makes, and what a replica that stopped handed over). A look every
+  // leaseMs / 2 (`newest_too` false) leaves alone sessions whose oldest unfinished row was not
+  // there at the last look (adopt_unfinished): the replica that accepted it claims it itself.
+  void claim_free_sessions(bool newest_too = false);
   // Gives back (at most `limit` of) the sessions held here that did nothing for `idle_for`:
   // no turn, nothing queued, debounced or being delivered. Keeps what a replica holds, and
   // its heartbeat, bounded by its recent sessions. Returns how many.
@@ -310,6 +312,7 @@ class Pipeline {
   void start_work(const std::unordered_set<std::string>* only_sessions = nullptr);
   // Asks for the session's lease (claims of one loop round go together).
   void ask_for(const std::string& session_key);
+  void post_claims();
   void pass_on(const std::string& kind, const std::string& session_key,
                const std::string& run_id);
   void run_taken(const std::vector<std::string>& sessions);
@@ -365,6 +368,8 @@ class Pipeline {
   std::unordered_set<std::string> claims_wanted_;  // sessions to claim at the end of the round
   bool claim_posted_ = false;
   bool in_takeover_ = false;  // replaying sessions taken at run time, not at a start
+  std::int64_t newest_unfinished_seen_ = 0;  // by the last adopt_unfinished
+  std::int64_t claim_horizon_ = 0;           // what the look before that had seen
   // Held sessions: when each last did something here (release_idle_sessions).
   std::unordered_map<std::string, core::TimePoint> last_active_;
   void touch(const std::string& session_key) {

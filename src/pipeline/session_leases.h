@@ -24,10 +24,11 @@ class SessionLeases {
   // Every session held now (a start runs their unfinished work).
   virtual std::vector<std::string> held_sessions() const = 0;
   // Claims those of `sessions` with work that are free or whose holder died (empty: any such
-  // session, a bounded number). `done` gets the ones taken; not called once this replica is
-  // going away.
+  // session, a bounded number; `up_to_row` > 0: only those whose oldest unfinished row is at
+  // most that id). `done` gets the ones taken; not called once this replica is going away.
   virtual void claim_sessions(std::vector<std::string> sessions,
-                              std::function<void(std::vector<Taken>)> done) = 0;
+                              std::function<void(std::vector<Taken>)> done,
+                              std::int64_t up_to_row = 0) = 0;
   // Claims one session whatever its work (a `send` to it): `done(true, "")` once held here,
   // `done(false, holder)` when another replica holds it (or the store failed: holder "").
   virtual void claim_session(const std::string& session,

@@ -74,14 +74,15 @@ void Cluster::claim(const std::string& name, std::function<void(Grant)> done) {
 }
 
 void Cluster::claim_sessions(std::vector<std::string> sessions,
-                             std::function<void(std::vector<Taken>)> done) {
+                             std::function<void(std::vector<Taken>)> done,
+                             std::int64_t up_to_row) {
   const auto sent = clock_.now();
   auto taken = std::make_shared<std::vector<store::Lease>>();
   const auto ttl_ms = keeper_.ttl().count();
   const auto limit = sessions.empty() ? kClaimBatch : sessions.size();
   thread_.run({[taken, sessions = std::move(sessions), id = replica_id_, ttl_ms, limit,
-                now = clock_.wall_ms()](store::Store& s) {
-                *taken = s.claim_sessions_with_work(id, ttl_ms, limit, now, sessions);
+                now = clock_.wall_ms(), up_to_row](store::Store& s) {
+                *taken = s.claim_sessions_with_work(id, ttl_ms, limit, now, sessions, up_to_row);
               }},
               [this, alive = alive_, taken, sent, done = std::move(done)](std::string error) {
                 if (!*alive) return;

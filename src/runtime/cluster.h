@@ -55,7 +55,8 @@ class Cluster final : public pipeline::AccountLeases, public pipeline::SessionLe
     return {sessions_.begin(), sessions_.end()};
   }
   void claim_sessions(std::vector<std::string> sessions,
-                      std::function<void(std::vector<Taken>)> done) override;
+                      std::function<void(std::vector<Taken>)> done,
+                      std::int64_t up_to_row = 0) override;
   void claim_session(const std::string& session,
                      std::function<void(bool held, std::string holder)> done) override;
   // Session leases the store says this replica holds (its own, from before a restart): held

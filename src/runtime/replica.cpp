@@ -231,7 +231,7 @@ void Replica::on_notices(std::vector<store::PgListener::Notice> notices) {
       relay_->on_notice(n.payload);
     }
   }
-  if (freed) pipeline_.claim_free_sessions();  // a replica stopped and gave its sessions back
+  if (freed) pipeline_.claim_free_sessions(true);  // a replica stopped and gave its sessions back
   if (rows.empty()) return;
   try {
     // The rows of sessions held here run; the others are their holders' (or claimed by the

@@ -333,9 +333,10 @@ std::vector<Lease> FaultInjectingStore::claim_sessions_with_work(const std::stri
                                                                  std::int64_t ttl_ms,
                                                                  std::size_t limit,
                                                                  std::int64_t now_ms,
-                                                                 const std::vector<std::string>& only) {
+                                                                 const std::vector<std::string>& only,
+                                                                 std::int64_t up_to_row) {
   check("claim_sessions_with_work", true);
-  return inner_.claim_sessions_with_work(holder, ttl_ms, limit, now_ms, only);
+  return inner_.claim_sessions_with_work(holder, ttl_ms, limit, now_ms, only, up_to_row);
 }
 
 std::optional<std::string> FaultInjectingStore::get_value(const std::string& key) {

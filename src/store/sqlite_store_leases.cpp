@@ -142,7 +142,8 @@ bool SqliteStore::set_value_fenced(const std::string& key, const std::string& va
 std::vector<Lease> SqliteStore::claim_sessions_with_work(const std::string& holder,
                                                          std::int64_t ttl_ms, std::size_t limit,
                                                          std::int64_t now_ms,
-                                                         const std::vector<std::string>& only) {
+                                                         const std::vector<std::string>& only,
+                                                         std::int64_t up_to_row) {
   check_ttl("claim_sessions_with_work", ttl_ms);
   Impl& s = *impl_;
   std::lock_guard lock(s.mutex);
@@ -160,17 +161,17 @@ std::vector<Lease> SqliteStore::claim_sessions_with_work(const std::string& hold
         "(?3 IS NULL OR i.session_key = ?3) AND (l.name IS NULL OR l.holder = '' OR "
         "(l.holder <> ?4 AND l.expires_at_ms <= ?1 AND NOT EXISTS (SELECT 1 FROM leases p "
         "WHERE p.name = 'replica:' || l.holder AND p.expires_at_ms > ?1))) "
-        "GROUP BY i.session_key ORDER BY min(i.id) LIMIT ?2");
+        "GROUP BY i.session_key HAVING ?5 <= 0 OR min(i.id) <= ?5 ORDER BY min(i.id) LIMIT ?2");
     const auto cap = static_cast<std::int64_t>(std::min<std::size_t>(limit, 1u << 20));
     auto collect = [&](Cursor c) {
       while (c.next()) sessions.push_back({c.int64(2), c.text(0), c.text(1)});
     };
     if (only.empty()) {
-      collect(st.query(now_ms, cap, nullptr, holder));
+      collect(st.query(now_ms, cap, nullptr, holder, up_to_row));
     } else {
       for (const auto& key : only) {
         if (sessions.size() >= limit) break;
-        collect(st.query(now_ms, cap, key, holder));
+        collect(st.query(now_ms, cap, key, holder, up_to_row));
       }
     }
   }

@@ -321,10 +321,13 @@ class Store {
   // LOCKED, so two replicas never take the same one; the dead holder's presence row is locked
   // too, so a batch it still had in flight commits first) and returns the leases taken,
   // oldest unfinished row first, each with `taken_from`. `only`: these sessions alone.
+  // `up_to_row` > 0: only sessions whose oldest unfinished row is at most that id (a scan
+  // leaves the newest messages to the replicas that accepted them, which claim them at once).
   virtual std::vector<Lease> claim_sessions_with_work(const std::string& holder,
                                                       std::int64_t ttl_ms, std::size_t limit,
                                                       std::int64_t now_ms,
-                                                      const std::vector<std::string>& only = {}) = 0;
+                                                      const std::vector<std::string>& only = {},
+                                                      std::int64_t up_to_row = 0) = 0;
 
   // Tells the other replicas on this database (postgres: pg_notify, delivered when the write
   // commits: inside a batch only if the batch commits). A payload is at most kNoticeBytes.

@@ -277,6 +277,18 @@ TEST_P(LeaseContract, AClaimOfNamedSessionsTakesThoseAlone) {
   EXPECT_EQ(rest[0].name, "session:s2");
 }
 
+TEST_P(LeaseContract, AClaimUpToARowLeavesNewerSessionsAlone) {
+  const auto old_row = store->insert_inbound(message("a", "x", "old"), t).record.id;
+  store->insert_inbound(message("b", "x", "new"), t);
+  store->insert_inbound(message("c", "y", "old"), t);  // newer row of an older session
+  const auto taken = store->claim_sessions_with_work("r1", kLong, 10, t, {}, old_row);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].name, "session:old");
+  const auto rest = store->claim_sessions_with_work("r1", kLong, 10, t, {}, 0);
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].name, "session:new");
+}
+
 TEST_P(LeaseContract, SessionsWithWorkAreClaimedUpToTheLimit) {
   for (int i = 0; i < 3; ++i) {
     store->insert_inbound(message("m" + std::to_string(i), "x", "s" + std::to_string(i)), t);
