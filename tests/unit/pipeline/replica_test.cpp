@@ -86,6 +86,14 @@ class ReplicaPipelineTest : public PipelineTest {
     executor_.run_ready();
   }
 
+  // A message of `session` through `a`, which claims the session and starts its turn.
+  void run_on_a(Pipeline& a, const std::string& key, const std::string& session,
+                const std::string& text) {
+    accept(a, msg(key, session, text));
+    executor_.run_ready();
+    ASSERT_TRUE(a_leases_->holds(session));
+  }
+
   // `leases` holds `session` (claimed in the store too).
   void hold(StoreSessionLeases& leases, const std::string& session) {
     ASSERT_TRUE(
@@ -138,9 +146,7 @@ TEST_F(ReplicaPipelineTest, AReplicaClaimsAFreeSessionItAcceptsAndRunsIt) {
 TEST_F(ReplicaPipelineTest, AMessageOfASessionHeldElsewhereWaitsForItsHolderAndRunsOnce) {
   auto a = make_a();
   auto b = make_b();
-  accept(*a, msg("k1", "s1", "first, on a"));
-  executor_.run_ready();
-  ASSERT_TRUE(a_leases_->holds("s1"));
+  run_on_a(*a, "k1", "s1", "first, on a");
   auto r = accept(*b, msg("k2", "s1", "second, through b"));
   EXPECT_EQ(r.reason, "cluster");
   executor_.run_ready();
@@ -239,8 +245,7 @@ TEST_F(ReplicaPipelineTest, AnAdoptionBetweenTheCommitAndItsCallbackRunsTheRowOn
 TEST_F(ReplicaPipelineTest, ADeadReplicasSessionsAreTakenOverAndRunOnce) {
   auto a = make_a();
   auto b = make_b();
-  accept(*a, msg("k1", "s1", "cut short"));
-  executor_.run_ready();
+  run_on_a(*a, "k1", "s1", "cut short");
   ASSERT_EQ(agent_.calls.size(), 1u);
   accept(*b, msg("k2", "s1", "waiting"));
   executor_.run_ready();
@@ -286,9 +291,7 @@ TEST_F(ReplicaPipelineTest, AStartRunsOnlyTheSessionsThisReplicaHolds) {
 TEST_F(ReplicaPipelineTest, ASendGoesThroughTheReplicaThatHoldsTheSession) {
   auto a = make_a();
   auto b = make_b();
-  accept(*a, msg("k1", "chat", "hello"));
-  executor_.run_ready();
-  ASSERT_TRUE(a_leases_->holds("chat"));
+  run_on_a(*a, "k1", "chat", "hello");
   auto refused = send(*b, SendRequest{"local", "chat", "hi", "idem-1", ""});
   executor_.run_ready();
   EXPECT_NE(refused.error.find("replica a"), std::string::npos) << refused.error;
@@ -358,8 +361,7 @@ TEST_F(ReplicaPipelineTest, IdleSessionsAreGivenBackAndAnotherReplicaTakesThemAt
 TEST_F(ReplicaPipelineTest, AnAbortOfASessionHeldElsewhereIsPassedOnToItsHolder) {
   auto a = make_a();
   auto b = make_b();
-  accept(*a, msg("k1", "s1", "long"));
-  executor_.run_ready();
+  run_on_a(*a, "k1", "s1", "long");
   ASSERT_EQ(agent_.calls.size(), 1u);
   EXPECT_TRUE(b->runs_elsewhere("s1"));
   EXPECT_TRUE(b->abort("s1", "").empty()) << "nothing runs on b";
