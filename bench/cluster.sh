@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # drawbridge on PostgreSQL (store.driver "postgres"): throughput with 1, 2 and 3 replicas
-# against the same load as bench/throughput.sh, the failover time of the active replica after
-# a kill -9, and rolling restarts under load (lost and duplicated finals).
+# against the same load as bench/throughput.sh, the failover time of a channel account's lease
+# after a kill -9, and rolling restarts under load (lost and duplicated finals).
 #
 #   bench/cluster.sh [-d SECONDS] [-c CONNECTIONS] [-F FAILOVERS] [-l LEASE_MS] [-R RESTARTS]
 #                    [-p PARTS]   (PARTS: comma list of throughput,failover,rolling; default all)
@@ -11,9 +11,10 @@
 # Throughput: N replicas (1, 2, 3) on one database, echo agent, closed loop, the connections
 # spread evenly over the replicas (one loadgen per replica, its own sessions): every replica
 # accepts and runs the turns of the sessions it claimed (those of its own clients). Failover:
-# replicas a and b, a active (cluster:active, the IRC lease); a is killed (-9) and the time
-# until b logs that it is active is
-# measured, then the roles swap; -F times. Rolling: three replicas under load, each restarted
+# replicas a and b with one IRC account on a local ngircd (its lease "channel:irc:..."), a
+# keeps the connection and b stands by; a is killed (-9) and the time until b has taken the
+# account's lease over, and until it is registered on the server, is measured, then the roles
+# swap; -F times. Rolling: three replicas under load, each restarted
 # in turn (SIGUSR1) -R times in all, each restart waited for; loadgen reconnects and counts
 # lost and duplicated finals.
 set -uo pipefail
@@ -57,11 +58,11 @@ _bench_pids+=("$pg_pid")
 echo "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') (pid $pg_pid), fsync on"
 psql_c() { "$bindir/psql" -h "$pg" -U postgres -d postgres -Atqc "$1"; }
 
-# pg_config FILE SCHEMA REPLICA [LEVEL] [GATEWAY]: a config on a schema (created when missing);
-# GATEWAY: more keys of "gateway".
+# pg_config FILE SCHEMA REPLICA [LEVEL] [GATEWAY] [EXTRA]: a config on a schema (created when
+# missing); GATEWAY: more keys of "gateway"; EXTRA: more top-level keys.
 pg_config() {
   psql_c "SET client_min_messages = warning; CREATE SCHEMA IF NOT EXISTS $2" || exit 1
-  write_config "$1" "${4:-warn}" "\"store\": {\"driver\": \"postgres\", \"url\": \"host=$pg dbname=postgres user=postgres options='-c search_path=$2'\"}, \"cluster\": {\"replicaId\": \"$3\", \"leaseMs\": $lease_ms}" "${5:-}"
+  write_config "$1" "${4:-warn}" "\"store\": {\"driver\": \"postgres\", \"url\": \"host=$pg dbname=postgres user=postgres options='-c search_path=$2'\"}, \"cluster\": {\"replicaId\": \"$3\", \"leaseMs\": $lease_ms}${6:+, $6}" "${5:-}"
 }
 
 declare -A cfg=() ports=() pids=()
@@ -116,27 +117,44 @@ if part throughput; then
 fi
 
 if part failover; then
-  echo "=== failover: kill -9 of the active replica -> the standby is active (leaseMs $lease_ms)"
-  pg_config "$work/fa.json" fo a info
-  pg_config "$work/fb.json" fo b info
+  ngircd=$(command -v ngircd || ls /usr/sbin/ngircd 2>/dev/null)
+  [[ -x "$ngircd" ]] || { echo "ngircd is not installed (scripts/install-deps.sh --with-tests)" >&2; exit 2; }
+  irc_port=$(free_port) || exit 2
+  mkdir -p "$work/ngircd.conf.d"
+  printf '%s\n' "[Global]" "Name = irc.bench.test" "Info = drawbridge bench" "AdminInfo1 = bench" \
+    "AdminInfo2 = bench" "AdminEMail = bench@localhost" "Listen = 127.0.0.1" "Ports = $irc_port" \
+    "MotdPhrase = bench" "[Limits]" "MaxConnectionsIP = 0" "MaxNickLength = 30" "[Options]" \
+    "PAM = no" "Ident = no" "DNS = no" "IncludeDir = $work/ngircd.conf.d" >"$work/ngircd.conf"
+  "$ngircd" -n -f "$work/ngircd.conf" >"$work/ngircd.log" 2>&1 &
+  _bench_pids+=($!)
+  for ((i = 0; i < 100; i++)); do { exec 3<>"/dev/tcp/127.0.0.1/$irc_port"; } 2>/dev/null && break; sleep 0.05; done
+  exec 3<&- 3>&-
+  irc="\"channels\": {\"irc\": {\"host\": \"127.0.0.1\", \"port\": $irc_port, \"nick\": \"benchbot\", \"dmPolicy\": \"open\", \"groupPolicy\": \"disabled\"}}"
+  echo "=== failover: kill -9 of the replica that keeps an IRC connection -> the other takes the account's lease and connects (leaseMs $lease_ms)"
+  pg_config "$work/fa.json" fo a info "" "$irc"
+  pg_config "$work/fb.json" fo b info "" "$irc"
   cfg[a]="$work/fa.json" cfg[b]="$work/fb.json"
   launch_ready a
+  wait_log a "registered on 127.0.0.1 as benchbot" 10 || { echo "a did not connect"; cat "$work/gw-a.log"; exit 1; }
   launch_ready b
-  wait_log b "keeps the IRC connections, and this one" 10 || { echo "b is not standing by"; cat "$work/gw-b.log"; exit 1; }
-  active=a standby=b
-  times=()
+  wait_log b "is connected by replica a" 10 || { echo "b is not standing by"; cat "$work/gw-b.log"; exit 1; }
+  holder=a standby=b
+  times=() connected=()
   for ((i = 1; i <= failovers; i++)); do
     t0=$EPOCHREALTIME
-    kill -KILL "${pids[$active]}"
-    wait_log "$standby" "replica $standby is active (lease" 30 || { cat "$work/gw-$standby.log"; exit 1; }
+    kill -KILL "${pids[$holder]}"
+    wait_log "$standby" "replica $standby keeps the connection of benchbot" 30 || { cat "$work/gw-$standby.log"; exit 1; }
     ms=$(ms_between "$t0" "$EPOCHREALTIME")
-    times+=("$ms")
-    echo "failover $i: $active -> $standby in $ms ms"
-    launch_ready "$active"  # comes back as the standby
-    wait_log "$active" "keeps the IRC connections, and this one" 10 || { cat "$work/gw-$active.log"; exit 1; }
-    tmp=$active active=$standby standby=$tmp
+    wait_log "$standby" "registered on 127.0.0.1 as benchbot" 10 || { cat "$work/gw-$standby.log"; exit 1; }
+    reg=$(ms_between "$t0" "$EPOCHREALTIME")
+    times+=("$ms") connected+=("$reg")
+    echo "failover $i: $holder -> $standby: lease in $ms ms, registered in $reg ms"
+    launch_ready "$holder"  # comes back and stands by
+    wait_log "$holder" "is connected by replica $standby" 10 || { cat "$work/gw-$holder.log"; exit 1; }
+    tmp=$holder holder=$standby standby=$tmp
   done
-  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "failover ms: min %s  median %s  max %s  (%d runs)\n", a[1], a[int((NR+1)/2)], a[NR], NR}'
+  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "failover ms (lease taken): min %s  median %s  max %s  (%d runs)\n", a[1], a[int((NR+1)/2)], a[NR], NR}'
+  printf '%s\n' "${connected[@]}" | sort -n | awk '{a[NR]=$1} END {printf "failover ms (registered): min %s  median %s  max %s  (%d runs)\n", a[1], a[int((NR+1)/2)], a[NR], NR}'
   stop_all
 fi
 

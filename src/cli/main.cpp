@@ -199,11 +199,9 @@ int print_status(const json& s) {
             << st.value("inboxUnfinished", 0) << " unfinished, " << st.value("outboxPending", 0)
             << " reply part(s) pending\n";
   if (const auto& c = s.value("cluster", json()); c.is_object()) {
-    std::cout << "cluster    replica " << c.value("replicaId", "?") << " ("
-              << c.value("role", "?") << ")";
+    std::cout << "cluster    replica " << c.value("replicaId", "?");
     for (const auto& r : c.value("replicas", json::array())) {
-      std::cout << "; " << r.value("id", "?") << (r.value("active", false) ? " (IRC) " : " ")
-                << r.value("sessions", 0) << " session(s)";
+      std::cout << "; " << r.value("id", "?") << " " << r.value("sessions", 0) << " session(s)";
     }
     for (const auto& a : c.value("accounts", json::array())) {
       std::cout << "; " << a.value("name", "?") << " held by " << a.value("holder", "-");

@@ -78,6 +78,11 @@ class Channel {
   // reconnect, no nick left held). docs/DECISIONS.md "An IRC connection outlives an in-process
   // restart".
   virtual bool carries_over() const { return false; }
+  // True while another replica holds this account's connection (a cluster: AccountLeases),
+  // so replies to it cannot go out from here: the sessions with messages of this channel run
+  // on that replica (the pipeline neither claims nor runs them here). Telegram sends from
+  // any replica: false.
+  virtual bool served_elsewhere() const { return false; }
   // A POST to that path. `respond(status, body)` runs exactly once, on the event loop thread:
   // 200 only once what it carried is durable, so the sender delivers again whatever was not.
   virtual void on_webhook(const std::string& secret_header, const std::string& body,

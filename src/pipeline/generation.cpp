@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <unordered_set>
 
 #include <spdlog/spdlog.h>
 
@@ -133,6 +134,7 @@ void Pipeline::replay(const std::optional<std::string>& only_channel,
   std::unordered_set<std::int64_t> unfinished;
   for (const auto& row : rows) unfinished.insert(row.id);
   std::map<std::int64_t, std::vector<std::int64_t>> merges;
+  std::unordered_set<std::string> elsewhere;
   for (const auto& row : rows) {
     if (!only_channel && !in_takeover_) replay_horizon_ = std::max(replay_horizon_, row.id);
     if (row.merged_into != 0 && row.merged_into > row.id && unfinished.count(row.merged_into)) {
@@ -152,6 +154,10 @@ void Pipeline::replay(const std::optional<std::string>& only_channel,
                    row.channel);
       continue;
     }
+    if (elsewhere.count(row.session_key) || served_elsewhere(row.channel)) {
+      elsewhere.insert(row.session_key);  // its channel's connection is another replica's
+      continue;
+    }
     ++replayed;
     held_.insert(row.id);
     if (auto m = merges.find(row.id); m != merges.end()) {
@@ -163,6 +169,7 @@ void Pipeline::replay(const std::optional<std::string>& only_channel,
     if (res.action == core::EnqueueAction::start_now) start_turn(row, TurnInput{row.id, {}, 0});
   }
   followups_.set_options(live);
+  hand_to_connection(elsewhere);
   auto pending = store_.pending_outbox();
   if (only_sessions) {
     std::erase_if(pending, [&](const store::OutboxRecord& r) {
@@ -228,12 +235,17 @@ std::size_t Pipeline::adopt_rows(const std::vector<store::InboxRecord>& rows,
   unlimited.cap = std::numeric_limits<std::size_t>::max();  // accepted already: never dropped
   followups_.set_options(unlimited);
   std::size_t adopted = 0;
+  std::unordered_set<std::string> elsewhere;  // sessions for the replica with the connection
   for (const auto& row : rows) {
     if (held_.count(row.id)) continue;
     if (!runs_here(row.session_key)) continue;  // its holder runs it
     const auto lead = row.merged_into;
     if (lead != 0 && (unfinished.count(lead) || held_.count(lead))) continue;  // in its lead's
     if (!routes_.count(row.channel)) continue;  // runs when the channel comes back
+    if (elsewhere.count(row.session_key) || served_elsewhere(row.channel)) {
+      elsewhere.insert(row.session_key);  // and what comes after it in its session
+      continue;
+    }
     held_.insert(row.id);
     ++adopted;
     // Its user entry went into the transcript on the replica that accepted it.
@@ -244,6 +256,7 @@ std::size_t Pipeline::adopt_rows(const std::vector<store::InboxRecord>& rows,
   }
   followups_.set_options(live);
   if (adopted) spdlog::debug("cluster: took {} message(s) another replica accepted", adopted);
+  hand_to_connection(elsewhere);
   return adopted;
 }
 
@@ -337,126 +350,6 @@ std::vector<ActiveChat> Pipeline::active_chats() const {
   std::vector<ActiveChat> out;
   for (auto& [id, chat] : sorted) out.push_back(std::move(chat));
   return out;
-}
-
-}  // namespace drawbridge::pipeline
-
-namespace drawbridge::pipeline {
-
-void Pipeline::ask_for(const std::string& session_key) {
-  if (session_leases_ == nullptr) return;
-  claims_wanted_.insert(session_key);
-  if (draining_ || !started_) return;  // the next start asks
-  post_claims();
-}
-
-void Pipeline::post_claims() {
-  if (session_leases_ == nullptr || claim_posted_ || claims_wanted_.empty()) return;
-  claim_posted_ = true;
-  executor_.post([this, alive = gen_alive_] {
-    if (!*alive) return;
-    claim_posted_ = false;
-    std::vector<std::string> wanted(claims_wanted_.begin(), claims_wanted_.end());
-    claims_wanted_.clear();
-    std::erase_if(wanted, [&](const std::string& s) { return session_leases_->holds(s); });
-    if (wanted.empty()) return;
-    session_leases_->claim_sessions(std::move(wanted),
-                                    [this, alive](std::vector<SessionLeases::Taken> taken) {
-                                      if (*alive) take_over_sessions(std::move(taken));
-                                    });
-  });
-}
-
-void Pipeline::claim_free_sessions(bool newest_too) {
-  if (session_leases_ == nullptr || draining_ || !started_) return;
-  const std::int64_t up_to = newest_too ? 0 : claim_horizon_;
-  claim_horizon_ = newest_unfinished_seen_;
-  if (!newest_too && up_to == 0) return;  // nothing was waiting at the last look
-  session_leases_->claim_sessions(
-      {},
-      [this, alive = gen_alive_](std::vector<SessionLeases::Taken> taken) {
-        if (*alive) take_over_sessions(std::move(taken));
-      },
-      up_to);
-}
-
-std::size_t Pipeline::release_idle_sessions(core::Duration idle_for, std::size_t limit) {
-  if (session_leases_ == nullptr || draining_ || !started_) return 0;
-  const auto now = clock_.now();
-  // A turn counts as work until its reply is committed and handed to delivery: a session with
-  // work listed is not idle, however long its turn has run.
-  std::unordered_set<std::string> busy;
-  for (const auto& w : work_.list()) busy.insert(w.info.session);
-  std::vector<std::string> idle;
-  for (const auto& session : session_leases_->held_sessions()) {
-    if (idle.size() >= limit) break;
-    auto it = last_active_.find(session);
-    if (it != last_active_.end() && now - it->second < idle_for) continue;
-    if (busy.count(session) || running_.count(session) || followups_.active(session) ||
-        !followups_.queued(session).empty() || delivery_.delivering_to(session)) {
-      continue;
-    }
-    idle.push_back(session);
-  }
-  // A debounced row waits under its chat, not its session: none is given back meanwhile.
-  if (idle.empty() || debouncers_.buffered_items() > 0) return 0;
-  for (const auto& session : idle) {
-    last_active_.erase(session);
-    history_.forget(session);  // its next holder may write to it
-  }
-  session_leases_->release_sessions(idle);
-  return idle.size();
-}
-
-void Pipeline::take_over_sessions(std::vector<SessionLeases::Taken> taken) {
-  if (taken.empty()) return;
-  std::vector<std::string> sessions;
-  std::vector<std::string> count;
-  for (auto& t : taken) {
-    if (t.from_dead) count.push_back(t.session);
-    sessions.push_back(std::move(t.session));
-  }
-  // Repaired in the next commit, which the fence guards: the dead holder's last batch
-  // committed before the claim (store.h), and nothing of it can land after.
-  auto repair = std::make_shared<store::Store::Repair>();
-  write([sessions, count = std::move(count), repair](store::Store& s) {
-    *repair = s.repair_sessions(sessions, count);
-  });
-  after_commit([this, alive = gen_alive_, sessions, repair](const std::string& error) {
-    if (!*alive) return;
-    if (!error.empty()) {
-      // The fence refused (this replica lost its presence: the runtime ends it) or the store
-      // failed: the sessions stay held, and their rows wait for this replica's next start.
-      spdlog::error("cluster: {} session(s) taken but not run: {}", sessions.size(), error);
-      return;
-    }
-    if (repair->removed_entries > 0) {
-      spdlog::warn("cluster: took {} session(s) from a replica that died; removed {} dangling "
-                   "transcript entr(ies)",
-                   sessions.size(), repair->removed_entries);
-    }
-    run_taken(sessions);
-  });
-}
-
-void Pipeline::run_taken(const std::vector<std::string>& sessions) {
-  if (draining_ || !started_) return;  // the next start runs what this replica holds
-  const std::unordered_set<std::string> only(sessions.begin(), sessions.end());
-  for (const auto& s : sessions) {
-    history_.forget(s);  // other replicas wrote to them
-    touch(s);
-  }
-  in_takeover_ = true;
-  struct End {
-    bool& flag;
-    ~End() { flag = false; }
-  } end{in_takeover_};
-  try {
-    start_work(&only);
-  } catch (const std::exception& e) {
-    spdlog::error("cluster: cannot read the work of {} session(s) taken: {}", sessions.size(),
-                  e.what());
-  }
 }
 
 }  // namespace drawbridge::pipeline

@@ -169,6 +169,10 @@ class Pipeline {
   // no turn, nothing queued, debounced or being delivered. Keeps what a replica holds, and
   // its heartbeat, bounded by its recent sessions. Returns how many.
   std::size_t release_idle_sessions(core::Duration idle_for, std::size_t limit);
+  // A channel of this replica took its account's connection over (it was another replica's,
+  // or nobody's): claims the sessions with work that waited for it and runs the unfinished
+  // rows of the held ones.
+  void connection_taken();
   // Joins the writes of this round (the cluster's event notices ride along with its commit).
   void write_along(StoreOp op) { write(std::move(op)); }
 
@@ -316,6 +320,16 @@ class Pipeline {
   void pass_on(const std::string& kind, const std::string& session_key,
                const std::string& run_id);
   void run_taken(const std::vector<std::string>& sessions);
+  // session_claims.cpp
+  bool idle_here(const std::string& session, const std::unordered_set<std::string>& busy) const;
+  std::unordered_set<std::string> sessions_with_work() const;
+  void give_back(const std::vector<std::string>& sessions, bool announce);
+  // The channels whose connection another replica holds (Channel::served_elsewhere).
+  std::vector<std::string> channels_served_elsewhere() const;
+  bool served_elsewhere(const std::string& channel) const;
+  // Sessions held here with messages of such a channel: given back (those with nothing else
+  // running here), with a notice, so the replica with the connection claims them.
+  void hand_to_connection(const std::unordered_set<std::string>& sessions);
   // Runs `rows` (unfinished, in arrival order) that this generation does not hold yet.
   std::size_t adopt_rows(const std::vector<store::InboxRecord>& rows,
                          const std::unordered_set<std::int64_t>& unfinished);

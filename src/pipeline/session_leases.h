@@ -25,16 +25,20 @@ class SessionLeases {
   virtual std::vector<std::string> held_sessions() const = 0;
   // Claims those of `sessions` with work that are free or whose holder died (empty: any such
   // session, a bounded number; `up_to_row` > 0: only those whose oldest unfinished row is at
-  // most that id). `done` gets the ones taken; not called once this replica is going away.
+  // most that id; `not_channels`: none with a row of these channels, whose connection another
+  // replica holds). `done` gets the ones taken; not called once this replica is going away.
   virtual void claim_sessions(std::vector<std::string> sessions,
                               std::function<void(std::vector<Taken>)> done,
-                              std::int64_t up_to_row = 0) = 0;
+                              std::int64_t up_to_row = 0,
+                              std::vector<std::string> not_channels = {}) = 0;
   // Claims one session whatever its work (a `send` to it): `done(true, "")` once held here,
   // `done(false, holder)` when another replica holds it (or the store failed: holder "").
   virtual void claim_session(const std::string& session,
                              std::function<void(bool held, std::string holder)> done) = 0;
-  // Gives sessions back (idle ones): another replica may claim them at once.
-  virtual void release_sessions(const std::vector<std::string>& sessions) = 0;
+  // Gives sessions back (idle ones): another replica may claim them at once. `announce`:
+  // then tells the other replicas to claim what has work (a "free" notice).
+  virtual void release_sessions(const std::vector<std::string>& sessions,
+                                bool announce = false) = 0;
   virtual const std::string& replica_id() const = 0;
 };
 

@@ -75,14 +75,16 @@ void Cluster::claim(const std::string& name, std::function<void(Grant)> done) {
 
 void Cluster::claim_sessions(std::vector<std::string> sessions,
                              std::function<void(std::vector<Taken>)> done,
-                             std::int64_t up_to_row) {
+                             std::int64_t up_to_row, std::vector<std::string> not_channels) {
   const auto sent = clock_.now();
   auto taken = std::make_shared<std::vector<store::Lease>>();
   const auto ttl_ms = keeper_.ttl().count();
   const auto limit = sessions.empty() ? kClaimBatch : sessions.size();
   thread_.run({[taken, sessions = std::move(sessions), id = replica_id_, ttl_ms, limit,
-                now = clock_.wall_ms(), up_to_row](store::Store& s) {
-                *taken = s.claim_sessions_with_work(id, ttl_ms, limit, now, sessions, up_to_row);
+                now = clock_.wall_ms(), up_to_row,
+                not_channels = std::move(not_channels)](store::Store& s) {
+                *taken = s.claim_sessions_with_work(id, ttl_ms, limit, now, sessions, up_to_row,
+                                                    not_channels);
               }},
               [this, alive = alive_, taken, sent, done = std::move(done)](std::string error) {
                 if (!*alive) return;
@@ -114,7 +116,7 @@ void Cluster::claim_session(const std::string& session,
   });
 }
 
-void Cluster::release_sessions(const std::vector<std::string>& sessions) {
+void Cluster::release_sessions(const std::vector<std::string>& sessions, bool announce) {
   std::vector<std::pair<std::string, std::int64_t>> given;
   for (const auto& session : sessions) {
     const auto name = kSessionPrefix + session;
@@ -124,8 +126,12 @@ void Cluster::release_sessions(const std::vector<std::string>& sessions) {
     keeper_.forget(name);
   }
   if (given.empty()) return;
-  thread_.run({[given, id = replica_id_, now = clock_.wall_ms()](store::Store& s) {
+  const auto channel = announce ? work_channel_ : std::string();
+  thread_.run({[given, id = replica_id_, now = clock_.wall_ms(), channel](store::Store& s) {
                 for (const auto& [name, epoch] : given) s.release_lease(name, id, epoch, now);
+                // After the releases committed, on the same connection: a replica that hears
+                // it finds them free.
+                if (!channel.empty()) s.notify(channel, kSessionsFreed);
               }},
               [n = given.size()](std::string error) {
                 if (!error.empty()) {
@@ -244,9 +250,12 @@ void release_on_exit(store::Store& store, const std::string& replica_id, std::in
       if (l.holder == replica_id) sessions = store.release_lease(l.name, replica_id, l.epoch, now_ms) || sessions;
     }
     if (sessions && !work_channel.empty()) store.notify(work_channel, kSessionsFreed);
-    for (const auto& l : store.list_leases("")) {
-      if (l.holder == replica_id &&
-          (l.name == kActiveLease || l.name == kReplicaPrefix + replica_id)) {
+    // A channel stops by releasing its account's lease; one that could not is released here.
+    for (const auto& l : store.list_leases(kChannelPrefix)) {
+      if (l.holder == replica_id) store.release_lease(l.name, replica_id, l.epoch, now_ms);
+    }
+    for (const auto& l : store.list_leases(kReplicaPrefix + replica_id)) {
+      if (l.holder == replica_id && l.name == kReplicaPrefix + replica_id) {
         store.release_lease(l.name, replica_id, l.epoch, now_ms);
       }
     }
@@ -269,13 +278,9 @@ ClusterView cluster_view(store::Store& store) {
   for (const auto& l : store.list_leases(kSessionPrefix)) {
     if (!l.holder.empty()) ++sessions[l.holder];
   }
-  for (const auto& l : store.list_leases(kActiveLease)) {
-    if (l.name == kActiveLease && !l.holder.empty()) view.active = l.holder;
-  }
   for (const auto& l : store.list_leases(kReplicaPrefix)) {
     if (l.holder.empty()) continue;
-    view.replicas.push_back(
-        {l.holder, l.expires_at_ms, sessions[l.holder], l.holder == view.active});
+    view.replicas.push_back({l.holder, l.expires_at_ms, sessions[l.holder]});
   }
   for (const auto& l : store.list_leases(kChannelPrefix)) {
     view.accounts.push_back({l.name, l.holder, l.epoch, l.expires_at_ms});
@@ -295,10 +300,8 @@ nlohmann::json cluster_json(const Cluster& cluster, store::Store& store) {
     const auto view = cluster_view(store);
     nlohmann::json replicas = nlohmann::json::array();
     for (const auto& r : view.replicas) {
-      replicas.push_back({{"id", r.id},
-                          {"expiresAtMs", r.expires_at_ms},
-                          {"sessions", r.sessions},
-                          {"active", r.active}});
+      replicas.push_back(
+          {{"id", r.id}, {"expiresAtMs", r.expires_at_ms}, {"sessions", r.sessions}});
     }
     nlohmann::json accounts = nlohmann::json::array();
     for (const auto& a : view.accounts) {
@@ -309,7 +312,6 @@ nlohmann::json cluster_json(const Cluster& cluster, store::Store& store) {
            {"expiresAtMs", a.expires_at_ms}});
     }
     out["replicas"] = std::move(replicas);
-    out["active"] = view.active.empty() ? nlohmann::json() : nlohmann::json(view.active);
     out["accounts"] = std::move(accounts);
   } catch (const std::exception& e) {
     out["error"] = e.what();

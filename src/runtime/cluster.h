@@ -55,14 +55,16 @@ class Cluster final : public pipeline::AccountLeases, public pipeline::SessionLe
     return {sessions_.begin(), sessions_.end()};
   }
   void claim_sessions(std::vector<std::string> sessions,
-                      std::function<void(std::vector<Taken>)> done,
-                      std::int64_t up_to_row = 0) override;
+                      std::function<void(std::vector<Taken>)> done, std::int64_t up_to_row = 0,
+                      std::vector<std::string> not_channels = {}) override;
   void claim_session(const std::string& session,
                      std::function<void(bool held, std::string holder)> done) override;
   // Session leases the store says this replica holds (its own, from before a restart): held
   // here from now on. `sent`: when the read was sent.
   void adopt_sessions(const std::vector<store::Lease>& leases, core::TimePoint sent);
-  void release_sessions(const std::vector<std::string>& sessions) override;
+  void release_sessions(const std::vector<std::string>& sessions, bool announce = false) override;
+  // The notice channel a "free" notice goes on (release_sessions with `announce`).
+  void set_work_channel(std::string channel) { work_channel_ = std::move(channel); }
   // Session leases the store says this replica holds and it did not know of (a claim whose
   // answer was lost, a release that failed): held from now on, and handed to `found` to run.
   void on_sessions_found(std::function<void(std::vector<std::string>)> found) {
@@ -98,14 +100,13 @@ class Cluster final : public pipeline::AccountLeases, public pipeline::SessionLe
   std::set<std::string> sessions_;  // held: their turns run here
   std::map<std::string, core::TimePoint> released_;  // sessions given back, and when
   std::function<void(std::vector<std::string>)> on_found_;
+  std::string work_channel_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-// The replica that keeps the connections of the channels that have no lease per account yet
-// (IRC); sessions have leases of their own ("session:<key>").
-inline constexpr const char* kActiveLease = "cluster:active";
-// At a plain stop: gives up this replica's sessions, "cluster:active" and "replica:<id>" at
-// once, and tells the others (a notice on `work_channel`, when given) to claim the sessions.
+// At a plain stop: gives up this replica's sessions, the channel accounts it still holds and
+// "replica:<id>" at once, and tells the others (a notice on `work_channel`, when given) to
+// claim the sessions.
 void release_on_exit(store::Store& store, const std::string& replica_id, std::int64_t now_ms,
                      const std::string& work_channel = {});
 // The notice a plain stop sends on the work channel: "claim what has work now".
@@ -121,17 +122,15 @@ struct ClusterView {
     std::string id;
     std::int64_t expires_at_ms = 0;
     std::size_t sessions = 0;  // sessions whose lease it holds: their turns run there
-    bool active = false;       // holds cluster:active: keeps the IRC connections
   };
   struct Account {
-    std::string name;  // "channel:telegram:<bot id>"
+    std::string name;  // "channel:telegram:<bot id>", "channel:irc:<nick>@<host>:<port>"
     std::string holder;
     std::int64_t epoch = 0;
     std::int64_t expires_at_ms = 0;
   };
   std::vector<Replica> replicas;
   std::vector<Account> accounts;
-  std::string active;  // the holder of cluster:active ("" when nobody holds it)
 };
 ClusterView cluster_view(store::Store& store);
 // `status`'s "cluster": this replica, its lease time and heartbeat, and cluster_view(store)

@@ -112,7 +112,6 @@ class Gateway final : public server::Control {
       return exit_code::crashed;
     }
     generation_units_ = std::make_unique<Generation>(io_, executor_, *pipeline_);
-    if (replica_) generation_units_->set_standby([this] { return replica_ && !replica_->active(); });
     generation_units_->inherit(std::move(carried));
     server_ = std::make_unique<server::Server>(io_, clock_, executor_, *this, *pipeline_,
                                                server_options(cfg(), token_.value()));
@@ -162,7 +161,8 @@ class Gateway final : public server::Control {
   }
 
   // store.driver postgres: this replica's part in the cluster (runtime/replica.h): the
-  // sessions it holds, Telegram under its lease, and IRC while it holds cluster:active.
+  // sessions it holds, and each channel account (a Telegram bot, an IRC connection) under a
+  // lease of its own.
   std::optional<std::string> join_cluster() {
     if (!stores_.leases) return std::nullopt;
     const auto& c = cfg().cluster;
@@ -176,9 +176,6 @@ class Gateway final : public server::Control {
       return std::string("cluster: ") + e.what();
     }
     Replica::Hooks hooks;
-    hooks.promoted = [this](std::int64_t /*epoch*/, bool at_start) {
-      if (!at_start) start_irc();
-    };
     hooks.lost = [this](const std::string& why) {
       if (cluster_lost_) return;  // ending already (two leases can go in one heartbeat)
       cluster_lost_ = true;
@@ -190,7 +187,6 @@ class Gateway final : public server::Control {
       exit_code_ = exit_code::restart;
       finish_process();
     };
-    hooks.may_promote = [this] { return lifecycle_.state() == core::LifecycleState::running; };
     replica_ = std::make_unique<Replica>(io_, clock_, executor_, *stores_.leases, *pipeline_,
                                          std::move(settings), std::move(hooks));
     if (auto error = replica_->join()) return error;
@@ -199,20 +195,6 @@ class Gateway final : public server::Control {
     fence_ = replica_->fence();
     store_thread_->set_fence(fence_);
     return std::nullopt;
-  }
-
-  // This replica took cluster:active over in its running generation: the IRC channels (a
-  // connection each, cluster-wide) start here now.
-  void start_irc() {
-    for (const auto& channel : cfg().channels) {
-      const std::string id = channel.first;  // captured below: not a structured binding
-      if (Generation::runs_on_standby(id) || !channel.second.enabled) continue;
-      generation_units_->restart_channel(
-          id, cfg(), [this] { return lifecycle_.state() == core::LifecycleState::running; },
-          [id](const std::string& err) {
-            if (!err.empty()) spdlog::error("cluster: channel {} not started: {}", id, err);
-          });
-    }
   }
 
   // --- server::Control: answered by the units ---

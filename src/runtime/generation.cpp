@@ -123,10 +123,6 @@ std::optional<std::string> Generation::add_channel(const std::string& target,
       target.find(':') == std::string::npos ? std::string() : target.substr(target.find(':') + 1);
   auto settings = cfg.channels.find(id);
   if (settings == cfg.channels.end() || !settings->second.enabled) return std::nullopt;
-  if (!runs_on_standby(id) && standby_ && standby_()) {
-    spdlog::info("channel {}: not started on a standby replica (the active one runs it)", id);
-    return std::nullopt;
-  }
   const std::string agent_id = agent_of(id, cfg);
   auto agent = agents_.find(agent_id);
   if (agent == agents_.end()) return "channels." + id + ".agent: unknown agent " + agent_id;

@@ -60,14 +60,6 @@ class Generation {
   // or a stop came instead); `done` once all have stopped.
   void stop_carried(std::function<void()> done);
 
-  // Whether a standby replica (one that does not hold cluster:active) runs channel `kind`
-  // too: the local channel and Telegram do (a Telegram bot is polled under its account's
-  // lease, by one replica at a time); IRC, a connection of its own per account, runs on the
-  // active replica only.
-  static bool runs_on_standby(const std::string& kind) { return kind != "irc"; }
-  // In a cluster: whether this replica is a standby now (not the holder of cluster:active),
-  // so the channels that run on the active replica only are not built. Unset: none is.
-  void set_standby(std::function<bool()> standby) { standby_ = std::move(standby); }
 
   // What validation cannot know: the parts of `cfg` this build cannot run.
   static std::vector<config::ConfigError> unbuildable(const config::Config& cfg);
@@ -137,7 +129,6 @@ class Generation {
   void retire(const std::string& id, std::unique_ptr<pipeline::Channel> channel, const char* why);
   bool stopping_ = false;
   std::uint64_t epoch_ = 0;  // callbacks of a cleared generation carry an older one
-  std::function<bool()> standby_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

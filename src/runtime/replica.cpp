@@ -21,7 +21,6 @@ Replica::Replica(boost::asio::io_context& io, core::Clock& clock, core::Executor
 
 Replica::~Replica() {
   *alive_ = false;
-  if (campaign_timer_) executor_.cancel(*campaign_timer_);
   if (scan_timer_) executor_.cancel(*scan_timer_);
   if (peers_timer_) executor_.cancel(*peers_timer_);
   listener_.reset();  // joins its thread: nothing posts from it any more
@@ -60,7 +59,6 @@ std::optional<std::string> Replica::join() {
   cluster_ = std::make_unique<Cluster>(io_, clock_, executor_, leases_, id, settings_.ttl);
   const auto sent = clock_.now();
   const std::string presence = "replica:" + id;
-  store::Lease lease;
   try {
     const auto scope = leases_.notice_scope();
     work_channel_ = notice_channel(pipeline::Pipeline::kWorkChannel, scope);
@@ -77,11 +75,11 @@ std::optional<std::string> Replica::join() {
       if (*alive && hooks_.lost) hooks_.lost("its presence lease ran out (it was cut off or paused past it)");
     });
     cluster_->adopt_sessions(leases_.list_leases("session:"), sent);
-    lease = leases_.claim_lease(kActiveLease, id, settings_.ttl.count(), clock_.wall_ms());
   } catch (const std::exception& e) {
     return std::string("cluster: cannot join: ") + e.what();
   }
   pipeline_.set_work_channel(work_channel_);
+  cluster_->set_work_channel(work_channel_);
   pipeline_.set_session_leases(cluster_.get());
   cluster_->on_sessions_found([this](std::vector<std::string> found) {
     std::vector<pipeline::SessionLeases::Taken> taken;
@@ -98,15 +96,10 @@ std::optional<std::string> Replica::join() {
       },
       [this](pipeline::ChatEvent ev) { pipeline_.publish(std::move(ev)); });
   pipeline_.add_listener(relay_.get());
-  if (lease.held) {
-    become_active(lease.epoch, sent, true);
-  } else {
-    waiting_for_ = lease.holder;
-    spdlog::info("cluster: replica {} runs the sessions it holds ({} now); replica {} keeps the "
-                 "IRC connections, and this one takes them over when that one stops or its "
-                 "lease ({} ms) runs out",
-                 id, cluster_->held_sessions().size(), lease.holder, settings_.ttl.count());
-  }
+  spdlog::info("cluster: replica {} joined (presence lease epoch {}): it runs the sessions it "
+               "holds ({} now) and takes over those of a replica that stops or whose lease "
+               "({} ms) runs out",
+               id, presence_epoch_, cluster_->held_sessions().size(), settings_.ttl.count());
   pipeline_.set_account_leases(cluster_.get());
   cluster_->start();
   try {
@@ -131,7 +124,6 @@ std::optional<std::string> Replica::join() {
   } catch (const std::exception& e) {
     return std::string("cluster: cannot listen for the other replicas: ") + e.what();
   }
-  if (!active_) schedule_campaign();
   schedule_scan();
   watch_peers();
   return std::nullopt;
@@ -160,53 +152,6 @@ void Replica::watch_peers() {
                                       peers_timer_.reset();
                                       watch_peers();
                                     });
-}
-
-void Replica::become_active(std::int64_t epoch, core::TimePoint sent, bool at_start) {
-  active_ = true;
-  if (campaign_timer_) executor_.cancel(*campaign_timer_);
-  campaign_timer_.reset();
-  spdlog::info("cluster: replica {} is active (lease epoch {}){}", settings_.id, epoch,
-               at_start ? ": it keeps the IRC connections" : ": it takes over the IRC connections");
-  cluster_->adopt(kActiveLease, epoch, sent, [this, alive = alive_] {
-    if (*alive && hooks_.lost) hooks_.lost("another replica took the active lease (this one was cut off or paused past it)");
-  });
-  hooks_.promoted(epoch, at_start);
-}
-
-void Replica::schedule_campaign() {
-  const auto every = std::max(settings_.ttl / 4, std::chrono::milliseconds(50));
-  campaign_timer_ = executor_.schedule(every, [this, alive = alive_] {
-    if (!*alive) return;
-    campaign_timer_.reset();
-    campaign();
-  });
-}
-
-void Replica::campaign() {
-  if (active_ || claiming_) return;
-  if (hooks_.may_promote && !hooks_.may_promote()) return schedule_campaign();
-  claiming_ = true;
-  const auto sent = clock_.now();
-  cluster_->claim(kActiveLease, [this, alive = alive_, sent](Cluster::Grant g) {
-    if (!*alive) return;
-    claiming_ = false;
-    if (g.held) {
-      if (hooks_.may_promote && !hooks_.may_promote()) {
-        cluster_->release(kActiveLease);  // stopping: the next standby takes it
-        return;
-      }
-      return become_active(g.epoch, sent, false);
-    }
-    if (!g.error.empty()) {
-      spdlog::warn("cluster: cannot claim the active lease: {}", g.error);
-    } else if (g.holder != waiting_for_) {
-      waiting_for_ = g.holder;
-      spdlog::info("cluster: replica {} is active now; replica {} stands by", g.holder,
-                   settings_.id);
-    }
-    schedule_campaign();
-  });
 }
 
 void Replica::on_notices(std::vector<store::PgListener::Notice> notices) {
@@ -275,7 +220,6 @@ void Replica::schedule_scan() {
 
 nlohmann::json Replica::status(store::Store& reader) const {
   auto out = cluster_json(*cluster_, reader);
-  out["role"] = active_ ? "active" : "standby";
   out["sessionsHeld"] = cluster_->held_sessions().size();
   if (relay_) {
     out["events"] = {{"sent", relay_->sent()},

@@ -30,9 +30,9 @@ namespace drawbridge::runtime {
 // session held elsewhere is journaled and announced on the work channel; its holder runs it
 // (Pipeline::adopt), and every replica looks again every leaseMs / 2 and after its listener
 // reconnects (Pipeline::adopt_unfinished, Pipeline::claim_free_sessions), for the notice that
-// was lost. Every write is fenced by the presence lease "replica:<id>". The holder of
-// `cluster:active` keeps the IRC connections; the others claim it every leaseMs / 4. Runs on
-// the event loop.
+// was lost. Every write is fenced by the presence lease "replica:<id>". Channel accounts have
+// leases of their own (pipeline::AccountLeases: a Telegram bot polled, an IRC connection kept,
+// by one replica at a time). Runs on the event loop.
 // `base` with a suffix naming the store's notice scope (Store::notice_scope): the notice
 // channel of one cluster.
 std::string notice_channel(const std::string& base, const std::string& scope);
@@ -44,14 +44,9 @@ class Replica {
   static constexpr std::chrono::milliseconds kIdleSession{60'000};
   static constexpr std::size_t kIdleReleaseBatch = 256;
   struct Hooks {
-    // The active lease was won (`at_start`: by join(), before anything started): (not at
-    // start) start the IRC channels.
-    std::function<void(std::int64_t epoch, bool at_start)> promoted;
-    // This replica's presence lease ran out, or another replica took the active lease (this
-    // one was paused or cut off past it): nothing it writes can land any more.
+    // This replica's presence lease ran out (it was paused or cut off past it): nothing it
+    // writes can land any more.
     std::function<void(const std::string& why)> lost;
-    // Whether a standby may become active now (false while it drains or stops).
-    std::function<bool()> may_promote;
   };
   struct Settings {
     std::string id;
@@ -65,14 +60,13 @@ class Replica {
   Replica(const Replica&) = delete;
   Replica& operator=(const Replica&) = delete;
 
-  // Claims the active lease once (a read and a write on `leases`, on this thread): active or
-  // standby from the start. Then starts the heartbeat, the listener and, on a standby, the
-  // claims. The error when the store cannot be reached.
+  // Claims the presence lease and lists the sessions this replica holds (reads and writes on
+  // `leases`, on this thread). Then starts the heartbeat, the listener and the looks at the
+  // inbox. The error when the store cannot be reached or the id is a live replica's.
   std::optional<std::string> join();
-  bool active() const { return active_; }
   Cluster& cluster() { return *cluster_; }
   const std::string& id() const { return settings_.id; }
-  // status's "cluster": cluster_json plus this replica's role.
+  // status's "cluster": cluster_json plus what this replica holds and relays.
   nlohmann::json status(store::Store& reader) const;
   // The fenced write every batch starts with (StoreThread::set_fence): commits only while
   // this replica's presence lease is at the epoch join() got, and live.
@@ -80,9 +74,6 @@ class Replica {
   const std::string& work_channel() const { return work_channel_; }
 
  private:
-  void become_active(std::int64_t epoch, core::TimePoint sent, bool at_start);
-  void campaign();
-  void schedule_campaign();
   void on_notices(std::vector<store::PgListener::Notice> notices);
   void adopt_soon();
   void adopt_now();
@@ -103,12 +94,8 @@ class Replica {
   std::unique_ptr<Cluster> cluster_;
   std::unique_ptr<EventRelay> relay_;
   std::unique_ptr<store::PgListener> listener_;
-  bool active_ = false;
   std::int64_t presence_epoch_ = 0;
   bool adopt_queued_ = false;
-  bool claiming_ = false;
-  std::string waiting_for_;
-  std::optional<core::TimerId> campaign_timer_;
   std::optional<core::TimerId> scan_timer_;
   std::optional<core::TimerId> peers_timer_;
   std::optional<core::TimePoint> last_hello_;  // another replica started listening

@@ -334,9 +334,11 @@ std::vector<Lease> FaultInjectingStore::claim_sessions_with_work(const std::stri
                                                                  std::size_t limit,
                                                                  std::int64_t now_ms,
                                                                  const std::vector<std::string>& only,
-                                                                 std::int64_t up_to_row) {
+                                                                 std::int64_t up_to_row,
+    const std::vector<std::string>& not_channels) {
   check("claim_sessions_with_work", true);
-  return inner_.claim_sessions_with_work(holder, ttl_ms, limit, now_ms, only, up_to_row);
+  return inner_.claim_sessions_with_work(holder, ttl_ms, limit, now_ms, only, up_to_row,
+                                         not_channels);
 }
 
 std::optional<std::string> FaultInjectingStore::get_value(const std::string& key) {

@@ -101,7 +101,8 @@ class PostgresStore final : public Store {
   std::vector<Lease> claim_sessions_with_work(const std::string& holder, std::int64_t ttl_ms,
                                               std::size_t limit, std::int64_t now_ms,
                                               const std::vector<std::string>& only = {},
-                                              std::int64_t up_to_row = 0) override;
+                                              std::int64_t up_to_row = 0,
+                                              const std::vector<std::string>& not_channels = {}) override;
 
   std::string notice_scope() override;
   void notify(const std::string& channel, const std::string& payload) override;

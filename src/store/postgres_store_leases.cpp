@@ -154,7 +154,8 @@ std::vector<Lease> PostgresStore::claim_sessions_with_work(const std::string& ho
                                                            std::int64_t ttl_ms, std::size_t limit,
                                                            std::int64_t /*now_ms*/,
                                                            const std::vector<std::string>& only,
-                                                           std::int64_t up_to_row) {
+                                                           std::int64_t up_to_row,
+    const std::vector<std::string>& not_channels) {
   if (holder.empty()) throw StoreError("claim_sessions_with_work: a holder is required");
   if (limit == 0) return {};
   static const std::string placeholders =
@@ -173,7 +174,8 @@ std::vector<Lease> PostgresStore::claim_sessions_with_work(const std::string& ho
       " AS ms), "
       "work AS (SELECT 'session:' || session_key AS name, min(id) AS oldest FROM inbox "
       "WHERE state IN ('pending', 'running') AND (cardinality($4::text[]) = 0 OR "
-      "session_key = ANY($4)) GROUP BY session_key HAVING $6::bigint = 0 OR min(id) <= $6), "
+      "session_key = ANY($4)) GROUP BY session_key HAVING ($6::bigint = 0 OR min(id) <= $6) AND "
+      "NOT bool_or(channel = ANY($7::text[]))), "
       "free AS (SELECT l.name, l.holder AS before, work.oldest FROM leases l "
       "JOIN work ON work.name = l.name WHERE l.holder = '' OR (l.holder <> $1 AND "
       "l.expires_at_ms <= (SELECT ms FROM now) AND NOT EXISTS (SELECT 1 FROM leases p WHERE "
@@ -198,7 +200,8 @@ std::vector<Lease> PostgresStore::claim_sessions_with_work(const std::string& ho
     for (int i = 0; i < r.rows(); ++i) locked.push_back(r.text(i, 0));
   }
   const Result r = c.query(claim, holder, ttl_ms, clamp_to_int64(limit), sessions,
-                           Param::text_array(locked), std::max<std::int64_t>(up_to_row, 0));
+                           Param::text_array(locked), std::max<std::int64_t>(up_to_row, 0),
+                           Param::text_array(not_channels));
   std::vector<std::pair<std::int64_t, Lease>> taken;
   for (int i = 0; i < r.rows(); ++i) {
     Lease l = read_lease(r, i);

@@ -95,7 +95,8 @@ class SqliteStore final : public Store {
   std::vector<Lease> claim_sessions_with_work(const std::string& holder, std::int64_t ttl_ms,
                                               std::size_t limit, std::int64_t now_ms,
                                               const std::vector<std::string>& only = {},
-                                              std::int64_t up_to_row = 0) override;
+                                              std::int64_t up_to_row = 0,
+                                              const std::vector<std::string>& not_channels = {}) override;
   std::optional<std::string> get_value(const std::string& key) override;
   void set_value(const std::string& key, const std::string& value) override;
   void erase_value(const std::string& key) override;

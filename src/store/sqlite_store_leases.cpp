@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "store/sqlite_store_impl.h"
 
 namespace drawbridge::store {
@@ -143,7 +145,8 @@ std::vector<Lease> SqliteStore::claim_sessions_with_work(const std::string& hold
                                                          std::int64_t ttl_ms, std::size_t limit,
                                                          std::int64_t now_ms,
                                                          const std::vector<std::string>& only,
-                                                         std::int64_t up_to_row) {
+                                                         std::int64_t up_to_row,
+    const std::vector<std::string>& not_channels) {
   check_ttl("claim_sessions_with_work", ttl_ms);
   Impl& s = *impl_;
   std::lock_guard lock(s.mutex);
@@ -161,17 +164,21 @@ std::vector<Lease> SqliteStore::claim_sessions_with_work(const std::string& hold
         "(?3 IS NULL OR i.session_key = ?3) AND (l.name IS NULL OR l.holder = '' OR "
         "(l.holder <> ?4 AND l.expires_at_ms <= ?1 AND NOT EXISTS (SELECT 1 FROM leases p "
         "WHERE p.name = 'replica:' || l.holder AND p.expires_at_ms > ?1))) "
-        "GROUP BY i.session_key HAVING ?5 <= 0 OR min(i.id) <= ?5 ORDER BY min(i.id) LIMIT ?2");
+        "GROUP BY i.session_key HAVING (?5 <= 0 OR min(i.id) <= ?5) AND "
+        "NOT max(i.channel IN (SELECT value FROM json_each(?6))) ORDER BY min(i.id) LIMIT ?2");
     const auto cap = static_cast<std::int64_t>(std::min<std::size_t>(limit, 1u << 20));
+    // Sessions with a row of these channels are left to the replica that holds the channel's
+    // connection (a JSON array: SQLite binds no arrays).
+    const std::string skip = nlohmann::json(not_channels).dump();
     auto collect = [&](Cursor c) {
       while (c.next()) sessions.push_back({c.int64(2), c.text(0), c.text(1)});
     };
     if (only.empty()) {
-      collect(st.query(now_ms, cap, nullptr, holder, up_to_row));
+      collect(st.query(now_ms, cap, nullptr, holder, up_to_row, skip));
     } else {
       for (const auto& key : only) {
         if (sessions.size() >= limit) break;
-        collect(st.query(now_ms, cap, key, holder, up_to_row));
+        collect(st.query(now_ms, cap, key, holder, up_to_row, skip));
       }
     }
   }

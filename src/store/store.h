@@ -323,11 +323,14 @@ class Store {
   // oldest unfinished row first, each with `taken_from`. `only`: these sessions alone.
   // `up_to_row` > 0: only sessions whose oldest unfinished row is at most that id (a scan
   // leaves the newest messages to the replicas that accepted them, which claim them at once).
+  // `not_channels`: a session with an unfinished row of one of these channels is left alone
+  // (its channel's connection is another replica's: that one claims it).
   virtual std::vector<Lease> claim_sessions_with_work(const std::string& holder,
                                                       std::int64_t ttl_ms, std::size_t limit,
                                                       std::int64_t now_ms,
                                                       const std::vector<std::string>& only = {},
-                                                      std::int64_t up_to_row = 0) = 0;
+                                                      std::int64_t up_to_row = 0,
+                                                      const std::vector<std::string>& not_channels = {}) = 0;
 
   // Tells the other replicas on this database (postgres: pg_notify, delivered when the write
   // commits: inside a batch only if the batch commits). A payload is at most kNoticeBytes.

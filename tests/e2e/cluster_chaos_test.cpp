@@ -1,11 +1,11 @@
 // Three replicas on one PostgreSQL (issue 16's test): messages through all of them (HTTP to each,
-// and a Telegram bot that any of them may poll), while each restarts in turn, the active one is
-// killed (-9), the active one is frozen (SIGSTOP) past its lease and woken, and one replica's
+// and a Telegram bot that any of them may poll), while each restarts in turn, the one that polls
+// the bot is killed (-9), the next one is frozen (SIGSTOP) past its lease and woken, and one replica's
 // link to the database is cut and healed. Every acknowledged message is answered exactly once,
 // in order per session, and the fake Bot API never sees two getUpdates of the bot at once.
 // HTTP turns are in flight at every fault. The bot's replies are settled before each fault: a
 // Telegram reply sent but not yet recorded when its replica dies, freezes or is cut off is sent
-// again by the next active replica (README "Answered once": the one window, which no Bot API
+// again by the next poller (README "Answered once": the one window, which no Bot API
 // idempotency closes), and this test is about everything else.
 
 #include <gtest/gtest.h>
@@ -103,14 +103,14 @@ class Chaos {
     return ::testing::AssertionSuccess();
   }
 
-  // Bounded: every bot message so far answered, and the reply recorded (the active replica is
-  // idle), so that the next fault does not fall in the send-to-record window.
-  ::testing::AssertionResult settle_bot(const Gateway& active) {
+  // Bounded: every bot message so far answered, and the reply recorded (the replica that
+  // polls is idle), so that the next fault does not fall in the send-to-record window.
+  ::testing::AssertionResult settle_bot(const Gateway& poller) {
     if (!fake_.wait_for([&] { return fake_.sent(kBot).size() >= pushed_.size(); }, 15s)) {
       return ::testing::AssertionFailure() << "bot: " << json(texts_sent(fake_)).dump();
     }
-    if (!wait_until_idle(active, 10s).is_object()) {
-      return ::testing::AssertionFailure() << "the active replica is not idle";
+    if (!wait_until_idle(poller, 10s).is_object()) {
+      return ::testing::AssertionFailure() << "the polling replica is not idle";
     }
     return ::testing::AssertionSuccess();
   }
@@ -128,14 +128,20 @@ class Chaos {
   std::vector<std::string> pushed_;
 };
 
-// The replica that is active now (asked of the replicas that are up), waiting (bounded) for one
-// other than `not_this` to be.
-Replica* wait_active(std::vector<Replica>& replicas, const Replica* not_this = nullptr) {
+// The replica that polls the bot now (the holder of its account's lease, as the replicas that
+// are up see it), waiting (bounded) for one other than `not_this` to.
+Replica* wait_poller(std::vector<Replica>& replicas, const Replica* not_this = nullptr) {
+  const std::string lease = "channel:telegram:777001";
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (std::chrono::steady_clock::now() < deadline) {
     for (auto& r : replicas) {
-      if (!r.up || &r == not_this) continue;
-      if (cluster_status(*r.gw).value("role", "") == "active") return &r;
+      if (!r.up) continue;
+      for (const auto& a : cluster_status(*r.gw).value("accounts", json::array())) {
+        if (a.value("name", "") != lease || !a["holder"].is_string()) continue;
+        for (auto& holder : replicas) {
+          if (holder.name == a["holder"] && holder.up && &holder != not_this) return &holder;
+        }
+      }
     }
     std::this_thread::sleep_for(50ms);  // status of other processes: polled, bounded
   }
@@ -161,7 +167,7 @@ TEST_F(ClusterTest, ThreeReplicasLoseAndDoubleNothingThroughRestartsKillsFreezes
   for (auto& r : rs) r.gw->start();
   Chaos chaos(fake);
   chaos.traffic(rs);
-  ASSERT_EQ(wait_active(rs), &rs[0]);
+  ASSERT_NE(wait_poller(rs), nullptr);
 
   // Each restarts in turn (in-process), with messages before, during and after.
   for (auto& r : rs) {
@@ -171,43 +177,43 @@ TEST_F(ClusterTest, ThreeReplicasLoseAndDoubleNothingThroughRestartsKillsFreezes
     chaos.traffic(rs);
   }
 
-  // kill -9 of the active replica; a supervisor starts it again (a standby now).
-  Replica* active = wait_active(rs);
-  ASSERT_NE(active, nullptr);
-  ASSERT_TRUE(chaos.settle_bot(*active->gw));
+  // kill -9 of the replica that polls the bot; a supervisor starts it again.
+  Replica* poller = wait_poller(rs);
+  ASSERT_NE(poller, nullptr);
+  ASSERT_TRUE(chaos.settle_bot(*poller->gw));
   chaos.traffic(rs, false);
-  active->gw->kill9();
-  active->up = false;
+  poller->gw->kill9();
+  poller->up = false;
   chaos.traffic(rs);
-  Replica* next = wait_active(rs, active);
+  Replica* next = wait_poller(rs, poller);
   ASSERT_NE(next, nullptr) << rs[1].gw->log() << rs[2].gw->log();
-  active->gw->start();
-  active->up = true;
+  poller->gw->start();
+  poller->up = true;
   chaos.traffic(rs);
 
-  // The active one freezes past its lease; woken, it finds the lease taken and exits (75).
-  active = next;
-  ASSERT_TRUE(chaos.settle_bot(*active->gw));
+  // The poller freezes past its lease; woken, it finds its presence gone and exits (75).
+  poller = next;
+  ASSERT_TRUE(chaos.settle_bot(*poller->gw));
   chaos.traffic(rs, false);
-  active->gw->signal(SIGSTOP);
-  active->up = false;
+  poller->gw->signal(SIGSTOP);
+  poller->up = false;
   chaos.traffic(rs);
-  next = wait_active(rs, active);
+  next = wait_poller(rs, poller);
   ASSERT_NE(next, nullptr);
   chaos.traffic(rs);
-  active->gw->signal(SIGCONT);
-  EXPECT_EQ(active->gw->wait_exit(20s).code, 75) << active->gw->log();
-  active->gw->start();
-  active->up = true;
+  poller->gw->signal(SIGCONT);
+  EXPECT_EQ(poller->gw->wait_exit(20s).code, 75) << poller->gw->log();
+  poller->gw->start();
+  poller->up = true;
   chaos.traffic(rs);
 
   // c's link to the database is cut past its lease, just after c accepted a message of its
   // session: the others take c's sessions over (a message of that session sent through b is
-  // answered, after the one c accepted) and, if c was active, cluster:active; healed, c finds
+  // answered, after the one c accepted) and, if c polled the bot, the bot; healed, c finds
   // its presence gone and exits (75) without committing anything.
   Replica& c = rs[2];
-  const bool c_was_active = cluster_status(*c.gw).value("role", "") == "active";
-  Replica* before_cut = wait_active(rs);
+  Replica* before_cut = wait_poller(rs);
+  const bool c_polled = before_cut == &c;
   ASSERT_NE(before_cut, nullptr);
   ASSERT_TRUE(chaos.settle_bot(*before_cut->gw));
   chaos.traffic(rs, false);
@@ -217,7 +223,7 @@ TEST_F(ClusterTest, ThreeReplicasLoseAndDoubleNothingThroughRestartsKillsFreezes
   const std::string via_b = chaos.send(*rs[1].gw, "chaos-c");
   ASSERT_FALSE(via_b.empty());
   ASSERT_TRUE(answered(*rs[1].gw, "chaos-c", via_b)) << rs[1].gw->log();
-  if (c_was_active) ASSERT_NE(wait_active(rs, &c), nullptr);
+  if (c_polled) ASSERT_NE(wait_poller(rs, &c), nullptr);
   chaos.traffic(rs);
   link.heal();
   EXPECT_EQ(c.gw->wait_exit(30s).code, 75) << c.gw->log();
@@ -225,7 +231,7 @@ TEST_F(ClusterTest, ThreeReplicasLoseAndDoubleNothingThroughRestartsKillsFreezes
   c.up = true;
   chaos.traffic(rs);
 
-  Replica* reader = wait_active(rs);
+  Replica* reader = wait_poller(rs);
   ASSERT_NE(reader, nullptr);
   EXPECT_TRUE(chaos.all_answered_once(*reader->gw));
   EXPECT_GE(chaos.acked(), 25u);

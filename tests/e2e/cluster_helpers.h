@@ -121,10 +121,10 @@ inline json cluster_status(const Gateway& gw) {
   return gw.client({"operator.read"})->request("status", json::object()).value("cluster", json());
 }
 
-// The lease row as "<holder>:<epoch>" ("" holder: released).
-inline std::string active_lease(const std::string& conninfo) {
+// The lease `name` (no quote in it) as "<holder>:<epoch>" ("" holder: released).
+inline std::string lease_row(const std::string& conninfo, const std::string& name) {
   return testing::pg_query(
-      conninfo, "SELECT holder || ':' || epoch FROM leases WHERE name = 'cluster:active'");
+      conninfo, "SELECT holder || ':' || epoch FROM leases WHERE name = '" + name + "'");
 }
 
 }  // namespace drawbridge::e2e::cluster

@@ -59,7 +59,8 @@ IrcChannel::IrcChannel(std::string id, IrcOptions options, asio::io_context& io,
 IrcChannel::~IrcChannel() {
   *alive_ = false;
   for (auto* t : {&backoff_timer_, &refill_timer_, &register_timer_, &keepalive_timer_,
-                  &stop_timer_, &rejoin_timer_, &user_timer_, &regain_timer_}) {
+                  &stop_timer_, &rejoin_timer_, &user_timer_, &regain_timer_, &lease_timer_,
+                  &lease_watch_}) {
     if (*t) executor_.cancel(**t);
   }
   if (conn_) conn_->close();
@@ -82,12 +83,16 @@ void IrcChannel::start() {
         "be answered (set channels.{}.groups, or groupPolicy \"open\")",
         id_, id_);
   }
-  if (adopted_) return resume_adopted();
+  if (adopted_) {
+    if (hold_lease([this] { resume_adopted(); })) resume_adopted();
+    return;
+  }
   connect();
 }
 
 void IrcChannel::connect() {
   if (!running_) return;
+  if (!hold_lease([this] { connect(); })) return;
   state_ = LinkState::connecting;
   auto c = std::make_shared<Conn>(io_, tls_context_);
   conn_ = c;
@@ -137,6 +142,7 @@ void IrcChannel::send_user() {
 }
 
 void IrcChannel::on_connected(const std::shared_ptr<Conn>& c) {
+  if (!lease_ok()) return lose_lease();  // the connect outlasted the lease (a pause)
   // External ids of this connection: its start in ms, strictly after the previous one's, and
   // a sequence number (docs/DECISIONS.md "IRC").
   conn_epoch_ms_ = std::max(clock_.wall_ms(), conn_epoch_ms_ + 1);
@@ -203,6 +209,8 @@ void IrcChannel::read(const std::shared_ptr<Conn>& c) {
 }
 
 void IrcChannel::on_data(const std::shared_ptr<Conn>& c, std::size_t n) {
+  // Woken from a pause past the lease: what came in is another replica's to answer now.
+  if (!lease_ok()) return lose_lease();
   seen_since_ping_ = true;
   ping_sent_ = false;
   std::string_view data(c->rbuf.data(), n);
@@ -249,6 +257,7 @@ void IrcChannel::send(const pipeline::OutboundPart& part,
     return later(std::move(done), SendStatus::failed,
                  "not an IRC channel or nick: " + irc::sanitize_utf8(part.chat_id));
   }
+  if (!standby_.empty()) return later(std::move(done), SendStatus::retry, standby_);
   if (!registered_ || !conn_ || stopping_) {
     return later(std::move(done), SendStatus::retry, "not connected to " + options_.host);
   }
@@ -272,6 +281,7 @@ void IrcChannel::urgent(std::string line) {
 // is in flight at a time; a part is reported sent once its last line is written.
 void IrcChannel::pump() {
   if (writing_ || releasing_ || !conn_ || !conn_->open || conn_->closed) return;
+  if (!lease_ok()) return lose_lease();  // not a byte more under a lease that may be another's
   auto c = conn_;
   c->wbuf.clear();
   while (!urgent_.empty()) {
@@ -400,7 +410,7 @@ void IrcChannel::stop(std::function<void()> done) {
   ready_ = false;
   stop_done_ = std::move(done);
   for (auto* t : {&backoff_timer_, &register_timer_, &keepalive_timer_, &rejoin_timer_,
-                  &user_timer_, &regain_timer_}) {
+                  &user_timer_, &regain_timer_, &lease_timer_}) {
     if (*t) {
       executor_.cancel(**t);
       t->reset();
@@ -441,6 +451,7 @@ void IrcChannel::finish_stop() {
   ready_ = false;
   fail_pending("the channel stops");
   state_ = LinkState::stopped;
+  release_lease();  // after the QUIT: the next replica may connect at once
   if (!stop_done_) return;
   auto done = std::move(stop_done_);
   stop_done_ = nullptr;
@@ -454,6 +465,10 @@ pipeline::ChannelHealth IrcChannel::health() const {
   h.last_error_at_ms = last_error_at_ms_;
   h.errors = errors_;
   h.detail = nick_;
+  if (!standby_.empty() && state_ != LinkState::stopped) {
+    h.state = LinkState::standby;
+    h.detail = standby_;
+  }
   return h;
 }
 

@@ -82,8 +82,10 @@ class IrcChannel final : public pipeline::Channel {
   const std::string& id() const override { return id_; }
   void start() override;
   void stop(std::function<void()> done) override;
-  bool ready() const override { return ready_; }
+  // Ready when connected, or standing by while another replica keeps the connection.
+  bool ready() const override { return ready_ || !standby_.empty(); }
   bool carries_over() const override { return true; }
+  bool served_elsewhere() const override;
   pipeline::ChannelHealth health() const override;
   void send(const pipeline::OutboundPart& part,
             std::function<void(pipeline::SendStatus, std::string)> done) override;
@@ -133,6 +135,15 @@ class IrcChannel final : public pipeline::Channel {
   bool channel_allowed(const std::string& chan, bool& require_mention) const;
   bool dm_allowed(const std::string& nick, const std::string& mask) const;
   std::string next_external_id(const irc::Message& m);
+  // irc_lease.cpp: the account's lease in a cluster (pipeline::AccountLeases).
+  std::string lease_name() const;
+  bool lease_ok() const;  // no cluster, or held and certainly still this replica's
+  // True when the lease is held: go on. Otherwise claims it and runs `then` once held, or
+  // stands by and tries connect() again after leaseMs / 2.
+  bool hold_lease(std::function<void()> then);
+  void arm_lease_watch();
+  void lose_lease();
+  void release_lease();
 
   std::string id_;
   IrcOptions options_;
@@ -177,7 +188,10 @@ class IrcChannel final : public pipeline::Channel {
   int tokens_ = kBurst;
 
   std::optional<core::TimerId> backoff_timer_, refill_timer_, register_timer_, keepalive_timer_,
-      stop_timer_, rejoin_timer_, user_timer_, regain_timer_;
+      stop_timer_, rejoin_timer_, user_timer_, regain_timer_, lease_timer_, lease_watch_;
+  std::int64_t lease_epoch_ = 0;  // the account's lease, while held (a cluster)
+  bool claiming_ = false;
+  std::string standby_;  // why another replica keeps the connection: the channel waits
   int regain_attempts_ = 0;
   core::Duration backoff_{0};
 

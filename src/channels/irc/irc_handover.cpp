@@ -123,8 +123,9 @@ void IrcChannel::finish_release() {
   conn_.reset();
   queue_.clear();
   urgent_.clear();
+  // The lease stays: the next process is this replica too, and renews it.
   for (auto* t : {&backoff_timer_, &refill_timer_, &register_timer_, &keepalive_timer_,
-                  &rejoin_timer_, &user_timer_, &regain_timer_}) {
+                  &rejoin_timer_, &user_timer_, &regain_timer_, &lease_timer_, &lease_watch_}) {
     if (*t) {
       executor_.cancel(**t);
       t->reset();

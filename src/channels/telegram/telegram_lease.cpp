@@ -56,7 +56,7 @@ bool TelegramChannel::hold_lease() {
       spdlog::info("channel {}: replica {} polls bot {} (lease epoch {})", id_,
                    leases->replica_id(), options_.bot_id(), g.epoch);
       // What the last holder took in runs before what this one polls (arrival order): the
-      // active replica runs it now rather than when its notice comes.
+      // sessions this replica holds run it now rather than when its notice comes.
       try {
         pipeline_.adopt_unfinished();
       } catch (const std::exception& e) {

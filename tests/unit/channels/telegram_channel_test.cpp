@@ -15,6 +15,7 @@
 #include "pipeline/batch_runner.h"
 #include "pipeline/pipeline.h"
 #include "store/sqlite_store.h"
+#include "unit/channels/scripted_leases.h"
 #include "unit/pipeline/fakes.h"
 
 namespace drawbridge::channels {
@@ -74,30 +75,8 @@ class TelegramChannelTest : public ::testing::Test {
   std::unique_ptr<TelegramChannel> channel_;
 };
 
-// The cluster's side of pipeline::AccountLeases, scripted: grants or refuses every claim.
-struct ScriptedLeases final : pipeline::AccountLeases {
-  bool grant = false;
-  int claims = 0;
-  std::chrono::milliseconds left{0};
-  std::vector<std::string> released;
-  void claim(const std::string&, std::function<void(Grant)> done) override {
-    ++claims;
-    Grant g;
-    g.held = grant;
-    g.epoch = grant ? 7 : 3;
-    g.holder = grant ? "me" : "replica-b";
-    if (grant) left = 4000ms;
-    done(g);
-  }
-  std::chrono::milliseconds remaining(const std::string&) const override { return left; }
-  void release(const std::string& name) override {
-    released.push_back(name);
-    left = 0ms;
-  }
-  std::chrono::milliseconds ttl() const override { return 3000ms; }
-  const std::string& replica_id() const override { return id; }
-  std::string id = "me";
-};
+using testing::ScriptedLeases;
+
 
 TEST_F(TelegramChannelTest, WithoutItsClusterLeaseTheBotIsNotPolledAndTheChannelStandsBy) {
   ScriptedLeases leases;

@@ -86,7 +86,10 @@ class FakeChannel final : public pipeline::Channel {
     done(st, st == pipeline::SendStatus::sent ? "" : "scripted");
   }
 
+  bool served_elsewhere() const override { return elsewhere; }
+
   std::deque<pipeline::SendStatus> script;  // statuses for the next sends; empty: sent
+  bool elsewhere = false;  // another replica keeps this account's connection
   std::vector<pipeline::OutboundPart> attempts;
   std::vector<pipeline::OutboundPart> sent;
 

@@ -28,13 +28,13 @@ class StoreSessionLeases final : public SessionLeases {
   bool holds(const std::string& session) const override { return held.count(session) != 0; }
   std::vector<std::string> held_sessions() const override { return {held.begin(), held.end()}; }
   void claim_sessions(std::vector<std::string> sessions,
-                      std::function<void(std::vector<Taken>)> done,
-                      std::int64_t up_to_row = 0) override {
+                      std::function<void(std::vector<Taken>)> done, std::int64_t up_to_row = 0,
+                      std::vector<std::string> not_channels = {}) override {
     ++claims;
     const auto limit = sessions.empty() ? std::size_t{64} : sessions.size();
     std::vector<Taken> out;
-    for (const auto& l :
-         store_.claim_sessions_with_work(id_, kTtl, limit, clock_.wall_ms(), sessions, up_to_row)) {
+    for (const auto& l : store_.claim_sessions_with_work(id_, kTtl, limit, clock_.wall_ms(),
+                                                         sessions, up_to_row, not_channels)) {
       const auto key = l.name.substr(std::string("session:").size());
       held.insert(key);
       out.push_back({key, !l.taken_from.empty()});
@@ -47,7 +47,8 @@ class StoreSessionLeases final : public SessionLeases {
     if (l.held) held.insert(session);
     ex_.post([done = std::move(done), l] { done(l.held, l.held ? std::string() : l.holder); });
   }
-  void release_sessions(const std::vector<std::string>& sessions) override {
+  void release_sessions(const std::vector<std::string>& sessions, bool announce) override {
+    announced += announce;
     for (const auto& s : sessions) {
       held.erase(s);
       for (const auto& l : store_.list_leases("session:" + s)) {
@@ -61,6 +62,7 @@ class StoreSessionLeases final : public SessionLeases {
 
   std::set<std::string> held;
   int claims = 0;
+  int announced = 0;  // releases that told the other replicas
 
  private:
   store::Store& store_;
@@ -388,6 +390,64 @@ TEST_F(ReplicaPipelineTest, NothingIsAdoptedWhileDraining) {
   EXPECT_EQ(a->adopt_unfinished(), 0u);
   EXPECT_TRUE(agent_.calls.empty());
   EXPECT_EQ(store_->unfinished_inbound().size(), 1u) << "it waits for the next start";
+}
+
+// IRC keeps one connection per account, on the replica that holds its lease: the sessions of
+// its chats run there (replies cannot go out from another replica). Another replica neither
+// claims them nor runs their rows; one that holds such a session gives it back, announced.
+TEST_F(ReplicaPipelineTest, SessionsOfAConnectionKeptElsewhereRunOnItsHolder) {
+  auto a = make_a();
+  auto b = make_b();
+  FakeChannel irc_a("irc"), irc_b("irc");
+  irc_a.elsewhere = true;  // b keeps the connection
+  FakeAgent irc_agent_b;
+  a->add_channel(&irc_a, &agent_, 0);
+  b->add_channel(&irc_b, &irc_agent_b, 0);
+  const auto now = clock_.wall_ms();
+  store_->insert_inbound({"irc", "x1", "irc:#x", "#x", "alice", "to x", "run-x1"}, now);
+  a->claim_free_sessions(true);
+  executor_.run_ready();
+  EXPECT_FALSE(a_leases_->holds("irc:#x")) << "claimed without the connection";
+  b->claim_free_sessions(true);
+  executor_.run_ready();
+  EXPECT_TRUE(b_leases_->holds("irc:#x"));
+  ASSERT_EQ(irc_agent_b.calls.size(), 1u);
+  EXPECT_EQ(irc_agent_b.calls[0]->request.text, "to x");
+  // a holds a session (from a message through its local channel); a message of it comes in
+  // by IRC (through b): a does not run it, but gives the session back and says so.
+  hold(*a_leases_, "irc:#y");
+  store_->insert_inbound({"irc", "y1", "irc:#y", "#y", "alice", "to y", "run-y1"}, now);
+  a->adopt_unfinished();
+  executor_.run_ready();
+  EXPECT_TRUE(agent_.calls.empty()) << "run where its reply cannot go out";
+  EXPECT_FALSE(a_leases_->holds("irc:#y"));
+  EXPECT_EQ(a_leases_->announced, 1);
+  b->claim_free_sessions(true);  // what the announcement makes b do
+  executor_.run_ready();
+  ASSERT_EQ(irc_agent_b.calls.size(), 2u);
+  EXPECT_EQ(irc_agent_b.calls[1]->request.text, "to y");
+  b->remove_channel("irc");
+  a->remove_channel("irc");
+}
+
+// A replica that takes the connection over claims what waited for it and runs it.
+TEST_F(ReplicaPipelineTest, TakingTheConnectionOverRunsWhatWaitedForIt) {
+  auto a = make_a();
+  FakeChannel irc_a("irc");
+  irc_a.elsewhere = true;
+  a->add_channel(&irc_a, &agent_, 0);
+  store_->insert_inbound({"irc", "z1", "irc:#z", "#z", "alice", "to z", "run-z1"},
+                         clock_.wall_ms());
+  look(*a);
+  look(*a);
+  EXPECT_TRUE(agent_.calls.empty());
+  irc_a.elsewhere = false;  // the lease was granted: the connection is a's now
+  a->connection_taken();
+  executor_.run_ready();
+  EXPECT_TRUE(a_leases_->holds("irc:#z"));
+  ASSERT_EQ(agent_.calls.size(), 1u);
+  EXPECT_EQ(agent_.calls[0]->request.text, "to z");
+  a->remove_channel("irc");
 }
 
 }  // namespace

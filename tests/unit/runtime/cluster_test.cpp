@@ -14,6 +14,8 @@
 namespace drawbridge::runtime {
 namespace {
 
+constexpr const char* kIrc = "channel:irc:bot@irc.example:6667";
+
 using std::chrono::milliseconds;
 
 // Runs the loop until `done` holds (the store thread answers within microseconds; the
@@ -103,28 +105,27 @@ TEST_F(ClusterTest, ALostLeaseIsReportedByTheNextHeartbeat) {
   Replica a(io, clock, ex, path, "a"), b(io, clock, ex, path, "b");
   bool lost = false;
   const auto sent = clock.now();
-  auto l = a.store->claim_lease(kActiveLease, "a", 3000, clock.wall_ms());
-  a.cluster.adopt(kActiveLease, l.epoch, sent, [&] { lost = true; });
+  auto l = a.store->claim_lease(kIrc, "a", 3000, clock.wall_ms());
+  a.cluster.adopt(kIrc, l.epoch, sent, [&] { lost = true; });
   a.cluster.start();
   // a is paused past its lease (no heartbeat ran), b takes over.
   clock.advance(milliseconds(5000));
-  EXPECT_TRUE(b.store->claim_lease(kActiveLease, "b", 3000, clock.wall_ms()).held);
+  EXPECT_TRUE(b.store->claim_lease(kIrc, "b", 3000, clock.wall_ms()).held);
   ex.advance(milliseconds(1000));  // a wakes: its heartbeat runs
   ASSERT_TRUE(run_until(io, [&] {
     ex.run_ready();
     return lost;
   }));
   release_on_exit(*b.store, "b", clock.wall_ms());
-  EXPECT_TRUE(b.store->list_leases(kActiveLease)[0].holder.empty());
+  EXPECT_TRUE(b.store->list_leases(kIrc)[0].holder.empty()) << "a plain stop releases accounts";
 }
 
-TEST_F(ClusterTest, TheViewNamesTheActiveReplicaAndTheSessionsEachHolds) {
+TEST_F(ClusterTest, TheViewNamesTheSessionsEachReplicaHolds) {
   Replica a(io, clock, ex, path, "a"), b(io, clock, ex, path, "b");
   a.cluster.start();
   b.cluster.start();
   ASSERT_TRUE(run_until(io, [&] { return cluster_view(*a.store).replicas.size() == 2; }));
-  EXPECT_EQ(cluster_view(*a.store).active, "");
-  ASSERT_TRUE(a.store->claim_lease(kActiveLease, "a", 3000, clock.wall_ms()).held);
+  ASSERT_TRUE(a.store->claim_lease(kIrc, "a", 3000, clock.wall_ms()).held);
   int n = 0;
   for (const char* s : {"s1", "s1", "s2", "s3"}) {
     const std::string key = "k" + std::to_string(++n);
@@ -144,14 +145,16 @@ TEST_F(ClusterTest, TheViewNamesTheActiveReplicaAndTheSessionsEachHolds) {
   EXPECT_FALSE(a.cluster.holds("s1"));
   EXPECT_TRUE(b.cluster.holds("s1"));
   auto view = cluster_view(*b.store);
-  EXPECT_EQ(view.active, "a");
   ASSERT_EQ(view.replicas.size(), 2u);
   for (const auto& r : view.replicas) {
-    EXPECT_EQ(r.active, r.id == "a") << r.id;
     EXPECT_EQ(r.sessions, r.id == "a" ? 1u : 2u) << r.id;
   }
+  ASSERT_EQ(view.accounts.size(), 1u);
+  EXPECT_EQ(view.accounts[0].holder, "a");
   auto j = cluster_json(b.cluster, *b.store);
-  EXPECT_EQ(j.value("active", ""), "a") << j.dump();
+  ASSERT_EQ(j["accounts"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["accounts"][0].value("name", ""), kIrc) << j.dump();
+  EXPECT_EQ(j["accounts"][0].value("holder", ""), "a") << j.dump();
 }
 
 // A replica that died (no heartbeat past its lease) leaves its sessions to the others, who

@@ -289,6 +289,24 @@ TEST_P(LeaseContract, AClaimUpToARowLeavesNewerSessionsAlone) {
   EXPECT_EQ(rest[0].name, "session:new");
 }
 
+// A session with a row of a channel whose connection another replica keeps (IRC) is left to
+// that replica, whatever its other rows.
+TEST_P(LeaseContract, AClaimLeavesSessionsWithRowsOfChannelsKeptElsewhere) {
+  store->insert_inbound(message("a", "x", "plain"), t);
+  auto irc = message("b", "x", "mixed");
+  irc.channel = "irc";
+  store->insert_inbound(message("c", "x", "mixed"), t);
+  store->insert_inbound(irc, t);
+  const auto taken = store->claim_sessions_with_work("r1", kLong, 10, t, {}, 0, {"irc"});
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].name, "session:plain");
+  const auto named = store->claim_sessions_with_work("r1", kLong, 10, t, {"mixed"}, 0, {"irc"});
+  EXPECT_TRUE(named.empty());
+  const auto by_holder = store->claim_sessions_with_work("r2", kLong, 10, t, {}, 0, {"telegram"});
+  ASSERT_EQ(by_holder.size(), 1u);
+  EXPECT_EQ(by_holder[0].name, "session:mixed");
+}
+
 TEST_P(LeaseContract, SessionsWithWorkAreClaimedUpToTheLimit) {
   for (int i = 0; i < 3; ++i) {
     store->insert_inbound(message("m" + std::to_string(i), "x", "s" + std::to_string(i)), t);
