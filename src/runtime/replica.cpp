@@ -33,11 +33,9 @@ Replica::~Replica() {
 pipeline::StoreOp Replica::fence() const {
   return [id = settings_.id, epoch = presence_epoch_, &clock = clock_](store::Store& s) {
     const auto now = clock.wall_ms();
-    if (!s.set_value_fenced("cluster.fence." + id, std::to_string(now), "replica:" + id, epoch,
-                            now)) {
-      throw store::StoreError("fenced: replica " + id +
-                              " is no longer live in the cluster (its presence lease ran out)");
-    }
+    s.fence("cluster.fence." + id, std::to_string(now), "replica:" + id, epoch, now,
+            "fenced: replica " + id +
+                " is no longer live in the cluster (its presence lease ran out)");
   };
 }
 

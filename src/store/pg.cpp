@@ -2,7 +2,9 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <charconv>
+#include <optional>
 #include <cstring>
 #include <utility>
 
@@ -195,7 +197,7 @@ Connection::~Connection() {
   PQfinish(conn_);
 }
 
-void Connection::fail(std::string_view what, pg_result* res) const {
+StoreError Connection::error_of(std::string_view what, pg_result* res) const {
   std::string message(what);
   message += ": ";
   const char* primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
@@ -204,7 +206,11 @@ void Connection::fail(std::string_view what, pg_result* res) const {
   message += primary ? std::string(primary) : trimmed(PQerrorMessage(conn_));
   if (sqlstate) message += std::string(" (SQLSTATE ") + sqlstate + ")";
   PQclear(res);
-  throw StoreError(message);
+  return StoreError(message);
+}
+
+void Connection::fail(std::string_view what, pg_result* res) const {
+  throw error_of(what, res);
 }
 
 Result Connection::check(pg_result* res, std::string_view what, bool rows) const {
@@ -214,24 +220,149 @@ Result Connection::check(pg_result* res, std::string_view what, bool rows) const
   fail(what, res);
 }
 
-Result Connection::run(std::string_view sql, const std::vector<Param>& params) {
+const std::string& Connection::prepared(std::string_view sql, int params) {
   std::string key(sql);
   auto it = prepared_.find(key);
-  if (it == prepared_.end()) {
-    const std::string name = "drawbridge_" + std::to_string(prepared_.size() + 1);
-    check(PQprepare(conn_, name.c_str(), key.c_str(), static_cast<int>(params.size()), nullptr),
-          "prepare failed (" + key + ")", false);
-    it = prepared_.emplace(std::move(key), name).first;
+  if (it != prepared_.end()) return it->second;
+  // PQprepare waits for its answer, which pipeline mode forbids: what is pending is read
+  // first (once per statement and connection).
+  const bool pipelined = pipelined_;
+  if (pipelined) {
+    if (!pending_.empty()) sync();
+    if (PQexitPipelineMode(conn_) != 1) fail("cannot leave pipeline mode");
+    pipelined_ = false;
+  }
+  const std::string name = "drawbridge_" + std::to_string(prepared_.size() + 1);
+  check(PQprepare(conn_, name.c_str(), key.c_str(), params, nullptr),
+        "prepare failed (" + key + ")", false);
+  it = prepared_.emplace(std::move(key), name).first;
+  if (pipelined) {
+    if (PQenterPipelineMode(conn_) != 1) fail("cannot enter pipeline mode");
+    pipelined_ = true;
+  }
+  return it->second;
+}
+
+Result Connection::run(std::string_view sql, const std::vector<Param>& params) {
+  const std::string& name = prepared(sql, static_cast<int>(params.size()));
+  if (pipelined_) {
+    send(name, params, {"query failed (" + std::string(sql) + ")", nullptr, true});
+    return std::move(*sync());
   }
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
-  return check(PQexecPrepared(conn_, it->second.c_str(), static_cast<int>(values.size()),
+  return check(PQexecPrepared(conn_, name.c_str(), static_cast<int>(values.size()),
                               values.data(), nullptr, nullptr, 0),
-               "query failed (" + it->first + ")", true);
+               "query failed (" + std::string(sql) + ")", true);
+}
+
+void Connection::defer(std::string_view sql, std::vector<Param> params,
+                       std::function<void(const Result&)> check_answer) {
+  if (!pipelined_) {
+    const Result r = run(sql, params);
+    if (check_answer) check_answer(r);
+    return;
+  }
+  const std::string& name = prepared(sql, static_cast<int>(params.size()));
+  send(name, params, {"query failed (" + std::string(sql) + ")", std::move(check_answer), false});
+  if (pending_.size() >= kMaxPending) sync();
+}
+
+void Connection::send(const std::string& name, const std::vector<Param>& params,
+                      Pending pending) {
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p.value() ? p.value()->c_str() : nullptr);
+  if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(),
+                          nullptr, nullptr, 0) != 1) {
+    fail(pending.what);
+  }
+  pending_.push_back(std::move(pending));
+}
+
+void Connection::send_plain(const char* sql, Pending pending) {
+  if (PQsendQueryParams(conn_, sql, 0, nullptr, nullptr, nullptr, nullptr, 0) != 1) {
+    fail(pending.what);
+  }
+  pending_.push_back(std::move(pending));
+}
+
+std::optional<Result> Connection::sync() {
+  auto pending = std::move(pending_);
+  pending_.clear();
+  if (PQpipelineSync(conn_) != 1) fail("lost the connection to PostgreSQL");
+  std::optional<Result> kept;
+  std::optional<StoreError> error;
+  // Each statement's answer is its result, then a null; the sync's is PGRES_PIPELINE_SYNC.
+  // After an error, the statements up to the sync answer PGRES_PIPELINE_ABORTED.
+  std::size_t i = 0;
+  while (true) {
+    pg_result* r = PQgetResult(conn_);
+    if (r == nullptr) {
+      if (PQstatus(conn_) != CONNECTION_OK || i >= pending.size()) {
+        fail("lost the connection to PostgreSQL");
+      }
+      ++i;
+      continue;
+    }
+    const auto status = PQresultStatus(r);
+    if (status == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      break;
+    }
+    if (i >= pending.size()) {
+      PQclear(r);  // not asked for: cannot happen
+      continue;
+    }
+    const Pending& p = pending[i];
+    if (status == PGRES_PIPELINE_ABORTED) {
+      PQclear(r);
+      if (!error) error = StoreError(p.what + ": the batch was aborted by an earlier error");
+      continue;
+    }
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+      if (!error) {
+        error = error_of(p.what, r);
+      } else {
+        PQclear(r);
+      }
+      continue;
+    }
+    Result res(r);
+    if (!error && p.check) {
+      try {
+        p.check(res);
+      } catch (const StoreError& e) {
+        error = e;
+      }
+    }
+    if (p.keep) kept = std::move(res);
+  }
+  if (error) {
+    // Whoever catches it, the batch does not commit (a refused fence above all).
+    if (batch_) batch_failed_ = true;
+    throw *error;
+  }
+  return kept;
+}
+
+void Connection::leave_pipeline() {
+  if (!pipelined_) return;
+  if (!pending_.empty()) {
+    try {
+      sync();
+    } catch (const StoreError&) {
+      // Read to the sync, or the connection is lost: either way nothing is pending now.
+    }
+  }
+  pending_.clear();
+  PQexitPipelineMode(conn_);
+  pipelined_ = false;
 }
 
 void Connection::exec(const std::string& sql) {
+  leave_pipeline();  // PQexec waits for its answer, which pipeline mode forbids
   check(PQexec(conn_, sql.c_str()), "exec failed (" + sql + ")", true);
 }
 
@@ -243,6 +374,8 @@ void Connection::set_session_setup(std::string sql) {
 void Connection::reconnect_if_lost() {
   if (PQstatus(conn_) == CONNECTION_OK || batch_) return;
   prepared_.clear();
+  pending_.clear();
+  pipelined_ = false;
   PQreset(conn_);
   if (PQstatus(conn_) != CONNECTION_OK) fail("cannot reconnect to PostgreSQL");
   if (!session_setup_.empty()) exec(session_setup_);
@@ -276,7 +409,14 @@ void Connection::commit_now() {
 void Connection::begin_batch() {
   if (batch_) return;
   reconnect_if_lost();
-  exec("BEGIN");
+  if (PQenterPipelineMode(conn_) != 1) fail("cannot enter pipeline mode");
+  pipelined_ = true;
+  try {
+    send_plain("BEGIN", {"begin failed", nullptr, false});  // answered with the next statement
+  } catch (const StoreError&) {
+    leave_pipeline();
+    throw;
+  }
   batch_ = true;
   batch_failed_ = false;
 }
@@ -284,17 +424,35 @@ void Connection::begin_batch() {
 void Connection::commit_batch() {
   if (batch_failed_) {
     batch_failed_ = false;
+    leave_pipeline();
     throw StoreError("an operation of the batch failed; the whole batch was rolled back");
   }
   if (!batch_) return;
   batch_ = false;
-  if (PQtransactionStatus(conn_) == PQTRANS_INERROR) {
-    exec("ROLLBACK");
-    throw StoreError("the batch was rolled back by an earlier error; nothing in it was committed");
-  }
   try {
+    if (pipelined_) {
+      // A check is this side's: the answers it looks at are read before the commit is sent.
+      if (std::any_of(pending_.begin(), pending_.end(),
+                      [](const Pending& p) { return static_cast<bool>(p.check); })) {
+        sync();
+      }
+      send_plain("COMMIT", {"commit failed", nullptr, true});
+      const auto res = sync();
+      leave_pipeline();
+      // COMMIT of a transaction an error aborted answers "ROLLBACK", not an error.
+      if (!res || res->command() != "COMMIT") {
+        throw StoreError("commit failed: the transaction had been rolled back by an earlier error");
+      }
+      return;
+    }
+    if (PQtransactionStatus(conn_) == PQTRANS_INERROR) {
+      exec("ROLLBACK");
+      throw StoreError(
+          "the batch was rolled back by an earlier error; nothing in it was committed");
+    }
     commit_now();
   } catch (const StoreError&) {
+    leave_pipeline();
     if (in_transaction()) exec("ROLLBACK");
     throw;
   }
@@ -302,12 +460,19 @@ void Connection::commit_batch() {
 
 void Connection::rollback_batch() {
   batch_failed_ = false;
+  leave_pipeline();
   if (!batch_) return;
   batch_ = false;
   if (in_transaction()) exec("ROLLBACK");
 }
 
 Transaction::Transaction(Connection& conn, Mode mode) : conn_(conn) {
+  if (conn.batch_failed_) {
+    // An operation of the batch failed and someone caught it: nothing more is written (not
+    // even on its own) until the batch ends.
+    open_ = false;
+    throw StoreError("an earlier operation of the batch failed; nothing more is written in it");
+  }
   if (conn.batch_) {
     nested_ = true;
     return;
@@ -321,6 +486,8 @@ Transaction::Transaction(Connection& conn, Mode mode) : conn_(conn) {
 
 Transaction::~Transaction() {
   if (!open_) return;
+  // What the batch sent is read first: the transaction's state is known after it.
+  if (nested_) conn_.leave_pipeline();
   // A destructor has no one to report a failed ROLLBACK to (a lost connection ends the
   // transaction anyway).
   if ((nested_ || began_) && conn_.in_transaction()) {

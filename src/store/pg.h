@@ -5,6 +5,7 @@
 // Every failure is a StoreError carrying PostgreSQL's message (never the connection string).
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +16,10 @@
 
 struct pg_conn;
 struct pg_result;
+
+namespace drawbridge::store {
+class StoreError;
+}
 
 namespace drawbridge::store::pg {
 
@@ -90,13 +95,25 @@ class Connection {
     return run(sql, {Param(args)...});
   }
   Result run(std::string_view sql, const std::vector<Param>& params);
+  // A statement whose answer the caller need not wait for. Inside a batch (pipeline mode) it
+  // is sent at once and its answer read with the next statement that waits for one (run(),
+  // the commit): the statements between two such go in one round trip. `check` runs on the
+  // answer then and may throw StoreError (as a failed statement does): the batch fails.
+  // Outside a batch: run() and check, now.
+  void defer(std::string_view sql, std::vector<Param> params,
+             std::function<void(const Result&)> check = nullptr);
+  template <typename... Args>
+  void later(std::string_view sql, const Args&... args) {
+    defer(sql, {Param(args)...});
+  }
   // Runs SQL without parameters through the simple protocol (several statements allowed):
   // schema and session settings, never values.
   void exec(const std::string& sql);
 
   // Group commit, as sqlite::Database: between begin_batch() and commit_batch() every
   // Transaction joins one transaction. A method that fails inside it rolls the whole batch
-  // back at once, and commit_batch() then throws.
+  // back at once, and commit_batch() then throws. A batch runs in libpq's pipeline mode:
+  // BEGIN and the deferred statements travel with the next statement that waits.
   void begin_batch();
   void commit_batch();
   void rollback_batch();
@@ -116,16 +133,39 @@ class Connection {
  private:
   friend class Transaction;
   [[noreturn]] void fail(std::string_view what, pg_result* res = nullptr) const;
+  // The error `fail` throws (`res` is cleared).
+  StoreError error_of(std::string_view what, pg_result* res) const;
   Result check(pg_result* res, std::string_view what, bool rows) const;
   bool in_transaction() const;
 
   void commit_now();
+
+  // Pipeline mode (a batch).
+  struct Pending {
+    std::string what;                          // for the error
+    std::function<void(const Result&)> check;  // on its answer
+    bool keep = false;                         // the answer sync() returns
+  };
+  // The prepared statement's name, prepared first when new (in pipeline mode after a sync).
+  const std::string& prepared(std::string_view sql, int params);
+  void send(const std::string& name, const std::vector<Param>& params, Pending pending);
+  void send_plain(const char* sql, Pending pending);
+  // Sends a sync and reads every answer up to it, running the checks; then throws the first
+  // error there was (a failed statement, a check). Returns the kept answer.
+  std::optional<Result> sync();
+  // Reads what is pending (errors ignored) and leaves pipeline mode.
+  void leave_pipeline();
 
   pg_conn* conn_ = nullptr;
   std::string session_setup_;
   std::unordered_map<std::string, std::string> prepared_;  // SQL -> statement name
   bool batch_ = false;
   bool batch_failed_ = false;
+  bool pipelined_ = false;
+  std::vector<Pending> pending_;
+  // A sync at most this many statements apart: what the server answers meanwhile waits in
+  // the socket's buffers, which must not fill up while this side is still sending.
+  static constexpr std::size_t kMaxPending = 128;
 };
 
 // A unit of work on the connection. `block`: several statements, BEGIN ... COMMIT. `single`:

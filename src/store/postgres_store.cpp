@@ -239,18 +239,18 @@ std::vector<OutboxRecord> outbox_for(Connection& c, std::int64_t inbound_id) {
   return rows;
 }
 
-std::int64_t append_transcript(Connection& c, const std::string& session_key, std::string_view role,
-                               std::string_view text, const std::string& run_id,
-                               std::int64_t inbound_id, std::int64_t now_ms) {
-  c.query(
+void append_transcript(Connection& c, const std::string& session_key, std::string_view role,
+                       std::string_view text, const std::string& run_id, std::int64_t inbound_id,
+                       std::int64_t now_ms) {
+  // Nothing read back: in a batch both go with the next statement that waits.
+  c.later(
       "INSERT INTO sessions (session_key, created_at_ms, updated_at_ms) VALUES ($1, $2, $2) "
       "ON CONFLICT (session_key) DO UPDATE SET updated_at_ms = excluded.updated_at_ms",
       session_key, now_ms);
-  const Result r = c.query(
+  c.later(
       "INSERT INTO transcript (session_key, role, text, run_id, inbound_id, created_at_ms) "
-      "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+      "VALUES ($1, $2, $3, $4, $5, $6)",
       session_key, role, text, run_id, null_if_zero(inbound_id), now_ms);
-  return r.int64(0, 0);
 }
 
 std::int64_t insert_outbox(Connection& c, const OutboxRecord& r, bool as_sent,

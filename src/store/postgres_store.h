@@ -98,6 +98,8 @@ class PostgresStore final : public Store {
   bool set_value_fenced(const std::string& key, const std::string& value,
                         const std::string& lease_name, std::int64_t epoch,
                         std::int64_t now_ms) override;
+  void fence(const std::string& key, const std::string& value, const std::string& lease_name,
+             std::int64_t epoch, std::int64_t now_ms, const std::string& refusal) override;
   std::vector<Lease> claim_sessions_with_work(const std::string& holder, std::int64_t ttl_ms,
                                               std::size_t limit, std::int64_t now_ms,
                                               const std::vector<std::string>& only = {},

@@ -127,18 +127,38 @@ std::vector<Lease> PostgresStore::list_leases(const std::string& prefix) {
 // One statement conditioned on the lease row, which it locks (FOR SHARE) until the write
 // commits: a claim that would change the epoch waits for it, so no write of an old epoch can
 // land after a new holder took over. A refusal writes nothing and is no error.
-bool PostgresStore::set_value_fenced(const std::string& key, const std::string& value,
-                                     const std::string& lease_name, std::int64_t epoch,
-                                     std::int64_t /*now_ms*/) {
+namespace {
+const std::string& fenced_write_sql() {
   static const std::string sql = with_now(
       "INSERT INTO kv (key, value) SELECT $1, $2 FROM leases "
       "WHERE name = $3 AND epoch = $4 AND holder <> '' AND expires_at_ms > ",
       " FOR SHARE ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+  return sql;
+}
+}  // namespace
+
+bool PostgresStore::set_value_fenced(const std::string& key, const std::string& value,
+                                     const std::string& lease_name, std::int64_t epoch,
+                                     std::int64_t /*now_ms*/) {
   std::lock_guard lock(mutex_);
   Transaction tx(*conn_, Transaction::Mode::single);
-  const bool written = conn_->query(sql, key, value, lease_name, epoch).affected() > 0;
+  const bool written = conn_->query(fenced_write_sql(), key, value, lease_name, epoch).affected() > 0;
   tx.commit();
   return written;
+}
+
+// In a batch the fence travels with the batch's first statement that waits: the row it locks
+// FOR SHARE is locked before anything after it runs (the server runs them in order), and its
+// refusal fails the batch before the commit is sent.
+void PostgresStore::fence(const std::string& key, const std::string& value,
+                          const std::string& lease_name, std::int64_t epoch,
+                          std::int64_t /*now_ms*/, const std::string& refusal) {
+  std::lock_guard lock(mutex_);
+  Transaction tx(*conn_, Transaction::Mode::single);
+  conn_->defer(fenced_write_sql(), {key, value, lease_name, epoch}, [refusal](const Result& r) {
+    if (r.affected() == 0) throw StoreError(refusal);
+  });
+  tx.commit();
 }
 
 // Three statements. First every session with unfinished rows gets a lease row (a free

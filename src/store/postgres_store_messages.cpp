@@ -50,7 +50,7 @@ InsertInboundResult PostgresStore::insert_inbound(const NewInbound& m, std::int6
   r.received_at_ms = now_ms;
   append_transcript(c, m.session_key, "user", m.text, m.run_id, r.id, now_ms);
   // A new message is what resumes a suspended session (suspend_session).
-  c.query("UPDATE sessions SET state = 'idle' WHERE session_key = $1 AND state = 'suspended'",
+  c.later("UPDATE sessions SET state = 'idle' WHERE session_key = $1 AND state = 'suspended'",
           m.session_key);
   tx.commit();
   return result;
@@ -80,10 +80,13 @@ std::vector<InboxRecord> PostgresStore::unfinished_inbound() {
 void PostgresStore::set_inbound_state(std::int64_t id, InboxState state) {
   std::lock_guard lock(mutex_);
   Transaction tx(*conn_, Transaction::Mode::single);
-  if (conn_->query("UPDATE inbox SET state = $1 WHERE id = $2", to_string(state), id).affected() ==
-      0) {
-    throw StoreError("set_inbound_state: no inbound message with id " + std::to_string(id));
-  }
+  conn_->defer("UPDATE inbox SET state = $1 WHERE id = $2", {to_string(state), id},
+               [id](const Result& r) {
+                 if (r.affected() == 0) {
+                   throw StoreError("set_inbound_state: no inbound message with id " +
+                                    std::to_string(id));
+                 }
+               });
   tx.commit();
 }
 
@@ -192,9 +195,9 @@ std::vector<OutboxRecord> PostgresStore::stage_reply_locked(std::int64_t inbound
       }
     }
   }
-  c.query("UPDATE inbox SET state = 'done' WHERE id = $1", inbound_id);
+  c.later("UPDATE inbox SET state = 'done' WHERE id = $1", inbound_id);
   // A turn of the session finished: the run of interrupted restarts is broken.
-  c.query(
+  c.later(
       "UPDATE sessions SET interrupts = 0, interrupt_counted = false "
       "WHERE session_key = $1 AND (interrupts <> 0 OR interrupt_counted)",
       inbox->session_key);
@@ -254,11 +257,12 @@ namespace {
 void set_outbox(Connection& c, const char* caller, std::int64_t id, OutboxState state,
                 std::int64_t now_ms) {
   Transaction tx(c, Transaction::Mode::single);
-  if (c.query("UPDATE outbox SET state = $1, sent_at_ms = $2 WHERE id = $3", to_string(state),
-              now_ms, id)
-          .affected() == 0) {
-    throw StoreError(std::string(caller) + ": no outbox row with id " + std::to_string(id));
-  }
+  c.defer("UPDATE outbox SET state = $1, sent_at_ms = $2 WHERE id = $3",
+          {to_string(state), now_ms, id}, [caller = std::string(caller), id](const Result& r) {
+            if (r.affected() == 0) {
+              throw StoreError(caller + ": no outbox row with id " + std::to_string(id));
+            }
+          });
   tx.commit();
 }
 

@@ -48,10 +48,11 @@ std::int64_t clamp_to_int64(std::size_t n);
 // same row (another replica) waits instead of deciding on what it read before our commit.
 std::optional<InboxRecord> find_inbox(Connection& c, std::int64_t id, bool for_update);
 std::vector<OutboxRecord> outbox_for(Connection& c, std::int64_t inbound_id);
-// The session row first (the transcript references it), then the entry. Returns its id.
-std::int64_t append_transcript(Connection& c, const std::string& session_key, std::string_view role,
-                               std::string_view text, const std::string& run_id,
-                               std::int64_t inbound_id, std::int64_t now_ms);
+// The session row first (the transcript references it), then the entry (deferred: in a batch
+// they go with the next statement that waits for an answer).
+void append_transcript(Connection& c, const std::string& session_key, std::string_view role,
+                       std::string_view text, const std::string& run_id, std::int64_t inbound_id,
+                       std::int64_t now_ms);
 // INSERT ... ON CONFLICT (idem_key) DO NOTHING: the new row's id, or 0 when the key is taken.
 std::int64_t insert_outbox(Connection& c, const OutboxRecord& r, bool as_sent, std::int64_t now_ms);
 

@@ -37,7 +37,7 @@ void PostgresStore::notify(const std::string& channel, const std::string& payloa
   }
   std::lock_guard lock(mutex_);
   Transaction tx(*conn_, Transaction::Mode::single);
-  conn_->query("SELECT pg_notify($1, $2)", channel, payload);
+  conn_->later("SELECT pg_notify($1, $2)", channel, payload);
   tx.commit();
 }
 
@@ -53,7 +53,7 @@ void PostgresStore::notify_all(const std::string& channel,
   std::lock_guard lock(mutex_);
   Transaction tx(*conn_, Transaction::Mode::single);
   // unnest keeps the array's order (WITH ORDINALITY makes it explicit).
-  conn_->query(
+  conn_->later(
       "SELECT count(pg_notify($1, p)) FROM unnest($2::text[]) WITH ORDINALITY AS t(p, i)",
       channel, pg::Param::text_array(payloads));
   tx.commit();

@@ -314,6 +314,15 @@ class Store {
   virtual bool set_value_fenced(const std::string& key, const std::string& value,
                                 const std::string& lease_name, std::int64_t epoch,
                                 std::int64_t now_ms) = 0;
+  // The fenced write a batch starts with (runtime::Replica::fence): set_value_fenced, and
+  // StoreError(`refusal`) when it is refused. A driver may send it without waiting for the
+  // answer and check it before the batch commits (postgres: pipeline mode); the batch fails
+  // then, with nothing committed.
+  virtual void fence(const std::string& key, const std::string& value,
+                     const std::string& lease_name, std::int64_t epoch, std::int64_t now_ms,
+                     const std::string& refusal) {
+    if (!set_value_fenced(key, value, lease_name, epoch, now_ms)) throw StoreError(refusal);
+  }
   // Work to take over: sessions with unfinished inbound rows (pending or running) whose lease
   // ("session:<key>") is free or released, or expired while its holder's presence lease
   // ("replica:<holder>") is expired or missing too: a session is its holder's as long as that

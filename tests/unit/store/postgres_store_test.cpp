@@ -257,13 +257,57 @@ TEST(PostgresStore, ABatchIsOneTransactionAndAFailureInItRollsItAllBack) {
   store->begin_batch();
   store->insert_inbound(message("m1"), 1000);
   EXPECT_EQ(pg_query(conninfo, "SELECT count(*) FROM inbox"), "0") << "not committed yet";
-  EXPECT_THROW(store->mark_sent(12345, 1000), StoreError);
+  // In pipeline mode the update's answer is read later: it fails the batch at the latest at
+  // the commit, and nothing more is written in it meanwhile.
+  store->mark_sent(12345, 1000);
+  EXPECT_THROW(store->insert_inbound(message("m3"), 1000), StoreError) << "the next one waits";
+  EXPECT_THROW(store->insert_inbound(message("m4"), 1000), StoreError) << "not on its own either";
   EXPECT_THROW(store->commit_batch(), StoreError);
+  store->rollback_batch();
   EXPECT_EQ(pg_query(conninfo, "SELECT count(*) FROM inbox"), "0");
   store->begin_batch();
   store->insert_inbound(message("m1"), 1000);
   store->commit_batch();
   EXPECT_EQ(pg_query(conninfo, "SELECT count(*) FROM inbox"), "1");
+}
+
+// A batch runs in pipeline mode: statements whose answer nobody waits for (the fence, a
+// state update) are checked later, but always before the commit is sent, and a failure there
+// is not lost to an operation that catches errors (the turn's history read does).
+TEST(PostgresStore, APipelinedCheckThatFailsCommitsNothingWhoeverCatchesIt) {
+  FRESH_SCHEMA_OR_SKIP(conninfo);
+  auto store = PostgresStore::open({conninfo, ""});
+  store->begin_batch();
+  store->fence("k", "v", "replica:nobody", 1, 0, "fenced: nobody");  // no such lease: refused
+  try {
+    store->counts();  // the first answer waited for: the refusal comes with it
+  } catch (const StoreError& e) {
+    EXPECT_NE(std::string(e.what()).find("fenced: nobody"), std::string::npos) << e.what();
+  }
+  try {
+    store->insert_inbound(message("m1"), 1000);
+  } catch (const StoreError&) {
+  }
+  EXPECT_THROW(store->commit_batch(), StoreError);
+  store->rollback_batch();
+  EXPECT_EQ(pg_query(conninfo, "SELECT count(*) FROM inbox"), "0");
+  EXPECT_EQ(pg_query(conninfo, "SELECT count(*) FROM kv WHERE key = 'k'"), "0");
+  // A check whose answer is still unread at the commit is read before the commit goes.
+  store->begin_batch();
+  store->insert_inbound(message("m2"), 1000);
+  store->mark_sent(12345, 1000);  // no such row: the server does it (0 rows), the check fails
+  EXPECT_THROW(store->commit_batch(), StoreError);
+  store->rollback_batch();
+  EXPECT_EQ(pg_query(conninfo, "SELECT count(*) FROM inbox"), "0");
+  // More statements than are ever left unanswered at once, in one batch: all committed.
+  store->begin_batch();
+  for (int i = 0; i < 150; ++i) {
+    const auto r = store->insert_inbound(message("n" + std::to_string(i)), 1000);
+    store->set_inbound_state(r.record.id, InboxState::running);
+  }
+  store->commit_batch();
+  EXPECT_EQ(pg_query(conninfo, "SELECT count(*) FROM inbox WHERE state = 'running'"), "150");
+  EXPECT_EQ(pg_query(conninfo, "SELECT count(*) FROM transcript"), "150");
 }
 
 TEST(PostgresStore, AReplicaFrozenInsideABatchDoesNotKeepTheLeaseFromTheOthers) {

@@ -48,8 +48,14 @@ TEST_P(StoreBatch, AFailedOperationInsideABatchRollsTheWholeBatchBack) {
   store->insert_inbound(batch_msg("before"), 1);
   store->begin_batch();
   store->insert_inbound(batch_msg("a"), 2);
-  EXPECT_THROW(store->set_inbound_state(9999, InboxState::done), StoreError);
+  // It throws at once, or (a driver that sends without waiting: postgres) the batch fails at
+  // the commit at the latest; nothing of it is committed either way.
+  try {
+    store->set_inbound_state(9999, InboxState::done);
+  } catch (const StoreError&) {
+  }
   EXPECT_THROW(store->commit_batch(), StoreError);
+  store->rollback_batch();
   EXPECT_EQ(store->counts().inbox_total, 1);
   // The store is usable again, with or without a batch.
   store->insert_inbound(batch_msg("after"), 3);
