@@ -217,6 +217,15 @@ void Pipeline::send(const SendRequest& req, std::function<void(SendResult)> done
   if (!routes_.count(req.channel)) {
     throw std::invalid_argument("channel \"" + req.channel + "\" is not configured");
   }
+  if (served_elsewhere(req.channel)) {
+    // Its part could not go out from here (an IRC connection another replica keeps).
+    auto why = "channel " + req.channel + " is kept by another replica (" +
+               routes_.at(req.channel).channel->health().detail + "): send through it";
+    executor_.post([done = std::move(done), why = std::move(why)] {
+      done(SendResult{{}, {}, false, why});
+    });
+    return;
+  }
   const std::string session = req.session_key.empty() ? req.to : req.session_key;
   if (session_leases_ && !session_leases_->holds(session)) {
     // Its parts are delivered by the replica that runs the session: this one, once it holds it.

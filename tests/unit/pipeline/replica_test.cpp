@@ -430,6 +430,23 @@ TEST_F(ReplicaPipelineTest, SessionsOfAConnectionKeptElsewhereRunOnItsHolder) {
   a->remove_channel("irc");
 }
 
+// A send to a chat of a connection another replica keeps is refused here (its part could
+// never go out from this replica), naming why.
+TEST_F(ReplicaPipelineTest, ASendToAConnectionKeptElsewhereIsRefused) {
+  auto a = make_a();
+  FakeChannel irc_a("irc");
+  irc_a.elsewhere = true;
+  a->add_channel(&irc_a, &agent_, 0);
+  auto refused = send(*a, SendRequest{"irc", "#ops", "hi", "idem-irc", ""});
+  EXPECT_NE(refused.error.find("kept by another replica"), std::string::npos) << refused.error;
+  EXPECT_TRUE(store_->pending_outbox().empty());
+  EXPECT_TRUE(irc_a.attempts.empty());
+  irc_a.elsewhere = false;
+  auto sent = send(*a, SendRequest{"irc", "#ops", "hi", "idem-irc2", ""});
+  EXPECT_TRUE(sent.error.empty()) << sent.error;
+  a->remove_channel("irc");
+}
+
 // A replica that takes the connection over claims what waited for it and runs it.
 TEST_F(ReplicaPipelineTest, TakingTheConnectionOverRunsWhatWaitedForIt) {
   auto a = make_a();
