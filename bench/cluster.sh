@@ -14,9 +14,10 @@
 # replicas a and b with one IRC account on a local ngircd (its lease "channel:irc:..."), a
 # keeps the connection and b stands by; a is killed (-9) and the time until b has taken the
 # account's lease over, and until it is registered on the server, is measured, then the roles
-# swap; -F times. Rolling: three replicas under load, each restarted
-# in turn (SIGUSR1) -R times in all, each restart waited for; loadgen reconnects and counts
-# lost and duplicated finals.
+# swap; -F times. Rolling: three replicas under load (WebSocket, and a bot on the fake Bot API,
+# drawbridge_telegram_fake, as a process of its own), each restarted in turn (SIGUSR1) -R times
+# in all, each restart waited for; loadgen reconnects and counts lost and duplicated finals,
+# the fake counts lost and duplicated replies and the most getUpdates in flight at once.
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -39,6 +40,8 @@ part() { [[ ",$parts," == *",$1,"* ]]; }
 keep() { [[ -n "$keep_logs" ]] && mkdir -p "$keep_logs" && cp "$work"/gw-*.log "$keep_logs"/ 2>/dev/null; true; }
 need_bin "$DRAWBRIDGE_BIN"
 need_bin "$LOADGEN_BIN"
+TELEGRAM_FAKE_BIN="${TELEGRAM_FAKE_BIN:-$BUILD_DIR/bench/drawbridge_telegram_fake}"
+part rolling && need_bin "$TELEGRAM_FAKE_BIN"
 bindir=$(for b in /usr/lib/postgresql/*/bin; do [[ -x $b/initdb ]] && echo "$b"; done | sort -V | tail -n 1)
 [[ -n "$bindir" ]] || { echo "PostgreSQL is not installed (apt-get install postgresql)" >&2; exit 2; }
 
@@ -160,8 +163,20 @@ fi
 
 if part rolling; then
   echo "=== rolling restarts: 3 replicas under load, $restarts in-process restarts (SIGUSR1), each in turn"
+  # A bot on the fake Bot API (a process of its own): 20 updates/s over 10 chats all along;
+  # every replica may poll it, one at a time under the bot's lease.
+  export BENCH_TG_TOKEN="777001:bench-cluster-token"
+  rm -f "$work/tg.url"
+  "$TELEGRAM_FAKE_BIN" --token "$BENCH_TG_TOKEN" --url-file "$work/tg.url" --rate 20 --chats 10 \
+    --settle 60 >"$work/tg.json" 2>"$work/tg.err" &
+  tg_pid=$!
+  _bench_pids+=("$tg_pid")
+  i=0
+  while [[ ! -s "$work/tg.url" ]] && ((i++ < 200)); do sleep 0.05; done
+  [[ -s "$work/tg.url" ]] || { echo "the fake Bot API did not start"; cat "$work/tg.err"; exit 1; }
+  bot="\"channels\": {\"telegram\": {\"botTokenEnv\": \"BENCH_TG_TOKEN\", \"apiRoot\": \"$(cat "$work/tg.url")\", \"allowFrom\": [1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010], \"sendRate\": {\"chatPerSecond\": 0}}}"
   for name in x y z; do
-    pg_config "$work/roll-$name.json" roll "$name" info '"restart": {"delayMs": 0, "cooldownMs": 0}'
+    pg_config "$work/roll-$name.json" roll "$name" info '"restart": {"delayMs": 0, "cooldownMs": 0}' "$bot"
     cfg[$name]="$work/roll-$name.json"
     launch_ready "$name"
   done
@@ -186,7 +201,10 @@ if part rolling; then
     echo "restart $((i + 1)): $name ready again in $(ms_between "$t0" "$EPOCHREALTIME") ms"
   done
   wait "${lg_pids[@]}"
+  kill -TERM "$tg_pid"  # stops pushing; waits (at most 60 s) for the last answers, then reports
+  wait "$tg_pid"
   keep
   jq -s -r '"rolling: sent \(map(.sent) | add)  finals \(map(.finals) | add)  lost \(map(.lost) | add)  duplicates \(map(.duplicates) | add)  reconnects \(map(.reconnect.reconnects // 0) | add)"' "$work"/roll-lg-*.json
+  jq -r '"telegram: pushed \(.pushed)  answered \(.answered)  lost \(.lost)  duplicates \(.duplicates)  most polls at once \(.maxConcurrentPolls)"' "$work/tg.json"
   stop_all
 fi

@@ -195,11 +195,15 @@ TEST_F(ClusterTest, MessagesOfAFrozenReplicasSessionsAreRunOnceAfterTakeOver) {
 TEST_F(ClusterTest, APausedPollerIsFencedAndTwoPollsNeverOverlap) {
   TelegramFake fake;
   fake.add_bot(kBot, 777001, "cluster_bot");
-  TempDir dir_a, dir_b;
+  TempDir dir_a, dir_b, machine;
   Gateway a(dir_a, with_bot(pg_config(conninfo, "a", 2000), fake));
   Gateway b(dir_b, with_bot(pg_config(conninfo, "b", 2000), fake));
   bot_env(a);
   bot_env(b);
+  // Both on one machine (one runtime folder): the bot's lease is the rule in a cluster, not
+  // the machine-wide lock, which the frozen a would hold for ever.
+  a.set_env("XDG_RUNTIME_DIR", machine.path().string());
+  b.set_env("XDG_RUNTIME_DIR", machine.path().string());
   a.start();
   // Recorded as sent first: a freeze between a send and its record is the one window where a
   // part can go twice (README "Answered once"), which this test is not about.

@@ -120,7 +120,9 @@ void TelegramChannel::start() {
 }
 
 bool TelegramChannel::take_lock() {
-  if (lock_) return true;
+  // In a cluster the bot's lease is the rule, for replicas on one machine too (the lock would
+  // keep a second replica of this host from ever taking the bot over).
+  if (lock_ || pipeline_.account_leases() != nullptr) return true;
   std::string why;
   lock_ = AccountLock::acquire("telegram-" + options_.bot_id(), why);
   if (lock_) {
