@@ -174,7 +174,7 @@ if part rolling; then
   i=0
   while [[ ! -s "$work/tg.url" ]] && ((i++ < 200)); do sleep 0.05; done
   [[ -s "$work/tg.url" ]] || { echo "the fake Bot API did not start"; cat "$work/tg.err"; exit 1; }
-  bot="\"channels\": {\"telegram\": {\"botTokenEnv\": \"BENCH_TG_TOKEN\", \"apiRoot\": \"$(cat "$work/tg.url")\", \"allowFrom\": [1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010], \"sendRate\": {\"chatPerSecond\": 0}}}"
+  bot="\"channels\": {\"local\": {}, \"telegram\": {\"botTokenEnv\": \"BENCH_TG_TOKEN\", \"apiRoot\": \"$(cat "$work/tg.url")\", \"allowFrom\": [1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010], \"sendRate\": {\"chatPerSecond\": 0}}}"
   for name in x y z; do
     pg_config "$work/roll-$name.json" roll "$name" info '"restart": {"delayMs": 0, "cooldownMs": 0}' "$bot"
     cfg[$name]="$work/roll-$name.json"
