@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <set>
 
 #include "pipeline/pipeline.h"
@@ -121,6 +122,16 @@ class ReplicaPipelineTest : public PipelineTest {
     return p;
   }
 
+  // An IRC channel on `p`, its turns run by `agent`; `elsewhere`: another replica keeps its
+  // connection. Owned here: it outlives the test's pipelines.
+  FakeChannel& irc_on(Pipeline& p, FakeAgent& agent, bool elsewhere) {
+    auto& channel = irc_channels_.emplace_back("irc");
+    channel.elsewhere = elsewhere;
+    p.add_channel(&channel, &agent, 0);
+    return channel;
+  }
+
+  std::deque<FakeChannel> irc_channels_;
   std::unique_ptr<StoreSessionLeases> a_leases_, b_leases_;
   FakeAgent b_agent_;
   FakeChannel b_channel_;
@@ -398,11 +409,9 @@ TEST_F(ReplicaPipelineTest, NothingIsAdoptedWhileDraining) {
 TEST_F(ReplicaPipelineTest, SessionsOfAConnectionKeptElsewhereRunOnItsHolder) {
   auto a = make_a();
   auto b = make_b();
-  FakeChannel irc_a("irc"), irc_b("irc");
-  irc_a.elsewhere = true;  // b keeps the connection
-  FakeAgent irc_agent_b;
-  a->add_channel(&irc_a, &agent_, 0);
-  b->add_channel(&irc_b, &irc_agent_b, 0);
+  irc_on(*a, agent_, true);  // b keeps the connection
+  irc_on(*b, b_agent_, false);
+  auto& irc_agent_b = b_agent_;
   const auto now = clock_.wall_ms();
   store_->insert_inbound({"irc", "x1", "irc:#x", "#x", "alice", "to x", "run-x1"}, now);
   a->claim_free_sessions(true);
@@ -426,17 +435,13 @@ TEST_F(ReplicaPipelineTest, SessionsOfAConnectionKeptElsewhereRunOnItsHolder) {
   executor_.run_ready();
   ASSERT_EQ(irc_agent_b.calls.size(), 2u);
   EXPECT_EQ(irc_agent_b.calls[1]->request.text, "to y");
-  b->remove_channel("irc");
-  a->remove_channel("irc");
 }
 
 // A send to a chat of a connection another replica keeps is refused here (its part could
 // never go out from this replica), naming why.
 TEST_F(ReplicaPipelineTest, ASendToAConnectionKeptElsewhereIsRefused) {
   auto a = make_a();
-  FakeChannel irc_a("irc");
-  irc_a.elsewhere = true;
-  a->add_channel(&irc_a, &agent_, 0);
+  auto& irc_a = irc_on(*a, agent_, true);
   auto refused = send(*a, SendRequest{"irc", "#ops", "hi", "idem-irc", ""});
   EXPECT_NE(refused.error.find("kept by another replica"), std::string::npos) << refused.error;
   EXPECT_TRUE(store_->pending_outbox().empty());
@@ -444,15 +449,12 @@ TEST_F(ReplicaPipelineTest, ASendToAConnectionKeptElsewhereIsRefused) {
   irc_a.elsewhere = false;
   auto sent = send(*a, SendRequest{"irc", "#ops", "hi", "idem-irc2", ""});
   EXPECT_TRUE(sent.error.empty()) << sent.error;
-  a->remove_channel("irc");
 }
 
 // A replica that takes the connection over claims what waited for it and runs it.
 TEST_F(ReplicaPipelineTest, TakingTheConnectionOverRunsWhatWaitedForIt) {
   auto a = make_a();
-  FakeChannel irc_a("irc");
-  irc_a.elsewhere = true;
-  a->add_channel(&irc_a, &agent_, 0);
+  auto& irc_a = irc_on(*a, agent_, true);
   store_->insert_inbound({"irc", "z1", "irc:#z", "#z", "alice", "to z", "run-z1"},
                          clock_.wall_ms());
   look(*a);
@@ -464,7 +466,6 @@ TEST_F(ReplicaPipelineTest, TakingTheConnectionOverRunsWhatWaitedForIt) {
   EXPECT_TRUE(a_leases_->holds("irc:#z"));
   ASSERT_EQ(agent_.calls.size(), 1u);
   EXPECT_EQ(agent_.calls[0]->request.text, "to z");
-  a->remove_channel("irc");
 }
 
 }  // namespace
